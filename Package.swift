@@ -1,0 +1,56 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Faultline",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "faultline", targets: ["faultline"]),
+        .library(name: "FaultlineKit", targets: ["FaultlineKit"]),
+        .library(name: "FaultlineCLI", targets: ["FaultlineCLI"]),
+        .library(name: "FaultlineTesting", targets: ["FaultlineTesting"]),
+        .library(name: "FaultlineProcess", targets: ["FaultlineProcess"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // The kernel: protocols, experiment model, loading, substitution, tolerances, engine, journal.
+        .target(
+            name: "FaultlineKit",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "FaultlineCLI",
+            dependencies: [
+                "FaultlineKit",
+                "FaultlineProcess",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "faultline",
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProcess"]
+        ),
+        .target(name: "FaultlineTesting", dependencies: ["FaultlineKit"]),
+
+        // Run-time plugin modules (see Plugins/README.md).
+        .target(name: "FaultlineProcess", dependencies: ["FaultlineKit", "CFaultlineSystem"], path: "Plugins/FaultlineProcess"),
+        // Thin C wrappers for system calls Swift's Glibc module does not expose.
+        .target(name: "CFaultlineSystem"),
+
+        .testTarget(name: "FaultlineKitTests", dependencies: ["FaultlineKit", "FaultlineTesting"]),
+        .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting"]),
+        .testTarget(
+            name: "FaultlineCLITests",
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineTesting"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

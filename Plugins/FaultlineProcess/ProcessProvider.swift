@@ -1,0 +1,199 @@
+import FaultlineKit
+import Foundation
+
+/// Chaos Toolkit's `process` provider: runs a program and returns `{status, stdout, stderr}`.
+///
+/// Unlike Chaos Toolkit, a list of `arguments` is argv and never goes through a shell; a string
+/// runs through `/bin/sh -c` (as Chaos Toolkit always does) with a warning unless `shell: true`
+/// says that is intended. A non-zero exit is not a failure — the tolerance judges the status — but
+/// a timeout is: the whole process group is stopped and the activity fails.
+public struct ProcessProvider: Probe, Action {
+    public static let type = "process"
+    public static let summary = "Run a program; output {status, stdout, stderr}"
+    public static let argumentHelp = [
+        "path": "program to run: a path, or a name looked up in PATH",
+        "arguments": "argv as a list (no shell); a string runs through /bin/sh -c",
+        "timeout": "seconds before the process group is stopped and the activity fails",
+        "env": "environment variables added to Faultline's",
+        "cwd": "working directory",
+        "shell": "run path and a string of arguments through /bin/sh -c, on purpose",
+    ]
+
+    public struct Arguments: Codable, Sendable {
+        public var path: String
+        public var arguments: CommandArguments
+        public var timeout: Double?
+        public var env: [String: String]
+        public var cwd: String?
+        public var shell: Bool
+
+        enum CodingKeys: String, CodingKey { case path, arguments, timeout, env, cwd, shell }
+
+        public init(path: String, arguments: CommandArguments = .list([]), timeout: Double? = nil, env: [String: String] = [:], cwd: String? = nil, shell: Bool = false) {
+            self.path = path
+            self.arguments = arguments
+            self.timeout = timeout
+            self.env = env
+            self.cwd = cwd
+            self.shell = shell
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            path = try c.decode(String.self, forKey: .path)
+            arguments = try c.decodeIfPresent(CommandArguments.self, forKey: .arguments) ?? .list([])
+            timeout = try c.decodeIfPresent(Double.self, forKey: .timeout)
+            env = (try c.decodeIfPresent([String: Value].self, forKey: .env) ?? [:]).mapValues { $0.stringValue ?? $0.description }
+            cwd = try c.decodeIfPresent(String.self, forKey: .cwd)
+            shell = try c.decodeIfPresent(Bool.self, forKey: .shell) ?? false
+        }
+    }
+
+    /// `arguments` as Chaos Toolkit accepts them.
+    public enum CommandArguments: Codable, Sendable, Equatable {
+        /// argv; `null` and empty strings are dropped, numbers and booleans written as text.
+        case list([String])
+        /// One string for `/bin/sh -c`.
+        case string(String)
+
+        public init(from decoder: any Decoder) throws {
+            let value = try Value(from: decoder)
+            switch value {
+            case .string(let s): self = .string(s)
+            case .array(let elements):
+                self = .list(elements.compactMap { element in
+                    switch element {
+                    case .null: nil
+                    case .string(let s): s.isEmpty ? nil : s
+                    default: Substitution.interpolated(element)
+                    }
+                })
+            case .object(let object):
+                // Chaos Toolkit's deprecated mapping form: flattened to `key value` pairs.
+                self = .list(object.flatMap { [$0.key, $0.value.stringValue ?? $0.value.description] })
+            case .null: self = .list([])
+            default: self = .string(value.description)
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            switch self {
+            case .list(let l): try l.encode(to: encoder)
+            case .string(let s): try s.encode(to: encoder)
+            }
+        }
+    }
+
+    public init() {}
+
+    public static func validate(_ arguments: Arguments) throws {
+        if let timeout = arguments.timeout, timeout <= 0 {
+            throw ArgumentError("timeout", "timeout must be more than 0 seconds")
+        }
+        if let cwd = arguments.cwd {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ArgumentError("cwd", "working directory \(cwd) does not exist")
+            }
+        }
+        guard !arguments.shell else { return }
+        do {
+            _ = try ChildProcess.resolveExecutable(arguments.path)
+        } catch let error as SpawnError {
+            throw ArgumentError("path", error.description)
+        }
+    }
+
+    public static func warnings(_ arguments: Arguments) -> [ArgumentError] {
+        if case .string = arguments.arguments, !arguments.shell {
+            return [
+                ArgumentError(
+                    "arguments", "a string of arguments runs through /bin/sh -c",
+                    hint: "write arguments as a list to run without a shell, or add shell: true if the shell is intended")
+            ]
+        }
+        return []
+    }
+
+    public func probe(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        try await Self.run(arguments, context: context)
+    }
+
+    public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        try await Self.run(arguments, context: context)
+    }
+
+    /// Runs the program and collects its output.
+    public static func run(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        var environment = ProcessInfo.processInfo.environment
+        for (key, value) in arguments.env { environment[key] = value }
+        let executable: String
+        let argv: [String]
+        switch arguments.arguments {
+        case .string(let text):
+            if !arguments.shell {
+                context.logger.warning("running \"\(arguments.path) \(text)\" through /bin/sh -c; write arguments as a list to avoid the shell")
+            }
+            executable = "/bin/sh"
+            argv = ["-c", "\(arguments.path) \(text)"]
+        case .list(let list) where arguments.shell:
+            executable = "/bin/sh"
+            argv = ["-c", ([arguments.path] + list).joined(separator: " ")]
+        case .list(let list):
+            do {
+                executable = try ChildProcess.resolveExecutable(arguments.path, environment: environment)
+            } catch {
+                throw ActivityFailure("\(error)")
+            }
+            argv = list
+        }
+
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(executable: executable, arguments: argv, environment: environment, workingDirectory: arguments.cwd)
+        } catch {
+            throw ActivityFailure("\(error)")
+        }
+        context.logger.debug("started \(executable) (pid \(child.pid))")
+
+        let termination: ChildProcess.Termination? = await withTaskCancellationHandler {
+            await withTaskGroup(of: ChildProcess.Termination?.self) { group in
+                group.addTask { await child.wait() }
+                if let timeout = arguments.timeout {
+                    group.addTask {
+                        try? await Task.sleep(for: .seconds(timeout))
+                        return nil
+                    }
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+        } onCancel: {
+            child.signal(SIGKILL)
+        }
+        guard let termination, !Task.isCancelled else {
+            let ended = await child.terminate(grace: 1)
+            let (stdout, stderr) = await child.collectedOutput()
+            if Task.isCancelled { throw CancellationError() }
+            throw ActivityFailure(
+                "\(arguments.path) timed out after \(Substitution.interpolated(.double(arguments.timeout ?? 0))) s; its process group was stopped (\(ended))",
+                details: Array(stderr.split(separator: "\n").suffix(5).map(String.init)),
+                output: ["status": .null, "stdout": .string(stdout), "stderr": .string(stderr)])
+        }
+        let (stdout, stderr) = await child.collectedOutput()
+        // Anything the program left running in its group goes with it.
+        kill(-child.pid, SIGKILL)
+        return ["status": .int(Int(termination.status)), "stdout": .string(stdout), "stderr": .string(stderr)]
+    }
+}
+
+/// The process plugin: the `process` provider.
+public enum ProcessPlugin: FaultlinePlugin {
+    public static let name = "process"
+
+    public static func register(into registry: inout PluginRegistry) {
+        registry.register(probe: ProcessProvider())
+        registry.register(action: ProcessProvider())
+    }
+}

@@ -1,0 +1,64 @@
+import ArgumentParser
+import FaultlineKit
+import FaultlineProcess
+import Foundation
+import Logging
+import Synchronization
+
+/// The plugins Faultline ships with, for `faultline` itself and for custom binaries:
+/// `static let plugins = Faultline.builtins + [MyPlugin.self]`.
+public enum Faultline {
+    public static let builtins: [any FaultlinePlugin.Type] = [
+        ProcessPlugin.self
+    ]
+}
+
+/// The entry point of a Faultline binary: list the plugins, and `main` does the rest.
+///
+/// ```swift
+/// import FaultlineCLI
+///
+/// @main
+/// struct MyChaos: FaultlineMain {
+///     static let plugins = Faultline.builtins + [MyProbePlugin.self]
+/// }
+/// ```
+public protocol FaultlineMain {
+    /// The plugins to register, in order (a later registration of a name replaces an earlier one).
+    static var plugins: [any FaultlinePlugin.Type] { get }
+}
+
+extension FaultlineMain {
+    /// Builds the registry once, bootstraps logging, and runs the command line.
+    public static func main() async {
+        CommandEnvironment.bootstrap(plugins: plugins)
+        await FaultlineCommand.main()
+    }
+}
+
+/// What the commands share, built once at startup by ``FaultlineMain/main()``.
+enum CommandEnvironment {
+    private static let state = Mutex<PluginRegistry>(PluginRegistry())
+
+    static var registry: PluginRegistry { state.withLock { $0 } }
+
+    static func bootstrap(plugins: [any FaultlinePlugin.Type]) {
+        state.withLock { $0 = PluginRegistry(plugins: plugins) }
+        LoggingSystem.bootstrap { label in ConsoleLogHandler(label: label) }
+    }
+}
+
+/// `faultline`: the root command.
+struct FaultlineCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "faultline",
+        abstract: "Chaos experiments: inject faults, drive load, judge a steady-state hypothesis, always clean up.",
+        discussion: """
+            Run the suite in ./experiments.yaml on its default profile with `faultline run`.
+            Exit codes: 0 completed, 1 deviated/failed/aborted, 2 invalid input, 130 interrupted.
+            """,
+        version: "faultline \(Engine.version)",
+        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self],
+        defaultSubcommand: nil
+    )
+}

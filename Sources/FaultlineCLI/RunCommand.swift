@@ -1,0 +1,220 @@
+import ArgumentParser
+import Dispatch
+import FaultlineKit
+import FaultlineProcess
+import Foundation
+import Logging
+
+/// Options shared by `run` and `validate`: what to load and with which configuration.
+struct LoadOptions: ParsableArguments {
+    @Argument(help: "A suite (with experiments:) or one experiment, YAML or JSON. Default: ./experiments.yaml.")
+    var file: String?
+
+    @Option(help: "The suite profile to run (default: the suite's default profile).")
+    var profile: String?
+
+    @Option(name: .customLong("var"), help: ArgumentHelp("Set a configuration value: key=value or key:type=value (type: str, int, float, bool, json).", valueName: "key[:type]=value"))
+    var variables: [String] = []
+
+    @Option(name: .customLong("var-file"), help: ArgumentHelp("Load configuration and secrets from a JSON/YAML file, or KEY=VALUE lines from a .env file.", valueName: "file"))
+    var variableFiles: [String] = []
+
+    @Option(name: .customLong("only"), help: ArgumentHelp("Run only experiments whose title or file contains this text (repeatable).", valueName: "text"))
+    var only: [String] = []
+
+    /// The file to load, checking the default exists.
+    func resolvedFile() throws -> String {
+        if let file { return file }
+        guard FileManager.default.fileExists(atPath: "experiments.yaml") else {
+            throw ValidationError("no experiments.yaml in \(FileManager.default.currentDirectoryPath); pass a suite or experiment file")
+        }
+        return "experiments.yaml"
+    }
+
+    /// Converts `--var` options.
+    func parsedVariables() throws -> [(String, Value)] {
+        try variables.map { text in
+            guard let equals = text.firstIndex(of: "=") else {
+                throw ValidationError("--var \(text): expected key=value or key:type=value")
+            }
+            let left = String(text[..<equals])
+            let raw = String(text[text.index(after: equals)...])
+            let parts = left.split(separator: ":", maxSplits: 1).map(String.init)
+            guard let key = parts.first, !key.isEmpty else { throw ValidationError("--var \(text): the key is empty") }
+            guard parts.count == 2 else { return (key, .string(raw)) }
+            guard let type = EnvironmentValueType(rawValue: parts[1]) else {
+                throw ValidationError("--var \(text): unknown type \(parts[1]) (use \(EnvironmentValueType.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            do {
+                return (key, try type.convert(raw))
+            } catch {
+                throw ValidationError("--var \(text): \(error)")
+            }
+        }
+    }
+
+    func runnerOptions() throws -> SuiteRunner.Options {
+        var options = SuiteRunner.Options()
+        options.profile = profile
+        options.variables = try parsedVariables()
+        options.variableFiles = variableFiles
+        options.only = only
+        return options
+    }
+}
+
+/// Prints validation problems the way compilers do, and says how many.
+func printDiagnostics(_ diagnostics: [Diagnostic]) {
+    let t = Terminal.shared
+    for diagnostic in diagnostics {
+        let text = diagnostic.description
+        t.error(diagnostic.severity == .error ? t.paint("error: ", .red) + text : t.paint("warning: ", .yellow) + text)
+    }
+}
+
+/// `faultline run`.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a suite (default ./experiments.yaml on its default profile) or one experiment.",
+        discussion: """
+            Exit codes: 0 completed, 1 deviated, failed or aborted, 2 invalid input, 130 interrupted.
+            SIGINT or SIGTERM stops the method and runs the rollbacks; a second one aborts the rollbacks.
+            """)
+
+    @OptionGroup var load: LoadOptions
+
+    @Option(help: ArgumentHelp("For one experiment, the journal file (default journal.json); for a suite, the journal directory (default journals/).", valueName: "path"))
+    var journalPath: String?
+
+    @Option(help: "When rollbacks play: default (after any method activity started), always, never, deviated.")
+    var rollbackStrategy: RollbackStrategy?
+
+    @Option(help: "When the hypothesis is checked: default, before-method-only, after-method-only, during-method-only, continuously.")
+    var hypothesisStrategy: HypothesisStrategy?
+
+    @Option(help: ArgumentHelp("Seconds between hypothesis checks during the method.", valueName: "seconds"))
+    var hypothesisFrequency: Double?
+
+    @Flag(help: "Stop the method at the first deviation seen during it.")
+    var failFast = false
+
+    @Option(help: "Skip part of the run: probes, actions, activities or pause.")
+    var dry: DryMode?
+
+    @Option(help: "Seed for every random choice (toxicity, jitter, kill targets), to replay a run.")
+    var seed: UInt64?
+
+    @Option(help: ArgumentHelp("Reports to write when the run ends, comma-separated (e.g. md,html,junit).", valueName: "formats"))
+    var report: String?
+
+    @Option(help: ArgumentHelp("Where reports go (default reports/).", valueName: "dir"))
+    var reportDir: String?
+
+    @Flag(name: .shortAndLong, help: "Print only the summary and errors.")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Print debug logs.")
+    var verbose = false
+
+    func run() async throws {
+        LogSettings.level = verbose ? .debug : (quiet ? .error : .warning)
+        let registry = CommandEnvironment.registry
+        var options = try load.runnerOptions()
+        options.journalPath = journalPath
+        options.seed = seed
+        options.run.dry = dry
+        options.run.rollbackStrategy = rollbackStrategy
+        options.run.hypothesisStrategy = hypothesisStrategy
+        options.run.hypothesisFrequency = hypothesisFrequency
+        options.run.failFast = failFast ? true : nil
+        options.reportFormats = report.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        options.reportDirectory = reportDir
+
+        let observer = ConsoleObserver(verbosity: quiet ? .quiet : (verbose ? .verbose : .normal))
+        let runner = SuiteRunner(registry: registry, observer: observer, logger: Logger(label: "faultline"))
+        let prepared: SuiteRunner.Prepared
+        do {
+            prepared = try runner.load(path: try load.resolvedFile(), options: options)
+        } catch let error as FaultlineKit.ValidationError {
+            printDiagnostics(error.diagnostics)
+            let count = error.errors.count
+            Terminal.shared.error("\(count) error\(count == 1 ? "" : "s"); nothing was run")
+            throw ExitCode(2)
+        }
+        printDiagnostics(prepared.warnings)
+        var redactor = LogSettings.redactor
+        let shared = ResolvedConfiguration.resolve(prepared.sharedLayers, environment: options.environment, sink: DiagnosticSink())
+        redactor.add(Array(shared.redactor.needles) + Array(shared.redactor.exact))
+        LogSettings.redactor = redactor
+
+        let interruption = Interruption()
+        let signals = SignalHandlers(interruption: interruption, observer: observer)
+        signals.install()
+        let result = await runner.run(prepared, interruption: interruption)
+        signals.restoreAfterRun()
+
+        let t = Terminal.shared
+        if let setupError = result.setupError {
+            t.error(t.paint("error: ", .red) + "the run could not start: \(setupError)")
+        }
+        for problem in result.teardownProblems { t.error(t.paint("warning: ", .yellow) + problem) }
+        if !result.journals.isEmpty {
+            t.write("\n" + SummaryTable.render(result.journals, terminal: t) + "\n")
+        }
+        if !result.journalPaths.isEmpty, !quiet {
+            let shown = result.journalPaths.count == 1 ? result.journalPaths[0] : (result.journalPaths[0] as NSString).deletingLastPathComponent + "/"
+            t.write(t.paint("journal\(result.journalPaths.count == 1 ? "" : "s"): \(shown)", .dim) + "\n")
+        }
+        for path in result.reportPaths where !quiet { t.write(t.paint("report: \(path)", .dim) + "\n") }
+        let outcome = result.outcome
+        if outcome != .completed || !quiet {
+            t.write("\(ConsoleObserver.paintOutcome(outcome, t)) (exit \(outcome.exitCode))\n")
+        }
+        throw ExitCode(outcome.exitCode)
+    }
+}
+
+extension RollbackStrategy: ExpressibleByArgument {}
+extension HypothesisStrategy: ExpressibleByArgument {}
+extension DryMode: ExpressibleByArgument {}
+
+/// SIGINT and SIGTERM become interrupts of the run; a third one exits at once, killing children.
+final class SignalHandlers: @unchecked Sendable {
+    let interruption: Interruption
+    let observer: ConsoleObserver
+    // Touched only by install() and restoreAfterRun(), both called from the run command's task.
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(interruption: Interruption, observer: ConsoleObserver) {
+        self.interruption = interruption
+        self.observer = observer
+    }
+
+    func install() {
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [interruption, observer] in
+                let count = interruption.count + 1
+                if count >= 3 {
+                    Terminal.shared.error("\(name) a third time: exiting now, killing every process Faultline started")
+                    ChildRegistry.shared.killAll()
+                    exit(130)
+                }
+                observer.handle(.interrupted(signal: name, count: count))
+                interruption.interrupt(name)
+            }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    /// After the run, a signal during reporting simply ends the process.
+    func restoreAfterRun() {
+        sources.forEach { $0.cancel() }
+        sources.removeAll()
+        signal(SIGINT, SIG_DFL)
+        signal(SIGTERM, SIG_DFL)
+    }
+}

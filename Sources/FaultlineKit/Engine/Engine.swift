@@ -1,0 +1,554 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// What a run may skip, as Chaos Toolkit's `--dry`.
+public enum DryMode: String, Sendable, Codable, CaseIterable {
+    case probes, actions, activities, pause
+}
+
+/// How to run one experiment.
+public struct RunOptions: Sendable {
+    public var dry: DryMode?
+    /// Overrides the experiment's `runtime.rollbacks.strategy`.
+    public var rollbackStrategy: RollbackStrategy?
+    /// Overrides the experiment's `runtime.hypothesis.strategy`.
+    public var hypothesisStrategy: HypothesisStrategy?
+    /// Seconds between checks of a continuous hypothesis (default 1).
+    public var hypothesisFrequency: Double?
+    /// Stop the method at the first deviation seen during it.
+    public var failFast: Bool?
+    public var seed: UInt64
+    public var profile: String?
+    /// Where the journal is written as the run goes (nil: only returned).
+    public var journalPath: String?
+    /// Where activities put files (service logs).
+    public var runDirectory: String
+
+    public init(
+        dry: DryMode? = nil, rollbackStrategy: RollbackStrategy? = nil, hypothesisStrategy: HypothesisStrategy? = nil,
+        hypothesisFrequency: Double? = nil, failFast: Bool? = nil, seed: UInt64 = 0, profile: String? = nil, journalPath: String? = nil,
+        runDirectory: String = "."
+    ) {
+        self.dry = dry
+        self.rollbackStrategy = rollbackStrategy
+        self.hypothesisStrategy = hypothesisStrategy
+        self.hypothesisFrequency = hypothesisFrequency
+        self.failFast = failFast
+        self.seed = seed
+        self.profile = profile
+        self.journalPath = journalPath
+        self.runDirectory = runDirectory
+    }
+}
+
+/// Runs experiments: steady-state hypothesis (gate) → method → hypothesis again → rollbacks →
+/// cleanups, writing the journal as it goes.
+///
+/// - The first interrupt cancels the in-flight activity and skips the rest of the method; the
+///   rollbacks then run (under the `default` strategy, whenever a method activity had started).
+///   A second interrupt aborts the rollbacks and the journal lists what was left undone.
+/// - A failed action in the method aborts the method: the fault was not injected as written, so
+///   the hypothesis cannot tell anything. A failed probe in the method is recorded and the
+///   method goes on: probes observe, and failing to reach a system under fault is an observation.
+public struct Engine: Sendable {
+    public let registry: PluginRegistry
+    public let observer: any RunObserver
+    public let logger: Logger
+
+    public static let version = "0.1.0"
+
+    public init(registry: PluginRegistry, observer: any RunObserver = SilentObserver(), logger: Logger = Logger(label: "faultline")) {
+        self.registry = registry
+        self.observer = observer
+        self.logger = logger
+    }
+
+    /// Runs one experiment and returns its final journal.
+    /// - Parameters:
+    ///   - configuration: merged configuration and secrets (``ResolvedConfiguration/resolve(_:environment:sink:)``).
+    ///   - resources: shared services set up for the run (toxic backend, services).
+    ///   - interruption: signals delivered by the CLI.
+    public func run(
+        _ experiment: Experiment, configuration: ResolvedConfiguration, resources: Resources = Resources(), options: RunOptions,
+        interruption: Interruption = Interruption(), index: Int = 1, total: Int = 1
+    ) async -> Journal {
+        let run = ExperimentRun(
+            engine: self, experiment: experiment, configuration: configuration, resources: resources, options: options, interruption: interruption)
+        observer.handle(.experimentStarted(title: experiment.title, origin: experiment.origin, index: index, total: total))
+        let journal = await run.execute()
+        observer.handle(.experimentFinished(journal))
+        return journal
+    }
+
+    /// A hash of the experiment as written, to tell runs of the same experiment apart from runs of edited ones.
+    public static func hash(of experiment: Experiment) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in JSONWriter.string(experiment.document.value, pretty: false).utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        return String(hash, radix: 16)
+    }
+}
+
+/// The state of one experiment's run.
+private final class ExperimentRun: Sendable {
+    let engine: Engine
+    let experiment: Experiment
+    let configuration: ResolvedConfiguration
+    let resources: Resources
+    let options: RunOptions
+    let interruption: Interruption
+    let recorder: JournalRecorder
+    let state = RunState()
+    let redactor: Redactor
+    let startDate = Date()
+    let hypothesisStrategy: HypothesisStrategy
+    let rollbackStrategy: RollbackStrategy
+    let frequency: Double
+    let failFast: Bool
+
+    private struct Progress {
+        var methodStarted = false
+        var deviated = false
+        var gateFailed = false
+        var actionFailed = false
+        var failFastStopped = false
+        var reason: String?
+    }
+    private let progress = Mutex(Progress())
+
+    init(engine: Engine, experiment: Experiment, configuration: ResolvedConfiguration, resources: Resources, options: RunOptions, interruption: Interruption) {
+        self.engine = engine
+        self.experiment = experiment
+        self.configuration = configuration
+        self.resources = resources
+        self.options = options
+        self.interruption = interruption
+        redactor = configuration.redactor
+        hypothesisStrategy = options.hypothesisStrategy ?? experiment.runtime.hypothesis?.strategy ?? .default
+        rollbackStrategy = options.rollbackStrategy ?? experiment.runtime.rollbacks?.strategy ?? .default
+        frequency = max(0.01, options.hypothesisFrequency ?? experiment.runtime.hypothesis?.frequency ?? 1.0)
+        failFast = options.failFast ?? experiment.runtime.hypothesis?.fail_fast ?? false
+
+        let start = Timestamp.string(startDate)
+        let journal = Journal(
+            faultlineVersion: Engine.version, platform: Self.platform, node: ProcessInfo.processInfo.hostName,
+            runID: UUID().uuidString.lowercased(), experimentHash: Engine.hash(of: experiment), profile: options.profile, origin: experiment.origin,
+            seed: options.seed, dry: options.dry?.rawValue, experiment: configuration.redactor.redact(experiment.document.value), start: start,
+            status: .running, deviated: false, outcome: .running, reason: nil, steadyStates: SteadyStates(), run: [], rollbacks: [], cleanup: [],
+            faults: [], leftUndone: [], end: nil, duration: nil)
+        recorder = JournalRecorder(journal, path: options.journalPath)
+    }
+
+    static let platform: String = {
+        var name = utsname()
+        uname(&name)
+        func text<T>(_ field: T) -> String {
+            withUnsafeBytes(of: field) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        }
+        return "\(text(name.sysname))-\(text(name.release))-\(text(name.machine))"
+    }()
+
+    var observer: any RunObserver { engine.observer }
+
+    func execute() async -> Journal {
+        recorder.update { _ in }
+
+        // Main phases: cancelled by the first interrupt.
+        let main = Task { await self.mainPhases() }
+        let mainToken = interruption.on(count: 1) { main.cancel() }
+        await main.value
+        interruption.remove(mainToken)
+
+        // Rollbacks and cleanups: cancelled by the second interrupt.
+        let finishing = Task { await self.finishingPhases() }
+        let finishToken = interruption.on(count: 2) { finishing.cancel() }
+        await finishing.value
+        interruption.remove(finishToken)
+
+        return finalize()
+    }
+
+    // MARK: Phases
+
+    private func mainPhases() async {
+        if let hypothesis = experiment.hypothesis, hypothesisStrategy.before {
+            observer.handle(.phaseStarted(.hypothesisBefore))
+            let record = await runHypothesis(hypothesis, phase: .hypothesisBefore)
+            if Task.isCancelled { return }
+            if record.steadyStateMet == false {
+                let failing = record.probes.first { $0.toleranceMet == false || $0.status == .failed }
+                progress.withLock {
+                    $0.gateFailed = true
+                    $0.reason = "steady state was not met before the method" + (failing.map { ": \($0.name): \(Self.why($0))" } ?? "")
+                }
+                return
+            }
+        }
+
+        if !experiment.method.isEmpty {
+            observer.handle(.phaseStarted(.method))
+            await runMethodWithContinuousHypothesis()
+        }
+        if Task.isCancelled { return }
+        if progress.withLock({ $0.actionFailed }) { return }
+
+        if let hypothesis = experiment.hypothesis, hypothesisStrategy.after {
+            observer.handle(.phaseStarted(.hypothesisAfter))
+            let record = await runHypothesis(hypothesis, phase: .hypothesisAfter)
+            if Task.isCancelled { return }
+            if record.steadyStateMet == false {
+                let failing = record.probes.first { $0.toleranceMet == false || $0.status == .failed }
+                progress.withLock {
+                    $0.deviated = true
+                    if $0.reason == nil {
+                        $0.reason = "steady state was not met after the method" + (failing.map { ": \($0.name): \(Self.why($0))" } ?? "")
+                    }
+                }
+            }
+        }
+    }
+
+    private static func why(_ record: RunRecord) -> String {
+        if record.status == .failed { return record.exception?.first ?? "failed" }
+        return record.toleranceMessage ?? "tolerance not met"
+    }
+
+    private enum MethodChild: Sendable {
+        case method
+        case during(failFast: Bool)
+    }
+
+    private func runMethodWithContinuousHypothesis() async {
+        let methodDone = Latch()
+        let hypothesis = experiment.hypothesis
+        let during = hypothesisStrategy.during && hypothesis != nil && !experiment.method.isEmpty
+        await withTaskGroup(of: MethodChild.self) { group in
+            group.addTask {
+                await self.runMethod()
+                return .method
+            }
+            if during, let hypothesis {
+                group.addTask {
+                    while !Task.isCancelled, !methodDone.isSet {
+                        let record = await self.runHypothesis(hypothesis, phase: .hypothesisDuring)
+                        if Task.isCancelled { break }
+                        if record.steadyStateMet == false {
+                            let failing = record.probes.first { $0.toleranceMet == false || $0.status == .failed }
+                            self.progress.withLock {
+                                $0.deviated = true
+                                if $0.reason == nil {
+                                    $0.reason = "steady state was not met during the method" + (failing.map { ": \($0.name): \(Self.why($0))" } ?? "")
+                                }
+                            }
+                            if self.failFast { return .during(failFast: true) }
+                        }
+                        if await methodDone.wait(seconds: self.frequency) { break }
+                    }
+                    return .during(failFast: false)
+                }
+            }
+            for await child in group {
+                switch child {
+                case .method:
+                    methodDone.set()
+                case .during(let stop):
+                    if stop {
+                        progress.withLock {
+                            $0.failFastStopped = true
+                            $0.reason = ($0.reason ?? "deviation during the method") + " (--fail-fast stopped the method)"
+                        }
+                        group.cancelAll()
+                    }
+                }
+            }
+        }
+    }
+
+    private func runMethod() async {
+        await withTaskGroup(of: Void.self) { background in
+            for activity in experiment.method {
+                if Task.isCancelled { break }
+                progress.withLock { $0.methodStarted = true }
+                if activity.background {
+                    background.addTask { _ = await self.runActivity(activity, phase: .method) }
+                    continue
+                }
+                let record = await runActivity(activity, phase: .method)
+                if record.status == .failed, activity.kind == .action {
+                    progress.withLock {
+                        $0.actionFailed = true
+                        $0.reason = "action \"\(activity.name)\" failed: \(record.exception?.first ?? "unknown error")"
+                    }
+                    background.cancelAll()
+                    break
+                }
+            }
+            await background.waitForAll()
+        }
+    }
+
+    private func runHypothesis(_ hypothesis: Experiment.Hypothesis, phase: RunEvent.Phase) async -> HypothesisRecord {
+        let start = Timestamp.now()
+        var record = HypothesisRecord(steadyStateMet: nil, probes: [], start: start)
+        var duringIndex: Int?
+        recorder.update { journal in
+            switch phase {
+            case .hypothesisBefore: journal.steadyStates.before = record
+            case .hypothesisAfter: journal.steadyStates.after = record
+            default:
+                journal.steadyStates.during.append(record)
+                duringIndex = journal.steadyStates.during.count - 1
+            }
+        }
+
+        func store(_ record: HypothesisRecord) {
+            recorder.update { journal in
+                switch phase {
+                case .hypothesisBefore: journal.steadyStates.before = record
+                case .hypothesisAfter: journal.steadyStates.after = record
+                default:
+                    if let duringIndex, journal.steadyStates.during.indices.contains(duringIndex) { journal.steadyStates.during[duringIndex] = record }
+                }
+            }
+        }
+
+        var met = true
+        for probe in hypothesis.probes {
+            if Task.isCancelled { break }
+            let probeRecord = await runActivity(probe, phase: phase, recordInPhaseList: false)
+            record.probes.append(probeRecord)
+            if probeRecord.status == .interrupted { met = false; break }
+            if probeRecord.status == .failed || probeRecord.toleranceMet == false { met = false }
+            store(record)
+        }
+        record.steadyStateMet = Task.isCancelled && record.probes.count < hypothesis.probes.count ? nil : met
+        record.end = Timestamp.now()
+        store(record)
+        return record
+    }
+
+    private func finishingPhases() async {
+        let snapshot = progress.withLock { $0 }
+        let shouldRollback: Bool =
+            switch rollbackStrategy {
+            case .default: snapshot.methodStarted
+            case .always: true
+            case .never: false
+            case .deviated: snapshot.deviated
+            }
+        if shouldRollback, !experiment.rollbacks.isEmpty {
+            observer.handle(.phaseStarted(.rollbacks))
+            for (index, activity) in experiment.rollbacks.enumerated() {
+                if Task.isCancelled {
+                    let rest = experiment.rollbacks[index...].map { "rollback \"\($0.name)\"" }
+                    recorder.update { $0.leftUndone += rest }
+                    break
+                }
+                // A failed rollback does not stop the others.
+                _ = await runActivity(activity, phase: .rollbacks)
+            }
+        }
+
+        if Task.isCancelled {
+            let pending = state.pendingCleanups.reversed().map(\.description)
+            recorder.update { $0.leftUndone += pending }
+            return
+        }
+        if !state.pendingCleanups.isEmpty {
+            observer.handle(.phaseStarted(.cleanup))
+            _ = await state.runCleanups { record in
+                self.recorder.update { $0.cleanup.append(record) }
+                self.observer.handle(.cleanupFinished(record))
+            }
+        }
+    }
+
+    private func finalize() -> Journal {
+        state.closeFaults()
+        let snapshot = progress.withLock { $0 }
+        let interrupted = interruption.count > 0
+        let end = Date()
+        recorder.update { journal in
+            journal.faults = state.faults
+            journal.deviated = snapshot.deviated
+            if interrupted {
+                journal.status = .interrupted
+                journal.outcome = .interrupted
+                journal.reason = "interrupted by \(interruption.signal ?? "a signal")" + (snapshot.reason.map { "; \($0)" } ?? "")
+            } else if snapshot.gateFailed {
+                journal.status = .failed
+                journal.outcome = .failed
+            } else if snapshot.actionFailed {
+                journal.status = .aborted
+                journal.outcome = .aborted
+            } else if snapshot.deviated {
+                journal.status = .completed
+                journal.outcome = .deviated
+            } else {
+                journal.status = .completed
+                journal.outcome = .completed
+            }
+            if !interrupted { journal.reason = snapshot.reason }
+            if !journal.leftUndone.isEmpty {
+                journal.reason = (journal.reason ?? "") + "; left undone: " + journal.leftUndone.joined(separator: ", ")
+            }
+            journal.end = Timestamp.string(end)
+            journal.duration = (end.timeIntervalSince(startDate) * 1_000_000).rounded() / 1_000_000
+        }
+        return recorder.current
+    }
+
+    // MARK: Activities
+
+    /// Runs one activity and records it. Hypothesis probes are recorded by the caller.
+    @discardableResult
+    private func runActivity(_ activity: Activity, phase: RunEvent.Phase, recordInPhaseList: Bool = true) async -> RunRecord {
+        let isHypothesis = phase == .hypothesisBefore || phase == .hypothesisAfter || phase == .hypothesisDuring
+        observer.handle(.activityStarted(name: activity.name, kind: activity.kind, phase: phase, background: activity.background))
+        let variables = currentSubstitution()
+
+        var record: RunRecord
+        var prepared: PreparedActivity?
+        var failure: (String, [String])?
+        do {
+            prepared = try PreparedActivity.prepare(activity, substitution: variables, registry: engine.registry, sink: nil)
+        } catch {
+            failure = ("\(error)", [])
+        }
+
+        let skipPauses = options.dry != nil
+        if let before = prepared?.pauseBefore, before > 0, !skipPauses {
+            observer.handle(.pausing(activity: activity.name, seconds: before))
+            _ = await pause(seconds: before)
+        }
+
+        let start = Date()
+        var output: Value?
+        var status = RecordStatus.succeeded
+        var toleranceOutcome: ToleranceOutcome?
+
+        if Task.isCancelled {
+            status = .interrupted
+        } else if let failure {
+            status = .failed
+            record = makeRecord(activity, phase: phase, start: start, status: .failed, output: nil, exception: [failure.0] + failure.1, tolerance: nil)
+            return await finish(record, activity: activity, phase: phase, recordInPhaseList: recordInPhaseList, pauseAfter: nil)
+        } else if let prepared {
+            let dryCovers: Bool =
+                switch options.dry {
+                case .probes?: activity.kind == .probe
+                case .actions?: activity.kind == .action
+                case .activities?: true
+                default: false
+                }
+            if dryCovers && !prepared.descriptor.handlesDryRun {
+                status = .skipped
+                if isHypothesis { toleranceOutcome = ToleranceOutcome(met: true, message: "dry run: not checked") }
+            } else {
+                let context = ActivityContext(
+                    activityName: activity.name, kind: activity.kind, configuration: variables.variables, secrets: configuration.secrets,
+                    logger: Self.activityLogger(engine.logger, activity: activity.name), isDryRun: dryCovers, resources: resources,
+                    runDirectory: options.runDirectory, seed: options.seed, run: state)
+                let limit = [prepared.timeout, prepared.providerTimeout.map { $0 + 1 }].compactMap { $0 }.min()
+                do {
+                    output = try await withTimeout(limit) { try await prepared.invocation(context) }
+                } catch let error as ActivityTimeout {
+                    status = .failed
+                    failure = ("\(activity.kind.rawValue) \"\(activity.name)\" \(error)", [])
+                } catch let error as ActivityFailure {
+                    status = Task.isCancelled ? .interrupted : .failed
+                    failure = (error.message, error.details)
+                    output = error.output
+                } catch is CancellationError {
+                    status = .interrupted
+                } catch {
+                    status = Task.isCancelled ? .interrupted : .failed
+                    failure = ("\(error)", [])
+                }
+                if Task.isCancelled, status == .succeeded { status = .interrupted }
+                if status == .succeeded, isHypothesis, !dryCovers, let tolerance = prepared.tolerance {
+                    toleranceOutcome = await judge(tolerance, output: output ?? .null, variables: variables)
+                } else if status == .succeeded, isHypothesis, dryCovers {
+                    toleranceOutcome = ToleranceOutcome(met: true, message: "dry run: not checked")
+                }
+            }
+        }
+        if status == .interrupted && failure == nil { failure = ("interrupted by \(interruption.signal ?? "cancellation")", []) }
+
+        record = makeRecord(
+            activity, phase: phase, start: start, status: status, output: output, exception: failure.map { [$0.0] + $0.1 }, tolerance: toleranceOutcome)
+        return await finish(
+            record, activity: activity, phase: phase, recordInPhaseList: recordInPhaseList, pauseAfter: skipPauses ? nil : prepared?.pauseAfter)
+    }
+
+    private func finish(
+        _ record: RunRecord, activity: Activity, phase: RunEvent.Phase, recordInPhaseList: Bool, pauseAfter: Double?
+    ) async -> RunRecord {
+        if recordInPhaseList {
+            recorder.update { journal in
+                if phase == .rollbacks { journal.rollbacks.append(record) } else { journal.run.append(record) }
+            }
+        }
+        observer.handle(
+            .activityFinished(
+                .init(
+                    name: activity.name, kind: activity.kind, phase: phase, status: record.status, duration: record.duration,
+                    toleranceMet: record.toleranceMet, message: record.exception?.first ?? record.toleranceMessage, background: activity.background)))
+        if let pauseAfter, pauseAfter > 0, !Task.isCancelled {
+            // The record's end is taken before the pause, as Chaos Toolkit does.
+            observer.handle(.pausing(activity: activity.name, seconds: pauseAfter))
+            _ = await pause(seconds: pauseAfter)
+        }
+        return record
+    }
+
+    private func makeRecord(
+        _ activity: Activity, phase: RunEvent.Phase, start: Date, status: RecordStatus, output: Value?, exception: [String]?, tolerance: ToleranceOutcome?
+    ) -> RunRecord {
+        let end = Date()
+        return RunRecord(
+            activity: redactor.redact(activity.document.value), output: output.map { redactor.redact($0) }, status: status, start: Timestamp.string(start),
+            end: Timestamp.string(end), duration: (end.timeIntervalSince(start) * 1_000_000).rounded() / 1_000_000,
+            exception: exception.map { $0.map { redactor.redact($0) } }, toleranceMet: tolerance?.met,
+            toleranceMessage: tolerance?.message.map { redactor.redact($0) }, phase: phase.journalName, background: activity.background ? true : nil)
+    }
+
+    private func judge(_ tolerance: Tolerance, output: Value, variables: Substitution) async -> ToleranceOutcome {
+        guard case .probe(let probe) = tolerance else { return tolerance.check(output) }
+        var withValue = variables
+        withValue.variables["value"] = output
+        do {
+            guard let prepared = try PreparedActivity.prepare(probe, substitution: withValue, registry: engine.registry, sink: nil) else {
+                return ToleranceOutcome(met: false, message: "tolerance probe could not be prepared")
+            }
+            let context = ActivityContext(
+                activityName: probe.name, kind: .probe, configuration: withValue.variables, secrets: configuration.secrets,
+                logger: Self.activityLogger(engine.logger, activity: probe.name), isDryRun: false, resources: resources,
+                runDirectory: options.runDirectory, seed: options.seed, run: state)
+            let limit = [prepared.timeout, prepared.providerTimeout.map { $0 + 1 }].compactMap { $0 }.min()
+            let result = try await withTimeout(limit) { try await prepared.invocation(context) }
+            let met: Bool =
+                if let status = result["status"]?.intValue, result["stdout"] != nil { status == 0 }
+                else if let status = result["status"]?.intValue, result["headers"] != nil { (200..<300).contains(status) }
+                else { result.isTruthy }
+            return ToleranceOutcome(met: met, message: met ? nil : "tolerance probe \"\(probe.name)\" returned \(Tolerance.describe(result))")
+        } catch {
+            return ToleranceOutcome(met: false, message: "tolerance probe \"\(probe.name)\" failed: \(error)")
+        }
+    }
+
+    private func currentSubstitution() -> Substitution {
+        var substitution = configuration.substitution
+        for (key, value) in state.exports { substitution.variables[key] = value }
+        return substitution
+    }
+
+    private static func activityLogger(_ base: Logger, activity: String) -> Logger {
+        var logger = base
+        logger[metadataKey: "activity"] = .string(activity)
+        return logger
+    }
+}

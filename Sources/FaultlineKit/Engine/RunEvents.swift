@@ -1,0 +1,97 @@
+import Foundation
+import Synchronization
+
+/// What happens during a run, as it happens: for live progress and for reporters that watch.
+public enum RunEvent: Sendable {
+    case suiteStarted(name: String, profile: String?, experiments: Int)
+    case setupStep(String)
+    case experimentStarted(title: String, origin: String, index: Int, total: Int)
+    case phaseStarted(Phase)
+    case activityStarted(name: String, kind: ActivityKind, phase: Phase, background: Bool)
+    case activityFinished(ActivityResult)
+    case pausing(activity: String, seconds: Double)
+    case cleanupFinished(CleanupRecord)
+    case interrupted(signal: String, count: Int)
+    case experimentFinished(Journal)
+    case warning(String)
+
+    /// Where in the run an event belongs.
+    public enum Phase: String, Sendable {
+        case hypothesisBefore = "steady-state hypothesis (before)"
+        case method
+        case hypothesisDuring = "steady-state hypothesis (during)"
+        case hypothesisAfter = "steady-state hypothesis (after)"
+        case rollbacks
+        case cleanup
+
+        /// The journal's phase name.
+        var journalName: String {
+            switch self {
+            case .hypothesisBefore, .hypothesisDuring, .hypothesisAfter: "hypothesis"
+            case .method: "method"
+            case .rollbacks: "rollbacks"
+            case .cleanup: "cleanup"
+            }
+        }
+    }
+
+    /// How one activity ended, for progress lines.
+    public struct ActivityResult: Sendable {
+        public var name: String
+        public var kind: ActivityKind
+        public var phase: Phase
+        public var status: RecordStatus
+        public var duration: Double
+        public var toleranceMet: Bool?
+        /// The failure or tolerance message.
+        public var message: String?
+        public var background: Bool
+    }
+}
+
+/// Receives run events. Called from the engine's tasks; must not block.
+public protocol RunObserver: Sendable {
+    func handle(_ event: RunEvent)
+}
+
+/// An observer that ignores everything.
+public struct SilentObserver: RunObserver {
+    public init() {}
+    public func handle(_ event: RunEvent) {}
+}
+
+/// Holds the journal of a run in progress and rewrites its file after every change, atomically,
+/// so that a crash or `kill -9` leaves a valid journal of what happened so far.
+final class JournalRecorder: Sendable {
+    private let journal: Mutex<Journal>
+    let path: String?
+
+    init(_ journal: Journal, path: String?) {
+        self.journal = Mutex(journal)
+        self.path = path
+    }
+
+    var current: Journal { journal.withLock { $0 } }
+
+    /// Changes the journal and writes it out. The write happens under the lock, so the file
+    /// always holds the newest state.
+    func update(_ change: (inout Journal) -> Void) {
+        journal.withLock { j in
+            change(&j)
+            write(j)
+        }
+    }
+
+    private func write(_ snapshot: Journal) {
+        guard let path else { return }
+        guard let data = try? snapshot.json() else { return }
+        let url = URL(fileURLWithPath: path)
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
+        do {
+            try data.write(to: temporary)
+            if rename(temporary.path, url.path) != 0 { try? FileManager.default.removeItem(at: temporary) }
+        } catch {
+            try? FileManager.default.removeItem(at: temporary)
+        }
+    }
+}

@@ -1,0 +1,323 @@
+import Foundation
+
+/// One configuration value as written: a literal, or read from the environment.
+public enum ConfigurationEntry: Sendable {
+    case literal(SourceNode)
+    /// `{type: env, key, default, env_var_type}`.
+    case environment(key: String, defaultValue: SourceNode?, type: EnvironmentValueType?, location: SourceLocation?)
+
+    /// Reads an entry, reporting malformed ones to `sink`.
+    public static func parse(_ node: SourceNode, path: DocumentPath, sink: DiagnosticSink) -> ConfigurationEntry? {
+        guard let members = node.members, let type = node["type"]?.stringValue else { return .literal(node) }
+        switch type {
+        case "env":
+            struct Env: Decodable {
+                var type: String
+                var key: String
+                var `default`: SourceNode?
+                var env_var_type: EnvironmentValueType?
+            }
+            do {
+                let env = try NodeDecoder().decode(Env.self, from: node, path: path, sink: sink)
+                return .environment(key: env.key, defaultValue: env.default, type: env.env_var_type, location: node.location)
+            } catch {
+                sink.report(error, fallbackLocation: node.location, path: path)
+                return nil
+            }
+        case "probe":
+            sink.report(
+                Diagnostic(
+                    "dynamic configuration ({type: probe}) is not supported", at: node.location, path: path,
+                    hint: "compute the value before the run and pass it with --var, or read it with {type: env}"))
+            return nil
+        default:
+            _ = members
+            return .literal(node)
+        }
+    }
+}
+
+/// The types `env_var_type` and `--var key:type=value` accept, as in Chaos Toolkit.
+public enum EnvironmentValueType: String, Sendable, Decodable, CaseIterable {
+    case str, string, int, integer, float, number, bytes, bool, json
+
+    /// Converts text to a value of this type.
+    public func convert(_ text: String) throws(ConversionError) -> Value {
+        switch self {
+        case .str, .string, .bytes:
+            return .string(text)
+        case .int, .integer:
+            guard let i = Int(text.trimmingCharacters(in: .whitespaces)) else { throw ConversionError(text: text, type: rawValue) }
+            return .int(i)
+        case .float, .number:
+            guard let d = Double(text.trimmingCharacters(in: .whitespaces)) else { throw ConversionError(text: text, type: rawValue) }
+            return .double(d)
+        case .bool:
+            switch text.trimmingCharacters(in: .whitespaces).lowercased() {
+            case "false", "0", "no", "off", "": return .bool(false)
+            default: return .bool(true)
+            }
+        case .json:
+            do { return try JSONReader.value(text) } catch { throw ConversionError(text: text, type: rawValue) }
+        }
+    }
+}
+
+/// Text that does not convert to the requested type.
+public struct ConversionError: Error, Sendable, CustomStringConvertible {
+    public var text: String
+    public var type: String
+    public var description: String { "\"\(text)\" is not a valid \(type)" }
+}
+
+/// One layer of configuration: the experiment's own, the suite's, a profile's, a var file's, `--var`s.
+/// Later layers override earlier ones key by key.
+public struct ConfigurationLayer: Sendable {
+    public var name: String
+    public var entries: [(key: String, entry: ConfigurationEntry)]
+    public var secrets: [(scope: String, key: String, entry: ConfigurationEntry)]
+
+    public init(
+        name: String, entries: [(key: String, entry: ConfigurationEntry)] = [],
+        secrets: [(scope: String, key: String, entry: ConfigurationEntry)] = []
+    ) {
+        self.name = name
+        self.entries = entries
+        self.secrets = secrets
+    }
+
+    /// Reads a `configuration:` object.
+    public static func parse(name: String, configuration: SourceNode?, secrets: SourceNode?, path: DocumentPath, sink: DiagnosticSink) -> ConfigurationLayer {
+        var layer = ConfigurationLayer(name: name)
+        if let configuration {
+            if let members = configuration.members {
+                for member in members {
+                    if let entry = ConfigurationEntry.parse(member.value, path: path.appending("configuration").appending(member.key), sink: sink) {
+                        layer.entries.append((member.key, entry))
+                    }
+                }
+            } else if !configuration.isNull {
+                sink.report(Diagnostic("expected an object of name: value, found \(describeFound(configuration))", at: configuration.location, path: path.appending("configuration")))
+            }
+        }
+        if let secrets {
+            if let scopes = secrets.members {
+                for scope in scopes {
+                    guard let keys = scope.value.members else {
+                        sink.report(
+                            Diagnostic(
+                                "expected a scope object of name: value, found \(describeFound(scope.value))", at: scope.value.location,
+                                path: path.appending("secrets").appending(scope.key), hint: "secrets are grouped by scope: secrets: {scope: {name: value}}"))
+                        continue
+                    }
+                    for key in keys {
+                        let keyPath = path.appending("secrets").appending(scope.key).appending(key.key)
+                        if case .environment(_, let defaultValue?, _, _)? = ConfigurationEntry.parse(key.value, path: keyPath, sink: DiagnosticSink()) {
+                            sink.report(
+                                Diagnostic(
+                                    "secrets read from the environment take no default", at: defaultValue.location, path: keyPath.appending("default"),
+                                    hint: "remove default:, so that a missing secret is an error rather than a silent fallback"))
+                        }
+                        if let entry = ConfigurationEntry.parse(key.value, path: keyPath, sink: sink) {
+                            layer.secrets.append((scope.key, key.key, entry))
+                        }
+                    }
+                }
+            } else if !secrets.isNull {
+                sink.report(Diagnostic("expected an object of scopes, found \(describeFound(secrets))", at: secrets.location, path: path.appending("secrets")))
+            }
+        }
+        return layer
+    }
+}
+
+/// Configuration and secrets with every layer merged, environment read and `${}` references
+/// between configuration values resolved.
+public struct ResolvedConfiguration: Sendable {
+    public var configuration: [String: Value]
+    public var secrets: [String: [String: Value]]
+    public var redactor: Redactor
+
+    public init(configuration: [String: Value] = [:], secrets: [String: [String: Value]] = [:]) {
+        self.configuration = configuration
+        self.secrets = secrets
+        self.redactor = Redactor(secrets: secrets)
+    }
+
+    /// Substitution over configuration first, then every secret scope flattened (as Chaos Toolkit).
+    public var substitution: Substitution {
+        var variables: [String: Value] = [:]
+        for scope in secrets.keys.sorted() {
+            for (key, value) in secrets[scope]! { variables[key] = value }
+        }
+        for (key, value) in configuration { variables[key] = value }
+        return Substitution(variables: variables)
+    }
+
+    /// Merges layers in order and resolves them.
+    /// - Parameters:
+    ///   - environment: the variables `{type: env}` reads (normally the process environment).
+    ///   - sink: receives every missing variable and bad conversion.
+    public static func resolve(_ layers: [ConfigurationLayer], environment: [String: String], sink: DiagnosticSink) -> ResolvedConfiguration {
+        var entries: [String: ConfigurationEntry] = [:]
+        var order: [String] = []
+        var secretEntries: [String: [String: ConfigurationEntry]] = [:]
+        for layer in layers {
+            for (key, entry) in layer.entries {
+                if entries.updateValue(entry, forKey: key) == nil { order.append(key) }
+            }
+            for (scope, key, entry) in layer.secrets { secretEntries[scope, default: [:]][key] = entry }
+        }
+
+        func evaluate(_ entry: ConfigurationEntry, name: String, isSecret: Bool) -> Value? {
+            switch entry {
+            case .literal(let node):
+                return node.value
+            case .environment(let key, let defaultValue, let type, let location):
+                guard let text = environment[key] else {
+                    if let defaultValue { return defaultValue.value }
+                    sink.report(
+                        Diagnostic(
+                            "environment variable \(key) is not set (needed by \(isSecret ? "secret" : "configuration") \"\(name)\")", at: location,
+                            hint: isSecret ? "export \(key)=…" : "export \(key)=…, add default: to the entry, or pass --var \(name)=…"))
+                    return nil
+                }
+                guard let type else { return .string(text) }
+                do {
+                    return try type.convert(text)
+                } catch {
+                    sink.report(Diagnostic("environment variable \(key): \(error)", at: location))
+                    return nil
+                }
+            }
+        }
+
+        var raw: [String: Value] = [:]
+        for key in order {
+            if let value = evaluate(entries[key]!, name: key, isSecret: false) { raw[key] = value }
+        }
+        var secrets: [String: [String: Value]] = [:]
+        for (scope, keys) in secretEntries {
+            for (key, entry) in keys {
+                if let value = evaluate(entry, name: "\(scope).\(key)", isSecret: true) { secrets[scope, default: [:]][key] = value }
+            }
+        }
+
+        // Configuration values may refer to each other: `url: http://${host}:${port}`.
+        var resolved = ResolvedConfiguration(configuration: [:], secrets: secrets)
+        var state: [String: Bool] = [:]  // false = in progress, true = done
+        func resolveKey(_ key: String) -> Value? {
+            if state[key] == true { return resolved.configuration[key] }
+            if state[key] == false {
+                sink.report(Diagnostic("configuration \"\(key)\" refers to itself through ${…}", hint: "break the cycle"))
+                return nil
+            }
+            guard let value = raw[key] else { return nil }
+            state[key] = false
+            var lookups = resolved.substitution
+            for name in references(in: value) where lookups.variables[name] == nil && raw[name] != nil {
+                lookups.variables[name] = resolveKey(name)
+            }
+            for name in references(in: value) where raw[name] == nil && lookups.lookup(name) == nil {
+                // Allow dotted lookups into configuration objects.
+                if let head = name.split(separator: ".").first.map(String.init), raw[head] != nil {
+                    lookups.variables[head] = resolveKey(head)
+                }
+            }
+            let result: Value
+            do {
+                result = try lookups.substitute(value)
+            } catch {
+                let location: SourceLocation? =
+                    if case .literal(let node) = entries[key]! { node.location } else { nil }
+                sink.report(error, fallbackLocation: location, path: DocumentPath([.key("configuration"), .key(key)]))
+                result = value
+            }
+            state[key] = true
+            resolved.configuration[key] = result
+            return result
+        }
+        for key in order { _ = resolveKey(key) }
+        return resolved
+    }
+
+    private static func references(in value: Value) -> [String] {
+        var names: [String] = []
+        _ = value.mapStrings { s in
+            names += Substitution.references(in: s)
+            return .string(s)
+        }
+        return names
+    }
+}
+
+/// Replaces secret values with `***` wherever they appear: journals, logs, console and reports.
+///
+/// Matching is by value, so a secret stays hidden after it was substituted into a URL, a header or
+/// a command line, and in its percent-encoded and JSON-escaped forms.
+public struct Redactor: Sendable {
+    public static let mask = "***"
+    /// Secrets of four characters or more, masked wherever they occur inside text.
+    public private(set) var needles: [String] = []
+    /// Shorter secrets, masked only where a whole string equals them: masking every "42" inside
+    /// other text would make journals unreadable and still reveal nothing about the secret.
+    public private(set) var exact: Set<String> = []
+
+    public init(secrets: [String: [String: Value]] = [:]) {
+        var values: [String] = []
+        func collect(_ value: Value) {
+            switch value {
+            case .string(let s): values.append(s)
+            case .int(let i): values.append(String(i))
+            case .double(let d): values.append("\(d)")
+            case .array(let a): a.forEach(collect)
+            case .object(let o): o.forEach { collect($0.value) }
+            default: break
+            }
+        }
+        for scope in secrets.values { scope.values.forEach(collect) }
+        add(values)
+    }
+
+    /// Adds more secret values.
+    public mutating func add(_ values: [String]) {
+        var set = Set(needles)
+        for value in values where !value.isEmpty && value.count < 4 { exact.insert(value) }
+        for value in values where value.count >= 4 {
+            set.insert(value)
+            if let encoded = value.addingPercentEncoding(withAllowedCharacters: .alphanumerics), encoded != value { set.insert(encoded) }
+            var escaped = ""
+            JSONWriter.writeString(value, into: &escaped)
+            escaped = String(escaped.dropFirst().dropLast())
+            if escaped != value { set.insert(escaped) }
+        }
+        // Longest first, so that a secret containing another is masked whole.
+        needles = set.sorted { $0.count != $1.count ? $0.count > $1.count : $0 < $1 }
+    }
+
+    public var isEmpty: Bool { needles.isEmpty && exact.isEmpty }
+
+    public func redact(_ text: String) -> String {
+        if exact.contains(text) { return Self.mask }
+        guard !needles.isEmpty else { return text }
+        var result = text
+        for needle in needles where result.contains(needle) {
+            result = result.replacingOccurrences(of: needle, with: Self.mask)
+        }
+        return result
+    }
+
+    public func redact(_ value: Value) -> Value {
+        guard !isEmpty else { return value }
+        switch value {
+        case .string(let s): return .string(redact(s))
+        case .int(let i): return needles.contains(String(i)) || exact.contains(String(i)) ? .string(Self.mask) : value
+        case .array(let a): return .array(a.map(redact))
+        case .object(let o):
+            var result = ValueObject()
+            for (key, member) in o { result[redact(key)] = redact(member) }
+            return .object(result)
+        default: return value
+        }
+    }
+}

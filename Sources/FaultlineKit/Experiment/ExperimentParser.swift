@@ -1,0 +1,202 @@
+/// Reads an experiment document into an ``Experiment``, reporting every structural problem.
+///
+/// Structure only: provider arguments, tolerances and pauses are checked by ``ExperimentValidator``
+/// once the configuration is known.
+public enum ExperimentParser {
+    static let topLevelKeys = [
+        "version", "title", "description", "tags", "contributions", "configuration", "secrets", "extensions",
+        "controls", "steady-state-hypothesis", "method", "rollbacks", "runtime", "dry",
+    ]
+
+    /// Parses `node` (a whole experiment document). Returns what could be read even when there
+    /// were errors (activities that could not be read are left out), so that validation can go on
+    /// to report the problems in the rest; check `sink` for errors.
+    /// - Parameters:
+    ///   - origin: the file name or suite entry, for journals and messages.
+    ///   - path: where the experiment sits in its document (root for a file, `experiments[2]` inline).
+    public static func parse(_ node: SourceNode, origin: String, path: DocumentPath = .root, sink: DiagnosticSink) -> Experiment? {
+        var reader = ObjectReader(node, path: path, sink: sink, what: "an experiment (an object with title, method, …)")
+        guard reader.isObject else { return nil }
+
+        let version = reader.decode(String.self, "version")
+        let title = reader.nonEmptyString("title", required: true, hint: "add title: a one-line name for the experiment")
+        let description = reader.decode(String.self, "description")
+        let tags = reader.decode([String].self, "tags") ?? []
+        let contributions = reader.decode([String: String].self, "contributions") ?? [:]
+        let configuration = ConfigurationLayer.parse(
+            name: "experiment", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: path, sink: sink)
+        let extensions = reader.decode([Value].self, "extensions") ?? []
+        for (index, ext) in extensions.enumerated() where ext["name"]?.stringValue?.isEmpty ?? true {
+            sink.report(Diagnostic("each extension needs a non-empty name", at: node["extensions"]?.elements?[index].location, path: path.appending("extensions").appending(index)))
+        }
+        if let controls = reader.node("controls") {
+            sink.report(Diagnostic(
+                "controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"),
+                severity: .warning))
+        }
+        _ = reader.node("dry")
+        let runtime = reader.decode(Experiment.Runtime.self, "runtime") ?? Experiment.Runtime()
+
+        var hypothesis: Experiment.Hypothesis?
+        if let hypothesisNode = reader.node("steady-state-hypothesis") {
+            hypothesis = parseHypothesis(hypothesisNode, path: path.appending("steady-state-hypothesis"), sink: sink)
+        }
+        let method = parseActivities(reader.node("method"), path: path.appending("method"), sink: sink)
+        let rollbacks = parseActivities(reader.node("rollbacks"), path: path.appending("rollbacks"), sink: sink)
+        reader.reportUnknownKeys()
+
+        var experiment = Experiment(
+            document: node, origin: origin, version: version, title: title ?? "(untitled)", description: description, tags: tags,
+            contributions: contributions, configuration: configuration, extensions: extensions, hypothesis: hypothesis,
+            method: method, rollbacks: rollbacks, runtime: runtime)
+        resolveReferences(&experiment, sink: sink)
+        return experiment
+    }
+
+    static func parseHypothesis(_ node: SourceNode, path: DocumentPath, sink: DiagnosticSink) -> Experiment.Hypothesis? {
+        var reader = ObjectReader(node, path: path, sink: sink, what: "a hypothesis (an object with title and probes)")
+        guard reader.isObject else { return nil }
+        let title = reader.nonEmptyString("title", required: true, hint: "add title: what steady state means, in a few words")
+        var probes = parseActivities(reader.node("probes"), path: path.appending("probes"), sink: sink)
+        if let controls = reader.node("controls") {
+            sink.report(Diagnostic("controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"), severity: .warning))
+        }
+        reader.reportUnknownKeys()
+        for (index, probe) in probes.enumerated() where probe.referencedName == nil {
+            if probe.kind != .probe {
+                sink.report(Diagnostic(
+                    "the steady-state hypothesis holds probes only; \"\(probe.name)\" is an action", at: probe.location, path: probe.path.appending("type"),
+                    hint: "move it to method:, or write type: probe"))
+            }
+            if probe.tolerance == nil {
+                sink.report(Diagnostic(
+                    "hypothesis probe \"\(probe.name)\" has no tolerance", at: probe.location, path: probe.path,
+                    hint: "add tolerance: the value (or range, regex, jsonpath) that means the system is fine"))
+            }
+            if probe.background {
+                sink.report(Diagnostic("hypothesis probes cannot run in the background", at: probe.location, path: probe.path.appending("background")))
+                probes[index].background = false
+            }
+        }
+        return Experiment.Hypothesis(title: title ?? "(untitled)", probes: probes, location: node.location)
+    }
+
+    static func parseActivities(_ node: SourceNode?, path: DocumentPath, sink: DiagnosticSink) -> [Activity] {
+        guard let node, !node.isNull else { return [] }
+        guard let elements = node.elements else {
+            sink.report(Diagnostic("expected a list of activities, found \(describeFound(node))", at: node.location, path: path, hint: "start each activity with \"- \""))
+            return []
+        }
+        return elements.enumerated().compactMap { parseActivity($0.element, path: path.appending($0.offset), sink: sink) }
+    }
+
+    static func parseActivity(_ node: SourceNode, path: DocumentPath, sink: DiagnosticSink) -> Activity? {
+        var reader = ObjectReader(node, path: path, sink: sink, what: "an activity (an object with type, name and provider)")
+        guard reader.isObject else { return nil }
+        if node["ref"] != nil {
+            let name = reader.nonEmptyString("ref")
+            reader.reportUnknownKeys()
+            guard let name else { return nil }
+            // Filled in by resolveReferences.
+            return Activity(
+                kind: .probe, name: name,
+                provider: ProviderReference(type: "", arguments: SourceNode(.object([]), at: node.location), location: node.location, path: path),
+                background: false, document: node, location: node.location, path: path, referencedName: name)
+        }
+        let kind = reader.decode(ActivityKind.self, "type", required: true, hint: "add type: probe (observes) or type: action (changes the system)")
+        let name = reader.nonEmptyString("name", required: true, hint: "add name: a short unique name")
+        let providerNode = reader.node("provider", required: true, hint: "add provider: {type: …} naming what runs the activity")
+        let tolerance = reader.node("tolerance")
+        var pauseBefore: SourceNode?, pauseAfter: SourceNode?
+        if let pauses = reader.node("pauses") {
+            var pauseReader = ObjectReader(pauses, path: path.appending("pauses"), sink: sink, what: "an object with before and/or after (seconds)")
+            pauseBefore = pauseReader.node("before")
+            pauseAfter = pauseReader.node("after")
+            pauseReader.reportUnknownKeys()
+        }
+        let background = reader.decode(Bool.self, "background") ?? false
+        let timeout = reader.node("timeout")
+        if let controls = reader.node("controls") {
+            sink.report(Diagnostic("controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"), severity: .warning))
+        }
+        for ignored in ["configuration", "secrets"] {
+            if let n = reader.node(ignored) {
+                sink.report(Diagnostic(
+                    "activity-level \(ignored) is not used (Chaos Toolkit ignores it too)", at: n.location, path: path.appending(ignored),
+                    hint: "declare it at the top of the experiment", severity: .warning))
+            }
+        }
+        _ = reader.node("dry")
+        reader.reportUnknownKeys()
+
+        guard let kind, let name, let providerNode else { return nil }
+        guard let provider = parseProvider(providerNode, path: path.appending("provider"), sink: sink) else { return nil }
+        return Activity(
+            kind: kind, name: name, provider: provider, tolerance: tolerance, pauseBefore: pauseBefore, pauseAfter: pauseAfter,
+            background: background, timeout: timeout, document: node, location: node.location, path: path, referencedName: nil)
+    }
+
+    static func parseProvider(_ node: SourceNode, path: DocumentPath, sink: DiagnosticSink) -> ProviderReference? {
+        guard let members = node.members else {
+            sink.report(Diagnostic("expected a provider object ({type: …}), found \(describeFound(node))", at: node.location, path: path))
+            return nil
+        }
+        guard let typeNode = node["type"] else {
+            sink.report(Diagnostic("missing required key \"type\"", at: node.location, path: path, hint: "name a provider type, e.g. type: http or type: process; `faultline plugins` lists them"))
+            return nil
+        }
+        guard let type = typeNode.stringValue, !type.isEmpty else {
+            sink.report(Diagnostic("expected a provider type name, found \(describeFound(typeNode))", at: typeNode.location, path: path.appending("type")))
+            return nil
+        }
+        if type == "python" {
+            var reader = ObjectReader(node, path: path, sink: sink)
+            _ = reader.node("type")
+            let module = reader.nonEmptyString("module", required: true)
+            let function = reader.nonEmptyString("func", required: true)
+            let arguments = reader.node("arguments") ?? SourceNode(.object([]), at: node.location)
+            _ = reader.node("secrets")
+            reader.reportUnknownKeys()
+            guard let module, let function else { return nil }
+            return ProviderReference(
+                type: type, python: (module, function), arguments: arguments, location: node.location, typeLocation: node["module"]?.location, path: path)
+        }
+        // Native providers take their arguments at the provider level, as Chaos Toolkit's http and
+        // process providers do. `secrets` (a list of scopes) is Chaos Toolkit's and not an argument.
+        let arguments = SourceNode(.object(members.filter { $0.key != "type" && $0.key != "secrets" }), at: node.location)
+        return ProviderReference(type: type, arguments: arguments, location: node.location, typeLocation: typeNode.location, path: path)
+    }
+
+    /// Replaces `{ref: name}` activities with the definition they name (from the hypothesis or the method).
+    static func resolveReferences(_ experiment: inout Experiment, sink: DiagnosticSink) {
+        var definitions: [String: [Activity]] = [:]
+        for activity in (experiment.hypothesis?.probes ?? []) + experiment.method where activity.referencedName == nil {
+            definitions[activity.name, default: []].append(activity)
+        }
+        func resolve(_ activity: Activity) -> Activity {
+            guard let name = activity.referencedName else { return activity }
+            guard let targets = definitions[name] else {
+                let hint = Suggestion.didYouMean(name, in: definitions.keys.sorted())
+                    ?? "a ref names an activity of the hypothesis or the method"
+                sink.report(Diagnostic("ref \"\(name)\" names no activity", at: activity.location, path: activity.path.appending("ref"), hint: hint))
+                return activity
+            }
+            if targets.count > 1 {
+                sink.report(Diagnostic(
+                    "ref \"\(name)\" is ambiguous: \(targets.count) activities have that name", at: activity.location, path: activity.path.appending("ref"),
+                    hint: "give them distinct names"))
+            }
+            var resolved = targets[0]
+            resolved.location = activity.location
+            resolved.path = activity.path
+            resolved.referencedName = name
+            return resolved
+        }
+        if var hypothesis = experiment.hypothesis {
+            hypothesis.probes = hypothesis.probes.map(resolve)
+            experiment.hypothesis = hypothesis
+        }
+        experiment.method = experiment.method.map(resolve)
+        experiment.rollbacks = experiment.rollbacks.map(resolve)
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+
+/// `${name}` substitution, Chaos Toolkit style, with the holes closed.
+///
+/// - `${name}` is replaced by the value of `name` (configuration first, then secrets).
+/// - A string that is exactly `${name}` keeps the value's type: `"${port}"` is the integer 8080,
+///   `"${headers}"` an object.
+/// - `$$` writes a literal `$`; a `$` not followed by `{` or `$` is kept as written (so shell
+///   text like `$HOME` survives — Chaos Toolkit would substitute it).
+/// - `${a.b}` reads member `b` of object `a` when there is no key named `a.b`.
+/// - An unknown name is an error with a suggestion, never silently left in place.
+public struct Substitution: Sendable {
+    public var variables: [String: Value]
+
+    public init(variables: [String: Value]) { self.variables = variables }
+
+    /// A piece of a template string.
+    enum Part: Equatable {
+        case text(String)
+        case variable(String)
+    }
+
+    /// Splits a string into text and variable parts.
+    /// - Throws: a message for an unterminated `${`.
+    static func parse(_ string: String) throws(TemplateSyntaxError) -> [Part] {
+        guard string.contains("$") else { return [.text(string)] }
+        var parts: [Part] = []
+        var text = ""
+        var i = string.startIndex
+        while i < string.endIndex {
+            let c = string[i]
+            guard c == "$" else {
+                text.append(c)
+                i = string.index(after: i)
+                continue
+            }
+            let next = string.index(after: i)
+            if next < string.endIndex, string[next] == "$" {
+                text.append("$")
+                i = string.index(after: next)
+            } else if next < string.endIndex, string[next] == "{" {
+                let nameStart = string.index(after: next)
+                guard let close = string[nameStart...].firstIndex(of: "}") else {
+                    throw TemplateSyntaxError(message: "unterminated \"${\" (close it with \"}\", or write \"$$\" for a literal \"$\")")
+                }
+                let name = String(string[nameStart..<close]).trimmingCharacters(in: .whitespaces)
+                guard !name.isEmpty else { throw TemplateSyntaxError(message: "empty variable name in \"${}\"") }
+                if !text.isEmpty { parts.append(.text(text)); text = "" }
+                parts.append(.variable(name))
+                i = string.index(after: close)
+            } else {
+                text.append("$")
+                i = next
+            }
+        }
+        if !text.isEmpty { parts.append(.text(text)) }
+        return parts
+    }
+
+    /// The variable names a string refers to.
+    public static func references(in string: String) -> [String] {
+        ((try? parse(string)) ?? []).compactMap { if case .variable(let name) = $0 { name } else { nil } }
+    }
+
+    /// Looks a name up, following `a.b` into objects when there is no literal key `a.b`.
+    public func lookup(_ name: String) -> Value? {
+        if let value = variables[name] { return value }
+        guard name.contains(".") else { return nil }
+        let components = name.split(separator: ".").map(String.init)
+        guard var current = variables[components[0]] else { return nil }
+        for component in components.dropFirst() {
+            if let index = Int(component), let element = current[index] {
+                current = element
+            } else if let member = current[component] {
+                current = member
+            } else {
+                return nil
+            }
+        }
+        return current
+    }
+
+    /// Substitutes one string.
+    /// - Parameters:
+    ///   - location, path: where the string was written, for errors.
+    public func substitute(_ string: String, at location: SourceLocation? = nil, path: DocumentPath? = nil) throws -> Value {
+        let parts: [Part]
+        do {
+            parts = try Self.parse(string)
+        } catch {
+            throw Diagnostic(error.message, at: location, path: path)
+        }
+        if parts.count == 1, case .variable(let name) = parts[0] {
+            return try resolve(name, location, path)
+        }
+        var result = ""
+        for part in parts {
+            switch part {
+            case .text(let text): result += text
+            case .variable(let name): result += Self.interpolated(try resolve(name, location, path))
+            }
+        }
+        return .string(result)
+    }
+
+    private func resolve(_ name: String, _ location: SourceLocation?, _ path: DocumentPath?) throws -> Value {
+        if let value = lookup(name) { return value }
+        let hint = Suggestion.didYouMean(name, in: variables.keys.sorted())
+            ?? "define it under configuration:, in the profile, or with --var \(name)=…"
+        throw Diagnostic("unknown variable \"${\(name)}\"", at: location, path: path, hint: hint)
+    }
+
+    /// How a value reads when it is part of a longer string: strings as they are, whole numbers
+    /// without a fraction, objects and lists as compact JSON, null as nothing.
+    public static func interpolated(_ value: Value) -> String {
+        switch value {
+        case .string(let s): s
+        case .null: ""
+        case .int(let i): String(i)
+        case .double(let d): d.rounded() == d && abs(d) < 1e15 ? String(Int(d)) : "\(d)"
+        case .bool(let b): b ? "true" : "false"
+        case .array, .object: JSONWriter.string(value, pretty: false)
+        }
+    }
+
+    /// Substitutes every string in a node tree (keys are left alone), keeping locations.
+    public func substitute(_ node: SourceNode, path: DocumentPath) throws -> SourceNode {
+        try substitute(node, path: path, sink: nil)
+    }
+
+    /// Substitutes every string in a node tree, reporting each unknown name to `sink` when given
+    /// (the string is then left as written) instead of stopping at the first.
+    public func substitute(_ node: SourceNode, path: DocumentPath, sink: DiagnosticSink?) throws -> SourceNode {
+        switch node.content {
+        case .scalar(.string(let s), _):
+            guard s.contains("$") else { return node }
+            do {
+                return SourceNode(try substitute(s, at: node.location, path: path), at: node.location)
+            } catch let diagnostic as Diagnostic where sink != nil {
+                sink?.report(diagnostic)
+                return node
+            }
+        case .scalar:
+            return node
+        case .array(let elements):
+            return SourceNode(
+                .array(try elements.enumerated().map { try substitute($0.element, path: path.appending($0.offset), sink: sink) }),
+                at: node.location)
+        case .object(let members):
+            return SourceNode(
+                .object(try members.map {
+                    SourceNode.Member(key: $0.key, keyLocation: $0.keyLocation, value: try substitute($0.value, path: path.appending($0.key), sink: sink))
+                }), at: node.location)
+        }
+    }
+
+    /// Substitutes every string in a plain value.
+    public func substitute(_ value: Value) throws -> Value {
+        try value.mapStrings { try substitute($0) }
+    }
+}
+
+/// A malformed `${…}` reference.
+struct TemplateSyntaxError: Error {
+    var message: String
+}

@@ -1,0 +1,174 @@
+import Logging
+import Synchronization
+
+/// Everything an activity may use while it runs.
+public struct ActivityContext: Sendable {
+    /// The activity's name.
+    public let activityName: String
+    public let kind: ActivityKind
+    /// Configuration after substitution, as it stands when the activity starts.
+    public let configuration: [String: Value]
+    /// Secrets by scope. Never log or return them: the journal masks them, but only by value.
+    public let secrets: [String: [String: Value]]
+    /// A logger labelled with the activity; its output is redacted.
+    public let logger: Logger
+    /// Set in dry mode for providers with ``Provider/handlesDryRun``: report, don't act.
+    public let isDryRun: Bool
+    /// Shared services of the run (the toxic backend, the services a suite started, …).
+    public let resources: Resources
+    /// A directory for files the activity writes (service logs), beside the journal.
+    public let runDirectory: String
+    /// The run's seed; ``makeRandom()`` derives this activity's generator from it.
+    public let seed: UInt64
+    let run: RunState
+
+    /// A random generator seeded from the run's seed and this activity, so that `--seed` replays
+    /// the same choices.
+    public func makeRandom() -> SeededRandom {
+        SeededRandom(seed: seed, stream: activityName + "#" + String(run.nextRandomStream()))
+    }
+
+    /// Registers an idempotent undo, run when the experiment ends (after rollbacks, also on
+    /// interrupt). The journal records each under `cleanup`.
+    /// - Parameters:
+    ///   - description: what it undoes, e.g. `remove toxic latency_downstream from db`.
+    ///   - body: the undo; finding nothing to undo is success.
+    public func registerCleanup(_ description: String, _ body: @escaping @Sendable () async throws -> Void) {
+        run.registerCleanup(Cleanup(description: description, body: body))
+    }
+
+    /// Sets a configuration value that later activities see, e.g. a port bound at run time.
+    public func export(_ key: String, _ value: Value) {
+        run.export(key, value)
+    }
+
+    /// Marks the start of a fault window (a toxic, a kill) for reports' timelines.
+    /// - Returns: an identifier for ``endFault(_:)``.
+    @discardableResult
+    public func beginFault(_ label: String, id: String? = nil) -> String {
+        run.beginFault(label: label, id: id ?? "\(activityName)#\(run.nextRandomStream())")
+    }
+
+    /// Marks the end of a fault window; ending an unknown or ended window does nothing.
+    public func endFault(_ id: String) {
+        run.endFault(id: id)
+    }
+
+    /// Creates a context for tests and for providers used outside an experiment.
+    public static func standalone(
+        name: String = "activity", kind: ActivityKind = .probe, configuration: [String: Value] = [:],
+        resources: Resources = Resources(), runDirectory: String = ".", seed: UInt64 = 0, isDryRun: Bool = false,
+        logger: Logger = Logger(label: "faultline")
+    ) -> ActivityContext {
+        ActivityContext(
+            activityName: name, kind: kind, configuration: configuration, secrets: [:], logger: logger, isDryRun: isDryRun,
+            resources: resources, runDirectory: runDirectory, seed: seed, run: RunState())
+    }
+
+    /// Registered cleanups, for tests driving providers with ``standalone(name:kind:configuration:resources:runDirectory:seed:isDryRun:logger:)``.
+    public func runCleanups() async -> [CleanupRecord] {
+        await run.runCleanups()
+    }
+
+    /// Values exported so far.
+    public var exported: [String: Value] { run.exports }
+}
+
+/// An undo registered by an action.
+public struct Cleanup: Sendable {
+    public var description: String
+    public var body: @Sendable () async throws -> Void
+}
+
+/// What happened to one cleanup.
+public struct CleanupRecord: Sendable, Codable, Equatable {
+    public var description: String
+    public var status: String
+    public var error: String?
+    public var start: String
+    public var end: String
+}
+
+/// A fault window for reports: when a toxic, a kill or a stop was in force.
+public struct FaultWindow: Sendable, Codable, Equatable {
+    public var id: String
+    public var label: String
+    public var start: String
+    public var end: String?
+}
+
+/// Mutable state of one experiment run that activities touch through their context.
+final class RunState: Sendable {
+    private struct State {
+        var cleanups: [Cleanup] = []
+        var exports: [String: Value] = [:]
+        var exportOrder: [String] = []
+        var faults: [FaultWindow] = []
+        var randomCounter = 0
+    }
+    private let state = Mutex(State())
+
+    init() {}
+
+    func nextRandomStream() -> Int {
+        state.withLock {
+            $0.randomCounter += 1
+            return $0.randomCounter
+        }
+    }
+
+    func registerCleanup(_ cleanup: Cleanup) { state.withLock { $0.cleanups.append(cleanup) } }
+
+    func export(_ key: String, _ value: Value) {
+        state.withLock {
+            if $0.exports.updateValue(value, forKey: key) == nil { $0.exportOrder.append(key) }
+        }
+    }
+
+    var exports: [String: Value] { state.withLock { $0.exports } }
+
+    func beginFault(label: String, id: String) -> String {
+        state.withLock { s in
+            s.faults.removeAll { $0.id == id && $0.end == nil }
+            s.faults.append(FaultWindow(id: id, label: label, start: Timestamp.now(), end: nil))
+        }
+        return id
+    }
+
+    func endFault(id: String) {
+        state.withLock { s in
+            if let index = s.faults.lastIndex(where: { $0.id == id && $0.end == nil }) { s.faults[index].end = Timestamp.now() }
+        }
+    }
+
+    /// Closes every open fault window (at the end of the run).
+    func closeFaults() {
+        let now = Timestamp.now()
+        state.withLock { s in
+            for i in s.faults.indices where s.faults[i].end == nil { s.faults[i].end = now }
+        }
+    }
+
+    var faults: [FaultWindow] { state.withLock { $0.faults } }
+
+    var pendingCleanups: [Cleanup] { state.withLock { $0.cleanups } }
+
+    /// Runs and removes every registered cleanup, newest first.
+    func runCleanups(onRecord: (CleanupRecord) -> Void = { _ in }) async -> [CleanupRecord] {
+        var records: [CleanupRecord] = []
+        while let cleanup = state.withLock({ $0.cleanups.popLast() }) {
+            let start = Timestamp.now()
+            var record = CleanupRecord(description: cleanup.description, status: "succeeded", error: nil, start: start, end: start)
+            do {
+                try await cleanup.body()
+            } catch {
+                record.status = "failed"
+                record.error = "\(error)"
+            }
+            record.end = Timestamp.now()
+            onRecord(record)
+            records.append(record)
+        }
+        return records
+    }
+}

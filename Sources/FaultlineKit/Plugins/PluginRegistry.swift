@@ -1,0 +1,286 @@
+/// A plugin module: registers its providers, toxics, reporters and run extensions at startup.
+///
+/// Registration is explicit and value-typed: `main` lists the plugins, the registry is built once
+/// from the list and passed down. There is no global registry and no dynamic loading.
+public protocol FaultlinePlugin: Sendable {
+    /// The plugin's name, for `faultline plugins`.
+    static var name: String { get }
+    /// Adds the plugin's parts to the registry.
+    static func register(into registry: inout PluginRegistry)
+}
+
+/// Everything the plugins registered: providers by type and kind, toxics, reporters, run
+/// extensions and toxic backends.
+///
+/// Registering a name twice replaces the earlier entry, so a custom binary can override a built-in.
+public struct PluginRegistry: Sendable {
+    public struct ProviderKey: Hashable, Sendable {
+        public var type: String
+        public var kind: ActivityKind
+    }
+
+    public private(set) var providers: [ProviderKey: ProviderDescriptor] = [:]
+    public private(set) var toxics: [String: ToxicDescriptor] = [:]
+    public private(set) var reporters: [String: any Reporter] = [:]
+    public private(set) var runExtensions: [any RunExtension] = []
+    public private(set) var toxicBackends: [String: any ToxicBackendFactory] = [:]
+    /// Plugin names, in registration order.
+    public private(set) var pluginNames: [String] = []
+    /// The plugin that registered each provider type or toxic, for listings.
+    public private(set) var owners: [String: String] = [:]
+    private var currentPlugin = "(direct)"
+
+    public init() {}
+
+    /// Builds a registry from a list of plugins, in order.
+    public init(plugins: [any FaultlinePlugin.Type]) {
+        for plugin in plugins { add(plugin) }
+    }
+
+    /// Registers one plugin.
+    public mutating func add(_ plugin: any FaultlinePlugin.Type) {
+        currentPlugin = plugin.name
+        pluginNames.append(plugin.name)
+        plugin.register(into: &self)
+        currentPlugin = "(direct)"
+    }
+
+    // MARK: Registration
+
+    /// Registers a probe under its ``Provider/type``.
+    public mutating func register<P: Probe>(probe: P) {
+        register(ProviderDescriptor(probe: probe, lookupName: P.type, pythonName: nil))
+    }
+
+    /// Registers an action under its ``Provider/type``.
+    public mutating func register<A: Action>(action: A) {
+        register(ProviderDescriptor(action: action, lookupName: A.type, pythonName: nil))
+    }
+
+    /// Registers a probe as the implementation of a Chaos Toolkit python function, so that
+    /// `provider: {type: python, module: M, func: F, arguments: {...}}` runs it; `arguments`
+    /// decode into the probe's arguments.
+    public mutating func register<P: Probe>(probe: P, asPythonFunction function: String, inModule module: String) {
+        register(ProviderDescriptor(probe: probe, lookupName: "python:\(module).\(function)", pythonName: "\(module).\(function)"))
+    }
+
+    /// Registers an action as the implementation of a Chaos Toolkit python function.
+    public mutating func register<A: Action>(action: A, asPythonFunction function: String, inModule module: String) {
+        register(ProviderDescriptor(action: action, lookupName: "python:\(module).\(function)", pythonName: "\(module).\(function)"))
+    }
+
+    private mutating func register(_ descriptor: ProviderDescriptor) {
+        providers[ProviderKey(type: descriptor.type, kind: descriptor.kind)] = descriptor
+        owners[descriptor.type] = currentPlugin
+    }
+
+    /// Registers a toxic type.
+    public mutating func register<T: Toxic>(toxic: T.Type) {
+        toxics[T.type] = ToxicDescriptor(toxic)
+        owners["toxic:\(T.type)"] = currentPlugin
+    }
+
+    public mutating func register(reporter: some Reporter) {
+        reporters[reporter.format] = reporter
+    }
+
+    public mutating func register(extension runExtension: some RunExtension) {
+        runExtensions.removeAll { $0.name == runExtension.name }
+        runExtensions.append(runExtension)
+        runExtensions.sort { $0.order < $1.order }
+    }
+
+    public mutating func register(toxicBackend factory: some ToxicBackendFactory) {
+        toxicBackends[factory.name] = factory
+    }
+
+    // MARK: Lookup
+
+    /// The provider for a type and kind.
+    public func provider(_ type: String, kind: ActivityKind) -> ProviderDescriptor? {
+        providers[ProviderKey(type: type, kind: kind)]
+    }
+
+    /// Every provider type name (python functions excluded), sorted.
+    public var providerTypes: [String] {
+        Set(providers.values.filter { $0.pythonName == nil }.map(\.type)).sorted()
+    }
+
+    /// The python modules with registered functions, sorted.
+    public var pythonModules: [String] {
+        Set(providers.values.compactMap { $0.pythonName.map { String($0[..<$0.lastIndex(of: ".")!]) } }).sorted()
+    }
+
+    /// Every suite key some run extension reads.
+    public var extensionSuiteKeys: [String] { runExtensions.flatMap(\.suiteKeys) }
+}
+
+/// A provider with its arguments type erased: how the engine prepares and calls it.
+public struct ProviderDescriptor: Sendable {
+    public let type: String
+    public let kind: ActivityKind
+    public let summary: String
+    public let handlesDryRun: Bool
+    /// `module.func` for Chaos Toolkit python functions.
+    public let pythonName: String?
+    public let argumentHelp: [String: String]
+    let schemaMaker: @Sendable () -> ArgumentSchema
+    let preparer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?, PluginRegistry) throws -> PreparedInvocation
+    let toleranceParser: (@Sendable (SourceNode, DocumentPath) throws -> (any ToleranceCheck)?)?
+
+    /// The provider's arguments, for listings.
+    public var schema: ArgumentSchema { schemaMaker() }
+
+    init<P: Probe>(probe: P, lookupName: String, pythonName: String?) {
+        type = lookupName
+        kind = .probe
+        summary = P.summary
+        handlesDryRun = P.handlesDryRun
+        self.pythonName = pythonName
+        argumentHelp = P.argumentHelp
+        schemaMaker = { ArgumentSchema.of(P.Arguments.self, help: P.argumentHelp) }
+        preparer = { node, path, sink, registry in
+            let arguments = try Self.decode(P.self, node, path, sink, registry)
+            return PreparedInvocation(exports: P.exports(arguments)) { context in try await probe.probe(arguments, context: context) }
+        }
+        if let custom = P.self as? any ToleranceProviding.Type {
+            toleranceParser = { node, path in try custom.tolerance(from: node, path: path) }
+        } else {
+            toleranceParser = nil
+        }
+    }
+
+    init<A: Action>(action: A, lookupName: String, pythonName: String?) {
+        type = lookupName
+        kind = .action
+        summary = A.summary
+        handlesDryRun = A.handlesDryRun
+        self.pythonName = pythonName
+        argumentHelp = A.argumentHelp
+        schemaMaker = { ArgumentSchema.of(A.Arguments.self, help: A.argumentHelp) }
+        preparer = { node, path, sink, registry in
+            let arguments = try Self.decode(A.self, node, path, sink, registry)
+            return PreparedInvocation(exports: A.exports(arguments)) { context in try await action.perform(arguments, context: context) }
+        }
+        toleranceParser = nil
+    }
+
+    private static func decode<P: Provider>(
+        _ provider: P.Type, _ node: SourceNode, _ path: DocumentPath, _ sink: DiagnosticSink?, _ registry: PluginRegistry
+    ) throws -> P.Arguments {
+        let arguments = try NodeDecoder().decode(P.Arguments.self, from: node, path: path, sink: sink)
+        if let sink {
+            for warning in P.warnings(arguments) {
+                var diagnostic = warning.located(in: node, path: path)
+                diagnostic.severity = .warning
+                sink.report(diagnostic)
+            }
+        }
+        do {
+            try P.validate(arguments)
+            if let checker = P.self as? any RegistryValidating.Type {
+                try checker.validate(any: arguments, registry: registry)
+            }
+        } catch let error as ArgumentError {
+            throw error.located(in: node, path: path)
+        }
+        return arguments
+    }
+
+    /// Decodes and checks arguments without running anything.
+    /// - Returns: configuration keys the activity will export.
+    public func prepare(_ arguments: SourceNode, path: DocumentPath, sink: DiagnosticSink?, registry: PluginRegistry) throws -> PreparedInvocation {
+        try preparer(arguments, path, sink, registry)
+    }
+}
+
+/// A provider whose validation needs the registry (e.g. the `toxic` action checks attributes
+/// against the registered toxic type).
+public protocol RegistryValidating: Provider {
+    static func validate(_ arguments: Arguments, registry: PluginRegistry) throws
+}
+
+extension RegistryValidating {
+    static func validate(any arguments: Any, registry: PluginRegistry) throws {
+        try validate(arguments as! Arguments, registry: registry)
+    }
+}
+
+/// A prepared call of a provider with decoded arguments.
+public struct PreparedInvocation: Sendable {
+    public let exports: [String: Value]
+    let invoke: @Sendable (ActivityContext) async throws -> Value
+
+    /// Runs the provider.
+    public func callAsFunction(_ context: ActivityContext) async throws -> Value { try await invoke(context) }
+}
+
+/// A toxic type with its attributes type erased.
+public struct ToxicDescriptor: Sendable {
+    public let type: String
+    public let summary: String
+    public let attributeHelp: [String: String]
+    let schemaMaker: @Sendable () -> ArgumentSchema
+    let normalizer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?) throws -> Value
+    let stageMaker: @Sendable (Value, SeededRandom) throws -> any ToxicStage
+    let attributeDecoder: @Sendable (Value) throws -> any Sendable
+
+    init<T: Toxic>(_ toxic: T.Type) {
+        type = T.type
+        summary = T.summary
+        attributeHelp = T.attributeHelp
+        schemaMaker = { ArgumentSchema.of(T.Attributes.self, help: T.attributeHelp) }
+        normalizer = { node, path, sink in
+            let attributes = try NodeDecoder().decode(T.Attributes.self, from: node, path: path, sink: sink)
+            do {
+                try T.validate(attributes)
+            } catch let error as ArgumentError {
+                throw error.located(in: node, path: path)
+            }
+            return try ValueEncoder().encode(attributes)
+        }
+        attributeDecoder = { value in
+            let attributes = try NodeDecoder().decode(T.Attributes.self, from: value)
+            try T.validate(attributes)
+            return attributes
+        }
+        stageMaker = { value, random in
+            let attributes = try NodeDecoder().decode(T.Attributes.self, from: value)
+            return T.makeStage(attributes, random: random)
+        }
+    }
+
+    /// The attributes, for listings.
+    public var schema: ArgumentSchema { schemaMaker() }
+
+    /// Decodes and validates attributes, returning them with every default filled in (as
+    /// Toxiproxy echoes them).
+    public func normalize(_ attributes: SourceNode, path: DocumentPath, sink: DiagnosticSink? = nil) throws -> Value {
+        try normalizer(attributes, path, sink)
+    }
+
+    /// Decodes and validates attributes given as a plain value.
+    public func normalize(_ attributes: Value) throws -> Value {
+        try normalizer(SourceNode(attributes, at: nil), .root, nil)
+    }
+
+    /// The typed attributes value (the toxic's `Attributes`), for ``ToxicStage/update(_:link:)``.
+    public func typedAttributes(_ attributes: Value) throws -> any Sendable { try attributeDecoder(attributes) }
+
+    /// Makes a stage for one link.
+    public func makeStage(_ attributes: Value, random: SeededRandom) throws -> any ToxicStage { try stageMaker(attributes, random) }
+}
+
+extension ArgumentError {
+    /// The diagnostic pointing at the argument's node.
+    func located(in node: SourceNode, path: DocumentPath) -> Diagnostic {
+        var target = node
+        var targetPath = path
+        for component in (key ?? "").split(separator: ".").map(String.init) where !component.isEmpty {
+            guard let child = target[component] else { break }
+            target = child
+            targetPath = targetPath.appending(component)
+        }
+        return Diagnostic(message, at: target.location ?? node.location, path: targetPath, hint: hint)
+    }
+}

@@ -1,0 +1,117 @@
+/// A proxy as Toxiproxy describes it.
+public struct ProxyDefinition: Sendable, Codable, Equatable {
+    public var name: String
+    /// `host:port` to listen on; port 0 picks a free one, and the backend reports the bound address.
+    public var listen: String
+    /// `host:port` to connect each accepted connection to.
+    public var upstream: String
+    public var enabled: Bool
+    public var toxics: [ToxicDefinition]
+
+    public init(name: String, listen: String, upstream: String, enabled: Bool = true, toxics: [ToxicDefinition] = []) {
+        self.name = name
+        self.listen = listen
+        self.upstream = upstream
+        self.enabled = enabled
+        self.toxics = toxics
+    }
+
+    /// The port of the bound listen address.
+    public var listenPort: Int? { listen.split(separator: ":").last.flatMap { Int($0) } }
+}
+
+/// A toxic as Toxiproxy's API describes it: backend-neutral, attributes as JSON.
+public struct ToxicDefinition: Sendable, Codable, Equatable {
+    public var name: String
+    public var type: String
+    public var stream: ToxicStream
+    /// Probability 0...1 that the toxic applies to a connection.
+    public var toxicity: Double
+    public var attributes: Value
+
+    public init(name: String, type: String, stream: ToxicStream = .downstream, toxicity: Double = 1, attributes: Value = .object([:])) {
+        self.name = name
+        self.type = type
+        self.stream = stream
+        self.toxicity = toxicity
+        self.attributes = attributes
+    }
+}
+
+/// Where proxies and toxics live: the in-process proxy, or a Toxiproxy server.
+///
+/// Toxic activities name a proxy, not a backend; the profile chooses the backend. So the same
+/// experiment runs against either.
+///
+/// ## Implementation requirements
+/// - Every call fails fast with a named error when the backend is unreachable; none hangs.
+/// - `removeToxic` and `deleteProxy` of something already gone throw ``ToxicBackendError/notFound``,
+///   which cleanups treat as success.
+public protocol ToxicBackend: Sendable {
+    /// For messages: `in-process proxy`, `Toxiproxy at http://127.0.0.1:8474`.
+    var description: String { get }
+
+    func proxies() async throws -> [ProxyDefinition]
+    func proxy(named name: String) async throws -> ProxyDefinition
+    /// Creates a proxy and returns it with the bound listen address.
+    func createProxy(_ proxy: ProxyDefinition) async throws -> ProxyDefinition
+    /// Changes listen, upstream or enabled (nil keeps the current value).
+    func updateProxy(named name: String, listen: String?, upstream: String?, enabled: Bool?) async throws -> ProxyDefinition
+    func deleteProxy(named name: String) async throws
+    func addToxic(_ toxic: ToxicDefinition, to proxy: String) async throws -> ToxicDefinition
+    /// Merges `attributes` into the toxic's and sets toxicity when given.
+    func updateToxic(named name: String, on proxy: String, attributes: Value?, toxicity: Double?) async throws -> ToxicDefinition
+    func removeToxic(named name: String, from proxy: String) async throws
+    /// Removes every toxic and enables every proxy (Toxiproxy's `POST /reset`).
+    func reset() async throws
+    /// Releases the backend's resources at the end of the run.
+    func shutdown() async
+}
+
+/// Errors every backend reports the same way.
+public enum ToxicBackendError: Error, Sendable, CustomStringConvertible, Equatable {
+    case notFound(String)
+    case conflict(String)
+    case invalid(String)
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let m), .conflict(let m), .invalid(let m), .unavailable(let m): m
+        }
+    }
+}
+
+/// The run's toxic backend, in ``Resources``.
+public enum ToxicBackendKey: ResourceKey {
+    public typealias Value = any ToxicBackend
+}
+
+/// Makes a toxic backend from a profile's `toxics:` section.
+public protocol ToxicBackendFactory: Sendable {
+    /// The `backend:` name that selects it (`inprocess`, `toxiproxy`).
+    var name: String { get }
+    /// - Parameters:
+    ///   - options: the profile's `toxics:` object (without `backend`), or nil.
+    ///   - context: the run's logger, seed and environment.
+    func makeBackend(options: SourceNode?, context: BackendContext) async throws -> any ToxicBackend
+    /// Checks `options` at load time.
+    func validate(options: SourceNode?, sink: DiagnosticSink)
+}
+
+extension ToxicBackendFactory {
+    public func validate(options: SourceNode?, sink: DiagnosticSink) {}
+}
+
+/// What a backend factory gets to build a backend.
+public struct BackendContext: Sendable {
+    public var seed: UInt64
+    public var environment: [String: String]
+    public var registry: PluginRegistry
+
+    public init(seed: UInt64, environment: [String: String], registry: PluginRegistry) {
+        self.seed = seed
+        self.environment = environment
+        self.registry = registry
+    }
+}

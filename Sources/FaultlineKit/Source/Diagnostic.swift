@@ -1,0 +1,174 @@
+/// A path to a value inside a document, printed as `method[1].provider.url`.
+public struct DocumentPath: Sendable, Hashable, CustomStringConvertible {
+    public enum Component: Sendable, Hashable {
+        case key(String)
+        case index(Int)
+    }
+
+    public var components: [Component]
+
+    public init(_ components: [Component] = []) { self.components = components }
+
+    public static let root = DocumentPath()
+
+    public func appending(_ key: String) -> DocumentPath { DocumentPath(components + [.key(key)]) }
+    public func appending(_ index: Int) -> DocumentPath { DocumentPath(components + [.index(index)]) }
+
+    public var isEmpty: Bool { components.isEmpty }
+
+    public var description: String {
+        var text = ""
+        for component in components {
+            switch component {
+            case .key(let key):
+                let plain = !key.isEmpty && key.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" }
+                if plain {
+                    if !text.isEmpty { text += "." }
+                    text += key
+                } else {
+                    text += "[\"\(key)\"]"
+                }
+            case .index(let index):
+                text += "[\(index)]"
+            }
+        }
+        return text.isEmpty ? "(top level)" : text
+    }
+}
+
+/// One problem found in a user's input: where it is, what is wrong, and what to write instead.
+///
+/// Its description is a single line a user can act on, in the form compilers use:
+/// `experiments/latency.yaml:14:9: unknown key "rolbacks" (did you mean "rollbacks"?) at rolbacks`.
+public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Severity: String, Sendable, Hashable {
+        case error, warning
+    }
+
+    public var severity: Severity
+    public var location: SourceLocation?
+    public var path: DocumentPath?
+    public var message: String
+    /// What to do about it, e.g. `did you mean "rollbacks"?`.
+    public var hint: String?
+
+    public init(
+        _ message: String, at location: SourceLocation? = nil, path: DocumentPath? = nil, hint: String? = nil,
+        severity: Severity = .error
+    ) {
+        self.message = message
+        self.location = location
+        self.path = path
+        self.hint = hint
+        self.severity = severity
+    }
+
+    public var description: String {
+        var text = ""
+        if let location { text += "\(location): " }
+        if severity == .warning { text += "warning: " }
+        text += message
+        if let hint { text += " (\(hint))" }
+        if let path, !path.isEmpty { text += " at \(path)" }
+        return text
+    }
+}
+
+/// Every problem found while loading or validating a document, in file order.
+public struct ValidationError: Error, Sendable, CustomStringConvertible {
+    public var diagnostics: [Diagnostic]
+
+    public init(_ diagnostics: [Diagnostic]) { self.diagnostics = diagnostics }
+
+    public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
+
+    public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
+}
+
+/// Collects diagnostics so that validation can report all problems, not only the first.
+public final class DiagnosticSink: @unchecked Sendable {
+    // Used by one loading pass at a time; never shared across tasks.
+    public private(set) var diagnostics: [Diagnostic] = []
+
+    public init() {}
+
+    public func report(_ diagnostic: Diagnostic) {
+        if !diagnostics.contains(diagnostic) { diagnostics.append(diagnostic) }
+    }
+
+    public func report(_ error: any Error, fallbackLocation: SourceLocation?, path: DocumentPath?) {
+        switch error {
+        case let diagnostic as Diagnostic:
+            report(diagnostic)
+        case let validation as ValidationError:
+            validation.diagnostics.forEach(report)
+        default:
+            report(Diagnostic("\(error)", at: fallbackLocation, path: path))
+        }
+    }
+
+    public var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
+
+    /// The collected diagnostics sorted by position, so output follows the file.
+    public var sorted: [Diagnostic] {
+        diagnostics.enumerated().sorted { a, b in
+            let la = a.element.location, lb = b.element.location
+            switch (la, lb) {
+            case let (la?, lb?) where la.file == lb.file:
+                if la.line != lb.line { return la.line < lb.line }
+                if la.column != lb.column { return la.column < lb.column }
+                return a.offset < b.offset
+            default:
+                return a.offset < b.offset
+            }
+        }.map(\.element)
+    }
+
+    /// Throws a ``ValidationError`` holding everything collected, if any of it is an error.
+    public func throwIfErrors() throws {
+        if hasErrors { throw ValidationError(sorted) }
+    }
+}
+
+/// Suggests the closest known word for a misspelt one, the way compilers do.
+public enum Suggestion {
+    /// The candidate nearest to `word`, if it is close enough to be a plausible typo.
+    public static func closest(to word: String, in candidates: some Sequence<String>) -> String? {
+        let lowered = word.lowercased()
+        var best: (String, Int)?
+        for candidate in candidates {
+            let distance = editDistance(lowered, candidate.lowercased())
+            if best == nil || distance < best!.1 { best = (candidate, distance) }
+        }
+        guard let (candidate, distance) = best else { return nil }
+        let limit = max(1, min(word.count, candidate.count) / 3)
+        return distance <= limit ? candidate : nil
+    }
+
+    /// `did you mean "x"?` for the closest candidate, or nil.
+    public static func didYouMean(_ word: String, in candidates: some Sequence<String>) -> String? {
+        closest(to: word, in: candidates).map { "did you mean \"\($0)\"?" }
+    }
+
+    /// Damerau-Levenshtein distance (optimal string alignment): a swap of neighbours costs one.
+    public static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var previous2 = [Int](repeating: 0, count: b.count + 1)
+        var previous = Array(0...b.count)
+        var current = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            current[0] = i
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                    current[j] = min(current[j], previous2[j - 2] + 1)
+                }
+            }
+            (previous2, previous, current) = (previous, current, previous2)
+        }
+        return previous[b.count]
+    }
+}

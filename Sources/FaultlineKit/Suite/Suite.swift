@@ -1,0 +1,174 @@
+import Foundation
+
+/// A suite (`experiments.yaml`): experiments, profiles, and what the run brings up around them.
+///
+/// ```yaml
+/// name: orders
+/// seed: 42
+/// configuration: {base_url: "http://127.0.0.1:8080"}
+/// experiments:
+///   - experiments/baseline.yaml
+///   - path: experiments/latency.yaml
+///   - title: inline experiment
+///     method: [...]
+/// profiles:
+///   local: {default: true, configuration: {duration: 2}}
+///   ci: {configuration: {duration: 10}, toxics: {backend: toxiproxy, url: http://127.0.0.1:8474}}
+/// proxies:
+///   - {name: store, listen: "127.0.0.1:0", upstream: "127.0.0.1:6379"}
+/// reports: {formats: [md, html], dir: reports}
+/// ```
+public struct Suite: Sendable {
+    public var file: String
+    public var name: String
+    public var description: String?
+    public var seed: UInt64?
+    public var configuration: ConfigurationLayer
+    public var entries: [Entry]
+    public var profiles: [Profile]
+    /// `proxies:` as written (substituted at run time).
+    public var proxies: SourceNode?
+    public var reports: ReportSettings?
+    /// Sections owned by run extensions (`services:`), by key.
+    public var extensionSections: [String: SourceNode]
+    /// False for a single experiment run as a one-entry suite.
+    public var isSuiteFile: Bool
+
+    /// One experiment of the suite.
+    public struct Entry: Sendable {
+        /// The experiment file, relative to the suite file.
+        public var path: String?
+        /// An experiment written inline.
+        public var inline: SourceNode?
+        public var location: SourceLocation?
+        public var documentPath: DocumentPath
+    }
+
+    /// A named overlay: configuration values, toxic backend, seed, reports.
+    public struct Profile: Sendable {
+        public var name: String
+        public var isDefault: Bool
+        public var description: String?
+        public var configuration: ConfigurationLayer
+        /// `toxics: {backend: …, …}` as written.
+        public var toxics: SourceNode?
+        public var seed: UInt64?
+        public var reports: ReportSettings?
+        public var location: SourceLocation?
+    }
+
+    /// Which reports a run writes and where.
+    public struct ReportSettings: Sendable, Decodable {
+        public var formats: [String]?
+        public var dir: String?
+    }
+
+    static let keys = ["name", "description", "seed", "configuration", "secrets", "experiments", "profiles", "proxies", "reports"]
+
+    /// Whether a document is a suite (it has `experiments:`) rather than an experiment.
+    public static func isSuite(_ node: SourceNode) -> Bool { node["experiments"] != nil }
+
+    /// Parses a suite document.
+    /// - Parameter extensionKeys: top-level keys run extensions own (e.g. `services`).
+    public static func parse(_ node: SourceNode, file: String, extensionKeys: [String], sink: DiagnosticSink) -> Suite? {
+        var reader = ObjectReader(node, path: .root, sink: sink, what: "a suite (an object with experiments and profiles)")
+        guard reader.isObject else { return nil }
+        let name = reader.decode(String.self, "name") ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+        let description = reader.decode(String.self, "description")
+        let seed = reader.decode(UInt64.self, "seed")
+        let configuration = ConfigurationLayer.parse(name: "suite", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: .root, sink: sink)
+        var entries: [Entry] = []
+        if let list = reader.node("experiments", required: true) {
+            if let elements = list.elements {
+                for (index, element) in elements.enumerated() {
+                    let path = DocumentPath([.key("experiments"), .index(index)])
+                    switch element.content {
+                    case .scalar(.string(let file), _):
+                        entries.append(Entry(path: file, inline: nil, location: element.location, documentPath: path))
+                    case .object where element["path"] != nil:
+                        var entryReader = ObjectReader(element, path: path, sink: sink)
+                        if let file = entryReader.nonEmptyString("path") {
+                            entries.append(Entry(path: file, inline: nil, location: element.location, documentPath: path))
+                        }
+                        entryReader.reportUnknownKeys()
+                    case .object:
+                        entries.append(Entry(path: nil, inline: element, location: element.location, documentPath: path))
+                    default:
+                        sink.report(Diagnostic(
+                            "expected an experiment file name or an inline experiment, found \(describeFound(element))", at: element.location, path: path))
+                    }
+                }
+            } else {
+                sink.report(Diagnostic("expected a list of experiments, found \(describeFound(list))", at: list.location, path: DocumentPath([.key("experiments")])))
+            }
+        }
+        var profiles: [Profile] = []
+        if let profilesNode = reader.node("profiles") {
+            if let members = profilesNode.members {
+                for member in members {
+                    let path = DocumentPath([.key("profiles"), .key(member.key)])
+                    var profileReader = ObjectReader(member.value, path: path, sink: sink, what: "a profile (an object with configuration, toxics, …)")
+                    guard profileReader.isObject else { continue }
+                    let isDefault = profileReader.decode(Bool.self, "default") ?? false
+                    let profileDescription = profileReader.decode(String.self, "description")
+                    let layer = ConfigurationLayer.parse(
+                        name: "profile \(member.key)", configuration: profileReader.node("configuration"), secrets: profileReader.node("secrets"), path: path, sink: sink)
+                    let toxics = profileReader.node("toxics")
+                    let profileSeed = profileReader.decode(UInt64.self, "seed")
+                    let reports = profileReader.decode(ReportSettings.self, "reports")
+                    profileReader.reportUnknownKeys()
+                    profiles.append(Profile(
+                        name: member.key, isDefault: isDefault, description: profileDescription, configuration: layer, toxics: toxics, seed: profileSeed,
+                        reports: reports, location: member.keyLocation))
+                }
+                let defaults = profiles.filter(\.isDefault)
+                if defaults.count > 1 {
+                    sink.report(Diagnostic(
+                        "\(defaults.count) profiles are marked default: \(defaults.map(\.name).joined(separator: ", "))", at: defaults[1].location,
+                        path: DocumentPath([.key("profiles"), .key(defaults[1].name), .key("default")]), hint: "mark exactly one profile default: true"))
+                }
+            } else {
+                sink.report(Diagnostic("expected an object of named profiles, found \(describeFound(profilesNode))", at: profilesNode.location, path: DocumentPath([.key("profiles")])))
+            }
+        }
+        let proxies = reader.node("proxies")
+        let reports = reader.decode(ReportSettings.self, "reports")
+        var sections: [String: SourceNode] = [:]
+        for key in extensionKeys {
+            if let section = reader.node(key) { sections[key] = section }
+        }
+        reader.reportUnknownKeys()
+        return Suite(
+            file: file, name: name, description: description, seed: seed, configuration: configuration, entries: entries, profiles: profiles,
+            proxies: proxies, reports: reports, extensionSections: sections, isSuiteFile: true)
+    }
+
+    /// The profile a run uses: the named one, or the default (the one marked default, or the only one).
+    public func profile(named name: String?) throws -> Profile? {
+        if let name {
+            if let profile = profiles.first(where: { $0.name == name }) { return profile }
+            let known = profiles.map(\.name)
+            throw Diagnostic(
+                known.isEmpty ? "unknown profile \"\(name)\": \(file) defines no profiles" : "unknown profile \"\(name)\"",
+                at: SourceLocation(file: file, line: 1, column: 1),
+                hint: known.isEmpty
+                    ? "add profiles: {\(name): {configuration: {…}}}"
+                    : (Suggestion.didYouMean(name, in: known).map { "\($0) " } ?? "") + "known profiles: \(known.joined(separator: ", "))")
+        }
+        return profiles.first(where: \.isDefault) ?? (profiles.count == 1 ? profiles[0] : nil)
+    }
+}
+
+/// Turns a title into a file-name part: `Order API survives latency` → `order-api-survives-latency`.
+public func slug(_ text: String) -> String {
+    var result = ""
+    for scalar in text.lowercased().unicodeScalars {
+        if CharacterSet.alphanumerics.contains(scalar) && scalar.isASCII {
+            result.unicodeScalars.append(scalar)
+        } else if !result.hasSuffix("-") && !result.isEmpty {
+            result += "-"
+        }
+    }
+    while result.hasSuffix("-") { result.removeLast() }
+    return String(result.prefix(60)).isEmpty ? "experiment" : String(result.prefix(60))
+}

@@ -1,0 +1,293 @@
+import FaultlineKit
+import Foundation
+import Synchronization
+
+/// Fakes for tests: a scripted probe, a recording action, an in-memory toxic backend and a
+/// recording observer, sharing one ``TestKit``.
+///
+/// ```swift
+/// let kit = TestKit()
+/// kit.script("health", [200, 503])          // test.probe {key: health} returns 200, then 503
+/// let journal = try await kit.run(yaml: "…")
+/// #expect(kit.log == ["inject", "undo inject"])
+/// ```
+public final class TestKit: Sendable {
+    private struct State {
+        var scripts: [String: [Value]] = [:]
+        var log: [String] = []
+        var barriers: [String: (count: Int, waiters: [CheckedContinuation<Void, Never>])] = [:]
+    }
+    private let state = Mutex(State())
+    public let observer = RecordingObserver()
+    public let backend = InMemoryToxicBackend()
+
+    public init() {}
+
+    /// A registry with the fakes (and any other plugins).
+    public func registry(plugins: [any FaultlinePlugin.Type] = []) -> PluginRegistry {
+        var registry = PluginRegistry(plugins: plugins)
+        registry.register(probe: ScriptedProbe(kit: self))
+        registry.register(action: RecordingAction(kit: self))
+        registry.register(toxicBackend: InMemoryToxicBackendFactory(backend: backend))
+        return registry
+    }
+
+    /// Queues outputs for `test.probe {key: …}`; the last one repeats.
+    public func script(_ key: String, _ outputs: [Value]) {
+        state.withLock { $0.scripts[key] = outputs }
+    }
+
+    func nextOutput(_ key: String) -> Value? {
+        state.withLock { s in
+            guard var outputs = s.scripts[key], !outputs.isEmpty else { return nil }
+            let next = outputs.count > 1 ? outputs.removeFirst() : outputs[0]
+            s.scripts[key] = outputs
+            return next
+        }
+    }
+
+    /// What `test.action` did, in order (`label`, and `undo label` for cleanups).
+    public var log: [String] { state.withLock { $0.log } }
+
+    public func record(_ entry: String) { state.withLock { $0.log.append(entry) } }
+
+    /// Waits until `count` activities reached the barrier `name`: only concurrent activities pass.
+    func arrive(at name: String, count: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let release = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                var barrier = s.barriers[name] ?? (count, [])
+                barrier.waiters.append(continuation)
+                if barrier.waiters.count >= barrier.count {
+                    s.barriers[name] = nil
+                    return barrier.waiters
+                }
+                s.barriers[name] = barrier
+                return []
+            }
+            release.forEach { $0.resume() }
+        }
+    }
+
+    /// Loads an experiment (or suite) from text and runs it with the fakes.
+    /// - Parameters:
+    ///   - yaml: the document.
+    ///   - options: run options (journal path, strategies, dry mode).
+    public func run(
+        yaml: String, options: SuiteRunner.Options = SuiteRunner.Options(), plugins: [any FaultlinePlugin.Type] = [],
+        interruption: Interruption = Interruption()
+    ) async throws -> SuiteRunner.Result {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("experiment.yaml").path
+        try yaml.write(toFile: file, atomically: true, encoding: .utf8)
+        var options = options
+        if options.journalPath == nil { options.journalPath = directory.appendingPathComponent("journal").path }
+        let runner = SuiteRunner(registry: registry(plugins: plugins), observer: observer)
+        let prepared = try runner.load(path: file, options: options)
+        return await runner.run(prepared, interruption: interruption)
+    }
+}
+
+/// `test.probe`: returns scripted outputs, a fixed value, or fails; optionally waits first.
+public struct ScriptedProbe: Probe {
+    public static let type = "test.probe"
+    public static let summary = "Test probe: returns a scripted or fixed value"
+
+    public struct Arguments: Codable, Sendable {
+        /// Script key (see ``TestKit/script(_:_:)``).
+        public var key: String?
+        public var value: Value?
+        /// Fail with this message.
+        public var fail: String?
+        /// Seconds to wait before answering (cancellable).
+        public var delay: Double?
+        /// Wait at this barrier with `barrier_count` others before answering.
+        public var barrier: String?
+        public var barrier_count: Int?
+    }
+
+    let kit: TestKit
+
+    public init(kit: TestKit) { self.kit = kit }
+
+    public func probe(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        if let barrier = arguments.barrier { await kit.arrive(at: barrier, count: arguments.barrier_count ?? 2) }
+        if let delay = arguments.delay { try await Task.sleep(for: .seconds(delay)) }
+        if let fail = arguments.fail { throw ActivityFailure(fail) }
+        if let key = arguments.key, let output = kit.nextOutput(key) { return output }
+        return arguments.value ?? .null
+    }
+}
+
+/// `test.action`: records its label; optionally registers an undo, waits or fails.
+public struct RecordingAction: Action {
+    public static let type = "test.action"
+    public static let summary = "Test action: records what it did"
+    public static let handlesDryRun = false
+
+    public struct Arguments: Codable, Sendable {
+        public var label: String
+        public var fail: String?
+        public var delay: Double?
+        /// Register an undo that records `undo <label>`.
+        public var cleanup: Bool?
+        /// Export this configuration value (`{key: value}`) to later activities.
+        public var export: [String: Value]?
+        public var barrier: String?
+        public var barrier_count: Int?
+        /// Record a fault window labelled with the label.
+        public var fault: Bool?
+    }
+
+    let kit: TestKit
+
+    public init(kit: TestKit) { self.kit = kit }
+
+    public static func exports(_ arguments: Arguments) -> [String: Value] { arguments.export ?? [:] }
+
+    public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        kit.record(arguments.label)
+        if let barrier = arguments.barrier { await kit.arrive(at: barrier, count: arguments.barrier_count ?? 2) }
+        if arguments.fault == true { context.beginFault(arguments.label, id: arguments.label) }
+        if arguments.cleanup == true {
+            let kit = self.kit
+            let label = arguments.label
+            context.registerCleanup("undo \(label)") {
+                kit.record("undo \(label)")
+                context.endFault(label)
+            }
+        }
+        if let delay = arguments.delay {
+            do {
+                try await Task.sleep(for: .seconds(delay))
+            } catch {
+                kit.record("\(arguments.label) cancelled")
+                throw error
+            }
+        }
+        for (key, value) in arguments.export ?? [:] { context.export(key, value) }
+        if let fail = arguments.fail { throw ActivityFailure(fail) }
+        return ["label": .string(arguments.label)]
+    }
+}
+
+/// Collects every run event.
+public final class RecordingObserver: RunObserver, Sendable {
+    private let events = Mutex<[RunEvent]>([])
+
+    public init() {}
+
+    public func handle(_ event: RunEvent) { events.withLock { $0.append(event) } }
+
+    public var all: [RunEvent] { events.withLock { $0 } }
+
+    /// Names of finished activities with their status, in order.
+    public var finished: [(String, RecordStatus)] {
+        all.compactMap { if case .activityFinished(let r) = $0 { (r.name, r.status) } else { nil } }
+    }
+}
+
+/// A toxic backend that keeps proxies and toxics in memory: for tests not about the proxy.
+public final class InMemoryToxicBackend: ToxicBackend, Sendable {
+    private let proxiesByName = Mutex<[String: ProxyDefinition]>([:])
+    private let nextPort = Mutex(20000)
+
+    public init() {}
+
+    public var description: String { "in-memory test backend" }
+
+    public func proxies() async throws -> [ProxyDefinition] { proxiesByName.withLock { Array($0.values) }.sorted { $0.name < $1.name } }
+
+    public func proxy(named name: String) async throws -> ProxyDefinition {
+        guard let proxy = proxiesByName.withLock({ $0[name] }) else { throw ToxicBackendError.notFound("proxy \(name) not found") }
+        return proxy
+    }
+
+    public func createProxy(_ proxy: ProxyDefinition) async throws -> ProxyDefinition {
+        var created = proxy
+        if proxy.listenPort == 0 {
+            let port = nextPort.withLock { p -> Int in
+                p += 1
+                return p
+            }
+            created.listen = proxy.listen.replacingOccurrences(of: ":0", with: ":\(port)")
+        }
+        try proxiesByName.withLock { proxies in
+            guard proxies[proxy.name] == nil else { throw ToxicBackendError.conflict("proxy \(proxy.name) already exists") }
+            proxies[proxy.name] = created
+        }
+        return created
+    }
+
+    public func updateProxy(named name: String, listen: String?, upstream: String?, enabled: Bool?) async throws -> ProxyDefinition {
+        try proxiesByName.withLock { proxies in
+            guard var proxy = proxies[name] else { throw ToxicBackendError.notFound("proxy \(name) not found") }
+            if let listen { proxy.listen = listen }
+            if let upstream { proxy.upstream = upstream }
+            if let enabled { proxy.enabled = enabled }
+            proxies[name] = proxy
+            return proxy
+        }
+    }
+
+    public func deleteProxy(named name: String) async throws {
+        try proxiesByName.withLock { proxies in
+            guard proxies.removeValue(forKey: name) != nil else { throw ToxicBackendError.notFound("proxy \(name) not found") }
+        }
+    }
+
+    public func addToxic(_ toxic: ToxicDefinition, to proxy: String) async throws -> ToxicDefinition {
+        try proxiesByName.withLock { proxies in
+            guard var p = proxies[proxy] else { throw ToxicBackendError.notFound("proxy \(proxy) not found") }
+            guard !p.toxics.contains(where: { $0.name == toxic.name }) else { throw ToxicBackendError.conflict("toxic \(toxic.name) already exists") }
+            p.toxics.append(toxic)
+            proxies[proxy] = p
+            return toxic
+        }
+    }
+
+    public func updateToxic(named name: String, on proxy: String, attributes: Value?, toxicity: Double?) async throws -> ToxicDefinition {
+        try proxiesByName.withLock { proxies in
+            guard var p = proxies[proxy] else { throw ToxicBackendError.notFound("proxy \(proxy) not found") }
+            guard let index = p.toxics.firstIndex(where: { $0.name == name }) else { throw ToxicBackendError.notFound("toxic \(name) not found") }
+            if case .object(let changes)? = attributes, case .object(var current) = p.toxics[index].attributes {
+                for (key, value) in changes { current[key] = value }
+                p.toxics[index].attributes = .object(current)
+            }
+            if let toxicity { p.toxics[index].toxicity = toxicity }
+            proxies[proxy] = p
+            return p.toxics[index]
+        }
+    }
+
+    public func removeToxic(named name: String, from proxy: String) async throws {
+        try proxiesByName.withLock { proxies in
+            guard var p = proxies[proxy] else { throw ToxicBackendError.notFound("proxy \(proxy) not found") }
+            guard p.toxics.contains(where: { $0.name == name }) else { throw ToxicBackendError.notFound("toxic \(name) not found") }
+            p.toxics.removeAll { $0.name == name }
+            proxies[proxy] = p
+        }
+    }
+
+    public func reset() async throws {
+        proxiesByName.withLock { proxies in
+            for name in proxies.keys {
+                proxies[name]!.toxics = []
+                proxies[name]!.enabled = true
+            }
+        }
+    }
+
+    public func shutdown() async {}
+}
+
+/// Serves one ``InMemoryToxicBackend`` as the `inprocess` backend.
+public struct InMemoryToxicBackendFactory: ToxicBackendFactory {
+    public let name = "inprocess"
+    let backend: InMemoryToxicBackend
+
+    public init(backend: InMemoryToxicBackend) { self.backend = backend }
+
+    public func makeBackend(options: SourceNode?, context: BackendContext) async throws -> any ToxicBackend { backend }
+}

@@ -1,0 +1,6 @@
+import FaultlineCLI
+
+@main
+struct FaultlineTool: FaultlineMain {
+    static let plugins = Faultline.builtins
+}
