@@ -51,7 +51,7 @@ public enum DocumentLoader {
         do {
             node = try Yams.compose(yaml: text, .basic)
         } catch let error as YamlError {
-            throw diagnostic(for: error, file: file)
+            throw diagnostic(for: error, file: file, text: text)
         }
         guard let node else {
             return SourceNode(.scalar(.null, raw: nil), at: SourceLocation(file: file, line: 1, column: 1))
@@ -62,8 +62,24 @@ public enum DocumentLoader {
         return result
     }
 
-    private static func diagnostic(for error: YamlError, file: String) -> Diagnostic {
+    private static func diagnostic(for error: YamlError, file: String, text: String) -> Diagnostic {
         switch error {
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            // Yams points at the first occurrence; point at the repeat, which is what to remove.
+            let key = duplicates.first ?? "?"
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            var location = SourceLocation(file: file, line: context.mark.line, column: context.mark.column)
+            for index in context.mark.line..<lines.count {
+                let line = lines[index]
+                let indent = line.prefix { $0 == " " }.count
+                if indent == context.mark.column - 1, line.dropFirst(indent).hasPrefix("\(key):") || line.dropFirst(indent).hasPrefix("\"\(key)\":") {
+                    location = SourceLocation(file: file, line: index + 1, column: indent + 1)
+                    break
+                }
+            }
+            return Diagnostic(
+                "duplicate key \"\(key)\"", at: location,
+                hint: "a key may appear only once in an object; the first is at line \(context.mark.line)")
         case .scanner(let context, let problem, let mark, _),
             .parser(let context, let problem, let mark, _),
             .composer(let context, let problem, let mark, _):

@@ -200,6 +200,12 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     private func member(_ key: Key) throws -> SourceNode.Member {
         decoder.queriedKeys.insert(key.stringValue)
         guard let member = members.first(where: { $0.key == key.stringValue }) else {
+            // A misspelling of the missing key is the likelier story: say that.
+            if let typo = members.first(where: { !decoder.readKeys.contains($0.key) && Suggestion.closest(to: $0.key, in: [key.stringValue]) != nil }) {
+                throw Diagnostic(
+                    "unknown key \"\(typo.key)\"", at: typo.keyLocation ?? decoder.node.location, path: decoder.path.appending(typo.key),
+                    hint: "did you mean \"\(key.stringValue)\"?")
+            }
             throw Diagnostic(
                 "missing required key \"\(key.stringValue)\"", at: decoder.node.location, path: decoder.path,
                 hint: "add \(key.stringValue): …")

@@ -1,0 +1,98 @@
+import FaultlineKit
+import Testing
+
+@Suite("Substitution")
+struct SubstitutionTests {
+    let substitution = Substitution(variables: [
+        "host": "127.0.0.1", "port": 8080, "ratio": 0.5, "on": true,
+        "headers": ["Accept": "application/json"], "list": [1, 2],
+    ])
+
+    @Test("a string that is exactly ${x} keeps x's type")
+    func typed() throws {
+        #expect(try substitution.substitute("${port}") == .int(8080))
+        #expect(try substitution.substitute("${on}") == .bool(true))
+        #expect(try substitution.substitute("${ratio}") == .double(0.5))
+        #expect(try substitution.substitute("${headers}") == ["Accept": "application/json"])
+        #expect(try substitution.substitute("${ list }") == [1, 2])
+    }
+
+    @Test("inside a longer string, values are written as text")
+    func interpolated() throws {
+        #expect(try substitution.substitute("http://${host}:${port}/x") == "http://127.0.0.1:8080/x")
+        #expect(try substitution.substitute("${ratio} ${on} ${list}") == "0.5 true [1,2]")
+    }
+
+    @Test("$$ escapes, and a lone $ is kept as written")
+    func escapes() throws {
+        #expect(try substitution.substitute("$${host}") == "${host}")
+        #expect(try substitution.substitute("cost: $$5") == "cost: $5")
+        #expect(try substitution.substitute("echo $HOME") == "echo $HOME")
+        #expect(try substitution.substitute("a$") == "a$")
+    }
+
+    @Test("dotted names read into objects")
+    func dotted() throws {
+        #expect(try substitution.substitute("${headers.Accept}") == "application/json")
+        #expect(try substitution.substitute("${list.1}") == .int(2))
+    }
+
+    @Test("an unknown name is an error with a suggestion, never left in place")
+    func unknown() throws {
+        let error = try #require(throws: Diagnostic.self) {
+            try substitution.substitute("${hots}", at: SourceLocation(file: "x.yaml", line: 3, column: 7), path: DocumentPath([.key("url")]))
+        }
+        #expect(error.description == "x.yaml:3:7: unknown variable \"${hots}\" (did you mean \"host\"?) at url")
+        #expect(throws: Diagnostic.self) { try substitution.substitute("${unterminated") }
+    }
+
+    @Test("nested structures are substituted, keys are not")
+    func nested() throws {
+        let node = try DocumentLoader.parse("{url: 'http://${host}', args: [{n: '${port}'}], '${host}': k}", format: .yaml, file: "n.yaml")
+        let result = try substitution.substitute(node, path: .root).value
+        #expect(result == ["url": "http://127.0.0.1", "args": [["n": 8080]], "${host}": "k"])
+    }
+
+    @Test("configuration values may refer to each other, and cycles are reported")
+    func configurationReferences() throws {
+        let sink = DiagnosticSink()
+        let doc = try DocumentLoader.parse(
+            "{host: localhost, port: 9000, url: 'http://${host}:${port}', health: '${url}/health', a: '${b}', b: '${a}'}", format: .yaml, file: "c.yaml")
+        let layer = ConfigurationLayer.parse(name: "t", configuration: doc, secrets: nil, path: .root, sink: sink)
+        let resolved = ResolvedConfiguration.resolve([layer], environment: [:], sink: sink)
+        #expect(resolved.configuration["health"] == "http://localhost:9000/health")
+        #expect(sink.diagnostics.contains { $0.message.contains("refers to itself") })
+    }
+
+    @Test("env configuration: typed, defaulted, and a clear error when missing")
+    func environment() throws {
+        let sink = DiagnosticSink()
+        let doc = try DocumentLoader.parse(
+            """
+            configuration:
+              port: {type: env, key: T_PORT, env_var_type: int}
+              flag: {type: env, key: T_FLAG, env_var_type: bool}
+              fallback: {type: env, key: T_NONE, default: 5}
+              missing: {type: env, key: T_MISSING}
+            secrets:
+              db:
+                password: {type: env, key: T_PASSWORD}
+            """, format: .yaml, file: "e.yaml")
+        let layer = ConfigurationLayer.parse(name: "t", configuration: doc["configuration"], secrets: doc["secrets"], path: .root, sink: sink)
+        let resolved = ResolvedConfiguration.resolve([layer], environment: ["T_PORT": "81", "T_FLAG": "no", "T_PASSWORD": "hunter22"], sink: sink)
+        #expect(resolved.configuration["port"] == 81)
+        #expect(resolved.configuration["flag"] == false)
+        #expect(resolved.configuration["fallback"] == 5)
+        #expect(resolved.secrets["db"]?["password"] == "hunter22")
+        let missing = try #require(sink.diagnostics.first)
+        #expect(missing.description.hasPrefix("e.yaml:5:12: environment variable T_MISSING is not set"))
+    }
+
+    @Test("--var types convert like Chaos Toolkit's", arguments: [
+        ("int", "42", Value.int(42)), ("float", "1.5", .double(1.5)), ("bool", "false", .bool(false)), ("bool", "yes", .bool(true)),
+        ("json", "{\"a\": [1]}", ["a": [1]]), ("str", "007", "007"),
+    ] as [(String, String, Value)])
+    func varTypes(_ type: String, _ text: String, _ expected: Value) throws {
+        #expect(try EnvironmentValueType(rawValue: type)!.convert(text) == expected)
+    }
+}

@@ -1,0 +1,119 @@
+import FaultlineKit
+import Testing
+
+@Suite("Tolerances")
+struct ToleranceTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        let tolerance: String
+        let output: Value
+        let met: Bool
+        var testDescription: String { "\(tolerance) vs \(output) → \(met)" }
+    }
+
+    static let http200: Value = ["status": 200, "headers": ["content-type": "application/json"], "body": ["items": [["id": 1, "ok": true], ["id": 2, "ok": false]]]]
+    static let process0: Value = ["status": 0, "stdout": "ready: 3 workers\n", "stderr": ""]
+
+    static let cases: [Case] = [
+        // bool: strict, 1 is not true
+        Case(tolerance: "true", output: true, met: true),
+        Case(tolerance: "true", output: false, met: false),
+        Case(tolerance: "true", output: 1, met: false),
+        // int: output.status when there is one
+        Case(tolerance: "200", output: http200, met: true),
+        Case(tolerance: "201", output: http200, met: false),
+        Case(tolerance: "0", output: process0, met: true),
+        Case(tolerance: "3", output: 3, met: true),
+        Case(tolerance: "3", output: 3.0, met: true),
+        Case(tolerance: "3", output: 4, met: false),
+        Case(tolerance: "2.5", output: 2.5, met: true),
+        // string: equality, no status unwrapping
+        Case(tolerance: "ok", output: "ok", met: true),
+        Case(tolerance: "\"200\"", output: http200, met: false),
+        // list: status membership, numeric range of two, membership otherwise
+        Case(tolerance: "[200, 201]", output: http200, met: true),
+        Case(tolerance: "[500, 503]", output: http200, met: false),
+        Case(tolerance: "[1, 10]", output: 5, met: true),
+        Case(tolerance: "[1, 10]", output: 11, met: false),
+        Case(tolerance: "[a, b]", output: "abc", met: false),
+        Case(tolerance: "[a, b]", output: "b", met: true),
+        Case(tolerance: "[1, 2, 3]", output: 2, met: true),
+        // range
+        Case(tolerance: "{type: range, range: [200, 299]}", output: http200, met: true),
+        Case(tolerance: "{type: range, range: [0.5, 1.5], target: v}", output: ["v": 1.5], met: true),
+        Case(tolerance: "{type: range, range: [0, 1]}", output: 2, met: false),
+        Case(tolerance: "{type: range, range: [0, 1]}", output: "x", met: false),
+        // regex: body/stdout by default, target picks
+        Case(tolerance: "{type: regex, pattern: 'ready: \\d+ workers'}", output: process0, met: true),
+        Case(tolerance: "{type: regex, pattern: '^down'}", output: process0, met: false),
+        Case(tolerance: "{type: regex, pattern: '^application/', target: headers.content-type}", output: http200, met: true),
+        // jsonpath
+        Case(tolerance: "{type: jsonpath, path: '$.items[*].id', expect: [1, 2]}", output: http200, met: true),
+        Case(tolerance: "{type: jsonpath, path: '$.items[?(@.ok == true)].id', expect: 1}", output: http200, met: true),
+        Case(tolerance: "{type: jsonpath, path: '$.items[*]', count: 2}", output: http200, met: true),
+        Case(tolerance: "{type: jsonpath, path: '$.items[*]', count: 3}", output: http200, met: false),
+        Case(tolerance: "{type: jsonpath, path: '$.missing'}", output: http200, met: false),
+        Case(tolerance: "{type: jsonpath, path: '$..id', expect: [1, 2]}", output: http200, met: true),
+        Case(tolerance: "{type: jsonpath, path: '$.a', expect: 1}", output: ["stdout": "{\"a\": 1}", "status": 0], met: true),
+    ]
+
+    @Test(arguments: cases)
+    func judges(_ testCase: Case) throws {
+        let node = try DocumentLoader.parse(testCase.tolerance, format: .yaml, file: "t.yaml")
+        let tolerance = try Tolerance.parse(node, path: .root)
+        #expect(tolerance.check(testCase.output).met == testCase.met)
+    }
+
+    @Test("a missed tolerance says what was expected and what came")
+    func messages() throws {
+        let tolerance = try Tolerance.parse(try DocumentLoader.parse("201", format: .yaml, file: "t"), path: .root)
+        let outcome = tolerance.check(Self.http200)
+        #expect(outcome.message == "expected 201, got 200")
+        let range = try Tolerance.parse(try DocumentLoader.parse("{type: range, range: [0, 100]}", format: .yaml, file: "t"), path: .root)
+        #expect(range.check(150).message == "150 is outside [0, 100]")
+    }
+
+    @Test("malformed tolerances are located errors", arguments: [
+        ("{type: rnage, range: [1, 2]}", "unknown tolerance type \"rnage\"", "did you mean \"range\"?"),
+        ("{type: range, range: [1]}", "range needs exactly two numbers", nil),
+        ("{type: range, range: [5, 1]}", "lower bound 5.0 is above the upper bound 1.0", nil),
+        ("{type: regex, pattern: '(unclosed'}", "invalid regular expression", nil),
+        ("{type: jsonpath, path: '$.a[?(@.x ~ 1)]'}", "invalid JSONPath", nil),
+        ("{type: regex, pattern: x, tragte: body}", "unknown key \"tragte\"", "did you mean \"target\"?"),
+        ("{range: [1, 2]}", "a tolerance object needs a type", nil),
+    ] as [(String, String, String?)])
+    func malformed(_ text: String, _ message: String, _ hint: String?) throws {
+        let node = try DocumentLoader.parse("tolerance: \(text)", format: .yaml, file: "t.yaml")
+        let error = try #require(throws: (any Error).self) { try Tolerance.parse(node["tolerance"]!, path: DocumentPath([.key("tolerance")])) }
+        let text = "\(error)"
+        #expect(text.contains("t.yaml:1:"), "no location in: \(text)")
+        #expect(text.contains(message), "\(text)")
+        if let hint { #expect(text.contains(hint), "\(text)") }
+    }
+}
+
+@Suite("JSONPath")
+struct JSONPathTests {
+    static let document: Value = [
+        "store": ["book": [["title": "A", "price": 8], ["title": "B", "price": 12], ["title": "C", "price": 22]], "open": true],
+        "name": "shop",
+    ]
+
+    @Test(arguments: [
+        ("$.name", [Value.string("shop")]),
+        ("name", ["shop"]),
+        ("$.store.book[0].title", ["A"]),
+        ("$.store.book[-1].title", ["C"]),
+        ("$['store']['open']", [true]),
+        ("$.store.book[*].price", [8, 12, 22]),
+        ("$.store.book[0:2].title", ["A", "B"]),
+        ("$.store.book[0,2].title", ["A", "C"]),
+        ("$..title", ["A", "B", "C"]),
+        ("$.store.book[?(@.price > 10)].title", ["B", "C"]),
+        ("$.store.book[?(@.price > 10 && @.price < 20)].title", ["B"]),
+        ("$.store.book[?(@.title == 'A' || @.title == 'C')].price", [8, 22]),
+        ("$.store.missing", []),
+    ] as [(String, [Value])])
+    func selects(_ path: String, _ expected: [Value]) throws {
+        #expect(try JSONPath(path).evaluate(Self.document) == expected)
+    }
+}
