@@ -49,7 +49,8 @@ let package = Package(
         .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting"]),
         .testTarget(
             name: "FaultlineCLITests",
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineTesting"]
+            // Depends on the executable so that `swift test` builds the binary these tests run.
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineTesting", "faultline"]
         ),
     ],
     swiftLanguageModes: [.v6]

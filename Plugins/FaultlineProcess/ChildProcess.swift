@@ -100,6 +100,8 @@ public final class ChildProcess: Sendable {
             (parentEnds + childEnds).forEach { close($0) }
             throw error
         }
+        // The child gets stdin, stdout and stderr only: no socket, pipe or journal of ours.
+        _ = faultline_spawn_file_actions_addclosefrom(&fileActions, 3)
         if let workingDirectory {
             faultline_spawn_file_actions_addchdir(&fileActions, workingDirectory)
         }
@@ -148,9 +150,9 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    /// Waits for the child to end. Cancelling the waiting task does not signal the child; use
-    /// ``terminate(grace:)`` for that.
-    public func wait() async -> Termination {
+    /// Waits for the child to end, or until the waiting task is cancelled (then nil). Cancelling
+    /// does not signal the child; use ``terminate(grace:)`` for that.
+    public func wait() async -> Termination? {
         await exitLatch.wait()
     }
 
@@ -174,7 +176,7 @@ public final class ChildProcess: Sendable {
         }
         signal(SIGTERM)
         let ended = await withTaskGroup(of: Termination?.self) { group in
-            group.addTask { await self.wait() }
+            group.addTask { await self.exitLatch.wait() }
             group.addTask {
                 try? await Task.sleep(for: .seconds(grace))
                 return nil
@@ -188,7 +190,11 @@ public final class ChildProcess: Sendable {
             return ended
         }
         signal(SIGKILL)
-        return await wait()
+        // SIGKILL cannot be ignored; the waiter thread reports the end shortly.
+        while true {
+            if let termination = await exitLatch.wait() { return termination }
+            if Task.isCancelled { return termination ?? .signalled(SIGKILL) }
+        }
     }
 
     /// Stdout and stderr collected so far (with ``Output/collect``), read to their end when the
@@ -205,6 +211,12 @@ public final class ChildProcess: Sendable {
         return Array(lines.suffix(count))
     }
 
+    /// Executable by us: `access(X_OK)` alone says yes to root for any file, even without an x bit.
+    private static func isExecutable(_ path: String) -> Bool {
+        var info = stat()
+        return access(path, X_OK) == 0 && stat(path, &info) == 0 && (info.st_mode & 0o111) != 0
+    }
+
     /// Resolves a command name the way a shell does (`~` expanded, `PATH` searched).
     /// - Throws: ``SpawnError`` saying whether it was not found or not executable.
     public static func resolveExecutable(_ path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
@@ -218,7 +230,7 @@ public final class ChildProcess: Sendable {
             guard check(expanded) != nil else {
                 throw SpawnError(executable: path, reason: FileManager.default.fileExists(atPath: expanded) ? "it is not a regular file" : "no such file")
             }
-            guard access(expanded, X_OK) == 0 else { throw SpawnError(executable: path, reason: "it is not executable (chmod +x \(expanded))") }
+            guard isExecutable(expanded) else { throw SpawnError(executable: path, reason: "it is not executable (chmod +x \(expanded))") }
             return expanded
         }
         let searchPath = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
@@ -226,7 +238,7 @@ public final class ChildProcess: Sendable {
         for directory in searchPath.split(separator: ":") {
             let candidate = "\(directory)/\(expanded)"
             if check(candidate) != nil {
-                if access(candidate, X_OK) == 0 { return candidate }
+                if isExecutable(candidate) { return candidate }
                 foundNotExecutable = candidate
             }
         }
@@ -286,27 +298,42 @@ public enum SignalName {
 
 /// Resolves once with a child's termination.
 final class ExitLatch: Sendable {
-    private let state = Mutex<(result: ChildProcess.Termination?, waiters: [CheckedContinuation<ChildProcess.Termination, Never>])>((nil, []))
+    private struct State {
+        var result: ChildProcess.Termination?
+        var nextID = 0
+        var waiters: [Int: CheckedContinuation<ChildProcess.Termination?, Never>] = [:]
+    }
+    private let state = Mutex(State())
 
     var result: ChildProcess.Termination? { state.withLock { $0.result } }
 
     func finish(_ termination: ChildProcess.Termination) {
-        let waiters = state.withLock { s -> [CheckedContinuation<ChildProcess.Termination, Never>] in
+        let waiters = state.withLock { s -> [CheckedContinuation<ChildProcess.Termination?, Never>] in
             s.result = termination
             defer { s.waiters.removeAll() }
-            return s.waiters
+            return Array(s.waiters.values)
         }
         waiters.forEach { $0.resume(returning: termination) }
     }
 
-    func wait() async -> ChildProcess.Termination {
-        await withCheckedContinuation { continuation in
-            let now = state.withLock { s -> ChildProcess.Termination? in
-                if let result = s.result { return result }
-                s.waiters.append(continuation)
-                return nil
+    /// Waits for the termination; returns nil if the waiting task is cancelled first.
+    func wait() async -> ChildProcess.Termination? {
+        let id = state.withLock { s -> Int in
+            s.nextID += 1
+            return s.nextID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { s -> (ready: Bool, result: ChildProcess.Termination?) in
+                    if let result = s.result { return (true, result) }
+                    if Task.isCancelled { return (true, nil) }
+                    s.waiters[id] = continuation
+                    return (false, nil)
+                }
+                if now.ready { continuation.resume(returning: now.result) }
             }
-            if let now { continuation.resume(returning: now) }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
         }
     }
 }

@@ -158,7 +158,7 @@ public struct ProcessProvider: Probe, Action {
 
         let termination: ChildProcess.Termination? = await withTaskCancellationHandler {
             await withTaskGroup(of: ChildProcess.Termination?.self) { group in
-                group.addTask { await child.wait() }
+                group.addTask { await child.wait() }  // returns nil when cancelled
                 if let timeout = arguments.timeout {
                     group.addTask {
                         try? await Task.sleep(for: .seconds(timeout))

@@ -29,6 +29,15 @@ int faultline_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, c
 #endif
 }
 
+int faultline_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+#else
+    (void)actions; (void)from;
+    return -1;
+#endif
+}
+
 int faultline_set_child_subreaper(void) {
 #if defined(__linux__)
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);

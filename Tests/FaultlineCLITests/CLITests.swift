@@ -1,0 +1,280 @@
+import FaultlineKit
+import Foundation
+import Testing
+
+/// The `faultline` binary, run as a real child process.
+struct FaultlineBinary {
+    static var path: String {
+        // The test runner lives beside the products in the build directory.
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var directory = runner.deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = directory.appendingPathComponent("faultline").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return root.appendingPathComponent(".build/debug/faultline").path
+    }
+}
+
+/// A scratch directory removed at the end of the test.
+final class Scratch {
+    let url: URL
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    @discardableResult
+    func write(_ name: String, _ text: String) throws -> String {
+        let path = path(name)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+}
+
+/// A running `faultline` child with its output captured to files.
+final class FaultlineRun {
+    let process = Process()
+    let stdoutPath: String
+    let stderrPath: String
+
+    init(_ arguments: [String], in scratch: Scratch, environment: [String: String] = [:]) throws {
+        stdoutPath = scratch.path("stdout-\(UUID().uuidString).txt")
+        stderrPath = scratch.path("stderr-\(UUID().uuidString).txt")
+        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: FaultlineBinary.path)
+        process.arguments = arguments
+        process.currentDirectoryURL = scratch.url
+        var env = ProcessInfo.processInfo.environment
+        env["NO_COLOR"] = "1"
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        try process.run()
+    }
+
+    /// Waits for the process to exit and returns its status.
+    func wait() async -> Int32 {
+        let pid = process.processIdentifier
+        // Foundation reaps the child; poll its liveness rather than block a cooperative thread.
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        _ = pid
+        return process.terminationStatus
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+}
+
+/// Polls for a condition (another process's progress) until a deadline.
+func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
+/// Whether a process with this pid is alive (and not a zombie).
+func isAlive(_ pid: pid_t) -> Bool {
+    guard kill(pid, 0) == 0 else { return false }
+    let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    return !status.contains("State:\tZ")
+}
+
+@Suite("faultline as a child process", .serialized)
+struct CLITests {
+    /// An experiment whose method starts a long process that records its pid, and whose rollback leaves a mark.
+    static func interruptible(_ scratch: Scratch) -> String {
+        """
+        title: interruptible
+        steady-state-hypothesis:
+          title: scratch exists
+          probes:
+            - {type: probe, name: scratch-exists, tolerance: 0, provider: {type: process, path: test, arguments: ["-d", "\(scratch.url.path)"]}}
+        method:
+          - type: action
+            name: long-action
+            provider:
+              type: process
+              path: sh
+              arguments: ["-c", "echo $$$$ > \(scratch.path("long.pid")); exec sleep 60"]
+          - {type: action, name: never, provider: {type: process, path: touch, arguments: ["\(scratch.path("never"))"]}}
+        rollbacks:
+          - {type: action, name: rollback, provider: {type: process, path: touch, arguments: ["\(scratch.path("rolled-back"))"]}}
+        """
+    }
+
+    @Test("SIGINT and SIGTERM stop the method, run the rollbacks, leave nothing running, exit 130", arguments: [SIGINT, SIGTERM])
+    func interrupt(_ signal: Int32) async throws {
+        let scratch = try Scratch()
+        try scratch.write("exp.yaml", Self.interruptible(scratch))
+        let run = try FaultlineRun(["run", "exp.yaml", "--journal-path", "journal.json"], in: scratch)
+        #expect(await eventually { scratch.exists("long.pid") })
+        let pidText = try String(contentsOfFile: scratch.path("long.pid"), encoding: .utf8)
+        let child = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { kill(child, SIGKILL) }
+        run.signal(signal)
+        let status = await run.wait()
+        #expect(status == 130, "stdout: \(run.stdout)\nstderr: \(run.stderr)")
+        #expect(scratch.exists("rolled-back"))
+        #expect(!scratch.exists("never"))
+        #expect(await eventually { !isAlive(child) }, "the interrupted action's process is still running")
+        let journal = try Journal.load(path: scratch.path("journal.json"))
+        #expect(journal.status == .interrupted)
+        #expect(journal.run.first?.status == .interrupted)
+        #expect(journal.rollbacks.first?.status == .succeeded)
+        let name = signal == SIGINT ? "SIGINT" : "SIGTERM"
+        #expect(journal.reason?.hasPrefix("interrupted by \(name)") == true)
+        #expect(run.stdout.contains("interrupted (exit 130)"))
+    }
+
+    @Test("kill -9 leaves a valid journal of what happened so far")
+    func killNine() async throws {
+        let scratch = try Scratch()
+        try scratch.write("exp.yaml", Self.interruptible(scratch))
+        let run = try FaultlineRun(["run", "exp.yaml", "--journal-path", "journal.json"], in: scratch)
+        #expect(await eventually { scratch.exists("long.pid") })
+        let child = pid_t(try String(contentsOfFile: scratch.path("long.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+        defer { if let child { kill(-child, SIGKILL); kill(child, SIGKILL) } }
+        run.signal(SIGKILL)
+        _ = await run.wait()
+        let journal = try Journal.load(path: scratch.path("journal.json"))
+        #expect(journal.status == .running)
+        #expect(journal.steadyStates.before?.steadyStateMet == true)
+        #expect(journal.end == nil)
+    }
+
+    @Test("exit codes: completed 0, deviated 1, failed 1, aborted 1, invalid 2", arguments: [
+        ("completed", "0", "0", "true", Int32(0)),
+        ("deviated", "0", "1", "true", 1),
+        ("failed", "1", "0", "true", 1),
+        ("aborted", "0", "0", "false", 1),
+    ])
+    func exitCodes(_ outcome: String, _ before: String, _ after: String, _ action: String, _ expected: Int32) async throws {
+        let scratch = try Scratch()
+        // The probe exits with the status in the file `state`; the action rewrites it.
+        try scratch.write("state", before)
+        try scratch.write("exp.yaml", """
+            title: \(outcome)
+            steady-state-hypothesis:
+              title: state is 0
+              probes:
+                - {type: probe, name: state-ok, tolerance: 0, provider: {type: process, path: sh, arguments: ["-c", "exit $(cat state)"]}}
+            method:
+              - {type: action, name: change, provider: {type: process, path: sh, arguments: ["-c", "echo \(after) > state"]}}
+              - {type: action, name: check, provider: {type: process, path: sleep, arguments: ["\(action == "true" ? "0" : "5")"], timeout: 0.5}}
+            """)
+        let run = try FaultlineRun(["run", "exp.yaml"], in: scratch)
+        let status = await run.wait()
+        #expect(status == expected, "\(run.stdout)\n\(run.stderr)")
+        let journal = try Journal.load(path: scratch.path("journal.json"))
+        #expect(journal.outcome.rawValue == outcome)
+    }
+
+    @Test("a typo is exit 2 with file:line:column and what to write instead")
+    func invalidInput() async throws {
+        let scratch = try Scratch()
+        try scratch.write("exp.yaml", "title: t\nmethod:\n  - type: action\n    name: a\n    provider: {type: proces, path: true}\n")
+        for command in ["run", "validate"] {
+            let run = try FaultlineRun([command, "exp.yaml"], in: scratch)
+            #expect(await run.wait() == 2)
+            #expect(run.stderr.contains("exp.yaml:5:22: unknown provider type \"proces\" (did you mean \"process\"?) at method[0].provider.type"), "\(run.stderr)")
+        }
+        #expect(!scratch.exists("journal.json"))
+    }
+
+    @Test("secrets are masked on the console and in logs, not only in the journal")
+    func consoleRedaction() async throws {
+        let scratch = try Scratch()
+        try scratch.write("exp.yaml", """
+            title: leaky
+            secrets:
+              db: {password: {type: env, key: T_DB_PASSWORD}}
+            steady-state-hypothesis:
+              title: h
+              probes:
+                - {type: probe, name: leak, tolerance: 0, provider: {type: process, path: sh, arguments: ["-c", "echo pw=${password}; exit 3"]}}
+            method: []
+            """)
+        let run = try FaultlineRun(["run", "exp.yaml", "--verbose"], in: scratch, environment: ["T_DB_PASSWORD": "correct-horse-battery"])
+        #expect(await run.wait() == 1)
+        let everything = run.stdout + run.stderr + (try String(contentsOfFile: scratch.path("journal.json"), encoding: .utf8))
+        #expect(!everything.contains("correct-horse-battery"))
+        #expect(everything.contains("pw=***"))
+    }
+
+    @Test("faultline run with no experiments.yaml says what to do")
+    func noSuite() async throws {
+        let scratch = try Scratch()
+        let run = try FaultlineRun(["run"], in: scratch)
+        #expect(await run.wait() != 0)
+        #expect(run.stderr.contains("no experiments.yaml"))
+    }
+
+    @Test("plugins --json lists providers with their arguments, types and defaults")
+    func plugins() async throws {
+        let scratch = try Scratch()
+        let run = try FaultlineRun(["plugins", "--json"], in: scratch)
+        #expect(await run.wait() == 0)
+        let listing = try JSONReader.value(run.stdout)
+        let process = try #require(listing["providers"]?.arrayValue?.first { $0["type"] == "process" })
+        #expect(process["kinds"] == ["action", "probe"])
+        let arguments = try #require(process["arguments"]?.arrayValue)
+        let path = try #require(arguments.first { $0["name"] == "path" })
+        #expect(path["type"] == "string")
+        #expect(path["required"] == true)
+        let shell = try #require(arguments.first { $0["name"] == "shell" })
+        #expect(shell["default"] == false)
+        #expect(shell["type"] == "boolean")
+    }
+
+    @Test("a suite runs on its default profile, --profile picks another, and the summary names each experiment")
+    func suiteProfiles() async throws {
+        let scratch = try Scratch()
+        try scratch.write("one.yaml", """
+            title: writes the profile's word
+            method:
+              - {type: action, name: write, provider: {type: process, path: sh, arguments: ["-c", "echo ${word} >> words"]}}
+            """)
+        try scratch.write("experiments.yaml", """
+            name: words
+            experiments:
+              - one.yaml
+              - title: inline experiment
+                method:
+                  - {type: probe, name: count, provider: {type: process, path: "true"}}
+            profiles:
+              local: {default: true, configuration: {word: local-word}}
+              ci: {configuration: {word: ci-word}}
+            """)
+        let run = try FaultlineRun(["run"], in: scratch)
+        #expect(await run.wait() == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("profile local"))
+        #expect(run.stdout.contains("writes the profile's word"))
+        #expect(run.stdout.contains("inline experiment"))
+        let ci = try FaultlineRun(["run", "--profile", "ci", "--var", "unused:int=3"], in: scratch)
+        #expect(await ci.wait() == 0)
+        #expect(try String(contentsOfFile: scratch.path("words"), encoding: .utf8) == "local-word\nci-word\n")
+        #expect(scratch.exists("journals/01-writes-the-profile-s-word.json"))
+        let unknown = try FaultlineRun(["run", "--profile", "staging"], in: scratch)
+        #expect(await unknown.wait() == 2)
+        #expect(unknown.stderr.contains("known profiles: local, ci"))
+    }
+}
