@@ -68,7 +68,9 @@ public enum ExperimentParser {
                     "the steady-state hypothesis holds probes only; \"\(probe.name)\" is an action", at: probe.location, path: probe.path.appending("type"),
                     hint: "move it to method:, or write type: probe"))
             }
-            if probe.tolerance == nil {
+            // A misspelt `tolerance` key is already reported as unknown, with the suggestion.
+            let misspelt = probe.document.members?.contains { $0.key != "tolerance" && Suggestion.closest(to: $0.key, in: ["tolerance"]) != nil } ?? false
+            if probe.tolerance == nil && !misspelt {
                 sink.report(Diagnostic(
                     "hypothesis probe \"\(probe.name)\" has no tolerance", at: probe.location, path: probe.path,
                     hint: "add tolerance: the value (or range, regex, jsonpath) that means the system is fine"))

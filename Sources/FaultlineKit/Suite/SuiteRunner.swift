@@ -378,7 +378,7 @@ public struct SuiteRunner: Sendable {
             if interruption.count > 0 { result.interrupted = true }
         }
 
-        observer.handle(.setupStep("tearing down"))
+        if await torndown.hasSteps { observer.handle(.setupStep("tearing down")) }
         result.teardownProblems = await torndown.run()
 
         // Reports, also after an interrupt.
@@ -394,6 +394,8 @@ public struct SuiteRunner: Sendable {
         private var done = false
 
         func add(_ name: String, _ step: @escaping @Sendable () async -> [String]) { steps.append((name, step)) }
+
+        var hasSteps: Bool { !steps.isEmpty }
 
         func run() async -> [String] {
             guard !done else { return [] }
