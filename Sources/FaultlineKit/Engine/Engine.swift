@@ -449,7 +449,7 @@ private final class ExperimentRun: Sendable {
                 if isHypothesis { toleranceOutcome = ToleranceOutcome(met: true, message: "dry run: not checked") }
             } else {
                 let context = ActivityContext(
-                    activityName: activity.name, kind: activity.kind, configuration: variables.variables, secrets: configuration.secrets,
+                    activityName: activity.name, kind: activity.kind, configuration: currentConfiguration(), secrets: configuration.secrets,
                     logger: Self.activityLogger(engine.logger, activity: activity.name), isDryRun: dryCovers, resources: resources,
                     runDirectory: options.runDirectory, seed: options.seed, run: state)
                 let limit = [prepared.timeout, prepared.providerTimeout.map { $0 + 1 }].compactMap { $0 }.min()
@@ -524,8 +524,10 @@ private final class ExperimentRun: Sendable {
             guard let prepared = try PreparedActivity.prepare(probe, substitution: withValue, registry: engine.registry, sink: nil) else {
                 return ToleranceOutcome(met: false, message: "tolerance probe could not be prepared")
             }
+            var probeConfiguration = currentConfiguration()
+            probeConfiguration["value"] = output
             let context = ActivityContext(
-                activityName: probe.name, kind: .probe, configuration: withValue.variables, secrets: configuration.secrets,
+                activityName: probe.name, kind: .probe, configuration: probeConfiguration, secrets: configuration.secrets,
                 logger: Self.activityLogger(engine.logger, activity: probe.name), isDryRun: false, resources: resources,
                 runDirectory: options.runDirectory, seed: options.seed, run: state)
             let limit = [prepared.timeout, prepared.providerTimeout.map { $0 + 1 }].compactMap { $0 }.min()
@@ -538,6 +540,13 @@ private final class ExperimentRun: Sendable {
         } catch {
             return ToleranceOutcome(met: false, message: "tolerance probe \"\(probe.name)\" failed: \(error)")
         }
+    }
+
+    /// Configuration (without secrets) with the values activities exported so far.
+    private func currentConfiguration() -> [String: Value] {
+        var values = configuration.configuration
+        for (key, value) in state.exports { values[key] = value }
+        return values
     }
 
     private func currentSubstitution() -> Substitution {
