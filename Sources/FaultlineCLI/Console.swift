@@ -167,13 +167,20 @@ final class ConsoleObserver: RunObserver, Sendable {
                     ? "⚠ \(signal): stopping the method, then rolling back (send again to abort the rollbacks)"
                     : "⚠ \(signal) again: aborting the rollbacks (send a third time to exit at once)", .yellow))
         case .experimentFinished(let journal):
-            let verdict = Self.paintOutcome(journal.outcome, t)
+            let verdict = Self.describe(journal, t)
             var text = "  ⇒ \(verdict) " + t.paint("(\(DurationFormat.seconds(journal.duration ?? 0)))", .dim)
             if let reason = journal.reason { text += " — \(reason)" }
             line(text)
         case .warning(let message):
             line(t.paint("warning: \(message)", .yellow))
         }
+    }
+
+    /// The outcome, with the documented one when the suite gave it: `deviated (as expected)`.
+    static func describe(_ journal: Journal, _ t: Terminal) -> String {
+        guard let expected = journal.expected else { return paintOutcome(journal.outcome, t) }
+        let text = journal.outcome.rawValue + (journal.isUnexpected ? " (expected \(expected.rawValue))" : " (as expected)")
+        return journal.verdict == .completed ? t.paint(text, .green) : t.paint(text, .red)
     }
 
     static func paintOutcome(_ outcome: Outcome, _ t: Terminal) -> String {
@@ -202,8 +209,10 @@ enum SummaryTable {
                     if !deviated.contains(record.name) { deviated.append(record.name + " (before)") }
                 }
             }
-            rows.append([journal.title, journal.outcome.rawValue, DurationFormat.seconds(journal.duration ?? 0), deviated.isEmpty ? "-" : deviated.joined(separator: ", ")])
-            outcomes.append(journal.outcome)
+            var status = journal.outcome.rawValue
+            if let expected = journal.expected { status += journal.isUnexpected ? " (expected \(expected.rawValue))" : " (as expected)" }
+            rows.append([journal.title, status, DurationFormat.seconds(journal.duration ?? 0), deviated.isEmpty ? "-" : deviated.joined(separator: ", ")])
+            outcomes.append(journal.verdict)
         }
         var widths = header.map(\.count)
         for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
@@ -212,7 +221,7 @@ enum SummaryTable {
             row.enumerated().map { i, cell in
                 var text = cell.count > widths[i] ? String(cell.prefix(widths[i] - 1)) + "…" : cell
                 let padding = String(repeating: " ", count: max(0, widths[i] - text.count))
-                if i == 1, let paintStatus { text = ConsoleObserver.paintOutcome(paintStatus, t) }
+                if i == 1, let paintStatus { text = t.paint(text, paintStatus == .completed ? .green : (paintStatus == .interrupted ? .yellow : .red)) }
                 return text + padding
             }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }

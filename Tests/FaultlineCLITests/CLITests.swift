@@ -278,3 +278,61 @@ struct CLITests {
         #expect(unknown.stderr.contains("known profiles: local, ci"))
     }
 }
+
+@Suite("suite expectations and variable files", .serialized)
+struct SuiteFileTests {
+    @Test("an experiment documented to deviate passes the suite when it deviates, and fails it when it holds")
+    func expectations() async throws {
+        let scratch = try Scratch()
+        // The probe exits with the status in `state`; the method writes ${after} there.
+        try scratch.write("weak.yaml", """
+            title: shows a known weakness
+            steady-state-hypothesis:
+              title: state is 0
+              probes:
+                - {type: probe, name: state-ok, tolerance: 0, provider: {type: process, path: sh, arguments: ["-c", "exit $(cat state)"]}}
+            method:
+              - {type: action, name: break-it, provider: {type: process, path: sh, arguments: ["-c", "echo ${after} > state"]}}
+            """)
+        try scratch.write("experiments.yaml", """
+            name: documented
+            experiments:
+              - {path: weak.yaml, expect: deviated}
+            profiles:
+              weak: {default: true, configuration: {after: 1}}
+              fixed: {configuration: {after: 0}}
+            """)
+        try scratch.write("state", "0")
+        let deviates = try FaultlineRun(["run"], in: scratch)
+        #expect(await deviates.wait() == 0, "\(deviates.stdout)")
+        #expect(deviates.stdout.contains("deviated (as expected)"))
+
+        try scratch.write("state", "0")
+        let holds = try FaultlineRun(["run", "--profile", "fixed"], in: scratch)
+        #expect(await holds.wait() == 1)
+        #expect(holds.stdout.contains("completed (expected deviated)"), "\(holds.stdout)")
+        let journal = try Journal.load(path: scratch.path("journals/01-shows-a-known-weakness.json"))
+        #expect(journal.expected == .deviated)
+        #expect(journal.verdict == .deviated)
+    }
+
+    @Test("--var-file reads YAML configuration and secrets, and .env lines; --var wins")
+    func variableFiles() async throws {
+        let scratch = try Scratch()
+        try scratch.write("vars.yaml", "configuration: {word: from-yaml, other: kept}\nsecrets: {s: {token: tok-from-file-123}}\n")
+        try scratch.write("vars.env", "# a comment\nexport word=from-env\nquoted=\"two words\"\n")
+        try scratch.write("exp.yaml", """
+            title: vars
+            configuration: {word: default, other: default, quoted: default}
+            method:
+              - {type: action, name: write, provider: {type: process, path: sh, arguments: ["-c", "echo ${word} ${other} ${quoted} ${token} > out"]}}
+            """)
+        let run = try FaultlineRun(["run", "exp.yaml", "--var-file", "vars.yaml", "--var-file", "vars.env"], in: scratch)
+        #expect(await run.wait() == 0, "\(run.stderr)")
+        #expect(try String(contentsOfFile: scratch.path("out"), encoding: .utf8) == "from-env kept two words tok-from-file-123\n")
+        let override = try FaultlineRun(["run", "exp.yaml", "--var-file", "vars.yaml", "--var", "word=from-flag"], in: scratch)
+        #expect(await override.wait() == 0)
+        #expect(try String(contentsOfFile: scratch.path("out"), encoding: .utf8).hasPrefix("from-flag kept"))
+        #expect(!(try String(contentsOfFile: scratch.path("journal.json"), encoding: .utf8)).contains("tok-from-file-123"))
+    }
+}

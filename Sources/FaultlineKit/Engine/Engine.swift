@@ -24,6 +24,8 @@ public struct RunOptions: Sendable {
     public var journalPath: String?
     /// Where activities put files (service logs).
     public var runDirectory: String
+    /// The outcome the experiment is documented to have (a suite entry's `expect:`).
+    public var expectedOutcome: Outcome?
 
     public init(
         dry: DryMode? = nil, rollbackStrategy: RollbackStrategy? = nil, hypothesisStrategy: HypothesisStrategy? = nil,
@@ -137,7 +139,7 @@ private final class ExperimentRun: Sendable {
             faultlineVersion: Engine.version, platform: Self.platform, node: ProcessInfo.processInfo.hostName,
             runID: UUID().uuidString.lowercased(), experimentHash: Engine.hash(of: experiment), profile: options.profile, origin: experiment.origin,
             seed: options.seed, dry: options.dry?.rawValue, experiment: configuration.redactor.redact(experiment.document.value), start: start,
-            status: .running, deviated: false, outcome: .running, reason: nil, steadyStates: SteadyStates(), run: [], rollbacks: [], cleanup: [],
+            status: .running, deviated: false, outcome: .running, expected: options.expectedOutcome, reason: nil, steadyStates: SteadyStates(), run: [], rollbacks: [], cleanup: [],
             faults: [], leftUndone: [], end: nil, duration: nil)
         recorder = JournalRecorder(journal, path: options.journalPath)
     }

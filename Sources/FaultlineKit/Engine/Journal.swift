@@ -26,6 +26,8 @@ public struct Journal: Sendable, Codable {
     public var deviated: Bool
     /// The verdict people read: the status, with `deviated` for a completed run that deviated.
     public var outcome: Outcome
+    /// The outcome the suite documents for this experiment (`expect:`), if any.
+    public var expected: Outcome?
     /// Why the run ended as it did, in one line.
     public var reason: String?
     public var steadyStates: SteadyStates
@@ -42,7 +44,7 @@ public struct Journal: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case faultlineVersion = "faultline_version", platform, node, runID = "run_id", experimentHash = "experiment_hash", profile, origin,
-            seed, dry, experiment, start, status, deviated, outcome, reason, steadyStates = "steady_states", run, rollbacks, cleanup, faults,
+            seed, dry, experiment, start, status, deviated, outcome, expected, reason, steadyStates = "steady_states", run, rollbacks, cleanup, faults,
             leftUndone = "left_undone", end, duration
     }
 
@@ -56,6 +58,17 @@ public struct Journal: Sendable, Codable {
     public func json(pretty: Bool = true) throws -> Data {
         JSONWriter.data(try ValueEncoder().encode(self), pretty: pretty)
     }
+
+    /// The outcome that decides the exit code: an experiment that ends as its suite documents
+    /// (`expect: deviated`) passes; one that holds although documented to deviate does not.
+    public var verdict: Outcome {
+        guard let expected, outcome != .interrupted, outcome != .running else { return outcome }
+        if outcome == expected { return .completed }
+        return outcome == .completed ? .deviated : outcome
+    }
+
+    /// Whether the outcome differs from the documented one.
+    public var isUnexpected: Bool { expected.map { $0 != outcome } ?? false }
 
     /// The experiment's title as run.
     public var title: String { experiment["title"]?.stringValue ?? origin }

@@ -42,6 +42,9 @@ public struct Suite: Sendable {
         public var inline: SourceNode?
         public var location: SourceLocation?
         public var documentPath: DocumentPath
+        /// The outcome the experiment is documented to have (`expect: deviated` for one that
+        /// shows a known weakness); the run passes when it ends so.
+        public var expect: Outcome?
     }
 
     /// A named overlay: configuration values, toxic backend, seed, reports.
@@ -87,8 +90,14 @@ public struct Suite: Sendable {
                         entries.append(Entry(path: file, inline: nil, location: element.location, documentPath: path))
                     case .object where element["path"] != nil:
                         var entryReader = ObjectReader(element, path: path, sink: sink)
+                        let expect = entryReader.decode(Outcome.self, "expect")
+                        if let expect, expect == .running || expect == .interrupted {
+                            sink.report(Diagnostic(
+                                "expect: \(expect.rawValue) is not an outcome an experiment can be documented to have", at: element["expect"]?.location,
+                                path: path.appending("expect"), hint: "write completed, deviated, failed or aborted"))
+                        }
                         if let file = entryReader.nonEmptyString("path") {
-                            entries.append(Entry(path: file, inline: nil, location: element.location, documentPath: path))
+                            entries.append(Entry(path: file, inline: nil, location: element.location, documentPath: path, expect: expect))
                         }
                         entryReader.reportUnknownKeys()
                     case .object:

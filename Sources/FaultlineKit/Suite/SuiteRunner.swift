@@ -40,6 +40,8 @@ public struct SuiteRunner: Sendable {
         public var suite: Suite
         public var profile: Suite.Profile?
         public var experiments: [Experiment]
+        /// The documented outcome of each experiment, when its suite entry says (`expect:`).
+        public var expectations: [Outcome?]
         /// Configuration layers common to every experiment (suite, profile, var files, `--var`).
         public var sharedLayers: [ConfigurationLayer]
         public var options: Options
@@ -63,7 +65,7 @@ public struct SuiteRunner: Sendable {
         public var outcome: Outcome {
             if interrupted { return .interrupted }
             if setupError != nil { return .failed }
-            return journals.map(\.outcome).max() ?? .completed
+            return journals.map(\.verdict).max() ?? .completed
         }
 
         public var exitCode: Int32 { outcome.exitCode }
@@ -122,6 +124,7 @@ public struct SuiteRunner: Sendable {
         // Experiments.
         let baseDirectory = (path as NSString).deletingLastPathComponent
         var experiments: [Experiment] = []
+        var expectations: [Outcome?] = []
         for entry in suite.entries {
             if let file = entry.path {
                 let resolved = file.hasPrefix("/") || baseDirectory.isEmpty ? file : (baseDirectory as NSString).appendingPathComponent(file)
@@ -135,18 +138,24 @@ public struct SuiteRunner: Sendable {
                     sink.report(error, fallbackLocation: entry.location, path: entry.documentPath)
                     continue
                 }
-                if let experiment = ExperimentParser.parse(node, origin: resolved, sink: sink) { experiments.append(experiment) }
+                if let experiment = ExperimentParser.parse(node, origin: resolved, sink: sink) {
+                    experiments.append(experiment)
+                    expectations.append(entry.expect)
+                }
             } else if let inline = entry.inline {
                 let origin = suite.isSuiteFile ? "\(path) (\(entry.documentPath))" : path
                 if let experiment = ExperimentParser.parse(inline, origin: origin, path: entry.documentPath, sink: sink) {
                     experiments.append(experiment)
+                    expectations.append(entry.expect)
                 }
             }
         }
         if !options.only.isEmpty {
-            experiments = experiments.filter { experiment in
+            let kept = zip(experiments, expectations).filter { experiment, _ in
                 options.only.contains { experiment.title.localizedCaseInsensitiveContains($0) || experiment.origin.localizedCaseInsensitiveContains($0) }
             }
+            experiments = kept.map(\.0)
+            expectations = kept.map(\.1)
             if experiments.isEmpty {
                 sink.report(Diagnostic("no experiment matches --only \(options.only.joined(separator: ", "))", at: SourceLocation(file: path, line: 1, column: 1)))
             }
@@ -180,7 +189,7 @@ public struct SuiteRunner: Sendable {
 
         let seed = options.seed ?? profile?.seed ?? suite.seed ?? UInt64.random(in: 1..<UInt64(Int64.max))
         return Prepared(
-            suite: suite, profile: profile, experiments: experiments, sharedLayers: layers, options: options, warnings: [], seed: seed, reportFormats: formats,
+            suite: suite, profile: profile, experiments: experiments, expectations: expectations, sharedLayers: layers, options: options, warnings: [], seed: seed, reportFormats: formats,
             reportDirectory: options.reportDirectory ?? profile?.reports?.dir ?? suite.reports?.dir ?? "reports")
     }
 
@@ -368,6 +377,7 @@ public struct SuiteRunner: Sendable {
                 options.profile = prepared.profile?.name
                 options.runDirectory = layout.runDirectory
                 options.journalPath = layout.journal(index, experiment)
+                options.expectedOutcome = prepared.expectations[index]
                 let engine = Engine(registry: registry, observer: observer, logger: logger)
                 let journal = await engine.run(
                     experiment, configuration: configuration, resources: setup.resources, options: options, interruption: interruption, index: index + 1,
