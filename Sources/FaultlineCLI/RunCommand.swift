@@ -144,7 +144,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         printDiagnostics(prepared.warnings)
         var redactor = LogSettings.redactor
-        let shared = ResolvedConfiguration.resolve(prepared.sharedLayers, environment: options.environment, sink: DiagnosticSink())
+        let shared = ResolvedConfiguration.resolve(prepared.sharedLayers, environment: options.environment, sources: prepared.sources, sink: DiagnosticSink())
         redactor.add(Array(shared.redactor.needles) + Array(shared.redactor.exact))
         LogSettings.redactor = redactor
 

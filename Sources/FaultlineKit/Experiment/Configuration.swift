@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One configuration value as written: a literal, or read from the environment.
 public enum ConfigurationEntry: Sendable {
@@ -158,13 +159,17 @@ public struct ResolvedConfiguration: Sendable {
     /// - Parameters:
     ///   - environment: the variables `{type: env}` reads (normally the process environment).
     ///   - sink: receives every missing variable and bad conversion.
-    public static func resolve(_ layers: [ConfigurationLayer], environment: [String: String], sink: DiagnosticSink) -> ResolvedConfiguration {
+    public static func resolve(
+        _ layers: [ConfigurationLayer], environment: [String: String], sources: ConfigurationSources = .none, sink: DiagnosticSink
+    ) -> ResolvedConfiguration {
         var entries: [String: ConfigurationEntry] = [:]
+        var entryLayer: [String: String] = [:]
         var order: [String] = []
         var secretEntries: [String: [String: ConfigurationEntry]] = [:]
         for layer in layers {
             for (key, entry) in layer.entries {
                 if entries.updateValue(entry, forKey: key) == nil { order.append(key) }
+                entryLayer[key] = layer.name
             }
             for (scope, key, entry) in layer.secrets { secretEntries[scope, default: [:]][key] = entry }
         }
@@ -172,6 +177,14 @@ public struct ResolvedConfiguration: Sendable {
         func evaluate(_ entry: ConfigurationEntry, name: String, isSecret: Bool) -> Value? {
             switch entry {
             case .literal(let node):
+                if let type = node["type"]?.stringValue, sources.handles(type) {
+                    do {
+                        return try sources.value(type: type, node: node, key: name, layer: entryLayer[name] ?? "")
+                    } catch {
+                        sink.report(error, fallbackLocation: node.location, path: DocumentPath([.key("configuration"), .key(name)]))
+                        return nil
+                    }
+                }
                 return node.value
             case .environment(let key, let defaultValue, let type, let location):
                 guard let text = environment[key] else {
@@ -248,6 +261,46 @@ public struct ResolvedConfiguration: Sendable {
             return .string(s)
         }
         return names
+    }
+}
+
+/// A configuration value type a plugin defines: `port: {type: free_port}`.
+///
+/// ## Implementation requirements
+/// The value is computed once per run and key (``ConfigurationSources`` remembers it), so
+/// validation and the run see the same value.
+public protocol ConfigurationProvider: Sendable {
+    /// The `type:` that selects it.
+    var type: String { get }
+    /// Computes the value of one configuration entry.
+    /// - Parameters:
+    ///   - node: the entry as written (`{type: free_port, host: 127.0.0.1}`).
+    ///   - key: the configuration key, for messages.
+    func value(for node: SourceNode, key: String) throws -> Value
+}
+
+/// The plugin-defined configuration types of a run, and the values they produced.
+public final class ConfigurationSources: Sendable {
+    private let providers: [String: any ConfigurationProvider]
+    private let values = Mutex<[String: Value]>([:])
+
+    public init(providers: [String: any ConfigurationProvider]) { self.providers = providers }
+
+    /// No plugin-defined types.
+    public static let none = ConfigurationSources(providers: [:])
+
+    func handles(_ type: String) -> Bool { providers[type] != nil }
+
+    /// The value for a key of a layer, computed on first use and remembered.
+    func value(type: String, node: SourceNode, key: String, layer: String) throws -> Value {
+        let cacheKey = layer + "\u{0}" + key
+        if let known = values.withLock({ $0[cacheKey] }) { return known }
+        let value = try providers[type]!.value(for: node, key: key)
+        return values.withLock { values in
+            if let raced = values[cacheKey] { return raced }
+            values[cacheKey] = value
+            return value
+        }
     }
 }
 

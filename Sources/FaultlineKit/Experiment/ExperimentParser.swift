@@ -24,7 +24,7 @@ public enum ExperimentParser {
         let tags = reader.decode([String].self, "tags") ?? []
         let contributions = reader.decode([String: String].self, "contributions") ?? [:]
         let configuration = ConfigurationLayer.parse(
-            name: "experiment", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: path, sink: sink)
+            name: "experiment \(origin)", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: path, sink: sink)
         let extensions = reader.decode([Value].self, "extensions") ?? []
         for (index, ext) in extensions.enumerated() where ext["name"]?.stringValue?.isEmpty ?? true {
             sink.report(Diagnostic("each extension needs a non-empty name", at: node["extensions"]?.elements?[index].location, path: path.appending("extensions").appending(index)))

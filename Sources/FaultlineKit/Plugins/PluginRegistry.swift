@@ -24,6 +24,8 @@ public struct PluginRegistry: Sendable {
     public private(set) var reporters: [String: any Reporter] = [:]
     public private(set) var runExtensions: [any RunExtension] = []
     public private(set) var toxicBackends: [String: any ToxicBackendFactory] = [:]
+    /// Configuration value types plugins define (`{type: free_port}`).
+    public private(set) var configurationProviders: [String: any ConfigurationProvider] = [:]
     /// Plugin names, in registration order.
     public private(set) var pluginNames: [String] = []
     /// The plugin that registered each provider type or toxic, for listings.
@@ -92,6 +94,10 @@ public struct PluginRegistry: Sendable {
 
     public mutating func register(toxicBackend factory: some ToxicBackendFactory) {
         toxicBackends[factory.name] = factory
+    }
+
+    public mutating func register(configurationProvider provider: some ConfigurationProvider) {
+        configurationProviders[provider.type] = provider
     }
 
     // MARK: Lookup

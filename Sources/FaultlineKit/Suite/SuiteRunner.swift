@@ -49,6 +49,8 @@ public struct SuiteRunner: Sendable {
         public var seed: UInt64
         public var reportFormats: [String]
         public var reportDirectory: String
+        /// Plugin-defined configuration values, computed once for the whole run.
+        public var sources: ConfigurationSources
     }
 
     /// The result of a run.
@@ -85,6 +87,7 @@ public struct SuiteRunner: Sendable {
     }
 
     private func load(path: String, options: Options, sink: DiagnosticSink) -> Prepared? {
+        let sources = ConfigurationSources(providers: registry.configurationProviders)
         let document: SourceNode
         do {
             document = try DocumentLoader.load(path: path)
@@ -162,7 +165,7 @@ public struct SuiteRunner: Sendable {
         }
 
         // Run-level sections, checked against the shared configuration.
-        let shared = ResolvedConfiguration.resolve(layers, environment: options.environment, sink: sink)
+        let shared = ResolvedConfiguration.resolve(layers, environment: options.environment, sources: sources, sink: sink)
         let placeholders = setupPlaceholders(suite)
         var sharedSubstitution = shared.substitution
         for (key, value) in placeholders { sharedSubstitution.variables[key] = value }
@@ -175,7 +178,8 @@ public struct SuiteRunner: Sendable {
 
         // Each experiment against its configuration.
         for experiment in experiments {
-            let configuration = resolveConfiguration(for: experiment, shared: layers, exports: placeholders, environment: options.environment, sink: sink)
+            let configuration = resolveConfiguration(
+                for: experiment, shared: layers, exports: placeholders, environment: options.environment, sources: sources, sink: sink)
             ExperimentValidator.validate(experiment, configuration: configuration, registry: registry, sink: sink)
         }
 
@@ -190,17 +194,18 @@ public struct SuiteRunner: Sendable {
         let seed = options.seed ?? profile?.seed ?? suite.seed ?? UInt64.random(in: 1..<UInt64(Int64.max))
         return Prepared(
             suite: suite, profile: profile, experiments: experiments, expectations: expectations, sharedLayers: layers, options: options, warnings: [], seed: seed, reportFormats: formats,
-            reportDirectory: options.reportDirectory ?? profile?.reports?.dir ?? suite.reports?.dir ?? "reports")
+            reportDirectory: options.reportDirectory ?? profile?.reports?.dir ?? suite.reports?.dir ?? "reports", sources: sources)
     }
 
     private func resolveConfiguration(
-        for experiment: Experiment, shared: [ConfigurationLayer], exports: [String: Value], environment: [String: String], sink: DiagnosticSink
+        for experiment: Experiment, shared: [ConfigurationLayer], exports: [String: Value], environment: [String: String],
+        sources: ConfigurationSources, sink: DiagnosticSink
     ) -> ResolvedConfiguration {
         var layers = [experiment.configuration] + shared
         if !exports.isEmpty {
             layers.insert(ConfigurationLayer(name: "run", entries: exports.map { ($0.key, .literal(SourceNode($0.value, at: nil))) }), at: 1)
         }
-        return ResolvedConfiguration.resolve(layers, environment: environment, sink: sink)
+        return ResolvedConfiguration.resolve(layers, environment: environment, sources: sources, sink: sink)
     }
 
     /// Reads `--var-file`: JSON or YAML `{configuration: {}, secrets: {}}`, or a `.env` file of KEY=VALUE lines.
@@ -345,7 +350,8 @@ public struct SuiteRunner: Sendable {
         let layout = journalLayout(prepared)
         try? FileManager.default.createDirectory(atPath: layout.runDirectory, withIntermediateDirectories: true)
 
-        let shared = ResolvedConfiguration.resolve(prepared.sharedLayers, environment: prepared.options.environment, sink: DiagnosticSink())
+        let shared = ResolvedConfiguration.resolve(
+            prepared.sharedLayers, environment: prepared.options.environment, sources: prepared.sources, sink: DiagnosticSink())
         let setup = RunSetup(
             sections: [:], configuration: shared.configuration, resources: Resources(), logger: logger, seed: prepared.seed, runDirectory: layout.runDirectory)
         let torndown = Teardown()
@@ -371,7 +377,8 @@ public struct SuiteRunner: Sendable {
             for (index, experiment) in prepared.experiments.enumerated() {
                 if interruption.count > 0 { break }
                 let configuration = resolveConfiguration(
-                    for: experiment, shared: prepared.sharedLayers, exports: exports, environment: prepared.options.environment, sink: DiagnosticSink())
+                    for: experiment, shared: prepared.sharedLayers, exports: exports, environment: prepared.options.environment,
+                    sources: prepared.sources, sink: DiagnosticSink())
                 var options = prepared.options.run
                 options.seed = prepared.seed
                 options.profile = prepared.profile?.name
