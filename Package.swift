@@ -10,11 +10,13 @@ let package = Package(
         .library(name: "FaultlineCLI", targets: ["FaultlineCLI"]),
         .library(name: "FaultlineTesting", targets: ["FaultlineTesting"]),
         .library(name: "FaultlineProcess", targets: ["FaultlineProcess"]),
+        .library(name: "FaultlineNetwork", targets: ["FaultlineNetwork"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The kernel: protocols, experiment model, loading, substitution, tolerances, engine, journal.
@@ -30,6 +32,7 @@ let package = Package(
             dependencies: [
                 "FaultlineKit",
                 "FaultlineProcess",
+                "FaultlineNetwork",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -42,11 +45,20 @@ let package = Package(
 
         // Run-time plugin modules (see Plugins/README.md).
         .target(name: "FaultlineProcess", dependencies: ["FaultlineKit", "CFaultlineSystem"], path: "Plugins/FaultlineProcess"),
+        .target(
+            name: "FaultlineNetwork",
+            dependencies: ["FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Plugins/FaultlineNetwork"
+        ),
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
 
         .testTarget(name: "FaultlineKitTests", dependencies: ["FaultlineKit", "FaultlineTesting"]),
         .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting"]),
+        .testTarget(
+            name: "FaultlineNetworkTests",
+            dependencies: ["FaultlineNetwork", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
         .testTarget(
             name: "FaultlineCLITests",
             // Depends on the executable so that `swift test` builds the binary these tests run.

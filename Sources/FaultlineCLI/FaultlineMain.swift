@@ -1,5 +1,6 @@
 import ArgumentParser
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineProcess
 import Foundation
 import Logging
@@ -9,7 +10,8 @@ import Synchronization
 /// `static let plugins = Faultline.builtins + [MyPlugin.self]`.
 public enum Faultline {
     public static let builtins: [any FaultlinePlugin.Type] = [
-        ProcessPlugin.self
+        ProcessPlugin.self,
+        NetworkPlugin.self,
     ]
 }
 
