@@ -83,6 +83,27 @@ public struct TCPConnectProbe: Probe {
         let connectMilliseconds = Self.milliseconds(connected - start)
         var response: String?
 
+        do {
+            try await exchange(channel, arguments: arguments, response: &response)
+        } catch let error as ActivityFailure {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            let expect = arguments.expect.map { " without an answer matching /\($0)/" } ?? ""
+            throw ActivityFailure("\(arguments.address) closed the connection\(expect) (\(Self.describe(error, timeout: arguments.timeout)))")
+        }
+        var output: ValueObject = [
+            "connected": true, "address": .string(arguments.address), "connect_ms": .double(connectMilliseconds),
+        ]
+        if let response { output["response"] = .string(response) }
+        output["elapsed_ms"] = .double(Self.milliseconds(clock.now - start))
+        return .object(output)
+    }
+
+    /// Sends the line and reads until the expected answer arrives.
+    private func exchange(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>, arguments: Arguments, response: inout String?) async throws {
+        var answerText: String?
         try await channel.executeThenClose { inbound, outbound in
             guard arguments.send != nil || arguments.expect != nil else { return }
             if let send = arguments.send { try await outbound.write(ByteBuffer(string: send)) }
@@ -109,14 +130,9 @@ public struct TCPConnectProbe: Probe {
             guard let answer else {
                 throw ActivityFailure("no answer matching /\(expect)/ from \(arguments.address) within \(Substitution.interpolated(.double(arguments.timeout))) s")
             }
-            response = answer
+            answerText = answer
         }
-        var output: ValueObject = [
-            "connected": true, "address": .string(arguments.address), "connect_ms": .double(connectMilliseconds),
-        ]
-        if let response { output["response"] = .string(response) }
-        output["elapsed_ms"] = .double(Self.milliseconds(clock.now - start))
-        return .object(output)
+        response = answerText
     }
 
     static func milliseconds(_ duration: Duration) -> Double {
