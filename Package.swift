@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "FaultlineCLI", targets: ["FaultlineCLI"]),
         .library(name: "FaultlineTesting", targets: ["FaultlineTesting"]),
         .library(name: "FaultlineProcess", targets: ["FaultlineProcess"]),
+        .library(name: "FaultlineReports", targets: ["FaultlineReports"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -30,23 +31,30 @@ let package = Package(
             dependencies: [
                 "FaultlineKit",
                 "FaultlineProcess",
+                "FaultlineReports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "faultline",
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProcess"]
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProcess", "FaultlineReports"]
         ),
         .target(name: "FaultlineTesting", dependencies: ["FaultlineKit"]),
 
         // Run-time plugin modules (see Plugins/README.md).
         .target(name: "FaultlineProcess", dependencies: ["FaultlineKit", "CFaultlineSystem"], path: "Plugins/FaultlineProcess"),
+        .target(name: "FaultlineReports", dependencies: ["FaultlineKit"], path: "Plugins/FaultlineReports"),
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
 
         .testTarget(name: "FaultlineKitTests", dependencies: ["FaultlineKit", "FaultlineTesting"]),
         .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting"]),
+        .testTarget(
+            name: "FaultlineReportsTests",
+            dependencies: ["FaultlineReports", "FaultlineCLI", "FaultlineProcess", "FaultlineKit", "FaultlineTesting"],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(
             name: "FaultlineCLITests",
             dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineTesting"]

@@ -1,0 +1,202 @@
+import FaultlineKit
+import Foundation
+
+/// What every format shows about one experiment, derived once from its journal.
+struct ExperimentView {
+    let journal: Journal
+    /// 1-based position in the report.
+    let number: Int
+    /// A stable fragment identifier for links inside a report.
+    let anchor: String
+    let start: Date?
+    let end: Date?
+    /// Seconds from start to end.
+    let duration: Double
+    let checks: [Check]
+    let loads: [LoadRun]
+    let failures: [Failure]
+    let faults: [Fault]
+    /// Probes that missed their tolerance (or could not run) after or during the method, in order.
+    let deviatedProbes: [String]
+
+    /// One check of the steady-state hypothesis.
+    struct Check {
+        /// `before`, `during #2`, `after`.
+        let label: String
+        let record: HypothesisRecord
+    }
+
+    /// A load probe's output with where it ran.
+    struct LoadRun {
+        let record: RunRecord
+        /// `method`, `hypothesis before`, ...
+        let phase: String
+        let result: LoadResult
+        /// A stable fragment identifier.
+        let anchor: String
+    }
+
+    /// Why something did not go as written.
+    struct Failure {
+        let phase: String
+        let name: String
+        /// `probe`, `action`, `cleanup`, `rollbacks`.
+        let kind: String
+        let message: String
+        let details: [String]
+    }
+
+    /// A fault window with its times resolved; an open window ends when the experiment ended.
+    struct Fault {
+        let window: FaultWindow
+        let start: Date
+        let end: Date
+        let isOpen: Bool
+    }
+
+    init(_ journal: Journal, number: Int) {
+        self.journal = journal
+        self.number = number
+        anchor = "exp-\(number)-\(slug(journal.title))"
+        let start = Timestamp.date(journal.start)
+        self.start = start
+        let allRecords = Self.allRecords(journal)
+        let lastEnd = allRecords.compactMap { Timestamp.date($0.end) }.max()
+        let end = journal.end.flatMap(Timestamp.date) ?? start.map { $0.addingTimeInterval(journal.duration ?? 0) } ?? lastEnd
+        self.end = end
+        if let duration = journal.duration {
+            self.duration = duration
+        } else if let start, let end {
+            self.duration = max(0, end.timeIntervalSince(start))
+        } else {
+            self.duration = 0
+        }
+
+        var checks: [Check] = []
+        if let before = journal.steadyStates.before { checks.append(Check(label: "before", record: before)) }
+        for (index, during) in journal.steadyStates.during.enumerated() { checks.append(Check(label: "during #\(index + 1)", record: during)) }
+        if let after = journal.steadyStates.after { checks.append(Check(label: "after", record: after)) }
+        self.checks = checks
+
+        var loads: [LoadRun] = []
+        for (phase, record) in Self.phasedRecords(journal, checks: checks) {
+            if let result = LoadResult(record.output, providerType: record.providerType) {
+                loads.append(LoadRun(record: record, phase: phase, result: result, anchor: "\(anchor)-load-\(loads.count + 1)"))
+            }
+        }
+        self.loads = loads
+
+        var failures: [Failure] = []
+        for (phase, record) in Self.phasedRecords(journal, checks: checks) {
+            if record.status == .failed || record.status == .interrupted {
+                let exception = record.exception ?? []
+                let message = exception.first ?? (record.status == .interrupted ? "interrupted" : "failed")
+                failures.append(Failure(phase: phase, name: record.name, kind: record.kind, message: message, details: Array(exception.dropFirst())))
+            } else if record.toleranceMet == false {
+                var details: [String] = []
+                if let tolerance = record.activity["tolerance"] { details.append("tolerance: \(ToleranceText.describe(tolerance))") }
+                if let value = ToleranceText.judgedValue(record) { details.append("value: \(value)") }
+                failures.append(Failure(
+                    phase: phase, name: record.name, kind: record.kind, message: record.toleranceMessage ?? "tolerance not met", details: details))
+            }
+        }
+        for cleanup in journal.cleanup where cleanup.status != "succeeded" {
+            failures.append(Failure(phase: "cleanup", name: cleanup.description, kind: "cleanup", message: cleanup.error ?? cleanup.status, details: []))
+        }
+        self.failures = failures
+
+        let experimentEnd = end ?? start ?? Date(timeIntervalSince1970: 0)
+        faults = journal.faults.compactMap { window in
+            guard let faultStart = Timestamp.date(window.start) else { return nil }
+            let faultEnd = window.end.flatMap(Timestamp.date)
+            return Fault(window: window, start: faultStart, end: max(faultStart, faultEnd ?? experimentEnd), isOpen: faultEnd == nil)
+        }
+
+        var deviated: [String] = []
+        for check in checks where check.label != "before" {
+            for record in check.record.probes where record.toleranceMet == false || record.status == .failed {
+                if !deviated.contains(record.name) { deviated.append(record.name) }
+            }
+        }
+        deviatedProbes = deviated
+    }
+
+    /// Every activity record with the phase it ran in, in the order the run went:
+    /// hypothesis before, method (with checks during it), hypothesis after, rollbacks.
+    static func phasedRecords(_ journal: Journal, checks: [Check]) -> [(String, RunRecord)] {
+        var result: [(String, RunRecord)] = []
+        for check in checks where check.label == "before" { result += check.record.probes.map { ("hypothesis before", $0) } }
+        result += journal.run.map { ("method", $0) }
+        for check in checks where check.label.hasPrefix("during") { result += check.record.probes.map { ("hypothesis \(check.label)", $0) } }
+        for check in checks where check.label == "after" { result += check.record.probes.map { ("hypothesis after", $0) } }
+        result += journal.rollbacks.map { ("rollbacks", $0) }
+        return result
+    }
+
+    private static func allRecords(_ journal: Journal) -> [RunRecord] {
+        let states = journal.steadyStates
+        return (states.before?.probes ?? []) + journal.run + states.during.flatMap(\.probes) + (states.after?.probes ?? []) + journal.rollbacks
+    }
+
+    /// Seconds from the experiment's start to `timestamp`.
+    func offset(_ timestamp: String) -> Double? {
+        guard let start, let date = Timestamp.date(timestamp) else { return nil }
+        return date.timeIntervalSince(start)
+    }
+
+    /// The experiment's description, if written.
+    var description: String? {
+        journal.experiment["description"]?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The hypothesis's title, if written.
+    var hypothesisTitle: String? { journal.experiment["steady-state-hypothesis"]?["title"]?.stringValue }
+
+    /// Overall load numbers for a summary line: the first load run in the method, else the first.
+    var headlineLoad: LoadRun? { loads.first { $0.phase == "method" } ?? loads.first }
+}
+
+/// The whole report: the experiments, and what a suite summary shows.
+struct ReportView {
+    let title: String
+    let experiments: [ExperimentView]
+    let options: ReportOptions
+
+    init(_ journals: [Journal], options: ReportOptions) {
+        experiments = journals.enumerated().map { ExperimentView($0.element, number: $0.offset + 1) }
+        self.options = options
+        if let title = options.title {
+            self.title = title
+        } else if journals.count == 1 {
+            self.title = journals[0].title
+        } else {
+            self.title = options.suiteName ?? "Chaos experiments"
+        }
+    }
+
+    /// A suite report (several journals) starts with a summary table.
+    var isSuite: Bool { experiments.count > 1 }
+
+    /// The worst outcome.
+    var outcome: Outcome { experiments.map(\.journal.outcome).max() ?? .completed }
+
+    var start: Date? { experiments.compactMap(\.start).min() }
+    var end: Date? { experiments.compactMap(\.end).max() }
+
+    /// Profiles the experiments ran on, in order of first appearance.
+    var profiles: [String] {
+        var seen: [String] = []
+        for experiment in experiments {
+            if let profile = experiment.journal.profile, !seen.contains(profile) { seen.append(profile) }
+        }
+        return seen
+    }
+
+    /// How many experiments ended with each outcome, in severity order, zero counts left out.
+    var outcomeCounts: [(Outcome, Int)] {
+        Outcome.allCases.sorted().compactMap { outcome in
+            let count = experiments.filter { $0.journal.outcome == outcome }.count
+            return count > 0 ? (outcome, count) : nil
+        }
+    }
+}
