@@ -61,7 +61,7 @@ struct ReportRequest {
     var title: String?
 
     /// A problem with the input, in one line a user can act on.
-    struct Failure: Error, CustomStringConvertible {
+    struct Failure: Error, Equatable, CustomStringConvertible {
         var message: String
         var description: String { message }
     }

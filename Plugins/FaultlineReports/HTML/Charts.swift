@@ -41,12 +41,14 @@ enum Charts {
     /// Vertical grid lines and labels for a time axis.
     static func timeAxis(_ scale: TimeScale, top: Double, bottom: Double) -> String {
         let step = niceStep(scale.span, count: 8)
+        // Sub-second runs read better in milliseconds than in 0.001 s steps.
+        let label: (Double) -> String = scale.span < 1 ? { "\(Format.number(($0 * 1e6).rounded() / 1000)) ms" } : { "\(Format.number($0)) s" }
         var out = "<g class=\"grid\">"
         var tick = 0.0
         while tick <= scale.span + step * 1e-6 {
             let x = scale.x(tick)
             out += "<line x1=\"\(n(x))\" y1=\"\(n(top))\" x2=\"\(n(x))\" y2=\"\(n(bottom))\"/>"
-            out += "<text class=\"tick\" x=\"\(n(x))\" y=\"\(n(bottom + 15))\" text-anchor=\"middle\">\(Format.number(tick)) s</text>"
+            out += "<text class=\"tick\" x=\"\(n(x))\" y=\"\(n(bottom + 15))\" text-anchor=\"middle\">\(label(tick))</text>"
             tick += step
         }
         return out + "</g>\n"
@@ -173,7 +175,7 @@ enum TimelineChart {
         for check in experiment.checks where check.label == "before" {
             groups.append(("Hypothesis before", rows(check.record.probes, "hypothesis before")))
         }
-        if !journal.run.isEmpty { groups.append(("Method", rows(journal.run, "method"))) }
+        if !experiment.method.isEmpty { groups.append(("Method", rows(experiment.method, "method"))) }
         let during = experiment.checks.filter { $0.label.hasPrefix("during") }
         if !during.isEmpty {
             var merged: [Row] = []
@@ -192,7 +194,7 @@ enum TimelineChart {
         for check in experiment.checks where check.label == "after" {
             groups.append(("Hypothesis after", rows(check.record.probes, "hypothesis after")))
         }
-        if !journal.rollbacks.isEmpty { groups.append(("Rollbacks", rows(journal.rollbacks, "rollbacks"))) }
+        if !experiment.rollbacks.isEmpty { groups.append(("Rollbacks", rows(experiment.rollbacks, "rollbacks"))) }
         if !journal.cleanup.isEmpty {
             groups.append((
                 "Cleanup",
@@ -363,7 +365,7 @@ enum LoadCharts {
             } ?? "s5xx"
             return (reasonPhrase(code.label), code.count, style)
         }
-        rows += overall.errors.filter { LoadStats.connectionErrorClasses.contains($0.label) && $0.count > 0 }.map { (errorClassName($0.label), $0.count, "conn") }
+        rows += overall.errors.filter { LoadStats.connectionErrorClasses.contains($0.label) && $0.count > 0 }.map { (Label.errorClass($0.label), $0.count, "conn") }
         let total = max(overall.count, rows.reduce(0) { $0 + $1.count }, 1)
         let labelWidth = 200.0
         let barLeft = 210.0
@@ -395,19 +397,5 @@ enum LoadCharts {
             "502": "Bad Gateway", "503": "Service Unavailable", "504": "Gateway Timeout",
         ]
         return phrases[code].map { "\(code) \($0)" } ?? code
-    }
-
-    /// `connection refused` for `refused`.
-    static func errorClassName(_ label: String) -> String {
-        switch label {
-        case "refused": "connection refused"
-        case "connect_timeout": "connect timeout"
-        case "reset": "connection reset"
-        case "read_timeout": "read timeout"
-        case "tls": "TLS error"
-        case "dns": "DNS error"
-        case "other": "other error"
-        default: label.replacingOccurrences(of: "_", with: " ")
-        }
     }
 }

@@ -22,7 +22,7 @@ enum HTML {
     }
 
     /// A table; header and cells are already HTML. Columns listed in `numeric` are right-aligned.
-    static func table(_ header: [String], numeric: Set<Int> = [], _ rows: [[String]], classes: String = "") -> String {
+    static func table(_ header: [String], numeric: Set<Int> = [], classes: String = "", _ rows: [[String]]) -> String {
         var out = "<div class=\"scroll\"><table\(classes.isEmpty ? "" : " class=\"\(classes)\"")>\n<thead><tr>"
         for (index, cell) in header.enumerated() { out += "<th\(numeric.contains(index) ? " class=\"num\"" : "")>\(cell)</th>" }
         out += "</tr></thead>\n<tbody>\n"

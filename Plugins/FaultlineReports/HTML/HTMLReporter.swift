@@ -68,7 +68,7 @@ public struct HTMLReporter: ComparisonReporter {
         if !report.profiles.isEmpty { parts.append("profile " + report.profiles.map(HTML.code).joined(separator: ", ")) }
         if let start = report.start, let end = report.end {
             parts.append("\(Format.dateTime(start)) → \(Format.time(end, sameDayAs: start))")
-            parts.append(Format.duration(end.timeIntervalSince(start)))
+            parts.append(Format.duration(report.isSuite ? end.timeIntervalSince(start) : report.experiments[0].duration))
         }
         return parts.joined(separator: " · ")
     }
@@ -124,7 +124,7 @@ public struct HTMLReporter: ComparisonReporter {
         if !experiment.failures.isEmpty {
             out += "<h3>Failures</h3>\n"
             for failure in experiment.failures {
-                out += "<div class=\"failure\(failure.message == "interrupted" ? " warn" : "")\"><div class=\"where\">\(HTML.escape(failure.phase)) · \(HTML.escape(failure.kind))</div>"
+                out += "<div class=\"failure \(failure.tone.rawValue)\"><div class=\"where\">\(HTML.escape(failure.phase)) · \(HTML.escape(failure.kind))</div>"
                 out += "<div><strong>\(HTML.escape(failure.name))</strong>: \(HTML.escape(failure.message))</div>"
                 if !failure.details.isEmpty { out += "<pre>\(HTML.escape(failure.details.joined(separator: "\n")))</pre>" }
                 out += "</div>\n"
@@ -148,9 +148,9 @@ public struct HTMLReporter: ComparisonReporter {
                     ]
                 })
         }
-        if !journal.run.isEmpty { out += "<h3>Method</h3>\n" + timeline(journal.run, experiment) }
+        if !experiment.method.isEmpty { out += "<h3>Method</h3>\n" + timeline(experiment.method, experiment) }
         for load in experiment.loads { out += self.load(load, experiment) }
-        if !journal.rollbacks.isEmpty { out += "<h3>Rollbacks</h3>\n" + timeline(journal.rollbacks, experiment) }
+        if !experiment.rollbacks.isEmpty { out += "<h3>Rollbacks</h3>\n" + timeline(experiment.rollbacks, experiment) }
         if !journal.cleanup.isEmpty {
             out += "<h3>Cleanup</h3>\n"
             out += HTML.table(
@@ -191,12 +191,12 @@ public struct HTMLReporter: ComparisonReporter {
         var out = "<div class=\"check-title\">\(HTML.escape(check.label.prefix(1).uppercased() + check.label.dropFirst())) \(pill) \(at)</div>\n"
         if check.record.probes.isEmpty { return out + "<p class=\"muted\">No probes ran.</p>\n" }
         out += HTML.table(
-            ["Probe", "Tolerance", "Result", "Value"],
+            ["Probe", "Tolerance", "Result", "Value"], classes: "hypothesis",
             check.record.probes.map { record in
                 var value = (ToleranceText.judgedValue(record) ?? record.exception?.first).map(HTML.escape) ?? "—"
                 if let message = record.toleranceMessage { value += "<div class=\"small muted\">\(HTML.escape(message))</div>" }
                 return [
-                    HTML.code(record.name), record.activity["tolerance"].map { HTML.code(ToleranceText.describe($0)) } ?? "—", HTML.status(record), value,
+                    HTML.code(record.name), ToleranceText.of(record).map(HTML.code) ?? "—", HTML.status(record), value,
                 ]
             })
         return out
@@ -258,15 +258,15 @@ public struct HTMLReporter: ComparisonReporter {
         var rows = result.requests.map { statsRow(HTML.code($0.name), $0.stats) }
         if result.requests.count != 1 { rows.append(statsRow("All requests", overall)) }
         var table = HTML.table(
-            ["Request", "Requests", "Errors", "Error rate", "Min", "Avg", "Max", "p50", "p90", "p95", "p99", "Throughput", "Received", "Status codes"],
-            numeric: Set(1...12), rows)
+            ["Request", "Requests", "Error rate", "Min", "Avg", "Max", "p50", "p90", "p95", "p99", "Throughput", "Status codes"],
+            numeric: Set(1...10), classes: "compact", rows)
         if result.requests.count != 1, let last = table.range(of: "<tr><td>All requests", options: .backwards) {
             table.replaceSubrange(last, with: "<tr class=\"total\"><td>All requests")
         }
         out += "<h4>Per request</h4>\n" + table
         let errorClasses = overall.errors.filter { $0.count > 0 }
         if !errorClasses.isEmpty {
-            out += "<p class=\"small muted\">Failures by class: " + errorClasses.map { "\(HTML.escape($0.label)) \(Format.integer($0.count))" }.joined(separator: " · ") + "</p>\n"
+            out += "<p class=\"small muted\">Failures by class: " + errorClasses.map { "\(HTML.escape(Label.errorClass($0.label))) \(Format.integer($0.count))" }.joined(separator: " · ") + "</p>\n"
         }
         if !result.thresholds.isEmpty {
             out += "<h4>Thresholds</h4>\n"
@@ -284,12 +284,14 @@ public struct HTMLReporter: ComparisonReporter {
 
     private func statsRow(_ name: String, _ stats: LoadStats) -> [String] {
         let codes = stats.statusCodes.map { code in
-            "<span>\(HTML.escape(code.label)): \(Format.integer(code.count)) <span class=\"muted\">(\(Format.percent(stats.count > 0 ? Double(code.count) / Double(stats.count) : 0)))</span></span>"
+            "<span>\(HTML.escape(code.label)) × \(Format.integer(code.count)) <span class=\"muted\">\(Format.percent(stats.count > 0 ? Double(code.count) / Double(stats.count) : 0))</span></span>"
         }
+        let errors = Format.percent(stats.errorRate) + (stats.failed > 0 ? "<div class=\"small muted\">\(Format.integer(stats.failed)) failed</div>" : "")
         return [
-            name, Format.integer(stats.count), Format.integer(stats.failed), Format.percent(stats.errorRate), Format.ms(stats.minMs), Format.ms(stats.avgMs),
-            Format.ms(stats.maxMs), Format.ms(stats.p50Ms), Format.ms(stats.p90Ms), Format.ms(stats.p95Ms), Format.ms(stats.p99Ms), Format.rate(stats.rps),
-            Format.bytes(Double(stats.bytesReceived)), codes.isEmpty ? "—" : "<div class=\"codes\">\(codes.joined())</div>",
+            name, Format.integer(stats.count), errors, Format.ms(stats.minMs), Format.ms(stats.avgMs), Format.ms(stats.maxMs), Format.ms(stats.p50Ms),
+            Format.ms(stats.p90Ms), Format.ms(stats.p95Ms), Format.ms(stats.p99Ms),
+            Format.rate(stats.rps) + "<div class=\"small muted\">\(Format.bytes(stats.bytesPerSecond))/s</div>",
+            codes.isEmpty ? "—" : "<div class=\"codes\">\(codes.joined())</div>",
         ]
     }
 

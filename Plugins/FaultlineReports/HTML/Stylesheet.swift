@@ -60,12 +60,19 @@ enum Stylesheet {
         th { color: var(--muted); font-weight: 600; font-size: 12.5px; text-transform: uppercase; letter-spacing: 0.04em; white-space: nowrap; }
         td.num, th.num { text-align: right; white-space: nowrap; }
         tbody tr:last-child td { border-bottom: none; }
+        table.compact { font-size: 13px; }
+        table.compact th, table.compact td { padding: 6px 7px; }
+        table.compact td:first-child { white-space: nowrap; }
+        table.hypothesis { table-layout: fixed; }
+        table.hypothesis th:nth-child(1) { width: 28%; } table.hypothesis th:nth-child(2) { width: 24%; }
+        table.hypothesis th:nth-child(3) { width: 13%; } table.hypothesis th:nth-child(4) { width: 35%; }
+        table.hypothesis td { overflow-wrap: anywhere; }
         tr.total td { font-weight: 650; border-top: 2px solid var(--border); }
         .muted { color: var(--muted); }
         .small { font-size: 13px; }
         .check-title { display: flex; gap: 10px; align-items: baseline; margin: 16px 0 6px; font-weight: 600; }
         .check-title .muted { font-weight: 400; }
-        .codes { display: flex; flex-wrap: wrap; gap: 4px 10px; }
+        .codes { display: flex; flex-direction: column; gap: 1px; white-space: nowrap; }
         .better { color: var(--ok); font-weight: 600; } .worse { color: var(--bad); font-weight: 600; }
         figure { margin: 6px 0 18px; }
         figcaption { color: var(--muted); font-size: 13px; margin: 4px 0 0; }
@@ -94,6 +101,7 @@ enum Stylesheet {
         .charts-2 { display: grid; grid-template-columns: 1fr; gap: 4px; }
         .failure { border: 1px solid var(--border); border-left: 4px solid var(--bad); border-radius: 0 8px 8px 0; padding: 10px 14px; margin: 0 0 10px; background: var(--surface-2); }
         .failure.warn { border-left-color: var(--warn); }
+        .failure.ok, .failure.skip { border-left-color: var(--border); }
         .failure .where { color: var(--muted); font-size: 13px; }
         pre { background: var(--surface-2); border: 1px solid var(--border); border-radius: 8px; padding: 10px 12px; overflow-x: auto; white-space: pre-wrap; overflow-wrap: anywhere; margin: 8px 0 0; }
         details { margin: 14px 0 0; }

@@ -51,7 +51,7 @@ public struct JUnitReporter: Reporter {
             guard isHypothesis || failing else { continue }
             let name = "\(phase): \(record.name)"
             var details = ["\(record.kind) \(record.name) (\(phase)), \(Format.duration(record.duration))"]
-            if let tolerance = record.activity["tolerance"] { details.append("tolerance: \(ToleranceText.describe(tolerance))") }
+            if let tolerance = ToleranceText.of(record) { details.append("tolerance: \(tolerance)") }
             if let value = ToleranceText.judgedValue(record) { details.append("value: \(value)") }
             if let load = LoadResult(record.output, providerType: record.providerType) {
                 details += load.thresholds.map { threshold in

@@ -121,6 +121,18 @@ public struct MarkdownReporter: ComparisonReporter {
         }
         out += facts(experiment)
 
+        if !experiment.failures.isEmpty {
+            out += "\(h3) Failures\n\n"
+            for failure in experiment.failures {
+                out += "- \(failure.tone.symbol) **\(Markdown.escape(failure.phase))** › \(Markdown.code(failure.name)): \(Markdown.escape(failure.message))\n"
+                if !failure.details.isEmpty {
+                    out += "\n" + Markdown.block(failure.details.joined(separator: "\n")).split(separator: "\n", omittingEmptySubsequences: false)
+                        .map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")
+                }
+            }
+            out += "\n"
+        }
+
         if !experiment.checks.isEmpty {
             out += "\(h3) Steady-state hypothesis" + (experiment.hypothesisTitle.map { ": \(Markdown.escape($0))" } ?? "") + "\n\n"
             for check in experiment.checks {
@@ -141,14 +153,14 @@ public struct MarkdownReporter: ComparisonReporter {
                 })
             out += "\n"
         }
-        if !journal.run.isEmpty {
-            out += "\(h3) Method\n\n" + timeline(journal.run, experiment) + "\n"
+        if !experiment.method.isEmpty {
+            out += "\(h3) Method\n\n" + timeline(experiment.method, experiment) + "\n"
         }
         for load in experiment.loads {
             out += "\(h3) Load: \(Markdown.code(load.record.name)) (\(load.phase))\n\n" + self.load(load.result)
         }
-        if !journal.rollbacks.isEmpty {
-            out += "\(h3) Rollbacks\n\n" + timeline(journal.rollbacks, experiment) + "\n"
+        if !experiment.rollbacks.isEmpty {
+            out += "\(h3) Rollbacks\n\n" + timeline(experiment.rollbacks, experiment) + "\n"
         }
         if !journal.cleanup.isEmpty {
             out += "\(h3) Cleanup\n\n"
@@ -162,17 +174,6 @@ public struct MarkdownReporter: ComparisonReporter {
                         "\(tone.symbol) \(Markdown.escape(record.status))" + (record.error.map { ": " + Markdown.cell($0) } ?? ""), Format.duration(duration),
                     ]
                 })
-            out += "\n"
-        }
-        if !experiment.failures.isEmpty {
-            out += "\(h3) Failures\n\n"
-            for failure in experiment.failures {
-                out += "- ❌ **\(Markdown.escape(failure.phase))** › \(Markdown.code(failure.name)): \(Markdown.escape(failure.message))\n"
-                if !failure.details.isEmpty {
-                    out += "\n" + Markdown.block(failure.details.joined(separator: "\n")).split(separator: "\n", omittingEmptySubsequences: false)
-                        .map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")
-                }
-            }
             out += "\n"
         }
         if !journal.leftUndone.isEmpty {
@@ -208,7 +209,7 @@ public struct MarkdownReporter: ComparisonReporter {
             ["Probe", "Tolerance", "Result", "Value"],
             check.record.probes.map { record in
                 [
-                    Markdown.code(record.name), record.activity["tolerance"].map { Markdown.code(ToleranceText.describe($0)) } ?? "—",
+                    Markdown.code(record.name), ToleranceText.of(record).map(Markdown.code) ?? "—",
                     "\(Label.tone(record).symbol) \(Label.result(record))",
                     (ToleranceText.judgedValue(record) ?? record.exception?.first).map(Markdown.cell) ?? "—",
                 ]
@@ -249,7 +250,7 @@ public struct MarkdownReporter: ComparisonReporter {
         out += "\n"
         let errorClasses = overall.errors.filter { $0.count > 0 }
         if !errorClasses.isEmpty {
-            out += "Failures by class: " + errorClasses.map { "\(Markdown.escape($0.label)) \(Format.integer($0.count))" }.joined(separator: " · ") + "\n\n"
+            out += "Failures by class: " + errorClasses.map { "\(Markdown.escape(Label.errorClass($0.label))) \(Format.integer($0.count))" }.joined(separator: " · ") + "\n\n"
         }
         if !result.thresholds.isEmpty {
             out += "**Thresholds**\n\n"

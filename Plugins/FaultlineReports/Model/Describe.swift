@@ -3,8 +3,11 @@ import FaultlineKit
 /// Tolerances and judged values in words, for the hypothesis tables.
 enum ToleranceText {
     /// A tolerance as written, in a short readable form: `0`, `one of 200, 204`, `0 … 500 (p95)`,
-    /// `/ok/ in stdout`, `p(95)<200, rate<0.01`.
-    static func describe(_ tolerance: Value) -> String {
+    /// `/ok/`, `p(95)<200, rate<0.01`.
+    /// - Parameters:
+    ///   - output: the output it judged, when known: a two-number list is a range for a number and
+    ///     a membership test for an output with a status (the kernel's rule).
+    static func describe(_ tolerance: Value, output: Value? = nil) -> String {
         switch tolerance {
         case .null: return "—"
         case .bool, .int, .double: return tolerance.description
@@ -13,7 +16,9 @@ enum ToleranceText {
             if items.allSatisfy({ $0.stringValue != nil }) {
                 return items.compactMap(\.stringValue).joined(separator: ", ")
             }
-            if items.count == 2, let low = items[0].doubleValue, let high = items[1].doubleValue, items.allSatisfy({ $0.boolValue == nil }) {
+            if items.count == 2, let low = items[0].doubleValue, let high = items[1].doubleValue, items.allSatisfy({ $0.boolValue == nil }),
+                output?["status"] == nil
+            {
                 return "\(Format.number(low)) … \(Format.number(high))"
             }
             return "one of " + items.map(\.description).joined(separator: ", ")
@@ -46,6 +51,11 @@ enum ToleranceText {
             }
             return Format.compact(tolerance)
         }
+    }
+
+    /// A record's tolerance in words, if it has one.
+    static func of(_ record: RunRecord) -> String? {
+        record.activity["tolerance"].map { describe($0, output: record.output) }
     }
 
     /// The part of a probe's output its tolerance judged, in words: `status 0`, `182`, `p95 123 ms · 0.4% errors`.
@@ -129,6 +139,22 @@ enum Label {
             case .warn: "⚠️"
             case .skip: "⏭️"
             }
+        }
+    }
+
+    /// A load error class in words: `connection refused` for `refused`, `HTTP 5xx` for `http_5xx`.
+    static func errorClass(_ label: String) -> String {
+        switch label {
+        case "refused": "connection refused"
+        case "connect_timeout": "connect timeout"
+        case "reset": "connection reset"
+        case "read_timeout": "read timeout"
+        case "tls": "TLS error"
+        case "dns": "DNS error"
+        case "http_4xx": "HTTP 4xx"
+        case "http_5xx": "HTTP 5xx"
+        case "other": "other error"
+        default: label.replacingOccurrences(of: "_", with: " ")
         }
     }
 

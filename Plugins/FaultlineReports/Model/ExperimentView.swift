@@ -13,6 +13,10 @@ struct ExperimentView {
     /// Seconds from start to end.
     let duration: Double
     let checks: [Check]
+    /// The method's activities in the order they started.
+    let method: [RunRecord]
+    /// The rollbacks in the order they started.
+    let rollbacks: [RunRecord]
     let loads: [LoadRun]
     let failures: [Failure]
     let faults: [Fault]
@@ -44,6 +48,8 @@ struct ExperimentView {
         let kind: String
         let message: String
         let details: [String]
+        /// `bad`, or `warn` for an activity an interrupt cut short.
+        let tone: Label.Tone
     }
 
     /// A fault window with its times resolved; an open window ends when the experiment ended.
@@ -77,6 +83,8 @@ struct ExperimentView {
         for (index, during) in journal.steadyStates.during.enumerated() { checks.append(Check(label: "during #\(index + 1)", record: during)) }
         if let after = journal.steadyStates.after { checks.append(Check(label: "after", record: after)) }
         self.checks = checks
+        method = Self.chronological(journal.run)
+        rollbacks = Self.chronological(journal.rollbacks)
 
         var loads: [LoadRun] = []
         for (phase, record) in Self.phasedRecords(journal, checks: checks) {
@@ -91,17 +99,21 @@ struct ExperimentView {
             if record.status == .failed || record.status == .interrupted {
                 let exception = record.exception ?? []
                 let message = exception.first ?? (record.status == .interrupted ? "interrupted" : "failed")
-                failures.append(Failure(phase: phase, name: record.name, kind: record.kind, message: message, details: Array(exception.dropFirst())))
+                failures.append(Failure(
+                    phase: phase, name: record.name, kind: record.kind, message: message, details: Array(exception.dropFirst()) + Self.evidence(record.output),
+                    tone: Label.tone(record)))
             } else if record.toleranceMet == false {
                 var details: [String] = []
-                if let tolerance = record.activity["tolerance"] { details.append("tolerance: \(ToleranceText.describe(tolerance))") }
+                if let tolerance = ToleranceText.of(record) { details.append("tolerance: \(tolerance)") }
                 if let value = ToleranceText.judgedValue(record) { details.append("value: \(value)") }
                 failures.append(Failure(
-                    phase: phase, name: record.name, kind: record.kind, message: record.toleranceMessage ?? "tolerance not met", details: details))
+                    phase: phase, name: record.name, kind: record.kind, message: record.toleranceMessage ?? "tolerance not met",
+                    details: details + Self.evidence(record.output), tone: .bad))
             }
         }
         for cleanup in journal.cleanup where cleanup.status != "succeeded" {
-            failures.append(Failure(phase: "cleanup", name: cleanup.description, kind: "cleanup", message: cleanup.error ?? cleanup.status, details: []))
+            failures.append(Failure(
+                phase: "cleanup", name: cleanup.description, kind: "cleanup", message: cleanup.error ?? cleanup.status, details: [], tone: .bad))
         }
         self.failures = failures
 
@@ -126,11 +138,31 @@ struct ExperimentView {
     static func phasedRecords(_ journal: Journal, checks: [Check]) -> [(String, RunRecord)] {
         var result: [(String, RunRecord)] = []
         for check in checks where check.label == "before" { result += check.record.probes.map { ("hypothesis before", $0) } }
-        result += journal.run.map { ("method", $0) }
+        result += chronological(journal.run).map { ("method", $0) }
         for check in checks where check.label.hasPrefix("during") { result += check.record.probes.map { ("hypothesis \(check.label)", $0) } }
         for check in checks where check.label == "after" { result += check.record.probes.map { ("hypothesis after", $0) } }
-        result += journal.rollbacks.map { ("rollbacks", $0) }
+        result += chronological(journal.rollbacks).map { ("rollbacks", $0) }
         return result
+    }
+
+    /// Records by start time; the journal lists them as they finished (background activities last).
+    static func chronological(_ records: [RunRecord]) -> [RunRecord] {
+        records.enumerated().sorted { a, b in
+            let x = Timestamp.date(a.element.start) ?? .distantPast
+            let y = Timestamp.date(b.element.start) ?? .distantPast
+            return x != y ? x < y : a.offset < b.offset
+        }.map(\.element)
+    }
+
+    /// What the output says about a failure: a process's stderr, an HTTP body, shortened.
+    static func evidence(_ output: Value?) -> [String] {
+        var lines: [String] = []
+        for key in ["stderr", "body"] {
+            if let text = output?[key]?.stringValue?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty {
+                lines.append("\(key): \(Format.truncate(text, 400))")
+            }
+        }
+        return lines
     }
 
     private static func allRecords(_ journal: Journal) -> [RunRecord] {
@@ -152,8 +184,9 @@ struct ExperimentView {
     /// The hypothesis's title, if written.
     var hypothesisTitle: String? { journal.experiment["steady-state-hypothesis"]?["title"]?.stringValue }
 
-    /// Overall load numbers for a summary line: the first load run in the method, else the first.
-    var headlineLoad: LoadRun? { loads.first { $0.phase == "method" } ?? loads.first }
+    /// Load numbers for a summary line: the first load run in the method, else the last one (the
+    /// hypothesis after the method, where a deviation shows).
+    var headlineLoad: LoadRun? { loads.first { $0.phase == "method" } ?? loads.last }
 }
 
 /// The whole report: the experiments, and what a suite summary shows.

@@ -7,6 +7,7 @@ enum Format {
     /// Milliseconds for people: `0.42 ms`, `3.1 ms`, `182 ms`, `1.25 s`.
     static func ms(_ value: Double) -> String {
         guard value.isFinite else { return "—" }
+        if value == 0 { return "0 ms" }
         if value >= 1000 { return String(format: "%.2f s", value / 1000) }
         if value >= 100 { return String(format: "%.0f ms", value) }
         if value >= 10 { return String(format: "%.1f ms", value) }
@@ -49,15 +50,16 @@ enum Format {
         return String(format: "%.2f GB", value / 1_000_000_000)
     }
 
-    /// A duration for people (`850 ms`, `4.2 s`, `2 min 5 s`); below a millisecond, `0.4 ms`.
+    /// A duration for people (`850 ms`, `4.2 s`, `2 min 5 s`); below a millisecond, `0.4 ms` or `<0.1 ms`.
     static func duration(_ seconds: Double) -> String {
+        if seconds > 0 && seconds < 0.000_05 { return "<0.1 ms" }
         if seconds > 0 && seconds < 0.001 { return String(format: "%.1f ms", seconds * 1000) }
         return DurationFormat.seconds(seconds)
     }
 
-    /// Seconds since the experiment started: `+0.00 s`, `+12.34 s`.
+    /// Seconds since the experiment started: `+0.000 s`, `+12.345 s`.
     static func offset(_ seconds: Double) -> String {
-        String(format: "+%.2f s", max(0, seconds))
+        String(format: "+%.3f s", max(0, seconds))
     }
 
     /// A load metric's value by the metric's name: `p95_ms` in ms, `error_rate` as a percentage,

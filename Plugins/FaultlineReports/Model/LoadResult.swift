@@ -60,7 +60,7 @@ public struct LoadResult: Sendable, Equatable {
     }
 
     /// The run's length in seconds: `elapsed_s`, else the timeline's length.
-    public var spanSeconds: Double { max(elapsedSeconds, Double(timeline.count), 0.001) }
+    public var spanSeconds: Double { elapsedSeconds > 0 ? elapsedSeconds : max(Double(timeline.count), 0.001) }
 }
 
 /// Request statistics of a load run, overall or for one request (times in milliseconds).
