@@ -74,5 +74,6 @@ import Testing
         #expect(html.contains("<th>Metric</th>"))
         #expect(html.contains("class=\"better\""))
         #expect(html.contains("data-chart=\"compare\""))
+        #expect(html.contains("data-chart=\"compare-latency\""), "p99 of both runs on one chart")
     }
 }

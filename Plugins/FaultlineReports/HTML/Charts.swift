@@ -229,7 +229,7 @@ enum LoadCharts {
     }
 
     /// The faults that overlap the load, as seconds since the load started.
-    private static func faults(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView) -> [(ExperimentView.Fault, Double, Double)] {
+    static func faults(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView) -> [(ExperimentView.Fault, Double, Double)] {
         guard let origin = origin(load) else { return [] }
         let span = load.result.spanSeconds
         return experiment.faults.compactMap { fault in
@@ -397,5 +397,35 @@ enum LoadCharts {
             "502": "Bad Gateway", "503": "Service Unavailable", "504": "Gateway Timeout",
         ]
         return phrases[code].map { "\(code) \($0)" } ?? code
+    }
+
+    /// p99 per second of the same load in two runs on one axis, with the later run's fault windows.
+    static func comparison(_ pair: Comparison.LoadPair, after experiment: ExperimentView?) -> String? {
+        guard let before = pair.baseline, let after = pair.after else { return nil }
+        let span = max(before.result.spanSeconds, after.result.spanSeconds)
+        let scale = Charts.TimeScale(span: span, left: plotLeft, right: plotRight)
+        let bands = experiment.map { faults(after, $0) } ?? []
+        let plotTop = top + Double(bands.count) * faultRowHeight + (bands.isEmpty ? 4 : 6)
+        let plotBottom = plotTop + 170
+        let series = [(before.result.timeline, "before-line"), (after.result.timeline, "after-line")]
+        let maximum = series.flatMap { $0.0.filter { $0.count > 0 }.map(\.p99Ms) }.max() ?? 0
+        var out = Charts.open("compare-latency", height: plotBottom + 40, label: "p99 latency per second of \(pair.name), before and after")
+        let (grid, axisTop) = Charts.valueAxis(maximum: maximum, left: plotLeft, right: plotRight, top: plotTop, bottom: plotBottom, format: Format.ms)
+        out += grid
+        out += Charts.timeAxis(scale, top: plotTop, bottom: plotBottom)
+        out += bands.enumerated().compactMap { index, item in
+            Charts.faultBand(
+                id: item.0.window.id, label: item.0.window.label, from: item.1, to: item.2, scale: scale, labelY: top + Double(index) * faultRowHeight,
+                bottom: plotBottom, isOpen: item.0.isOpen)
+        }.joined()
+        for (timeline, style) in series {
+            let points = timeline.filter { $0.count > 0 }.map {
+                "\(Charts.n(scale.x(Double($0.second) + 0.5))),\(Charts.n(plotBottom - $0.p99Ms / axisTop * (plotBottom - plotTop)))"
+            }
+            if !points.isEmpty { out += "<polyline class=\"line \(style)\" points=\"\(points.joined(separator: " "))\"/>\n" }
+        }
+        out += legend([("p99 before", "before-line"), ("p99 after", "after-line")], y: plotBottom + 34)
+        out += "<text class=\"axis-note\" x=\"\(Charts.n(plotLeft))\" y=\"\(Charts.n(plotBottom + 34))\">seconds since the load started</text>\n"
+        return out + "</svg>\n"
     }
 }

@@ -345,6 +345,10 @@ public struct HTMLReporter: ComparisonReporter {
         for load in pair.loads {
             out += "<h3>Load · \(HTML.escape(load.name)) <span class=\"muted\">(\(HTML.escape(load.phase)))</span></h3>\n"
             if let headline = Comparison.headline(load) { out += "<p><strong>\(HTML.escape(headline))</strong></p>\n" }
+            if let chart = LoadCharts.comparison(load, after: pair.after) {
+                out += "<figure>\n" + chart + "<figcaption>p99 latency per second: the baseline in grey, the run after the change in colour"
+                out += (pair.after?.faults.isEmpty ?? true) ? ".</figcaption>\n</figure>\n" : "; shaded: the later run's fault windows.</figcaption>\n</figure>\n"
+            }
             out += HTML.table(
                 ["Metric", "Before", "After", "Change", ""], numeric: [1, 2, 3],
                 load.metrics.map { metric in

@@ -93,6 +93,8 @@ enum Stylesheet {
         svg.chart .line.p50, svg.chart .swatch.p50 { stroke: var(--p50); } svg.chart .line.p99 { stroke: var(--p99); }
         svg.chart .dot.p50, svg.chart .swatch.p50 { fill: var(--p50); } svg.chart .dot.p99, svg.chart .swatch.p99 { fill: var(--p99); }
         svg.chart .spread { fill: var(--spread); }
+        svg.chart .line.before-line { stroke: var(--req); stroke-dasharray: 5 4; } svg.chart .swatch.before-line { fill: var(--req); }
+        svg.chart .line.after-line { stroke: var(--p99); } svg.chart .swatch.after-line { fill: var(--p99); }
         svg.chart .req, svg.chart .swatch.req { fill: var(--req); } svg.chart .err, svg.chart .swatch.err { fill: var(--err); }
         svg.chart .track { fill: var(--track); }
         svg.chart .s2xx { fill: var(--s2xx); } svg.chart .s3xx { fill: var(--s3xx); } svg.chart .s4xx { fill: var(--s4xx); } svg.chart .s5xx { fill: var(--s5xx); }

@@ -19,8 +19,8 @@ struct Comparison {
         /// The probe's name.
         let name: String
         let phase: String
-        let baseline: LoadResult?
-        let after: LoadResult?
+        let baseline: ExperimentView.LoadRun?
+        let after: ExperimentView.LoadRun?
         let metrics: [Metric]
         /// Per named request present on either side, in the baseline's order.
         let requests: [RequestPair]
@@ -183,7 +183,7 @@ struct Comparison {
                     after: a?.result.requests.first { $0.name == name }?.stats)
             }
             return LoadPair(
-                name: run.record.name, phase: run.phase, baseline: b?.result, after: a?.result,
+                name: run.record.name, phase: run.phase, baseline: b, after: a,
                 metrics: metrics(b?.result.overall, a?.result.overall), requests: requests)
         }
     }
