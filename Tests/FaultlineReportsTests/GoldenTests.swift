@@ -72,3 +72,47 @@ import Testing
         }
     }
 }
+
+/// Journals that are not the happy path still render in every format.
+@Suite struct UnusualJournalTests {
+    @Test func aJournalLeftByACrash() throws {
+        var journal = try Fixtures.journal("suite/01-checkout-survives-300-ms-of-database-latency.json")
+        journal.status = .running
+        journal.outcome = .running
+        journal.end = nil
+        journal.duration = nil
+        journal.steadyStates.after = nil
+        journal.rollbacks = []
+        journal.cleanup = []
+        for index in journal.faults.indices { journal.faults[index].end = nil }
+        let view = ExperimentView(journal, number: 1)
+        #expect(view.duration > 3, "the last activity's end stands in for the missing end")
+        #expect(view.faults.allSatisfy { $0.isOpen })
+        for reporter in GoldenTests.reporters {
+            let text = try reporter.render([journal], options: ReportOptions())
+            #expect(text.contains("Checkout survives 300 ms of database latency"))
+        }
+        let markdown = try MarkdownReporter().render([journal], options: ReportOptions())
+        #expect(markdown.contains("still active"))
+        let junit = try JUnitReporter().render([journal], options: ReportOptions())
+        #expect(junit.contains("<testcase name=\"outcome\""), "a run that never finished is not green in CI")
+    }
+
+    @Test func anEmptyExperimentAndADryRun() throws {
+        var empty = try Fixtures.journal("interrupted.json")
+        empty.steadyStates = SteadyStates()
+        empty.run = []
+        empty.rollbacks = []
+        empty.cleanup = []
+        empty.faults = []
+        var dry = try Fixtures.journal("suite/05-the-host-can-run-and-clean-up-a-scratch-file.json")
+        dry.dry = "actions"
+        for index in dry.run.indices where dry.run[index].kind == "action" { dry.run[index].status = .skipped }
+        for reporter in GoldenTests.reporters {
+            _ = try reporter.render([empty, dry], options: ReportOptions())
+        }
+        let markdown = try MarkdownReporter().render([dry], options: ReportOptions())
+        #expect(markdown.contains("| Dry run | actions |"))
+        #expect(markdown.contains("⏭️ skipped"))
+    }
+}

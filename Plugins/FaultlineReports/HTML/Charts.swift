@@ -218,11 +218,6 @@ enum LoadCharts {
     static let top = 6.0
     static let faultRowHeight = 16.0
 
-    /// The axis: seconds from the load's start to its end.
-    static func scale(_ result: LoadResult) -> Charts.TimeScale {
-        Charts.TimeScale(span: result.spanSeconds, left: plotLeft, right: plotRight)
-    }
-
     /// When the load started: its `started`, else the activity's start.
     static func origin(_ load: ExperimentView.LoadRun) -> Date? {
         load.result.started.flatMap(Timestamp.date) ?? Timestamp.date(load.record.start)
@@ -239,49 +234,56 @@ enum LoadCharts {
         }
     }
 
-    private static func faultBands(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView, bottom: Double) -> String {
-        let scale = self.scale(load.result)
-        return faults(load, experiment).enumerated().compactMap { index, item in
-            Charts.faultBand(
-                id: item.0.window.id, label: item.0.window.label, from: item.1, to: item.2, scale: scale, labelY: top + Double(index) * faultRowHeight,
-                bottom: bottom, isOpen: item.0.isOpen)
-        }.joined()
-    }
+    /// What every time chart of a load shares: fault-label rows, the value grid, the time axis and the
+    /// fault bands; the chart draws its data into ``svg`` and closes with ``finish(legend:)``.
+    private struct Frame {
+        let scale: Charts.TimeScale
+        let top: Double
+        let bottom: Double
+        /// The value at the top of the plot.
+        let axisTop: Double
+        var svg: String
 
-    private static func plotTop(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView) -> Double {
-        let count = faults(load, experiment).count
-        return top + Double(count) * faultRowHeight + (count == 0 ? 4 : 6)
-    }
+        func y(_ value: Double) -> Double { bottom - value / axisTop * (bottom - top) }
 
-    private static func legend(_ items: [(String, String)], y: Double) -> String {
-        var x = plotRight
-        var out = "<g class=\"legend\">"
-        for (label, style) in items.reversed() {
-            let width = Double(label.count) * 6.5 + 26
-            x -= width
-            out += "<rect class=\"swatch \(style)\" x=\"\(Charts.n(x))\" y=\"\(Charts.n(y - 8))\" width=\"14\" height=\"8\" rx=\"2\"/>"
-            out += "<text x=\"\(Charts.n(x + 19))\" y=\"\(Charts.n(y))\">\(HTML.escape(label))</text>"
+        func finish(legend items: [(String, String)]) -> String {
+            var out = svg + "<g class=\"legend\">"
+            var x = plotRight
+            for (label, style) in items.reversed() {
+                x -= Double(label.count) * 6.5 + 26
+                out += "<rect class=\"swatch \(style)\" x=\"\(Charts.n(x))\" y=\"\(Charts.n(bottom + 26))\" width=\"14\" height=\"8\" rx=\"2\"/>"
+                out += "<text x=\"\(Charts.n(x + 19))\" y=\"\(Charts.n(bottom + 34))\">\(HTML.escape(label))</text>"
+            }
+            out += "</g>\n<text class=\"axis-note\" x=\"\(Charts.n(plotLeft))\" y=\"\(Charts.n(bottom + 34))\">seconds since the load started</text>\n"
+            return out + "</svg>\n"
         }
-        return out + "</g>\n"
+    }
+
+    private static func frame(
+        _ kind: String, label: String, span: Double, faults: [(ExperimentView.Fault, Double, Double)], plotHeight: Double, maximum: Double,
+        format: (Double) -> String
+    ) -> Frame {
+        let scale = Charts.TimeScale(span: span, left: plotLeft, right: plotRight)
+        let plotTop = top + Double(faults.count) * faultRowHeight + (faults.isEmpty ? 4 : 6)
+        let plotBottom = plotTop + plotHeight
+        var svg = Charts.open(kind, height: plotBottom + 40, label: label)
+        let (grid, axisTop) = Charts.valueAxis(maximum: maximum, left: plotLeft, right: plotRight, top: plotTop, bottom: plotBottom, format: format)
+        svg += grid + Charts.timeAxis(scale, top: plotTop, bottom: plotBottom)
+        for (index, (fault, from, to)) in faults.enumerated() {
+            svg += Charts.faultBand(
+                id: fault.window.id, label: fault.window.label, from: from, to: to, scale: scale, labelY: top + Double(index) * faultRowHeight,
+                bottom: plotBottom, isOpen: fault.isOpen) ?? ""
+        }
+        return Frame(scale: scale, top: plotTop, bottom: plotBottom, axisTop: axisTop, svg: svg)
     }
 
     /// p50 and p99 latency per second, with the band between them shaded.
     static func latency(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView) -> String {
-        let result = load.result
-        let scale = self.scale(result)
-        let plotTop = self.plotTop(load, experiment)
-        let plotBottom = plotTop + 170
-        let height = plotBottom + 40
-        let points = result.timeline.filter { $0.count > 0 }
-        let maximum = points.map { max($0.p99Ms, $0.p50Ms) }.max() ?? 0
-
-        var out = Charts.open("latency", height: height, label: "Latency over time of \(load.record.name): p50 and p99 per second")
-        let (grid, axisTop) = Charts.valueAxis(maximum: maximum, left: plotLeft, right: plotRight, top: plotTop, bottom: plotBottom, format: Format.ms)
-        out += grid
-        out += Charts.timeAxis(scale, top: plotTop, bottom: plotBottom)
-        out += faultBands(load, experiment, bottom: plotBottom)
-
-        func y(_ value: Double) -> Double { plotBottom - value / axisTop * (plotBottom - plotTop) }
+        let points = load.result.timeline.filter { $0.count > 0 }
+        var frame = frame(
+            "latency", label: "Latency over time of \(load.record.name): p50 and p99 per second", span: load.result.spanSeconds,
+            faults: faults(load, experiment), plotHeight: 170, maximum: points.map { max($0.p99Ms, $0.p50Ms) }.max() ?? 0, format: Format.ms)
+        func x(_ point: LoadSecond) -> String { Charts.n(frame.scale.x(Double(point.second) + 0.5)) }
         // Lines break where a second had no responses: no latency was measured there.
         var segments: [[LoadSecond]] = []
         var previous: Int?
@@ -294,60 +296,48 @@ enum LoadCharts {
             previous = point.second
         }
         for segment in segments {
-            let upper = segment.map { "\(Charts.n(scale.x(Double($0.second) + 0.5))),\(Charts.n(y($0.p99Ms)))" }
-            let lower = segment.reversed().map { "\(Charts.n(scale.x(Double($0.second) + 0.5))),\(Charts.n(y($0.p50Ms)))" }
-            out += "<polygon class=\"spread\" points=\"\((upper + lower).joined(separator: " "))\"/>\n"
-            out += "<polyline class=\"line p99\" points=\"\(upper.joined(separator: " "))\"/>\n"
-            out += "<polyline class=\"line p50\" points=\"\(segment.map { "\(Charts.n(scale.x(Double($0.second) + 0.5))),\(Charts.n(y($0.p50Ms)))" }.joined(separator: " "))\"/>\n"
+            let upper = segment.map { "\(x($0)),\(Charts.n(frame.y($0.p99Ms)))" }
+            let lower = segment.map { "\(x($0)),\(Charts.n(frame.y($0.p50Ms)))" }
+            frame.svg += "<polygon class=\"spread\" points=\"\((upper + lower.reversed()).joined(separator: " "))\"/>\n"
+            frame.svg += "<polyline class=\"line p99\" points=\"\(upper.joined(separator: " "))\"/>\n"
+            frame.svg += "<polyline class=\"line p50\" points=\"\(lower.joined(separator: " "))\"/>\n"
         }
         if points.count <= 90 {
-            out += "<g class=\"dots\">"
+            frame.svg += "<g class=\"dots\">"
             for point in points {
-                let x = scale.x(Double(point.second) + 0.5)
-                out += "<circle class=\"dot p99\" cx=\"\(Charts.n(x))\" cy=\"\(Charts.n(y(point.p99Ms)))\" r=\"2.5\"><title>second \(point.second): p99 \(Format.ms(point.p99Ms))</title></circle>"
-                out += "<circle class=\"dot p50\" cx=\"\(Charts.n(x))\" cy=\"\(Charts.n(y(point.p50Ms)))\" r=\"2.5\"><title>second \(point.second): p50 \(Format.ms(point.p50Ms))</title></circle>"
+                for (value, name) in [(point.p99Ms, "p99"), (point.p50Ms, "p50")] {
+                    frame.svg += "<circle class=\"dot \(name)\" cx=\"\(x(point))\" cy=\"\(Charts.n(frame.y(value)))\" r=\"2.5\">"
+                    frame.svg += "<title>second \(point.second): \(name) \(Format.ms(value))</title></circle>"
+                }
             }
-            out += "</g>\n"
+            frame.svg += "</g>\n"
         }
-        out += legend([("p50", "p50"), ("p99", "p99")], y: plotBottom + 34)
-        out += "<text class=\"axis-note\" x=\"\(Charts.n(plotLeft))\" y=\"\(Charts.n(plotBottom + 34))\">seconds since the load started</text>\n"
-        return out + "</svg>\n"
+        return frame.finish(legend: [("p50", "p50"), ("p99", "p99")])
     }
 
     /// Requests per second with the failed ones on top, so an outage shows as a red gap.
     static func throughput(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView) -> String {
-        let result = load.result
-        let scale = self.scale(result)
-        let plotTop = self.plotTop(load, experiment)
-        let plotBottom = plotTop + 130
-        let height = plotBottom + 40
-        let maximum = Double(result.timeline.map(\.count).max() ?? 0)
-
-        var out = Charts.open("errors", height: height, label: "Requests and errors per second of \(load.record.name)")
-        let (grid, axisTop) = Charts.valueAxis(maximum: maximum, left: plotLeft, right: plotRight, top: plotTop, bottom: plotBottom) {
-            Format.integer(Int($0.rounded()))
-        }
-        out += grid
-        out += Charts.timeAxis(scale, top: plotTop, bottom: plotBottom)
-        out += faultBands(load, experiment, bottom: plotBottom)
-        func barHeight(_ count: Int) -> Double { Double(count) / axisTop * (plotBottom - plotTop) }
-        out += "<g class=\"bars\">"
-        for point in result.timeline {
-            let x1 = scale.x(Double(point.second))
-            let x2 = scale.x(Double(point.second + 1))
+        let timeline = load.result.timeline
+        var frame = frame(
+            "errors", label: "Requests and errors per second of \(load.record.name)", span: load.result.spanSeconds, faults: faults(load, experiment),
+            plotHeight: 130, maximum: Double(timeline.map(\.count).max() ?? 0), format: { Format.integer(Int($0.rounded())) })
+        func barHeight(_ count: Int) -> Double { Double(count) / frame.axisTop * (frame.bottom - frame.top) }
+        frame.svg += "<g class=\"bars\">"
+        for point in timeline {
+            let x1 = frame.scale.x(Double(point.second))
+            let x2 = frame.scale.x(Double(point.second + 1))
             let gap = min(2, (x2 - x1) * 0.15)
-            let width = max(0.5, x2 - x1 - 2 * gap)
+            let width = Charts.n(max(0.5, x2 - x1 - 2 * gap))
             let ok = max(0, point.count - point.errors)
-            let title = "second \(point.second): \(Format.integer(point.count)) requests, \(Format.integer(point.errors)) failed"
-            out += "<rect class=\"req\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(plotBottom - barHeight(ok)))\" width=\"\(Charts.n(width))\" height=\"\(Charts.n(barHeight(ok)))\"><title>\(title)</title></rect>"
+            let title = "<title>second \(point.second): \(Format.integer(point.count)) requests, \(Format.integer(point.errors)) failed</title>"
+            frame.svg += "<rect class=\"req\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(ok)))\" width=\"\(width)\" height=\"\(Charts.n(barHeight(ok)))\">\(title)</rect>"
             if point.errors > 0 {
-                out += "<rect class=\"err\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(plotBottom - barHeight(point.count)))\" width=\"\(Charts.n(width))\" height=\"\(Charts.n(barHeight(point.errors)))\"><title>\(title)</title></rect>"
+                frame.svg += "<rect class=\"err\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(point.count)))\" width=\"\(width)\" "
+                frame.svg += "height=\"\(Charts.n(barHeight(point.errors)))\">\(title)</rect>"
             }
         }
-        out += "</g>\n"
-        out += legend([("succeeded/s", "req"), ("failed/s", "err")], y: plotBottom + 34)
-        out += "<text class=\"axis-note\" x=\"\(Charts.n(plotLeft))\" y=\"\(Charts.n(plotBottom + 34))\">seconds since the load started</text>\n"
-        return out + "</svg>\n"
+        frame.svg += "</g>\n"
+        return frame.finish(legend: [("succeeded/s", "req"), ("failed/s", "err")])
     }
 
     /// Responses by status code, then failures without a response (refused, timeouts, ...), as bars
@@ -402,30 +392,15 @@ enum LoadCharts {
     /// p99 per second of the same load in two runs on one axis, with the later run's fault windows.
     static func comparison(_ pair: Comparison.LoadPair, after experiment: ExperimentView?) -> String? {
         guard let before = pair.baseline, let after = pair.after else { return nil }
-        let span = max(before.result.spanSeconds, after.result.spanSeconds)
-        let scale = Charts.TimeScale(span: span, left: plotLeft, right: plotRight)
-        let bands = experiment.map { faults(after, $0) } ?? []
-        let plotTop = top + Double(bands.count) * faultRowHeight + (bands.isEmpty ? 4 : 6)
-        let plotBottom = plotTop + 170
         let series = [(before.result.timeline, "before-line"), (after.result.timeline, "after-line")]
-        let maximum = series.flatMap { $0.0.filter { $0.count > 0 }.map(\.p99Ms) }.max() ?? 0
-        var out = Charts.open("compare-latency", height: plotBottom + 40, label: "p99 latency per second of \(pair.name), before and after")
-        let (grid, axisTop) = Charts.valueAxis(maximum: maximum, left: plotLeft, right: plotRight, top: plotTop, bottom: plotBottom, format: Format.ms)
-        out += grid
-        out += Charts.timeAxis(scale, top: plotTop, bottom: plotBottom)
-        out += bands.enumerated().compactMap { index, item in
-            Charts.faultBand(
-                id: item.0.window.id, label: item.0.window.label, from: item.1, to: item.2, scale: scale, labelY: top + Double(index) * faultRowHeight,
-                bottom: plotBottom, isOpen: item.0.isOpen)
-        }.joined()
+        var frame = frame(
+            "compare-latency", label: "p99 latency per second of \(pair.name), before and after",
+            span: max(before.result.spanSeconds, after.result.spanSeconds), faults: experiment.map { faults(after, $0) } ?? [], plotHeight: 170,
+            maximum: series.flatMap { $0.0.filter { $0.count > 0 }.map(\.p99Ms) }.max() ?? 0, format: Format.ms)
         for (timeline, style) in series {
-            let points = timeline.filter { $0.count > 0 }.map {
-                "\(Charts.n(scale.x(Double($0.second) + 0.5))),\(Charts.n(plotBottom - $0.p99Ms / axisTop * (plotBottom - plotTop)))"
-            }
-            if !points.isEmpty { out += "<polyline class=\"line \(style)\" points=\"\(points.joined(separator: " "))\"/>\n" }
+            let points = timeline.filter { $0.count > 0 }.map { "\(Charts.n(frame.scale.x(Double($0.second) + 0.5))),\(Charts.n(frame.y($0.p99Ms)))" }
+            if !points.isEmpty { frame.svg += "<polyline class=\"line \(style)\" points=\"\(points.joined(separator: " "))\"/>\n" }
         }
-        out += legend([("p99 before", "before-line"), ("p99 after", "after-line")], y: plotBottom + 34)
-        out += "<text class=\"axis-note\" x=\"\(Charts.n(plotLeft))\" y=\"\(Charts.n(plotBottom + 34))\">seconds since the load started</text>\n"
-        return out + "</svg>\n"
+        return frame.finish(legend: [("p99 before", "before-line"), ("p99 after", "after-line")])
     }
 }

@@ -68,7 +68,8 @@ struct ExperimentView {
         self.start = start
         let allRecords = Self.allRecords(journal)
         let lastEnd = allRecords.compactMap { Timestamp.date($0.end) }.max()
-        let end = journal.end.flatMap(Timestamp.date) ?? start.map { $0.addingTimeInterval(journal.duration ?? 0) } ?? lastEnd
+        // A journal left by a crash has no end: the last activity's end is the best guess.
+        let end = journal.end.flatMap(Timestamp.date) ?? lastEnd.map { max($0, start ?? $0) } ?? start.map { $0.addingTimeInterval(journal.duration ?? 0) }
         self.end = end
         if let duration = journal.duration {
             self.duration = duration
