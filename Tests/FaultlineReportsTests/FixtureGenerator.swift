@@ -54,7 +54,9 @@ struct FixtureGenerator {
             try await Task.sleep(for: .milliseconds(1200))
             interruption.interrupt("SIGINT")
         }
-        let interrupted = try await run(TestKit(), "interrupted.yaml", journalPath: work + "/interrupted.json", interruption: interruption)
+        let partitionKit = TestKit()
+        partitionKit.script("warehouse-lag", [0.2, 0.4, 0.9, 2.6, 3.4, 4.1])
+        let interrupted = try await run(partitionKit, "interrupted.yaml", journalPath: work + "/interrupted.json", interruption: interruption)
         _ = try? await interrupter.value
         try write(try #require(interrupted.journals.first), to: output + "/interrupted.json")
 

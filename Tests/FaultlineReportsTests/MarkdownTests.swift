@@ -52,12 +52,15 @@ import Testing
     @Test func summaryFactsOfOneExperiment() throws {
         let journal = try Fixtures.journal("interrupted.json")
         let markdown = try MarkdownReporter().render([journal], options: ReportOptions())
-        #expect(markdown.hasPrefix("# Inventory sync survives a network partition\n\n⚠️ **interrupted** — interrupted by SIGINT\n"))
-        for row in ["| Status | interrupted |", "| Deviated | no |", "| Started | ", "| Ended | ", "| Duration | "] {
+        #expect(markdown.hasPrefix("# Inventory sync survives a network partition\n\n⚠️ **interrupted** — interrupted by SIGINT; steady state was not met during"))
+        for row in ["| Status | interrupted |", "| Deviated | yes |", "| Started | ", "| Ended | ", "| Duration | "] {
             #expect(markdown.contains(row), "missing \(row)")
         }
         #expect(!markdown.contains("| # | Experiment |"), "one journal has no suite table")
         #expect(markdown.contains("- ⚠️ **method** › `wait-for-resync`"))
+        // Checks during the method: one row each, with the probes that missed.
+        #expect(markdown.contains("**During the method** — 5 checks, 3 not met"))
+        #expect(markdown.contains("| 3 | +0.601 s | ❌ not met | `warehouse-lag-seconds`: 2.6 is outside \\[0, 2\\] |"))
     }
 
     @Test func escapesTableBreakingText() {

@@ -133,7 +133,11 @@ public struct HTMLReporter: ComparisonReporter {
         if !experiment.checks.isEmpty {
             out += "<h3>Steady-state hypothesis</h3>\n"
             if let title = experiment.hypothesisTitle { out += "<p class=\"muted\">\(HTML.escape(title))</p>\n" }
-            for check in experiment.checks { out += hypothesis(check, experiment) }
+            for check in experiment.checks where !check.label.hasPrefix("during") {
+                if check.label == "after" { out += during(experiment) }
+                out += hypothesis(check, experiment)
+            }
+            if experiment.checks.allSatisfy({ $0.label != "after" }) { out += during(experiment) }
         }
         if !experiment.faults.isEmpty {
             out += "<h3>Faults</h3>\n"
@@ -200,6 +204,26 @@ public struct HTMLReporter: ComparisonReporter {
                 ]
             })
         return out
+    }
+
+    /// Checks made while the method ran, one row each: there may be hundreds.
+    private func during(_ experiment: ExperimentView) -> String {
+        let checks = experiment.duringChecks
+        guard !checks.isEmpty else { return "" }
+        let missed = checks.filter { $0.record.steadyStateMet == false }.count
+        var out = "<div class=\"check-title\">During the method <span class=\"muted\">\(checks.count) check\(checks.count == 1 ? "" : "s"), "
+        out += "\(missed) not met</span></div>\n"
+        return out + HTML.table(
+            ["#", "At", "Result", "Not met"], numeric: [0, 1],
+            checks.enumerated().map { index, check in
+                let met = check.record.steadyStateMet
+                let misses = ExperimentView.misses(check.record)
+                return [
+                    "\(index + 1)", check.record.start.flatMap(experiment.offset).map(Format.offset) ?? "",
+                    met == true ? HTML.pill("met", .ok) : (met == false ? HTML.pill("not met", .bad) : HTML.pill("not concluded", .warn)),
+                    misses.isEmpty ? "<span class=\"muted\">—</span>" : misses.map { "\(HTML.code($0.name)): \(HTML.escape($0.why))" }.joined(separator: "<br>"),
+                ]
+            })
     }
 
     private func timeline(_ records: [RunRecord], _ experiment: ExperimentView) -> String {

@@ -135,9 +135,11 @@ public struct MarkdownReporter: ComparisonReporter {
 
         if !experiment.checks.isEmpty {
             out += "\(h3) Steady-state hypothesis" + (experiment.hypothesisTitle.map { ": \(Markdown.escape($0))" } ?? "") + "\n\n"
-            for check in experiment.checks {
+            for check in experiment.checks where !check.label.hasPrefix("during") {
+                if check.label == "after" { out += during(experiment) }
                 out += hypothesis(check, experiment)
             }
+            if experiment.checks.allSatisfy({ $0.label != "after" }) { out += during(experiment) }
         }
         if !experiment.faults.isEmpty {
             out += "\(h3) Faults\n\n"
@@ -212,6 +214,26 @@ public struct MarkdownReporter: ComparisonReporter {
                     Markdown.code(record.name), ToleranceText.of(record).map(Markdown.code) ?? "—",
                     "\(Label.tone(record).symbol) \(Label.result(record))",
                     (ToleranceText.judgedValue(record) ?? record.exception?.first).map(Markdown.cell) ?? "—",
+                ]
+            })
+        return out + "\n"
+    }
+
+    /// Checks made while the method ran, one row each: there may be hundreds.
+    private func during(_ experiment: ExperimentView) -> String {
+        let checks = experiment.duringChecks
+        guard !checks.isEmpty else { return "" }
+        let missed = checks.filter { $0.record.steadyStateMet == false }.count
+        var out = "**During the method** — \(checks.count) check\(checks.count == 1 ? "" : "s"), \(missed) not met\n\n"
+        out += Markdown.table(
+            ["#", "At", "Result", "Not met"], align: [.right, .right, .left, .left],
+            checks.enumerated().map { index, check in
+                let met = check.record.steadyStateMet
+                let misses = ExperimentView.misses(check.record)
+                return [
+                    "\(index + 1)", check.record.start.flatMap(experiment.offset).map(Format.offset) ?? "",
+                    met == true ? "✅ met" : (met == false ? "❌ not met" : "⚠️ not concluded"),
+                    misses.isEmpty ? "—" : misses.map { "\(Markdown.code($0.name)): \(Markdown.cell($0.why))" }.joined(separator: "<br>"),
                 ]
             })
         return out + "\n"

@@ -96,7 +96,23 @@ struct ExperimentView {
         self.loads = loads
 
         var failures: [Failure] = []
+        // A probe that misses in many checks during the method is one failure, with the count.
+        var duringMisses: [String: (index: Int, count: Int)] = [:]
+        let duringCount = checks.filter { $0.label.hasPrefix("during") }.count
         for (phase, record) in Self.phasedRecords(journal, checks: checks) {
+            let missed = record.status == .failed || record.toleranceMet == false
+            if phase.hasPrefix("hypothesis during"), missed {
+                if let seen = duringMisses[record.name] {
+                    duringMisses[record.name] = (seen.index, seen.count + 1)
+                    let first = failures[seen.index]
+                    let note = "missed in \(seen.count + 1) of \(duringCount) checks during the method"
+                    failures[seen.index] = Failure(
+                        phase: "hypothesis during", name: first.name, kind: first.kind, message: first.message,
+                        details: [note] + first.details.filter { !$0.hasPrefix("missed in ") }, tone: first.tone)
+                    continue
+                }
+                duringMisses[record.name] = (failures.count, 1)
+            }
             if record.status == .failed || record.status == .interrupted {
                 let exception = record.exception ?? []
                 let message = exception.first ?? (record.status == .interrupted ? "interrupted" : "failed")
@@ -169,6 +185,16 @@ struct ExperimentView {
     private static func allRecords(_ journal: Journal) -> [RunRecord] {
         let states = journal.steadyStates
         return (states.before?.probes ?? []) + journal.run + states.during.flatMap(\.probes) + (states.after?.probes ?? []) + journal.rollbacks
+    }
+
+    /// The checks made while the method ran (`continuously`, `during-method-only`).
+    var duringChecks: [Check] { checks.filter { $0.label.hasPrefix("during") } }
+
+    /// The probes of a check that missed their tolerance or could not run, with why.
+    static func misses(_ record: HypothesisRecord) -> [(name: String, why: String)] {
+        record.probes.filter { $0.toleranceMet == false || $0.status == .failed }.map { probe in
+            (probe.name, probe.toleranceMessage ?? probe.exception?.first ?? Label.result(probe))
+        }
     }
 
     /// Seconds from the experiment's start to `timestamp`.
