@@ -319,10 +319,11 @@ public struct HTMLReporter: ComparisonReporter {
         ]
     }
 
-    /// Activity outputs, folded away: for the reader who wants the raw answer of a probe.
+    /// Activity outputs, folded away: for the reader who wants the raw answer of a probe. Load
+    /// outputs are the tables above, and checks during the method (there may be hundreds) are left out.
     private func outputs(_ experiment: ExperimentView) -> String {
         let records = ExperimentView.phasedRecords(experiment.journal, checks: experiment.checks).filter { phase, record in
-            record.output != nil && LoadResult(record.output, providerType: record.providerType) == nil
+            record.output != nil && !phase.hasPrefix("hypothesis during") && LoadResult(record.output, providerType: record.providerType) == nil
         }
         guard !records.isEmpty else { return "" }
         var out = "<details>\n<summary>Activity outputs (\(records.count))</summary>\n<div class=\"output\">\n"
