@@ -181,4 +181,18 @@ import Testing
         let page = try Self.inspect(html)
         #expect(page.external.isEmpty)
     }
+
+    /// An hour of per-second points becomes at most 600 on the chart, keeping the worst p99 and any errors.
+    @Test func longRunsAreCondensed() {
+        let timeline = (0..<3600).map { second in
+            LoadSecond(second: second, at: nil, count: 100, errors: second == 1234 ? 1 : 0, p50Ms: 10, p99Ms: second == 2000 ? 900 : 50)
+        }
+        let (points, width) = LoadCharts.condensed(timeline)
+        #expect(width == 6 && points.count == 600)
+        #expect(points.map(\.second) == Array(stride(from: 0, to: 3600, by: 6)))
+        #expect(points.allSatisfy { $0.count == 100 && $0.p50Ms == 10 })
+        #expect(points.first { $0.second == 1998 }?.p99Ms == 900, "the worst p99 of a bucket survives")
+        #expect(points.first { $0.second == 1230 }?.errors == 1, "a bucket with an error keeps it")
+        #expect(LoadCharts.condensed(Array(timeline.prefix(600))).width == 1, "short runs are drawn as they are")
+    }
 }

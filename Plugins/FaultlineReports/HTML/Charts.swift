@@ -277,18 +277,40 @@ enum LoadCharts {
         return Frame(scale: scale, top: plotTop, bottom: plotBottom, axisTop: axisTop, svg: svg)
     }
 
+    /// A long run's series merged into at most `limit` points of `width` seconds each, so an
+    /// hour-long soak stays a small SVG: counts become per-second averages (a bucket with any errors
+    /// keeps at least one), p50 the average of its seconds, and p99 the worst of them.
+    static func condensed(_ timeline: [LoadSecond], limit: Int = 600) -> (points: [LoadSecond], width: Int) {
+        guard timeline.count > limit else { return (timeline, 1) }
+        let width = Int((Double(timeline.count) / Double(limit)).rounded(.up))
+        var buckets: [Int: [LoadSecond]] = [:]
+        for point in timeline { buckets[point.second / width * width, default: []].append(point) }
+        let points = buckets.keys.sorted().map { start -> LoadSecond in
+            let seconds = buckets[start]!
+            let answered = seconds.filter { $0.count > 0 }
+            let count = seconds.reduce(0) { $0 + $1.count }
+            let errors = seconds.reduce(0) { $0 + $1.errors }
+            return LoadSecond(
+                second: start, at: seconds.first?.at, count: Int((Double(count) / Double(width)).rounded()),
+                errors: errors > 0 ? max(1, Int((Double(errors) / Double(width)).rounded())) : 0,
+                p50Ms: answered.isEmpty ? 0 : answered.reduce(0) { $0 + $1.p50Ms } / Double(answered.count), p99Ms: answered.map(\.p99Ms).max() ?? 0)
+        }
+        return (points, width)
+    }
+
     /// p50 and p99 latency per second, with the band between them shaded.
     static func latency(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView) -> String {
-        let points = load.result.timeline.filter { $0.count > 0 }
+        let (series, width) = condensed(load.result.timeline)
+        let points = series.filter { $0.count > 0 }
         var frame = frame(
             "latency", label: "Latency over time of \(load.record.name): p50 and p99 per second", span: load.result.spanSeconds,
             faults: faults(load, experiment), plotHeight: 170, maximum: points.map { max($0.p99Ms, $0.p50Ms) }.max() ?? 0, format: Format.ms)
-        func x(_ point: LoadSecond) -> String { Charts.n(frame.scale.x(Double(point.second) + 0.5)) }
+        func x(_ point: LoadSecond) -> String { Charts.n(frame.scale.x(Double(point.second) + Double(width) / 2)) }
         // Lines break where a second had no responses: no latency was measured there.
         var segments: [[LoadSecond]] = []
         var previous: Int?
         for point in points {
-            if let previous, point.second == previous + 1, !segments.isEmpty {
+            if let previous, point.second == previous + width, !segments.isEmpty {
                 segments[segments.count - 1].append(point)
             } else {
                 segments.append([point])
@@ -317,7 +339,7 @@ enum LoadCharts {
 
     /// Requests per second with the failed ones on top, so an outage shows as a red gap.
     static func throughput(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView) -> String {
-        let timeline = load.result.timeline
+        let (timeline, width) = condensed(load.result.timeline)
         var frame = frame(
             "errors", label: "Requests and errors per second of \(load.record.name)", span: load.result.spanSeconds, faults: faults(load, experiment),
             plotHeight: 130, maximum: Double(timeline.map(\.count).max() ?? 0), format: { Format.integer(Int($0.rounded())) })
@@ -325,15 +347,16 @@ enum LoadCharts {
         frame.svg += "<g class=\"bars\">"
         for point in timeline {
             let x1 = frame.scale.x(Double(point.second))
-            let x2 = frame.scale.x(Double(point.second + 1))
+            let x2 = frame.scale.x(Double(point.second + width))
             let gap = min(2, (x2 - x1) * 0.15)
-            let width = Charts.n(max(0.5, x2 - x1 - 2 * gap))
+            let barWidth = Charts.n(max(0.5, x2 - x1 - 2 * gap))
             let ok = max(0, point.count - point.errors)
-            let title = "<title>second \(point.second): \(Format.integer(point.count)) requests, \(Format.integer(point.errors)) failed</title>"
-            frame.svg += "<rect class=\"req\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(ok)))\" width=\"\(width)\" height=\"\(Charts.n(barHeight(ok)))\">\(title)</rect>"
+            let when = width == 1 ? "second \(point.second)" : "seconds \(point.second)–\(point.second + width - 1), per second"
+            let title = "<title>\(when): \(Format.integer(point.count)) requests, \(Format.integer(point.errors)) failed</title>"
+            frame.svg += "<rect class=\"req\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(ok)))\" width=\"\(barWidth)\" height=\"\(Charts.n(barHeight(ok)))\">\(title)</rect>"
             if point.errors > 0 {
-                frame.svg += "<rect class=\"err\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(point.count)))\" width=\"\(width)\" "
-                frame.svg += "height=\"\(Charts.n(barHeight(point.errors)))\">\(title)</rect>"
+                frame.svg += "<rect class=\"err\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(point.count)))\" width=\"\(barWidth)\" "
+                frame.svg += "height=\"\(Charts.n(max(1.5, barHeight(point.errors))))\">\(title)</rect>"
             }
         }
         frame.svg += "</g>\n"
@@ -392,13 +415,15 @@ enum LoadCharts {
     /// p99 per second of the same load in two runs on one axis, with the later run's fault windows.
     static func comparison(_ pair: Comparison.LoadPair, after experiment: ExperimentView?) -> String? {
         guard let before = pair.baseline, let after = pair.after else { return nil }
-        let series = [(before.result.timeline, "before-line"), (after.result.timeline, "after-line")]
+        let series = [(condensed(before.result.timeline), "before-line"), (condensed(after.result.timeline), "after-line")]
         var frame = frame(
             "compare-latency", label: "p99 latency per second of \(pair.name), before and after",
             span: max(before.result.spanSeconds, after.result.spanSeconds), faults: experiment.map { faults(after, $0) } ?? [], plotHeight: 170,
-            maximum: series.flatMap { $0.0.filter { $0.count > 0 }.map(\.p99Ms) }.max() ?? 0, format: Format.ms)
-        for (timeline, style) in series {
-            let points = timeline.filter { $0.count > 0 }.map { "\(Charts.n(frame.scale.x(Double($0.second) + 0.5))),\(Charts.n(frame.y($0.p99Ms)))" }
+            maximum: series.flatMap { $0.0.points.filter { $0.count > 0 }.map(\.p99Ms) }.max() ?? 0, format: Format.ms)
+        for ((timeline, width), style) in series {
+            let points = timeline.filter { $0.count > 0 }.map {
+                "\(Charts.n(frame.scale.x(Double($0.second) + Double(width) / 2))),\(Charts.n(frame.y($0.p99Ms)))"
+            }
             if !points.isEmpty { frame.svg += "<polyline class=\"line \(style)\" points=\"\(points.joined(separator: " "))\"/>\n" }
         }
         return frame.finish(legend: [("p99 before", "before-line"), ("p99 after", "after-line")])

@@ -144,6 +144,15 @@ public struct LoadSecond: Sendable, Equatable {
     public var p50Ms: Double
     public var p99Ms: Double
 
+    init(second: Int, at: String?, count: Int, errors: Int, p50Ms: Double, p99Ms: Double) {
+        self.second = second
+        self.at = at
+        self.count = count
+        self.errors = errors
+        self.p50Ms = p50Ms
+        self.p99Ms = p99Ms
+    }
+
     init(_ value: Value) {
         second = value["second"]?.intValue ?? 0
         at = value["at"]?.stringValue
