@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "FaultlineTesting", targets: ["FaultlineTesting"]),
         .library(name: "FaultlineProcess", targets: ["FaultlineProcess"]),
         .library(name: "FaultlineNetwork", targets: ["FaultlineNetwork"]),
+        .library(name: "FaultlineReports", targets: ["FaultlineReports"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -33,13 +34,14 @@ let package = Package(
                 "FaultlineKit",
                 "FaultlineProcess",
                 "FaultlineNetwork",
+                "FaultlineReports",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "faultline",
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProcess"]
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProcess", "FaultlineReports"]
         ),
         .target(name: "FaultlineTesting", dependencies: ["FaultlineKit"]),
 
@@ -50,6 +52,7 @@ let package = Package(
             dependencies: ["FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             path: "Plugins/FaultlineNetwork"
         ),
+        .target(name: "FaultlineReports", dependencies: ["FaultlineKit"], path: "Plugins/FaultlineReports"),
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
 
@@ -58,6 +61,11 @@ let package = Package(
         .testTarget(
             name: "FaultlineNetworkTests",
             dependencies: ["FaultlineNetwork", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "FaultlineReportsTests",
+            dependencies: ["FaultlineReports", "FaultlineCLI", "FaultlineProcess", "FaultlineKit", "FaultlineTesting"],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "FaultlineCLITests",

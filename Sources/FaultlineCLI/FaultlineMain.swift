@@ -2,6 +2,7 @@ import ArgumentParser
 import FaultlineKit
 import FaultlineNetwork
 import FaultlineProcess
+import FaultlineReports
 import Foundation
 import Logging
 import Synchronization
@@ -12,6 +13,7 @@ public enum Faultline {
     public static let builtins: [any FaultlinePlugin.Type] = [
         ProcessPlugin.self,
         NetworkPlugin.self,
+        ReportsPlugin.self,
     ]
 }
 
@@ -60,7 +62,7 @@ struct FaultlineCommand: AsyncParsableCommand {
             Exit codes: 0 completed, 1 deviated/failed/aborted, 2 invalid input, 130 interrupted.
             """,
         version: "faultline \(Engine.version)",
-        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self, ReportCommand.self],
         defaultSubcommand: nil
     )
 }

@@ -1,0 +1,82 @@
+import FaultlineKit
+import Foundation
+import Testing
+
+@testable import FaultlineReports
+
+/// JUnit XML validates against the schemas CI systems follow and says what a CI page should show.
+@Suite struct JUnitTests {
+    static let schemas = ["junit-10.xsd", "JUnit.xsd"]
+
+    /// Runs `xmllint --schema` on the XML; returns xmllint's complaints, empty when valid.
+    static func validate(_ xml: String, schema: String) throws -> String? {
+        let xmllint = try #require(Tools.which("xmllint"), "xmllint not found: \(Tools.setupHint)")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-junit-\(UUID().uuidString).xml").path
+        try xml.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let result = try Tools.run(xmllint, ["--noout", "--schema", Fixtures.path("schemas/" + schema), file])
+        return result.status == 0 ? nil : result.stderr
+    }
+
+    static func allJournals() throws -> [Journal] {
+        try Fixtures.suiteJournals() + [try Fixtures.journal("interrupted.json"), try Fixtures.journal("compare-baseline.json")]
+    }
+
+    @Test(arguments: schemas)
+    func validatesAgainstTheSchema(_ schema: String) throws {
+        let journals = try Self.allJournals()
+        for batch in [journals, [journals[0]], [try Fixtures.journal("interrupted.json")]] {
+            let xml = try JUnitReporter().render(batch, options: ReportOptions(suiteName: "checkout-resilience"))
+            let problems = try Self.validate(xml, schema: schema)
+            #expect(problems == nil, "\(schema): \(problems ?? "")")
+        }
+    }
+
+    /// The schema check can fail: a testcase without a name and a suite without counts are rejected.
+    @Test(arguments: schemas)
+    func schemaRejectsInvalidXML(_ schema: String) throws {
+        let invalid = """
+            <?xml version="1.0" encoding="UTF-8"?>
+            <testsuites><testsuite name="x" package="p" id="0" timestamp="2026-01-01T00:00:00" hostname="h" time="1">
+            <properties/><testcase classname="c" time="0.1"/><system-out/><system-err/></testsuite></testsuites>
+            """
+        #expect(try Self.validate(invalid, schema: schema) != nil)
+    }
+
+    @Test func oneSuitePerExperimentAndACasePerProbeCheckAndFailingActivity() throws {
+        let journals = try Self.allJournals()
+        let xml = try JUnitReporter().render(journals, options: ReportOptions())
+        #expect(xml.components(separatedBy: "<testsuite ").count - 1 == journals.count)
+        for (index, journal) in journals.enumerated() {
+            let view = ExperimentView(journal, number: index + 1)
+            let cases = JUnitReporter.testCases(view, suiteName: nil)
+            let probeChecks = view.checks.reduce(0) { $0 + $1.record.probes.count }
+            let failingActivities = (journal.run + journal.rollbacks).filter { $0.status == .failed || $0.status == .interrupted }.count
+            let failedCleanups = journal.cleanup.filter { $0.status != "succeeded" }.count
+            let extra = cases.count - probeChecks - failingActivities - failedCleanups
+            // An experiment that did not complete always carries a failure or error, so CI shows it red.
+            let red = cases.contains { if case .failure = $0.result { true } else if case .error = $0.result { true } else { false } }
+            #expect(red == (journal.outcome != .completed), "\(journal.title): \(journal.outcome)")
+            #expect(extra == 0 || (extra == 1 && cases.last?.name == "outcome"), "\(journal.title): \(cases.map(\.name))")
+        }
+    }
+
+    @Test func failuresCarryTheMessages() throws {
+        let suite = try Fixtures.suiteJournals()
+        let xml = try JUnitReporter().render(suite, options: ReportOptions())
+        // The deviated load probe: a failure with the threshold that was missed.
+        #expect(xml.contains("<failure type=\"tolerance\" message=\"p(95)&lt;200"))
+        // The aborted method: an error with the activity's message.
+        #expect(xml.contains("<error type=\"activity\" message=\"action &quot;drain-retry-queue&quot; timed out"))
+        // The failed gate: a failure naming the value.
+        #expect(xml.contains("expected 0, got 3"))
+        let interrupted = try JUnitReporter().render([try Fixtures.journal("interrupted.json")], options: ReportOptions())
+        #expect(interrupted.contains("<error type=\"interrupted\""))
+    }
+
+    @Test func escapesMarkupAndControlCharacters() {
+        #expect(JUnitReporter.escape("a<b>&\"c\"", attribute: true) == "a&lt;b&gt;&amp;&quot;c&quot;")
+        #expect(JUnitReporter.escape("line\nnext", attribute: true) == "line&#10;next")
+        #expect(JUnitReporter.escape("bell\u{07}") == "bell\u{FFFD}")
+    }
+}
