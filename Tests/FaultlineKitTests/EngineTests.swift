@@ -303,7 +303,8 @@ struct EngineTests {
         let journal = try #require(result.journals.first)
         let record = try #require(journal.run.first)
         #expect(record.status == .failed)
-        #expect(record.exception?.first == "action \"slow\" timed out after 0.1 s")
+        #expect(record.exception?.first == "timed out after 0.1 s and was cancelled")
+        #expect(journal.reason == "action \"slow\" failed: timed out after 0.1 s and was cancelled")
         #expect(kit.log == ["slow", "slow cancelled"])
         #expect(journal.outcome == .aborted)
     }
@@ -412,7 +413,7 @@ struct EngineTests {
               probes:
                 - {type: probe, name: p, tolerance: {type: regex, pattern: "^https"}, provider: {type: test.probe, value: "https://u:${token}@h/?k=${other}"}}
             method:
-              - {type: action, name: "a", provider: {type: test.action, label: "Bearer ${token}"}}
+              - {type: action, name: "a", provider: {type: test.action, label: "Bearer ${token}", cleanup: true, fault: true}}
               - {type: action, name: "b", provider: {type: test.action, label: "b", fail: "rejected ${other}"}}
             """, options: options)
         let text = try String(contentsOfFile: path, encoding: .utf8)
@@ -421,6 +422,9 @@ struct EngineTests {
         #expect(text.contains("https://u:***@h/?k=***"))
         #expect(text.contains("Bearer ***"))
         #expect(text.contains("rejected ***"))
+        // Fault labels and cleanup descriptions come from plugins: masked too.
+        #expect(result.journals.first?.faults.first?.label == "Bearer ***")
+        #expect(result.journals.first?.cleanup.first?.description == "undo Bearer ***")
         #expect(result.journals.first?.experiment["secrets"]?["api"]?["token"] == "***")
     }
 }

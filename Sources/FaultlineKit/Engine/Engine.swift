@@ -345,7 +345,7 @@ private final class ExperimentRun: Sendable {
             observer.handle(.phaseStarted(.rollbacks))
             for (index, activity) in experiment.rollbacks.enumerated() {
                 if Task.isCancelled {
-                    let rest = experiment.rollbacks[index...].map { "rollback \"\($0.name)\"" }
+                    let rest = experiment.rollbacks[index...].map { redactor.redact("rollback \"\($0.name)\"") }
                     recorder.update { $0.leftUndone += rest }
                     break
                 }
@@ -355,13 +355,16 @@ private final class ExperimentRun: Sendable {
         }
 
         if Task.isCancelled {
-            let pending = state.pendingCleanups.reversed().map(\.description)
+            let pending = state.pendingCleanups.reversed().map { redactor.redact($0.description) }
             recorder.update { $0.leftUndone += pending }
             return
         }
         if !state.pendingCleanups.isEmpty {
             observer.handle(.phaseStarted(.cleanup))
             _ = await state.runCleanups { record in
+                var record = record
+                record.description = self.redactor.redact(record.description)
+                record.error = record.error.map { self.redactor.redact($0) }
                 self.recorder.update { $0.cleanup.append(record) }
                 self.observer.handle(.cleanupFinished(record))
             }
@@ -374,7 +377,12 @@ private final class ExperimentRun: Sendable {
         let interrupted = interruption.count > 0
         let end = Date()
         recorder.update { journal in
-            journal.faults = state.faults
+            journal.faults = state.faults.map { fault in
+                var fault = fault
+                fault.id = redactor.redact(fault.id)
+                fault.label = redactor.redact(fault.label)
+                return fault
+            }
             journal.deviated = snapshot.deviated
             if interrupted {
                 journal.status = .interrupted
@@ -454,12 +462,12 @@ private final class ExperimentRun: Sendable {
                     activityName: activity.name, kind: activity.kind, configuration: currentConfiguration(), secrets: configuration.secrets,
                     logger: Self.activityLogger(engine.logger, activity: activity.name), isDryRun: dryCovers, resources: resources,
                     runDirectory: options.runDirectory, seed: options.seed, run: state)
-                let limit = [prepared.timeout, prepared.providerTimeout.map { $0 + 1 }].compactMap { $0 }.min()
+                let limit = prepared.enforcedTimeout
                 do {
                     output = try await withTimeout(limit) { try await prepared.invocation(context) }
                 } catch let error as ActivityTimeout {
                     status = .failed
-                    failure = ("\(activity.kind.rawValue) \"\(activity.name)\" \(error)", [])
+                    failure = ("\(error) and was cancelled", [])
                 } catch let error as ActivityFailure {
                     status = Task.isCancelled ? .interrupted : .failed
                     failure = (error.message, error.details)
@@ -532,7 +540,7 @@ private final class ExperimentRun: Sendable {
                 activityName: probe.name, kind: .probe, configuration: probeConfiguration, secrets: configuration.secrets,
                 logger: Self.activityLogger(engine.logger, activity: probe.name), isDryRun: false, resources: resources,
                 runDirectory: options.runDirectory, seed: options.seed, run: state)
-            let limit = [prepared.timeout, prepared.providerTimeout.map { $0 + 1 }].compactMap { $0 }.min()
+            let limit = prepared.enforcedTimeout
             let result = try await withTimeout(limit) { try await prepared.invocation(context) }
             let met: Bool =
                 if let status = result["status"]?.intValue, result["stdout"] != nil { status == 0 }

@@ -17,6 +17,15 @@ public struct PreparedActivity: Sendable {
     /// enforces it too, with a little grace so that the provider's own error wins.
     public let providerTimeout: Double?
 
+    /// Seconds after which the engine cancels the activity: its `timeout`, or the provider's own
+    /// plus time for the provider to stop what it started and report its own, more precise error.
+    public var enforcedTimeout: Double? {
+        [timeout, providerTimeout.map { $0 + Self.providerGrace }].compactMap { $0 }.min()
+    }
+
+    /// How long a provider gets beyond its own timeout (a process gets 1 s between TERM and KILL).
+    static let providerGrace = 3.0
+
     /// Prepares an activity.
     /// - Parameters:
     ///   - substitution: the variables `${…}` may name.

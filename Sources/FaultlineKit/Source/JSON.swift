@@ -88,6 +88,9 @@ public struct JSONReader {
     private var index = 0
     private var line = 1
     private var lineStart = 0
+    /// The last column computed, so that columns along one long line are counted once, not
+    /// from the line's start each time (a journal written on one line would be quadratic).
+    private var columnMark = (index: 0, column: 1)
 
     private init(_ bytes: [UInt8], file: String) {
         self.bytes = bytes
@@ -116,17 +119,21 @@ public struct JSONReader {
     }
 
     private var location: SourceLocation {
-        // Columns count characters, not bytes: skip UTF-8 continuation bytes.
-        var column = 1
-        var i = lineStart
-        while i < index {
-            if bytes[i] & 0xC0 != 0x80 { column += 1 }
-            i += 1
+        mutating get {
+            // Columns count characters, not bytes: skip UTF-8 continuation bytes.
+            if columnMark.index < lineStart || columnMark.index > index { columnMark = (lineStart, 1) }
+            var column = columnMark.column
+            var i = columnMark.index
+            while i < index {
+                if bytes[i] & 0xC0 != 0x80 { column += 1 }
+                i += 1
+            }
+            columnMark = (index, column)
+            return SourceLocation(file: file, line: line, column: column)
         }
-        return SourceLocation(file: file, line: line, column: column)
     }
 
-    private func error(_ message: String) -> Diagnostic {
+    private mutating func error(_ message: String) -> Diagnostic {
         Diagnostic("invalid JSON: \(message)", at: location)
     }
 
