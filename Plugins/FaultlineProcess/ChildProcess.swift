@@ -154,6 +154,11 @@ public final class ChildProcess: Sendable {
         await exitLatch.wait()
     }
 
+    /// Waits for the child to end, or for the waiting task to be cancelled (then nil).
+    public func waitUnlessCancelled() async -> Termination? {
+        await exitLatch.waitUnlessCancelled()
+    }
+
     /// The termination, if the child has ended.
     public var termination: Termination? { exitLatch.result }
 
@@ -164,15 +169,15 @@ public final class ChildProcess: Sendable {
         return kill(group ? -pid : pid, signal) == 0
     }
 
-    /// Stops the child and its process group: TERM, then KILL after `grace` seconds.
+    /// Stops the child and its process group: `signal` (TERM), then KILL after `grace` seconds.
     /// - Returns: how the child ended.
     @discardableResult
-    public func terminate(grace: Double = 2) async -> Termination {
+    public func terminate(signal stopSignal: Int32 = SIGTERM, grace: Double = 2) async -> Termination {
         if let termination {
             kill(-pid, SIGKILL)  // leftovers of the group, if any
             return termination
         }
-        signal(SIGTERM)
+        signal(stopSignal)
         let ended = await withTaskGroup(of: Termination?.self) { group in
             group.addTask { await self.wait() }
             group.addTask {
@@ -253,9 +258,23 @@ public final class ChildRegistry: Sendable {
     /// Live children.
     public var live: Set<pid_t> { pids.withLock { $0 } }
 
-    /// Kills every live child's process group at once (for a forced exit).
+    /// Kills every live child's process group at once, and every process a service left behind
+    /// (for a forced exit).
     public func killAll() {
         for pid in live { kill(-pid, SIGKILL) }
+        for process in ServiceMarker.processes(withPrefix: ServiceMarker.session + "/") { kill(process.pid, SIGKILL) }
+    }
+
+    private let isSubreaper = Mutex(false)
+
+    /// Makes this process the parent of every orphaned descendant (Linux `PR_SET_CHILD_SUBREAPER`),
+    /// so that a service that daemonises (forks and lets its parent exit) stays Faultline's to stop.
+    /// Idempotent; does nothing where the kernel has no subreapers.
+    public func adoptOrphans() {
+        isSubreaper.withLock { done in
+            guard !done else { return }
+            done = faultline_set_child_subreaper() == 0
+        }
     }
 }
 
@@ -286,27 +305,47 @@ public enum SignalName {
 
 /// Resolves once with a child's termination.
 final class ExitLatch: Sendable {
-    private let state = Mutex<(result: ChildProcess.Termination?, waiters: [CheckedContinuation<ChildProcess.Termination, Never>])>((nil, []))
+    private struct State {
+        var result: ChildProcess.Termination?
+        var nextWaiter = 0
+        var waiters: [Int: CheckedContinuation<ChildProcess.Termination?, Never>] = [:]
+    }
+    private let state = Mutex(State())
 
     var result: ChildProcess.Termination? { state.withLock { $0.result } }
 
     func finish(_ termination: ChildProcess.Termination) {
-        let waiters = state.withLock { s -> [CheckedContinuation<ChildProcess.Termination, Never>] in
+        let waiters = state.withLock { s -> [CheckedContinuation<ChildProcess.Termination?, Never>] in
             s.result = termination
             defer { s.waiters.removeAll() }
-            return s.waiters
+            return Array(s.waiters.values)
         }
         waiters.forEach { $0.resume(returning: termination) }
     }
 
     func wait() async -> ChildProcess.Termination {
-        await withCheckedContinuation { continuation in
-            let now = state.withLock { s -> ChildProcess.Termination? in
-                if let result = s.result { return result }
-                s.waiters.append(continuation)
-                return nil
+        if let result { return result }
+        // An unstructured task does not inherit cancellation, so this wait ends only with the child.
+        return await Task { await self.waitUnlessCancelled()! }.value
+    }
+
+    func waitUnlessCancelled() async -> ChildProcess.Termination? {
+        let id = state.withLock { s -> Int in
+            s.nextWaiter += 1
+            return s.nextWaiter
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<ChildProcess.Termination?, Never>) in
+                let now = state.withLock { s -> ChildProcess.Termination?? in
+                    if let result = s.result { return .some(result) }
+                    if Task.isCancelled { return .some(nil) }
+                    s.waiters[id] = continuation
+                    return nil
+                }
+                if let now { continuation.resume(returning: now) }
             }
-            if let now { continuation.resume(returning: now) }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
         }
     }
 }
@@ -314,6 +353,7 @@ final class ExitLatch: Sendable {
 /// Reads a pipe on a thread of its own until EOF.
 final class PipeReader: Sendable {
     static let limit = 8 << 20
+    static let longestLine = 64 << 10
     private struct State {
         var data = Data()
         var truncated = false
@@ -329,6 +369,8 @@ final class PipeReader: Sendable {
     init(fd: Int32, output: ChildProcess.Output) {
         self.fd = fd
         let onLine: (@Sendable (String) -> Void)? = if case .lines(let callback) = output { callback } else { nil }
+        // Only collected output is kept whole; a long-running service's lines pass through.
+        let keepsData = if case .collect = output { true } else { false }
         Thread.detachNewThread { [self] in
             var buffer = [UInt8](repeating: 0, count: 65536)
             while true {
@@ -337,17 +379,24 @@ final class PipeReader: Sendable {
                 if n <= 0 { break }
                 let chunk = Data(buffer[0..<n])
                 let lines = state.withLock { s -> [String] in
-                    if s.data.count < Self.limit {
-                        s.data.append(chunk.prefix(Self.limit - s.data.count))
-                        if s.data.count >= Self.limit { s.truncated = true }
-                    } else {
-                        s.truncated = true
+                    if keepsData {
+                        if s.data.count < Self.limit {
+                            s.data.append(chunk.prefix(Self.limit - s.data.count))
+                            if s.data.count >= Self.limit { s.truncated = true }
+                        } else {
+                            s.truncated = true
+                        }
                     }
                     s.partialLine += String(decoding: chunk, as: UTF8.self)
                     var complete: [String] = []
                     while let newline = s.partialLine.firstIndex(of: "\n") {
                         complete.append(String(s.partialLine[..<newline]))
                         s.partialLine = String(s.partialLine[s.partialLine.index(after: newline)...])
+                    }
+                    // A line without end (a progress bar, binary output) is cut into pieces.
+                    if s.partialLine.utf8.count > Self.longestLine {
+                        complete.append(s.partialLine)
+                        s.partialLine = ""
                     }
                     s.recent = Array((s.recent + complete).suffix(50))
                     return complete

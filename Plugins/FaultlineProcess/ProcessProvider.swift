@@ -187,13 +187,3 @@ public struct ProcessProvider: Probe, Action {
         return ["status": .int(Int(termination.status)), "stdout": .string(stdout), "stderr": .string(stderr)]
     }
 }
-
-/// The process plugin: the `process` provider.
-public enum ProcessPlugin: FaultlinePlugin {
-    public static let name = "process"
-
-    public static func register(into registry: inout PluginRegistry) {
-        registry.register(probe: ProcessProvider())
-        registry.register(action: ProcessProvider())
-    }
-}

@@ -3,8 +3,11 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <errno.h>
+#include <signal.h>
 #if defined(__linux__)
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #endif
 
 int faultline_pipe_cloexec(int fds[2]) {
@@ -33,6 +36,26 @@ int faultline_set_child_subreaper(void) {
 #if defined(__linux__)
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 #else
+    return -1;
+#endif
+}
+
+int faultline_pidfd_open(pid_t pid) {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int faultline_pidfd_send_signal(int pidfd, int signal) {
+#if defined(__linux__) && defined(SYS_pidfd_send_signal)
+    return (int)syscall(SYS_pidfd_send_signal, pidfd, signal, NULL, 0);
+#else
+    (void)pidfd; (void)signal;
+    errno = ENOSYS;
     return -1;
 #endif
 }

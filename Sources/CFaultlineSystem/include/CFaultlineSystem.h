@@ -13,4 +13,11 @@ int faultline_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, c
 /// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are re-parented to this process.
 int faultline_set_child_subreaper(void);
 
+/// pidfd_open(pid, 0): a descriptor that names one process for as long as it is open (no pid
+/// reuse), readable once the process has exited. -1 with errno ENOSYS where the kernel has none.
+int faultline_pidfd_open(pid_t pid);
+
+/// pidfd_send_signal(fd, signal, NULL, 0): signals exactly the process the descriptor names.
+int faultline_pidfd_send_signal(int pidfd, int signal);
+
 #endif
