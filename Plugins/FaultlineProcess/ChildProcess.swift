@@ -179,7 +179,8 @@ public final class ChildProcess: Sendable {
         }
         signal(stopSignal)
         let ended = await withTaskGroup(of: Termination?.self) { group in
-            group.addTask { await self.wait() }
+            // Cancellable, or the group would wait for a child that ignores the signal.
+            group.addTask { await self.waitUnlessCancelled() }
             group.addTask {
                 try? await Task.sleep(for: .seconds(grace))
                 return nil

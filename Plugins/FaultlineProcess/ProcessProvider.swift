@@ -158,7 +158,8 @@ public struct ProcessProvider: Probe, Action {
 
         let termination: ChildProcess.Termination? = await withTaskCancellationHandler {
             await withTaskGroup(of: ChildProcess.Termination?.self) { group in
-                group.addTask { await child.wait() }
+                // Cancellable, so that a timeout does not wait for the child to end on its own.
+                group.addTask { await child.waitUnlessCancelled() }
                 if let timeout = arguments.timeout {
                     group.addTask {
                         try? await Task.sleep(for: .seconds(timeout))

@@ -3,6 +3,7 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+import CFaultlineSystem
 import Foundation
 
 /// One process as `/proc` showed it at one moment.
@@ -130,16 +131,12 @@ enum ListeningSockets {
     static func inodes(port: Int) -> Set<UInt64> {
         var inodes: Set<UInt64> = []
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            guard let text = readText(table) else { continue }
-            for line in text.split(separator: "\n").dropFirst() {
-                let fields = line.split(separator: " ")
-                // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-                guard fields.count > 9, fields[3] == "0A", let colon = fields[1].lastIndex(of: ":"),
-                    let localPort = Int(fields[1][fields[1].index(after: colon)...], radix: 16), localPort == port,
-                    let inode = UInt64(fields[9]), inode != 0
-                else { continue }
-                inodes.insert(inode)
+            guard let data = readData(table) else { continue }
+            var found = [UInt64](repeating: 0, count: 256)
+            let count = data.withUnsafeBytes { bytes in
+                faultline_tcp_listen_inodes(bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, Int32(port), &found, found.count)
             }
+            inodes.formUnion(found.prefix(count))
         }
         return inodes
     }
@@ -181,7 +178,7 @@ func readData(_ path: String) -> Data? {
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var data = Data()
-    var buffer = [UInt8](repeating: 0, count: 8192)
+    var buffer = [UInt8](repeating: 0, count: 65536)
     while true {
         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 && errno == EINTR { continue }

@@ -2,6 +2,8 @@
 #define C_FAULTLINE_SYSTEM_H
 
 #include <spawn.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /// pipe2(fds, O_CLOEXEC): a pipe whose ends no other child inherits, created atomically.
@@ -19,5 +21,10 @@ int faultline_pidfd_open(pid_t pid);
 
 /// pidfd_send_signal(fd, signal, NULL, 0): signals exactly the process the descriptor names.
 int faultline_pidfd_send_signal(int pidfd, int signal);
+
+/// Scans the text of /proc/net/tcp or /proc/net/tcp6 for sockets in LISTEN state on `port` and
+/// stores up to `capacity` of their inodes in `inodes`. Returns how many it found. In C because a
+/// busy host lists tens of thousands of sockets, and a debug build of Swift is slow at that.
+size_t faultline_tcp_listen_inodes(const char *text, size_t length, int port, uint64_t *inodes, size_t capacity);
 
 #endif
