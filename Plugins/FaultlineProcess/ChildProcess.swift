@@ -173,9 +173,15 @@ public final class ChildProcess: Sendable {
     /// - Returns: how the child ended.
     @discardableResult
     public func terminate(signal stopSignal: Int32 = SIGTERM, grace: Double = 2) async -> Termination {
+        await stop(signal: stopSignal, grace: grace).termination
+    }
+
+    /// Stops the child and its process group: `signal`, then KILL after `grace` seconds.
+    /// - Returns: how the child ended, and whether it needed the KILL.
+    public func stop(signal stopSignal: Int32, grace: Double) async -> (termination: Termination, escalated: Bool) {
         if let termination {
             kill(-pid, SIGKILL)  // leftovers of the group, if any
-            return termination
+            return (termination, false)
         }
         signal(stopSignal)
         let ended = await withTaskGroup(of: Termination?.self) { group in
@@ -191,10 +197,10 @@ public final class ChildProcess: Sendable {
         }
         if let ended {
             kill(-pid, SIGKILL)
-            return ended
+            return (ended, false)
         }
         signal(SIGKILL)
-        return await wait()
+        return (await wait(), true)
     }
 
     /// Stdout and stderr collected so far (with ``Output/collect``), read to their end when the

@@ -212,9 +212,13 @@ public actor ManagedService {
     let markerPrefix: String
     let logger: Logger
     private var child: ChildProcess?
+    /// Watches the current process for an exit nobody asked for.
+    private var monitor: Task<Void, Never>?
     private var starts = 0
     /// Set before a stop or a kill Faultline makes, so the exit is not reported as a crash.
     private var exitExpected = false
+    /// The process that passed its readiness check: an exit before that fails the start instead.
+    private var readyProcess: ChildProcess?
     private var problems: [String] = []
 
     init(definition: ServiceDefinition, owner: ServiceSupervisor.Owner, logPath: String, markerPrefix: String, logger: Logger) {
@@ -259,7 +263,7 @@ public actor ManagedService {
         if let pid { return ServiceStart(pid: pid, started: false, readyAfter: 0, logPath: logPath) }
         // Remnants of an earlier start (a daemon, a group member that outlived its leader) would
         // hold its port.
-        await clearRemnants()
+        await clearRemnants(reportingAs: nil)
         starts += 1
         let settings = definition.settings
         let log: ServiceLog
@@ -289,10 +293,11 @@ public actor ManagedService {
         exitExpected = false
         log.note("started pid \(process.pid): \((settings.command ?? []).joined(separator: " "))")
         logger.debug("service \(name) started (pid \(process.pid))")
-        Task { await self.watchExit(of: process, log: log) }
+        monitor = Task { await self.watchExit(of: process, log: log) }
 
         let started = ContinuousClock.now
         guard let ready = settings.ready, let check = ready.check else {
+            readyProcess = process
             return ServiceStart(pid: process.pid, started: true, readyAfter: 0, logPath: logPath)
         }
         enum Startup: Sendable {
@@ -314,13 +319,14 @@ public actor ManagedService {
         }
         switch outcome {
         case .ready:
+            readyProcess = process
             let seconds = (ContinuousClock.now - started).seconds
             log.note("ready after \(Self.format(seconds)) s (\(ready.summary))")
             return ServiceStart(pid: process.pid, started: true, readyAfter: seconds, logPath: logPath)
         case .exited(let termination):
             exitExpected = true
             _ = await process.collectedOutput()  // the last lines may still be in the pipes
-            await clearRemnants()
+            await clearRemnants(reportingAs: nil)
             throw ServiceError(service: name, message: "exited during startup (\(termination))", lastLines: process.lastLines(), logPath: logPath)
         case .notReady(let reason):
             _ = await stop(signal: nil, grace: nil)
@@ -336,8 +342,11 @@ public actor ManagedService {
     /// Stops the service (see ``ServiceSupervisor/stop(_:signal:grace:)``). Not cancellable: a
     /// stop always finishes, bounded by the grace.
     func stop(signal: Int32?, grace: Double?) async -> ServiceStop? {
-        guard let child, child.termination == nil else {
-            await clearRemnants()
+        // A process that already ended on its own (perhaps not reaped yet) is not stopped by us:
+        // let the monitor record how it ended.
+        guard let child, child.termination == nil, let now = SystemProcess.read(child.pid), !now.isZombie else {
+            await monitor?.value
+            await clearRemnants(reportingAs: nil)
             return nil
         }
         exitExpected = true
@@ -346,30 +355,37 @@ public actor ManagedService {
         let grace = grace ?? settings.stopGrace
         let began = ContinuousClock.now
         // An unstructured task: the stop runs its full grace even when the caller was cancelled.
-        let termination = await Task { await child.terminate(signal: stopSignal, grace: grace) }.value
+        let (termination, killed) = await Task { await child.stop(signal: stopSignal, grace: grace) }.value
         let seconds = (ContinuousClock.now - began).seconds
-        let killed = termination == .signalled(SIGKILL) && stopSignal != SIGKILL
         if killed {
             problems.append("service \"\(name)\" did not stop within \(Self.format(grace)) s of \(SignalName.name(of: stopSignal)); it was killed")
         }
-        await clearRemnants()
+        await clearRemnants(reportingAs: "when it stopped")
         logger.debug("service \(name) stopped: \(termination)")
         return ServiceStop(pid: child.pid, termination: termination, killed: killed, seconds: seconds)
     }
 
     /// Kills whatever earlier starts left: processes with the service's marker. (Not by process
     /// group: once its members are gone, a group id may name someone else's group.)
-    private func clearRemnants() async {
-        let strays = await ServiceMarker.sweep(prefix: markerPrefix, excluding: ChildRegistry.shared.live)
-        if !strays.isEmpty {
-            logger.debug("service \(name): killed \(strays.count) leftover process(es): \(strays.map { String($0.pid) }.joined(separator: ", "))")
+    /// - Parameter reportingAs: when set, leftovers are a problem worth a warning.
+    private func clearRemnants(reportingAs moment: String?) async {
+        let killed = await ServiceMarker.sweep(prefix: markerPrefix, excluding: ChildRegistry.shared.live)
+        // Members of the service's own group got their KILL with it and may not have died yet;
+        // only processes that left the group were left behind.
+        let strays = killed.filter { $0.processGroup != child?.pid }
+        guard !strays.isEmpty else { return }
+        let list = strays.map { "\($0.pid) (\($0.commandLine))" }.joined(separator: ", ")
+        if let moment {
+            problems.append("service \"\(name)\" left \(strays.count) process\(strays.count == 1 ? "" : "es") running \(moment); killed: \(list)")
+        } else {
+            logger.debug("service \(name): killed leftover processes \(list)")
         }
     }
 
     private func watchExit(of process: ChildProcess, log: ServiceLog) async {
         let termination = await process.wait()
         log.note("pid \(process.pid) \(termination)")
-        guard child === process, !exitExpected else { return }
+        guard child === process, readyProcess === process, !exitExpected else { return }
         _ = await process.collectedOutput()
         let lines = process.lastLines(5)
         let message = "service \"\(name)\" (pid \(process.pid)) \(termination) during the run" + (lines.isEmpty ? "" : "; last lines: " + lines.joined(separator: " ⏎ "))
