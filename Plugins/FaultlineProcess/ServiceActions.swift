@@ -58,7 +58,7 @@ public struct ProcessStart: Action {
     }
 
     public static func exports(_ arguments: Arguments) -> [String: Value] {
-        ["services.\(arguments.service).pid": .int(0), "services.\(arguments.service).log": .string("")]
+        ["services.\(arguments.service).pid": .int(1), "services.\(arguments.service).log": .string("")]
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
@@ -129,7 +129,7 @@ public struct ProcessRestart: Action {
     }
 
     public static func exports(_ arguments: Arguments) -> [String: Value] {
-        ["services.\(arguments.service).pid": .int(0), "services.\(arguments.service).log": .string("")]
+        ["services.\(arguments.service).pid": .int(1), "services.\(arguments.service).log": .string("")]
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
@@ -269,9 +269,10 @@ public struct ServicesExtension: RunExtension {
     }
 
     public func placeholders(_ sections: [String: SourceNode]) -> [String: Value] {
+        // Examples of the right types that pass validation (a pid must be positive).
         var services = ValueObject()
         for element in sections["services"]?.elements ?? [] {
-            if let name = element["name"]?.stringValue { services[name] = ["pid": .int(0), "log": .string(""), "running": .bool(true)] }
+            if let name = element["name"]?.stringValue { services[name] = ["pid": .int(1), "log": .string(""), "running": .bool(true)] }
         }
         return services.isEmpty ? [:] : ["services": .object(services)]
     }
