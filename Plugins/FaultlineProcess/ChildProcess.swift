@@ -159,6 +159,22 @@ public final class ChildProcess: Sendable {
         await exitLatch.waitUnlessCancelled()
     }
 
+    /// Waits for the child to end, at most `timeout` seconds (nil: no limit).
+    /// - Returns: how it ended, or nil after the timeout or on cancellation.
+    public func wait(timeout: Double?) async -> Termination? {
+        guard let timeout else { return await waitUnlessCancelled() }
+        return await withTaskGroup(of: Termination?.self) { group in
+            group.addTask { await self.waitUnlessCancelled() }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(timeout))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+    }
+
     /// The termination, if the child has ended.
     public var termination: Termination? { exitLatch.result }
 
@@ -184,18 +200,7 @@ public final class ChildProcess: Sendable {
             return (termination, false)
         }
         signal(stopSignal)
-        let ended = await withTaskGroup(of: Termination?.self) { group in
-            // Cancellable, or the group would wait for a child that ignores the signal.
-            group.addTask { await self.waitUnlessCancelled() }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(grace))
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        if let ended {
+        if let ended = await wait(timeout: grace) {
             kill(-pid, SIGKILL)
             return (ended, false)
         }

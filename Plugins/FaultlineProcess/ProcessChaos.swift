@@ -60,7 +60,11 @@ public struct ProcessTargeting: Codable, Sendable {
     /// Resolves, screens and picks the targets.
     /// - Throws: `ActivityFailure` saying what was searched when nothing may be acted on.
     func targets(context: ActivityContext) async throws -> (chosen: [ProcessSelection.Match], matched: Int, refused: [(ProcessSelection.Match, String)]) {
-        let (matches, searched) = try await selection.resolve(services: context.resources[ServicesKey.self])
+        let services = context.resources[ServicesKey.self]
+        let (matches, searched) = try await selection.resolve(services: services)
+        if matches.isEmpty, let name = selection.service, let service = try? await services?.service(named: name), await !service.isRunning {
+            throw ActivityFailure("service \"\(name)\" is not running", details: ["process.start with service: \(name) starts it again"])
+        }
         let (allowed, refused) = TargetPolicy.screen(matches, allowForeign: allowForeign)
         guard !allowed.isEmpty else { throw TargetPolicy.nothingFound(selection, searched: searched, refused: refused) }
         var random = context.makeRandom()

@@ -156,20 +156,8 @@ public struct ProcessProvider: Probe, Action {
         }
         context.logger.debug("started \(executable) (pid \(child.pid))")
 
-        let termination: ChildProcess.Termination? = await withTaskCancellationHandler {
-            await withTaskGroup(of: ChildProcess.Termination?.self) { group in
-                // Cancellable, so that a timeout does not wait for the child to end on its own.
-                group.addTask { await child.waitUnlessCancelled() }
-                if let timeout = arguments.timeout {
-                    group.addTask {
-                        try? await Task.sleep(for: .seconds(timeout))
-                        return nil
-                    }
-                }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
+        let termination = await withTaskCancellationHandler {
+            await child.wait(timeout: arguments.timeout)
         } onCancel: {
             child.signal(SIGKILL)
         }

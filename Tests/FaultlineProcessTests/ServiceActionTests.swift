@@ -93,6 +93,8 @@ struct ServiceActionTests {
         #expect(liveProcesses(containing: number).isEmpty)
         let again = try await ProcessStop().perform(ServiceStopArguments(service: "api"), context: context)
         #expect(again["note"] == "was not running")
+        let killStopped = await failure { try await ProcessKill().perform(try arguments(ProcessKill.Arguments.self, ["service": "api"]), context: context) }
+        #expect(killStopped?.message == #"service "api" is not running"#)
 
         let started = try await ProcessStart().perform(ProcessStart.Arguments(service: "api"), context: context)
         #expect(started["started"] == true)

@@ -83,16 +83,7 @@ func eventually(timeout: Double = 10, _ condition: () -> Bool) async -> Bool {
 
 /// Waits for a child to end, at most `timeout` seconds.
 func ended(_ child: ChildProcess, timeout: Double = 10) async -> ChildProcess.Termination? {
-    await withTaskGroup(of: ChildProcess.Termination?.self) { group in
-        group.addTask { await child.waitUnlessCancelled() }
-        group.addTask {
-            try? await Task.sleep(for: .seconds(timeout))
-            return nil
-        }
-        let first = await group.next() ?? nil
-        group.cancelAll()
-        return first
-    }
+    await child.wait(timeout: timeout)
 }
 
 /// Live processes (not zombies) whose command line contains `token`.
