@@ -287,7 +287,8 @@ public struct ServicesExtension: RunExtension {
             for definition in definitions {
                 try Task.checkCancellation()
                 let start = try await supervisor.start(definition, owner: .suite)
-                setup.logger.info("service \(definition.name) ready (pid \(start.pid), log \(start.logPath))")
+                let readiness = definition.settings.ready.map { " in \(Int((start.readyAfter * 1000).rounded())) ms (\($0.summary))" } ?? ""
+                setup.step("service \(definition.name) ready\(readiness), pid \(start.pid), log \(start.logPath)")
             }
         } catch {
             // Start either brings everything up or leaves nothing behind.

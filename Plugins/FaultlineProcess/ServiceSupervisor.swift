@@ -91,6 +91,7 @@ public actor ServiceSupervisor {
     func remove(_ name: String) async {
         guard let service = services[name] else { return }
         _ = await service.stop(signal: nil, grace: nil)
+        for problem in await service.takeProblems() { logger.warning("\(problem)") }
         services[name] = nil
         order.removeAll { $0 == name }
     }

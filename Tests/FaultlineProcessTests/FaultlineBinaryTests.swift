@@ -81,6 +81,40 @@ struct FaultlineBinaryTests {
         #expect(leftovers(token: token, faultline: faultline.pid).map(\.commandLine) == [])
     }
 
+    @Test("a reader that goes away (faultline run | head -1) does not cut the teardown short")
+    func closedStdout() async throws {
+        let binary = try #require(faultlineBinary)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let token = uniqueToken()
+        let suite = """
+            name: piped
+            services:
+              - name: api
+                command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-api"]
+                ready: {log: up, timeout: 30}
+            experiments:
+              - title: checks the api
+                description: d
+                method:
+                  - {type: probe, name: api runs, provider: {type: process.running, service: api}}
+            """
+        try suite.write(toFile: directory.file("suite.yaml"), atomically: true, encoding: .utf8)
+        let shell = try ChildProcess(
+            executable: "/bin/sh", arguments: ["-c", "'\(binary)' run suite.yaml --journal-path journals | head -n 1"],
+            environment: ProcessInfo.processInfo.environment, workingDirectory: directory.path, stdout: .collect, stderr: .collect)
+        defer {
+            shell.signal(SIGKILL)
+            for process in liveProcesses(containing: token) { kill(process.pid, SIGKILL) }
+        }
+        let termination = await ended(shell, timeout: 60)
+        let output = await shell.collectedOutput()
+        #expect(termination == .exited(0), "\(output)")
+        #expect(!output.stderr.contains("Fatal error"), "\(output.stderr)")
+        #expect(FileManager.default.fileExists(atPath: directory.file("journals/01-checks-the-api.json")))
+        #expect(liveProcesses(containing: token).isEmpty)
+    }
+
     @Test("a service that exits during startup fails the run with its last lines")
     func serviceExitsAtStartup() async throws {
         let directory = try TemporaryDirectory()
