@@ -4,6 +4,7 @@
 import FaultlineKit
 @testable import FaultlineProcess
 import Foundation
+import Synchronization
 import Testing
 
 /// The built `faultline` executable, beside this test bundle.
@@ -79,6 +80,48 @@ struct FaultlineBinaryTests {
         #expect(termination == .exited(130), "\(output)")
         #expect(output.stdout.contains("interrupted (exit 130)"))
         #expect(leftovers(token: token, faultline: faultline.pid).map(\.commandLine) == [])
+    }
+
+    @Test("a third SIGINT during a slow teardown exits at once and still kills every service process and daemon")
+    func forcedExit() async throws {
+        let binary = try #require(faultlineBinary)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let token = uniqueToken()
+        let sleeper = "import time; time.sleep(3000)"
+        // The service ignores TERM and has a long grace, so its stop would take a minute.
+        let suite = """
+            name: forced
+            services:
+              - name: stubborn
+                command: [sh, -c, "trap '' TERM; setsid python3 -c '\(sleeper)' \(token)-daemon </dev/null >/dev/null 2>&1 & echo ready; exec python3 -c '\(sleeper)' \(token)-main"]
+                ready: {log: ready, timeout: 30}
+                stop_grace: 60
+            experiments:
+              - title: quick
+                description: d
+                method:
+                  - {type: probe, name: runs, provider: {type: process.running, service: stubborn}}
+            """
+        try suite.write(toFile: directory.file("suite.yaml"), atomically: true, encoding: .utf8)
+        let lines = Mutex<[String]>([])
+        let faultline = try ChildProcess(
+            executable: binary, arguments: ["run", "suite.yaml", "--journal-path", "journals"], environment: ProcessInfo.processInfo.environment,
+            workingDirectory: directory.path, stdout: .lines { line in lines.withLock { $0.append(line) } }, stderr: .discard)
+        defer { killLeftovers(token: token, faultline: faultline) }
+
+        let tearingDown = await eventually(timeout: 60) { lines.withLock { $0.contains { $0.contains("tearing down") } } }
+        try #require(tearingDown, "faultline never reached its teardown: \(lines.withLock { $0 })")
+        #expect(!liveProcesses(containing: "\(token)-main").isEmpty)
+        #expect(await eventually { !liveProcesses(containing: "\(token)-daemon").isEmpty })
+        // Signals of one kind do not queue: send each once the previous one has been seen.
+        for acknowledgement in ["SIGINT: stopping the method", "SIGINT again: aborting"] {
+            faultline.signal(SIGINT, group: false)
+            #expect(await eventually(timeout: 30) { lines.withLock { $0.contains { $0.contains(acknowledgement) } } })
+        }
+        faultline.signal(SIGINT, group: false)
+        #expect(await ended(faultline, timeout: 30) == .exited(130))
+        #expect(await eventually { leftovers(token: token, faultline: faultline.pid).isEmpty })
     }
 
     @Test("a reader that goes away (faultline run | head -1) does not cut the teardown short")
