@@ -8,6 +8,7 @@ import Foundation
 
 /// The selection and the safety options `process.kill` and `process.signal` share.
 public struct ProcessTargeting: Codable, Sendable {
+    /// Which processes match.
     public var selection: ProcessSelection
     /// Pick this many of several matches at random (with the run's seed).
     public var count: Int?
@@ -84,9 +85,12 @@ public struct ProcessKill: Action {
         "grace": "seconds to wait for the processes to end before SIGKILL",
     ]) { a, _ in a }
 
+    /// `process.kill`'s arguments: a selection, `signal` and `grace`.
     public struct Arguments: Codable, Sendable {
         public var targeting: ProcessTargeting
+        /// A name (`TERM`, `SIGTERM`) or a number.
         public var signal: String
+        /// Seconds the targets have to end after `signal` before SIGKILL.
         public var grace: Double
 
         enum CodingKeys: String, CodingKey { case signal, grace }
@@ -214,8 +218,10 @@ public struct ProcessSignal: Action {
     public static let handlesDryRun = true
     public static let argumentHelp = ProcessTargeting.help.merging(["signal": "signal name or number, e.g. STOP, CONT, HUP, USR1"]) { a, _ in a }
 
+    /// `process.signal`'s arguments: a selection and the signal.
     public struct Arguments: Codable, Sendable {
         public var targeting: ProcessTargeting
+        /// A name (`STOP`, `SIGCONT`) or a number.
         public var signal: String
 
         enum CodingKeys: String, CodingKey { case signal }

@@ -9,6 +9,7 @@ import Foundation
 /// Which processes a `process.*` activity acts on. Several selectors narrow each other: `name:
 /// python` with `port: 8080` is the python process listening on 8080.
 public struct ProcessSelection: Codable, Sendable, Equatable {
+    /// A process id.
     public var pid: Int?
     /// A file holding a pid (as daemons write to /run/NAME.pid).
     public var pidfile: String?

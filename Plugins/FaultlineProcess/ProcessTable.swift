@@ -9,7 +9,9 @@ import Foundation
 /// One process as `/proc` showed it at one moment.
 public struct SystemProcess: Sendable, Equatable {
     public var pid: pid_t
+    /// The parent's pid (Faultline's, for an orphan it adopted).
     public var parent: pid_t
+    /// The process group id (a service's is its main process's pid).
     public var processGroup: pid_t
     /// The state letter of `/proc/PID/stat`: R running, S sleeping, T stopped, Z zombie, …
     public var state: Character
@@ -25,7 +27,9 @@ public struct SystemProcess: Sendable, Equatable {
     /// The command line as `ps` shows it (`[comm]` when argv is empty).
     public var commandLine: String { arguments.isEmpty ? "[\(comm)]" : arguments.joined(separator: " ") }
 
+    /// Ended, but not yet reaped by its parent.
     public var isZombie: Bool { state == "Z" || state == "X" }
+    /// Frozen by SIGSTOP (or stopped by a tracer).
     public var isStopped: Bool { state == "T" || state == "t" }
     /// Kernel threads have no argv and belong to kthreadd (pid 2).
     public var isKernelThread: Bool { pid == 2 || parent == 2 }

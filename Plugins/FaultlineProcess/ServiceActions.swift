@@ -17,8 +17,10 @@ public struct ProcessStart: Action {
         "stop_grace": "seconds between the stop signal and SIGKILL (default 5)",
     ]
 
+    /// A service's name, and its settings when it is a new one.
     public struct Arguments: Codable, Sendable {
         public var service: String
+        /// Without a command: start the known service `service` again.
         public var settings: ServiceSettings
 
         enum CodingKeys: String, CodingKey { case service }
@@ -159,6 +161,7 @@ public struct ProcessRestart: Action {
 
 /// `process.stop` and `process.restart`: a service, and optionally how to stop it.
 public struct ServiceStopArguments: Codable, Sendable {
+    /// The service's name.
     public var service: String
     /// Overrides the service's `stop_signal`.
     public var signal: String?
@@ -231,7 +234,9 @@ enum ServiceActions {
 /// after them on every path out. Also provides the ``ServiceSupervisor`` that `process.start`
 /// uses when a run has no `services:`.
 public struct ServicesExtension: RunExtension {
+    /// For messages.
     public let name = "services"
+    /// The suite section it owns.
     public let suiteKeys = ["services"]
     /// After the proxies (0), so services can point at `${proxies.NAME.port}`.
     public let order = 10

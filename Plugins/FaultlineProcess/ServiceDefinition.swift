@@ -16,6 +16,7 @@ import Foundation
 public struct ServiceDefinition: Codable, Sendable, Equatable {
     /// Names the service in `${services.NAME.pid}`, in `service:` selectors and in its log file.
     public var name: String
+    /// How to run it.
     public var settings: ServiceSettings
 
     public init(name: String, settings: ServiceSettings) {
@@ -59,7 +60,9 @@ public struct ServiceSettings: Codable, Sendable, Equatable {
     public var command: [String]?
     /// Added to Faultline's environment.
     public var env: [String: String]
+    /// The working directory (relative to Faultline's); nil keeps Faultline's.
     public var cwd: String?
+    /// When it counts as started; nil: as soon as it runs.
     public var ready: Readiness?
     /// The signal that asks the service to stop (default TERM).
     public var stopSignal: String
