@@ -26,6 +26,8 @@ public actor ServiceSupervisor {
     private var services: [String: ManagedService] = [:]
     /// Start order, for stopping in reverse.
     private var order: [String] = []
+    /// Log files this run has written: a later service of the same name appends to its log.
+    private var logs: Set<String> = []
     private static let counter = Mutex(0)
 
     /// - Parameters:
@@ -56,9 +58,11 @@ public actor ServiceSupervisor {
         }
         ChildRegistry.shared.adoptOrphans()
         try? FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        let logPath = (runDirectory as NSString).appendingPathComponent("service-\(definition.name).log")
         let service = ManagedService(
-            definition: definition, owner: owner, logPath: (runDirectory as NSString).appendingPathComponent("service-\(definition.name).log"),
-            markerPrefix: markerPrefix + definition.name + "/", logger: logger)
+            definition: definition, owner: owner, logPath: logPath, appendsToLog: logs.contains(logPath), markerPrefix: markerPrefix + definition.name + "/",
+            logger: logger)
+        logs.insert(logPath)
         services[definition.name] = service
         order.append(definition.name)
         do {
@@ -222,10 +226,15 @@ public actor ManagedService {
     private var readyProcess: ChildProcess?
     private var problems: [String] = []
 
-    init(definition: ServiceDefinition, owner: ServiceSupervisor.Owner, logPath: String, markerPrefix: String, logger: Logger) {
+    /// Whether the log holds an earlier service's lines from this run (else a start truncates
+    /// what an earlier run left).
+    private let appendsToLog: Bool
+
+    init(definition: ServiceDefinition, owner: ServiceSupervisor.Owner, logPath: String, appendsToLog: Bool, markerPrefix: String, logger: Logger) {
         self.definition = definition
         self.owner = owner
         self.logPath = logPath
+        self.appendsToLog = appendsToLog
         self.markerPrefix = markerPrefix
         self.logger = logger
     }
@@ -269,7 +278,7 @@ public actor ManagedService {
         let settings = definition.settings
         let log: ServiceLog
         do {
-            log = try ServiceLog(path: logPath, truncate: starts == 1)
+            log = try ServiceLog(path: logPath, truncate: starts == 1 && !appendsToLog)
         } catch {
             throw ServiceError(service: name, message: "cannot write its log \(logPath): \(error)")
         }

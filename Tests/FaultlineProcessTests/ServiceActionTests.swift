@@ -76,6 +76,13 @@ struct ServiceActionTests {
         #expect(await context.runCleanups().map(\.description) == ["stop service worker"])
         #expect(liveProcesses(containing: number).isEmpty)
         #expect(await supervisor.names == [])
+
+        // A later experiment may define it again; its log goes on in the same file.
+        let later = makeContext(supervisor: supervisor)
+        _ = try await ProcessStart().perform(args, context: later)
+        _ = await later.runCleanups()
+        let log = try String(contentsOfFile: directory.file("service-worker.log"), encoding: .utf8)
+        #expect(log.components(separatedBy: "] started pid ").count == 3)
     }
 
     @Test("process.stop stops a suite service, process.start brings it back, the cleanup finds it up")
