@@ -200,6 +200,8 @@ public final class ChildProcess: Sendable {
             return (termination, false)
         }
         signal(stopSignal)
+        // A frozen (SIGSTOP) process acts on the signal only once it runs again (as systemd does).
+        if stopSignal != SIGKILL && stopSignal != SIGCONT { signal(SIGCONT) }
         if let ended = await wait(timeout: grace) {
             kill(-pid, SIGKILL)
             return (ended, false)

@@ -178,6 +178,8 @@ public struct ProcessKill: Action {
             context.endFault(fault)
             return (TargetPolicy.describe(match.process, ["signal": .string(name), "ended": .string("not signalled: \(failure)")]), false)
         }
+        // A frozen process acts on the signal only once it runs again (as systemd does).
+        if signal != SIGKILL && !Signalling.harmless.contains(signal) { _ = Signalling.send(SIGCONT, to: handle, service: match.service) }
         var ended: String
         var escalated = false
         var exited = await handle.waitForExit(timeout: signal == SIGKILL ? killWait : grace)

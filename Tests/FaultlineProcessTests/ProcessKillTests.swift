@@ -151,6 +151,17 @@ struct ProcessKillTests {
         #expect(target["ended"] == "ignored SIGTERM for 0.2 s; killed with SIGKILL")
     }
 
+    @Test("a frozen process gets CONT after the signal, so TERM ends it without waiting for the grace")
+    func killFrozen() async throws {
+        let child = try spawn(["sleep", uniqueSleep()])
+        defer { child.signal(SIGKILL) }
+        child.signal(SIGSTOP, group: false)
+        #expect(await eventually { SystemProcess.read(child.pid)?.isStopped == true })
+        let output = try await run(["pid": .int(Int(child.pid)), "grace": 60])
+        #expect(await ended(child) == .signalled(SIGTERM))
+        #expect(output["targets"]?[0]?["escalated"] == false)
+    }
+
     @Test("several matches need count or all; count picks with the run's seed")
     func countAndAll() async throws {
         let token = uniqueSleep()

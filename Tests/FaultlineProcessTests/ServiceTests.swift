@@ -138,6 +138,20 @@ struct ServiceTests {
         #expect(liveProcesses(containing: number).isEmpty)
     }
 
+    @Test("a frozen service still stops on its stop signal")
+    func stopFrozen() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let start = try await supervisor.start(service("frozen", ["sh", "-c", "echo ready; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready"), stopGrace: 60), owner: .suite)
+        kill(-start.pid, SIGSTOP)
+        #expect(await eventually { SystemProcess.read(start.pid)?.isStopped == true })
+        let stop = try #require(try await supervisor.stop("frozen"))
+        #expect(stop.termination == .signalled(SIGTERM))
+        #expect(!stop.killed)
+        #expect(await supervisor.stopAll() == [])
+    }
+
     @Test("a daemon a service leaves behind (setsid, parent gone) is found and killed")
     func daemonsAreSwept() async throws {
         let directory = try TemporaryDirectory()
