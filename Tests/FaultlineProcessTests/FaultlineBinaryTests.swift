@@ -16,13 +16,15 @@ let faultlineBinary: String? = {
 
 @Suite("The faultline executable leaves no process behind")
 struct FaultlineBinaryTests {
-    /// Runs `faultline run suite.yaml` in `directory`.
-    func startFaultline(_ suite: String, in directory: TemporaryDirectory) throws -> ChildProcess {
+    /// Runs `faultline run suite.yaml` in `directory` (through `sh -c` with `piped`, e.g. `| head`).
+    func startFaultline(_ suite: String, in directory: TemporaryDirectory, stdout: ChildProcess.Output = .collect, piped: String? = nil) throws -> ChildProcess {
         let binary = try #require(faultlineBinary, "build the faultline executable first (swift build)")
         try suite.write(toFile: directory.file("suite.yaml"), atomically: true, encoding: .utf8)
+        let arguments = ["run", "suite.yaml", "--journal-path", "journals"]
+        let (executable, argv) = piped.map { ("/bin/sh", ["-c", "'\(binary)' \(arguments.joined(separator: " ")) \($0)"]) } ?? (binary, arguments)
         return try ChildProcess(
-            executable: binary, arguments: ["run", "suite.yaml", "--journal-path", "journals"], environment: ProcessInfo.processInfo.environment,
-            workingDirectory: directory.path, stdout: .collect, stderr: .collect)
+            executable: executable, arguments: argv, environment: ProcessInfo.processInfo.environment, workingDirectory: directory.path, stdout: stdout,
+            stderr: .collect)
     }
 
     /// Processes that carry the test's token, or the marker of that faultline process's services.
@@ -84,7 +86,6 @@ struct FaultlineBinaryTests {
 
     @Test("a third SIGINT during a slow teardown exits at once and still kills every service process and daemon")
     func forcedExit() async throws {
-        let binary = try #require(faultlineBinary)
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let token = uniqueToken()
@@ -103,11 +104,8 @@ struct FaultlineBinaryTests {
                 method:
                   - {type: probe, name: runs, provider: {type: process.running, service: stubborn}}
             """
-        try suite.write(toFile: directory.file("suite.yaml"), atomically: true, encoding: .utf8)
         let lines = Mutex<[String]>([])
-        let faultline = try ChildProcess(
-            executable: binary, arguments: ["run", "suite.yaml", "--journal-path", "journals"], environment: ProcessInfo.processInfo.environment,
-            workingDirectory: directory.path, stdout: .lines { line in lines.withLock { $0.append(line) } }, stderr: .discard)
+        let faultline = try startFaultline(suite, in: directory, stdout: .lines { line in lines.withLock { $0.append(line) } })
         defer { killLeftovers(token: token, faultline: faultline) }
 
         let tearingDown = await eventually(timeout: 60) { lines.withLock { $0.contains { $0.contains("tearing down") } } }
@@ -126,7 +124,6 @@ struct FaultlineBinaryTests {
 
     @Test("a reader that goes away (faultline run | head -1) does not cut the teardown short")
     func closedStdout() async throws {
-        let binary = try #require(faultlineBinary)
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let token = uniqueToken()
@@ -142,10 +139,7 @@ struct FaultlineBinaryTests {
                 method:
                   - {type: probe, name: api runs, provider: {type: process.running, service: api}}
             """
-        try suite.write(toFile: directory.file("suite.yaml"), atomically: true, encoding: .utf8)
-        let shell = try ChildProcess(
-            executable: "/bin/sh", arguments: ["-c", "'\(binary)' run suite.yaml --journal-path journals | head -n 1"],
-            environment: ProcessInfo.processInfo.environment, workingDirectory: directory.path, stdout: .collect, stderr: .collect)
+        let shell = try startFaultline(suite, in: directory, piped: "| head -n 1")
         defer {
             shell.signal(SIGKILL)
             for process in liveProcesses(containing: token) { kill(process.pid, SIGKILL) }
