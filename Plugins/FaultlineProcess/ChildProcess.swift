@@ -150,10 +150,31 @@ public final class ChildProcess: Sendable {
         }
     }
 
-    /// Waits for the child to end, or until the waiting task is cancelled (then nil). Cancelling
-    /// does not signal the child; use ``terminate(grace:)`` for that.
-    public func wait() async -> Termination? {
+    /// Waits for the child to end. Cancelling the waiting task does not signal the child; use
+    /// ``terminate(grace:)`` for that.
+    public func wait() async -> Termination {
         await exitLatch.wait()
+    }
+
+    /// Waits for the child to end, or for the waiting task to be cancelled (then nil).
+    public func waitUnlessCancelled() async -> Termination? {
+        await exitLatch.waitUnlessCancelled()
+    }
+
+    /// Waits for the child to end, at most `timeout` seconds (nil: no limit).
+    /// - Returns: how it ended, or nil after the timeout or on cancellation.
+    public func wait(timeout: Double?) async -> Termination? {
+        guard let timeout else { return await waitUnlessCancelled() }
+        return await withTaskGroup(of: Termination?.self) { group in
+            group.addTask { await self.waitUnlessCancelled() }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(timeout))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
     }
 
     /// The termination, if the child has ended.
@@ -166,35 +187,29 @@ public final class ChildProcess: Sendable {
         return kill(group ? -pid : pid, signal) == 0
     }
 
-    /// Stops the child and its process group: TERM, then KILL after `grace` seconds.
+    /// Stops the child and its process group: `signal` (TERM), then KILL after `grace` seconds.
     /// - Returns: how the child ended.
     @discardableResult
-    public func terminate(grace: Double = 2) async -> Termination {
+    public func terminate(signal stopSignal: Int32 = SIGTERM, grace: Double = 2) async -> Termination {
+        await stop(signal: stopSignal, grace: grace).termination
+    }
+
+    /// Stops the child and its process group: `signal`, then KILL after `grace` seconds.
+    /// - Returns: how the child ended, and whether it needed the KILL.
+    public func stop(signal stopSignal: Int32, grace: Double) async -> (termination: Termination, escalated: Bool) {
         if let termination {
             kill(-pid, SIGKILL)  // leftovers of the group, if any
-            return termination
+            return (termination, false)
         }
-        signal(SIGTERM)
-        let ended = await withTaskGroup(of: Termination?.self) { group in
-            group.addTask { await self.exitLatch.wait() }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(grace))
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        if let ended {
+        signal(stopSignal)
+        // A frozen (SIGSTOP) process acts on the signal only once it runs again (as systemd does).
+        if stopSignal != SIGKILL && stopSignal != SIGCONT { signal(SIGCONT) }
+        if let ended = await wait(timeout: grace) {
             kill(-pid, SIGKILL)
-            return ended
+            return (ended, false)
         }
         signal(SIGKILL)
-        // SIGKILL cannot be ignored; the waiter thread reports the end shortly.
-        while true {
-            if let termination = await exitLatch.wait() { return termination }
-            if Task.isCancelled { return termination ?? .signalled(SIGKILL) }
-        }
+        return (await wait(), true)
     }
 
     /// Stdout and stderr collected so far (with ``Output/collect``), read to their end when the
@@ -265,9 +280,23 @@ public final class ChildRegistry: Sendable {
     /// Live children.
     public var live: Set<pid_t> { pids.withLock { $0 } }
 
-    /// Kills every live child's process group at once (for a forced exit).
+    /// Kills every live child's process group at once, and every process a service left behind
+    /// (for a forced exit).
     public func killAll() {
         for pid in live { kill(-pid, SIGKILL) }
+        for process in ServiceMarker.processes(withPrefix: ServiceMarker.session + "/") { kill(process.pid, SIGKILL) }
+    }
+
+    private let isSubreaper = Mutex(false)
+
+    /// Makes this process the parent of every orphaned descendant (Linux `PR_SET_CHILD_SUBREAPER`),
+    /// so that a service that daemonises (forks and lets its parent exit) stays Faultline's to stop.
+    /// Idempotent; does nothing where the kernel has no subreapers.
+    public func adoptOrphans() {
+        isSubreaper.withLock { done in
+            guard !done else { return }
+            done = faultline_set_child_subreaper() == 0
+        }
     }
 }
 
@@ -300,7 +329,7 @@ public enum SignalName {
 final class ExitLatch: Sendable {
     private struct State {
         var result: ChildProcess.Termination?
-        var nextID = 0
+        var nextWaiter = 0
         var waiters: [Int: CheckedContinuation<ChildProcess.Termination?, Never>] = [:]
     }
     private let state = Mutex(State())
@@ -316,21 +345,26 @@ final class ExitLatch: Sendable {
         waiters.forEach { $0.resume(returning: termination) }
     }
 
-    /// Waits for the termination; returns nil if the waiting task is cancelled first.
-    func wait() async -> ChildProcess.Termination? {
+    func wait() async -> ChildProcess.Termination {
+        if let result { return result }
+        // An unstructured task does not inherit cancellation, so this wait ends only with the child.
+        return await Task { await self.waitUnlessCancelled()! }.value
+    }
+
+    func waitUnlessCancelled() async -> ChildProcess.Termination? {
         let id = state.withLock { s -> Int in
-            s.nextID += 1
-            return s.nextID
+            s.nextWaiter += 1
+            return s.nextWaiter
         }
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let now = state.withLock { s -> (ready: Bool, result: ChildProcess.Termination?) in
-                    if let result = s.result { return (true, result) }
-                    if Task.isCancelled { return (true, nil) }
+            await withCheckedContinuation { (continuation: CheckedContinuation<ChildProcess.Termination?, Never>) in
+                let now = state.withLock { s -> ChildProcess.Termination?? in
+                    if let result = s.result { return .some(result) }
+                    if Task.isCancelled { return .some(nil) }
                     s.waiters[id] = continuation
-                    return (false, nil)
+                    return nil
                 }
-                if now.ready { continuation.resume(returning: now.result) }
+                if let now { continuation.resume(returning: now) }
             }
         } onCancel: {
             state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
@@ -341,6 +375,7 @@ final class ExitLatch: Sendable {
 /// Reads a pipe on a thread of its own until EOF.
 final class PipeReader: Sendable {
     static let limit = 8 << 20
+    static let longestLine = 64 << 10
     private struct State {
         var data = Data()
         var truncated = false
@@ -356,6 +391,8 @@ final class PipeReader: Sendable {
     init(fd: Int32, output: ChildProcess.Output) {
         self.fd = fd
         let onLine: (@Sendable (String) -> Void)? = if case .lines(let callback) = output { callback } else { nil }
+        // Only collected output is kept whole; a long-running service's lines pass through.
+        let keepsData = if case .collect = output { true } else { false }
         Thread.detachNewThread { [self] in
             var buffer = [UInt8](repeating: 0, count: 65536)
             while true {
@@ -364,17 +401,24 @@ final class PipeReader: Sendable {
                 if n <= 0 { break }
                 let chunk = Data(buffer[0..<n])
                 let lines = state.withLock { s -> [String] in
-                    if s.data.count < Self.limit {
-                        s.data.append(chunk.prefix(Self.limit - s.data.count))
-                        if s.data.count >= Self.limit { s.truncated = true }
-                    } else {
-                        s.truncated = true
+                    if keepsData {
+                        if s.data.count < Self.limit {
+                            s.data.append(chunk.prefix(Self.limit - s.data.count))
+                            if s.data.count >= Self.limit { s.truncated = true }
+                        } else {
+                            s.truncated = true
+                        }
                     }
                     s.partialLine += String(decoding: chunk, as: UTF8.self)
                     var complete: [String] = []
                     while let newline = s.partialLine.firstIndex(of: "\n") {
                         complete.append(String(s.partialLine[..<newline]))
                         s.partialLine = String(s.partialLine[s.partialLine.index(after: newline)...])
+                    }
+                    // A line without end (a progress bar, binary output) is cut into pieces.
+                    if s.partialLine.utf8.count > Self.longestLine {
+                        complete.append(s.partialLine)
+                        s.partialLine = ""
                     }
                     s.recent = Array((s.recent + complete).suffix(50))
                     return complete

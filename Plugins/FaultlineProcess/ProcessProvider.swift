@@ -156,19 +156,8 @@ public struct ProcessProvider: Probe, Action {
         }
         context.logger.debug("started \(executable) (pid \(child.pid))")
 
-        let termination: ChildProcess.Termination? = await withTaskCancellationHandler {
-            await withTaskGroup(of: ChildProcess.Termination?.self) { group in
-                group.addTask { await child.wait() }  // returns nil when cancelled
-                if let timeout = arguments.timeout {
-                    group.addTask {
-                        try? await Task.sleep(for: .seconds(timeout))
-                        return nil
-                    }
-                }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first
-            }
+        let termination = await withTaskCancellationHandler {
+            await child.wait(timeout: arguments.timeout)
         } onCancel: {
             child.signal(SIGKILL)
         }
@@ -185,15 +174,5 @@ public struct ProcessProvider: Probe, Action {
         // Anything the program left running in its group goes with it.
         kill(-child.pid, SIGKILL)
         return ["status": .int(Int(termination.status)), "stdout": .string(stdout), "stderr": .string(stderr)]
-    }
-}
-
-/// The process plugin: the `process` provider.
-public enum ProcessPlugin: FaultlinePlugin {
-    public static let name = "process"
-
-    public static func register(into registry: inout PluginRegistry) {
-        registry.register(probe: ProcessProvider())
-        registry.register(action: ProcessProvider())
     }
 }

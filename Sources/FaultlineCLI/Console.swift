@@ -19,13 +19,14 @@ final class Terminal: Sendable {
 
     func write(_ text: String) {
         lock.withLock { _ in
-            FileHandle.standardOutput.write(Data(text.utf8))
+            // Output nobody reads any more (`| head`) is dropped; the run goes on to its teardown.
+            try? FileHandle.standardOutput.write(contentsOf: Data(text.utf8))
         }
     }
 
     func error(_ text: String) {
         lock.withLock { _ in
-            FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+            try? FileHandle.standardError.write(contentsOf: Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
         }
     }
 

@@ -35,6 +35,8 @@ public protocol FaultlineMain {
 extension FaultlineMain {
     /// Builds the registry once, bootstraps logging, and runs the command line.
     public static func main() async {
+        // A closed stdout (`faultline run | head`) must not kill the run before its teardown.
+        signal(SIGPIPE, SIG_IGN)
         CommandEnvironment.bootstrap(plugins: plugins)
         await FaultlineCommand.main()
     }

@@ -48,8 +48,8 @@ final class FaultlineRun {
     init(_ arguments: [String], in scratch: Scratch, environment: [String: String] = [:]) throws {
         stdoutPath = scratch.path("stdout-\(UUID().uuidString).txt")
         stderrPath = scratch.path("stderr-\(UUID().uuidString).txt")
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: FaultlineBinary.path)
         process.arguments = arguments
         process.currentDirectoryURL = scratch.url

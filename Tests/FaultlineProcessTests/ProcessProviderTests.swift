@@ -66,6 +66,16 @@ struct ProcessProviderTests {
         #expect(gone, "grandchild \(grandchild) survived")
     }
 
+    @Test("a timeout stops a process group that ignores SIGTERM too")
+    func timeoutIgnoringTerm() async throws {
+        let number = uniqueSleep()
+        let error = try await #require(throws: ActivityFailure.self) {
+            _ = try await run("{path: sh, arguments: ['-c', \"trap '' TERM; sleep \(number) & wait\"], timeout: 0.3}")
+        }
+        #expect(error.message.hasPrefix("sh timed out after 0.3 s; its process group was stopped (killed by SIGKILL)"))
+        #expect(await eventually { liveProcesses(containing: number).isEmpty })
+    }
+
     @Test("cancellation (an interrupt) kills the child promptly")
     func cancellation() async throws {
         let task = Task { try await run("{path: sleep, arguments: ['30']}") }
@@ -84,7 +94,7 @@ struct ProcessProviderTests {
     ])
     func badPath(_ template: String, _ messageTemplate: String) throws {
         let plain = FileManager.default.temporaryDirectory.appendingPathComponent("plain-\(UUID().uuidString).txt").path
-        FileManager.default.createFile(atPath: plain, contents: Data("x".utf8), attributes: [.posixPermissions: 0o644])
+        _ = FileManager.default.createFile(atPath: plain, contents: Data("x".utf8), attributes: [.posixPermissions: 0o644])
         defer { try? FileManager.default.removeItem(atPath: plain) }
         let path = template.replacingOccurrences(of: "NOT-EXECUTABLE", with: plain)
         let message = messageTemplate.replacingOccurrences(of: "NOT-EXECUTABLE", with: plain)

@@ -278,8 +278,8 @@ public struct ToxicDescriptor: Sendable {
 }
 
 extension ArgumentError {
-    /// The diagnostic pointing at the argument's node.
-    func located(in node: SourceNode, path: DocumentPath) -> Diagnostic {
+    /// The diagnostic pointing at the argument's node (or at `node` when the key is not in it).
+    public func located(in node: SourceNode, path: DocumentPath) -> Diagnostic {
         var target = node
         var targetPath = path
         for component in (key ?? "").split(separator: ".").map(String.init) where !component.isEmpty {

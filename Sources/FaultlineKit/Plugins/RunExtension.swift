@@ -44,14 +44,23 @@ public final class RunSetup: Sendable {
     /// Where service logs and other run files go (beside the journals).
     public let runDirectory: String
     private let state: Mutex<(configuration: [String: Value], resources: Resources)>
+    private let progress: @Sendable (String) -> Void
 
-    public init(sections: [String: SourceNode], configuration: [String: Value], resources: Resources, logger: Logger, seed: UInt64, runDirectory: String) {
+    /// - Parameter progress: shows a setup step to the user (`service api ready (pid 123)`).
+    public init(
+        sections: [String: SourceNode], configuration: [String: Value], resources: Resources, logger: Logger, seed: UInt64, runDirectory: String,
+        progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.sections = sections
         self.logger = logger
         self.seed = seed
         self.runDirectory = runDirectory
+        self.progress = progress
         state = Mutex((configuration, resources))
     }
+
+    /// Tells the user about a step of setup, as the run's progress shows proxies.
+    public func step(_ text: String) { progress(text) }
 
     /// The configuration as it stands (with exports of earlier extensions).
     public var configuration: [String: Value] { state.withLock { $0.configuration } }

@@ -487,7 +487,7 @@ public struct SuiteRunner: Sendable {
             }
             let extensionSetup = RunSetup(
                 sections: sections, configuration: setup.configuration, resources: setup.resources, logger: logger, seed: prepared.seed,
-                runDirectory: setup.runDirectory)
+                runDirectory: setup.runDirectory, progress: { [observer] in observer.handle(.setupStep($0)) })
             do {
                 if let handle = try await runExtension.start(extensionSetup) {
                     await teardown.add(runExtension.name) { await handle.stop() }

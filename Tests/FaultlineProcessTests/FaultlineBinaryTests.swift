@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import FaultlineKit
+@testable import FaultlineProcess
+import Foundation
+import Synchronization
+import Testing
+
+/// The built `faultline` executable, beside this test bundle.
+let faultlineBinary: String? = {
+    guard let bundle = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
+    let candidate = ((bundle as NSString).deletingLastPathComponent as NSString).appendingPathComponent("faultline")
+    return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
+}()
+
+@Suite("The faultline executable leaves no process behind")
+struct FaultlineBinaryTests {
+    /// Runs `faultline run suite.yaml` in `directory` (through `sh -c` with `piped`, e.g. `| head`).
+    func startFaultline(_ suite: String, in directory: TemporaryDirectory, stdout: ChildProcess.Output = .collect, piped: String? = nil) throws -> ChildProcess {
+        let binary = try #require(faultlineBinary, "build the faultline executable first (swift build)")
+        try suite.write(toFile: directory.file("suite.yaml"), atomically: true, encoding: .utf8)
+        let arguments = ["run", "suite.yaml", "--journal-path", "journals"]
+        let (executable, argv) = piped.map { ("/bin/sh", ["-c", "'\(binary)' \(arguments.joined(separator: " ")) \($0)"]) } ?? (binary, arguments)
+        return try ChildProcess(
+            executable: executable, arguments: argv, environment: ProcessInfo.processInfo.environment, workingDirectory: directory.path, stdout: stdout,
+            stderr: .collect)
+    }
+
+    /// Processes that carry the test's token, or the marker of that faultline process's services.
+    func leftovers(token: String, faultline: pid_t) -> [SystemProcess] {
+        liveProcesses(containing: token) + ServiceMarker.processes(withPrefix: "\(faultline)-")
+    }
+
+    /// Kills what a failed test might leave (only processes this test started).
+    func killLeftovers(token: String, faultline: ChildProcess) {
+        faultline.signal(SIGKILL)
+        for process in leftovers(token: token, faultline: faultline.pid) { kill(process.pid, SIGKILL) }
+    }
+
+    @Test("SIGINT or SIGTERM during an experiment stops the services, the daemon one left, and the running action", arguments: [SIGINT, SIGTERM])
+    func interrupted(signal: Int32) async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let token = uniqueToken()
+        let sleeper = "import time; time.sleep(3000)"
+        let suite = """
+            name: interrupted
+            services:
+              - name: api
+                command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-api"]
+                ready: {log: up, timeout: 30}
+              - name: forker
+                command: [sh, -c, "setsid python3 -c '\(sleeper)' \(token)-daemon </dev/null >/dev/null 2>&1 & echo ready; exec python3 -c '\(sleeper)' \(token)-forker"]
+                ready: {log: ready, timeout: 30}
+            experiments:
+              - title: waits
+                description: an action that runs until interrupted
+                method:
+                  - type: action
+                    name: wait
+                    provider: {type: process, path: sh, arguments: [-c, "touch reached; exec python3 -c '\(sleeper)' \(token)-action"]}
+            """
+        let faultline = try startFaultline(suite, in: directory)
+        defer { killLeftovers(token: token, faultline: faultline) }
+
+        // Every part is up: both services (and the daemon) and the experiment's action.
+        let running = await eventually(timeout: 60) {
+            FileManager.default.fileExists(atPath: directory.file("reached"))
+                && ["api", "daemon", "forker", "action"].allSatisfy { !liveProcesses(containing: "\(token)-\($0)").isEmpty }
+        }
+        if !running {
+            faultline.signal(SIGKILL, group: false)
+            let output = await faultline.collectedOutput()
+            Issue.record("faultline did not reach the experiment: \(output)")
+            return
+        }
+
+        faultline.signal(signal, group: false)
+        let termination = await ended(faultline, timeout: 60)
+        let output = await faultline.collectedOutput()
+        #expect(termination == .exited(130), "\(output)")
+        #expect(output.stdout.contains("interrupted (exit 130)"))
+        #expect(leftovers(token: token, faultline: faultline.pid).map(\.commandLine) == [])
+    }
+
+    @Test("a third SIGINT during a slow teardown exits at once and still kills every service process and daemon")
+    func forcedExit() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let token = uniqueToken()
+        let sleeper = "import time; time.sleep(3000)"
+        // The service ignores TERM and has a long grace, so its stop would take a minute.
+        let suite = """
+            name: forced
+            services:
+              - name: stubborn
+                command: [sh, -c, "trap '' TERM; setsid python3 -c '\(sleeper)' \(token)-daemon </dev/null >/dev/null 2>&1 & echo ready; exec python3 -c '\(sleeper)' \(token)-main"]
+                ready: {log: ready, timeout: 30}
+                stop_grace: 60
+            experiments:
+              - title: quick
+                description: d
+                method:
+                  - {type: probe, name: runs, provider: {type: process.running, service: stubborn}}
+            """
+        let lines = Mutex<[String]>([])
+        let faultline = try startFaultline(suite, in: directory, stdout: .lines { line in lines.withLock { $0.append(line) } })
+        defer { killLeftovers(token: token, faultline: faultline) }
+
+        let tearingDown = await eventually(timeout: 60) { lines.withLock { $0.contains { $0.contains("tearing down") } } }
+        try #require(tearingDown, "faultline never reached its teardown: \(lines.withLock { $0 })")
+        #expect(!liveProcesses(containing: "\(token)-main").isEmpty)
+        #expect(await eventually { !liveProcesses(containing: "\(token)-daemon").isEmpty })
+        // Signals of one kind do not queue: send each once the previous one has been seen.
+        for acknowledgement in ["SIGINT: stopping the method", "SIGINT again: aborting"] {
+            faultline.signal(SIGINT, group: false)
+            #expect(await eventually(timeout: 30) { lines.withLock { $0.contains { $0.contains(acknowledgement) } } })
+        }
+        faultline.signal(SIGINT, group: false)
+        #expect(await ended(faultline, timeout: 30) == .exited(130))
+        #expect(await eventually { leftovers(token: token, faultline: faultline.pid).isEmpty })
+    }
+
+    @Test("a reader that goes away (faultline run | head -1) does not cut the teardown short")
+    func closedStdout() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let token = uniqueToken()
+        let suite = """
+            name: piped
+            services:
+              - name: api
+                command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-api"]
+                ready: {log: up, timeout: 30}
+            experiments:
+              - title: checks the api
+                description: d
+                method:
+                  - {type: probe, name: api runs, provider: {type: process.running, service: api}}
+            """
+        let shell = try startFaultline(suite, in: directory, piped: "| head -n 1")
+        defer {
+            shell.signal(SIGKILL)
+            for process in liveProcesses(containing: token) { kill(process.pid, SIGKILL) }
+        }
+        let termination = await ended(shell, timeout: 60)
+        let output = await shell.collectedOutput()
+        #expect(termination == .exited(0), "\(output)")
+        #expect(!output.stderr.contains("Fatal error"), "\(output.stderr)")
+        #expect(FileManager.default.fileExists(atPath: directory.file("journals/01-checks-the-api.json")))
+        #expect(liveProcesses(containing: token).isEmpty)
+    }
+
+    @Test("a service that exits during startup fails the run with its last lines")
+    func serviceExitsAtStartup() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let token = uniqueToken()
+        let suite = """
+            name: broken
+            services:
+              - name: first
+                command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-first"]
+                ready: {log: up, timeout: 30}
+              - name: broken
+                command: [sh, -c, "echo 'reading config'; echo 'fatal: no such database' >&2; exit 4", "\(token)-broken"]
+                ready: {tcp: "127.0.0.1:\(try freePort())", timeout: 30}
+            experiments:
+              - {title: never runs, description: d, method: []}
+            """
+        let faultline = try startFaultline(suite, in: directory)
+        defer { killLeftovers(token: token, faultline: faultline) }
+        let termination = await ended(faultline, timeout: 60)
+        let output = await faultline.collectedOutput()
+        #expect(termination == .exited(1), "\(output)")
+        #expect(output.stderr.contains(#"the run could not start: services: service "broken" exited during startup (exited with status 4); last lines of journals/service-broken.log:"#))
+        #expect(output.stderr.contains("  | fatal: no such database"))
+        #expect(leftovers(token: token, faultline: faultline.pid).isEmpty)
+    }
+}
