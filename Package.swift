@@ -10,11 +10,13 @@ let package = Package(
         .library(name: "FaultlineCLI", targets: ["FaultlineCLI"]),
         .library(name: "FaultlineTesting", targets: ["FaultlineTesting"]),
         .library(name: "FaultlineProcess", targets: ["FaultlineProcess"]),
+        .library(name: "FaultlineProxy", targets: ["FaultlineProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The kernel: protocols, experiment model, loading, substitution, tolerances, engine, journal.
@@ -30,26 +32,56 @@ let package = Package(
             dependencies: [
                 "FaultlineKit",
                 "FaultlineProcess",
+                "FaultlineProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "faultline",
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProcess"]
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProcess", "FaultlineProxy"]
         ),
         .target(name: "FaultlineTesting", dependencies: ["FaultlineKit"]),
 
         // Run-time plugin modules (see Plugins/README.md).
         .target(name: "FaultlineProcess", dependencies: ["FaultlineKit", "CFaultlineSystem"], path: "Plugins/FaultlineProcess"),
+        .target(
+            name: "FaultlineProxy",
+            dependencies: [
+                "FaultlineKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Plugins/FaultlineProxy"
+        ),
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
 
         .testTarget(name: "FaultlineKitTests", dependencies: ["FaultlineKit", "FaultlineTesting"]),
         .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting"]),
         .testTarget(
+            name: "FaultlineProxyTests",
+            dependencies: [
+                "FaultlineProxy", "FaultlineKit", "FaultlineTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "FaultlineCLITests",
             dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineTesting"]
+        ),
+
+        // Benchmarks: programs that print measurements beside a reference measured in the same run.
+        .executableTarget(
+            name: "ProxyBenchmark",
+            dependencies: [
+                "FaultlineProxy", "FaultlineKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/proxy"
         ),
     ],
     swiftLanguageModes: [.v6]

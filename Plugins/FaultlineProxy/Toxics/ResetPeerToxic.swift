@@ -1,0 +1,91 @@
+import FaultlineKit
+
+/// `reset_peer`: when the first data (or the end of stream) arrives, waits `timeout` ms and
+/// resets the connection: both sockets close with RST (SO_LINGER 0), and what was held is dropped.
+/// Only connections where the toxic fires are touched; toxicity 0 resets nothing.
+public struct ResetPeerToxic: Toxic {
+    public static let type = "reset_peer"
+    public static let summary = "Reset the connection (TCP RST) timeout milliseconds after data arrives"
+    public static let attributeHelp = ["timeout": "milliseconds between the first data and the reset; 0 resets at once"]
+
+    public struct Attributes: Codable, Sendable, Equatable {
+        public var timeout: Int
+
+        public init(timeout: Int = 0) { self.timeout = timeout }
+
+        enum CodingKeys: String, CodingKey { case timeout }
+
+        public init(from decoder: any Decoder) throws {
+            timeout = try decoder.container(keyedBy: CodingKeys.self).attribute(.timeout)
+        }
+    }
+
+    public static func validate(_ attributes: Attributes) throws {
+        if attributes.timeout < 0 { throw ArgumentError("timeout", "timeout must not be negative (milliseconds)") }
+    }
+
+    public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {
+        ResetPeerStage(timeout: attributes.timeout)
+    }
+}
+
+final class ResetPeerStage: ToxicStage {
+    private var timeout: Int
+    private var triggeredAt: UInt64?
+    private var timer: (any ToxicTimer)?
+    private var queue = ChunkQueue<ToxicChunk>()
+    private var held = 0
+    private var pendingEnd = false
+
+    init(timeout: Int) { self.timeout = timeout }
+
+    private func trigger(_ link: any ToxicLink) {
+        guard triggeredAt == nil else { return }
+        let now = link.now
+        triggeredAt = now
+        arm(at: now + Nanoseconds.milliseconds(timeout), link)
+    }
+
+    private func arm(at deadline: UInt64, _ link: any ToxicLink) {
+        timer?.cancel()
+        timer = nil
+        if deadline <= link.now {
+            link.resetConnection()
+            return
+        }
+        timer = link.schedule(at: deadline) { [weak self] in
+            self?.timer = nil
+            link.resetConnection()
+        }
+    }
+
+    func receive(_ chunk: ToxicChunk, link: any ToxicLink) {
+        queue.append(chunk)
+        held += chunk.count
+        link.setHeldBytes(held)
+        trigger(link)
+    }
+
+    func endOfStream(link: any ToxicLink) {
+        pendingEnd = true
+        trigger(link)
+    }
+
+    func stop(link: any ToxicLink) {
+        timer?.cancel()
+        timer = nil
+        for chunk in queue.removeAll() { link.forward(chunk) }
+        held = 0
+        link.setHeldBytes(0)
+        if pendingEnd {
+            pendingEnd = false
+            link.forwardEndOfStream()
+        }
+    }
+
+    func update(_ attributes: any Sendable, link: any ToxicLink) {
+        guard let attributes = attributes as? ResetPeerToxic.Attributes else { return }
+        timeout = attributes.timeout
+        if let triggeredAt, timer != nil { arm(at: triggeredAt + Nanoseconds.milliseconds(timeout), link) }
+    }
+}
