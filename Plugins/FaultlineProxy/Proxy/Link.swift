@@ -41,7 +41,9 @@ final class Link {
     static let maximumHeldBytes = 8 << 20
 
     let direction: ToxicStream
-    unowned let connection: ProxyConnection
+    /// Weak: a timer of a stage may outlive the connection by one loop tick.
+    weak var connection: ProxyConnection?
+    let eventLoop: any EventLoop
     private let counters: DirectionCounters
     /// Toxics in chain order; a slot whose toxicity roll did not fire has no stage.
     private(set) var slots: [StageSlot] = []
@@ -61,6 +63,7 @@ final class Link {
     init(direction: ToxicStream, connection: ProxyConnection, counters: DirectionCounters) {
         self.direction = direction
         self.connection = connection
+        eventLoop = connection.eventLoop
         self.counters = counters
     }
 
@@ -124,7 +127,6 @@ final class Link {
         endDelivered = true
         needsFlush = false
         destination?.closeOutputAfterPendingWrites()
-        connection.linkFinished(self)
     }
 
     // MARK: To the destination socket
@@ -237,7 +239,7 @@ struct ToxicRoll {
 
 /// One toxic's place in a link: the ``ToxicLink`` its stage talks to.
 final class StageSlot: ToxicLink {
-    unowned let link: Link
+    private(set) weak var link: Link?
     var toxic: ActiveToxic
     let roll: ToxicRoll
     var index: Int
@@ -255,28 +257,31 @@ final class StageSlot: ToxicLink {
         self.index = index
     }
 
-    var now: UInt64 { link.now }
+    var now: UInt64 { NIODeadline.now().uptimeNanoseconds }
 
     func forward(_ chunk: ToxicChunk) {
         guard stage != nil else { return }
-        link.deliver(chunk, from: index + 1)
+        link?.deliver(chunk, from: index + 1)
     }
 
     func forwardEndOfStream() {
         guard stage != nil, !endForwarded else { return }
         endForwarded = true
-        link.deliverEnd(from: index + 1)
+        link?.deliverEnd(from: index + 1)
     }
 
     @discardableResult
     func schedule(at deadline: UInt64, _ body: @escaping () -> Void) -> any ToxicTimer {
         let timer = SlotTimer(slot: self)
-        let loop = link.connection.eventLoop.assumeIsolatedUnsafeUnchecked()
-        timer.scheduled = loop.scheduleTask(deadline: .uptimeNanoseconds(deadline)) { [weak timer] in
-            guard let timer, let slot = timer.slot else { return }
+        guard let link, stage != nil else { return timer }
+        timer.scheduled = link.eventLoop.assumeIsolatedUnsafeUnchecked().scheduleTask(deadline: .uptimeNanoseconds(deadline)) {
+            [weak timer] in
+            // A cancelled timer may still be in the loop's batch of due tasks: it has left its
+            // slot's list and been released, so it does nothing.
+            guard let timer, let slot = timer.slot, let link = slot.link else { return }
             slot.remove(timer)
             body()
-            slot.link.afterEvent()
+            link.afterEvent()
         }
         timers.append(timer)
         return timer
@@ -284,22 +289,22 @@ final class StageSlot: ToxicLink {
 
     func closeConnection() {
         guard stage != nil else { return }
-        link.connection.closeGracefully()
+        link?.connection?.closeGracefully()
     }
 
     func resetConnection() {
         guard stage != nil else { return }
-        link.connection.reset()
+        link?.connection?.reset()
     }
 
     func setHeldBytes(_ count: Int) {
-        guard stage != nil else { return }
+        guard stage != nil, let link else { return }
         link.heldChanged(by: count - held)
         held = count
     }
 
     func setWantsInput(_ wants: Bool) {
-        guard stage != nil, wants == pausing else { return }
+        guard stage != nil, wants == pausing, let link else { return }
         pausing = !wants
         link.pausesChanged(by: pausing ? 1 : -1)
     }
@@ -312,9 +317,9 @@ final class StageSlot: ToxicLink {
     func detach() {
         for timer in timers { timer.scheduled?.cancel() }
         timers.removeAll()
-        link.heldChanged(by: -held)
+        link?.heldChanged(by: -held)
         held = 0
-        if pausing { link.pausesChanged(by: -1) }
+        if pausing { link?.pausesChanged(by: -1) }
         pausing = false
         stage = nil
         endForwarded = false

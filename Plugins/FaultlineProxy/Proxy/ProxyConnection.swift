@@ -188,9 +188,9 @@ final class ProxyConnection {
             registered = false
             runtime.unregister(number)
         }
+        // Callers up the stack (a handler, a stage) may still touch this connection in this tick.
+        eventLoop.assumeIsolatedUnsafeUnchecked().execute { withExtendedLifetime(self) {} }
     }
-
-    func linkFinished(_ link: Link) {}
 
     // MARK: Closing
 

@@ -44,6 +44,8 @@ final class BandwidthStage: ToxicStage {
     /// The virtual time at which the bytes released so far were fully "transmitted".
     private var paidUntil: UInt64 = 0
     private var timer: (any ToxicTimer)?
+    /// When the head piece is due, once computed (so a timer firing does not recompute it).
+    private var pendingDue: UInt64?
     private var pendingEnd = false
     private var wantsInput = true
 
@@ -65,9 +67,15 @@ final class BandwidthStage: ToxicStage {
         var now = link.now
         while var head = queue.first {
             let size = min(head.count, pieceLimit)
-            let start = max(paidUntil, now > Self.idleCredit ? now - Self.idleCredit : 0)
-            let due = start + UInt64(size) * 1_000_000_000 / bytesPerSecond
+            let due: UInt64
+            if let pendingDue {
+                due = pendingDue
+            } else {
+                let start = max(paidUntil, now > Self.idleCredit ? now - Self.idleCredit : 0)
+                due = start + UInt64(size) * 1_000_000_000 / bytesPerSecond
+            }
             if due > now {
+                pendingDue = due
                 timer = link.schedule(at: due) { [weak self] in
                     guard let self else { return }
                     self.timer = nil
@@ -75,6 +83,7 @@ final class BandwidthStage: ToxicStage {
                 }
                 break
             }
+            pendingDue = nil
             paidUntil = due
             let piece: ToxicChunk
             if size == head.count {
@@ -125,6 +134,7 @@ final class BandwidthStage: ToxicStage {
         bytesPerSecond = UInt64(max(1, attributes.rate)) * 1000
         timer?.cancel()
         timer = nil
+        pendingDue = nil
         pump(link)
     }
 }
