@@ -66,7 +66,9 @@ let package = Package(
                 "FaultlineProxy", "FaultlineKit", "FaultlineTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            // The chaostoolkit-toxiproxy driver and its venv setup, run by the compatibility test and .ci/run.
+            exclude: ["Resources"]
         ),
         .testTarget(
             name: "FaultlineCLITests",

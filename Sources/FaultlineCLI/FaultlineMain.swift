@@ -1,6 +1,7 @@
 import ArgumentParser
 import FaultlineKit
 import FaultlineProcess
+import FaultlineProxy
 import Foundation
 import Logging
 import Synchronization
@@ -9,7 +10,9 @@ import Synchronization
 /// `static let plugins = Faultline.builtins + [MyPlugin.self]`.
 public enum Faultline {
     public static let builtins: [any FaultlinePlugin.Type] = [
-        ProcessPlugin.self
+        ProcessPlugin.self,
+        ProxyPlugin.self,
+        ToxicActionsPlugin.self,
     ]
 }
 
@@ -58,7 +61,7 @@ struct FaultlineCommand: AsyncParsableCommand {
             Exit codes: 0 completed, 1 deviated/failed/aborted, 2 invalid input, 130 interrupted.
             """,
         version: "faultline \(Engine.version)",
-        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self, ProxyCommand.self],
         defaultSubcommand: nil
     )
 }

@@ -12,7 +12,8 @@ import Synchronization
 public final class ProxyServer: Sendable {
     /// The run's seed: toxicity rolls and toxic randomness derive from it.
     public let seed: UInt64
-    let group: any EventLoopGroup
+    /// The event loops proxies (and an admin server, if wanted) run on.
+    public let group: any EventLoopGroup
     private let ownsGroup: Bool
     private let toxicTypes: [String: ToxicDescriptor]
     private let log: Logger
