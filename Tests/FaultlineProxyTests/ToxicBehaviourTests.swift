@@ -67,7 +67,9 @@ struct ToxicBehaviourTests {
         }
         #expect(dataAt < 0.25)
         #expect(end == .eof)
-        #expect(endAt >= 0.3)
+        // The proxy saw the close with the data (the upstream sends both at once), so the FIN
+        // trails the data by the delay, less the data's own trip.
+        #expect(endAt - dataAt >= 0.29)
         #expect(endAt < 1.0)
     }
 

@@ -39,14 +39,12 @@ final class BandwidthStage: ToxicStage {
     /// Credit allowed after an idle period: a stream that paused may not burst more than this.
     static let idleCredit: UInt64 = 2_000_000
     private var bytesPerSecond: UInt64
-    private var queue = ChunkQueue<ToxicChunk>()
-    private var held = 0
+    private var backlog = Backlog()
     /// The virtual time at which the bytes released so far were fully "transmitted".
     private var paidUntil: UInt64 = 0
     private var timer: (any ToxicTimer)?
     /// When the head piece is due, once computed (so a timer firing does not recompute it).
     private var pendingDue: UInt64?
-    private var pendingEnd = false
     private var wantsInput = true
 
     init(rate: Int) { bytesPerSecond = UInt64(max(1, rate)) * 1000 }
@@ -57,23 +55,22 @@ final class BandwidthStage: ToxicStage {
     private var backlogLimit: Int { Int(max(65_536, bytesPerSecond / 10)) }
 
     func receive(_ chunk: ToxicChunk, link: any ToxicLink) {
-        queue.append(chunk)
-        held += chunk.count
+        if backlog.isEmpty {
+            // After an idle spell the clock restarts from now, less a little credit; while data is
+            // queued it never does, so late timers do not lower the rate.
+            let now = link.now
+            paidUntil = max(paidUntil, now > Self.idleCredit ? now - Self.idleCredit : 0)
+        }
+        backlog.append(chunk, link: link)
         pump(link)
     }
 
     private func pump(_ link: any ToxicLink) {
         guard timer == nil else { return }
         var now = link.now
-        while var head = queue.first {
-            let size = min(head.count, pieceLimit)
-            let due: UInt64
-            if let pendingDue {
-                due = pendingDue
-            } else {
-                let start = max(paidUntil, now > Self.idleCredit ? now - Self.idleCredit : 0)
-                due = start + UInt64(size) * 1_000_000_000 / bytesPerSecond
-            }
+        while let head = backlog.first {
+            let size = min(head.chunk.count, pieceLimit)
+            let due = pendingDue ?? paidUntil + UInt64(size) * 1_000_000_000 / bytesPerSecond
             if due > now {
                 pendingDue = due
                 timer = link.schedule(at: due) { [weak self] in
@@ -85,47 +82,26 @@ final class BandwidthStage: ToxicStage {
             }
             pendingDue = nil
             paidUntil = due
-            let piece: ToxicChunk
-            if size == head.count {
-                piece = head
-                _ = queue.popFirst()
-            } else {
-                (piece, head) = head.split(at: size)
-                queue.replaceFirst(head)
-            }
-            held -= size
-            link.forward(piece)
+            backlog.forwardPrefix(size, link)
             now = link.now
         }
-        report(link)
-        if queue.isEmpty && pendingEnd {
-            pendingEnd = false
-            link.forwardEndOfStream()
-        }
-    }
-
-    private func report(_ link: any ToxicLink) {
-        link.setHeldBytes(held)
-        let wants = held < backlogLimit
+        let wants = backlog.bytes < backlogLimit
         if wants != wantsInput {
             wantsInput = wants
             link.setWantsInput(wants)
         }
+        backlog.forwardEndIfDrained(link)
     }
 
-    func endOfStream(link: any ToxicLink) {
-        if queue.isEmpty { link.forwardEndOfStream() } else { pendingEnd = true }
-    }
+    func endOfStream(link: any ToxicLink) { backlog.endOfStream(link) }
 
     func stop(link: any ToxicLink) {
         timer?.cancel()
         timer = nil
-        for chunk in queue.removeAll() { link.forward(chunk) }
-        held = 0
-        report(link)
-        if pendingEnd {
-            pendingEnd = false
-            link.forwardEndOfStream()
+        backlog.forwardAll(link)
+        if !wantsInput {
+            wantsInput = true
+            link.setWantsInput(true)
         }
     }
 

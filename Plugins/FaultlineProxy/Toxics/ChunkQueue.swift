@@ -27,12 +27,68 @@ struct ChunkQueue<Element> {
         }
         return element
     }
+}
 
-    mutating func removeAll() -> [Element] {
-        let rest = Array(storage[head...])
-        storage.removeAll()
-        head = 0
-        return rest
+/// What a delaying stage holds: chunks in arrival order (each with the time it is due, for stages
+/// that need one), their byte count reported to the link, and an end of stream waiting behind them.
+struct Backlog {
+    struct Entry {
+        var chunk: ToxicChunk
+        var due: UInt64 = 0
+    }
+
+    private var queue = ChunkQueue<Entry>()
+    private(set) var bytes = 0
+    private var pendingEnd = false
+
+    var isEmpty: Bool { queue.isEmpty }
+    var first: Entry? { queue.first }
+
+    mutating func append(_ chunk: ToxicChunk, due: UInt64 = 0, link: any ToxicLink) {
+        queue.append(Entry(chunk: chunk, due: due))
+        bytes += chunk.count
+        link.setHeldBytes(bytes)
+    }
+
+    /// Forwards the first chunk.
+    mutating func forwardFirst(_ link: any ToxicLink) {
+        guard let entry = queue.popFirst() else { return }
+        bytes -= entry.chunk.count
+        link.setHeldBytes(bytes)
+        link.forward(entry.chunk)
+    }
+
+    /// Forwards the first `count` bytes of the first chunk, keeping the rest first.
+    mutating func forwardPrefix(_ count: Int, _ link: any ToxicLink) {
+        guard var entry = queue.first else { return }
+        if count >= entry.chunk.count { return forwardFirst(link) }
+        let (head, tail) = entry.chunk.split(at: count)
+        entry.chunk = tail
+        queue.replaceFirst(entry)
+        bytes -= count
+        link.setHeldBytes(bytes)
+        link.forward(head)
+    }
+
+    /// The end of stream arrived: passed on now if nothing is held, else after the last chunk.
+    mutating func endOfStream(_ link: any ToxicLink) {
+        if queue.isEmpty { link.forwardEndOfStream() } else { pendingEnd = true }
+    }
+
+    /// Keeps the end of stream until ``forwardAll(_:)`` (a reset is coming instead).
+    mutating func holdEnd() { pendingEnd = true }
+
+    /// Passes on a waiting end of stream once everything has been forwarded.
+    mutating func forwardEndIfDrained(_ link: any ToxicLink) {
+        guard queue.isEmpty, pendingEnd else { return }
+        pendingEnd = false
+        link.forwardEndOfStream()
+    }
+
+    /// Forwards everything at once (the toxic was removed), then a waiting end of stream.
+    mutating func forwardAll(_ link: any ToxicLink) {
+        while !queue.isEmpty { forwardFirst(link) }
+        forwardEndIfDrained(link)
     }
 }
 

@@ -41,11 +41,9 @@ public struct LatencyToxic: Toxic {
 final class LatencyStage: ToxicStage {
     private var attributes: LatencyToxic.Attributes
     private var random: SeededRandom
-    private var queue = ChunkQueue<(chunk: ToxicChunk, due: UInt64)>()
-    private var held = 0
+    private var backlog = Backlog()
     private var lastDue: UInt64 = 0
     private var timer: (any ToxicTimer)?
-    private var pendingEnd = false
 
     init(_ attributes: LatencyToxic.Attributes, random: SeededRandom) {
         self.attributes = attributes
@@ -64,18 +62,16 @@ final class LatencyStage: ToxicStage {
     func receive(_ chunk: ToxicChunk, link: any ToxicLink) {
         let due = max(chunk.receivedAt &+ delay(), lastDue)
         lastDue = due
-        if queue.isEmpty && due <= link.now {
+        if backlog.isEmpty && due <= link.now {
             link.forward(chunk)
             return
         }
-        queue.append((chunk, due))
-        held += chunk.count
-        link.setHeldBytes(held)
+        backlog.append(chunk, due: due, link: link)
         arm(link)
     }
 
     private func arm(_ link: any ToxicLink) {
-        guard timer == nil, let head = queue.first else { return }
+        guard timer == nil, let head = backlog.first else { return }
         timer = link.schedule(at: head.due) { [weak self] in
             guard let self else { return }
             self.timer = nil
@@ -85,36 +81,17 @@ final class LatencyStage: ToxicStage {
 
     private func release(_ link: any ToxicLink) {
         let now = link.now
-        while let head = queue.first, head.due <= now {
-            _ = queue.popFirst()
-            held -= head.chunk.count
-            link.forward(head.chunk)
-        }
-        link.setHeldBytes(held)
-        if queue.isEmpty {
-            if pendingEnd {
-                pendingEnd = false
-                link.forwardEndOfStream()
-            }
-        } else {
-            arm(link)
-        }
+        while let head = backlog.first, head.due <= now { backlog.forwardFirst(link) }
+        backlog.forwardEndIfDrained(link)
+        arm(link)
     }
 
-    func endOfStream(link: any ToxicLink) {
-        if queue.isEmpty { link.forwardEndOfStream() } else { pendingEnd = true }
-    }
+    func endOfStream(link: any ToxicLink) { backlog.endOfStream(link) }
 
     func stop(link: any ToxicLink) {
         timer?.cancel()
         timer = nil
-        for entry in queue.removeAll() { link.forward(entry.chunk) }
-        held = 0
-        link.setHeldBytes(0)
-        if pendingEnd {
-            pendingEnd = false
-            link.forwardEndOfStream()
-        }
+        backlog.forwardAll(link)
     }
 
     func update(_ attributes: any Sendable, link: any ToxicLink) {

@@ -33,9 +33,8 @@ final class ResetPeerStage: ToxicStage {
     private var timeout: Int
     private var triggeredAt: UInt64?
     private var timer: (any ToxicTimer)?
-    private var queue = ChunkQueue<ToxicChunk>()
-    private var held = 0
-    private var pendingEnd = false
+    /// What arrived while the reset was pending, delivered if the toxic is removed first.
+    private var backlog = Backlog()
 
     init(timeout: Int) { self.timeout = timeout }
 
@@ -60,27 +59,19 @@ final class ResetPeerStage: ToxicStage {
     }
 
     func receive(_ chunk: ToxicChunk, link: any ToxicLink) {
-        queue.append(chunk)
-        held += chunk.count
-        link.setHeldBytes(held)
+        backlog.append(chunk, link: link)
         trigger(link)
     }
 
     func endOfStream(link: any ToxicLink) {
-        pendingEnd = true
+        backlog.holdEnd()
         trigger(link)
     }
 
     func stop(link: any ToxicLink) {
         timer?.cancel()
         timer = nil
-        for chunk in queue.removeAll() { link.forward(chunk) }
-        held = 0
-        link.setHeldBytes(0)
-        if pendingEnd {
-            pendingEnd = false
-            link.forwardEndOfStream()
-        }
+        backlog.forwardAll(link)
     }
 
     func update(_ attributes: any Sendable, link: any ToxicLink) {

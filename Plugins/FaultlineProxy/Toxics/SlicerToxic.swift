@@ -55,11 +55,9 @@ final class SlicerStage: ToxicStage {
     private var attributes: SlicerToxic.Attributes
     private var random: SeededRandom
     /// Pieces waiting for their turn, already cut.
-    private var queue = ChunkQueue<ToxicChunk>()
-    private var held = 0
+    private var backlog = Backlog()
     private var lastSent: UInt64?
     private var timer: (any ToxicTimer)?
-    private var pendingEnd = false
 
     init(_ attributes: SlicerToxic.Attributes, random: SeededRandom) {
         self.attributes = attributes
@@ -95,11 +93,10 @@ final class SlicerStage: ToxicStage {
             } else {
                 (piece, rest) = rest.split(at: size)
             }
-            if attributes.delay == 0 && queue.isEmpty {
+            if attributes.delay == 0 && backlog.isEmpty {
                 link.forward(piece)
             } else {
-                queue.append(piece)
-                held += piece.count
+                backlog.append(piece, link: link)
             }
         }
         pump(link)
@@ -108,7 +105,7 @@ final class SlicerStage: ToxicStage {
     private func pump(_ link: any ToxicLink) {
         guard timer == nil else { return }
         let spacing = Nanoseconds.microseconds(attributes.delay)
-        while let piece = queue.first {
+        while !backlog.isEmpty {
             let now = link.now
             if let lastSent, spacing > 0, lastSent + spacing > now {
                 timer = link.schedule(at: lastSent + spacing) { [weak self] in
@@ -118,32 +115,18 @@ final class SlicerStage: ToxicStage {
                 }
                 break
             }
-            _ = queue.popFirst()
-            held -= piece.count
             lastSent = now
-            link.forward(piece)
+            backlog.forwardFirst(link)
         }
-        link.setHeldBytes(held)
-        if queue.isEmpty && pendingEnd {
-            pendingEnd = false
-            link.forwardEndOfStream()
-        }
+        backlog.forwardEndIfDrained(link)
     }
 
-    func endOfStream(link: any ToxicLink) {
-        if queue.isEmpty { link.forwardEndOfStream() } else { pendingEnd = true }
-    }
+    func endOfStream(link: any ToxicLink) { backlog.endOfStream(link) }
 
     func stop(link: any ToxicLink) {
         timer?.cancel()
         timer = nil
-        for piece in queue.removeAll() { link.forward(piece) }
-        held = 0
-        link.setHeldBytes(0)
-        if pendingEnd {
-            pendingEnd = false
-            link.forwardEndOfStream()
-        }
+        backlog.forwardAll(link)
     }
 
     func update(_ attributes: any Sendable, link: any ToxicLink) {

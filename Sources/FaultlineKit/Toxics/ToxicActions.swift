@@ -262,16 +262,20 @@ public struct ResetToxicsAction: Action {
     }
 }
 
+/// The arguments of actions that act on one proxy.
+public struct ProxyArguments: Codable, Sendable {
+    public var proxy: String
+
+    static let help = ["proxy": "the proxy's name"]
+}
+
 /// `proxy.disable`: Toxiproxy's "down" — the proxy closes its connections and refuses new ones
 /// until `proxy.enable` or the end of the experiment.
 public struct DisableProxyAction: Action {
     public static let type = "proxy.disable"
     public static let summary = "Take a proxy down: close its connections and refuse new ones until the experiment ends"
-    public static let argumentHelp = ["proxy": "the proxy's name"]
-
-    public struct Arguments: Codable, Sendable {
-        public var proxy: String
-    }
+    public static let argumentHelp = ProxyArguments.help
+    public typealias Arguments = ProxyArguments
 
     public init() {}
 
@@ -297,11 +301,8 @@ public struct DisableProxyAction: Action {
 public struct EnableProxyAction: Action {
     public static let type = "proxy.enable"
     public static let summary = "Bring a disabled proxy back up"
-    public static let argumentHelp = ["proxy": "the proxy's name"]
-
-    public struct Arguments: Codable, Sendable {
-        public var proxy: String
-    }
+    public static let argumentHelp = ProxyArguments.help
+    public typealias Arguments = ProxyArguments
 
     public init() {}
 
