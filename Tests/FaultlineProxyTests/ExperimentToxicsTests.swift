@@ -1,5 +1,6 @@
 import FaultlineKit
 import FaultlineProxy
+import FaultlineTesting
 import Foundation
 import Testing
 
@@ -32,7 +33,9 @@ enum EchoProbePlugin: FaultlinePlugin {
 }
 
 /// Runs a suite file written from text with the real in-process proxy.
-func runSuite(_ yaml: String, seed: UInt64 = 3) async throws -> SuiteRunner.Result {
+func runSuite(
+    _ yaml: String, seed: UInt64 = 3, interruption: Interruption = Interruption(), observer: any RunObserver = SilentObserver()
+) async throws -> SuiteRunner.Result {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-proxy-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: directory) }
@@ -41,8 +44,10 @@ func runSuite(_ yaml: String, seed: UInt64 = 3) async throws -> SuiteRunner.Resu
     var options = SuiteRunner.Options()
     options.journalPath = directory.appendingPathComponent("journals").path
     options.seed = seed
-    let runner = SuiteRunner(registry: PluginRegistry(plugins: [ProxyPlugin.self, ToxicActionsPlugin.self, EchoProbePlugin.self]))
-    return await runner.run(try runner.load(path: file, options: options))
+    var registry = PluginRegistry(plugins: [ProxyPlugin.self, ToxicActionsPlugin.self, EchoProbePlugin.self])
+    registry.register(probe: ScriptedProbe(kit: TestKit()))
+    let runner = SuiteRunner(registry: registry, observer: observer)
+    return await runner.run(try runner.load(path: file, options: options), interruption: interruption)
 }
 
 /// Loads a suite and returns its validation errors.
@@ -110,6 +115,32 @@ struct ExperimentToxicsTests {
         #expect(after < 100)
     }
 
+    @Test("an interrupted run removes its toxics; one a rollback already removed counts as removed")
+    func interrupted() async throws {
+        let upstream = try await TestUpstream(.echo, group: ProxyFixture.sharedGroup)
+        defer { Task { await upstream.close() } }
+        let interruption = Interruption()
+        let result = try await runSuite("""
+            name: interrupted
+            proxies:
+              - {name: echo, upstream: "127.0.0.1:\(upstream.port)"}
+            experiments:
+              - title: held up
+                method:
+                  - {type: action, name: slow, provider: {type: toxic, proxy: echo, toxic: latency, attributes: {latency: 50}}}
+                  - {type: action, name: cut, provider: {type: toxic, proxy: echo, toxic: limit_data, attributes: {bytes: 10}}}
+                  - {type: probe, name: wait, provider: {type: test.probe, delay: 30}}
+                rollbacks:
+                  - {type: action, name: uncut, provider: {type: toxic.remove, proxy: echo, name: limit_data_downstream}}
+            """, interruption: interruption, observer: InterruptWhenStarted("wait", interruption))
+        #expect(result.interrupted)
+        let journal = try #require(result.journals.first)
+        #expect(journal.rollbacks.first?.status == .succeeded)
+        #expect(journal.cleanup.map(\.description) == ["remove toxic limit_data_downstream from echo", "remove toxic latency_downstream from echo"])
+        #expect(journal.cleanup.allSatisfy { $0.status == "succeeded" })
+        #expect(journal.faults.count == 2 && journal.faults.allSatisfy { $0.end != nil })
+    }
+
     @Test("a misspelt toxic type or attribute is a load error at its line and column")
     func loadErrors() throws {
         let errors = try validationErrors("""
@@ -140,6 +171,21 @@ struct ExperimentToxicsTests {
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:15:77:") && $0.contains("rate must be more than 0") }, "\(errors)")
         #expect(errors.contains { $0.contains("size_variation (10) must be less than average_size (10)") }, "\(errors)")
         #expect(errors.contains { $0.contains("toxicity must be between 0 and 1") }, "\(errors)")
+    }
+}
+
+/// Sends SIGINT (to the run) when an activity starts.
+struct InterruptWhenStarted: RunObserver {
+    let activity: String
+    let interruption: Interruption
+
+    init(_ activity: String, _ interruption: Interruption) {
+        self.activity = activity
+        self.interruption = interruption
+    }
+
+    func handle(_ event: RunEvent) {
+        if case .activityStarted(let name, _, _, _) = event, name == activity { interruption.interrupt("SIGINT") }
     }
 }
 

@@ -37,7 +37,7 @@ public struct BandwidthToxic: Toxic {
 /// lateness and proxy overhead do not accumulate into a lower rate.
 final class BandwidthStage: ToxicStage {
     /// Credit allowed after an idle period: a stream that paused may not burst more than this.
-    static let idleCredit: UInt64 = 2_000_000
+    static let idleCredit: UInt64 = 10_000_000
     private var bytesPerSecond: UInt64
     private var backlog = Backlog()
     /// The virtual time at which the bytes released so far were fully "transmitted".
