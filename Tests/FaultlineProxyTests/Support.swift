@@ -112,9 +112,28 @@ final class TestSocket: @unchecked Sendable {
     func close() { Glibc.close(fd) }
 }
 
-/// Counts this process's open file descriptors.
-func openDescriptorCount() -> Int {
-    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+/// This process's open descriptors for the proxy's sockets: connections accepted on
+/// `proxyPort` and connections to `upstreamPort` (not the listener, not sockets of other tests).
+func proxySocketDescriptors(proxyPort: Int, upstreamPort: Int) -> Int {
+    var inodes: Set<String> = []
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        // procfs files report no size: read to the end rather than by length.
+        guard let data = FileHandle(forReadingAtPath: table)?.readDataToEndOfFile() else { continue }
+        let text = String(decoding: data, as: UTF8.self)
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 9 else { continue }
+            let local = Int(fields[1].split(separator: ":").last ?? "", radix: 16)
+            let remote = Int(fields[2].split(separator: ":").last ?? "", radix: 16)
+            let listening = fields[3] == "0A"
+            if (local == proxyPort && !listening) || remote == upstreamPort { inodes.insert(String(fields[9])) }
+        }
+    }
+    let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    return descriptors.filter { fd in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") else { return false }
+        return target.hasPrefix("socket:[") && inodes.contains(String(target.dropFirst(8).dropLast()))
+    }.count
 }
 
 /// Deterministic pseudo-random bytes.

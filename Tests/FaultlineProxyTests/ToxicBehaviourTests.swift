@@ -187,7 +187,8 @@ struct ToxicBehaviourTests {
         let socket = try await fixture.connect()
         defer { socket.close() }
         let (before, _) = try await Self.roundTrip(socket)
-        #expect(before < 0.1)
+        // "Fast" is well under the 200-300 ms toxics, with room for a loaded machine.
+        #expect(before < 0.15)
         try await fixture.addToxic("latency", ["latency": 200])
         let (during, echoed) = try await Self.roundTrip(socket, "pong")
         #expect(echoed == "pong")
@@ -198,7 +199,7 @@ struct ToxicBehaviourTests {
         try await fixture.server.removeToxic(named: "latency_downstream", from: "test")
         let (after, again) = try await Self.roundTrip(socket, "ping again")
         #expect(again == "ping again")
-        #expect(after < 0.1)
+        #expect(after < 0.15)
     }
 
     @Test("removing a toxic delivers what it held at once")
@@ -280,28 +281,25 @@ struct ToxicBehaviourTests {
     func thousandConnections() async throws {
         let fixture = try await ProxyFixture()
         defer { Task { await fixture.close() } }
-        // Warm up lazily created descriptors (event loop internals).
-        let warm = try await fixture.connect()
-        _ = try await Self.roundTrip(warm)
-        warm.close()
-        #expect(try await fixture.waitForNoConnections() == 0)
-        let baseline = openDescriptorCount()
         let port = fixture.proxyPort
-        let echoed = try await blocking {
+        let upstreamPort = fixture.upstream.port
+        let (echoed, whileOpen) = try await blocking {
             var sockets: [TestSocket] = []
             defer { sockets.forEach { $0.close() } }
             for _ in 0..<1000 { sockets.append(try TestSocket(port: port)) }
             for socket in sockets { try socket.send("x") }
-            return sockets.reduce(0) { $0 + $1.receive(count: 1).0.count }
+            let echoed = sockets.reduce(0) { $0 + $1.receive(count: 1).0.count }
+            return (echoed, proxySocketDescriptors(proxyPort: port, upstreamPort: upstreamPort))
         }
         #expect(echoed == 1000)
+        #expect(whileOpen == 2000)
         #expect(try await fixture.waitForNoConnections() == 0)
-        var open = openDescriptorCount()
-        for _ in 0..<300 where open > baseline {
+        var open = proxySocketDescriptors(proxyPort: port, upstreamPort: upstreamPort)
+        for _ in 0..<300 where open > 0 {
             try await Task.sleep(for: .milliseconds(10))
-            open = openDescriptorCount()
+            open = proxySocketDescriptors(proxyPort: port, upstreamPort: upstreamPort)
         }
-        #expect(open <= baseline)
+        #expect(open == 0)
     }
 
     @Test("toxicity rolls replay with the seed and do not depend on other toxics")
