@@ -45,7 +45,6 @@ while true {
     bannerLine.append(byte)
 }
 let apiPort = Int(String(decoding: bannerLine, as: UTF8.self).split(separator: ":").last!.prefix { $0.isNumber })!
-defer { proxyProcess.terminate() }
 
 /// One admin API call; returns the status and body.
 @discardableResult
@@ -310,3 +309,6 @@ if selected("latency") {
             goal(abs(error) <= 0.5, String(format: "%+.3f ms (±0.5 ms)", error)))
     }
 }
+
+proxyProcess.terminate()
+proxyProcess.waitUntilExit()

@@ -87,4 +87,20 @@ struct DataPathTests {
         }
         #expect(end == .reset)
     }
+
+    @Test("a reader that stops reading stops the sender: buffering is bounded", arguments: [false, true])
+    func backpressure(withLatency: Bool) async throws {
+        let fixture = try await ProxyFixture(.stall)
+        defer { Task { await fixture.close() } }
+        if withLatency { try await fixture.addToxic("latency", stream: "upstream", ["latency": 10_000]) }
+        let port = fixture.proxyPort
+        let socket = try await blocking { try TestSocket(port: port, timeout: 1) }
+        defer { socket.close() }
+        let limit = 256 << 20
+        let sent = try await blocking { socket.sendUntilBlocked(limit: limit) }
+        // Kernel socket buffers on loopback take a few MiB each; the proxy adds at most its write
+        // buffer (1 MiB) and what toxics may hold (8 MiB).
+        #expect(sent < 64 << 20, "\(sent >> 20) MiB went out before the sender blocked")
+        #expect(sent > 0)
+    }
 }

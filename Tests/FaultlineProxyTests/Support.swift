@@ -96,6 +96,18 @@ final class TestSocket: @unchecked Sendable {
         return (result, nil)
     }
 
+    /// Sends until the peer stops taking bytes (the send timeout); returns how many went out.
+    func sendUntilBlocked(chunk: Int = 1 << 20, limit: Int) -> Int {
+        let buffer = [UInt8](repeating: 0x5A, count: chunk)
+        var total = 0
+        while total < limit {
+            let n = buffer.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { break }
+            total += n
+        }
+        return total
+    }
+
     /// Reads until EOF, reset or timeout.
     func receiveAll() -> ([UInt8], End) {
         let (bytes, end) = receive(count: Int.max)
@@ -172,6 +184,8 @@ enum UpstreamBehaviour: Sendable {
     case replyAfterEnd
     /// Resets every connection as soon as it reads something.
     case resetOnData
+    /// Never reads: what the client sends piles up in buffers.
+    case stall
 }
 
 /// A loopback TCP server for tests, on an ephemeral port.
@@ -188,6 +202,7 @@ final class TestUpstream: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 counter.count.add(1, ordering: .relaxed)
+                if case .stall = behaviour { return channel.setOption(.autoRead, value: false) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler(behaviour))
                 }
@@ -227,7 +242,7 @@ final class UpstreamHandler: ChannelInboundHandler {
         var buffer = unwrapInboundIn(data)
         switch behaviour {
         case .echo: context.write(wrapOutboundOut(buffer), promise: nil)
-        case .send: break
+        case .send, .stall: break
         case .replyAfterEnd:
             if collected == nil { collected = buffer } else { collected!.writeBuffer(&buffer) }
         case .resetOnData:
@@ -247,9 +262,8 @@ final class UpstreamHandler: ChannelInboundHandler {
             closeOutputAfterWrites(context, last: ByteBuffer())
         case .replyAfterEnd:
             closeOutputAfterWrites(context, last: collected ?? ByteBuffer())
-        case .send:
+        case .send, .resetOnData, .stall:
             context.close(promise: nil)
-        case .resetOnData: context.close(promise: nil)
         }
     }
 
