@@ -194,6 +194,8 @@ final class Link {
     }
 
     private func start(_ slot: StageSlot) {
+        // A closing connection runs no new toxics (their timers would outlive it).
+        guard !isDead else { return }
         let stage = slot.toxic.prepared.makeStage(random: slot.roll.stageRandom)
         slot.stage = stage
         slot.endReceived = false

@@ -246,6 +246,7 @@ final class ProxyConnection {
     // MARK: Toxic changes from the control plane
 
     func apply(_ change: ToxicChange) {
+        guard registered else { return }
         switch change {
         case .add(let toxic):
             let roll = ToxicRoll(seed: runtime.seed, proxy: runtime.name, toxic: toxic.definition.name, connection: number)
