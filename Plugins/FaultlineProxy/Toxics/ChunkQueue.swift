@@ -98,6 +98,11 @@ enum Nanoseconds {
     static func microseconds(_ us: Int) -> UInt64 { UInt64(max(0, us)) &* 1_000 }
 }
 
+/// Rejects a negative attribute, naming its unit.
+func requireNonNegative(_ value: Int, _ key: String, unit: String) throws {
+    if value < 0 { throw ArgumentError(key, "\(key) must not be negative (\(unit))") }
+}
+
 extension KeyedDecodingContainer {
     /// A Toxiproxy attribute: absent means 0.
     func attribute(_ key: Key) throws -> Int { try decodeIfPresent(Int.self, forKey: key) ?? 0 }

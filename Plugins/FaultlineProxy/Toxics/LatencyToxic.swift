@@ -29,8 +29,8 @@ public struct LatencyToxic: Toxic {
     }
 
     public static func validate(_ attributes: Attributes) throws {
-        if attributes.latency < 0 { throw ArgumentError("latency", "latency must not be negative (milliseconds)") }
-        if attributes.jitter < 0 { throw ArgumentError("jitter", "jitter must not be negative (milliseconds)") }
+        try requireNonNegative(attributes.latency, "latency", unit: "milliseconds")
+        try requireNonNegative(attributes.jitter, "jitter", unit: "milliseconds")
     }
 
     public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {

@@ -19,7 +19,7 @@ public struct LimitDataToxic: Toxic {
     }
 
     public static func validate(_ attributes: Attributes) throws {
-        if attributes.bytes < 0 { throw ArgumentError("bytes", "bytes must not be negative") }
+        try requireNonNegative(attributes.bytes, "bytes", unit: "bytes")
     }
 
     public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {

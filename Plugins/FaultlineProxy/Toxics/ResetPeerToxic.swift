@@ -8,20 +8,10 @@ public struct ResetPeerToxic: Toxic {
     public static let summary = "Reset the connection (TCP RST) timeout milliseconds after data arrives"
     public static let attributeHelp = ["timeout": "milliseconds between the first data and the reset; 0 resets at once"]
 
-    public struct Attributes: Codable, Sendable, Equatable {
-        public var timeout: Int
-
-        public init(timeout: Int = 0) { self.timeout = timeout }
-
-        enum CodingKeys: String, CodingKey { case timeout }
-
-        public init(from decoder: any Decoder) throws {
-            timeout = try decoder.container(keyedBy: CodingKeys.self).attribute(.timeout)
-        }
-    }
+    public typealias Attributes = TimeoutAttributes
 
     public static func validate(_ attributes: Attributes) throws {
-        if attributes.timeout < 0 { throw ArgumentError("timeout", "timeout must not be negative (milliseconds)") }
+        try requireNonNegative(attributes.timeout, "timeout", unit: "milliseconds")
     }
 
     public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {

@@ -36,14 +36,12 @@ public struct SlicerToxic: Toxic {
         guard attributes.average_size > 0 else {
             throw ArgumentError("average_size", "average_size must be at least 1 byte (found \(attributes.average_size))")
         }
-        guard attributes.size_variation >= 0 else {
-            throw ArgumentError("size_variation", "size_variation must not be negative")
-        }
+        try requireNonNegative(attributes.size_variation, "size_variation", unit: "bytes")
         guard attributes.size_variation < attributes.average_size else {
             throw ArgumentError(
                 "size_variation", "size_variation (\(attributes.size_variation)) must be less than average_size (\(attributes.average_size))")
         }
-        if attributes.delay < 0 { throw ArgumentError("delay", "delay must not be negative (microseconds)") }
+        try requireNonNegative(attributes.delay, "delay", unit: "microseconds")
     }
 
     public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {

@@ -19,7 +19,7 @@ public struct SlowCloseToxic: Toxic {
     }
 
     public static func validate(_ attributes: Attributes) throws {
-        if attributes.delay < 0 { throw ArgumentError("delay", "delay must not be negative (milliseconds)") }
+        try requireNonNegative(attributes.delay, "delay", unit: "milliseconds")
     }
 
     public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {

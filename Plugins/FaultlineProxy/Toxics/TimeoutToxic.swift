@@ -7,24 +7,27 @@ public struct TimeoutToxic: Toxic {
     public static let summary = "Stop all data, and close the connection after timeout milliseconds (0 = never)"
     public static let attributeHelp = ["timeout": "milliseconds until the connection is closed; 0 holds it open forever"]
 
-    public struct Attributes: Codable, Sendable, Equatable {
-        public var timeout: Int
-
-        public init(timeout: Int = 0) { self.timeout = timeout }
-
-        enum CodingKeys: String, CodingKey { case timeout }
-
-        public init(from decoder: any Decoder) throws {
-            timeout = try decoder.container(keyedBy: CodingKeys.self).attribute(.timeout)
-        }
-    }
+    public typealias Attributes = TimeoutAttributes
 
     public static func validate(_ attributes: Attributes) throws {
-        if attributes.timeout < 0 { throw ArgumentError("timeout", "timeout must not be negative (milliseconds; 0 = forever)") }
+        try requireNonNegative(attributes.timeout, "timeout", unit: "milliseconds; 0 = forever")
     }
 
     public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {
         TimeoutStage(timeout: attributes.timeout)
+    }
+}
+
+/// `{timeout}` in milliseconds, the attributes of `timeout` and `reset_peer`.
+public struct TimeoutAttributes: Codable, Sendable, Equatable {
+    public var timeout: Int
+
+    public init(timeout: Int = 0) { self.timeout = timeout }
+
+    enum CodingKeys: String, CodingKey { case timeout }
+
+    public init(from decoder: any Decoder) throws {
+        timeout = try decoder.container(keyedBy: CodingKeys.self).attribute(.timeout)
     }
 }
 
