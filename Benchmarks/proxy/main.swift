@@ -211,7 +211,7 @@ if selected("connections") {
     }
     let helloProxy = proxy("hello", to: hello.port)
     let total = quick ? 5_000 : (only == nil ? 20_000 : 60_000)
-    let threads = Int(ProcessInfo.processInfo.environment["BENCH_THREADS"] ?? "") ?? 4
+    let threads = Int(ProcessInfo.processInfo.environment["BENCH_THREADS"] ?? "") ?? 8
     _ = connectionRate(helloProxy, total: 2_000, threads: threads)
     let direct = connectionRate(hello.port, total: total, threads: threads)
     let proxied = connectionRate(helloProxy, total: total, threads: threads)

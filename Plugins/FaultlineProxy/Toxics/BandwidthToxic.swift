@@ -56,10 +56,11 @@ final class BandwidthStage: ToxicStage {
 
     func receive(_ chunk: ToxicChunk, link: any ToxicLink) {
         if backlog.isEmpty {
-            // After an idle spell the clock restarts from now, less a little credit; while data is
-            // queued it never does, so late timers do not lower the rate.
+            // The first bytes start the clock. After an idle spell it restarts from now, less a
+            // little credit (so a sender that briefly fell behind catches up); while data is queued
+            // it never restarts, so late timers do not lower the rate.
             let now = link.now
-            paidUntil = max(paidUntil, now > Self.idleCredit ? now - Self.idleCredit : 0)
+            paidUntil = paidUntil == 0 ? now : max(paidUntil, now > Self.idleCredit ? now - Self.idleCredit : 0)
         }
         backlog.append(chunk, link: link)
         pump(link)
