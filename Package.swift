@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "FaultlineTesting", targets: ["FaultlineTesting"]),
         .library(name: "FaultlineProcess", targets: ["FaultlineProcess"]),
         .library(name: "FaultlineNetwork", targets: ["FaultlineNetwork"]),
+        .library(name: "FaultlineProxy", targets: ["FaultlineProxy"]),
         .library(name: "FaultlineReports", targets: ["FaultlineReports"]),
     ],
     dependencies: [
@@ -35,13 +36,14 @@ let package = Package(
                 "FaultlineProcess",
                 "FaultlineNetwork",
                 "FaultlineReports",
+                "FaultlineProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "faultline",
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProcess", "FaultlineReports"]
+            dependencies: ["FaultlineCLI"]
         ),
         .target(name: "FaultlineTesting", dependencies: ["FaultlineKit"]),
 
@@ -53,6 +55,16 @@ let package = Package(
             path: "Plugins/FaultlineNetwork"
         ),
         .target(name: "FaultlineReports", dependencies: ["FaultlineKit"], path: "Plugins/FaultlineReports"),
+        .target(
+            name: "FaultlineProxy",
+            dependencies: [
+                "FaultlineKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Plugins/FaultlineProxy"
+        ),
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
 
@@ -61,6 +73,16 @@ let package = Package(
         .testTarget(
             name: "FaultlineNetworkTests",
             dependencies: ["FaultlineNetwork", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "FaultlineProxyTests",
+            dependencies: [
+                "FaultlineProxy", "FaultlineKit", "FaultlineTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            // The chaostoolkit-toxiproxy driver and its venv setup, run by the compatibility test and .ci/run.
+            exclude: ["Resources"]
         ),
         .testTarget(
             name: "FaultlineReportsTests",
@@ -72,6 +94,10 @@ let package = Package(
             // Depends on the executable so that `swift test` builds the binary these tests run.
             dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineTesting", "faultline"]
         ),
+
+        // Benchmarks: programs that print measurements beside a reference measured in the same run.
+        // Runs the shipped `faultline proxy` as a child process (build both with `swift build -c release`).
+        .executableTarget(name: "ProxyBenchmark", path: "Benchmarks/proxy"),
     ],
     swiftLanguageModes: [.v6]
 )

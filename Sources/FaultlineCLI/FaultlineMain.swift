@@ -3,6 +3,7 @@ import FaultlineKit
 import FaultlineNetwork
 import FaultlineProcess
 import FaultlineReports
+import FaultlineProxy
 import Foundation
 import Logging
 import Synchronization
@@ -11,6 +12,8 @@ import Synchronization
 /// `static let plugins = Faultline.builtins + [MyPlugin.self]`.
 public enum Faultline {
     public static let builtins: [any FaultlinePlugin.Type] = [
+        ToxicActionsPlugin.self,
+        ProxyPlugin.self,
         ProcessPlugin.self,
         NetworkPlugin.self,
         ReportsPlugin.self,
@@ -64,7 +67,7 @@ struct FaultlineCommand: AsyncParsableCommand {
             Exit codes: 0 completed, 1 deviated/failed/aborted, 2 invalid input, 130 interrupted.
             """,
         version: "faultline \(Engine.version)",
-        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self, ReportCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self, ReportCommand.self, ProxyCommand.self],
         defaultSubcommand: nil
     )
 }

@@ -228,8 +228,7 @@ public struct ToxicDescriptor: Sendable {
     public let attributeHelp: [String: String]
     let schemaMaker: @Sendable () -> ArgumentSchema
     let normalizer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?) throws -> Value
-    let stageMaker: @Sendable (Value, SeededRandom) throws -> any ToxicStage
-    let attributeDecoder: @Sendable (Value) throws -> any Sendable
+    let preparer: @Sendable (Value) throws -> PreparedToxic
 
     init<T: Toxic>(_ toxic: T.Type) {
         type = T.type
@@ -245,19 +244,20 @@ public struct ToxicDescriptor: Sendable {
             }
             return try ValueEncoder().encode(attributes)
         }
-        attributeDecoder = { value in
+        preparer = { value in
             let attributes = try NodeDecoder().decode(T.Attributes.self, from: value)
             try T.validate(attributes)
-            return attributes
-        }
-        stageMaker = { value, random in
-            let attributes = try NodeDecoder().decode(T.Attributes.self, from: value)
-            return T.makeStage(attributes, random: random)
+            return PreparedToxic(
+                attributes: try ValueEncoder().encode(attributes), typed: attributes,
+                stageMaker: { random in T.makeStage(attributes, random: random) })
         }
     }
 
     /// The attributes, for listings.
     public var schema: ArgumentSchema { schemaMaker() }
+
+    /// The attribute names the type reads.
+    public var attributeNames: [String] { schema.fields.map(\.name) }
 
     /// Decodes and validates attributes, returning them with every default filled in (as
     /// Toxiproxy echoes them).
@@ -270,11 +270,20 @@ public struct ToxicDescriptor: Sendable {
         try normalizer(SourceNode(attributes, at: nil), .root, nil)
     }
 
-    /// The typed attributes value (the toxic's `Attributes`), for ``ToxicStage/update(_:link:)``.
-    public func typedAttributes(_ attributes: Value) throws -> any Sendable { try attributeDecoder(attributes) }
+    /// Decodes and validates attributes once, for a proxy that makes a stage per connection.
+    public func prepare(_ attributes: Value) throws -> PreparedToxic { try preparer(attributes) }
+}
 
-    /// Makes a stage for one link.
-    public func makeStage(_ attributes: Value, random: SeededRandom) throws -> any ToxicStage { try stageMaker(attributes, random) }
+/// A toxic's attributes decoded and validated once, ready to make stages for many connections.
+public struct PreparedToxic: Sendable {
+    /// The attributes with every default filled in, as the API echoes them.
+    public let attributes: Value
+    /// The toxic's typed `Attributes`, for ``ToxicStage/update(_:link:)``.
+    public let typed: any Sendable
+    let stageMaker: @Sendable (SeededRandom) -> any ToxicStage
+
+    /// Makes a stage for one link (on the link's thread).
+    public func makeStage(random: SeededRandom) -> any ToxicStage { stageMaker(random) }
 }
 
 extension ArgumentError {

@@ -4,6 +4,11 @@ public enum ToxicStream: String, Sendable, Codable, CaseIterable {
     case upstream
     /// Server → client bytes (Toxiproxy's default).
     case downstream
+
+    /// Parses a stream name as Toxiproxy does: case-insensitively.
+    public init?(parsing text: String) {
+        self.init(rawValue: text.lowercased())
+    }
 }
 
 /// A network fault applied to one direction of the byte stream of proxied connections.
@@ -11,16 +16,17 @@ public enum ToxicStream: String, Sendable, Codable, CaseIterable {
 /// A toxic has a type name (`latency`, `bandwidth`, …), typed ``Attributes`` with Toxiproxy's
 /// names and units, a ``ToxicStream`` and a toxicity (the probability, 0...1, that it applies to a
 /// given connection). The Toxiproxy driver only needs the type and attributes; the in-process
-/// proxy also runs the toxic through ``makeStage(_:random:)``. Plugins register new toxic types
-/// the same way the built-ins do.
+/// proxy also runs the toxic through ``makeStage(_:random:)``. The built-in toxics register
+/// through this same protocol (`registry.register(toxic:)`), so a plugin's toxic is a peer of them.
 ///
 /// ## Implementation requirements
-/// - `Attributes` decodes every attribute with a default when absent (as Toxiproxy does) and
-///   encodes all of them, so the API can echo the full attribute set.
+/// - `Attributes` decodes every attribute with a default when absent (as Toxiproxy does: a
+///   missing number is 0) and encodes all of them, so the API can echo the full attribute set.
 /// - ``validate(_:)`` rejects values that would hang or crash the stream (a zero rate, a zero
-///   slice size): throw ``ArgumentError`` naming the attribute.
-/// - A stage never blocks its thread: it schedules timers through its link. It must pass every
-///   byte it has accepted on when it is stopped, unless its semantics drop or cut them.
+///   slice size): throw ``ArgumentError`` naming the attribute. The registry validates when an
+///   experiment loads and when the admin API receives a toxic, so a stage may trust its attributes.
+/// - The stage ``makeStage(_:random:)`` returns follows ``ToxicStage``'s requirements: it never
+///   blocks, it schedules timers through its link, and it bounds or reports what it holds.
 public protocol Toxic: Sendable {
     associatedtype Attributes: Codable & Sendable
 
@@ -28,16 +34,18 @@ public protocol Toxic: Sendable {
     static var type: String { get }
     /// One line for `faultline plugins`.
     static var summary: String { get }
-    /// Help for attributes, by name.
+    /// Help for attributes, by name (with units).
     static var attributeHelp: [String: String] { get }
 
     /// Rejects attribute values the toxic cannot honour.
     static func validate(_ attributes: Attributes) throws
 
     /// Creates the state machine that runs this toxic on one connection in one direction.
+    /// Called on the connection's thread, once per connection where the toxicity roll fires.
     /// - Parameters:
-    ///   - attributes: the toxic's current attributes.
-    ///   - random: a generator seeded for this connection and toxic (jitter, slice sizes).
+    ///   - attributes: the toxic's current attributes, validated.
+    ///   - random: a generator seeded for this run, proxy, toxic and connection (jitter, slice
+    ///     sizes), so `--seed` replays the same choices.
     static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage
 }
 

@@ -22,11 +22,13 @@ public struct ProxyDefinition: Sendable, Codable, Equatable {
 
 /// A toxic as Toxiproxy's API describes it: backend-neutral, attributes as JSON.
 public struct ToxicDefinition: Sendable, Codable, Equatable {
+    /// Unique per proxy across both streams; Toxiproxy's default is `<type>_<stream>`.
     public var name: String
     public var type: String
     public var stream: ToxicStream
-    /// Probability 0...1 that the toxic applies to a connection.
+    /// Probability 0...1 that the toxic applies to a connection, rolled once per connection.
     public var toxicity: Double
+    /// Every attribute of the type, defaults filled in (as Toxiproxy echoes them).
     public var attributes: Value
 
     public init(name: String, type: String, stream: ToxicStream = .downstream, toxicity: Double = 1, attributes: Value = .object([:])) {
@@ -44,9 +46,12 @@ public struct ToxicDefinition: Sendable, Codable, Equatable {
 /// experiment runs against either.
 ///
 /// ## Implementation requirements
-/// - Every call fails fast with a named error when the backend is unreachable; none hangs.
+/// - Every call fails fast with a named error when the backend is unreachable; none hangs, also
+///   under heavy traffic on the proxy.
 /// - `removeToxic` and `deleteProxy` of something already gone throw ``ToxicBackendError/notFound``,
 ///   which cleanups treat as success.
+/// - Toxic changes apply to live connections without dropping them (unless the toxic's own
+///   semantics close them); a backend that can seed toxicity rolls uses ``BackendContext/seed``.
 public protocol ToxicBackend: Sendable {
     /// For messages: `in-process proxy`, `Toxiproxy at http://127.0.0.1:8474`.
     var description: String { get }
@@ -105,6 +110,7 @@ extension ToxicBackendFactory {
 
 /// What a backend factory gets to build a backend.
 public struct BackendContext: Sendable {
+    /// The run's seed (`--seed` or the suite's), for reproducible toxicity rolls and jitter.
     public var seed: UInt64
     public var environment: [String: String]
     public var registry: PluginRegistry

@@ -1,0 +1,334 @@
+import FaultlineKit
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The two sockets of a proxied connection.
+enum Side {
+    case client, server
+}
+
+/// One accepted client connection and its upstream connection, with a ``Link`` each way.
+///
+/// Confined to the event loop of the accepted channel; the upstream channel is created on the
+/// same loop, so bytes move between the two sockets without a thread hop. Other threads reach a
+/// connection only through ``ConnectionRef`` (which hops onto the loop).
+final class ProxyConnection {
+    let runtime: ProxyRuntime
+    let eventLoop: any EventLoop
+    private(set) var number: UInt64 = 0
+    private(set) var upstream: Link!
+    private(set) var downstream: Link!
+    private var client: ChannelHandlerContext?
+    private var server: ChannelHandlerContext?
+    private var clientHandler: SideHandler?
+    private var serverHandler: SideHandler?
+    private var clientClosed = false
+    private var serverClosed = false
+    private var registered = false
+    private var closing = false
+    private var failed: [Side: Bool] = [:]
+    private var resetByPeer: [Side: Bool] = [:]
+    private var safetyClose: Scheduled<Void>?
+
+    /// How long a gracefully closing connection waits for the peers' FIN before closing hard.
+    static let lingerOnClose = TimeAmount.seconds(2)
+
+    init(runtime: ProxyRuntime, eventLoop: any EventLoop) {
+        self.runtime = runtime
+        self.eventLoop = eventLoop
+        upstream = Link(direction: .upstream, connection: self, counters: runtime.metrics.upstream)
+        downstream = Link(direction: .downstream, connection: self, counters: runtime.metrics.downstream)
+    }
+
+    func link(from side: Side) -> Link { side == .client ? upstream : downstream }
+    func link(to side: Side) -> Link { side == .client ? downstream : upstream }
+
+    // MARK: Setup
+
+    /// Installs the client side's handler; called from the accepted channel's initializer.
+    func attachClient(to channel: any Channel) throws {
+        let handler = SideHandler(connection: self, side: .client)
+        clientHandler = handler
+        try channel.pipeline.syncOperations.addHandler(handler)
+    }
+
+    func handlerAdded(_ context: ChannelHandlerContext, side: Side) {
+        switch side {
+        case .client:
+            client = context
+            upstream.source = context
+            downstream.destination = context
+        case .server:
+            server = context
+            downstream.source = context
+            upstream.destination = context
+        }
+    }
+
+    /// The client connected: register with the proxy (taking its toxics) and dial the upstream.
+    func clientActive() {
+        let reference = ConnectionRef(eventLoop: eventLoop, connection: NIOLoopBound(self, eventLoop: eventLoop))
+        guard let registration = runtime.register(reference) else {
+            abort()
+            return
+        }
+        registered = true
+        number = registration.number
+        for toxic in registration.toxics {
+            let roll = ToxicRoll(seed: runtime.seed, proxy: runtime.name, toxic: toxic.definition.name, connection: number)
+            (toxic.definition.stream == .upstream ? upstream : downstream).add(toxic, roll: roll)
+        }
+        connect(registration.target)
+    }
+
+    private func connect(_ target: UpstreamTarget) {
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(10))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.recvAllocator, value: ProxyChannelOptions.receiveAllocator)
+            .channelOption(.writeBufferWaterMark, value: ProxyChannelOptions.waterMark)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let connection = bound.value
+                    let handler = SideHandler(connection: connection, side: .server)
+                    connection.serverHandler = handler
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let future: EventLoopFuture<any Channel>
+        switch target {
+        case .address(let address): future = bootstrap.connect(to: address)
+        case .host(let host, let port): future = bootstrap.connect(host: host, port: port)
+        }
+        future.assumeIsolated().whenComplete { result in
+            let connection = bound.value
+            switch result {
+            case .success(let channel): connection.serverConnected(channel)
+            case .failure(let error): connection.connectFailed(error)
+            }
+        }
+    }
+
+    private func serverConnected(_ channel: any Channel) {
+        if closing || clientClosed {
+            channel.close(promise: nil)
+            return
+        }
+        upstream.isStarted = true
+        downstream.isStarted = true
+        upstream.readIfPossible()
+        downstream.readIfPossible()
+    }
+
+    private func connectFailed(_ error: any Error) {
+        serverClosed = true
+        runtime.log.debug("upstream \(runtime.targetDescription) refused connection \(number): \(error)")
+        closeGracefully()
+    }
+
+    // MARK: Events from the sockets
+
+    func sideFailed(_ side: Side, error: any Error) {
+        failed[side] = true
+        if let error = error as? IOError, error.errnoCode == ECONNRESET || error.errnoCode == EPIPE {
+            resetByPeer[side] = true
+        }
+    }
+
+    func sideClosed(_ side: Side) {
+        switch side {
+        case .client:
+            guard !clientClosed else { return }
+            clientClosed = true
+            clientHandler?.connection = nil
+            clientHandler = nil
+            client = nil
+        case .server:
+            guard !serverClosed else { return }
+            serverClosed = true
+            serverHandler?.connection = nil
+            serverHandler = nil
+            server = nil
+        }
+        link(to: side).kill()
+        let other: Side = side == .client ? .server : .client
+        if !closing {
+            if resetByPeer[side] == true {
+                // A reset on one side is passed on as a reset.
+                resetSide(other)
+                closing = true
+            } else if failed[side] == true {
+                closeSide(other)
+                closing = true
+            } else {
+                // A close without error is an end of stream: what the toxics still hold is
+                // delivered, then the other side is half-closed.
+                link(from: side).sourceReachedEnd()
+            }
+        }
+        if clientClosed && serverClosed { finish() }
+    }
+
+    /// Both sockets are closed: release everything and leave the proxy's books.
+    private func finish() {
+        upstream.kill()
+        downstream.kill()
+        safetyClose?.cancel()
+        safetyClose = nil
+        if registered {
+            registered = false
+            runtime.unregister(number)
+        }
+        // Callers up the stack (a handler, a stage) may still touch this connection in this tick.
+        eventLoop.assumeIsolatedUnsafeUnchecked().execute { withExtendedLifetime(self) {} }
+    }
+
+    // MARK: Closing
+
+    /// Closes both sides with FIN after what was already forwarded, then reads and discards
+    /// until each peer closes too (closing with unread data would send RST), up to a limit.
+    func closeGracefully() {
+        guard !closing else { return }
+        closing = true
+        upstream.kill()
+        downstream.kill()
+        for context in [client, server].compactMap({ $0 }) {
+            context.closeOutputAfterPendingWrites()
+            context.channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        }
+        if clientClosed && serverClosed { return }
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        safetyClose = eventLoop.scheduleTask(in: Self.lingerOnClose) { bound.value.abort() }
+    }
+
+    /// Closes both sides with RST (SO_LINGER 0), discarding unsent data.
+    func reset() {
+        closing = true
+        upstream.kill()
+        downstream.kill()
+        resetSide(.client)
+        resetSide(.server)
+    }
+
+    /// Closes both sides at once (the proxy was disabled or deleted).
+    func abort() {
+        closing = true
+        upstream.kill()
+        downstream.kill()
+        closeSide(.client)
+        closeSide(.server)
+        if !registered && server == nil { serverClosed = true }
+    }
+
+    private func context(_ side: Side) -> ChannelHandlerContext? { side == .client ? client : server }
+
+    private func closeSide(_ side: Side) {
+        context(side)?.close(promise: nil)
+    }
+
+    private func resetSide(_ side: Side) {
+        guard let context = context(side) else { return }
+        if let options = context.channel as? any SocketOptionProvider {
+            _ = options.setSoLinger(linger(l_onoff: 1, l_linger: 0))
+        }
+        context.close(promise: nil)
+    }
+
+    // MARK: Toxic changes from the control plane
+
+    func apply(_ change: ToxicChange) {
+        guard registered else { return }
+        switch change {
+        case .add(let toxic):
+            let roll = ToxicRoll(seed: runtime.seed, proxy: runtime.name, toxic: toxic.definition.name, connection: number)
+            (toxic.definition.stream == .upstream ? upstream : downstream).add(toxic, roll: roll)
+        case .update(let toxic):
+            (toxic.definition.stream == .upstream ? upstream : downstream).update(toxic)
+        case .remove(let name, let stream):
+            (stream == .upstream ? upstream : downstream).remove(named: name)
+        case .removeAll:
+            upstream.removeAll()
+            downstream.removeAll()
+        }
+        upstream.afterEvent()
+        downstream.afterEvent()
+    }
+}
+
+/// Socket options shared by both sides of proxied connections.
+enum ProxyChannelOptions {
+    /// Reads grow to 256 KiB under bulk traffic (fewer syscalls) and shrink back when idle.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16_384, maximum: 262_144)
+    /// A destination is "not writable" above 1 MiB of queued bytes: the source stops being read.
+    static let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024)
+}
+
+/// A connection as the control plane sees it: which loop it lives on, and the connection itself
+/// (reachable only on that loop).
+struct ConnectionRef: Sendable {
+    let eventLoop: any EventLoop
+    let connection: NIOLoopBound<ProxyConnection>
+
+    /// Runs `body` with the connection on its loop.
+    func submit(_ body: @escaping @Sendable (ProxyConnection) -> Void) -> EventLoopFuture<Void> {
+        let connection = self.connection
+        return eventLoop.submit { body(connection.value) }
+    }
+}
+
+/// The handler on each of the two channels of a proxied connection.
+final class SideHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    var connection: ProxyConnection?
+    let side: Side
+
+    init(connection: ProxyConnection, side: Side) {
+        self.connection = connection
+        self.side = side
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        connection?.handlerAdded(context, side: side)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if side == .client { connection?.clientActive() }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        connection?.link(from: side).receive(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        connection?.link(from: side).afterEvent()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        connection?.link(to: side).readIfPossible()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .inputClosed? = event as? ChannelEvent {
+            connection?.link(from: side).sourceReachedEnd()
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        connection?.sideFailed(side, error: error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection?.sideClosed(side)
+    }
+}

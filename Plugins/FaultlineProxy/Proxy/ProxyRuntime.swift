@@ -1,0 +1,207 @@
+import FaultlineKit
+import Logging
+import NIOCore
+import Synchronization
+
+/// A toxic as a proxy runs it: its definition and its attributes decoded once.
+struct ActiveToxic: Sendable {
+    var definition: ToxicDefinition
+    var prepared: PreparedToxic
+}
+
+/// A change to a proxy's toxics, applied to every live connection on its loop.
+enum ToxicChange: Sendable {
+    case add(ActiveToxic)
+    case update(ActiveToxic)
+    case remove(name: String, stream: ToxicStream)
+    case removeAll
+}
+
+/// Where a proxy's connections go: an address parsed once, or a host name resolved per connection
+/// (as Toxiproxy dials per connection).
+enum UpstreamTarget: Sendable {
+    case address(SocketAddress)
+    case host(String, Int)
+
+    /// Parses `host:port` (`[v6]:port` for IPv6 literals).
+    init(_ text: String) throws(ProxyError) {
+        guard let (host, port) = HostPort.split(text), !host.isEmpty else {
+            throw ProxyError(.badRequest, "upstream must be host:port, found \"\(text)\"")
+        }
+        if let address = try? SocketAddress(ipAddress: host, port: port) {
+            self = .address(address)
+        } else {
+            self = .host(host, port)
+        }
+    }
+}
+
+/// `host:port` strings as Toxiproxy writes them.
+enum HostPort {
+    /// Splits `host:port`, `[v6]:port` or `:port`; nil when the port is missing or invalid.
+    static func split(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            return nil
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host, port)
+    }
+
+    /// The text form of a bound address: `127.0.0.1:8080`, `[::]:41547`.
+    static func format(_ address: SocketAddress) -> String {
+        let ip = address.ipAddress ?? "?"
+        let port = address.port ?? 0
+        if case .v6 = address { return "[\(ip)]:\(port)" }
+        return "\(ip):\(port)"
+    }
+}
+
+/// Byte counters of one direction, updated as bytes move.
+final class DirectionCounters: Sendable {
+    /// Bytes read from the source socket.
+    let received = Atomic<UInt64>(0)
+    /// Bytes written to the destination socket.
+    let sent = Atomic<UInt64>(0)
+}
+
+/// Live counters of one proxy, for `/metrics`.
+final class ProxyMetrics: Sendable {
+    let upstream = DirectionCounters()
+    let downstream = DirectionCounters()
+    let accepted = Atomic<UInt64>(0)
+}
+
+/// The data-plane state of one proxy that accepting threads and the control plane share: the
+/// toxic chain, the live connections and where to connect.
+final class ProxyRuntime: Sendable {
+    let name: String
+    let seed: UInt64
+    let metrics = ProxyMetrics()
+    let log: Logger
+
+    private struct State {
+        var toxics: [ActiveToxic] = []
+        var connections: [UInt64: ConnectionRef] = [:]
+        var nextNumber: UInt64 = 1
+        var target: UpstreamTarget?
+        var targetText = ""
+        var accepting = false
+    }
+    private let state = Mutex(State())
+
+    init(name: String, seed: UInt64, log: Logger) {
+        self.name = name
+        self.seed = seed
+        self.log = log
+    }
+
+    struct Registration {
+        var number: UInt64
+        var toxics: [ActiveToxic]
+        var target: UpstreamTarget
+    }
+
+    /// Registers a new connection and gives it the current toxics; nil when the proxy is not
+    /// accepting (disabled or deleted while the connection was being accepted).
+    func register(_ connection: ConnectionRef) -> Registration? {
+        let registration = state.withLock { s -> Registration? in
+            guard s.accepting, let target = s.target else { return nil }
+            let number = s.nextNumber
+            s.nextNumber += 1
+            s.connections[number] = connection
+            return Registration(number: number, toxics: s.toxics, target: target)
+        }
+        if registration != nil { metrics.accepted.add(1, ordering: .relaxed) }
+        return registration
+    }
+
+    func unregister(_ number: UInt64) {
+        _ = state.withLock { $0.connections.removeValue(forKey: number) }
+    }
+
+    var openConnections: Int { state.withLock { $0.connections.count } }
+
+    var targetDescription: String { state.withLock { $0.targetText } }
+
+    func setTarget(_ target: UpstreamTarget, text: String) {
+        state.withLock {
+            $0.target = target
+            $0.targetText = text
+        }
+    }
+
+    /// Starts or stops admitting new connections; returns the live ones.
+    @discardableResult
+    func setAccepting(_ accepting: Bool) -> [ConnectionRef] {
+        state.withLock {
+            $0.accepting = accepting
+            return Array($0.connections.values)
+        }
+    }
+
+    // MARK: Toxics
+
+    /// Upstream toxics first, then downstream, each in insertion order (as Toxiproxy lists them).
+    var toxics: [ToxicDefinition] {
+        state.withLock { s in
+            s.toxics.filter { $0.definition.stream == .upstream }.map(\.definition)
+                + s.toxics.filter { $0.definition.stream == .downstream }.map(\.definition)
+        }
+    }
+
+    func toxic(named name: String) -> ActiveToxic? { state.withLock { s in s.toxics.first { $0.definition.name == name } } }
+
+    /// Changes the toxic list and returns the change with the connections it must reach, both
+    /// taken under one lock so that every connection sees every change exactly once.
+    func change(_ body: (inout [ActiveToxic]) throws(ProxyError) -> ToxicChange) throws(ProxyError) -> (ToxicChange, [ConnectionRef]) {
+        try state.withLock { (s: inout State) throws(ProxyError) -> (ToxicChange, [ConnectionRef]) in
+            let change = try body(&s.toxics)
+            return (change, Array(s.connections.values))
+        }
+    }
+
+    /// Applies a change to live connections and waits until each loop has applied it. Loops never
+    /// block, so this returns promptly even under heavy traffic.
+    static func broadcast(_ change: ToxicChange, to connections: [ConnectionRef]) async {
+        await perform(on: connections) { $0.apply(change) }
+    }
+
+    /// Runs `body` on each connection's loop and waits for all.
+    static func perform(on connections: [ConnectionRef], _ body: @escaping @Sendable (ProxyConnection) -> Void) async {
+        guard let first = connections.first else { return }
+        let futures = connections.map { $0.submit(body) }
+        try? await EventLoopFuture.andAllComplete(futures, on: first.eventLoop).get()
+    }
+}
+
+/// A failure of a proxy operation, with Toxiproxy's status and message.
+public struct ProxyError: Error, Sendable, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case badRequest, notFound, conflict, serverError
+    }
+
+    public var kind: Kind
+    /// Toxiproxy's message, e.g. `proxy not found`.
+    public var message: String
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    /// The HTTP status the admin API answers with.
+    public var status: Int {
+        switch kind {
+        case .badRequest: 400
+        case .notFound: 404
+        case .conflict: 409
+        case .serverError: 500
+        }
+    }
+
+    public var description: String { message }
+
+    static let proxyNotFound = ProxyError(.notFound, "proxy not found")
+    static let toxicNotFound = ProxyError(.notFound, "toxic not found")
+}

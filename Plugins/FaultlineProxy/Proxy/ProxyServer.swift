@@ -1,0 +1,480 @@
+import FaultlineKit
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The in-process proxy: any number of named TCP proxies with Toxiproxy's toxics, managed the way
+/// Toxiproxy's API manages them. The admin API and the `inprocess` toxic backend both drive it.
+///
+/// Control operations (create, update, toxics) run one at a time, in order; none waits on
+/// anything but event loops that never block, so none hangs, whatever the traffic.
+public final class ProxyServer: Sendable {
+    /// The run's seed: toxicity rolls and toxic randomness derive from it.
+    public let seed: UInt64
+    /// The event loops proxies (and an admin server, if wanted) run on.
+    public let group: any EventLoopGroup
+    private let ownsGroup: Bool
+    private let toxicTypes: [String: ToxicDescriptor]
+    private let log: Logger
+    private let queue = SerialQueue()
+    private let table = Mutex<[String: ManagedProxy]>([:])
+
+    /// A proxy with its listener.
+    private struct ManagedProxy: Sendable {
+        var name: String
+        /// As bound (`127.0.0.1:35135`), or as given while disabled.
+        var listen: String
+        var upstream: String
+        var enabled: Bool
+        var runtime: ProxyRuntime
+        var listener: (any Channel)?
+    }
+
+    /// - Parameters:
+    ///   - toxicTypes: the toxic types proxies accept, by name (the registry's `toxics`).
+    ///   - seed: the run's seed (`--seed`), so a run's toxicity rolls and jitter replay.
+    ///   - group: event loops to run on; by default the server makes one loop per core.
+    public init(toxicTypes: [String: ToxicDescriptor], seed: UInt64, group: (any EventLoopGroup)? = nil, logger: Logger = Logger(label: "faultline.proxy")) {
+        self.toxicTypes = toxicTypes
+        self.seed = seed
+        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        ownsGroup = group == nil
+        log = logger
+    }
+
+    // MARK: Reading
+
+    /// Every proxy, by name.
+    public func proxies() -> [ProxyDefinition] {
+        table.withLock { $0.values.sorted { $0.name < $1.name } }.map(Self.definition)
+    }
+
+    public func proxy(named name: String) throws(ProxyError) -> ProxyDefinition {
+        Self.definition(try managed(name))
+    }
+
+    public func toxics(of proxy: String) throws(ProxyError) -> [ToxicDefinition] {
+        try managed(proxy).runtime.toxics
+    }
+
+    public func toxic(named name: String, on proxy: String) throws(ProxyError) -> ToxicDefinition {
+        guard let toxic = try managed(proxy).runtime.toxic(named: name) else { throw .toxicNotFound }
+        return toxic.definition
+    }
+
+    /// Open connections of a proxy (for tests and metrics).
+    public func openConnections(of proxy: String) throws(ProxyError) -> Int {
+        try managed(proxy).runtime.openConnections
+    }
+
+    private func managed(_ name: String) throws(ProxyError) -> ManagedProxy {
+        guard let proxy = table.withLock({ $0[name] }) else { throw .proxyNotFound }
+        return proxy
+    }
+
+    private static func definition(_ proxy: ManagedProxy) -> ProxyDefinition {
+        ProxyDefinition(name: proxy.name, listen: proxy.listen, upstream: proxy.upstream, enabled: proxy.enabled, toxics: proxy.runtime.toxics)
+    }
+
+    // MARK: Proxies
+
+    /// Creates a proxy and, when enabled, binds its listener.
+    /// - Parameter listen: `host:port`; port 0 picks a free port; an empty string means
+    ///   `127.0.0.1:0`. The returned definition carries the bound address.
+    public func createProxy(name: String, listen: String, upstream: String, enabled: Bool = true) async throws(ProxyError) -> ProxyDefinition {
+        try await serially { () throws(ProxyError) in
+            try Self.checkRequired(name: name, upstream: upstream)
+            if self.table.withLock({ $0[name] != nil }) { throw ProxyError(.conflict, "proxy already exists") }
+            let proxy = try await self.makeProxy(name: name, listen: listen, upstream: upstream, enabled: enabled)
+            self.table.withLock { $0[name] = proxy }
+            return Self.definition(proxy)
+        }
+    }
+
+    private static func checkRequired(name: String, upstream: String, suffix: String = "") throws(ProxyError) {
+        if name.isEmpty { throw ProxyError(.badRequest, "missing required field: name" + suffix) }
+        if upstream.isEmpty { throw ProxyError(.badRequest, "missing required field: upstream" + suffix) }
+    }
+
+    private func makeProxy(name: String, listen: String, upstream: String, enabled: Bool) async throws(ProxyError) -> ManagedProxy {
+        let target = try UpstreamTarget(upstream)
+        let runtime = ProxyRuntime(name: name, seed: seed, log: log)
+        runtime.setTarget(target, text: upstream)
+        var proxy = ManagedProxy(
+            name: name, listen: listen.isEmpty ? "127.0.0.1:0" : listen, upstream: upstream, enabled: enabled, runtime: runtime, listener: nil)
+        if enabled { try await start(&proxy) }
+        return proxy
+    }
+
+    /// Binds the listener and admits connections.
+    private func start(_ proxy: inout ManagedProxy) async throws(ProxyError) {
+        guard proxy.listener == nil else { return }
+        guard let (host, port) = HostPort.split(proxy.listen) else {
+            throw ProxyError(.serverError, "address \(proxy.listen): missing port in address")
+        }
+        let bindHost = host.isEmpty ? "::" : (host == "localhost" ? "127.0.0.1" : host)
+        let runtime = proxy.runtime
+        runtime.setAccepting(true)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.maxMessagesPerRead, value: 16)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.recvAllocator, value: ProxyChannelOptions.receiveAllocator)
+            .childChannelOption(.writeBufferWaterMark, value: ProxyChannelOptions.waterMark)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try ProxyConnection(runtime: runtime, eventLoop: channel.eventLoop).attachClient(to: channel)
+                }
+            }
+        do {
+            let channel = try await bootstrap.bind(host: bindHost, port: port).get()
+            proxy.listener = channel
+            if let address = channel.localAddress { proxy.listen = HostPort.format(address) }
+        } catch {
+            runtime.setAccepting(false)
+            throw ProxyError(.serverError, "listen tcp \(proxy.listen): \(Self.describe(error))")
+        }
+    }
+
+    /// Closes the listener and every connection (Toxiproxy's "down").
+    private func stop(_ proxy: inout ManagedProxy) async {
+        let connections = proxy.runtime.setAccepting(false)
+        if let listener = proxy.listener {
+            proxy.listener = nil
+            try? await listener.close()
+        }
+        await ProxyRuntime.perform(on: connections) { $0.abort() }
+    }
+
+    /// Changes listen, upstream or enabled; nil keeps the current value. A new listen or upstream
+    /// restarts the proxy (dropping its connections), as in Toxiproxy; toxics are kept.
+    public func updateProxy(named name: String, listen: String? = nil, upstream: String? = nil, enabled: Bool? = nil) async throws(ProxyError) -> ProxyDefinition {
+        try await serially { () throws(ProxyError) in
+            var proxy = try self.managed(name)
+            let newListen = listen.map { $0.isEmpty ? "127.0.0.1:0" : $0 }
+            if let newListen, HostPort.split(newListen) == nil {
+                throw ProxyError(.serverError, "address \(newListen): missing port in address")
+            }
+            let newTarget = try upstream.map { (text: String) throws(ProxyError) in try UpstreamTarget(text) }
+            let moved = (newListen.map { !Self.sameAddress($0, proxy.listen) } ?? false) || (upstream.map { $0 != proxy.upstream } ?? false)
+            let wantEnabled = enabled ?? proxy.enabled
+            if moved || !wantEnabled { await self.stop(&proxy) }
+            if let newListen { proxy.listen = newListen }
+            if let upstream, let newTarget {
+                proxy.upstream = upstream
+                proxy.runtime.setTarget(newTarget, text: upstream)
+            }
+            proxy.enabled = wantEnabled
+            var failure: ProxyError?
+            if wantEnabled {
+                do throws(ProxyError) { try await self.start(&proxy) } catch {
+                    proxy.enabled = false
+                    failure = error
+                }
+            }
+            let stored = proxy
+            self.table.withLock { $0[name] = stored }
+            if let failure { throw failure }
+            return Self.definition(proxy)
+        }
+    }
+
+    /// Whether two listen addresses name the same place (`localhost:x` is `127.0.0.1:x`).
+    static func sameAddress(_ a: String, _ b: String) -> Bool {
+        guard let (hostA, portA) = HostPort.split(a), let (hostB, portB) = HostPort.split(b), portA != 0 else { return false }
+        func canonical(_ host: String) -> String { host == "localhost" ? "127.0.0.1" : host }
+        return portA == portB && canonical(hostA) == canonical(hostB)
+    }
+
+    public func deleteProxy(named name: String) async throws(ProxyError) {
+        try await serially { () throws(ProxyError) in
+            var proxy = try self.managed(name)
+            self.table.withLock { _ = $0.removeValue(forKey: name) }
+            await self.stop(&proxy)
+        }
+    }
+
+    /// A proxy as `/populate` and `--config` give it.
+    public struct ProxyRequest: Sendable {
+        public var name: String
+        public var listen: String
+        public var upstream: String
+        public var enabled: Bool
+
+        public init(name: String, listen: String, upstream: String, enabled: Bool = true) {
+            self.name = name
+            self.listen = listen
+            self.upstream = upstream
+            self.enabled = enabled
+        }
+    }
+
+    /// Toxiproxy's populate: validates every entry, then creates each proxy, keeping an existing one
+    /// with the same listen and upstream (toxics included) and replacing one that differs.
+    /// - Returns: the proxies applied, and the error that stopped the run, if any.
+    public func populate(_ requests: [ProxyRequest]) async -> (proxies: [ProxyDefinition], error: ProxyError?) {
+        for (index, request) in requests.enumerated() {
+            do throws(ProxyError) {
+                try Self.checkRequired(name: request.name, upstream: request.upstream, suffix: " at proxy \(index + 1)")
+            } catch {
+                return ([], error)
+            }
+        }
+        do {
+            return try await serially { () throws(ProxyError) in
+                var applied: [ProxyDefinition] = []
+                for request in requests {
+                    if var existing = self.table.withLock({ $0[request.name] }) {
+                        let listen = request.listen.isEmpty ? "127.0.0.1:0" : request.listen
+                        if Self.sameAddress(listen, existing.listen) && request.upstream == existing.upstream {
+                            applied.append(Self.definition(existing))
+                            continue
+                        }
+                        self.table.withLock { _ = $0.removeValue(forKey: request.name) }
+                        await self.stop(&existing)
+                    }
+                    do throws(ProxyError) {
+                        let proxy = try await self.makeProxy(name: request.name, listen: request.listen, upstream: request.upstream, enabled: request.enabled)
+                        self.table.withLock { $0[request.name] = proxy }
+                        applied.append(Self.definition(proxy))
+                    } catch {
+                        return (applied, error)
+                    }
+                }
+                return (applied, nil)
+            }
+        } catch {
+            return ([], error)
+        }
+    }
+
+    /// Enables every proxy and removes every toxic (Toxiproxy's `POST /reset`). Stops at the first
+    /// proxy that cannot be started, as Toxiproxy does.
+    public func reset() async throws(ProxyError) {
+        try await serially { () throws(ProxyError) in
+            for name in self.table.withLock({ $0.keys.sorted() }) {
+                guard var proxy = self.table.withLock({ $0[name] }) else { continue }
+                if !proxy.enabled || proxy.listener == nil {
+                    try await self.start(&proxy)
+                    proxy.enabled = true
+                    let started = proxy
+                    self.table.withLock { $0[name] = started }
+                }
+                let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
+                    toxics.removeAll()
+                    return .removeAll
+                }
+                await ProxyRuntime.broadcast(change, to: connections)
+            }
+        }
+    }
+
+    // MARK: Toxics
+
+    /// A toxic as the API receives it: everything but the type may be absent.
+    public struct ToxicRequest: Sendable {
+        public var name: String?
+        public var type: String
+        /// As sent; parsed case-insensitively; nil means downstream.
+        public var stream: String?
+        /// nil means 1.
+        public var toxicity: Double?
+        public var attributes: Value?
+
+        public init(name: String? = nil, type: String, stream: String? = nil, toxicity: Double? = nil, attributes: Value? = nil) {
+            self.name = name
+            self.type = type
+            self.stream = stream
+            self.toxicity = toxicity
+            self.attributes = attributes
+        }
+    }
+
+    /// Adds a toxic at the end of its stream's chain and applies it to live connections.
+    public func addToxic(_ request: ToxicRequest, to proxyName: String) async throws(ProxyError) -> ToxicDefinition {
+        try await serially { () throws(ProxyError) in
+            let proxy = try self.managed(proxyName)
+            guard let descriptor = self.toxicTypes[request.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
+            var stream = ToxicStream.downstream
+            if let text = request.stream, !text.isEmpty {
+                guard let parsed = ToxicStream(parsing: text) else {
+                    throw ProxyError(.badRequest, "stream was invalid, can be either upstream or downstream")
+                }
+                stream = parsed
+            }
+            let name = request.name.flatMap { $0.isEmpty ? nil : $0 } ?? "\(request.type)_\(stream.rawValue)"
+            let prepared = try Self.prepare(descriptor, request.attributes ?? .object([:]))
+            let toxic = ActiveToxic(
+                definition: ToxicDefinition(name: name, type: request.type, stream: stream, toxicity: request.toxicity ?? 1, attributes: prepared.attributes),
+                prepared: prepared)
+            let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
+                if toxics.contains(where: { $0.definition.name == name }) { throw ProxyError(.conflict, "toxic already exists") }
+                toxics.append(toxic)
+                return .add(toxic)
+            }
+            await ProxyRuntime.broadcast(change, to: connections)
+            return toxic.definition
+        }
+    }
+
+    /// Merges `attributes` into the toxic's and sets its toxicity when given; live connections keep
+    /// their per-connection state (bytes counted, toxicity roll).
+    public func updateToxic(named name: String, on proxyName: String, attributes: Value?, toxicity: Double?) async throws(ProxyError) -> ToxicDefinition {
+        try await serially { () throws(ProxyError) in
+            let proxy = try self.managed(proxyName)
+            guard let current = proxy.runtime.toxic(named: name), let descriptor = self.toxicTypes[current.definition.type] else {
+                throw .toxicNotFound
+            }
+            var merged = current.definition.attributes.objectValue ?? ValueObject()
+            if let attributes {
+                guard case .object(let changes) = attributes else {
+                    throw ProxyError(.badRequest, "bad request body: attributes must be an object")
+                }
+                for (key, value) in changes { merged[key] = value }
+            }
+            let prepared = try Self.prepare(descriptor, .object(merged))
+            var definition = current.definition
+            definition.attributes = prepared.attributes
+            if let toxicity { definition.toxicity = toxicity }
+            let toxic = ActiveToxic(definition: definition, prepared: prepared)
+            let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
+                guard let index = toxics.firstIndex(where: { $0.definition.name == name }) else { throw .toxicNotFound }
+                toxics[index] = toxic
+                return .update(toxic)
+            }
+            await ProxyRuntime.broadcast(change, to: connections)
+            return definition
+        }
+    }
+
+    /// Removes a toxic; live connections get what it held at once.
+    public func removeToxic(named name: String, from proxyName: String) async throws(ProxyError) {
+        try await serially { () throws(ProxyError) in
+            let proxy = try self.managed(proxyName)
+            let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
+                guard let index = toxics.firstIndex(where: { $0.definition.name == name }) else { throw .toxicNotFound }
+                let removed = toxics.remove(at: index)
+                return .remove(name: name, stream: removed.definition.stream)
+            }
+            await ProxyRuntime.broadcast(change, to: connections)
+        }
+    }
+
+    /// Decodes attributes as Toxiproxy does (unknown keys ignored) and validates them.
+    private static func prepare(_ descriptor: ToxicDescriptor, _ attributes: Value) throws(ProxyError) -> PreparedToxic {
+        guard case .object(let object) = attributes else {
+            throw ProxyError(.badRequest, "bad request body: attributes must be an object, found \(attributes.kindDescription)")
+        }
+        let known = Set(descriptor.attributeNames)
+        var filtered = ValueObject()
+        for (key, value) in object where known.contains(key) { filtered[key] = value }
+        do {
+            return try descriptor.prepare(.object(filtered))
+        } catch let error as ArgumentError {
+            throw ProxyError(.badRequest, "invalid \(descriptor.type) attributes: \(error.message)")
+        } catch let error as Diagnostic {
+            throw ProxyError(.badRequest, "bad request body: \(error.message)" + (error.path.map { $0.isEmpty ? "" : " at attributes.\($0)" } ?? ""))
+        } catch {
+            throw ProxyError(.badRequest, "bad request body: \(error)")
+        }
+    }
+
+    // MARK: Metrics
+
+    /// The counters of every proxy in Prometheus text format 0.0.4.
+    public func metricsText() -> String {
+        let all = table.withLock { $0.values.sorted { $0.name < $1.name } }
+        var out = ""
+        func family(_ name: String, _ type: String, _ help: String, _ samples: [(String, String)]) {
+            out += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+            for (labels, value) in samples { out += "\(name){\(labels)} \(value)\n" }
+        }
+        func labels(_ pairs: [(String, String)]) -> String {
+            pairs.map { "\($0.0)=\"\(Self.escapeLabel($0.1))\"" }.joined(separator: ",")
+        }
+        var received: [(String, String)] = []
+        var sent: [(String, String)] = []
+        var open: [(String, String)] = []
+        var accepted: [(String, String)] = []
+        var enabled: [(String, String)] = []
+        var toxics: [(String, String)] = []
+        for proxy in all {
+            let metrics = proxy.runtime.metrics
+            for (direction, counters) in [("downstream", metrics.downstream), ("upstream", metrics.upstream)] {
+                let set = labels([("direction", direction), ("listener", proxy.listen), ("proxy", proxy.name), ("upstream", proxy.upstream)])
+                received.append((set, String(counters.received.load(ordering: .relaxed))))
+                sent.append((set, String(counters.sent.load(ordering: .relaxed))))
+            }
+            open.append((labels([("proxy", proxy.name)]), String(proxy.runtime.openConnections)))
+            accepted.append((labels([("proxy", proxy.name)]), String(metrics.accepted.load(ordering: .relaxed))))
+            enabled.append((labels([("proxy", proxy.name)]), proxy.enabled ? "1" : "0"))
+            for toxic in proxy.runtime.toxics {
+                toxics.append((
+                    labels([("proxy", proxy.name), ("stream", toxic.stream.rawValue), ("toxic", toxic.name), ("type", toxic.type)]),
+                    JSONWriter.string(.double(toxic.toxicity), pretty: false)
+                ))
+            }
+        }
+        family("toxiproxy_proxy_received_bytes_total", "counter", "Bytes read from the source of each direction of the proxy.", received)
+        family("toxiproxy_proxy_sent_bytes_total", "counter", "Bytes written to the destination of each direction of the proxy.", sent)
+        family("toxiproxy_proxy_connections_open", "gauge", "Proxied connections open now.", open)
+        family("toxiproxy_proxy_connections_total", "counter", "Client connections accepted.", accepted)
+        family("toxiproxy_proxy_enabled", "gauge", "1 if the proxy accepts connections, 0 if it is down.", enabled)
+        family("toxiproxy_proxy_toxic_toxicity", "gauge", "Toxics in force, by proxy, stream, name and type; the value is the toxicity.", toxics)
+        return out
+    }
+
+    static func escapeLabel(_ text: String) -> String {
+        text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    }
+
+    // MARK: Lifecycle
+
+    /// Closes every proxy and its connections, then the event loops if the server made them.
+    public func shutdown() async {
+        try? await serially { () throws(ProxyError) in
+            for name in self.table.withLock({ $0.keys.sorted() }) {
+                guard var proxy = self.table.withLock({ $0.removeValue(forKey: name) }) else { continue }
+                await self.stop(&proxy)
+            }
+        }
+        if ownsGroup { try? await group.shutdownGracefully() }
+    }
+
+    private func serially<T: Sendable>(_ body: @escaping @Sendable () async throws(ProxyError) -> T) async throws(ProxyError) -> T {
+        try await queue.run(body)
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? IOError { return "\(error.description)" }
+        return "\(error)"
+    }
+}
+
+/// Runs async operations one at a time, in the order submitted.
+final class SerialQueue: Sendable {
+    private let tail = Mutex<Task<Void, Never>?>(nil)
+
+    func run<T: Sendable>(_ body: @escaping @Sendable () async throws(ProxyError) -> T) async throws(ProxyError) -> T {
+        let task = tail.withLock { tail -> Task<T, any Error> in
+            let previous = tail
+            let task = Task<T, any Error> {
+                await previous?.value
+                return try await body()
+            }
+            tail = Task { _ = try? await task.value }
+            return task
+        }
+        do {
+            return try await task.value
+        } catch let error as ProxyError {
+            throw error
+        } catch {
+            throw ProxyError(.serverError, "\(error)")
+        }
+    }
+}

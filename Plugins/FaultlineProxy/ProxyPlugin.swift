@@ -1,0 +1,18 @@
+import FaultlineKit
+
+/// The in-process proxy plugin: Toxiproxy's toxics (registered through the same ``Toxic`` door as
+/// any plugin's) and the `inprocess` toxic backend, the default when a profile names none.
+public enum ProxyPlugin: FaultlinePlugin {
+    public static let name = "proxy"
+
+    /// The built-in toxic types, Toxiproxy's names and units.
+    public static let toxics: [any Toxic.Type] = [
+        LatencyToxic.self, BandwidthToxic.self, SlowCloseToxic.self, TimeoutToxic.self, ResetPeerToxic.self, SlicerToxic.self,
+        LimitDataToxic.self, NoopToxic.self,
+    ]
+
+    public static func register(into registry: inout PluginRegistry) {
+        for toxic in toxics { registry.register(toxic: toxic) }
+        registry.register(toxicBackend: InProcessBackendFactory())
+    }
+}

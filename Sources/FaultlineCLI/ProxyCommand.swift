@@ -1,0 +1,120 @@
+import ArgumentParser
+import Dispatch
+import FaultlineKit
+import FaultlineProxy
+import Foundation
+
+/// `faultline proxy`: the in-process proxy as a standalone server that Toxiproxy clients drive.
+struct ProxyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Run TCP proxies with network faults, driven by a Toxiproxy-compatible HTTP API.",
+        discussion: """
+            Existing Toxiproxy clients work unchanged (Toxiproxy \(AdminAPI.compatibleVersion) API): create proxies, add \
+            latency, bandwidth, slow_close, timeout, reset_peer, slicer and limit_data toxics, disable proxies. \
+            Runs until SIGINT or SIGTERM, then closes every proxy and connection. The first line on standard \
+            output names the API address (useful with --port 0).
+            """)
+
+    @Option(help: "Address the admin API listens on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port of the admin API (0 picks a free one).")
+    var port = 8474
+
+    @Option(help: ArgumentHelp("Create these proxies at startup: a JSON array, as Toxiproxy's -config and POST /populate take.", valueName: "proxies.json"))
+    var config: String?
+
+    @Option(help: "Seed for toxicity rolls and toxic randomness, so a run can be replayed (default: random).")
+    var seed: UInt64?
+
+    func run() async throws {
+        let terminal = Terminal.shared
+        let registry = CommandEnvironment.registry
+        let seed = seed ?? UInt64.random(in: 1...UInt64.max)
+        let server = ProxyServer(toxicTypes: registry.toxics, seed: seed)
+        let termination = TerminationSignal()
+        termination.install()
+
+        let admin: AdminServer
+        do {
+            admin = try await AdminServer.start(api: AdminAPI(server: server), host: host, port: port, group: server.group)
+        } catch {
+            await server.shutdown()
+            terminal.error("error: cannot listen on \(host):\(port): \(error)")
+            throw ExitCode(1)
+        }
+        if let config {
+            do {
+                try await populate(server, from: config)
+            } catch {
+                await admin.stop()
+                await server.shutdown()
+                terminal.error("error: \(config): \(error)")
+                throw ExitCode(2)
+            }
+        }
+        terminal.write("faultline proxy: API on http://\(admin.address) (Toxiproxy \(AdminAPI.compatibleVersion) compatible), seed \(seed)\n")
+
+        let signal = await termination.wait()
+        terminal.error("\(signal): closing every proxy")
+        await admin.stop()
+        await server.shutdown()
+    }
+
+    private func populate(_ server: ProxyServer, from path: String) async throws {
+        let document = try DocumentLoader.load(path: path)
+        guard let elements = document.elements else {
+            throw Diagnostic("expected a JSON array of proxies ({name, listen, upstream, enabled})", at: document.location)
+        }
+        var requests: [ProxyServer.ProxyRequest] = []
+        for (index, element) in elements.enumerated() {
+            let entry = try NodeDecoder(rejectsUnknownKeys: false).decode(ConfigProxy.self, from: element, path: DocumentPath([.index(index)]))
+            requests.append(ProxyServer.ProxyRequest(name: entry.name ?? "", listen: entry.listen ?? "", upstream: entry.upstream ?? "", enabled: entry.enabled ?? true))
+        }
+        let (_, error) = await server.populate(requests)
+        if let error { throw error }
+    }
+
+    /// One entry of a Toxiproxy config file (`toxics` there are ignored, as Toxiproxy does).
+    private struct ConfigProxy: Decodable {
+        var name: String?
+        var listen: String?
+        var upstream: String?
+        var enabled: Bool?
+    }
+}
+
+/// Waits for the first SIGINT or SIGTERM.
+final class TerminationSignal: @unchecked Sendable {
+    // Set once in install(); the continuation is guarded by the serial signal queue.
+    private var sources: [any DispatchSourceSignal] = []
+    private let queue = DispatchQueue(label: "faultline.proxy.signals")
+    private var received: String?
+    private var waiter: CheckedContinuation<String, Never>?
+
+    func install() {
+        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { [weak self] in self?.deliver(name) }
+            source.resume()
+            sources.append(source)
+        }
+    }
+
+    private func deliver(_ name: String) {
+        guard received == nil else { exit(130) }
+        received = name
+        waiter?.resume(returning: name)
+        waiter = nil
+    }
+
+    func wait() async -> String {
+        await withCheckedContinuation { continuation in
+            queue.async {
+                if let received = self.received { continuation.resume(returning: received) } else { self.waiter = continuation }
+            }
+        }
+    }
+}
