@@ -75,7 +75,15 @@ public struct SystemProcess: Sendable, Equatable {
         } else {
             return nil
         }
-        let cmdline = readData("/proc/\(pid)/cmdline") ?? Data()
+        var cmdline = readData("/proc/\(pid)/cmdline") ?? Data()
+        // A process caught in the middle of exec shows its new name but no arguments yet (the
+        // kernel sets them up a moment later); kernel threads, which never have any, have no exe.
+        var attempts = 0
+        while cmdline.isEmpty, parsed.state != "Z", attempts < 50, (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) != nil {
+            sched_yield()
+            attempts += 1
+            cmdline = readData("/proc/\(pid)/cmdline") ?? Data()
+        }
         var arguments = cmdline.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         if arguments.last == "" { arguments.removeLast() }
         return SystemProcess(

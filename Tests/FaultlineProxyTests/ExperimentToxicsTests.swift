@@ -99,8 +99,10 @@ struct ExperimentToxicsTests {
         let outputs = first.run.map { ($0.name, $0.output) }
         let before = try #require(outputs.first { $0.0 == "before" }?.1?.doubleValue)
         let during = try #require(outputs.first { $0.0 == "during" }?.1?.doubleValue)
-        #expect(before < 100)
+        // The toxic adds at least its 100 ms; the round trips without it are compared with that
+        // rather than with a fixed bound, so a busy machine does not make the test flaky.
         #expect(during >= 100)
+        #expect(before < during)
         #expect(first.cleanup.map(\.description) == ["enable proxy echo", "remove toxic thin from echo", "remove toxic latency_upstream from echo"])
         #expect(first.cleanup.allSatisfy { $0.status == "succeeded" })
         let faults = first.faults.map(\.label)
@@ -112,7 +114,7 @@ struct ExperimentToxicsTests {
         let second = try #require(result.journals.last)
         let after = try #require(second.run.first?.output?.doubleValue)
         #expect(second.outcome == .completed)
-        #expect(after < 100)
+        #expect(after < during)
     }
 
     @Test("an interrupted run removes its toxics; one a rollback already removed counts as removed")
