@@ -212,9 +212,10 @@ public actor StoreClient {
         switch connection {
         case .ready(let channel) where channel.isActive:
             return channel
-        case .ready:
-            connection = .lost
-            return try await channel()
+        case .ready(let channel):
+            // Closed, but the close notification has not reached us yet.
+            connectionClosed(channel)
+            return try await self.channel()
         case .connecting(let task):
             return try await task.value
         case .lost where options.retries == 0 || isShutDown:
@@ -224,6 +225,10 @@ public actor StoreClient {
             connection = .connecting(task)
             do {
                 let channel = try await task.value
+                guard !isShutDown else {
+                    channel.close(promise: nil)
+                    throw StoreError.connectionLost
+                }
                 if case .connecting(let current) = connection, current == task { connection = .ready(channel) }
                 if hasConnected {
                     events.reconnected()
