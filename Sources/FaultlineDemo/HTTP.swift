@@ -104,7 +104,9 @@ enum HTTPServer {
         keepAlive: Bool
     ) async throws {
         var headers = response.headers
-        headers.replaceOrAdd(name: "Content-Length", value: String(response.body?.readableBytes ?? 0))
+        if response.status != .noContent {
+            headers.replaceOrAdd(name: "Content-Length", value: String(response.body?.readableBytes ?? 0))
+        }
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         try await writer.write(.head(HTTPResponseHead(version: version, status: response.status, headers: headers)))
         if let body = response.body, body.readableBytes > 0 { try await writer.write(.body(.byteBuffer(body))) }

@@ -84,10 +84,15 @@ public enum OrderAPI {
         )
         await store.connectEagerly()
         let service = OrderService(store: store, options: options, stats: stats, log: log, group: group)
-        let server = try await HTTPServer.bind(name: "order-api", host: host, port: port, group: group) { request in
-            await service.handle(request)
+        do {
+            let server = try await HTTPServer.bind(name: "order-api", host: host, port: port, group: group) { request in
+                await service.handle(request)
+            }
+            return server.onStop { await store.shutdown() }
+        } catch {
+            await store.shutdown()
+            throw error
         }
-        return server.onStop { await store.shutdown() }
     }
 }
 
