@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "FaultlineProcess", targets: ["FaultlineProcess"]),
         .library(name: "FaultlineNetwork", targets: ["FaultlineNetwork"]),
         .library(name: "FaultlineProxy", targets: ["FaultlineProxy"]),
+        .library(name: "FaultlineDemo", targets: ["FaultlineDemo"]),
+        .executable(name: "faultline-demo", targets: ["faultline-demo"]),
         .library(name: "FaultlineReports", targets: ["FaultlineReports"]),
     ],
     dependencies: [
@@ -68,6 +70,24 @@ let package = Package(
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
 
+        // The demo order system the suite breaks: a RESP store, an order API and a notifier.
+        .target(
+            name: "FaultlineDemo",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "faultline-demo",
+            dependencies: [
+                "FaultlineDemo",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
         .testTarget(name: "FaultlineKitTests", dependencies: ["FaultlineKit", "FaultlineTesting"]),
         .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting"]),
         .testTarget(
@@ -93,6 +113,16 @@ let package = Package(
             name: "FaultlineCLITests",
             // Depends on the executable so that `swift test` builds the binary these tests run.
             dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineTesting", "faultline"]
+        ),
+        .testTarget(
+            name: "FaultlineDemoTests",
+            // Depends on the executable so that `swift test` builds the binary these tests run.
+            dependencies: [
+                "FaultlineDemo", "faultline-demo", "FaultlineProcess",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
         ),
 
         // Benchmarks: programs that print measurements beside a reference measured in the same run.

@@ -1,0 +1,57 @@
+@testable import FaultlineDemo
+import FaultlineProcess
+import Foundation
+import NIOCore
+import Testing
+
+/// The `faultline-demo` binary as the suite runs it: child processes, ready lines, SIGTERM.
+@Suite("faultline-demo as child processes")
+struct ExecutableTests {
+    /// Starts `faultline-demo ARGUMENTS` and returns it with the address from its ready line.
+    func start(_ name: String, _ arguments: [String] = []) async throws -> (ServerProcess, HostPort) {
+        let server = try ServerProcess(demoBinary, [name, "--port", "0"] + arguments)
+        let line = try await server.line(startingWith: "faultline-demo \(name) listening on ")
+        let address = try HostPort(parsing: String(line.dropFirst("faultline-demo \(name) listening on ".count)))
+        return (server, address)
+    }
+
+    @Test("the three services start on free ports, take an order together, and exit 0 on SIGTERM")
+    func orderSystem() async throws {
+        let (store, storeAddress) = try await start("store")
+        let (notifier, notifierAddress) = try await start("notifier")
+        let notifierURL = "http://\(notifierAddress)"
+        let (api, apiAddress) = try await start("order-api", ["--store", "\(storeAddress)", "--notifier", notifierURL, "--retries", "1"])
+        let endpoint = HTTPEndpoint(host: apiAddress.host, port: apiAddress.port)
+
+        let created = try await HTTPClient.request(
+            .POST, endpoint, path: "/orders", json: ByteBuffer(string: #"{"item": "tea", "quantity": 3}"#), timeout: .seconds(10))
+        #expect(created.status == .created)
+        #expect(created.text == #"{"id":1,"item":"tea","notified":true,"quantity":3}"#)
+        let count = try await HTTPClient.request(.GET, HTTPEndpoint(parsing: notifierURL), path: "/notifications", timeout: .seconds(10))
+        #expect(count["count"] == "1")
+
+        for server in [api, notifier, store] {
+            #expect(await server.stop() == .exited(0), "\(server.output)")
+        }
+    }
+
+    @Test("SIGINT stops a server as cleanly as SIGTERM")
+    func sigint() async throws {
+        let (store, _) = try await start("store")
+        store.child.signal(SIGINT)
+        #expect(await store.child.wait() == .exited(0))
+    }
+
+    @Test("bad options are refused with a usage error naming the fix", arguments: [
+        (["order-api", "--store", "nope", "--notifier", "http://127.0.0.1:1"], "is not HOST:PORT"),
+        (["order-api", "--store", "127.0.0.1:6379", "--notifier", "127.0.0.1:1"], "is not an http:// URL"),
+        (["order-api", "--store", "127.0.0.1:6379", "--notifier", "http://127.0.0.1:1", "--retries=-1"], "--retries must be 0 or more"),
+        (["order-api", "--store", "127.0.0.1:6379", "--notifier", "http://127.0.0.1:1", "--notify", "maybe"], "maybe"),
+        (["store", "--port", "70000"], "--port must be from 0 to 65535"),
+    ])
+    func badOptions(_ arguments: [String], _ message: String) async throws {
+        let (status, output) = try await run(demoBinary, arguments)
+        #expect(status == 64)
+        #expect(output.contains(message), "\(output)")
+    }
+}
