@@ -159,11 +159,12 @@ public struct TCPConnectProbe: Probe {
     }
 }
 
-/// The network plugin: `tcp.connect`.
+/// The network plugin: the `tcp.connect` probe and the `free_port` configuration type.
 public enum NetworkPlugin: FaultlinePlugin {
     public static let name = "network"
 
     public static func register(into registry: inout PluginRegistry) {
         registry.register(probe: TCPConnectProbe())
+        registry.register(configurationProvider: FreePortProvider())
     }
 }

@@ -104,3 +104,22 @@ struct TCPConnectProbeTests {
         #expect(error.key == key)
     }
 }
+
+@Suite("free_port")
+struct FreePortTests {
+    @Test("gives a port nothing listens on, that can then be bound")
+    func free() throws {
+        let node = try DocumentLoader.parse("{type: free_port}", format: .yaml, file: "p.yaml")
+        let port = try #require(try FreePortProvider().value(for: node, key: "api_port").intValue)
+        #expect((1024...65535).contains(port))
+        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: port).wait()
+        try channel.close().wait()
+    }
+
+    @Test("a host that is not an IPv4 address is a located error")
+    func badHost() throws {
+        let node = try DocumentLoader.parse("{type: free_port, host: localhost}", format: .yaml, file: "p.yaml")
+        let error = try #require(throws: Diagnostic.self) { try FreePortProvider().value(for: node, key: "api_port") }
+        #expect(error.description.hasPrefix("p.yaml:1:25: free_port needs an IPv4 address"))
+    }
+}
