@@ -116,6 +116,31 @@ struct EngineTests {
         #expect(kit.log.contains("after"))
     }
 
+    @Test("a method probe with a tolerance is judged: a miss is a deviation, in the foreground or the background",
+          arguments: [false, true])
+    func methodProbeTolerance(_ background: Bool) async throws {
+        let kit = TestKit()
+        let result = try await kit.run(yaml: experiment(extraMethod: """
+              - {type: probe, name: load, background: \(background), tolerance: {type: range, range: [0, 0.01], target: error_rate}, provider: {type: test.probe, value: {error_rate: 0.2}}}
+            """))
+        let journal = try #require(result.journals.first)
+        #expect(journal.outcome == .deviated)
+        #expect(journal.run.first { $0.name == "load" }?.toleranceMet == false)
+        #expect(journal.reason == "probe \"load\" in the method was not within tolerance: 0.2 is outside [0, 0.01]")
+        #expect(result.exitCode == 1)
+    }
+
+    @Test("a method probe within its tolerance keeps the run completed")
+    func methodProbeWithinTolerance() async throws {
+        let kit = TestKit()
+        let result = try await kit.run(yaml: experiment(extraMethod: """
+              - {type: probe, name: load, tolerance: {type: range, range: [0, 0.01], target: error_rate}, provider: {type: test.probe, value: {error_rate: 0}}}
+            """))
+        let journal = try #require(result.journals.first)
+        #expect(journal.outcome == .completed)
+        #expect(journal.run.first { $0.name == "load" }?.toleranceMet == true)
+    }
+
     // MARK: Hypothesis strategies
 
     @Test("hypothesis strategies decide when the hypothesis runs", arguments: [

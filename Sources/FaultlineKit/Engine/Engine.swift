@@ -275,10 +275,11 @@ private final class ExperimentRun: Sendable {
                 if Task.isCancelled { break }
                 progress.withLock { $0.methodStarted = true }
                 if activity.background {
-                    background.addTask { _ = await self.runActivity(activity, phase: .method) }
+                    background.addTask { self.judgeMethodRecord(await self.runActivity(activity, phase: .method), activity) }
                     continue
                 }
                 let record = await runActivity(activity, phase: .method)
+                judgeMethodRecord(record, activity)
                 if record.status == .failed, activity.kind == .action {
                     progress.withLock {
                         $0.actionFailed = true
@@ -289,6 +290,17 @@ private final class ExperimentRun: Sendable {
                 }
             }
             await background.waitForAll()
+        }
+    }
+
+    /// A method probe with a tolerance is judged: a miss, or no output to judge, is a deviation.
+    /// (Chaos Toolkit ignores tolerances in the method; a user who wrote one means it.)
+    private func judgeMethodRecord(_ record: RunRecord, _ activity: Activity) {
+        guard activity.kind == .probe, activity.tolerance != nil, record.status != .skipped, record.status != .interrupted else { return }
+        guard record.toleranceMet == false || record.status == .failed else { return }
+        progress.withLock {
+            $0.deviated = true
+            if $0.reason == nil { $0.reason = "probe \"\(activity.name)\" in the method was not within tolerance: \(Self.why(record))" }
         }
     }
 
@@ -417,6 +429,8 @@ private final class ExperimentRun: Sendable {
     @discardableResult
     private func runActivity(_ activity: Activity, phase: RunEvent.Phase, recordInPhaseList: Bool = true) async -> RunRecord {
         let isHypothesis = phase == .hypothesisBefore || phase == .hypothesisAfter || phase == .hypothesisDuring
+        // Hypothesis probes are judged, and method probes that carry a tolerance.
+        let judged = isHypothesis || (phase == .method && activity.kind == .probe && activity.tolerance != nil)
         observer.handle(.activityStarted(name: activity.name, kind: activity.kind, phase: phase, background: activity.background))
         let variables = currentSubstitution()
 
@@ -456,7 +470,7 @@ private final class ExperimentRun: Sendable {
                 }
             if dryCovers && !prepared.descriptor.handlesDryRun {
                 status = .skipped
-                if isHypothesis { toleranceOutcome = ToleranceOutcome(met: true, message: "dry run: not checked") }
+                if judged { toleranceOutcome = ToleranceOutcome(met: true, message: "dry run: not checked") }
             } else {
                 let context = ActivityContext(
                     activityName: activity.name, kind: activity.kind, configuration: currentConfiguration(), secrets: configuration.secrets,
@@ -479,9 +493,9 @@ private final class ExperimentRun: Sendable {
                     failure = ("\(error)", [])
                 }
                 if Task.isCancelled, status == .succeeded { status = .interrupted }
-                if status == .succeeded, isHypothesis, !dryCovers, let tolerance = prepared.tolerance {
+                if status == .succeeded, judged, !dryCovers, let tolerance = prepared.tolerance {
                     toleranceOutcome = await judge(tolerance, output: output ?? .null, variables: variables)
-                } else if status == .succeeded, isHypothesis, dryCovers {
+                } else if status == .succeeded, judged, dryCovers {
                     toleranceOutcome = ToleranceOutcome(met: true, message: "dry run: not checked")
                 }
             }
