@@ -7,5 +7,6 @@ public enum HTTPPlugin: FaultlinePlugin {
     public static func register(into registry: inout PluginRegistry) {
         registry.register(probe: HTTPProvider())
         registry.register(action: HTTPProvider())
+        registry.register(probe: LoadProbe())
     }
 }

@@ -38,6 +38,8 @@ final class TestServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 state.connections.withLock { $0 += 1 }
+                state.open.withLock { $0 += 1 }
+                channel.closeFuture.whenComplete { _ in state.open.withLock { $0 -= 1 } }
                 do {
                     if let sslContext { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -63,6 +65,19 @@ final class TestServer: Sendable {
     /// Connections accepted.
     var connectionCount: Int { state.connections.withLock { $0 } }
 
+    /// Connections open now.
+    var openConnections: Int { state.open.withLock { $0 } }
+
+    /// Waits until `condition` holds, checking every few milliseconds, for at most `seconds`.
+    func wait(upTo seconds: Double = 10, until condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while !condition() {
+            if ContinuousClock.now > deadline { return false }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
     func shutdown() async {
         try? await channel.close()
     }
@@ -78,6 +93,7 @@ final class TestServer: Sendable {
     fileprivate final class Shared: Sendable {
         let counts = Mutex<[String: Int]>([:])
         let connections = Mutex(0)
+        let open = Mutex(0)
     }
 
     static let certificatePEM = """

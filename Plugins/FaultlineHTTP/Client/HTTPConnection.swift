@@ -128,6 +128,9 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var inFlight: InFlight?
     /// False once the connection closed or the server asked to close it.
     private(set) var isReusable = true
+    /// Why the connection closed, for a request sent after it did (a TLS handshake can fail
+    /// between the connect and the first request).
+    private var closeReason: HTTPFailure?
     /// Whether a response ever arrived on this connection (a stale keep-alive connection fails
     /// before one does, and a request on it may be retried).
     private(set) var exchanges = 0
@@ -148,7 +151,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     func send(_ request: PreparedRequest, options: ExchangeOptions, completion: @escaping Completion) {
         precondition(inFlight == nil, "one exchange at a time")
         guard let context, isReusable else {
-            completion(.failure(HTTPFailure(.reset, "the connection to \(peer) is closed")))
+            completion(.failure(closeReason ?? HTTPFailure(.reset, "the connection to \(peer) is closed")))
             return
         }
         inFlight = InFlight(
@@ -218,7 +221,9 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(HTTPFailure.classify(error, target: peer))
+        let failure = HTTPFailure.classify(error, target: peer)
+        if closeReason == nil { closeReason = failure }
+        fail(failure)
         context.close(promise: nil)
     }
 
