@@ -295,9 +295,12 @@ enum HTTPConnector {
 final class HTTPClientConnection: Sendable {
     let channel: any Channel
     let target: HTTPTarget
+    /// Held from the moment of connecting: once the channel closes, the pipeline no longer has it.
+    private let handler: NIOLoopBound<ExchangeHandler>
 
-    private init(channel: any Channel, target: HTTPTarget) {
+    private init(channel: any Channel, handler: NIOLoopBound<ExchangeHandler>, target: HTTPTarget) {
         self.channel = channel
+        self.handler = handler
         self.target = target
     }
 
@@ -309,19 +312,24 @@ final class HTTPClientConnection: Sendable {
         } catch {
             throw HTTPFailure(.tls, "cannot set up TLS: \(error)")
         }
-        let future = HTTPConnector.connect(
-            to: target, address: nil, tls: tls, connectTimeout: connectTimeout, on: MultiThreadedEventLoopGroup.singleton.next())
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let future = HTTPConnector.connect(to: target, address: nil, tls: tls, connectTimeout: connectTimeout, on: loop)
+            .flatMapThrowing { channel in
+                // Runs on the loop as the connect completes, before a TLS failure can empty the pipeline.
+                guard let handler = HTTPConnector.handler(of: channel) else { throw ChannelError.ioOnClosedChannel }
+                return HTTPClientConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: loop), target: target)
+            }
         do {
-            let channel = try await withTaskCancellationHandler {
+            let connection = try await withTaskCancellationHandler {
                 try await future.get()
             } onCancel: {
-                future.whenSuccess { $0.close(promise: nil) }
+                future.whenSuccess { $0.close() }
             }
             if Task.isCancelled {
-                channel.close(promise: nil)
+                connection.close()
                 throw CancellationError()
             }
-            return HTTPClientConnection(channel: channel, target: target)
+            return connection
         } catch is CancellationError {
             throw CancellationError()
         } catch {
@@ -333,12 +341,9 @@ final class HTTPClientConnection: Sendable {
     func send(_ request: PreparedRequest, options: ExchangeOptions) async throws -> ExchangeResult {
         let promise = channel.eventLoop.makePromise(of: ExchangeResult.self)
         let channel = self.channel
+        let handler = self.handler
         channel.eventLoop.execute {
-            guard let handler = HTTPConnector.handler(of: channel) else {
-                promise.fail(HTTPFailure(.reset, "the connection to \(request.target.authority) is closed"))
-                return
-            }
-            handler.send(request, options: options) { result in promise.completeWith(result.mapError { $0 as any Error }) }
+            handler.value.send(request, options: options) { result in promise.completeWith(result.mapError { $0 as any Error }) }
         }
         return try await withTaskCancellationHandler {
             try await promise.futureResult.get()
@@ -350,8 +355,8 @@ final class HTTPClientConnection: Sendable {
     /// Whether another request may go on this connection.
     var isReusable: Bool {
         get async {
-            let channel = self.channel
-            return (try? await channel.eventLoop.submit { HTTPConnector.handler(of: channel)?.isReusable ?? false }.get()) ?? false
+            let handler = self.handler
+            return (try? await channel.eventLoop.submit { handler.value.isReusable }.get()) ?? false
         }
     }
 
