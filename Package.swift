@@ -83,7 +83,8 @@ let package = Package(
         .executableTarget(
             name: "FaultlineLoadBenchmark",
             dependencies: ["FaultlineHTTP", "FaultlineKit"],
-            path: "Benchmarks/load"
+            path: "Benchmarks/load",
+            exclude: ["run.sh"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FaultlineHTTP
 import FaultlineKit
 import FaultlineProcess
 import Foundation
@@ -9,7 +10,8 @@ import Synchronization
 /// `static let plugins = Faultline.builtins + [MyPlugin.self]`.
 public enum Faultline {
     public static let builtins: [any FaultlinePlugin.Type] = [
-        ProcessPlugin.self
+        ProcessPlugin.self,
+        HTTPPlugin.self,
     ]
 }
 

@@ -233,7 +233,17 @@ struct HTTPProviderTests {
         #expect(failure.output?["error"] == "dns", "\(failure.message)")
     }
 
-    @Test("cancelling the task stops a request that is waiting at once")
+    @Test("cancelling the task stops a connect that is waiting at once", .timeLimit(.minutes(1)))
+    func cancellationWhileConnecting() async throws {
+        let listener = try FullBacklogListener()
+        defer { listener.close() }
+        let task = Task { try await runHTTP(["url": .string("http://127.0.0.1:\(listener.port)/"), "timeout": [600, 600]]) }
+        try await Task.sleep(for: .milliseconds(100))
+        task.cancel()
+        await #expect(throws: CancellationError.self) { try await task.value }
+    }
+
+    @Test("cancelling the task stops a request that is waiting at once", .timeLimit(.minutes(1)))
     func cancellation() async throws {
         let server = try await TestServer.start()
         defer { Task { await server.shutdown() } }

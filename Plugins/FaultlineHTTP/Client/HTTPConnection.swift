@@ -1,5 +1,6 @@
 import FaultlineKit
 import NIOCore
+import Synchronization
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
@@ -28,7 +29,16 @@ struct PreparedRequest: Sendable {
             fields.add(name: "Content-Length", value: "0")
         }
         head = HTTPRequestHead(version: .http1_1, method: method, uri: target.pathAndQuery, headers: fields)
+        var bytes = ByteBuffer()
+        bytes.writeString("\(method.rawValue) \(target.pathAndQuery) HTTP/1.1\r\n")
+        for (name, value) in fields { bytes.writeString("\(name): \(value)\r\n") }
+        bytes.writeString("\r\n")
+        if var body { bytes.writeBuffer(&body) }
+        encoded = bytes
     }
+
+    /// The whole request as it goes on the wire, encoded once.
+    var encoded: ByteBuffer
 
     /// The same request sent elsewhere (a redirect).
     func redirected(to target: HTTPTarget, method: HTTPMethod, keepBody: Bool) -> PreparedRequest {
@@ -46,12 +56,6 @@ struct PreparedRequest: Sendable {
 
     static let userAgent = "faultline/\(Engine.version)"
 
-    /// Bytes of the request on the wire (for `bytes_sent` when nothing else counted them).
-    var approximateSize: Int {
-        var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
-        for (name, value) in head.headers { size += name.utf8.count + value.utf8.count + 4 }
-        return size + 2 + (body?.readableBytes ?? 0)
-    }
 }
 
 /// What came back from one exchange.
@@ -75,6 +79,34 @@ struct ExchangeOptions: Sendable {
     var bodyLimit: Int = 16 << 20
     /// Time allowed without a byte of the response arriving.
     var readTimeout: TimeAmount
+    /// Whether the exchange arms its own timer; a load's users are swept by their loop instead
+    /// (``ExchangeHandler/checkTimeout(now:)``), which saves a scheduled task per request.
+    var ownTimer = true
+}
+
+/// Writes requests as the bytes ``PreparedRequest`` encoded once. The response decoder still
+/// sees each request head go by (it needs the method to frame the response of a HEAD).
+final class RequestWriter: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
+
+    /// The bytes of the request whose head is written next.
+    var pending: ByteBuffer?
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head:
+            guard let bytes = pending else {
+                promise?.fail(HTTPFailure(.other, "a request was written without its bytes"))
+                return
+            }
+            pending = nil
+            context.write(wrapOutboundOut(bytes), promise: promise)
+        case .body, .end:
+            // Bodies are part of the encoded bytes.
+            promise?.succeed()
+        }
+    }
 }
 
 /// Counts the bytes that cross the socket in each direction. It sits first in the pipeline, so
@@ -123,6 +155,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private let counter: WireCounter
+    private let writer: RequestWriter
     private let peer: String
     private var context: ChannelHandlerContext?
     private var inFlight: InFlight?
@@ -135,8 +168,9 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// before one does, and a request on it may be retried).
     private(set) var exchanges = 0
 
-    init(counter: WireCounter, peer: String) {
+    init(counter: WireCounter, writer: RequestWriter, peer: String) {
         self.counter = counter
+        self.writer = writer
         self.peer = peer
     }
 
@@ -156,10 +190,15 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         inFlight = InFlight(
             completion: completion, options: options, lastActivity: .now(), receivedAtStart: counter.received, sentAtStart: counter.sent)
-        armTimer(after: options.readTimeout)
-        context.write(wrapOutboundOut(.head(request.head)), promise: nil)
-        if let body = request.body { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if options.ownTimer { armTimer(after: options.readTimeout) }
+        writer.pending = request.encoded
+        context.writeAndFlush(wrapOutboundOut(.head(request.head)), promise: nil)
+    }
+
+    /// Fails the exchange if the response stalled for its read timeout; called by a sweep.
+    func checkTimeout(now: NIODeadline) {
+        guard let flight = inFlight, now - flight.lastActivity >= flight.options.readTimeout else { return }
+        fail(HTTPFailure(.readTimeout, "\(peer) sent nothing for \(Seconds.text(flight.options.readTimeout))"))
     }
 
     private func armTimer(after delay: TimeAmount) {
@@ -262,8 +301,10 @@ enum HTTPConnector {
                     let counter = WireCounter()
                     try sync.addHandler(counter)
                     if let tls { try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
-                    try sync.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes, enableOutboundHeaderValidation: false)
-                    try sync.addHandler(ExchangeHandler(counter: counter, peer: peer))
+                    let writer = RequestWriter()
+                    try sync.addHandler(writer)
+                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    try sync.addHandler(ExchangeHandler(counter: counter, writer: writer, peer: peer))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
@@ -320,11 +361,9 @@ final class HTTPClientConnection: Sendable {
                 return HTTPClientConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: loop), target: target)
             }
         do {
-            let connection = try await withTaskCancellationHandler {
-                try await future.get()
-            } onCancel: {
-                future.whenSuccess { $0.close() }
-            }
+            // A connect in progress cannot be aborted, so a cancelled task stops waiting for it
+            // and closes the connection if it comes.
+            let connection = try await future.getCancellable { future.whenSuccess { $0.close() } }
             if Task.isCancelled {
                 connection.close()
                 throw CancellationError()
@@ -361,4 +400,49 @@ final class HTTPClientConnection: Sendable {
     }
 
     func close() { channel.close(promise: nil) }
+}
+
+extension EventLoopFuture where Value: Sendable {
+    /// The future's value, or `CancellationError` as soon as the task is cancelled (after running
+    /// `onCancel`), without waiting for the future.
+    func getCancellable(onCancel: @escaping @Sendable () -> Void) async throws -> Value {
+        let waiter = ResumeOnce<Value>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
+                waiter.store(continuation)
+                if Task.isCancelled { waiter.resume(with: .failure(CancellationError())) }
+                self.whenComplete { waiter.resume(with: $0) }
+            }
+        } onCancel: {
+            onCancel()
+            waiter.resume(with: .failure(CancellationError()))
+        }
+    }
+}
+
+/// A continuation resumed by whichever comes first: the result or the cancellation.
+private final class ResumeOnce<Value: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Value, any Error>?, early: Result<Value, any Error>?)>((nil, nil))
+
+    func store(_ continuation: CheckedContinuation<Value, any Error>) {
+        let early = state.withLock { s -> Result<Value, any Error>? in
+            if let early = s.early { return early }
+            s.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func resume(with result: Result<Value, any Error>) {
+        let continuation = state.withLock { s -> CheckedContinuation<Value, any Error>? in
+            guard let continuation = s.continuation else {
+                if s.early == nil { s.early = result }
+                return nil
+            }
+            s.continuation = nil
+            s.early = result
+            return continuation
+        }
+        continuation?.resume(with: result)
+    }
 }

@@ -241,33 +241,37 @@ public struct LoadProbe: Probe, ToleranceProviding {
         for worker in workers { worker.eventLoop.execute { worker.value.begin() } }
         context.logger.debug("http.load started: \(plan.steps.count) request(s), \(plan.maxUsers) user(s) on \(workerCount) event loop(s)")
 
-        var timeline = Timeline(wallStart: wallStart)
-        let interrupted = await withTaskCancellationHandler {
-            await withTaskGroup(of: [(Int, SecondBucket)]?.self) { group -> Bool in
+        let (interrupted, ticked) = await withTaskCancellationHandler {
+            await withTaskGroup(of: Timeline?.self) { group -> (Bool, Timeline) in
                 group.addTask {
                     for future in done { try? await future.get() }
                     return nil
                 }
                 // Every second, fold the finished seconds of every loop into the time series.
                 group.addTask {
-                    var merged: [(Int, SecondBucket)] = []
+                    var timeline = Timeline(wallStart: wallStart)
                     while !Task.isCancelled {
                         try? await Task.sleep(for: .seconds(1))
                         let second = Int((NIODeadline.now() - start).nanoseconds / 1_000_000_000)
                         for worker in workers {
-                            merged += (try? await worker.eventLoop.submit { worker.value.recorder.drainSeconds(before: second) }.get()) ?? []
+                            timeline.add((try? await worker.eventLoop.submit { worker.value.recorder.drainSeconds(before: second) }.get()) ?? [])
                         }
+                        timeline.close(before: second)
                     }
-                    return merged
+                    return timeline
                 }
                 _ = await group.next()
                 group.cancelAll()
-                while let drained = await group.next() { timeline.add(drained ?? []) }
-                return Task.isCancelled
+                var timeline = Timeline(wallStart: wallStart)
+                while let finished = await group.next() {
+                    if let finished { timeline = finished }
+                }
+                return (Task.isCancelled, timeline)
             }
         } onCancel: {
             for worker in workers { worker.eventLoop.execute { worker.value.terminate() } }
         }
+        var timeline = ticked
 
         let elapsed = NIODeadline.now() - start
         let ended = Date()
