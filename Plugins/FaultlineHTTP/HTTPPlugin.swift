@@ -10,3 +10,16 @@ public enum HTTPPlugin: FaultlinePlugin {
         registry.register(probe: LoadProbe())
     }
 }
+
+// How `faultline plugins` names the argument types that take more than one form.
+extension RequestTimeout: SchemaTypeNamed {
+    public static var schemaTypeName: String { "seconds or [connect, read]" }
+}
+
+extension ExpectedStatus: SchemaTypeNamed {
+    public static var schemaTypeName: String { "status, list, range or class" }
+}
+
+extension ThinkTime: SchemaTypeNamed {
+    public static var schemaTypeName: String { "seconds or [min, max]" }
+}

@@ -5,11 +5,16 @@ import Testing
 
 @testable import FaultlineHTTP
 
+/// Decodes and validates a provider's arguments written as a value, as the engine does.
+func prepared<P: Provider>(_ provider: P.Type, _ arguments: Value) throws -> P.Arguments {
+    let decoded = try NodeDecoder().decode(P.Arguments.self, from: arguments)
+    try P.validate(decoded)
+    return decoded
+}
+
 /// Runs the `http` provider with arguments written as a value, as an experiment would give them.
 func runHTTP(_ arguments: Value) async throws -> Value {
-    let decoded = try NodeDecoder().decode(HTTPProvider.Arguments.self, from: arguments)
-    try HTTPProvider.validate(decoded)
-    return try await HTTPProvider.run(decoded, context: .standalone(name: "http"))
+    try await HTTPProvider.run(try prepared(HTTPProvider.self, arguments), context: .standalone(name: "http"))
 }
 
 /// Runs the `http` provider expecting a failure, and returns it.
@@ -295,8 +300,7 @@ struct HTTPArgumentTests {
     ] as [(Value, String)])
     func rejected(arguments: Value, message: String) throws {
         #expect {
-            let decoded = try NodeDecoder().decode(HTTPProvider.Arguments.self, from: arguments)
-            try HTTPProvider.validate(decoded)
+            _ = try prepared(HTTPProvider.self, arguments)
         } throws: { error in
             "\(error)".contains(message)
         }

@@ -7,9 +7,7 @@ import Testing
 
 /// Runs `http.load` with arguments written as a value.
 func runLoad(_ arguments: Value) async throws -> Value {
-    let decoded = try NodeDecoder().decode(LoadProbe.Arguments.self, from: arguments)
-    try LoadProbe.validate(decoded)
-    return try await LoadProbe.run(decoded, context: .standalone(name: "load"))
+    try await LoadProbe.run(try prepared(LoadProbe.self, arguments), context: .standalone(name: "load"))
 }
 
 @Suite("http.load against a real server")
@@ -289,8 +287,7 @@ struct LoadExperimentTests {
     ] as [(Value, String)])
     func badArguments(arguments: Value, message: String) throws {
         #expect {
-            let decoded = try NodeDecoder().decode(LoadProbe.Arguments.self, from: arguments)
-            try LoadProbe.validate(decoded)
+            _ = try prepared(LoadProbe.self, arguments)
         } throws: { error in
             "\(error)".contains(message)
         }
