@@ -106,6 +106,38 @@ struct LoadProbeTests {
         #expect(output["overall"]?["failed"] == 3)
     }
 
+    @Test("requests in flight when the duration ends finish and are counted")
+    func gracefulStop() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let output = try await runLoad(["url": .string(server.url + "/slow?ms=200"), "users": 3, "duration": 0.3])
+        #expect(output["overall"]?["count"]?.intValue == server.count("/slow"))
+        #expect(output["overall"]?["ok"]?.intValue == server.count("/slow"))
+    }
+
+    @Test("requests still unanswered after graceful_stop are abandoned, not counted, and the probe returns")
+    func abandoned() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let output = try await runLoad(["url": .string(server.url + "/hang"), "users": 2, "duration": 0.2, "graceful_stop": 0.1])
+        #expect(output["overall"]?["count"] == 0)
+        #expect(server.count("/hang") == 2)
+        #expect(await server.wait { server.openConnections == 0 })
+    }
+
+    @Test("think time and ramp-up keep every user's requests", arguments: [
+        Value.object(["think_time": 0.02]), ["think_time": [0.01, 0.03]], ["ramp_up": 0.2, "duration": 5],
+    ])
+    func pacing(extra: Value) async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        var arguments: Value = ["url": .string(server.url + "/ok"), "users": 3, "iterations": 4]
+        for (key, value) in extra.objectValue! { arguments[key] = value }
+        let output = try await runLoad(arguments)
+        #expect(output["overall"]?["count"] == 12)
+        #expect(server.count("/ok") == 12)
+    }
+
     @Test("a dead server is counted as refused, not a hang")
     func refused() async throws {
         let port = try await TestServer.closedPort()
