@@ -141,7 +141,7 @@ public struct HTTPProvider: Probe, Action {
 
             let status = result.status
             if arguments.follow_redirects, [301, 302, 303, 307, 308].contains(status),
-                let location = result.head.headers.first(name: "location")
+                let location = result.header("location")
             {
                 guard redirects < redirectLimit else {
                     throw ActivityFailure("\(described) redirected more than \(redirectLimit) times; the last went to \(location)")
@@ -303,7 +303,7 @@ enum RequestBuilder {
 enum ResponseOutput {
     static func value(_ result: ExchangeResult, elapsedMilliseconds: Value) -> Value {
         var headers = ValueObject()
-        for (name, value) in result.head.headers {
+        for (name, value) in result.headers {
             // Repeated fields are joined, as `requests` shows them.
             if let existing = headers[name]?.stringValue {
                 headers[name] = .string(existing + ", " + value)
@@ -313,7 +313,7 @@ enum ResponseOutput {
         }
         let text = result.body.map { String(decoding: $0.readableBytesView, as: UTF8.self) } ?? ""
         var body: Value = .string(text)
-        if let type = result.head.headers.first(name: "content-type"), RequestBuilder.isJSON(type), let decoded = try? JSONReader.value(text) {
+        if let type = result.header("content-type"), RequestBuilder.isJSON(type), let decoded = try? JSONReader.value(text) {
             body = decoded
         }
         return ["status": .int(result.status), "headers": .object(headers), "body": body, "elapsed_ms": elapsedMilliseconds]

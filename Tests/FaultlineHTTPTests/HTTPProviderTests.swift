@@ -42,6 +42,15 @@ struct HTTPProviderTests {
         #expect((output["elapsed_ms"]?.doubleValue ?? -1) >= 0)
     }
 
+    @Test("a chunked response is reassembled")
+    func chunkedResponse() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let output = try await runHTTP(["url": .string(server.url + "/chunked")])
+        #expect(output["body"] == ["parts": [1, 2]])
+        #expect(output["headers"]?["transfer-encoding"] == "chunked")
+    }
+
     @Test("a text response stays text")
     func textResponse() async throws {
         let server = try await TestServer.start()

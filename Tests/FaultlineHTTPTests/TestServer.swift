@@ -223,6 +223,12 @@ private final class Routes: ChannelInboundHandler {
             context.write(wrapOutboundOut(.head(partial)), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "only part")))), promise: nil)
             context.close(promise: nil)
+        case "chunked":
+            // No Content-Length: NIO's encoder sends the body chunked.
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Content-Type": "application/json"]))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: #"{"parts":"#)))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "[1,2]}")))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         case "close":
             send(context, .ok, "bye", keepAlive: false)
         default:

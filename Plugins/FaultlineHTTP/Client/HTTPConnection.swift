@@ -5,30 +5,33 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// A request built once and sent as often as needed: a load sends the same head and body bytes.
+/// A request built once and sent as often as needed: a load sends the same bytes every time.
 struct PreparedRequest: Sendable {
     var method: HTTPMethod
     var target: HTTPTarget
-    var head: HTTPRequestHead
+    /// The header fields as sent, defaults included.
+    var headers: [(String, String)]
     var body: ByteBuffer?
+    /// The whole request as it goes on the wire, encoded once.
+    var encoded: ByteBuffer
 
-    /// Builds the head: `Host`, `Content-Length` and a `User-Agent` unless given.
-    init(method: HTTPMethod, target: HTTPTarget, headers: [(String, String)], body: ByteBuffer?) {
+    /// Builds the request: `Host`, `User-Agent`, `Accept` and `Content-Length` unless given.
+    init(method: HTTPMethod, target: HTTPTarget, headers given: [(String, String)], body: ByteBuffer?) {
         self.method = method
         self.target = target
         self.body = body
-        var fields = HTTPHeaders()
-        let given = Set(headers.map { $0.0.lowercased() })
-        if !given.contains("host") { fields.add(name: "Host", value: target.hostHeader) }
-        if !given.contains("user-agent") { fields.add(name: "User-Agent", value: PreparedRequest.userAgent) }
-        if !given.contains("accept") { fields.add(name: "Accept", value: "*/*") }
-        for (name, value) in headers { fields.add(name: name, value: value) }
-        if let body, !given.contains("content-length"), !given.contains("transfer-encoding") {
-            fields.add(name: "Content-Length", value: String(body.readableBytes))
-        } else if body == nil, [.POST, .PUT, .PATCH].contains(method), !given.contains("content-length") {
-            fields.add(name: "Content-Length", value: "0")
+        var fields: [(String, String)] = []
+        let names = Set(given.map { $0.0.lowercased() })
+        if !names.contains("host") { fields.append(("Host", target.hostHeader)) }
+        if !names.contains("user-agent") { fields.append(("User-Agent", PreparedRequest.userAgent)) }
+        if !names.contains("accept") { fields.append(("Accept", "*/*")) }
+        fields += given
+        if let body, !names.contains("content-length"), !names.contains("transfer-encoding") {
+            fields.append(("Content-Length", String(body.readableBytes)))
+        } else if body == nil, [.POST, .PUT, .PATCH].contains(method), !names.contains("content-length") {
+            fields.append(("Content-Length", "0"))
         }
-        head = HTTPRequestHead(version: .http1_1, method: method, uri: target.pathAndQuery, headers: fields)
+        headers = fields
         var bytes = ByteBuffer()
         bytes.writeString("\(method.rawValue) \(target.pathAndQuery) HTTP/1.1\r\n")
         for (name, value) in fields { bytes.writeString("\(name): \(value)\r\n") }
@@ -37,43 +40,45 @@ struct PreparedRequest: Sendable {
         encoded = bytes
     }
 
-    /// The whole request as it goes on the wire, encoded once.
-    var encoded: ByteBuffer
-
     /// The same request sent elsewhere (a redirect).
     func redirected(to target: HTTPTarget, method: HTTPMethod, keepBody: Bool) -> PreparedRequest {
-        var headers: [(String, String)] = []
-        for (name, value) in head.headers {
+        var kept: [(String, String)] = []
+        for (name, value) in headers {
             let lower = name.lowercased()
             if lower == "host" || lower == "content-length" { continue }
             if !keepBody, lower == "content-type" || lower == "transfer-encoding" { continue }
             // Credentials go only to the host they were written for, as `requests` does.
             if lower == "authorization" || lower == "cookie", target.authority != self.target.authority { continue }
-            headers.append((name, value))
+            kept.append((name, value))
         }
-        return PreparedRequest(method: method, target: target, headers: headers, body: keepBody ? body : nil)
+        return PreparedRequest(method: method, target: target, headers: kept, body: keepBody ? body : nil)
     }
 
     static let userAgent = "faultline/\(Engine.version)"
-
 }
 
 /// What came back from one exchange.
 struct ExchangeResult: Sendable {
-    var head: HTTPResponseHead
+    var status: Int
+    /// The header fields, when the exchange collected them.
+    var headers: [(String, String)]
     /// The body, when the exchange collected it.
     var body: ByteBuffer?
     /// Whether the body was longer than the limit and cut.
     var truncated: Bool
+    /// Bytes of the response and of the request (HTTP bytes; TLS adds its records on top).
     var bytesReceived: Int
     var bytesSent: Int
 
-    var status: Int { Int(head.status.code) }
+    /// The first value of a header field, by case-insensitive name.
+    func header(_ name: String) -> String? {
+        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+    }
 }
 
 /// How one exchange treats the response.
 struct ExchangeOptions: Sendable {
-    /// Keep the body (the `http` provider); a load only counts its bytes.
+    /// Keep the header fields and the body (the `http` provider); a load only counts bytes.
     var collectBody: Bool
     /// The most body bytes kept; the rest is counted and dropped.
     var bodyLimit: Int = 16 << 20
@@ -84,62 +89,17 @@ struct ExchangeOptions: Sendable {
     var ownTimer = true
 }
 
-/// Writes requests as the bytes ``PreparedRequest`` encoded once. The response decoder still
-/// sees each request head go by (it needs the method to frame the response of a HEAD).
-final class RequestWriter: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = ByteBuffer
-
-    /// The bytes of the request whose head is written next.
-    var pending: ByteBuffer?
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head:
-            guard let bytes = pending else {
-                promise?.fail(HTTPFailure(.other, "a request was written without its bytes"))
-                return
-            }
-            pending = nil
-            context.write(wrapOutboundOut(bytes), promise: promise)
-        case .body, .end:
-            // Bodies are part of the encoded bytes.
-            promise?.succeed()
-        }
-    }
-}
-
-/// Counts the bytes that cross the socket in each direction. It sits first in the pipeline, so
-/// TLS records count as sent, as wrk and k6 count them.
-final class WireCounter: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private(set) var received = 0
-    private(set) var sent = 0
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        received += unwrapInboundIn(data).readableBytes
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        sent += unwrapOutboundIn(data).readableBytes
-        context.write(data, promise: promise)
-    }
-}
-
 /// Runs one request/response exchange at a time on a keep-alive HTTP/1.1 connection.
 ///
 /// Confined to its channel's event loop: a load drives thousands of exchanges a second through
 /// it without a thread hop, and the `http` provider reaches it through ``HTTPClientConnection``.
-/// Every exchange ends exactly once — with a response, or with a classified ``HTTPFailure`` when
-/// the peer closes, resets, stalls past the read timeout or breaks TLS.
+/// It writes the request's bytes as encoded once and parses the response in place
+/// (``ResponseParser``), so the pipeline is this handler alone (after TLS). Every exchange ends
+/// exactly once — with a response, or with a classified ``HTTPFailure`` when the peer closes,
+/// resets, stalls past the read timeout or breaks TLS.
 final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
     typealias Completion = (Result<ExchangeResult, HTTPFailure>) -> Void
 
     private struct InFlight {
@@ -147,39 +107,32 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
         var options: ExchangeOptions
         var lastActivity: NIODeadline
         var timer: Scheduled<Void>?
-        var head: HTTPResponseHead?
+        var status: Int?
+        var headers: [(String, String)] = []
         var body: ByteBuffer?
         var truncated = false
         var receivedAtStart: Int
-        var sentAtStart: Int
+        var sent: Int
     }
 
-    private let counter: WireCounter
-    private let writer: RequestWriter
     private let peer: String
     private var context: ChannelHandlerContext?
     private var inFlight: InFlight?
+    private var parser = ResponseParser()
+    private var received = 0
     /// False once the connection closed or the server asked to close it.
     private(set) var isReusable = true
     /// Why the connection closed, for a request sent after it did (a TLS handshake can fail
     /// between the connect and the first request).
     private var closeReason: HTTPFailure?
-    /// Whether a response ever arrived on this connection (a stale keep-alive connection fails
-    /// before one does, and a request on it may be retried).
-    private(set) var exchanges = 0
 
-    init(counter: WireCounter, writer: RequestWriter, peer: String) {
-        self.counter = counter
-        self.writer = writer
+    init(peer: String) {
         self.peer = peer
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
-    /// Whether an exchange is running.
-    var isBusy: Bool { inFlight != nil }
 
     /// Sends a request; `completion` runs on the event loop when the exchange ends.
     func send(_ request: PreparedRequest, options: ExchangeOptions, completion: @escaping Completion) {
@@ -189,10 +142,10 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         inFlight = InFlight(
-            completion: completion, options: options, lastActivity: .now(), receivedAtStart: counter.received, sentAtStart: counter.sent)
+            completion: completion, options: options, lastActivity: .now(), receivedAtStart: received, sent: request.encoded.readableBytes)
+        parser.begin(headRequest: request.method == .HEAD, collectHeaders: options.collectBody)
         if options.ownTimer { armTimer(after: options.readTimeout) }
-        writer.pending = request.encoded
-        context.writeAndFlush(wrapOutboundOut(.head(request.head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(request.encoded), promise: nil)
     }
 
     /// Fails the exchange if the response stalled for its read timeout; called by a sweep.
@@ -212,23 +165,32 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard let flight = inFlight else { return }
         let idle = NIODeadline.now() - flight.lastActivity
         if idle >= flight.options.readTimeout {
-            fail(HTTPFailure(.readTimeout, "\(peer) sent nothing for \(Seconds.text(flight.options.readTimeout))"))
+            checkTimeout(now: .now())
         } else {
             armTimer(after: flight.options.readTimeout - idle)
         }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        received += bytes.readableBytes
         guard inFlight != nil else { return }  // Bytes nobody asked for: ignored.
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            // 1xx responses precede the real one.
-            guard head.status.code >= 200 else { return }
-            inFlight!.head = head
-            inFlight!.lastActivity = .now()
-            if !head.isKeepAlive { isReusable = false }
+        inFlight!.lastActivity = .now()
+        parser.feed(bytes)
+        do {
+            while inFlight != nil, let event = try parser.next() { handle(event) }
+        } catch {
+            fail(error)
+        }
+    }
+
+    private func handle(_ event: ResponseParser.Event) {
+        switch event {
+        case .head(let status, let keepAlive, let headers):
+            inFlight!.status = status
+            inFlight!.headers = headers
+            if !keepAlive { isReusable = false }
         case .body(var part):
-            inFlight!.lastActivity = .now()
             guard inFlight!.options.collectBody else { return }
             let room = inFlight!.options.bodyLimit - (inFlight!.body?.readableBytes ?? 0)
             if part.readableBytes > room {
@@ -241,20 +203,20 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
                 inFlight!.body!.writeBuffer(&part)
             }
         case .end:
-            guard let flight = inFlight, let head = flight.head else { return }
+            guard let flight = inFlight, let status = flight.status else { return }
             inFlight = nil
-            exchanges += 1
             flight.timer?.cancel()
             let result = ExchangeResult(
-                head: head, body: flight.body, truncated: flight.truncated, bytesReceived: counter.received - flight.receivedAtStart,
-                bytesSent: counter.sent - flight.sentAtStart)
-            if !isReusable { context.close(promise: nil) }
+                status: status, headers: flight.headers, body: flight.body, truncated: flight.truncated,
+                bytesReceived: received - flight.receivedAtStart, bytesSent: flight.sent)
+            if !isReusable { context?.close(promise: nil) }
             flight.completion(.success(result))
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         isReusable = false
+        if inFlight != nil, let end = parser.endOfInput() { handle(end) }
         fail(HTTPFailure(.reset, "\(peer) closed the connection before the response was complete"))
         context.fireChannelInactive()
     }
@@ -298,13 +260,8 @@ enum HTTPConnector {
             .channelInitializer { channel in
                 do {
                     let sync = channel.pipeline.syncOperations
-                    let counter = WireCounter()
-                    try sync.addHandler(counter)
                     if let tls { try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
-                    let writer = RequestWriter()
-                    try sync.addHandler(writer)
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try sync.addHandler(ExchangeHandler(counter: counter, writer: writer, peer: peer))
+                    try sync.addHandler(ExchangeHandler(peer: peer))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)

@@ -1,6 +1,5 @@
 import Foundation
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
@@ -101,10 +100,6 @@ struct HTTPFailure: Error, Sendable, CustomStringConvertible {
             return HTTPFailure(.tls, "TLS with \(target) failed: \(error)")
         case is SocketAddressError:
             return HTTPFailure(.dns, "cannot resolve the host of \(target) (\(error))")
-        case let error as HTTPParserError where error == .invalidEOFState:
-            return HTTPFailure(.reset, "\(target) closed the connection in the middle of the response")
-        case let error as HTTPParserError:
-            return HTTPFailure(.other, "\(target) sent a malformed HTTP response (\(error))")
         default:
             return HTTPFailure(.other, "\(error) (\(target))")
         }
