@@ -82,7 +82,7 @@ let package = Package(
         // Benchmarks: programs that print ratios against a reference measured in the same run.
         .executableTarget(
             name: "FaultlineLoadBenchmark",
-            dependencies: ["FaultlineHTTP", "FaultlineKit"],
+            dependencies: ["FaultlineHTTP", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
             path: "Benchmarks/load",
             exclude: ["run.sh"]
         ),

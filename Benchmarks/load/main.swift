@@ -7,6 +7,8 @@
 import FaultlineHTTP
 import FaultlineKit
 import Foundation
+import NIOCore
+import NIOPosix
 
 struct Options {
     var connections = 64
@@ -14,6 +16,8 @@ struct Options {
     var maxRequests = 10_000_000
     var threads = min(ProcessInfo.processInfo.activeProcessorCount, 2)
     var rounds = 3
+    /// Event loops for http.load; wrk gets as many threads.
+    var loops = min(ProcessInfo.processInfo.activeProcessorCount, 2)
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -22,7 +26,9 @@ struct Options {
             case "--connections": connections = Int(iterator.next() ?? "") ?? connections
             case "--duration": duration = Double(iterator.next() ?? "") ?? duration
             case "--max-requests": maxRequests = Int(Double(iterator.next() ?? "") ?? Double(maxRequests))
-            case "--threads": threads = Int(iterator.next() ?? "") ?? threads
+            case "--threads":
+                threads = max(1, Int(iterator.next() ?? "") ?? threads)
+                loops = threads
             case "--rounds": rounds = max(1, Int(iterator.next() ?? "") ?? rounds)
             default: break
             }
@@ -189,10 +195,13 @@ func runWrk(url: String, connections: Int, threads: Int, duration: Double) throw
     return result
 }
 
+/// http.load's event loops, as many as wrk's threads.
+nonisolated(unsafe) var loadGroup = MultiThreadedEventLoopGroup.singleton
+
 func runLoad(url: String, connections: Int, duration: Double? = nil, iterations: Int? = nil) async throws -> Value {
     let arguments = LoadProbe.Arguments(url: url, users: connections, duration: duration, iterations: iterations)
     try LoadProbe.validate(arguments)
-    return try await LoadProbe.run(arguments, context: .standalone(name: "benchmark"))
+    return try await LoadProbe.run(arguments, context: .standalone(name: "benchmark"), group: loadGroup)
 }
 
 func measurement(_ output: Value) -> Measurement {
@@ -223,6 +232,9 @@ if arguments.first == "--memory-child" {
     let url = arguments[1]
     let requests = Int(arguments[2])!
     let connections = Int(arguments[3])!
+    if let loops = arguments.count > 4 ? Int(arguments[4]) : nil, loops != System.coreCount {
+        loadGroup = MultiThreadedEventLoopGroup(numberOfThreads: loops)
+    }
     let output = try await runLoad(url: url, connections: connections, iterations: max(1, requests / connections))
     print("\(measurement(output).count) \(peakResidentKiB()) \(fixed(measurement(output).requestsPerSecond, 0))")
     exit(0)
@@ -234,7 +246,8 @@ nonisolated(unsafe) var nginxProcessID: pid_t = 0
 func compare(_ options: Options, nginx: Nginx) async throws {
     let cores = ProcessInfo.processInfo.activeProcessorCount
 
-    print("http.load vs wrk: nginx (1 worker) on 127.0.0.1, \(options.connections) connections, \(Int(options.duration)) s a run, \(options.rounds) rounds, \(cores) cores")
+    print(
+        "http.load vs wrk: nginx (1 worker) on 127.0.0.1, \(options.connections) connections, \(options.threads) threads/event loops, \(Int(options.duration)) s a run, \(options.rounds) rounds, \(cores) cores")
     print("(the tools take turns, in alternating order, so that other load on the machine hits both alike)")
     // A short warm-up so that neither tool pays for nginx's first connections.
     _ = try runWrk(url: nginx.url, connections: options.connections, threads: options.threads, duration: 1)
@@ -293,7 +306,7 @@ func compare(_ options: Options, nginx: Nginx) async throws {
     }
     var peaks: [Double] = []
     for size in sizes {
-        let text = try run(CommandLine.arguments[0], ["--memory-child", nginx.url, String(size), String(options.connections)])
+        let text = try run(CommandLine.arguments[0], ["--memory-child", nginx.url, String(size), String(options.connections), String(options.loops)])
         let fields = text.split(whereSeparator: \.isWhitespace)
         guard fields.count == 3, let count = Int(fields[0]), let kib = Double(fields[1]) else { throw BenchmarkError.failed("memory child said: \(text)") }
         peaks.append(kib / 1024)
@@ -305,6 +318,7 @@ func compare(_ options: Options, nginx: Nginx) async throws {
 }
 
 let options = Options(arguments)
+if options.loops != System.coreCount { loadGroup = MultiThreadedEventLoopGroup(numberOfThreads: options.loops) }
 let nginx = try Nginx(workers: 1)
 nginxProcessID = nginx.process.processIdentifier
 for signalNumber in [SIGINT, SIGTERM] {
