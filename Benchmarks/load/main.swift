@@ -292,8 +292,9 @@ func compare(_ options: Options, nginx: Nginx) async throws {
     let p50Difference = (load.p50 - wrk.p50) / wrk.p50 * 100
     let p99Difference = (load.p99 - wrk.p99) / wrk.p99 * 100
     print("ratio  " + pad(String(format: "%.2f×", ratio), 12) + pad(String(format: "%+.1f %%", p50Difference), 10) + pad(String(format: "%+.1f %%", p99Difference), 10))
-    let met = ratio >= 0.8 && abs(p50Difference) <= 10
-    print("goal: ≥ 0.80× wrk's requests/s and p50 within 10 % of wrk's: \(met ? "met" : "NOT met")")
+    // A lower p50 than wrk's is no fault: the goal is not to add latency wrk would not see.
+    let met = ratio >= 0.8 && p50Difference <= 10
+    print("goal: ≥ 0.80× wrk's requests/s, p50 at most 10 % above wrk's: \(met ? "met" : "NOT met")")
 
     print("")
     print("memory: peak RSS of a fresh process running N requests with \(options.connections) users")

@@ -383,8 +383,10 @@ final class LoadUser {
         case .success(let response):
             worker.recorder.record(index, result: response, expected: worker.plan.steps[index].expected, began: began, now: now)
         case .failure(let failure):
-            worker.recorder.record(index, failure: failure, sent: 0, received: 0, now: now)
             connectFailure = failure.kind.isConnectPhase
+            // A request that failed after its connection was up was sent.
+            let sent = connectFailure ? 0 : worker.plan.steps[index].request.encoded.readableBytes
+            worker.recorder.record(index, failure: failure, sent: sent, received: 0, now: now)
         }
         step += 1
         let iterationDone = step == worker.plan.steps.count
