@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "FaultlineProcess", targets: ["FaultlineProcess"]),
         .library(name: "FaultlineNetwork", targets: ["FaultlineNetwork"]),
         .library(name: "FaultlineProxy", targets: ["FaultlineProxy"]),
+        .library(name: "FaultlineHTTP", targets: ["FaultlineHTTP"]),
         .library(name: "FaultlineDemo", targets: ["FaultlineDemo"]),
         .executable(name: "faultline-demo", targets: ["faultline-demo"]),
         .library(name: "FaultlineReports", targets: ["FaultlineReports"]),
@@ -21,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // The kernel: protocols, experiment model, loading, substitution, tolerances, engine, journal.
@@ -39,6 +42,7 @@ let package = Package(
                 "FaultlineNetwork",
                 "FaultlineReports",
                 "FaultlineProxy",
+                "FaultlineHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -67,6 +71,18 @@ let package = Package(
             ],
             path: "Plugins/FaultlineProxy"
         ),
+        .target(
+            name: "FaultlineHTTP",
+            dependencies: [
+                "FaultlineKit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "Plugins/FaultlineHTTP"
+        ),
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
 
@@ -93,6 +109,16 @@ let package = Package(
         .testTarget(
             name: "FaultlineNetworkTests",
             dependencies: ["FaultlineNetwork", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "FaultlineHTTPTests",
+            dependencies: [
+                "FaultlineHTTP", "FaultlineKit", "FaultlineTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
         ),
         .testTarget(
             name: "FaultlineProxyTests",
@@ -128,6 +154,12 @@ let package = Package(
         // Benchmarks: programs that print measurements beside a reference measured in the same run.
         // Runs the shipped `faultline proxy` as a child process (build both with `swift build -c release`).
         .executableTarget(name: "ProxyBenchmark", path: "Benchmarks/proxy"),
+        .executableTarget(
+            name: "FaultlineLoadBenchmark",
+            dependencies: ["FaultlineHTTP", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            path: "Benchmarks/load",
+            exclude: ["run.sh"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FaultlineHTTP
 import FaultlineKit
 import FaultlineNetwork
 import FaultlineProcess
@@ -15,6 +16,7 @@ public enum Faultline {
         ToxicActionsPlugin.self,
         ProxyPlugin.self,
         ProcessPlugin.self,
+        HTTPPlugin.self,
         NetworkPlugin.self,
         ReportsPlugin.self,
     ]

@@ -493,6 +493,7 @@ private final class ExperimentRun: Sendable {
                     failure = ("\(error)", [])
                 }
                 if Task.isCancelled, status == .succeeded { status = .interrupted }
+                if case .custom(let check)? = prepared.tolerance, let produced = output { output = check.annotate(produced) }
                 if status == .succeeded, judged, !dryCovers, let tolerance = prepared.tolerance {
                     toleranceOutcome = await judge(tolerance, output: output ?? .null, variables: variables)
                 } else if status == .succeeded, judged, dryCovers {

@@ -85,6 +85,15 @@ public protocol ToleranceCheck: Sendable {
     func check(_ output: Value) -> ToleranceOutcome
     /// The tolerance as the journal records it.
     var summary: Value { get }
+    /// The output as the journal records it once this tolerance is attached to the activity —
+    /// e.g. `http.load` adds the `thresholds` it evaluated. Called in every phase (a method
+    /// activity's tolerance is not judged, but its output still shows it); the default returns
+    /// the output unchanged.
+    func annotate(_ output: Value) -> Value
+}
+
+extension ToleranceCheck {
+    public func annotate(_ output: Value) -> Value { output }
 }
 
 /// The verdict of a tolerance.

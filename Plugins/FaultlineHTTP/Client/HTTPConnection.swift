@@ -1,0 +1,405 @@
+import FaultlineKit
+import NIOCore
+import Synchronization
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// A request built once and sent as often as needed: a load sends the same bytes every time.
+struct PreparedRequest: Sendable {
+    var method: HTTPMethod
+    var target: HTTPTarget
+    /// The header fields as sent, defaults included.
+    var headers: [(String, String)]
+    var body: ByteBuffer?
+    /// The whole request as it goes on the wire, encoded once.
+    var encoded: ByteBuffer
+
+    /// Builds the request: `Host`, `User-Agent`, `Accept` and `Content-Length` unless given.
+    init(method: HTTPMethod, target: HTTPTarget, headers given: [(String, String)], body: ByteBuffer?) {
+        self.method = method
+        self.target = target
+        self.body = body
+        var fields: [(String, String)] = []
+        let names = Set(given.map { $0.0.lowercased() })
+        if !names.contains("host") { fields.append(("Host", target.hostHeader)) }
+        if !names.contains("user-agent") { fields.append(("User-Agent", PreparedRequest.userAgent)) }
+        if !names.contains("accept") { fields.append(("Accept", "*/*")) }
+        fields += given
+        if let body, !names.contains("content-length"), !names.contains("transfer-encoding") {
+            fields.append(("Content-Length", String(body.readableBytes)))
+        } else if body == nil, [.POST, .PUT, .PATCH].contains(method), !names.contains("content-length") {
+            fields.append(("Content-Length", "0"))
+        }
+        headers = fields
+        var bytes = ByteBuffer()
+        bytes.writeString("\(method.rawValue) \(target.pathAndQuery) HTTP/1.1\r\n")
+        for (name, value) in fields { bytes.writeString("\(name): \(value)\r\n") }
+        bytes.writeString("\r\n")
+        if var body { bytes.writeBuffer(&body) }
+        encoded = bytes
+    }
+
+    /// The same request sent elsewhere (a redirect).
+    func redirected(to target: HTTPTarget, method: HTTPMethod, keepBody: Bool) -> PreparedRequest {
+        var kept: [(String, String)] = []
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if lower == "host" || lower == "content-length" { continue }
+            if !keepBody, lower == "content-type" || lower == "transfer-encoding" { continue }
+            // Credentials go only to the host they were written for, as `requests` does.
+            if lower == "authorization" || lower == "cookie", target.authority != self.target.authority { continue }
+            kept.append((name, value))
+        }
+        return PreparedRequest(method: method, target: target, headers: kept, body: keepBody ? body : nil)
+    }
+
+    static let userAgent = "faultline/\(Engine.version)"
+}
+
+/// What came back from one exchange.
+struct ExchangeResult: Sendable {
+    var status: Int
+    /// The header fields, when the exchange collected them.
+    var headers: [(String, String)]
+    /// The body, when the exchange collected it.
+    var body: ByteBuffer?
+    /// Whether the body was longer than the limit and cut.
+    var truncated: Bool
+    /// Bytes of the response and of the request (HTTP bytes; TLS adds its records on top).
+    var bytesReceived: Int
+    var bytesSent: Int
+
+    /// The first value of a header field, by case-insensitive name.
+    func header(_ name: String) -> String? {
+        headers.first { $0.0.caseInsensitiveCompare(name) == .orderedSame }?.1
+    }
+}
+
+/// How one exchange treats the response.
+struct ExchangeOptions: Sendable {
+    /// Keep the header fields and the body (the `http` provider); a load only counts bytes.
+    var collectBody: Bool
+    /// The most body bytes kept; the rest is counted and dropped.
+    var bodyLimit: Int = 16 << 20
+    /// Time allowed without a byte of the response arriving.
+    var readTimeout: TimeAmount
+    /// Whether the exchange arms its own timer; a load's users are swept by their loop instead
+    /// (``ExchangeHandler/checkTimeout(now:)``), which saves a scheduled task per request.
+    var ownTimer = true
+}
+
+/// Runs one request/response exchange at a time on a keep-alive HTTP/1.1 connection.
+///
+/// Confined to its channel's event loop: a load drives thousands of exchanges a second through
+/// it without a thread hop, and the `http` provider reaches it through ``HTTPClientConnection``.
+/// It writes the request's bytes as encoded once and parses the response in place
+/// (``ResponseParser``), so the pipeline is this handler alone (after TLS). Every exchange ends
+/// exactly once — with a response, or with a classified ``HTTPFailure`` when the peer closes,
+/// resets, stalls past the read timeout or breaks TLS.
+final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    typealias Completion = (Result<ExchangeResult, HTTPFailure>) -> Void
+
+    private struct InFlight {
+        var completion: Completion
+        var options: ExchangeOptions
+        var lastActivity: NIODeadline
+        var timer: Scheduled<Void>?
+        var status: Int?
+        var headers: [(String, String)] = []
+        var body: ByteBuffer?
+        var truncated = false
+        var receivedAtStart: Int
+        var sent: Int
+    }
+
+    private let peer: String
+    private var context: ChannelHandlerContext?
+    private var inFlight: InFlight?
+    private var parser = ResponseParser()
+    private var received = 0
+    /// False once the connection closed or the server asked to close it.
+    private(set) var isReusable = true
+    /// Why the connection closed, for a request sent after it did (a TLS handshake can fail
+    /// between the connect and the first request).
+    private var closeReason: HTTPFailure?
+
+    init(peer: String) {
+        self.peer = peer
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Sends a request; `completion` runs on the event loop when the exchange ends.
+    func send(_ request: PreparedRequest, options: ExchangeOptions, completion: @escaping Completion) {
+        precondition(inFlight == nil, "one exchange at a time")
+        guard let context, isReusable else {
+            completion(.failure(closeReason ?? HTTPFailure(.reset, "the connection to \(peer) is closed")))
+            return
+        }
+        inFlight = InFlight(
+            completion: completion, options: options, lastActivity: .now(), receivedAtStart: received, sent: request.encoded.readableBytes)
+        parser.begin(headRequest: request.method == .HEAD, collectHeaders: options.collectBody)
+        if options.ownTimer { armTimer(after: options.readTimeout) }
+        context.writeAndFlush(wrapOutboundOut(request.encoded), promise: nil)
+    }
+
+    /// Fails the exchange if the response stalled for its read timeout; called by a sweep.
+    func checkTimeout(now: NIODeadline) {
+        guard let flight = inFlight, now - flight.lastActivity >= flight.options.readTimeout else { return }
+        fail(HTTPFailure(.readTimeout, "\(peer) sent nothing for \(Seconds.text(flight.options.readTimeout))"))
+    }
+
+    private func armTimer(after delay: TimeAmount) {
+        guard let context else { return }
+        inFlight?.timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [weak self] in
+            self?.timerFired()
+        }
+    }
+
+    private func timerFired() {
+        guard let flight = inFlight else { return }
+        let idle = NIODeadline.now() - flight.lastActivity
+        if idle >= flight.options.readTimeout {
+            checkTimeout(now: .now())
+        } else {
+            armTimer(after: flight.options.readTimeout - idle)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        received += bytes.readableBytes
+        guard inFlight != nil else { return }  // Bytes nobody asked for: ignored.
+        inFlight!.lastActivity = .now()
+        parser.feed(bytes)
+        do {
+            while inFlight != nil, let event = try parser.next() { handle(event) }
+        } catch {
+            fail(error)
+        }
+    }
+
+    private func handle(_ event: ResponseParser.Event) {
+        switch event {
+        case .head(let status, let keepAlive, let headers):
+            inFlight!.status = status
+            inFlight!.headers = headers
+            if !keepAlive { isReusable = false }
+        case .body(var part):
+            guard inFlight!.options.collectBody else { return }
+            let room = inFlight!.options.bodyLimit - (inFlight!.body?.readableBytes ?? 0)
+            if part.readableBytes > room {
+                inFlight!.truncated = true
+                part = part.getSlice(at: part.readerIndex, length: max(room, 0)) ?? part
+            }
+            if inFlight!.body == nil {
+                inFlight!.body = part
+            } else {
+                inFlight!.body!.writeBuffer(&part)
+            }
+        case .end:
+            guard let flight = inFlight, let status = flight.status else { return }
+            inFlight = nil
+            flight.timer?.cancel()
+            let result = ExchangeResult(
+                status: status, headers: flight.headers, body: flight.body, truncated: flight.truncated,
+                bytesReceived: received - flight.receivedAtStart, bytesSent: flight.sent)
+            if !isReusable { context?.close(promise: nil) }
+            flight.completion(.success(result))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isReusable = false
+        if inFlight != nil, let end = parser.endOfInput() { handle(end) }
+        fail(HTTPFailure(.reset, "\(peer) closed the connection before the response was complete"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        let failure = HTTPFailure.classify(error, target: peer)
+        if closeReason == nil { closeReason = failure }
+        fail(failure)
+        context.close(promise: nil)
+    }
+
+    /// Ends the running exchange as abandoned (a stopped load) and closes the connection.
+    func abandon() {
+        fail(.abandonedExchange)
+        context?.close(promise: nil)
+    }
+
+    private func fail(_ failure: HTTPFailure) {
+        isReusable = false
+        guard let flight = inFlight else { return }
+        inFlight = nil
+        flight.timer?.cancel()
+        context?.close(promise: nil)
+        flight.completion(.failure(failure))
+    }
+}
+
+/// Opens connections with the pipeline every exchange needs.
+enum HTTPConnector {
+    /// Connects to `target` (at `address` when already resolved) on `loop`.
+    ///
+    /// The future completes on `loop`; read the handler there with ``handler(of:)``.
+    static func connect(
+        to target: HTTPTarget, address: SocketAddress?, tls: NIOSSLContext?, connectTimeout: TimeAmount, on loop: any EventLoop
+    ) -> EventLoopFuture<any Channel> {
+        let peer = target.authority
+        let serverName = target.hostIsAddress ? nil : target.host
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                do {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
+                    try sync.addHandler(ExchangeHandler(peer: peer))
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        if let address { return bootstrap.connect(to: address) }
+        return bootstrap.connect(host: target.host, port: target.port)
+    }
+
+    /// The exchange handler of a channel made by ``connect(to:address:tls:connectTimeout:on:)``; call on its loop.
+    static func handler(of channel: any Channel) -> ExchangeHandler? {
+        try? channel.pipeline.syncOperations.handler(type: ExchangeHandler.self)
+    }
+
+    /// TLS contexts are costly to build (they load the trust roots): one per verification mode.
+    static func tlsContext(verify: Bool) throws -> NIOSSLContext {
+        try (verify ? verifyingContext : trustingContext).get()
+    }
+
+    private static let verifyingContext = Result { try NIOSSLContext(configuration: .makeClientConfiguration()) }
+    private static let trustingContext = Result {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        return try NIOSSLContext(configuration: configuration)
+    }
+}
+
+/// One connection for the `http` provider, used from async code.
+final class HTTPClientConnection: Sendable {
+    let channel: any Channel
+    let target: HTTPTarget
+    /// Held from the moment of connecting: once the channel closes, the pipeline no longer has it.
+    private let handler: NIOLoopBound<ExchangeHandler>
+
+    private init(channel: any Channel, handler: NIOLoopBound<ExchangeHandler>, target: HTTPTarget) {
+        self.channel = channel
+        self.handler = handler
+        self.target = target
+    }
+
+    /// Opens a connection, failing with a classified ``HTTPFailure``.
+    static func connect(to target: HTTPTarget, verifyTLS: Bool, connectTimeout: TimeAmount) async throws -> HTTPClientConnection {
+        let tls: NIOSSLContext?
+        do {
+            tls = target.isTLS ? try HTTPConnector.tlsContext(verify: verifyTLS) : nil
+        } catch {
+            throw HTTPFailure(.tls, "cannot set up TLS: \(error)")
+        }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let future = HTTPConnector.connect(to: target, address: nil, tls: tls, connectTimeout: connectTimeout, on: loop)
+            .flatMapThrowing { channel in
+                // Runs on the loop as the connect completes, before a TLS failure can empty the pipeline.
+                guard let handler = HTTPConnector.handler(of: channel) else { throw ChannelError.ioOnClosedChannel }
+                return HTTPClientConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: loop), target: target)
+            }
+        do {
+            // A connect in progress cannot be aborted, so a cancelled task stops waiting for it
+            // and closes the connection if it comes.
+            let connection = try await future.getCancellable { future.whenSuccess { $0.close() } }
+            if Task.isCancelled {
+                connection.close()
+                throw CancellationError()
+            }
+            return connection
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw HTTPFailure.classify(error, target: target.authority)
+        }
+    }
+
+    /// Sends one request and waits for the whole response. Cancelling the task closes the connection.
+    func send(_ request: PreparedRequest, options: ExchangeOptions) async throws -> ExchangeResult {
+        let promise = channel.eventLoop.makePromise(of: ExchangeResult.self)
+        let channel = self.channel
+        let handler = self.handler
+        channel.eventLoop.execute {
+            handler.value.send(request, options: options) { result in promise.completeWith(result.mapError { $0 as any Error }) }
+        }
+        return try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Whether another request may go on this connection.
+    var isReusable: Bool {
+        get async {
+            let handler = self.handler
+            return (try? await channel.eventLoop.submit { handler.value.isReusable }.get()) ?? false
+        }
+    }
+
+    func close() { channel.close(promise: nil) }
+}
+
+extension EventLoopFuture where Value: Sendable {
+    /// The future's value, or `CancellationError` as soon as the task is cancelled (after running
+    /// `onCancel`), without waiting for the future.
+    func getCancellable(onCancel: @escaping @Sendable () -> Void) async throws -> Value {
+        let waiter = ResumeOnce<Value>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Value, any Error>) in
+                waiter.store(continuation)
+                if Task.isCancelled { waiter.resume(with: .failure(CancellationError())) }
+                self.whenComplete { waiter.resume(with: $0) }
+            }
+        } onCancel: {
+            onCancel()
+            waiter.resume(with: .failure(CancellationError()))
+        }
+    }
+}
+
+/// A continuation resumed by whichever comes first: the result or the cancellation.
+private final class ResumeOnce<Value: Sendable>: Sendable {
+    private let state = Mutex<(continuation: CheckedContinuation<Value, any Error>?, early: Result<Value, any Error>?)>((nil, nil))
+
+    func store(_ continuation: CheckedContinuation<Value, any Error>) {
+        let early = state.withLock { s -> Result<Value, any Error>? in
+            if let early = s.early { return early }
+            s.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func resume(with result: Result<Value, any Error>) {
+        let continuation = state.withLock { s -> CheckedContinuation<Value, any Error>? in
+            guard let continuation = s.continuation else {
+                if s.early == nil { s.early = result }
+                return nil
+            }
+            s.continuation = nil
+            s.early = result
+            return continuation
+        }
+        continuation?.resume(with: result)
+    }
+}

@@ -1,0 +1,243 @@
+import NIOCore
+
+/// An HTTP/1.x response parser working in place on the bytes a channel reads.
+///
+/// It reads exactly what a client needs — the status, the framing (`Content-Length`, chunked
+/// transfer coding, read-until-close), keep-alive — and the header fields only when asked, so a
+/// load's responses cost no allocation beyond the read buffer. Bodies come out as slices of it.
+/// Framing follows RFC 9112 §6: no body after HEAD, 1xx, 204 and 304; chunked wins over a length;
+/// without either the body runs until the server closes.
+struct ResponseParser {
+    enum Event {
+        /// The final response's head. `headers` is empty unless the exchange collects them.
+        case head(status: Int, keepAlive: Bool, headers: [(String, String)])
+        case body(ByteBuffer)
+        case end
+    }
+
+    private enum State {
+        case statusLine
+        case headers
+        case fixed(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkEnd
+        case trailers
+        case untilClose
+        /// The body is complete (or there is none); `.end` comes next.
+        case ending
+        case done
+    }
+
+    private var state = State.done
+    private var buffer = ByteBuffer()
+    private var headRequest = false
+    private var collectHeaders = false
+    // The head being read.
+    private var status = 0
+    private var http10 = false
+    private var contentLength: Int?
+    private var chunked = false
+    private var connectionClose = false
+    private var connectionKeepAlive = false
+    private var headers: [(String, String)] = []
+    private var headerBytes = 0
+
+    /// The most bytes a status line and header fields may take.
+    static let headLimit = 64 * 1024
+
+    /// Expects the response to a new request.
+    mutating func begin(headRequest: Bool, collectHeaders: Bool) {
+        self.headRequest = headRequest
+        self.collectHeaders = collectHeaders
+        state = .statusLine
+        resetHead()
+    }
+
+    private mutating func resetHead() {
+        status = 0
+        http10 = false
+        contentLength = nil
+        chunked = false
+        connectionClose = false
+        connectionKeepAlive = false
+        headers = []
+        headerBytes = 0
+    }
+
+    /// Adds bytes read from the connection.
+    mutating func feed(_ bytes: ByteBuffer) {
+        if buffer.readableBytes == 0 {
+            buffer = bytes
+        } else {
+            var bytes = bytes
+            buffer.writeBuffer(&bytes)
+        }
+    }
+
+    /// The next event the bytes so far make, or nil when more bytes are needed.
+    mutating func next() throws(HTTPFailure) -> Event? {
+        while true {
+            switch state {
+            case .done:
+                return nil
+            case .statusLine:
+                guard let line = try readLine() else { return nil }
+                try parseStatusLine(line)
+                state = .headers
+            case .headers:
+                guard let line = try readLine() else { return nil }
+                if line.readableBytes > 0 {
+                    try parseHeader(line)
+                    continue
+                }
+                if status < 200, status != 101 {
+                    // 100 Continue and friends precede the real response.
+                    state = .statusLine
+                    resetHead()
+                    continue
+                }
+                let keepAlive = http10 ? connectionKeepAlive : !connectionClose
+                if headRequest || status == 204 || status == 304 || status == 101 {
+                    state = .ending
+                } else if chunked {
+                    state = .chunkSize
+                } else if let contentLength {
+                    state = contentLength == 0 ? .ending : .fixed(remaining: contentLength)
+                } else {
+                    // Without framing the body runs until the server closes: not reusable.
+                    state = .untilClose
+                    return .head(status: status, keepAlive: false, headers: headers)
+                }
+                return .head(status: status, keepAlive: keepAlive, headers: headers)
+            case .fixed(let remaining):
+                guard buffer.readableBytes > 0 else { return nil }
+                let count = min(remaining, buffer.readableBytes)
+                let slice = buffer.readSlice(length: count)!
+                state = remaining == count ? .ending : .fixed(remaining: remaining - count)
+                return .body(slice)
+            case .ending:
+                state = .done
+                return .end
+            case .chunkSize:
+                guard let line = try readLine() else { return nil }
+                let digits = line.readableBytesView.prefix { $0 != UInt8(ascii: ";") && $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+                guard !digits.isEmpty, digits.count <= 15, let size = Int(String(decoding: digits, as: UTF8.self), radix: 16) else {
+                    throw HTTPFailure(.other, "the server sent a malformed chunk size")
+                }
+                state = size == 0 ? .trailers : .chunkData(remaining: size)
+            case .chunkData(let remaining):
+                guard buffer.readableBytes > 0 else { return nil }
+                let count = min(remaining, buffer.readableBytes)
+                let slice = buffer.readSlice(length: count)!
+                state = remaining == count ? .chunkEnd : .chunkData(remaining: remaining - count)
+                return .body(slice)
+            case .chunkEnd:
+                guard let line = try readLine() else { return nil }
+                guard line.readableBytes == 0 else { throw HTTPFailure(.other, "the server sent a chunk longer than its size") }
+                state = .chunkSize
+            case .trailers:
+                guard let line = try readLine() else { return nil }
+                if line.readableBytes == 0 {
+                    state = .done
+                    return .end
+                }
+            case .untilClose:
+                guard buffer.readableBytes > 0 else { return nil }
+                return .body(buffer.readSlice(length: buffer.readableBytes)!)
+            }
+        }
+    }
+
+    /// The server closed the connection: the end of a read-until-close body, or nil when the
+    /// response was cut short.
+    mutating func endOfInput() -> Event? {
+        if case .untilClose = state {
+            state = .done
+            return .end
+        }
+        return nil
+    }
+
+    // MARK: Lines
+
+    /// The next line without its CR LF (a bare LF is accepted), or nil when it is incomplete.
+    private mutating func readLine() throws(HTTPFailure) -> ByteBuffer? {
+        guard let newline = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else {
+            if buffer.readableBytes > Self.headLimit { throw HTTPFailure(.other, "the server sent a line longer than 64 KiB") }
+            return nil
+        }
+        let length = newline - buffer.readerIndex
+        headerBytes += length + 1
+        if headerBytes > Self.headLimit { throw HTTPFailure(.other, "the server sent more than 64 KiB of header fields") }
+        var line = buffer.readSlice(length: length)!
+        buffer.moveReaderIndex(forwardBy: 1)
+        if line.readableBytesView.last == UInt8(ascii: "\r") { line.moveWriterIndex(to: line.writerIndex - 1) }
+        return line
+    }
+
+    private mutating func parseStatusLine(_ line: ByteBuffer) throws(HTTPFailure) {
+        let bytes = line.readableBytesView
+        // "HTTP/1.1 200 OK"
+        guard bytes.count >= 12, bytes.starts(with: "HTTP/1.".utf8), bytes[bytes.startIndex + 8] == UInt8(ascii: " ") else {
+            throw HTTPFailure(.other, "the server did not answer with HTTP/1.x (\"\(String(decoding: bytes.prefix(40), as: UTF8.self))\")")
+        }
+        http10 = bytes[bytes.startIndex + 7] == UInt8(ascii: "0")
+        var code = 0
+        for byte in bytes[(bytes.startIndex + 9)..<(bytes.startIndex + 12)] {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw HTTPFailure(.other, "the server sent a malformed status line") }
+            code = code * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        guard code >= 100 else { throw HTTPFailure(.other, "the server sent status \(code)") }
+        status = code
+    }
+
+    private mutating func parseHeader(_ line: ByteBuffer) throws(HTTPFailure) {
+        let bytes = line.readableBytesView
+        guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon > bytes.startIndex else {
+            throw HTTPFailure(.other, "the server sent a malformed header field")
+        }
+        let name = bytes[bytes.startIndex..<colon]
+        var value = bytes[(colon + 1)...]
+        while let first = value.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { value = value.dropFirst() }
+        while let last = value.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { value = value.dropLast() }
+
+        if Self.equalsIgnoringCase(name, "content-length") {
+            var length = 0
+            guard !value.isEmpty, value.count <= 18 else { throw HTTPFailure(.other, "the server sent a malformed Content-Length") }
+            for byte in value {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw HTTPFailure(.other, "the server sent a malformed Content-Length") }
+                length = length * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            if let existing = contentLength, existing != length { throw HTTPFailure(.other, "the server sent two different Content-Lengths") }
+            contentLength = length
+        } else if Self.equalsIgnoringCase(name, "transfer-encoding") {
+            chunked = Self.containsToken(value, "chunked")
+        } else if Self.equalsIgnoringCase(name, "connection") {
+            if Self.containsToken(value, "close") { connectionClose = true }
+            if Self.containsToken(value, "keep-alive") { connectionKeepAlive = true }
+        }
+        if collectHeaders {
+            headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        }
+    }
+
+    private static func lowered(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte + 32 : byte
+    }
+
+    static func equalsIgnoringCase(_ bytes: ByteBufferView.SubSequence, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        return lowercase.withUTF8Buffer { expected in zip(bytes, expected).allSatisfy { lowered($0) == $1 } }
+    }
+
+    /// Whether a comma-separated header value lists `token` (case-insensitively).
+    static func containsToken(_ value: ByteBufferView.SubSequence, _ token: StaticString) -> Bool {
+        value.split(separator: UInt8(ascii: ",")).contains { element in
+            var part = element[...]
+            while let first = part.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { part = part.dropFirst() }
+            while let last = part.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { part = part.dropLast() }
+            return equalsIgnoringCase(part, token)
+        }
+    }
+}

@@ -1,0 +1,428 @@
+import FaultlineKit
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// A load, resolved and ready to run: what every event loop shares.
+struct LoadPlan: Sendable {
+    /// Where requests go: one per distinct scheme, host and port, resolved once.
+    struct Endpoint: Sendable {
+        var target: HTTPTarget
+        var address: SocketAddress
+        var tls: NIOSSLContext?
+    }
+
+    /// One named request of the sequence each user runs.
+    struct Step: Sendable {
+        var name: String
+        var request: PreparedRequest
+        var expected: ExpectedStatus
+        var endpoint: Int
+    }
+
+    enum Model: Sendable {
+        /// JMeter's thread group: `users` loop over the steps, started evenly over `rampUp`.
+        case closed(users: Int, rampUp: Double, duration: Double?, iterations: Int?, think: ThinkTime)
+        /// Constant arrival rate: an iteration starts every 1/`rate` s whatever the server does,
+        /// on one of at most `maxUsers` connections; when none is free, the start is dropped.
+        case open(rate: Double, duration: Double, maxUsers: Int)
+    }
+
+    var endpoints: [Endpoint]
+    var steps: [Step]
+    var model: Model
+    var connectTimeout: TimeAmount
+    var readTimeout: TimeAmount
+    /// How long requests in flight at the end may take before they are abandoned.
+    var gracefulStop: TimeAmount
+
+    /// The most connections the load opens.
+    var maxUsers: Int {
+        switch model {
+        case .closed(let users, _, _, _, _): users
+        case .open(_, _, let maxUsers): maxUsers
+        }
+    }
+}
+
+/// Pause between one user's requests: fixed, or uniform between two bounds (JMeter's timers).
+public enum ThinkTime: Codable, Sendable, Equatable {
+    case fixed(Double)
+    case uniform(Double, Double)
+
+    public init(from decoder: any Decoder) throws {
+        let value = try Value(from: decoder)
+        if let seconds = value.doubleValue, seconds >= 0 {
+            self = .fixed(seconds)
+        } else if let bounds = value.arrayValue?.compactMap(\.doubleValue), bounds.count == 2, value.arrayValue?.count == 2, bounds[0] >= 0,
+            bounds[0] <= bounds[1]
+        {
+            self = .uniform(bounds[0], bounds[1])
+        } else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "think_time must be seconds (0 or more) or [min, max], found \(value)"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .fixed(let s): try container.encode(s)
+        case .uniform(let lo, let hi): try container.encode([lo, hi])
+        }
+    }
+
+    /// The mean pause, for the output.
+    var mean: Double {
+        switch self {
+        case .fixed(let s): s
+        case .uniform(let lo, let hi): (lo + hi) / 2
+        }
+    }
+
+    func next(_ random: inout SeededRandom) -> Double {
+        switch self {
+        case .fixed(let s): s
+        case .uniform(let lo, let hi): lo + (hi - lo) * random.nextUnit()
+        }
+    }
+}
+
+/// The users of one event loop, their scheduler and their measurements. Confined to the loop:
+/// every exchange, timer and record runs there without locks or thread hops.
+final class LoadWorker {
+    let loop: any EventLoop
+    let plan: LoadPlan
+    let recorder: LoadRecorder
+    let start: NIODeadline
+    private let index: Int
+    private let workerCount: Int
+    private var random: SeededRandom
+    private let finished: EventLoopPromise<Void>
+
+    private var users: [LoadUser] = []
+    /// Open model: connected users waiting for the next arrival.
+    private var idle: [LoadUser] = []
+    private var userLimit = 0
+    /// Closed model: users that still loop.
+    private var running = 0
+    /// Users inside an exchange.
+    private var busy = 0
+    private var timers: [Scheduled<Void>] = []
+    /// Checks every user's exchange against the read timeout; runs until the worker terminates.
+    private var sweep: Scheduled<Void>?
+    /// No new iterations start; requests in flight may finish.
+    private(set) var stopping = false
+    /// Everything stopped; late completions are ignored.
+    private(set) var terminated = false
+
+    /// Open model: the next arrival this loop handles (arrivals are dealt round-robin).
+    private var nextArrival = 0
+    private var arrivals = 0
+    private var arrivalInterval: Int64 = 0
+
+    init(loop: any EventLoop, plan: LoadPlan, index: Int, workerCount: Int, start: NIODeadline, seed: UInt64) {
+        self.loop = loop
+        self.plan = plan
+        self.index = index
+        self.workerCount = workerCount
+        self.start = start
+        random = SeededRandom(seed: seed)
+        recorder = LoadRecorder(requestCount: plan.steps.count, start: start)
+        finished = loop.makePromise()
+    }
+
+    /// Completes when every user on this loop stopped.
+    var done: EventLoopFuture<Void> { finished.futureResult }
+
+    // MARK: Running
+
+    /// Starts the users (closed model) or the arrival schedule (open model).
+    func begin() {
+        scheduleSweep()
+        let isolated = loop.assumeIsolated()
+        switch plan.model {
+        case .closed(let total, let rampUp, let duration, _, _):
+            for number in stride(from: index, to: total, by: workerCount) {
+                let user = LoadUser(worker: self)
+                users.append(user)
+                running += 1
+                let offset = Seconds.amount(rampUp * Double(number) / Double(total))
+                timers.append(isolated.scheduleTask(deadline: start + offset) { [weak self, user] in
+                    guard let self, !self.stopping else { return }
+                    user.runNext()
+                })
+            }
+            if let duration {
+                timers.append(isolated.scheduleTask(deadline: start + Seconds.amount(duration)) { [weak self] in self?.stop() })
+            }
+            if running == 0 { stop() }
+        case .open(let rate, let duration, let maxUsers):
+            userLimit = maxUsers / workerCount + (index < maxUsers % workerCount ? 1 : 0)
+            arrivals = Int((rate * duration).rounded())
+            arrivalInterval = Int64((1e9 / rate).rounded())
+            nextArrival = index
+            scheduleArrivals()
+        }
+    }
+
+    private func arrivalTime(_ k: Int) -> NIODeadline { start + .nanoseconds(Int64(k) * arrivalInterval) }
+
+    /// Starts every arrival that is due, then sleeps until the next one.
+    private func scheduleArrivals() {
+        guard !stopping else { return }
+        let now = NIODeadline.now()
+        while nextArrival < arrivals, arrivalTime(nextArrival) <= now {
+            arrive(scheduled: arrivalTime(nextArrival))
+            nextArrival += workerCount
+        }
+        if nextArrival < arrivals {
+            timers.append(loop.assumeIsolated().scheduleTask(deadline: arrivalTime(nextArrival)) { [weak self] in self?.scheduleArrivals() })
+        } else {
+            stop()
+        }
+    }
+
+    private func arrive(scheduled: NIODeadline) {
+        if let user = idle.popLast() {
+            user.runIteration(scheduled: scheduled)
+        } else if users.count < userLimit {
+            let user = LoadUser(worker: self)
+            users.append(user)
+            user.runIteration(scheduled: scheduled)
+        } else {
+            recorder.dropped += 1
+        }
+    }
+
+    /// One timer per loop instead of one per request: read timeouts are found within a quarter
+    /// of the timeout (at most 250 ms late).
+    private func scheduleSweep() {
+        let period = TimeAmount.nanoseconds(min(max(plan.readTimeout.nanoseconds / 4, 1_000_000), 250_000_000))
+        sweep = loop.assumeIsolated().scheduleTask(in: period) { [weak self] in
+            guard let self, !self.terminated else { return }
+            let now = NIODeadline.now()
+            for user in self.users { user.checkTimeouts(now: now) }
+            self.scheduleSweep()
+        }
+    }
+
+    /// Users whose next request goes out once this loop has read everything that is ready.
+    private var ready: [LoadUser] = []
+    private var readyScheduled = false
+
+    /// Queues a user's next request behind the responses the loop is still reading.
+    ///
+    /// Tasks run after the loop has handled its ready sockets, so the requests of one wake-up go
+    /// out together, as wrk sends them: the server then finds several requests per wake-up
+    /// instead of being woken for each (on loopback, that wake-up is most of a write's cost).
+    func sendSoon(_ user: LoadUser) {
+        ready.append(user)
+        guard !readyScheduled else { return }
+        readyScheduled = true
+        loop.assumeIsolated().execute { [self] in
+            readyScheduled = false
+            let users = ready
+            ready.removeAll(keepingCapacity: true)
+            for user in users where !stopping { user.runNext() }
+        }
+    }
+
+    /// The pause a user takes before its next request.
+    func thinkTime(afterConnectFailure: Bool) -> Double {
+        guard case .closed(_, _, _, _, let think) = plan.model else { return 0 }
+        let pause = think.next(&random)
+        // A dead server must not turn the load into a busy loop of failed connects.
+        return afterConnectFailure ? max(pause, 0.01) : pause
+    }
+
+    /// Whether a user has run its iterations (closed model).
+    func isComplete(iterations: Int) -> Bool {
+        if case .closed(_, _, _, let limit?, _) = plan.model { return iterations >= limit }
+        return false
+    }
+
+    // MARK: Bookkeeping from users
+
+    func exchangeStarted() { busy += 1 }
+
+    func exchangeEnded() {
+        busy -= 1
+        checkFinished()
+    }
+
+    func userStopped() {
+        running -= 1
+        checkFinished()
+    }
+
+    func userIdle(_ user: LoadUser) {
+        idle.append(user)
+        checkFinished()
+    }
+
+    private func checkFinished() {
+        guard !terminated else { return }
+        let drained: Bool =
+            switch plan.model {
+            case .closed: stopping || running == 0
+            case .open: stopping
+            }
+        if drained && busy == 0 { terminate() }
+    }
+
+    // MARK: Stopping
+
+    /// Ends the load gracefully: no new iterations; requests in flight get ``LoadPlan/gracefulStop``.
+    func stop() {
+        guard !stopping else { return }
+        stopping = true
+        for timer in timers { timer.cancel() }
+        timers.removeAll()
+        if case .closed = plan.model {
+            // Users waiting for their ramp-up or thinking will not run again.
+            running = 0
+        }
+        if busy > 0 {
+            timers.append(loop.assumeIsolated().scheduleTask(in: plan.gracefulStop) { [weak self] in self?.terminate() })
+        }
+        checkFinished()
+    }
+
+    /// Stops at once: requests in flight are abandoned (not counted) and connections closed.
+    func terminate() {
+        guard !terminated else { return }
+        stopping = true
+        terminated = true
+        sweep?.cancel()
+        for timer in timers { timer.cancel() }
+        timers.removeAll()
+        for user in users { user.closeConnections() }
+        users.removeAll()
+        idle.removeAll()
+        finished.succeed()
+    }
+}
+
+/// One virtual user: a connection per endpoint, reused across its requests, and its place in
+/// the sequence of steps.
+final class LoadUser {
+    // Strong: a user's pending think-time timer may outlive the worker's list of users.
+    private let worker: LoadWorker
+    private var handlers: [ExchangeHandler?]
+    private var channels: [(any Channel)?]
+    private var step = 0
+    private var iterations = 0
+
+    init(worker: LoadWorker) {
+        self.worker = worker
+        handlers = Array(repeating: nil, count: worker.plan.endpoints.count)
+        channels = Array(repeating: nil, count: worker.plan.endpoints.count)
+    }
+
+    /// Closed model: the next request of the sequence, unless the load is over for this user.
+    func runNext() {
+        guard !worker.stopping else { return }
+        if worker.isComplete(iterations: iterations) {
+            closeConnections()
+            worker.userStopped()
+            return
+        }
+        exchange(step, began: .now())
+    }
+
+    /// Open model: one iteration of the sequence, its first request timed from `scheduled`.
+    func runIteration(scheduled: NIODeadline) {
+        step = 0
+        exchange(0, began: scheduled)
+    }
+
+    private func exchange(_ index: Int, began: NIODeadline) {
+        worker.exchangeStarted()
+        let endpoint = worker.plan.steps[index].endpoint
+        if let handler = handlers[endpoint], handler.isReusable {
+            send(index, on: handler, began: began)
+            return
+        }
+        channels[endpoint]?.close(promise: nil)
+        channels[endpoint] = nil
+        handlers[endpoint] = nil
+        let plan = worker.plan
+        HTTPConnector.connect(
+            to: plan.endpoints[endpoint].target, address: plan.endpoints[endpoint].address, tls: plan.endpoints[endpoint].tls,
+            connectTimeout: plan.connectTimeout, on: worker.loop
+        ).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                guard !worker.terminated, let handler = HTTPConnector.handler(of: channel) else {
+                    channel.close(promise: nil)
+                    return
+                }
+                channels[endpoint] = channel
+                handlers[endpoint] = handler
+                send(index, on: handler, began: began)
+            case .failure(let error):
+                completed(index, began: began, result: .failure(HTTPFailure.classify(error, target: plan.endpoints[endpoint].target.authority)))
+            }
+        }
+    }
+
+    private func send(_ index: Int, on handler: ExchangeHandler, began: NIODeadline) {
+        let options = ExchangeOptions(collectBody: false, readTimeout: worker.plan.readTimeout, ownTimer: false)
+        handler.send(worker.plan.steps[index].request, options: options) { [self] result in
+            completed(index, began: began, result: result)
+        }
+    }
+
+    private func completed(_ index: Int, began: NIODeadline, result: Result<ExchangeResult, HTTPFailure>) {
+        guard !worker.terminated else { return }
+        let now = NIODeadline.now()
+        var connectFailure = false
+        switch result {
+        case .success(let response):
+            worker.recorder.record(index, result: response, expected: worker.plan.steps[index].expected, began: began, now: now)
+        case .failure(let failure):
+            connectFailure = failure.kind.isConnectPhase
+            // A request that failed after its connection was up was sent.
+            let sent = connectFailure ? 0 : worker.plan.steps[index].request.encoded.readableBytes
+            worker.recorder.record(index, failure: failure, sent: sent, received: 0, now: now)
+        }
+        step += 1
+        let iterationDone = step == worker.plan.steps.count
+        if iterationDone {
+            step = 0
+            iterations += 1
+        }
+        switch worker.plan.model {
+        case .closed:
+            let pause = worker.thinkTime(afterConnectFailure: connectFailure)
+            worker.exchangeEnded()
+            if worker.stopping { return }
+            if pause > 0 {
+                worker.loop.assumeIsolated().scheduleTask(in: Seconds.amount(pause)) { [self] in runNext() }
+            } else {
+                worker.sendSoon(self)
+            }
+        case .open:
+            if iterationDone || worker.stopping {
+                worker.exchangeEnded()
+                worker.userIdle(self)
+            } else {
+                worker.exchangeEnded()
+                exchange(step, began: now)
+            }
+        }
+    }
+
+    func checkTimeouts(now: NIODeadline) {
+        for handler in handlers { handler?.checkTimeout(now: now) }
+    }
+
+    func closeConnections() {
+        for handler in handlers { handler?.abandon() }
+        for channel in channels { channel?.close(promise: nil) }
+        handlers = handlers.map { _ in nil }
+        channels = channels.map { _ in nil }
+    }
+}

@@ -1,0 +1,224 @@
+import FaultlineKit
+import Foundation
+
+/// One k6-style threshold: `p(95)<200`, `avg<150`, `rate<0.01`, `count>100`, `rps>50`.
+struct Threshold: Sendable, Equatable {
+    enum Metric: Sendable, Equatable {
+        case percentile(Double)
+        case avg, min, max, med, rate, count, rps
+
+        /// The key of the load output's stats object that holds the measurement.
+        var outputKey: String {
+            switch self {
+            case .percentile(let p): Self.percentileKeys[p]!
+            case .avg: "avg_ms"
+            case .min: "min_ms"
+            case .max: "max_ms"
+            case .med: "p50_ms"
+            case .rate: "error_rate"
+            case .count: "count"
+            case .rps: "rps"
+            }
+        }
+
+        /// The unit a message shows after a measurement.
+        var unit: String {
+            switch self {
+            case .percentile, .avg, .min, .max, .med: " ms"
+            case .rate, .count: ""
+            case .rps: " req/s"
+            }
+        }
+
+        /// The percentiles the output measures.
+        static let percentileKeys: [Double: String] = [50: "p50_ms", 90: "p90_ms", 95: "p95_ms", 99: "p99_ms", 99.9: "p999_ms"]
+    }
+
+    enum Comparison: String, Sendable, CaseIterable {
+        case lessOrEqual = "<=", greaterOrEqual = ">=", notEqual = "!=", strictEqual = "===", equal = "==", less = "<", greater = ">"
+
+        func holds(_ measured: Double, _ limit: Double) -> Bool {
+            switch self {
+            case .less: measured < limit
+            case .lessOrEqual: measured <= limit
+            case .greater: measured > limit
+            case .greaterOrEqual: measured >= limit
+            case .equal, .strictEqual: measured == limit
+            case .notEqual: measured != limit
+            }
+        }
+    }
+
+    var expression: String
+    var metric: Metric
+    var comparison: Comparison
+    var limit: Double
+
+    /// Parses k6's `<aggregation> <operator> <number>`.
+    /// - Throws: a message explaining what is wrong and what to write.
+    init(parsing text: String) throws(ThresholdSyntaxError) {
+        expression = text.trimmingCharacters(in: .whitespaces)
+        var rest = Substring(expression)
+        func skipSpaces() { rest = rest.drop { $0 == " " || $0 == "\t" } }
+
+        let name = String(rest.prefix { $0.isLetter })
+        rest = rest.dropFirst(name.count)
+        switch name {
+        case "p":
+            skipSpaces()
+            guard rest.first == "(", let close = rest.firstIndex(of: ")") else {
+                throw ThresholdSyntaxError("\"\(text)\": a percentile is written p(N), e.g. p(95)")
+            }
+            let number = rest[rest.index(after: rest.startIndex)..<close].trimmingCharacters(in: .whitespaces)
+            guard let p = Double(number), Metric.percentileKeys[p] != nil else {
+                throw ThresholdSyntaxError("\"\(text)\": p(\(number)) is not measured; use p(50), p(90), p(95), p(99) or p(99.9)")
+            }
+            metric = .percentile(p)
+            rest = rest[rest.index(after: close)...]
+        case "avg": metric = .avg
+        case "min": metric = .min
+        case "max": metric = .max
+        case "med": metric = .med
+        case "rate": metric = .rate
+        case "count": metric = .count
+        case "rps": metric = .rps
+        case "":
+            throw ThresholdSyntaxError("\"\(text)\" does not start with a metric; write e.g. \"p(95)<200\", \"avg<150\" or \"rate<0.01\"")
+        default:
+            let suggestion = Suggestion.didYouMean(name, in: ["avg", "min", "max", "med", "p", "rate", "count", "rps"]).map { " (\($0))" } ?? ""
+            throw ThresholdSyntaxError(
+                "\"\(text)\": unknown metric \"\(name)\"\(suggestion); use avg, min, max, med, p(N), rate, count or rps")
+        }
+        skipSpaces()
+        guard let comparison = Comparison.allCases.first(where: { rest.hasPrefix($0.rawValue) }) else {
+            throw ThresholdSyntaxError("\"\(text)\" needs a comparison after the metric: <, <=, >, >=, == or !=")
+        }
+        self.comparison = comparison
+        rest = rest.dropFirst(comparison.rawValue.count)
+        skipSpaces()
+        let number = rest.trimmingCharacters(in: .whitespaces)
+        guard let limit = Double(number), limit.isFinite else {
+            let hint = number.hasSuffix("ms") || number.hasSuffix("s") ? " (limits are plain numbers; latencies are in milliseconds)" : ""
+            throw ThresholdSyntaxError("\"\(text)\": \"\(number)\" is not a number\(hint)")
+        }
+        self.limit = limit
+    }
+
+    /// Judges the threshold against one stats object of the load output.
+    func evaluate(_ stats: Value, scope: String) -> Value {
+        let measured = stats[metric.outputKey]?.doubleValue ?? .nan
+        let ok = !measured.isNaN && comparison.holds(measured, limit)
+        return [
+            "scope": .string(scope), "expression": .string(expression), "metric": .string(metric.outputKey),
+            "limit": limit.rounded() == limit && abs(limit) < 1e15 ? .int(Int(limit)) : .double(limit),
+            "measured": measured.isNaN ? .null : .double(measured), "ok": .bool(ok),
+        ]
+    }
+
+    /// A missed threshold for a person: `p(95) of prediction is 312.4 ms, limit < 200 ms`.
+    static func describeMiss(_ entry: Value) -> String {
+        let expression = entry["expression"]?.stringValue ?? ""
+        let scope = entry["scope"]?.stringValue ?? "overall"
+        let metricText = expression.prefix { !"<>=!".contains($0) }.trimmingCharacters(in: .whitespaces)
+        let parsed = try? Threshold(parsing: expression)
+        let unit = parsed?.metric.unit ?? ""
+        let op = parsed?.comparison.rawValue ?? ""
+        let measured = entry["measured"]?.doubleValue.map { Self.format($0) + unit } ?? "not measured"
+        return "\(metricText) of \(scope) is \(measured), limit \(op) \(entry["limit"]?.description ?? "")\(unit)"
+    }
+
+    static func format(_ value: Double) -> String {
+        if value.rounded() == value, abs(value) < 1e15 { return String(Int(value)) }
+        return String(format: "%.3f", value).replacingOccurrences(of: #"\.?0+$"#, with: "", options: .regularExpression)
+    }
+}
+
+/// A threshold that cannot be parsed.
+struct ThresholdSyntaxError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The `http.load` tolerance: k6 thresholds for the whole load (a list) or per request (an
+/// object keyed by `overall` and request names).
+struct ThresholdTolerance: ToleranceCheck {
+    /// Thresholds by scope, in the order written.
+    var scopes: [(scope: String, thresholds: [Threshold])]
+    /// The tolerance as written, for the journal.
+    let written: Value
+
+    /// Parses the forms `http.load` accepts, or returns nil for the standard ones (an object with
+    /// `type:`, numbers, booleans) so that they keep working.
+    static func parse(_ node: SourceNode, path: DocumentPath) throws -> ThresholdTolerance? {
+        switch node.content {
+        case .scalar(.string, _):
+            return ThresholdTolerance(scopes: [("overall", try thresholds(node, path: path))], written: node.value)
+        case .array(let elements):
+            guard elements.allSatisfy({ $0.stringValue != nil }) else { return nil }
+            return ThresholdTolerance(scopes: [("overall", try thresholds(node, path: path))], written: node.value)
+        case .object(let members):
+            guard !members.contains(where: { $0.key == "type" }) else { return nil }
+            guard !members.isEmpty else {
+                throw Diagnostic(
+                    "the thresholds object is empty", at: node.location, path: path, hint: "write e.g. {overall: [\"p(95)<200\"], login: [\"rate<0.01\"]}")
+            }
+            let scopes = try members.map { member in
+                (member.key, try thresholds(member.value, path: path.appending(member.key)))
+            }
+            return ThresholdTolerance(scopes: scopes, written: node.value)
+        default:
+            return nil
+        }
+    }
+
+    private static func thresholds(_ node: SourceNode, path: DocumentPath) throws -> [Threshold] {
+        let items: [(SourceNode, DocumentPath)] =
+            if let elements = node.elements { elements.enumerated().map { ($1, path.appending($0)) } } else { [(node, path)] }
+        guard !items.isEmpty else {
+            throw Diagnostic("the list of thresholds is empty", at: node.location, path: path, hint: "write e.g. [\"p(95)<200\"]")
+        }
+        return try items.map { item, itemPath in
+            guard let text = item.stringValue else {
+                throw Diagnostic(
+                    "a threshold is a string such as \"p(95)<200\", found \(item.kindDescription)", at: item.location, path: itemPath)
+            }
+            do {
+                return try Threshold(parsing: text)
+            } catch {
+                throw Diagnostic("\(error)", at: item.location, path: itemPath)
+            }
+        }
+    }
+
+    var summary: Value { written }
+
+    /// Every threshold judged against the output, in the order written.
+    func evaluate(_ output: Value) -> [Value] {
+        scopes.flatMap { scope, thresholds in
+            let stats: Value? = scope == "overall" ? output["overall"] : output["requests"]?[scope]
+            return thresholds.map { threshold in
+                threshold.evaluate(stats ?? .null, scope: scope)
+            }
+        }
+    }
+
+    func check(_ output: Value) -> ToleranceOutcome {
+        guard output["overall"] != nil else {
+            return ToleranceOutcome(met: false, message: "thresholds judge an http.load output, got \(output.kindDescription)")
+        }
+        let known = output["requests"]?.objectValue?.keys ?? []
+        var problems: [String] = []
+        for (scope, _) in scopes where scope != "overall" && !known.contains(scope) {
+            problems.append("no request named \"\(scope)\" (the load has \(known.map { "\"\($0)\"" }.joined(separator: ", ")))")
+        }
+        let missed = evaluate(output).filter { $0["ok"] == false }
+        problems += missed.filter { entry in known.contains(entry["scope"]?.stringValue ?? "") || entry["scope"] == "overall" }.map(Threshold.describeMiss)
+        return ToleranceOutcome(met: problems.isEmpty, message: problems.isEmpty ? nil : problems.joined(separator: "; "))
+    }
+
+    func annotate(_ output: Value) -> Value {
+        guard case .object(var object) = output, object["overall"] != nil else { return output }
+        object["thresholds"] = .array(evaluate(output))
+        return .object(object)
+    }
+}
