@@ -104,6 +104,8 @@ public struct ProcessProvider: Probe, Action {
         }
     }
 
+    public static func timeLimit(_ arguments: Arguments) -> Double? { arguments.timeout }
+
     public static func warnings(_ arguments: Arguments) -> [ArgumentError] {
         if case .string = arguments.arguments, !arguments.shell {
             return [

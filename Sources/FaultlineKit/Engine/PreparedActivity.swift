@@ -13,9 +13,9 @@ public struct PreparedActivity: Sendable {
     public let pauseAfter: Double?
     /// The activity's `timeout`, seconds.
     public let timeout: Double?
-    /// The provider's own `timeout` argument when it is a number (or `[connect, read]`): the engine
-    /// enforces it too, with a little grace so that the provider's own error wins.
-    public let providerTimeout: Double?
+    /// The provider's own hard limit (its ``Provider/timeLimit(_:)``, e.g. a process's `timeout`):
+    /// the engine enforces it too, with grace so that the provider's own error wins.
+    public var providerTimeout: Double? { invocation.timeLimit }
 
     /// Seconds after which the engine cancels the activity: its `timeout`, or the provider's own
     /// plus time for the provider to stop what it started and report its own, more precise error.
@@ -135,19 +135,10 @@ public struct PreparedActivity: Sendable {
         let pauseAfter = seconds(activity.pauseAfter, activity.path.appending("pauses").appending("after"), "a pause")
         let timeout = seconds(activity.timeout, activity.path.appending("timeout"), "timeout")
 
-        var providerTimeout: Double?
-        if let node = arguments["timeout"] {
-            if let number = node.scalar?.doubleValue {
-                providerTimeout = number
-            } else if let parts = node.elements?.compactMap({ $0.scalar?.doubleValue }), !parts.isEmpty {
-                providerTimeout = parts.reduce(0, +)
-            }
-        }
-
         guard let invocation, !sink.hasErrors else { return nil }
         return PreparedActivity(
             activity: activity, descriptor: descriptor, invocation: invocation, tolerance: tolerance, pauseBefore: pauseBefore, pauseAfter: pauseAfter,
-            timeout: timeout, providerTimeout: providerTimeout)
+            timeout: timeout)
     }
 }
 

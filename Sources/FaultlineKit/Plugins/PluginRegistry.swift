@@ -147,7 +147,9 @@ public struct ProviderDescriptor: Sendable {
         schemaMaker = { ArgumentSchema.of(P.Arguments.self, help: P.argumentHelp) }
         preparer = { node, path, sink, registry in
             let arguments = try Self.decode(P.self, node, path, sink, registry)
-            return PreparedInvocation(exports: P.exports(arguments)) { context in try await probe.probe(arguments, context: context) }
+            return PreparedInvocation(exports: P.exports(arguments), timeLimit: P.timeLimit(arguments)) { context in
+                try await probe.probe(arguments, context: context)
+            }
         }
         if let custom = P.self as? any ToleranceProviding.Type {
             toleranceParser = { node, path in try custom.tolerance(from: node, path: path) }
@@ -166,7 +168,9 @@ public struct ProviderDescriptor: Sendable {
         schemaMaker = { ArgumentSchema.of(A.Arguments.self, help: A.argumentHelp) }
         preparer = { node, path, sink, registry in
             let arguments = try Self.decode(A.self, node, path, sink, registry)
-            return PreparedInvocation(exports: A.exports(arguments)) { context in try await action.perform(arguments, context: context) }
+            return PreparedInvocation(exports: A.exports(arguments), timeLimit: A.timeLimit(arguments)) { context in
+                try await action.perform(arguments, context: context)
+            }
         }
         toleranceParser = nil
     }
@@ -215,6 +219,8 @@ extension RegistryValidating {
 /// A prepared call of a provider with decoded arguments.
 public struct PreparedInvocation: Sendable {
     public let exports: [String: Value]
+    /// The provider's own hard limit, seconds (``Provider/timeLimit(_:)``).
+    public let timeLimit: Double?
     let invoke: @Sendable (ActivityContext) async throws -> Value
 
     /// Runs the provider.

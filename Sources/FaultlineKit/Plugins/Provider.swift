@@ -27,6 +27,10 @@ public protocol Provider: Sendable {
     static func validate(_ arguments: Arguments) throws
     /// Things worth a warning at validation that are not errors (a deprecated form).
     static func warnings(_ arguments: Arguments) -> [ArgumentError]
+    /// The longest the provider runs by its own arguments (e.g. a process's `timeout`), if it has
+    /// a hard limit. The engine cancels the activity a few seconds after it, as a safety net for a
+    /// provider that fails to stop; the provider's own error, being earlier, is the one reported.
+    static func timeLimit(_ arguments: Arguments) -> Double?
     /// Configuration keys this activity sets when it runs (with an example value of the right
     /// type), so that later activities may refer to them: `create_proxy` exports `<name>_PORT`.
     static func exports(_ arguments: Arguments) -> [String: Value]
@@ -37,6 +41,7 @@ extension Provider {
     public static var handlesDryRun: Bool { false }
     public static func validate(_ arguments: Arguments) throws {}
     public static func warnings(_ arguments: Arguments) -> [ArgumentError] { [] }
+    public static func timeLimit(_ arguments: Arguments) -> Double? { nil }
     public static func exports(_ arguments: Arguments) -> [String: Value] { [:] }
 }
 
