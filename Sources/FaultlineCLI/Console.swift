@@ -155,9 +155,9 @@ final class ConsoleObserver: RunObserver, Sendable {
                 s.pending = nil
                 s.pendingKey = nil
             }
-        case .pausing(let activity, let seconds):
+        case .pausing(let activity, let seconds, let before):
             if verbosity == .verbose || seconds >= 1 {
-                line(t.paint("    ⏸ pause \(DurationFormat.seconds(seconds)) after \(activity)", .dim))
+                line(t.paint("    ⏸ pause \(DurationFormat.seconds(seconds)) \(before ? "before" : "after") \(activity)", .dim))
             }
         case .cleanupFinished(let record):
             let mark = record.status == "succeeded" ? t.paint("✓", .green) : t.paint("✗", .red)

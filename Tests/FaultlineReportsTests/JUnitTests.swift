@@ -80,3 +80,32 @@ import Testing
         #expect(JUnitReporter.escape("bell\u{07}") == "bell\u{FFFD}")
     }
 }
+
+/// A suite can document that an experiment deviates (`expect: deviated`); every format then shows it as expected.
+@Suite struct ExpectedOutcomeTests {
+    static func deviatedAsDocumented() throws -> Journal {
+        var journal = try #require(try Fixtures.suiteJournals().first { $0.outcome == .deviated })
+        journal.expected = .deviated
+        return journal
+    }
+
+    @Test func markdownAndHTMLSayAsExpected() throws {
+        let journal = try Self.deviatedAsDocumented()
+        let markdown = try MarkdownReporter().render([journal], options: ReportOptions())
+        #expect(markdown.contains("✅ **deviated (as expected)**"))
+        let html = try HTMLReporter().render([journal], options: ReportOptions())
+        #expect(html.contains("deviated (as expected)"))
+    }
+
+    @Test func junitShowsNoFailureForTheDocumentedDeviation() throws {
+        let journal = try Self.deviatedAsDocumented()
+        let xml = try JUnitReporter().render([journal], options: ReportOptions())
+        #expect(!xml.contains("<failure"), "\(xml)")
+        // Holding although documented to deviate is the surprise CI must show.
+        var held = journal
+        held.outcome = .completed
+        held.deviated = false
+        let surprising = try JUnitReporter().render([held], options: ReportOptions())
+        #expect(surprising.contains("<error") || surprising.contains("<failure"))
+    }
+}

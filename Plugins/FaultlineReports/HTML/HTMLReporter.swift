@@ -63,7 +63,7 @@ public struct HTMLReporter: ComparisonReporter {
         if report.isSuite {
             parts.append("\(report.experiments.count) experiments")
         } else if let experiment = report.experiments.first {
-            parts.append(HTML.pill(experiment.journal.outcome.rawValue, Label.tone(experiment.journal.outcome)))
+            parts.append(HTML.pill(Label.outcome(experiment.journal), Label.tone(experiment.journal)))
         }
         if !report.profiles.isEmpty { parts.append("profile " + report.profiles.map(HTML.code).joined(separator: ", ")) }
         if let start = report.start, let end = report.end {
@@ -76,7 +76,7 @@ public struct HTMLReporter: ComparisonReporter {
     private func tiles(_ report: ReportView) -> String {
         var out = "<div class=\"tiles\">\n"
         out += tile("\(report.experiments.count)", "experiments", nil)
-        for (outcome, count) in report.outcomeCounts { out += tile("\(count)", outcome.rawValue, Label.tone(outcome)) }
+        for entry in report.outcomeCounts { out += tile("\(entry.count)", entry.label, entry.tone) }
         out += tile("\(report.experiments.reduce(0) { $0 + $1.faults.count })", "faults injected", nil)
         let requests = report.experiments.flatMap(\.loads).reduce(0) { $0 + $1.result.overall.count }
         if requests > 0 { out += tile(Format.integer(requests), "load requests", nil) }
@@ -95,7 +95,7 @@ public struct HTMLReporter: ComparisonReporter {
             if notes.isEmpty, !experiment.deviatedProbes.isEmpty { notes = "deviated: " + experiment.deviatedProbes.joined(separator: ", ") }
             return [
                 "\(experiment.number)", "<a href=\"#\(experiment.anchor)\">\(HTML.escape(journal.title))</a>",
-                HTML.pill(journal.outcome.rawValue, Label.tone(journal.outcome)), Label.yesNo(journal.deviated), Format.duration(experiment.duration),
+                HTML.pill(Label.outcome(journal), Label.tone(journal)), Label.yesNo(journal.deviated), Format.duration(experiment.duration),
                 "\(experiment.faults.count)", load.map { Format.integer($0.count) } ?? "—", load.map { Format.percent($0.errorRate) } ?? "—",
                 load.map { Format.ms($0.p95Ms) } ?? "—", notes.isEmpty ? "<span class=\"muted\">—</span>" : HTML.escape(Format.truncate(notes, 160)),
             ]
@@ -109,10 +109,10 @@ public struct HTMLReporter: ComparisonReporter {
 
     private func article(_ experiment: ExperimentView, inSuite: Bool) -> String {
         let journal = experiment.journal
-        let tone = Label.tone(journal.outcome)
+        let tone = Label.tone(journal)
         var out = "<article class=\"card\" id=\"\(experiment.anchor)\">\n<div class=\"exp-head\">"
         if inSuite { out += "<span class=\"num\">\(experiment.number)</span><h2>\(HTML.escape(journal.title))</h2>" } else { out += "<h2>Result</h2>" }
-        out += HTML.pill(journal.outcome.rawValue, tone).replacingOccurrences(of: "class=\"pill ", with: "class=\"pill big ") + "</div>\n"
+        out += HTML.pill(Label.outcome(journal), tone).replacingOccurrences(of: "class=\"pill ", with: "class=\"pill big ") + "</div>\n"
         if let description = experiment.description, !description.isEmpty { out += "<p class=\"description\">\(HTML.escape(description))</p>\n" }
         if let reason = journal.reason { out += "<div class=\"reason \(tone.rawValue)\">\(HTML.escape(reason))</div>\n" }
         out += facts(experiment)
@@ -357,8 +357,8 @@ public struct HTMLReporter: ComparisonReporter {
                     cell(pair.after) { ($0.start.map(Format.dateTime) ?? "") + " · <span class=\"mono\">\(HTML.escape(String($0.journal.runID.prefix(8))))</span>" },
                 ],
                 [
-                    "Outcome", cell(pair.baseline) { HTML.pill($0.journal.outcome.rawValue, Label.tone($0.journal.outcome)) },
-                    cell(pair.after) { HTML.pill($0.journal.outcome.rawValue, Label.tone($0.journal.outcome)) },
+                    "Outcome", cell(pair.baseline) { HTML.pill(Label.outcome($0.journal), Label.tone($0.journal)) },
+                    cell(pair.after) { HTML.pill(Label.outcome($0.journal), Label.tone($0.journal)) },
                 ],
                 ["Duration", cell(pair.baseline) { Format.duration($0.duration) }, cell(pair.after) { Format.duration($0.duration) }],
                 [

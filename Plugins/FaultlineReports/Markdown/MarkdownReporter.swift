@@ -32,7 +32,7 @@ public struct MarkdownReporter: ComparisonReporter {
                 ["", "Baseline", "After"],
                 [
                     ["Run", pair.baseline.map(runCell) ?? "—", pair.after.map(runCell) ?? "—"],
-                    ["Outcome", pair.baseline.map { outcomeCell($0.journal.outcome) } ?? "—", pair.after.map { outcomeCell($0.journal.outcome) } ?? "—"],
+                    ["Outcome", pair.baseline.map { outcomeCell($0.journal) } ?? "—", pair.after.map { outcomeCell($0.journal) } ?? "—"],
                     ["Duration", pair.baseline.map { Format.duration($0.duration) } ?? "—", pair.after.map { Format.duration($0.duration) } ?? "—"],
                     [
                         "Deviated probes", pair.baseline.map { probesCell($0.deviatedProbes) } ?? "—",
@@ -77,7 +77,7 @@ public struct MarkdownReporter: ComparisonReporter {
 
     private func suiteSummary(_ report: ReportView) -> String {
         var line = "**\(report.experiments.count) experiments**"
-        for (outcome, count) in report.outcomeCounts { line += " · \(Label.symbol(outcome)) \(count) \(outcome.rawValue)" }
+        for entry in report.outcomeCounts { line += " · \(entry.symbol) \(entry.count) \(entry.label)" }
         if !report.profiles.isEmpty { line += " · profile " + report.profiles.map(Markdown.code).joined(separator: ", ") }
         if let start = report.start, let end = report.end {
             line += " · \(Format.dateTime(start)) → \(Format.time(end, sameDayAs: start)) (\(Format.duration(end.timeIntervalSince(start))))"
@@ -94,7 +94,7 @@ public struct MarkdownReporter: ComparisonReporter {
                 var notes = journal.reason ?? ""
                 if notes.isEmpty, !experiment.deviatedProbes.isEmpty { notes = "deviated: " + experiment.deviatedProbes.joined(separator: ", ") }
                 return [
-                    "\(experiment.number)", "[\(Markdown.escape(journal.title))](#\(experiment.anchor))", outcomeCell(journal.outcome),
+                    "\(experiment.number)", "[\(Markdown.escape(journal.title))](#\(experiment.anchor))", outcomeCell(journal),
                     Label.yesNo(journal.deviated), Format.duration(experiment.duration), "\(experiment.faults.count)", load ?? "—",
                     notes.isEmpty ? "—" : Markdown.cell(Format.truncate(notes, 140)),
                 ]
@@ -113,7 +113,7 @@ public struct MarkdownReporter: ComparisonReporter {
             out += "<a id=\"\(experiment.anchor)\"></a>\n\n"
             out += "\(h2) \(experiment.number). \(Markdown.escape(journal.title))\n\n"
         }
-        out += "\(Label.symbol(journal.outcome)) **\(journal.outcome.rawValue)**"
+        out += "\(Label.symbol(journal)) **\(Label.outcome(journal))**"
         if let reason = journal.reason { out += " — \(Markdown.escape(reason))" }
         out += "\n\n"
         if let description = experiment.description, !description.isEmpty {
@@ -318,7 +318,7 @@ public struct MarkdownReporter: ComparisonReporter {
 
     // MARK: Pieces
 
-    private func outcomeCell(_ outcome: Outcome) -> String { "\(Label.symbol(outcome)) \(outcome.rawValue)" }
+    private func outcomeCell(_ journal: Journal) -> String { "\(Label.symbol(journal)) \(Label.outcome(journal))" }
 
     private func probesCell(_ probes: [String]) -> String { probes.isEmpty ? "none" : probes.map(Markdown.code).joined(separator: ", ") }
 

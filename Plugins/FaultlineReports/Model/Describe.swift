@@ -87,6 +87,19 @@ enum ToleranceText {
 
 /// Words and symbols for outcomes and statuses.
 enum Label {
+    /// An experiment's outcome as a reader should see it: with the outcome its suite documents
+    /// (`deviated (as expected)`, `completed (expected deviated)`).
+    static func outcome(_ journal: Journal) -> String {
+        guard let expected = journal.expected else { return journal.outcome.rawValue }
+        return journal.outcome.rawValue + (journal.isUnexpected ? " (expected \(expected.rawValue))" : " (as expected)")
+    }
+
+    /// Whether an experiment went as it should: by its verdict, which counts a documented outcome as a pass.
+    static func tone(_ journal: Journal) -> Tone { tone(journal.verdict) }
+
+    /// The emoji for an experiment, by its verdict.
+    static func symbol(_ journal: Journal) -> String { symbol(journal.verdict) }
+
     /// An emoji for an outcome, for Markdown.
     static func symbol(_ outcome: Outcome) -> String {
         switch outcome {

@@ -237,8 +237,8 @@ struct ReportView {
     /// A suite report (several journals) starts with a summary table.
     var isSuite: Bool { experiments.count > 1 }
 
-    /// The worst outcome.
-    var outcome: Outcome { experiments.map(\.journal.outcome).max() ?? .completed }
+    /// The worst verdict (an experiment that ends as its suite documents counts as completed).
+    var outcome: Outcome { experiments.map(\.journal.verdict).max() ?? .completed }
 
     var start: Date? { experiments.compactMap(\.start).min() }
     var end: Date? { experiments.compactMap(\.end).max() }
@@ -252,11 +252,19 @@ struct ReportView {
         return seen
     }
 
-    /// How many experiments ended with each outcome, in severity order, zero counts left out.
-    var outcomeCounts: [(Outcome, Int)] {
-        Outcome.allCases.sorted().compactMap { outcome in
-            let count = experiments.filter { $0.journal.outcome == outcome }.count
-            return count > 0 ? (outcome, count) : nil
+    /// How many experiments ended each way (`deviated (as expected)` apart from `deviated`), in
+    /// severity order, with the tone of each; zero counts left out.
+    var outcomeCounts: [(label: String, tone: Label.Tone, symbol: String, count: Int)] {
+        var counts: [(label: String, tone: Label.Tone, symbol: String, count: Int, rank: (Outcome, Outcome))] = []
+        for experiment in experiments {
+            let journal = experiment.journal
+            let label = Label.outcome(journal)
+            if let index = counts.firstIndex(where: { $0.label == label }) {
+                counts[index].count += 1
+            } else {
+                counts.append((label, Label.tone(journal), Label.symbol(journal), 1, (journal.verdict, journal.outcome)))
+            }
         }
+        return counts.sorted { $0.rank.0 != $1.rank.0 ? $0.rank.0 < $1.rank.0 : $0.rank.1 < $1.rank.1 }.map { ($0.label, $0.tone, $0.symbol, $0.count) }
     }
 }

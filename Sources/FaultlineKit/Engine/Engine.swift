@@ -445,7 +445,7 @@ private final class ExperimentRun: Sendable {
 
         let skipPauses = options.dry != nil
         if let before = prepared?.pauseBefore, before > 0, !skipPauses {
-            observer.handle(.pausing(activity: activity.name, seconds: before))
+            observer.handle(.pausing(activity: activity.name, seconds: before, before: true))
             _ = await pause(seconds: before)
         }
 
@@ -524,7 +524,7 @@ private final class ExperimentRun: Sendable {
                     toleranceMet: record.toleranceMet, message: record.exception?.first ?? record.toleranceMessage, background: activity.background)))
         if let pauseAfter, pauseAfter > 0, !Task.isCancelled {
             // The record's end is taken before the pause, as Chaos Toolkit does.
-            observer.handle(.pausing(activity: activity.name, seconds: pauseAfter))
+            observer.handle(.pausing(activity: activity.name, seconds: pauseAfter, before: false))
             _ = await pause(seconds: pauseAfter)
         }
         return record

@@ -9,7 +9,8 @@ public enum RunEvent: Sendable {
     case phaseStarted(Phase)
     case activityStarted(name: String, kind: ActivityKind, phase: Phase, background: Bool)
     case activityFinished(ActivityResult)
-    case pausing(activity: String, seconds: Double)
+    /// A pause before (`before: true`) or after an activity.
+    case pausing(activity: String, seconds: Double, before: Bool)
     case cleanupFinished(CleanupRecord)
     case interrupted(signal: String, count: Int)
     case experimentFinished(Journal)
