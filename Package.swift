@@ -144,7 +144,7 @@ let package = Package(
             name: "FaultlineDemoTests",
             // Depends on the executable so that `swift test` builds the binary these tests run.
             dependencies: [
-                "FaultlineDemo", "faultline-demo", "FaultlineProcess",
+                "FaultlineDemo", "faultline-demo", "faultline", "FaultlineProcess", "FaultlineKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
