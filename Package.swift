@@ -15,12 +15,14 @@ let package = Package(
         .library(name: "FaultlineDemo", targets: ["FaultlineDemo"]),
         .executable(name: "faultline-demo", targets: ["faultline-demo"]),
         .library(name: "FaultlineReports", targets: ["FaultlineReports"]),
+        .library(name: "FaultlineToxiproxy", targets: ["FaultlineToxiproxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // The kernel: protocols, experiment model, loading, substitution, tolerances, engine, journal.
@@ -39,6 +41,7 @@ let package = Package(
                 "FaultlineNetwork",
                 "FaultlineReports",
                 "FaultlineProxy",
+                "FaultlineToxiproxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -66,6 +69,16 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Plugins/FaultlineProxy"
+        ),
+        .target(
+            name: "FaultlineToxiproxy",
+            dependencies: [
+                "FaultlineKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Plugins/FaultlineToxiproxy"
         ),
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
@@ -103,6 +116,16 @@ let package = Package(
             ],
             // The chaostoolkit-toxiproxy driver and its venv setup, run by the compatibility test and .ci/run.
             exclude: ["Resources"]
+        ),
+        .testTarget(
+            name: "FaultlineToxiproxyTests",
+            // Depends on the executable so that `swift test` builds the `faultline proxy` these tests drive.
+            dependencies: [
+                "FaultlineToxiproxy", "FaultlineProxy", "FaultlineKit", "FaultlineTesting", "faultline",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "FaultlineReportsTests",

@@ -4,6 +4,7 @@ import FaultlineNetwork
 import FaultlineProcess
 import FaultlineReports
 import FaultlineProxy
+import FaultlineToxiproxy
 import Foundation
 import Logging
 import Synchronization
@@ -14,6 +15,7 @@ public enum Faultline {
     public static let builtins: [any FaultlinePlugin.Type] = [
         ToxicActionsPlugin.self,
         ProxyPlugin.self,
+        ToxiproxyPlugin.self,
         ProcessPlugin.self,
         NetworkPlugin.self,
         ReportsPlugin.self,
