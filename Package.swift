@@ -124,6 +124,7 @@ let package = Package(
                 "FaultlineToxiproxy", "FaultlineProxy", "FaultlineKit", "FaultlineTesting", "faultline",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             exclude: ["Fixtures"]
         ),

@@ -43,7 +43,7 @@ public struct ToxiproxyAddress: Sendable, Hashable, CustomStringConvertible {
         } else {
             port = hasScheme ? (scheme == "https" ? 443 : 80) : Self.defaultPort
         }
-        let shownHost = host.contains(":") ? "[\(host)]" : host
+        let shownHost = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
         var path = components.percentEncodedPath
         while path.hasSuffix("/") { path.removeLast() }
         url = "\(scheme)://\(shownHost):\(port)\(path)"
