@@ -264,8 +264,3 @@ func closedPort() throws -> Int {
     guard bound else { throw TestFailure("cannot bind a probe socket") }
     return Int(UInt16(bigEndian: address.sin_port))
 }
-
-/// Reads a journal's verdict (`completed`, `deviated`, …).
-func verdict(ofJournal path: String) throws -> String {
-    try Journal.load(path: path).verdict.rawValue
-}
