@@ -129,11 +129,8 @@ enum ChaosToolkitFunctions {
         }
 
         static func validate(_ arguments: Arguments) throws {
-            for (key, address) in [("listen_address", arguments.listenAddress), ("upstream_address", arguments.upstreamAddress)] {
-                if let address, !SuiteRunner.isHostPort(address) {
-                    throw ArgumentError(key, "\(key) must be host:port, found \"\(address)\"", hint: "write e.g. 127.0.0.1:6379 (no scheme, no path)")
-                }
-            }
+            try checkHostPort("listen_address", arguments.listenAddress)
+            try checkHostPort("upstream_address", arguments.upstreamAddress)
         }
 
         static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": .int(0)] }

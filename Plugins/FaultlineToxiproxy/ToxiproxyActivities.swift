@@ -140,11 +140,8 @@ enum ToxiproxyActivities {
             if fields.listen == nil, fields.upstream == nil, fields.enabled == nil {
                 throw ArgumentError("listen", "nothing to change", hint: "give listen, upstream or enabled")
             }
-            for (key, address) in [("listen", fields.listen), ("upstream", fields.upstream)] {
-                if let address, !SuiteRunner.isHostPort(address) {
-                    throw ArgumentError(key, "\(key) must be host:port, found \"\(address)\"", hint: "write e.g. 127.0.0.1:6379 (no scheme, no path)")
-                }
-            }
+            try checkHostPort("listen", fields.listen)
+            try checkHostPort("upstream", fields.upstream)
         }
 
         static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.inner.proxy)_PORT": .int(0)] }
@@ -235,9 +232,8 @@ enum ToxiproxyActivities {
             for (index, entry) in arguments.inner.proxies.enumerated() {
                 if entry.name.isEmpty { throw ArgumentError("proxies.\(index).name", "name must not be empty") }
                 if !names.insert(entry.name).inserted { throw ArgumentError("proxies.\(index).name", "duplicate proxy name \"\(entry.name)\"") }
-                for (key, address) in [("listen", entry.listen), ("upstream", entry.upstream)] where !SuiteRunner.isHostPort(address) {
-                    throw ArgumentError("proxies.\(index).\(key)", "\(key) must be host:port, found \"\(address)\"")
-                }
+                try checkHostPort("proxies.\(index).listen", entry.listen)
+                try checkHostPort("proxies.\(index).upstream", entry.upstream)
             }
         }
 
