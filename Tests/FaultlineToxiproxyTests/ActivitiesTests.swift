@@ -121,3 +121,39 @@ struct ActivitiesTests {
         #expect(record.exception?.first == "no Toxiproxy server named")
     }
 }
+
+@Suite("faultline plugins lists the driver")
+struct PluginsListingTests {
+    @Test("the toxiproxy backend, every toxiproxy.* type and every chaostoxi function, each with its arguments")
+    func listing() async throws {
+        let scratch = try Scratch()
+        let run = try FaultlineProcess(["plugins", "--json"], in: scratch)
+        #expect(await run.wait() == 0)
+        let listing = try JSONReader.value(run.stdout)
+        #expect(listing["toxic_backends"]?.arrayValue?.contains("toxiproxy") == true)
+        let providers = listing["providers"]?.arrayValue ?? []
+        let byType = Dictionary(providers.compactMap { provider in provider["type"]?.stringValue.map { ($0, provider) } }, uniquingKeysWith: { a, _ in a })
+        for type in [
+            "toxiproxy.toxic", "toxiproxy.toxic.update", "toxiproxy.toxic.remove", "toxiproxy.proxy.create", "toxiproxy.proxy.update",
+            "toxiproxy.proxy.delete", "toxiproxy.proxy.disable", "toxiproxy.proxy.enable", "toxiproxy.populate", "toxiproxy.reset",
+            "toxiproxy.version", "toxiproxy.proxies", "toxiproxy.proxy", "toxiproxy.toxics",
+        ] {
+            #expect(byType[type]?["plugin"] == "toxiproxy", "\(type) is not listed")
+            #expect(byType[type]?["arguments"]?.arrayValue?.contains { $0["name"] == "url" } == true, "\(type) takes no url")
+        }
+        let functions = [
+            "chaostoxi.proxy.actions": ["create_proxy", "modify_proxy", "disable_proxy", "enable_proxy", "delete_proxy", "reset"],
+            "chaostoxi.proxy.probes": ["proxy_exist", "get_proxy_attribute"],
+            "chaostoxi.toxic.actions": [
+                "create_toxic", "create_latency_toxic", "create_bandwith_degradation_toxic", "create_slow_connection_close_toxic", "create_timeout_toxic",
+                "create_slicer_toxic", "create_limiter_toxic", "delete_toxic",
+            ],
+        ]
+        for (module, names) in functions {
+            for name in names { #expect(byType["python:\(module).\(name)"] != nil, "\(module).\(name) is not listed") }
+        }
+        let createProxy = byType["python:chaostoxi.proxy.actions.create_proxy"]?["arguments"]?.arrayValue ?? []
+        #expect(createProxy.first { $0["name"] == "listen_host" }?["default"] == "0.0.0.0")
+        #expect(createProxy.first { $0["name"] == "listen_port" }?["default"] == 0)
+    }
+}
