@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "FaultlineNetwork", targets: ["FaultlineNetwork"]),
         .library(name: "FaultlineProxy", targets: ["FaultlineProxy"]),
         .library(name: "FaultlineHTTP", targets: ["FaultlineHTTP"]),
+        .library(name: "FaultlineToxiproxy", targets: ["FaultlineToxiproxy"]),
         .library(name: "FaultlineDemo", targets: ["FaultlineDemo"]),
         .executable(name: "faultline-demo", targets: ["faultline-demo"]),
         .library(name: "FaultlineReports", targets: ["FaultlineReports"]),
@@ -24,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // The kernel: protocols, experiment model, loading, substitution, tolerances, engine, journal.
@@ -43,6 +45,7 @@ let package = Package(
                 "FaultlineReports",
                 "FaultlineProxy",
                 "FaultlineHTTP",
+                "FaultlineToxiproxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -79,9 +82,20 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             path: "Plugins/FaultlineHTTP"
+        ),
+        .target(
+            name: "FaultlineToxiproxy",
+            dependencies: [
+                "FaultlineKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Plugins/FaultlineToxiproxy"
         ),
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
@@ -119,6 +133,17 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
+        ),
+        .testTarget(
+            name: "FaultlineToxiproxyTests",
+            // Depends on the executable so that `swift test` builds the `faultline proxy` these tests drive.
+            dependencies: [
+                "FaultlineToxiproxy", "FaultlineProxy", "FaultlineKit", "FaultlineTesting", "faultline",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "FaultlineProxyTests",

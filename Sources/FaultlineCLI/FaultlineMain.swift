@@ -5,6 +5,7 @@ import FaultlineNetwork
 import FaultlineProcess
 import FaultlineReports
 import FaultlineProxy
+import FaultlineToxiproxy
 import Foundation
 import Logging
 import Synchronization
@@ -15,6 +16,7 @@ public enum Faultline {
     public static let builtins: [any FaultlinePlugin.Type] = [
         ToxicActionsPlugin.self,
         ProxyPlugin.self,
+        ToxiproxyPlugin.self,
         ProcessPlugin.self,
         HTTPPlugin.self,
         NetworkPlugin.self,

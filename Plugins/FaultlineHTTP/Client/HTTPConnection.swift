@@ -4,6 +4,7 @@ import Synchronization
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOTLS
 
 /// A request built once and sent as often as needed: a load sends the same bytes every time.
 struct PreparedRequest: Sendable {
@@ -125,9 +126,18 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// Why the connection closed, for a request sent after it did (a TLS handshake can fail
     /// between the connect and the first request).
     private var closeReason: HTTPFailure?
+    /// True while a TLS handshake has not completed: a close then is a TLS failure (an https
+    /// request to a plain HTTP server is answered with an error page and a close, or a reset).
+    private var awaitingHandshake: Bool
 
-    init(peer: String) {
+    init(peer: String, tls: Bool = false) {
         self.peer = peer
+        awaitingHandshake = tls
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted? = event as? TLSUserEvent { awaitingHandshake = false }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -216,6 +226,13 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         isReusable = false
+        if awaitingHandshake {
+            let failure = closeReason ?? HTTPFailure(.tls, "TLS handshake with \(peer) did not complete: the connection closed (is it an HTTPS server?)")
+            if closeReason == nil { closeReason = failure }
+            fail(failure)
+            context.fireChannelInactive()
+            return
+        }
         if inFlight != nil, let end = parser.endOfInput() { handle(end) }
         fail(HTTPFailure(.reset, "\(peer) closed the connection before the response was complete"))
         context.fireChannelInactive()
@@ -261,7 +278,7 @@ enum HTTPConnector {
                 do {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
-                    try sync.addHandler(ExchangeHandler(peer: peer))
+                    try sync.addHandler(ExchangeHandler(peer: peer, tls: tls != nil))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)

@@ -67,7 +67,8 @@ public protocol ToxicBackend: Sendable {
     /// Merges `attributes` into the toxic's and sets toxicity when given.
     func updateToxic(named name: String, on proxy: String, attributes: Value?, toxicity: Double?) async throws -> ToxicDefinition
     func removeToxic(named name: String, from proxy: String) async throws
-    /// Removes every toxic and enables every proxy (Toxiproxy's `POST /reset`).
+    /// Removes every toxic and enables every proxy (Toxiproxy's `POST /reset`). A backend on a
+    /// server others share limits this to the proxies and toxics the run created or changed.
     func reset() async throws
     /// Releases the backend's resources at the end of the run.
     func shutdown() async

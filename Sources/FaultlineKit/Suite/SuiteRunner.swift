@@ -314,7 +314,8 @@ public struct SuiteRunner: Sendable {
         }
     }
 
-    static func isHostPort(_ text: String) -> Bool {
+    /// Whether `text` is `host:port` (no scheme, no path), as Toxiproxy takes listen and upstream.
+    public static func isHostPort(_ text: String) -> Bool {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return false }
         return !text.contains("/")
     }

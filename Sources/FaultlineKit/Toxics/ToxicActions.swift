@@ -22,7 +22,7 @@ public enum ToxicActionsPlugin: FaultlinePlugin {
 
 extension ActivityContext {
     /// The run's toxic backend, or a failure saying how to get one.
-    func toxicBackend() throws -> any ToxicBackend {
+    public func toxicBackend() throws -> any ToxicBackend {
         guard let backend = resources[ToxicBackendKey.self] else {
             throw ActivityFailure(
                 "no toxic backend in this run",
@@ -48,11 +48,157 @@ enum ToxicFault {
 }
 
 /// The output of a toxic action: the toxic as the backend reports it.
-func toxicOutput(_ toxic: ToxicDefinition, proxy: String) -> Value {
+public func toxicOutput(_ toxic: ToxicDefinition, proxy: String) -> Value {
     [
         "proxy": .string(proxy), "name": .string(toxic.name), "type": .string(toxic.type), "stream": .string(toxic.stream.rawValue),
         "toxicity": .double(toxic.toxicity), "attributes": toxic.attributes,
     ]
+}
+
+/// What the toxic activities do, on a backend the caller chooses: the built-in activities use the
+/// run's backend; the Toxiproxy plugin's activities and Chaos Toolkit functions may name a server.
+///
+/// Each registers the undo of what it leaves behind (idempotent: finding nothing to undo is
+/// success) and opens or closes the fault windows reports show. Backend errors become
+/// ``ActivityFailure``s naming the backend.
+extension ActivityContext {
+    /// Adds a toxic until the experiment ends.
+    /// - Returns: the toxic as the backend reports it (every attribute filled in).
+    public func addToxic(_ toxic: ToxicDefinition, to proxy: String, on backend: any ToxicBackend) async throws -> ToxicDefinition {
+        let added = try await backendCall(backend) { try await backend.addToxic(toxic, to: proxy) }
+        let faultID = ToxicFault.toxic(proxy, added.name)
+        beginFault("\(added.type) \(JSONWriter.string(added.attributes, pretty: false)) on \(proxy) (\(added.stream.rawValue))", id: faultID)
+        registerCleanup("remove toxic \(added.name) from \(proxy)") {
+            defer { self.endFault(faultID) }
+            do {
+                try await backend.removeToxic(named: added.name, from: proxy)
+            } catch ToxicBackendError.notFound {
+                // Already removed (by a rollback, a reset, or the proxy's deletion): nothing to undo.
+            }
+        }
+        return added
+    }
+
+    /// Removes a toxic now.
+    /// - Returns: false when it was already gone (not a failure).
+    public func removeToxic(named name: String, from proxy: String, on backend: any ToxicBackend) async throws -> Bool {
+        var removed = true
+        do {
+            try await backend.removeToxic(named: name, from: proxy)
+        } catch ToxicBackendError.notFound {
+            removed = false
+        } catch let error as ToxicBackendError {
+            throw ActivityFailure("\(backend.description): \(error)")
+        }
+        endFault(ToxicFault.toxic(proxy, name))
+        return removed
+    }
+
+    /// Changes a toxic's attributes (merged) or toxicity.
+    public func updateToxic(named name: String, on proxy: String, attributes: Value?, toxicity: Double?, backend: any ToxicBackend) async throws -> ToxicDefinition {
+        try await backendCall(backend) { try await backend.updateToxic(named: name, on: proxy, attributes: attributes, toxicity: toxicity) }
+    }
+
+    /// Takes a proxy down until ``enableProxy(named:on:)`` or the end of the experiment.
+    public func disableProxy(named proxy: String, on backend: any ToxicBackend) async throws -> ProxyDefinition {
+        let disabled = try await backendCall(backend) { try await backend.updateProxy(named: proxy, listen: nil, upstream: nil, enabled: false) }
+        let faultID = ToxicFault.down(proxy)
+        beginFault("proxy \(proxy) down", id: faultID)
+        registerCleanup("enable proxy \(proxy)") {
+            defer { self.endFault(faultID) }
+            do {
+                _ = try await backend.updateProxy(named: proxy, listen: nil, upstream: nil, enabled: true)
+            } catch ToxicBackendError.notFound {
+                // The proxy is gone: nothing to bring back.
+            }
+        }
+        return disabled
+    }
+
+    /// Brings a proxy back up.
+    public func enableProxy(named proxy: String, on backend: any ToxicBackend) async throws -> ProxyDefinition {
+        let enabled = try await backendCall(backend) { try await backend.updateProxy(named: proxy, listen: nil, upstream: nil, enabled: true) }
+        endFault(ToxicFault.down(proxy))
+        return enabled
+    }
+
+    /// Changes a proxy's listen address, upstream or state until the experiment ends, when what
+    /// changed gets its previous value back; exports `<name>_PORT`, the port it listens on now.
+    /// Changing listen or upstream drops the proxy's connections.
+    public func changeProxy(named name: String, listen: String?, upstream: String?, enabled: Bool?, on backend: any ToxicBackend) async throws -> ProxyDefinition {
+        let before = try await backendCall(backend) { try await backend.proxy(named: name) }
+        let after = try await backendCall(backend) { try await backend.updateProxy(named: name, listen: listen, upstream: upstream, enabled: enabled) }
+        let faultID = ToxicFault.down(name)
+        if enabled == false, before.enabled { beginFault("proxy \(name) down", id: faultID) }
+        if enabled == true { endFault(faultID) }
+        registerCleanup("restore proxy \(name)") {
+            defer { if enabled == false { self.endFault(faultID) } }
+            do {
+                let now = try await backend.proxy(named: name)
+                let restoreListen = listen != nil && now.listen != before.listen ? before.listen : nil
+                let restoreUpstream = upstream != nil && now.upstream != before.upstream ? before.upstream : nil
+                let restoreEnabled = enabled != nil && now.enabled != before.enabled ? before.enabled : nil
+                if restoreListen != nil || restoreUpstream != nil || restoreEnabled != nil {
+                    _ = try await backend.updateProxy(named: name, listen: restoreListen, upstream: restoreUpstream, enabled: restoreEnabled)
+                }
+            } catch ToxicBackendError.notFound {
+                // The proxy is gone: nothing to restore.
+            }
+        }
+        export("\(name)_PORT", .int(after.listenPort ?? 0))
+        return after
+    }
+
+    /// Creates a proxy until the experiment ends and exports `<name>_PORT`, the bound port.
+    public func createProxy(_ proxy: ProxyDefinition, on backend: any ToxicBackend) async throws -> ProxyDefinition {
+        let created = try await backendCall(backend) { try await backend.createProxy(proxy) }
+        let name = proxy.name
+        registerCleanup("delete proxy \(name)") {
+            do {
+                try await backend.deleteProxy(named: name)
+            } catch ToxicBackendError.notFound {}
+        }
+        export("\(name)_PORT", .int(created.listenPort ?? 0))
+        return created
+    }
+
+    /// Deletes a proxy now.
+    /// - Returns: false when it was already gone (not a failure).
+    public func deleteProxy(named name: String, on backend: any ToxicBackend) async throws -> Bool {
+        do {
+            try await backend.deleteProxy(named: name)
+        } catch ToxicBackendError.notFound {
+            return false
+        } catch let error as ToxicBackendError {
+            throw ActivityFailure("\(backend.description): \(error)")
+        }
+        endFault(ToxicFault.down(name))
+        return true
+    }
+
+    /// The backend's reset (see ``ToxicBackend/reset()`` for what it covers), closing the fault
+    /// windows of what it removed.
+    /// - Returns: how many toxics it removed and how many proxies it enabled.
+    public func resetToxics(on backend: any ToxicBackend) async throws -> (removed: Int, enabled: Int) {
+        let before = (try? await backend.proxies()) ?? []
+        try await backendCall(backend) { try await backend.reset() }
+        let after = Dictionary(((try? await backend.proxies()) ?? []).map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        var removed = 0
+        var enabled = 0
+        for proxy in before {
+            let now = after[proxy.name]
+            if !proxy.enabled, now?.enabled != false {
+                enabled += 1
+                endFault(ToxicFault.down(proxy.name))
+            }
+            let remaining = Set(now?.toxics.map(\.name) ?? [])
+            for toxic in proxy.toxics where !remaining.contains(toxic.name) {
+                removed += 1
+                endFault(ToxicFault.toxic(proxy.name, toxic.name))
+            }
+        }
+        return (removed, enabled)
+    }
 }
 
 /// `type: toxic`: adds a toxic to a proxy until the experiment ends.
@@ -103,6 +249,11 @@ public struct AddToxicAction: Action, RegistryValidating {
 
         /// The toxic's name on the proxy.
         public var toxicName: String { name ?? "\(toxic)_\(stream.rawValue)" }
+
+        /// The toxic to add.
+        public var definition: ToxicDefinition {
+            ToxicDefinition(name: toxicName, type: toxic, stream: stream, toxicity: toxicity, attributes: attributes)
+        }
     }
 
     public init() {}
@@ -117,7 +268,7 @@ public struct AddToxicAction: Action, RegistryValidating {
     }
 
     /// The attributes checked against the toxic type, with defaults filled in.
-    static func normalizedAttributes(_ arguments: Arguments, registry: PluginRegistry) throws -> Value {
+    public static func normalizedAttributes(_ arguments: Arguments, registry: PluginRegistry) throws -> Value {
         guard let descriptor = registry.toxics[arguments.toxic] else {
             let known = registry.toxics.keys.sorted()
             throw ArgumentError(
@@ -128,27 +279,13 @@ public struct AddToxicAction: Action, RegistryValidating {
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let backend = try context.toxicBackend()
-        let definition = ToxicDefinition(
-            name: arguments.toxicName, type: arguments.toxic, stream: arguments.stream, toxicity: arguments.toxicity, attributes: arguments.attributes)
-        let added = try await backendCall(backend) { try await backend.addToxic(definition, to: arguments.proxy) }
-        let faultID = ToxicFault.toxic(arguments.proxy, added.name)
-        context.beginFault("\(added.type) \(JSONWriter.string(added.attributes, pretty: false)) on \(arguments.proxy) (\(added.stream.rawValue))", id: faultID)
-        let proxy = arguments.proxy
-        context.registerCleanup("remove toxic \(added.name) from \(proxy)") {
-            defer { context.endFault(faultID) }
-            do {
-                try await backend.removeToxic(named: added.name, from: proxy)
-            } catch ToxicBackendError.notFound {
-                // Already removed (by a rollback, a reset, or the proxy's deletion): nothing to undo.
-            }
-        }
-        return toxicOutput(added, proxy: proxy)
+        let added = try await context.addToxic(arguments.definition, to: arguments.proxy, on: try context.toxicBackend())
+        return toxicOutput(added, proxy: arguments.proxy)
     }
 }
 
 /// Rejects a toxicity outside 0…1.
-func validateToxicity(_ toxicity: Double) throws {
+public func validateToxicity(_ toxicity: Double) throws {
     guard (0...1).contains(toxicity) else {
         throw ArgumentError("toxicity", "toxicity must be between 0 and 1 (found \(toxicity))", hint: "1 applies the toxic to every connection, 0.5 to about half")
     }
@@ -205,10 +342,8 @@ public struct UpdateToxicAction: Action {
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let backend = try context.toxicBackend()
-        let updated = try await backendCall(backend) {
-            try await backend.updateToxic(named: arguments.name, on: arguments.proxy, attributes: arguments.attributes, toxicity: arguments.toxicity)
-        }
+        let updated = try await context.updateToxic(
+            named: arguments.name, on: arguments.proxy, attributes: arguments.attributes, toxicity: arguments.toxicity, backend: try context.toxicBackend())
         return toxicOutput(updated, proxy: arguments.proxy)
     }
 }
@@ -227,38 +362,25 @@ public struct RemoveToxicAction: Action {
     public init() {}
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let backend = try context.toxicBackend()
-        var removed = true
-        do {
-            try await backend.removeToxic(named: arguments.name, from: arguments.proxy)
-        } catch ToxicBackendError.notFound {
-            removed = false
-        } catch let error as ToxicBackendError {
-            throw ActivityFailure("\(backend.description): \(error)")
-        }
-        context.endFault(ToxicFault.toxic(arguments.proxy, arguments.name))
+        let removed = try await context.removeToxic(named: arguments.name, from: arguments.proxy, on: try context.toxicBackend())
         return ["proxy": .string(arguments.proxy), "name": .string(arguments.name), "removed": .bool(removed)]
     }
 }
 
-/// `toxic.reset`: Toxiproxy's reset — every toxic of every proxy removed, every proxy enabled.
+/// `toxic.reset`: Toxiproxy's reset — toxics removed, proxies enabled. On the in-process proxy
+/// that is everything; on a shared Toxiproxy server, only what this run created or changed (see
+/// the backend's ``ToxicBackend/reset()``).
 public struct ResetToxicsAction: Action {
     public static let type = "toxic.reset"
-    public static let summary = "Remove every toxic and enable every proxy on the backend (Toxiproxy's reset)"
+    public static let summary = "Remove the toxics and enable the proxies (on a shared Toxiproxy server: only this run's)"
 
     public struct Arguments: Codable, Sendable {}
 
     public init() {}
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let backend = try context.toxicBackend()
-        let before = (try? await backend.proxies()) ?? []
-        try await backendCall(backend) { try await backend.reset() }
-        for proxy in before {
-            context.endFault(ToxicFault.down(proxy.name))
-            for toxic in proxy.toxics { context.endFault(ToxicFault.toxic(proxy.name, toxic.name)) }
-        }
-        return ["removed": .int(before.reduce(0) { $0 + $1.toxics.count }), "enabled": .int(before.filter { !$0.enabled }.count)]
+        let (removed, enabled) = try await context.resetToxics(on: try context.toxicBackend())
+        return ["removed": .int(removed), "enabled": .int(enabled)]
     }
 }
 
@@ -280,20 +402,8 @@ public struct DisableProxyAction: Action {
     public init() {}
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let backend = try context.toxicBackend()
-        let proxy = arguments.proxy
-        _ = try await backendCall(backend) { try await backend.updateProxy(named: proxy, listen: nil, upstream: nil, enabled: false) }
-        let faultID = ToxicFault.down(proxy)
-        context.beginFault("proxy \(proxy) down", id: faultID)
-        context.registerCleanup("enable proxy \(proxy)") {
-            defer { context.endFault(faultID) }
-            do {
-                _ = try await backend.updateProxy(named: proxy, listen: nil, upstream: nil, enabled: true)
-            } catch ToxicBackendError.notFound {
-                // The proxy is gone: nothing to bring back.
-            }
-        }
-        return ["proxy": .string(proxy), "enabled": false]
+        _ = try await context.disableProxy(named: arguments.proxy, on: try context.toxicBackend())
+        return ["proxy": .string(arguments.proxy), "enabled": false]
     }
 }
 
@@ -307,9 +417,7 @@ public struct EnableProxyAction: Action {
     public init() {}
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let backend = try context.toxicBackend()
-        let proxy = try await backendCall(backend) { try await backend.updateProxy(named: arguments.proxy, listen: nil, upstream: nil, enabled: true) }
-        context.endFault(ToxicFault.down(arguments.proxy))
+        let proxy = try await context.enableProxy(named: arguments.proxy, on: try context.toxicBackend())
         return ["proxy": .string(arguments.proxy), "enabled": true, "listen": .string(proxy.listen)]
     }
 }
@@ -354,18 +462,9 @@ public struct CreateProxyAction: Action {
     public static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.name)_PORT": .int(0)] }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let backend = try context.toxicBackend()
-        let created = try await backendCall(backend) {
-            try await backend.createProxy(ProxyDefinition(name: arguments.name, listen: arguments.listen, upstream: arguments.upstream, enabled: arguments.enabled))
-        }
-        let name = arguments.name
-        context.registerCleanup("delete proxy \(name)") {
-            do {
-                try await backend.deleteProxy(named: name)
-            } catch ToxicBackendError.notFound {}
-        }
-        context.export("\(name)_PORT", .int(created.listenPort ?? 0))
-        return ["name": .string(name), "listen": .string(created.listen), "upstream": .string(created.upstream), "enabled": .bool(created.enabled)]
+        let created = try await context.createProxy(
+            ProxyDefinition(name: arguments.name, listen: arguments.listen, upstream: arguments.upstream, enabled: arguments.enabled), on: try context.toxicBackend())
+        return ["name": .string(arguments.name), "listen": .string(created.listen), "upstream": .string(created.upstream), "enabled": .bool(created.enabled)]
     }
 }
 
@@ -382,15 +481,7 @@ public struct DeleteProxyAction: Action {
     public init() {}
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let backend = try context.toxicBackend()
-        do {
-            try await backend.deleteProxy(named: arguments.name)
-        } catch ToxicBackendError.notFound {
-            return ["name": .string(arguments.name), "deleted": false]
-        } catch let error as ToxicBackendError {
-            throw ActivityFailure("\(backend.description): \(error)")
-        }
-        context.endFault(ToxicFault.down(arguments.name))
-        return ["name": .string(arguments.name), "deleted": true]
+        let deleted = try await context.deleteProxy(named: arguments.name, on: try context.toxicBackend())
+        return ["name": .string(arguments.name), "deleted": .bool(deleted)]
     }
 }

@@ -1,0 +1,159 @@
+import FaultlineKit
+import Logging
+import Synchronization
+
+/// The `toxiproxy` toxic backend: the suite's proxies and every toxic and proxy activity go to a
+/// Toxiproxy server.
+///
+/// ```yaml
+/// profiles:
+///   staging:
+///     toxics: {backend: toxiproxy, url: http://127.0.0.1:8474}   # or TOXIPROXY_URL
+/// ```
+///
+/// Options: `url` (default: the `TOXIPROXY_URL` environment variable), `connect_timeout` and
+/// `timeout` (seconds, for every call). The options are checked when the suite loads; at run
+/// start the server is asked its version, so an unreachable server fails the run at once.
+public struct ToxiproxyBackendFactory: ToxicBackendFactory {
+    public let name = "toxiproxy"
+
+    /// The environment variable `toxiproxy-cli` reads, used when the profile gives no `url`.
+    public static let environmentKey = "TOXIPROXY_URL"
+
+    struct Options: Decodable {
+        var url: String?
+        var connectTimeout: Double?
+        var timeout: Double?
+
+        enum CodingKeys: String, CodingKey {
+            case url
+            case connectTimeout = "connect_timeout"
+            case timeout
+        }
+    }
+
+    public init() {}
+
+    public func validate(options: SourceNode?, sink: DiagnosticSink) {
+        guard let options else { return }
+        let parsed: Options
+        do {
+            parsed = try NodeDecoder().decode(Options.self, from: options, sink: sink)
+        } catch {
+            sink.report(error, fallbackLocation: options.location, path: nil)
+            return
+        }
+        // A `${variable}` is checked when the run substitutes it.
+        if let url = parsed.url, !url.contains("${") {
+            do {
+                _ = try ToxiproxyAddress(parsing: url)
+            } catch let error as ArgumentError {
+                sink.report(Diagnostic("toxiproxy backend url: \(error.message)", at: options["url"]?.location ?? options.location, hint: error.hint))
+            } catch {}
+        }
+        for (key, value) in [("connect_timeout", parsed.connectTimeout), ("timeout", parsed.timeout)] {
+            if let value, !(value > 0 && value.isFinite) {
+                sink.report(Diagnostic(
+                    "\(key) must be a number of seconds above 0, found \(Substitution.interpolated(.double(value)))", at: options[key]?.location ?? options.location))
+            }
+        }
+    }
+
+    public func makeBackend(options: SourceNode?, context: BackendContext) async throws -> any ToxicBackend {
+        let parsed = try options.map { try NodeDecoder().decode(Options.self, from: $0) } ?? Options()
+        let source: String
+        let text: String
+        if let url = parsed.url {
+            (source, text) = ("the profile's toxics.url", url)
+        } else if let url = context.environment[Self.environmentKey], !url.isEmpty {
+            (source, text) = (Self.environmentKey, url)
+        } else {
+            throw ToxiproxyBackendError(
+                "no Toxiproxy address: give url: in the profile's toxics: section (e.g. toxics: {backend: toxiproxy, url: http://127.0.0.1:8474}) or set \(Self.environmentKey)")
+        }
+        let address: ToxiproxyAddress
+        do {
+            address = try ToxiproxyAddress(parsing: text)
+        } catch let error as ArgumentError {
+            throw ToxiproxyBackendError("\(source): \(error.message)" + (error.hint.map { "; \($0)" } ?? ""))
+        }
+        var timeouts = ToxiproxyClient.Timeouts()
+        if let seconds = parsed.connectTimeout { timeouts.connect = .milliseconds(Int64(seconds * 1000)) }
+        if let seconds = parsed.timeout { timeouts.request = .milliseconds(Int64(seconds * 1000)) }
+        let client = ToxiproxyClient(address: address, timeouts: timeouts)
+        // Fail the run before any experiment when the server is not there (or is not Toxiproxy).
+        do {
+            _ = try await client.version(timeout: max(timeouts.connect, .seconds(5)))
+        } catch {
+            await client.shutdown()
+            throw ToxiproxyBackendError("\(error) (address from \(source))")
+        }
+        return ToxiproxyBackend(client: client)
+    }
+}
+
+/// Why the `toxiproxy` backend could not start.
+public struct ToxiproxyBackendError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) { self.description = description }
+}
+
+/// The Toxiproxy servers a run's activities name directly (a Chaos Toolkit experiment's
+/// `toxiproxy_url`, a `toxiproxy.*` activity's `url`): one ``ToxiproxyBackend`` per address for
+/// the whole run, so that what the run left on each server is removed when it ends.
+public final class ToxiproxyConnections: Sendable {
+    private let state = Mutex<(backends: [ToxiproxyAddress: ToxiproxyBackend], closed: Bool)>(([:], false))
+
+    public init() {}
+
+    /// The backend for an address, made on first use.
+    public func backend(for address: ToxiproxyAddress) throws -> ToxiproxyBackend {
+        try state.withLock { state in
+            guard !state.closed else { throw ActivityFailure("the run is ending: no new Toxiproxy connection to \(address.url)") }
+            if let backend = state.backends[address] { return backend }
+            let backend = ToxiproxyBackend(client: ToxiproxyClient(address: address))
+            state.backends[address] = backend
+            return backend
+        }
+    }
+
+    /// Cleans up every server (see ``ToxiproxyBackend/shutdown()``) and closes the connections.
+    public func shutdown() async {
+        let backends = state.withLock { state in
+            state.closed = true
+            return Array(state.backends.values)
+        }
+        for backend in backends { await backend.shutdown() }
+    }
+}
+
+/// The run's ``ToxiproxyConnections``, in ``Resources``.
+public enum ToxiproxyConnectionsKey: ResourceKey {
+    public typealias Value = ToxiproxyConnections
+}
+
+/// Provides ``ToxiproxyConnections`` to a run and cleans them up at its end (also on interrupt).
+struct ToxiproxyConnectionsExtension: RunExtension {
+    let name = "toxiproxy connections"
+    let suiteKeys: [String] = []
+    /// Before services, so that servers are cleaned up after the services stop.
+    let order = -10
+
+    func validate(_ sections: [String: SourceNode], substitution: Substitution, sink: DiagnosticSink) {}
+
+    func start(_ setup: RunSetup) async throws -> (any RunExtensionHandle)? {
+        let connections = ToxiproxyConnections()
+        setup.provide(ToxiproxyConnectionsKey.self, connections)
+        return Handle(connections: connections)
+    }
+
+    struct Handle: RunExtensionHandle {
+        let connections: ToxiproxyConnections
+
+        func stop() async -> [String] {
+            await connections.shutdown()
+            return []
+        }
+    }
+}

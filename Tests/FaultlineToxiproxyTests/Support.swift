@@ -1,0 +1,266 @@
+import FaultlineKit
+import FaultlineToxiproxy
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The package's root directory.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// The `faultline` executable this test target depends on (so `swift test` builds it).
+let faultlineExecutable: String = {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    for _ in 0..<3 {
+        let candidate = directory.appendingPathComponent("faultline").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    return packageRoot.appendingPathComponent(".build/debug/faultline").path
+}()
+
+/// Runs blocking code on a thread of its own, never on the cooperative pool.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// Polls a condition that another process makes true, until a deadline.
+func eventually(timeout: Duration = .seconds(30), _ condition: () async -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(25))
+    }
+    return await condition()
+}
+
+/// A scratch directory, removed when the value goes away.
+final class Scratch: Sendable {
+    let url: URL
+
+    init() throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-toxiproxy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    @discardableResult
+    func write(_ name: String, _ text: String) throws -> String {
+        let path = path(name)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+}
+
+/// A `faultline` child process with its output in files.
+final class FaultlineProcess: @unchecked Sendable {
+    // Set up in init, then only read; Process is thread-safe for these calls.
+    let process = Process()
+    let stdoutPath: String
+    let stderrPath: String
+
+    init(_ arguments: [String], in directory: Scratch, environment: [String: String] = [:]) throws {
+        stdoutPath = directory.path("stdout-\(UUID().uuidString).txt")
+        stderrPath = directory.path("stderr-\(UUID().uuidString).txt")
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: faultlineExecutable)
+        process.arguments = arguments
+        process.currentDirectoryURL = directory.url
+        var env = ProcessInfo.processInfo.environment
+        env["NO_COLOR"] = "1"
+        env["TOXIPROXY_URL"] = nil
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    /// Waits for the exit (killing the process after `timeout`) and returns the status.
+    func wait(timeout: Duration = .seconds(120)) async -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline { kill(process.processIdentifier, SIGKILL) }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// `faultline proxy` on an ephemeral port, standing in for a Toxiproxy server.
+final class ToxiproxyStandIn: Sendable {
+    let child: FaultlineProcess
+    let scratch: Scratch
+    let address: ToxiproxyAddress
+
+    init() async throws {
+        scratch = try Scratch()
+        child = try FaultlineProcess(["proxy", "--port", "0", "--seed", "7"], in: scratch)
+        let child = child
+        // The first line of standard output names the API address.
+        let started = await eventually(timeout: .seconds(30)) { child.stdout.contains("\n") || !child.process.isRunning }
+        let banner = child.stdout.split(separator: "\n").first.map(String.init) ?? ""
+        guard started, let range = banner.range(of: #"http://[0-9.]+:[0-9]+"#, options: .regularExpression) else {
+            throw TestFailure("faultline proxy did not start: \(banner) \(child.stderr)")
+        }
+        address = try ToxiproxyAddress(parsing: String(banner[range]))
+    }
+
+    var url: String { address.url }
+
+    /// A client with short timeouts; shut it down when done.
+    func client() -> ToxiproxyClient { ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(2), request: .seconds(10))) }
+
+    /// Stops the server with SIGTERM and waits for it.
+    func stop() async -> Int32 {
+        child.signal(SIGTERM)
+        return await child.wait(timeout: .seconds(30))
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs `body` with a stand-in server and a client for it, stopping both afterwards.
+func withStandIn<T>(_ body: (ToxiproxyStandIn, ToxiproxyClient) async throws -> T) async throws -> T {
+    let server = try await ToxiproxyStandIn()
+    let client = server.client()
+    do {
+        let result = try await body(server, client)
+        await client.shutdown()
+        _ = await server.stop()
+        return result
+    } catch {
+        await client.shutdown()
+        _ = await server.stop()
+        throw error
+    }
+}
+
+/// Event loops for the test servers.
+let testGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+/// A small HTTP/1.1 server on an ephemeral loopback port: it answers each request with
+/// `respond` and keeps the connection open (as most services do).
+final class TestHTTPServer: Sendable {
+    typealias Responder = @Sendable (_ method: String, _ uri: String, _ body: String) -> (status: Int, contentType: String, body: String)
+
+    let channel: any Channel
+    let port: Int
+    private let log = RequestLog()
+
+    /// Requests received, as `METHOD uri`.
+    var requests: [String] { log.entries.withLock { $0 } }
+
+    final class RequestLog: Sendable {
+        let entries = Mutex<[String]>([])
+    }
+
+    init(_ respond: @escaping Responder = { _, _, _ in (200, "text/plain", "ok") }) async throws {
+        let log = self.log
+        channel = try await ServerBootstrap(group: testGroup)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(Handler(respond: respond, log: log))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress?.port ?? 0
+    }
+
+    func close() async { try? await channel.close() }
+
+    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+        // Used only on its channel's event loop.
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+        let respond: Responder
+        let log: RequestLog
+        var head: HTTPRequestHead?
+        var body = ""
+
+        init(respond: @escaping Responder, log: RequestLog) {
+            self.respond = respond
+            self.log = log
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head):
+                self.head = head
+                body = ""
+            case .body(let buffer):
+                body += String(buffer: buffer)
+            case .end:
+                guard let head else { return }
+                log.entries.withLock { $0.append("\(head.method.rawValue) \(head.uri)") }
+                let (status, contentType, text) = respond(head.method.rawValue, head.uri, body)
+                var headers = HTTPHeaders()
+                headers.add(name: "Content-Type", value: contentType)
+                headers.add(name: "Content-Length", value: String(text.utf8.count))
+                context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .init(statusCode: status), headers: headers))), promise: nil)
+                context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: text)))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+        }
+    }
+}
+
+/// A TCP server that accepts connections and never answers (a hung API).
+final class SilentServer: Sendable {
+    let channel: any Channel
+    let port: Int
+
+    init() async throws {
+        channel = try await ServerBootstrap(group: testGroup)
+            .childChannelInitializer { channel in channel.eventLoop.makeSucceededVoidFuture() }
+            .bind(host: "127.0.0.1", port: 0).get()
+        port = channel.localAddress?.port ?? 0
+    }
+
+    func close() async { try? await channel.close() }
+}
+
+/// A loopback port nothing listens on: bound, then closed.
+func closedPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else { throw TestFailure("cannot bind a probe socket") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
