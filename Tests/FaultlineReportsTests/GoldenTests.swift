@@ -10,6 +10,8 @@ import Testing
     /// Named sets of journals with the options a run would pass.
     enum Case: String, CaseIterable, CustomTestStringConvertible {
         case suite, latency, interrupted
+        /// The demo suite in experiments.yaml, as `faultline run` wrote it: real services, toxics and http.load.
+        case demo
 
         var journals: [Journal] {
             get throws {
@@ -17,13 +19,18 @@ import Testing
                 case .suite: try Fixtures.suiteJournals()
                 case .latency: [try Fixtures.journal("suite/01-checkout-survives-300-ms-of-database-latency.json")]
                 case .interrupted: [try Fixtures.journal("interrupted.json")]
+                case .demo: try Fixtures.suiteJournals("demo")
                 }
             }
         }
 
         /// What `faultline run` passes for a suite run, nothing for single experiments.
         var options: ReportOptions {
-            self == .suite ? ReportOptions(title: "checkout-resilience", suiteName: "checkout-resilience") : ReportOptions()
+            switch self {
+            case .suite: ReportOptions(title: "checkout-resilience", suiteName: "checkout-resilience")
+            case .demo: ReportOptions(title: "orders", suiteName: "orders")
+            default: ReportOptions()
+            }
         }
 
         var testDescription: String { rawValue }

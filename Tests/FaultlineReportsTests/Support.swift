@@ -12,8 +12,8 @@ enum Fixtures {
     static func journal(_ relative: String) throws -> Journal { try Journal.load(path: path("journals/" + relative)) }
 
     /// The suite run's journals, in run order.
-    static func suiteJournals() throws -> [Journal] {
-        let folder = path("journals/suite")
+    static func suiteJournals(_ name: String = "suite") throws -> [Journal] {
+        let folder = path("journals/" + name)
         let names = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".json") }.sorted()
         return try names.map { try Journal.load(path: (folder as NSString).appendingPathComponent($0)) }
     }

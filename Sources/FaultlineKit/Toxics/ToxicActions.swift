@@ -67,7 +67,11 @@ extension ActivityContext {
     public func addToxic(_ toxic: ToxicDefinition, to proxy: String, on backend: any ToxicBackend) async throws -> ToxicDefinition {
         let added = try await backendCall(backend) { try await backend.addToxic(toxic, to: proxy) }
         let faultID = ToxicFault.toxic(proxy, added.name)
-        beginFault("\(added.type) \(JSONWriter.string(added.attributes, pretty: false)) on \(proxy) (\(added.stream.rawValue))", id: faultID)
+        // `latency latency=300 jitter=100 on store (downstream)`: what a timeline label can hold.
+        let attributes = (added.attributes.objectValue ?? ValueObject()).map { "\($0.key)=\(Substitution.interpolated($0.value))" }
+        let toxicity = added.toxicity < 1 ? ", toxicity \(Substitution.interpolated(.double(added.toxicity)))" : ""
+        beginFault(
+            ([added.type] + attributes).joined(separator: " ") + " on \(proxy) (\(added.stream.rawValue))\(toxicity)", id: faultID)
         registerCleanup("remove toxic \(added.name) from \(proxy)") {
             defer { self.endFault(faultID) }
             do {
