@@ -119,7 +119,7 @@ let package = Package(
         ),
 
         .testTarget(name: "FaultlineKitTests", dependencies: ["FaultlineKit", "FaultlineTesting"]),
-        .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting"]),
+        .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting", "faultline"]),
         .testTarget(
             name: "FaultlineNetworkTests",
             dependencies: ["FaultlineNetwork", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
@@ -147,8 +147,9 @@ let package = Package(
         ),
         .testTarget(
             name: "FaultlineProxyTests",
+            // The compatibility test drives the built `faultline proxy`.
             dependencies: [
-                "FaultlineProxy", "FaultlineKit", "FaultlineTesting",
+                "FaultlineProxy", "FaultlineKit", "FaultlineTesting", "faultline",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -169,7 +170,7 @@ let package = Package(
             name: "FaultlineDemoTests",
             // Depends on the executable so that `swift test` builds the binary these tests run.
             dependencies: [
-                "FaultlineDemo", "faultline-demo", "faultline", "FaultlineProcess", "FaultlineKit",
+                "FaultlineDemo", "faultline-demo", "faultline", "FaultlineProcess", "FaultlineKit", "FaultlineTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -291,3 +291,56 @@ public struct InMemoryToxicBackendFactory: ToxicBackendFactory {
 
     public func makeBackend(options: SourceNode?, context: BackendContext) async throws -> any ToxicBackend { backend }
 }
+
+/// Executables `swift test` built beside the running tests (a test target that depends on an
+/// executable target gets it built).
+public enum BuiltProduct {
+    /// The path of the executable product `name` (e.g. `faultline`), searched beside the test runner
+    /// and in `.build/debug` of the package that holds `file`.
+    /// - Throws: a message saying to build it, when it is not there.
+    public static func path(_ name: String, file: String = #filePath) throws -> String {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = directory.appendingPathComponent(name).path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        var root = URL(fileURLWithPath: file).deletingLastPathComponent()
+        while root.path != "/" {
+            if FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) { break }
+            root = root.deletingLastPathComponent()
+        }
+        let fallback = root.appendingPathComponent(".build/debug/\(name)").path
+        guard FileManager.default.isExecutableFile(atPath: fallback) else {
+            throw ActivityFailure("\(name) is not built (looked beside the test runner and at \(fallback)); run swift build")
+        }
+        return fallback
+    }
+}
+
+/// A temporary directory for one test, removed when the value goes away.
+public final class ScratchDirectory: Sendable {
+    public let url: URL
+
+    /// - Parameter prefix: the start of the directory's name, to tell tests apart in /tmp.
+    public init(prefix: String = "faultline-test") throws {
+        url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: url) }
+
+    /// The path of `name` inside the directory.
+    public func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+    /// Writes a file (creating directories on the way) and returns its path.
+    @discardableResult
+    public func write(_ name: String, _ text: String) throws -> String {
+        let path = path(name)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    public func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+}

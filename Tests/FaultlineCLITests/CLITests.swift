@@ -1,43 +1,9 @@
 import FaultlineKit
+import FaultlineTesting
 import Foundation
 import Testing
 
-/// The `faultline` binary, run as a real child process.
-struct FaultlineBinary {
-    static var path: String {
-        // The test runner lives beside the products in the build directory.
-        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        var directory = runner.deletingLastPathComponent()
-        for _ in 0..<3 {
-            let candidate = directory.appendingPathComponent("faultline").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug/faultline").path
-    }
-}
-
-/// A scratch directory removed at the end of the test.
-final class Scratch {
-    let url: URL
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) throws -> String {
-        let path = path(name)
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
-    func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
-}
+typealias Scratch = ScratchDirectory
 
 /// A running `faultline` child with its output captured to files.
 final class FaultlineRun {
@@ -50,7 +16,7 @@ final class FaultlineRun {
         stderrPath = scratch.path("stderr-\(UUID().uuidString).txt")
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: FaultlineBinary.path)
+        process.executableURL = URL(fileURLWithPath: try BuiltProduct.path("faultline"))
         process.arguments = arguments
         process.currentDirectoryURL = scratch.url
         var env = ProcessInfo.processInfo.environment

@@ -1,5 +1,6 @@
 import FaultlineKit
 import FaultlineProcess
+import FaultlineTesting
 import Foundation
 import Testing
 
@@ -8,19 +9,6 @@ import Testing
 @Suite("The demo suite (experiments.yaml)", .serialized)
 struct DemoSuiteTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    /// A product built beside this test runner (`swift test` builds `faultline` and `faultline-demo`).
-    static func product(_ name: String) throws -> String {
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for _ in 0..<3 {
-            let candidate = directory.appendingPathComponent(name).path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        let fallback = packageRoot.appendingPathComponent(".build/debug/\(name)").path
-        guard FileManager.default.isExecutableFile(atPath: fallback) else { throw SuiteTestFailure("\(name) is not built; run swift build") }
-        return fallback
-    }
 
     /// What each experiment is documented to end as (see experiments.yaml).
     static let documented: [String: Outcome] = [
@@ -31,8 +19,8 @@ struct DemoSuiteTests {
 
     @Test("every experiment ends as documented, reports are written, and no process or proxy is left")
     func defaultProfile() async throws {
-        let faultline = try Self.product("faultline")
-        let demo = try Self.product("faultline-demo")
+        let faultline = try BuiltProduct.path("faultline")
+        let demo = try BuiltProduct.path("faultline-demo")
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-suite-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -112,7 +100,3 @@ extension DemoSuiteTests {
     }
 }
 
-struct SuiteTestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}

@@ -1,3 +1,4 @@
+import FaultlineTesting
 @testable import FaultlineDemo
 import FaultlineProcess
 import Foundation
@@ -236,16 +237,7 @@ final class ServerProcess: Sendable {
 }
 
 /// The `faultline-demo` binary `swift test` built beside this test bundle.
-let demoBinary: String = {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<3 {
-        let candidate = directory.appendingPathComponent("faultline-demo").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        directory = directory.deletingLastPathComponent()
-    }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(".build/debug/faultline-demo").path
-}()
+let demoBinary: String = (try? BuiltProduct.path("faultline-demo")) ?? "faultline-demo"
 
 /// Polls `condition` (another process's progress, or a time-based state) until it holds or `timeout` passes.
 func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {

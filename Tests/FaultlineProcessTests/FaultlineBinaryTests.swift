@@ -3,27 +3,24 @@
 #endif
 import FaultlineKit
 @testable import FaultlineProcess
+import FaultlineTesting
 import Foundation
 import Synchronization
 import Testing
 
 /// The built `faultline` executable, beside this test bundle.
-let faultlineBinary: String? = {
-    guard let bundle = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else { return nil }
-    let candidate = ((bundle as NSString).deletingLastPathComponent as NSString).appendingPathComponent("faultline")
-    return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
-}()
+let faultlineBinary: String? = try? BuiltProduct.path("faultline")
 
 @Suite("The faultline executable leaves no process behind")
 struct FaultlineBinaryTests {
     /// Runs `faultline run suite.yaml` in `directory` (through `sh -c` with `piped`, e.g. `| head`).
-    func startFaultline(_ suite: String, in directory: TemporaryDirectory, stdout: ChildProcess.Output = .collect, piped: String? = nil) throws -> ChildProcess {
+    func startFaultline(_ suite: String, in directory: ScratchDirectory, stdout: ChildProcess.Output = .collect, piped: String? = nil) throws -> ChildProcess {
         let binary = try #require(faultlineBinary, "build the faultline executable first (swift build)")
-        try suite.write(toFile: directory.file("suite.yaml"), atomically: true, encoding: .utf8)
+        try suite.write(toFile: directory.path("suite.yaml"), atomically: true, encoding: .utf8)
         let arguments = ["run", "suite.yaml", "--journal-path", "journals"]
         let (executable, argv) = piped.map { ("/bin/sh", ["-c", "'\(binary)' \(arguments.joined(separator: " ")) \($0)"]) } ?? (binary, arguments)
         return try ChildProcess(
-            executable: executable, arguments: argv, environment: ProcessInfo.processInfo.environment, workingDirectory: directory.path, stdout: stdout,
+            executable: executable, arguments: argv, environment: ProcessInfo.processInfo.environment, workingDirectory: directory.url.path, stdout: stdout,
             stderr: .collect)
     }
 
@@ -40,8 +37,7 @@ struct FaultlineBinaryTests {
 
     @Test("SIGINT or SIGTERM during an experiment stops the services, the daemon one left, and the running action", arguments: [SIGINT, SIGTERM])
     func interrupted(signal: Int32) async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let token = uniqueToken()
         let sleeper = "import time; time.sleep(3000)"
         let suite = """
@@ -66,7 +62,7 @@ struct FaultlineBinaryTests {
 
         // Every part is up: both services (and the daemon) and the experiment's action.
         let running = await eventually(timeout: 60) {
-            FileManager.default.fileExists(atPath: directory.file("reached"))
+            FileManager.default.fileExists(atPath: directory.path("reached"))
                 && ["api", "daemon", "forker", "action"].allSatisfy { !liveProcesses(containing: "\(token)-\($0)").isEmpty }
         }
         if !running {
@@ -86,8 +82,7 @@ struct FaultlineBinaryTests {
 
     @Test("a third SIGINT during a slow teardown exits at once and still kills every service process and daemon")
     func forcedExit() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let token = uniqueToken()
         let sleeper = "import time; time.sleep(3000)"
         // The service ignores TERM and has a long grace, so its stop would take a minute.
@@ -124,8 +119,7 @@ struct FaultlineBinaryTests {
 
     @Test("a reader that goes away (faultline run | head -1) does not cut the teardown short")
     func closedStdout() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let token = uniqueToken()
         let suite = """
             name: piped
@@ -148,14 +142,13 @@ struct FaultlineBinaryTests {
         let output = await shell.collectedOutput()
         #expect(termination == .exited(0), "\(output)")
         #expect(!output.stderr.contains("Fatal error"), "\(output.stderr)")
-        #expect(FileManager.default.fileExists(atPath: directory.file("journals/01-checks-the-api.json")))
+        #expect(FileManager.default.fileExists(atPath: directory.path("journals/01-checks-the-api.json")))
         #expect(liveProcesses(containing: token).isEmpty)
     }
 
     @Test("a service that exits during startup fails the run with its last lines")
     func serviceExitsAtStartup() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let token = uniqueToken()
         let suite = """
             name: broken

@@ -3,6 +3,7 @@
 #endif
 import FaultlineKit
 @testable import FaultlineProcess
+import FaultlineTesting
 import Foundation
 import Testing
 
@@ -40,17 +41,16 @@ struct ProcessKillTests {
 
     @Test("pidfile names the process; a missing or garbled pidfile is a clear failure")
     func byPidfile() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let child = try spawn(["sleep", uniqueSleep()])
         defer { child.signal(SIGKILL) }
-        let pidfile = directory.file("server.pid")
+        let pidfile = directory.path("server.pid")
         try "\(child.pid)\n".write(toFile: pidfile, atomically: true, encoding: .utf8)
         _ = try await run(["pidfile": .string(pidfile)])
         #expect(await ended(child) == .signalled(SIGTERM))
 
-        let missing = await failure { try await run(["pidfile": .string(directory.file("nope.pid"))]) }
-        #expect(missing?.message == "pidfile \(directory.file("nope.pid")) does not exist")
+        let missing = await failure { try await run(["pidfile": .string(directory.path("nope.pid"))]) }
+        #expect(missing?.message == "pidfile \(directory.path("nope.pid")) does not exist")
         try "not a pid".write(toFile: pidfile, atomically: true, encoding: .utf8)
         let garbled = await failure { try await run(["pidfile": .string(pidfile)]) }
         #expect(garbled?.message.contains("does not hold a pid (found \"not a pid\")") == true)
@@ -59,10 +59,9 @@ struct ProcessKillTests {
     @Test("name matches the exact executable name (comm), not a substring")
     func byName() async throws {
         // A link with a name of its own: the process's comm is the name it was executed by.
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let name = "fls" + String(UInt32.random(in: 100_000...999_999))
-        let link = directory.file(name)
+        let link = directory.path(name)
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: try ChildProcess.resolveExecutable("sleep"))
         let child = try spawn([link, "300"])
         defer { child.signal(SIGKILL) }

@@ -3,6 +3,7 @@
 #endif
 import FaultlineKit
 @testable import FaultlineProcess
+import FaultlineTesting
 import Foundation
 import Testing
 
@@ -14,9 +15,8 @@ struct ServiceActionTests {
 
     @Test("killing a suite service signals its group; the experiment's end starts it again")
     func killServiceRestartsAtEnd() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
         // A shell with a child: both are in the service's group, and both must go.
         let settings = ServiceSettings(command: ["sh", "-c", "sleep \(number) & echo ready; wait"], ready: Readiness(log: "ready"))
@@ -40,9 +40,8 @@ struct ServiceActionTests {
 
     @Test("a service's main pid found by another selector counts as the service")
     func killServiceByPort() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let token = uniqueToken()
         let script = "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\nprint('port', s.getsockname()[1], flush=True)\ntime.sleep(3000)"
         let start = try await supervisor.start(
@@ -60,9 +59,8 @@ struct ServiceActionTests {
 
     @Test("process.start defines a service for the experiment; its end stops it")
     func startForExperiment() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
         let context = makeContext(supervisor: supervisor)
         let args = ProcessStart.Arguments(service: "worker", settings: sleeper(number))
@@ -81,15 +79,14 @@ struct ServiceActionTests {
         let later = makeContext(supervisor: supervisor)
         _ = try await ProcessStart().perform(args, context: later)
         _ = await later.runCleanups()
-        let log = try String(contentsOfFile: directory.file("service-worker.log"), encoding: .utf8)
+        let log = try String(contentsOfFile: directory.path("service-worker.log"), encoding: .utf8)
         #expect(log.components(separatedBy: "] started pid ").count == 3)
     }
 
     @Test("process.stop stops a suite service, process.start brings it back, the cleanup finds it up")
     func stopThenStart() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
         let first = try await supervisor.start(ServiceDefinition(name: "api", settings: sleeper(number)), owner: .suite)
         let context = makeContext(supervisor: supervisor)
@@ -115,9 +112,8 @@ struct ServiceActionTests {
 
     @Test("process.restart gives a new process that passed its readiness check")
     func restart() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
         let first = try await supervisor.start(ServiceDefinition(name: "api", settings: sleeper(number)), owner: .suite)
         let context = makeContext(supervisor: supervisor)
@@ -127,7 +123,7 @@ struct ServiceActionTests {
         let pid = try #require(output["pid"]?.intValue)
         #expect(liveProcesses(containing: number).map { Int($0.pid) } == [pid])
         #expect(context.exported["services.api.pid"] == .int(pid))
-        let log = try String(contentsOfFile: directory.file("service-api.log"), encoding: .utf8)
+        let log = try String(contentsOfFile: directory.path("service-api.log"), encoding: .utf8)
         #expect(log.components(separatedBy: "] started pid ").count == 3)
         _ = await context.runCleanups()
         #expect(await supervisor.stopAll() == [])
@@ -135,9 +131,8 @@ struct ServiceActionTests {
 
     @Test("an unknown service is a failure that lists the known ones")
     func unknownService() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         _ = try await supervisor.start(ServiceDefinition(name: "api", settings: sleeper(uniqueSleep())), owner: .suite)
         let context = makeContext(supervisor: supervisor)
         let stop = await failure { try await ProcessStop().perform(ServiceStopArguments(service: "apj"), context: context) }

@@ -3,6 +3,7 @@
 #endif
 import FaultlineKit
 @testable import FaultlineProcess
+import FaultlineTesting
 import Foundation
 import Testing
 
@@ -23,9 +24,8 @@ struct ServiceTests {
 
     @Test("tcp readiness waits until the port accepts connections")
     func tcpReadiness() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let token = uniqueToken()
         let port = try freePort()
         let start = try await supervisor.start(service("db", slowListener(port: port, token: token), ready: Readiness(tcp: "127.0.0.1:\(port)", timeout: 20)), owner: .suite)
@@ -34,16 +34,15 @@ struct ServiceTests {
         if case .success(let connection) = connected { connection.disconnect() }
         #expect((try? connected.get()) != nil)
         #expect(start.started)
-        #expect(start.logPath == directory.file("service-db.log"))
+        #expect(start.logPath == directory.path("service-db.log"))
         #expect(await supervisor.stopAll() == [])
         #expect(liveProcesses(containing: token).isEmpty)
     }
 
     @Test("http readiness waits for an accepted status; a wrong status never becomes ready")
     func httpReadiness() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let port = try freePort()
         let command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", String(port)]
         _ = try await supervisor.start(service("web", command, ready: Readiness(http: "http://127.0.0.1:\(port)/", status: [200], timeout: 20)), owner: .suite)
@@ -51,7 +50,7 @@ struct ServiceTests {
         #expect((try? status.get()) == 200)
         #expect(await supervisor.stopAll() == [])
 
-        let other = ServiceSupervisor(runDirectory: directory.path)
+        let other = ServiceSupervisor(runDirectory: directory.url.path)
         let wrongStatus = try freePort()
         let command2 = ["python3", "-m", "http.server", "--bind", "127.0.0.1", String(wrongStatus)]
         let error = await #expect(throws: ServiceError.self) {
@@ -64,9 +63,8 @@ struct ServiceTests {
 
     @Test("log readiness waits for a matching line; output goes to the log file")
     func logReadiness() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
         let command = ["sh", "-c", "echo booting; echo 'warming up' >&2; sleep 0.2; echo 'listening on 4242'; exec sleep \(number)"]
         let start = try await supervisor.start(service("worker", command, ready: Readiness(log: #"listening on \d+"#, timeout: 20)), owner: .suite)
@@ -82,23 +80,21 @@ struct ServiceTests {
 
     @Test("a service that exits during startup fails with its last lines")
     func exitsDuringStartup() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let command = ["sh", "-c", "echo 'loading config'; echo 'fatal: /etc/app.conf: no such file' >&2; exit 3"]
         let error = await #expect(throws: ServiceError.self) {
             try await supervisor.start(service("app", command, ready: Readiness(tcp: "127.0.0.1:\(try freePort())", timeout: 20)), owner: .suite)
         }
         #expect(error?.message == "exited during startup (exited with status 3)")
         #expect(Set(error?.lastLines ?? []) == ["loading config", "fatal: /etc/app.conf: no such file"])
-        #expect(error?.description.contains("; last lines of \(directory.file("service-app.log")):\n  | ") == true)
+        #expect(error?.description.contains("; last lines of \(directory.path("service-app.log")):\n  | ") == true)
     }
 
     @Test("a service that never becomes ready is stopped and fails the start")
     func neverReady() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
         let port = try freePort()
         let error = await #expect(throws: ServiceError.self) {
@@ -110,10 +106,9 @@ struct ServiceTests {
 
     @Test("services stop in reverse start order")
     func reverseStopOrder() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let record = directory.file("order")
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let record = directory.path("order")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         for name in ["a", "b", "c"] {
             // `wait` lets the trap run as soon as TERM arrives.
             let script = "trap 'echo stop-\(name) >> \(record); exit 0' TERM; echo start-\(name) >> \(record); sleep 3000 & echo ready; wait"
@@ -126,9 +121,8 @@ struct ServiceTests {
 
     @Test("a service that ignores its stop signal is killed after its grace, and that is reported")
     func stopGrace() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
         _ = try await supervisor.start(service("stubborn", ["sh", "-c", "trap '' TERM; echo ready; exec sleep \(number)"], ready: Readiness(log: "ready"), stopGrace: 0.2), owner: .suite)
         let stop = try #require(try await supervisor.stop("stubborn"))
@@ -140,9 +134,8 @@ struct ServiceTests {
 
     @Test("a frozen service still stops on its stop signal")
     func stopFrozen() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let start = try await supervisor.start(service("frozen", ["sh", "-c", "echo ready; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready"), stopGrace: 60), owner: .suite)
         kill(-start.pid, SIGSTOP)
         #expect(await eventually { SystemProcess.read(start.pid)?.isStopped == true })
@@ -154,9 +147,8 @@ struct ServiceTests {
 
     @Test("a daemon a service leaves behind (setsid, parent gone) is found and killed")
     func daemonsAreSwept() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let token = uniqueToken()
         let daemon = "setsid python3 -c 'import time; time.sleep(3000)' \(token) </dev/null >/dev/null 2>&1 &"
         _ = try await supervisor.start(service("forker", ["sh", "-c", "\(daemon) echo ready; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready")), owner: .suite)
@@ -171,9 +163,8 @@ struct ServiceTests {
 
     @Test("a service that dies during the run is reported at teardown")
     func unexpectedExit() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
-        let supervisor = ServiceSupervisor(runDirectory: directory.path)
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let start = try await supervisor.start(service("fragile", ["sh", "-c", "echo ready; echo 'about to crash'; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready")), owner: .suite)
         kill(start.pid, SIGKILL)
         #expect(await eventually { SystemProcess.read(start.pid)?.isZombie ?? true })

@@ -34,16 +34,15 @@ struct SuiteServicesTests {
         """
     }
 
-    func options(_ directory: TemporaryDirectory) -> SuiteRunner.Options {
+    func options(_ directory: ScratchDirectory) -> SuiteRunner.Options {
         var options = SuiteRunner.Options()
-        options.journalPath = directory.file("journals")
+        options.journalPath = directory.path("journals")
         return options
     }
 
     @Test("after a normal run nothing is left, and logs sit beside the journals")
     func normalRun() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let token = uniqueToken()
         let method = """
                   - {type: action, name: kill api, provider: {type: process.kill, service: api}}
@@ -62,15 +61,14 @@ struct SuiteServicesTests {
         #expect(journal.faults.first?.end != nil)
         #expect(result.teardownProblems == [])
         #expect(liveProcesses(containing: token).isEmpty)
-        let log = try String(contentsOfFile: directory.file("journals/service-api.log"), encoding: .utf8)
+        let log = try String(contentsOfFile: directory.path("journals/service-api.log"), encoding: .utf8)
         #expect(log.components(separatedBy: "api up\n").count == 3)  // started twice
-        #expect(FileManager.default.fileExists(atPath: directory.file("journals/service-store.log")))
+        #expect(FileManager.default.fileExists(atPath: directory.path("journals/service-store.log")))
     }
 
     @Test("after a failed experiment the services are stopped too")
     func failedRun() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let token = uniqueToken()
         let method = """
                   - {type: action, name: start a worker, provider: {type: process.start, service: worker, command: [sh, -c, "echo ready; exec sleep 3000", "\(token)-worker"], ready: {log: ready}}}
@@ -85,8 +83,7 @@ struct SuiteServicesTests {
 
     @Test("a service that exits during startup fails the run with its last lines, and stops the ones before it")
     func serviceExitsDuringStartup() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let token = uniqueToken()
         let broken = """
               - name: broken
@@ -107,8 +104,7 @@ struct SuiteServicesTests {
 
     @Test("an interrupt during the experiments still stops every service")
     func interruptedRun() async throws {
-        let directory = try TemporaryDirectory()
-        defer { directory.remove() }
+        let directory = try ScratchDirectory(prefix: "faultline-process")
         let token = uniqueToken()
         let method = "      - {type: action, name: waits, provider: {type: test.action, label: waiting, delay: 300}}"
         let interruption = Interruption()

@@ -3,6 +3,7 @@
 #endif
 import FaultlineKit
 @testable import FaultlineProcess
+import FaultlineTesting
 import Foundation
 import Testing
 
@@ -98,20 +99,6 @@ func makeContext(
     var resources = Resources()
     if let supervisor { resources[ServicesKey.self] = supervisor }
     return ActivityContext.standalone(name: name, kind: kind, resources: resources, seed: seed, isDryRun: dryRun)
-}
-
-/// A temporary directory, removed by `remove()`.
-struct TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-process-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
-
-    func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
 struct TestFailure: Error, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import FaultlineTesting
 import Foundation
 import Testing
 
@@ -19,11 +20,7 @@ struct ChaosToolkitCompatibilityTests {
     }
 
     /// The `faultline` executable built beside this test bundle.
-    static func faultline() -> String {
-        let beside = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("faultline").path
-        if FileManager.default.isExecutableFile(atPath: beside) { return beside }
-        return packageRoot.appendingPathComponent(".build/debug/faultline").path
-    }
+    static func faultline() -> String { (try? BuiltProduct.path("faultline")) ?? "faultline" }
 
     @Test("create_proxy, every create_*_toxic, delete_toxic, disable/enable and reset work unchanged", .timeLimit(.minutes(3)))
     func chaostoxi() async throws {

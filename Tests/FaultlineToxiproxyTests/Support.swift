@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineTesting
 import FaultlineToxiproxy
 import Foundation
 import NIOCore
@@ -15,15 +16,7 @@ import Glibc
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 /// The `faultline` executable this test target depends on (so `swift test` builds it).
-let faultlineExecutable: String = {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-    for _ in 0..<3 {
-        let candidate = directory.appendingPathComponent("faultline").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        directory = directory.deletingLastPathComponent()
-    }
-    return packageRoot.appendingPathComponent(".build/debug/faultline").path
-}()
+let faultlineExecutable: String = (try? BuiltProduct.path("faultline")) ?? "faultline"
 
 /// Runs blocking code on a thread of its own, never on the cooperative pool.
 func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
@@ -42,27 +35,7 @@ func eventually(timeout: Duration = .seconds(30), _ condition: () async -> Bool)
     return await condition()
 }
 
-/// A scratch directory, removed when the value goes away.
-final class Scratch: Sendable {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-toxiproxy-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-
-    func path(_ name: String) -> String { url.appendingPathComponent(name).path }
-
-    @discardableResult
-    func write(_ name: String, _ text: String) throws -> String {
-        let path = path(name)
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-}
+typealias Scratch = ScratchDirectory
 
 /// A `faultline` child process with its output in files.
 final class FaultlineProcess: @unchecked Sendable {
