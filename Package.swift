@@ -119,7 +119,7 @@ let package = Package(
         ),
 
         .testTarget(name: "FaultlineKitTests", dependencies: ["FaultlineKit", "FaultlineTesting"]),
-        .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineTesting", "faultline"]),
+        .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "faultline"]),
         .testTarget(
             name: "FaultlineNetworkTests",
             dependencies: ["FaultlineNetwork", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]

@@ -20,7 +20,11 @@ struct ExecutableTests {
         let (store, storeAddress) = try await start("store")
         let (notifier, notifierAddress) = try await start("notifier")
         let notifierURL = "http://\(notifierAddress)"
-        let (api, apiAddress) = try await start("order-api", ["--store", "\(storeAddress)", "--notifier", notifierURL, "--retries", "1"])
+        let (api, apiAddress) = try await start("order-api", [
+            "--store", "\(storeAddress)", "--notifier", notifierURL, "--retries", "1",
+            // The default 1 s is for experiments; a loaded test machine can be slower than that.
+            "--notify-timeout-ms", "10000",
+        ])
         let endpoint = HTTPEndpoint(host: apiAddress.host, port: apiAddress.port)
 
         let created = try await HTTPClient.request(

@@ -31,7 +31,7 @@ struct OrderSystem {
     ///   - notifierAddress: Where the API finds its notifier; defaults to the notifier.
     static func with(
         storeOptions: StoreOptions = StoreOptions(),
-        notifyTimeout: Duration? = .seconds(1),
+        notifyTimeout: Duration? = .seconds(10),  // longer than the binary's 1 s: test machines are loaded
         notifyPolicy: NotifyPolicy = .bestEffort,
         storeAddress: ((DemoServer) async throws -> HostPort)? = nil,
         notifierAddress: HTTPEndpoint? = nil,

@@ -1,5 +1,6 @@
 import FaultlineKit
-import FaultlineNetwork
+@testable import FaultlineNetwork
+import Foundation
 import NIOCore
 import NIOPosix
 import Testing
@@ -114,6 +115,42 @@ struct FreePortTests {
         #expect((1024...65535).contains(port))
         let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: port).wait()
         try channel.close().wait()
+    }
+
+    @Test("the port lies below the ephemeral range, where no outgoing connection or bind(0) takes it")
+    func belowEphemeral() throws {
+        let node = try DocumentLoader.parse("{type: free_port}", format: .yaml, file: "p.yaml")
+        let ephemeral = FreePorts.ephemeralRange()
+        let range = try #require(FreePorts.candidates(ephemeral: ephemeral))
+        for _ in 0..<20 {
+            let port = try #require(try FreePortProvider().value(for: node, key: "port").intValue)
+            #expect(range.contains(port), "\(port) is not in \(range) (ephemeral: \(ephemeral))")
+        }
+    }
+
+    @Test("candidates sit under the ephemeral range and above 1023, or there are none")
+    func candidates() {
+        #expect(FreePorts.candidates(ephemeral: 32768...60999) == 16384...32767)
+        #expect(FreePorts.candidates(ephemeral: 49152...65535) == 32768...49151)
+        #expect(FreePorts.candidates(ephemeral: 10000...65535) == 1024...9999)
+        #expect(FreePorts.candidates(ephemeral: 1024...65535) == nil)
+        #expect(FreePorts.candidates(ephemeral: 2000...65535) == nil)
+    }
+
+    @Test("no two keys get the same port")
+    func distinct() throws {
+        let node = try DocumentLoader.parse("{type: free_port}", format: .yaml, file: "p.yaml")
+        let ports = try (0..<200).map { try #require(try FreePortProvider().value(for: node, key: "port\($0)").intValue) }
+        #expect(Set(ports).count == ports.count)
+    }
+
+    @Test("a port something listens on is not free")
+    func taken() throws {
+        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? channel.close().wait() }
+        var loopback = in_addr()
+        inet_pton(AF_INET, "127.0.0.1", &loopback)
+        #expect(throws: FreePorts.Failure.self) { try FreePorts.bindAndRelease(loopback, port: channel.localAddress!.port!) }
     }
 
     @Test("a host that is not an IPv4 address is a located error")

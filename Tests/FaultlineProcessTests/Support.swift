@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import FaultlineKit
+import FaultlineNetwork
 @testable import FaultlineProcess
 import FaultlineTesting
 import Foundation
@@ -57,19 +58,9 @@ func spawnListener(token: String) async throws -> (ChildProcess, Int) {
     return (child, port)
 }
 
-/// A port nothing listens on right now (bound to 0, then released).
+/// A port nothing listens on right now, for a server a test starts on it (see ``FreePort``).
 func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw TestFailure("cannot bind a port") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    try FreePort.take()
 }
 
 /// Waits for a condition on another process, polling until a deadline.
