@@ -183,6 +183,14 @@ public struct Readiness: Codable, Sendable, Equatable {
         case tcp(host: String, port: Int)
         case http(host: String, port: Int, target: String, statuses: [Int]?)
         case log(String)
+
+        /// The address a tcp or http check connects to.
+        var address: (host: String, port: Int)? {
+            switch self {
+            case .tcp(let host, let port), .http(let host, let port, _, _): (host, port)
+            case .log: nil
+            }
+        }
     }
 
     var check: Check? {

@@ -282,6 +282,14 @@ public actor ManagedService {
         } catch {
             throw ServiceError(service: name, message: "cannot write its log \(logPath): \(error)")
         }
+        // A port that answers before the service runs belongs to another program: the service
+        // would fail to bind it, and its readiness check would pass on the other program.
+        if let (host, port) = settings.ready?.check?.address, await Self.accepts(host: host, port: port) {
+            throw ServiceError(
+                service: name,
+                message: "cannot start: \(host):\(port), where its readiness check looks, already accepts connections before it runs; "
+                    + "another program holds the port (stop it, or give the service a port from {type: free_port})")
+        }
         let watch: LineWatch? = if case .log(let pattern)? = settings.ready?.check { try? LineWatch(pattern: pattern) } else { nil }
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in settings.env { environment[key] = value }
@@ -401,6 +409,15 @@ public actor ManagedService {
         let message = "service \"\(name)\" (pid \(process.pid)) \(termination) during the run" + (lines.isEmpty ? "" : "; last lines: " + lines.joined(separator: " ⏎ "))
         problems.append(message)
         logger.warning("\(message)")
+    }
+
+    /// Whether something accepts TCP connections on `host:port` now.
+    static func accepts(host: String, port: Int) async -> Bool {
+        await onThread {
+            guard case .success(let connection) = SocketConnection.open(host: host, port: port, timeout: 0.5) else { return false }
+            connection.disconnect()
+            return true
+        }
     }
 
     static func format(_ seconds: Double) -> String {

@@ -39,6 +39,31 @@ struct ServiceTests {
         #expect(liveProcesses(containing: token).isEmpty)
     }
 
+    @Test("a port that already accepts before the service starts is another program's: the start fails and spawns nothing", arguments: ["tcp", "http"])
+    func portTaken(_ kind: String) async throws {
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
+        let squatter = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(squatter) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let listening = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(squatter, $0, length) == 0 && getsockname(squatter, $0, &length) == 0 }
+        }
+        try #require(listening && listen(squatter, 8) == 0)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let token = uniqueToken()
+        let ready = kind == "tcp" ? Readiness(tcp: "127.0.0.1:\(port)", timeout: 5) : Readiness(http: "http://127.0.0.1:\(port)/health", timeout: 5)
+        let error = await #expect(throws: ServiceError.self) {
+            try await supervisor.start(service("store", ["sleep", "30", token], ready: ready), owner: .suite)
+        }
+        #expect(error?.message.hasPrefix("cannot start: 127.0.0.1:\(port), where its readiness check looks, already accepts connections before it runs") == true, "\(String(describing: error))")
+        #expect(liveProcesses(containing: token).isEmpty)
+        #expect(await supervisor.names == [])
+    }
+
     @Test("http readiness waits for an accepted status; a wrong status never becomes ready")
     func httpReadiness() async throws {
         let directory = try ScratchDirectory(prefix: "faultline-process")
