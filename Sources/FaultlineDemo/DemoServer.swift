@@ -70,7 +70,7 @@ public struct DemoServer: Sendable {
     ) async throws -> DemoServer {
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port, childChannelInitializer: initializer)
         return DemoServer(name: name, address: listener.channel.localAddress) {
             try await withThrowingDiscardingTaskGroup { group in
