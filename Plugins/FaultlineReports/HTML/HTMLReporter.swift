@@ -93,15 +93,16 @@ public struct HTMLReporter: ComparisonReporter {
             let load = experiment.headlineLoad?.result.overall
             var notes = journal.reason ?? ""
             if notes.isEmpty, !experiment.deviatedProbes.isEmpty { notes = "deviated: " + experiment.deviatedProbes.joined(separator: ", ") }
+            let title = "<a href=\"#\(experiment.anchor)\">\(HTML.escape(journal.title))</a>"
+                + (notes.isEmpty ? "" : "<div class=\"muted small\">\(HTML.escape(Format.truncate(notes, 160)))</div>")
             return [
-                "\(experiment.number)", "<a href=\"#\(experiment.anchor)\">\(HTML.escape(journal.title))</a>",
-                HTML.pill(Label.outcome(journal), Label.tone(journal)), Label.yesNo(journal.deviated), Format.duration(experiment.duration),
+                "\(experiment.number)", title, HTML.pill(Label.outcome(journal), Label.tone(journal)), Format.duration(experiment.duration),
                 "\(experiment.faults.count)", load.map { Format.integer($0.count) } ?? "—", load.map { Format.percent($0.errorRate) } ?? "—",
-                load.map { Format.ms($0.p95Ms) } ?? "—", notes.isEmpty ? "<span class=\"muted\">—</span>" : HTML.escape(Format.truncate(notes, 160)),
+                load.map { Format.ms($0.p95Ms) } ?? "—",
             ]
         }
         return "<section class=\"card\">\n<h2>Summary</h2>\n"
-            + HTML.table(["#", "Experiment", "Outcome", "Deviated", "Duration", "Faults", "Requests", "Errors", "p95", "Notes"], numeric: [0, 4, 5, 6, 7, 8], rows)
+            + HTML.table(["#", "Experiment", "Outcome", "Duration", "Faults", "Requests", "Errors", "p95"], numeric: [0, 3, 4, 5, 6, 7], classes: "summary", rows)
             + "</section>\n"
     }
 

@@ -63,6 +63,8 @@ enum Stylesheet {
         table.compact { font-size: 13px; }
         table.compact th, table.compact td { padding: 6px 7px; }
         table.compact td:first-child { white-space: nowrap; }
+        table.summary td:nth-child(2) { min-width: 14em; }
+        table.summary td:nth-child(2) .small { margin-top: 2px; }
         table.hypothesis { table-layout: fixed; }
         table.hypothesis th:nth-child(1) { width: 28%; } table.hypothesis th:nth-child(2) { width: 24%; }
         table.hypothesis th:nth-child(3) { width: 13%; } table.hypothesis th:nth-child(4) { width: 35%; }
