@@ -56,10 +56,11 @@ public final class ChildProcess: Sendable {
     ///   - arguments: argv after argv[0].
     ///   - environment: the complete environment of the child.
     ///   - workingDirectory: nil keeps Faultline's.
+    ///   - standardInput: a descriptor the child reads as its stdin; nil gives it `/dev/null`.
     /// - Throws: ``SpawnError`` naming the executable and the reason.
     public init(
         executable: String, arguments: [String], environment: [String: String], workingDirectory: String? = nil, stdout: Output = .collect,
-        stderr: Output = .collect
+        stderr: Output = .collect, standardInput: Int32? = nil
     ) throws {
         self.executable = executable
         self.arguments = arguments
@@ -71,7 +72,11 @@ public final class ChildProcess: Sendable {
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
 
-        posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+        if let standardInput {
+            posix_spawn_file_actions_adddup2(&fileActions, standardInput, 0)
+        } else {
+            posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+        }
         var parentEnds: [Int32] = []
         var childEnds: [Int32] = []
         func setUp(_ output: Output, fd: Int32) throws -> Int32? {

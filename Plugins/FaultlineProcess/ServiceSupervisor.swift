@@ -29,6 +29,8 @@ public actor ServiceSupervisor {
     /// Log files this run has written: a later service of the same name appends to its log.
     private var logs: Set<String> = []
     private static let counter = Mutex(0)
+    /// Stops the services if Faultline is killed outright; started with the first service.
+    private var guardian: ServiceGuardian?
 
     /// - Parameters:
     ///   - runDirectory: where `service-NAME.log` files go (beside the journals).
@@ -57,6 +59,7 @@ public actor ServiceSupervisor {
             return try await existing.start()
         }
         ChildRegistry.shared.adoptOrphans()
+        if guardian == nil { guardian = ServiceGuardian(markerPrefix: markerPrefix, logger: logger) }
         try? FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         let logPath = (runDirectory as NSString).appendingPathComponent("service-\(definition.name).log")
         let service = ManagedService(
@@ -148,6 +151,8 @@ public actor ServiceSupervisor {
         if !strays.isEmpty {
             problems.append("killed \(strays.count) process\(strays.count == 1 ? "" : "es") the services left running: " + strays.map { "\($0.pid) (\($0.commandLine))" }.joined(separator: ", "))
         }
+        guardian?.release()
+        guardian = nil
         return problems
     }
 }

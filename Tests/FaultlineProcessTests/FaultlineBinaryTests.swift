@@ -35,13 +35,13 @@ struct FaultlineBinaryTests {
         for process in leftovers(token: token, faultline: faultline.pid) { kill(process.pid, SIGKILL) }
     }
 
-    @Test("SIGINT or SIGTERM during an experiment stops the services, the daemon one left, and the running action", arguments: [SIGINT, SIGTERM])
-    func interrupted(signal: Int32) async throws {
-        let directory = try ScratchDirectory(prefix: "faultline-process")
-        let token = uniqueToken()
+    /// A suite with a service, a service that leaves a daemon (`setsid`), and an experiment whose
+    /// action touches `reached` and then runs until faultline is stopped; every process carries
+    /// `token` in its command line (`<token>-api`, `-forker`, `-daemon`, `-action`).
+    static func servicesAndAWaitingAction(token: String) -> String {
         let sleeper = "import time; time.sleep(3000)"
-        let suite = """
-            name: interrupted
+        return """
+            name: waiting
             services:
               - name: api
                 command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-api"]
@@ -51,20 +51,32 @@ struct FaultlineBinaryTests {
                 ready: {log: ready, timeout: 30}
             experiments:
               - title: waits
-                description: an action that runs until interrupted
+                description: an action that runs until faultline is stopped
                 method:
                   - type: action
                     name: wait
                     provider: {type: process, path: sh, arguments: [-c, "touch reached; exec python3 -c '\(sleeper)' \(token)-action"]}
             """
-        let faultline = try startFaultline(suite, in: directory)
-        defer { killLeftovers(token: token, faultline: faultline) }
+    }
 
-        // Every part is up: both services (and the daemon) and the experiment's action.
-        let running = await eventually(timeout: 60) {
+    /// Whether a run of ``servicesAndAWaitingAction(token:)`` is up: both services, the daemon,
+    /// and the experiment's action (within a minute).
+    static func reachedTheAction(in directory: ScratchDirectory, token: String) async -> Bool {
+        await eventually(timeout: 60) {
             FileManager.default.fileExists(atPath: directory.path("reached"))
                 && ["api", "daemon", "forker", "action"].allSatisfy { !liveProcesses(containing: "\(token)-\($0)").isEmpty }
         }
+    }
+
+    @Test("SIGINT or SIGTERM during an experiment stops the services, the daemon one left, and the running action", arguments: [SIGINT, SIGTERM])
+    func interrupted(signal: Int32) async throws {
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let token = uniqueToken()
+        let faultline = try startFaultline(Self.servicesAndAWaitingAction(token: token), in: directory)
+        defer { killLeftovers(token: token, faultline: faultline) }
+
+        // Every part is up: both services (and the daemon) and the experiment's action.
+        let running = await Self.reachedTheAction(in: directory, token: token)
         if !running {
             faultline.signal(SIGKILL, group: false)
             let output = await faultline.collectedOutput()
@@ -78,6 +90,25 @@ struct FaultlineBinaryTests {
         #expect(termination == .exited(130), "\(output)")
         #expect(output.stdout.contains("interrupted (exit 130)"))
         #expect(leftovers(token: token, faultline: faultline.pid).map(\.commandLine) == [])
+    }
+
+    @Test("kill -9 of faultline: its guardian stops the services, the daemon one too, and exits")
+    func killedOutright() async throws {
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let token = uniqueToken()
+        let faultline = try startFaultline(Self.servicesAndAWaitingAction(token: token), in: directory)
+        defer { killLeftovers(token: token, faultline: faultline) }
+        let running = await Self.reachedTheAction(in: directory, token: token)
+        try #require(running, "faultline did not reach the experiment")
+        let guardians = liveProcesses(containing: "faultline-guardian").filter { $0.parent == faultline.pid }
+        #expect(guardians.count == 1, "\(guardians.map(\.commandLine))")
+
+        faultline.signal(SIGKILL, group: false)
+        #expect(await ended(faultline) == .signalled(SIGKILL))
+        // Nothing of faultline runs now: only the guardian can stop the services.
+        #expect(await eventually(timeout: 30) { ServiceMarker.processes(withPrefix: "\(faultline.pid)-").isEmpty })
+        for name in ["api", "daemon", "forker"] { #expect(liveProcesses(containing: "\(token)-\(name)").isEmpty, "\(name) is still running") }
+        #expect(await eventually(timeout: 30) { guardians.allSatisfy { guardian in !liveProcesses(containing: "faultline-guardian").contains { $0.pid == guardian.pid } } })
     }
 
     @Test("a third SIGINT during a slow teardown exits at once and still kills every service process and daemon")

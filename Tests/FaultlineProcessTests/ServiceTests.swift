@@ -197,6 +197,48 @@ struct ServiceTests {
         #expect(problems == [#"service "fragile" (pid \#(start.pid)) killed by SIGKILL during the run; last lines: ready ⏎ about to crash"#])
     }
 
+    @Test("a guardian whose faultline is gone stops every marked process (KILL for one that ignores TERM); released, it touches nothing")
+    func guardian() async throws {
+        let token = uniqueToken()
+        func marked(_ prefix: String, _ name: String, ignoringTERM: Bool = false) async throws -> ChildProcess {
+            var environment = ProcessInfo.processInfo.environment
+            environment[ServiceMarker.variable] = prefix + name + "/1"
+            let trap = ignoringTERM ? "trap '' TERM; " : ""
+            return try await spawnAndReadLine(["sh", "-c", "\(trap)echo ready; exec sleep \(uniqueSleep())", "\(token)-\(name)"], environment: environment).0
+        }
+        let abandonedPrefix = "test-\(token)/1/"
+        let polite = try await marked(abandonedPrefix, "polite")
+        let stubborn = try await marked(abandonedPrefix, "stubborn", ignoringTERM: true)
+        defer { [polite, stubborn].forEach { $0.signal(SIGKILL) } }
+        let abandoned = try #require(ServiceGuardian(markerPrefix: abandonedPrefix, grace: 0.5))
+        abandoned.abandon()
+        #expect(await abandoned.wait() == .exited(0))
+        #expect(await ended(polite) == .signalled(SIGTERM))
+        #expect(await ended(stubborn) == .signalled(SIGKILL))
+
+        let releasedPrefix = "test-\(token)/2/"
+        let survivor = try await marked(releasedPrefix, "survivor")
+        defer { survivor.signal(SIGKILL) }
+        let released = try #require(ServiceGuardian(markerPrefix: releasedPrefix, grace: 0.5))
+        released.release()
+        #expect(await released.wait() == .exited(0))
+        #expect(survivor.termination == nil)
+        #expect(ServiceMarker.processes(withPrefix: releasedPrefix).map(\.pid) == [survivor.pid])
+    }
+
+    @Test("a supervisor's guardian runs from its first service until stopAll, then exits")
+    func supervisorGuardian() async throws {
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
+        let prefix = await supervisor.markerPrefix
+        func guardians() -> [SystemProcess] { liveProcesses(containing: "faultline-guardian").filter { $0.arguments.contains(prefix) } }
+        #expect(guardians().isEmpty)
+        _ = try await supervisor.start(service("api", ["sh", "-c", "echo up; exec sleep \(uniqueSleep())"], ready: Readiness(log: "up", timeout: 10)), owner: .suite)
+        #expect(guardians().count == 1)
+        #expect(await supervisor.stopAll() == [])
+        #expect(await eventually { guardians().isEmpty })
+    }
+
     @Test("validation names the key: command, readiness, signals, names")
     func definitionProblems() throws {
         func problems(_ settings: ServiceSettings, name: String = "ok") -> [String] {

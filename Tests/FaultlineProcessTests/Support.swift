@@ -26,9 +26,9 @@ func spawn(_ argv: [String], environment: [String: String] = ProcessInfo.process
 }
 
 /// Starts a child and waits for its first line of output (a port, "ready").
-func spawnAndReadLine(_ argv: [String]) async throws -> (ChildProcess, String) {
+func spawnAndReadLine(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment) async throws -> (ChildProcess, String) {
     let firstLine = OneShot<String>()
-    let child = try spawn(argv, output: .lines { firstLine.resume($0) })
+    let child = try spawn(argv, environment: environment, output: .lines { firstLine.resume($0) })
     let line = await withTaskGroup(of: String?.self) { group in
         group.addTask { await firstLine.wait() }
         group.addTask {
