@@ -166,7 +166,7 @@ final class ConsoleObserver: RunObserver, Sendable {
             line(t.paint(
                 count == 1
                     ? "⚠ \(signal): stopping the method, then rolling back (send again to abort the rollbacks)"
-                    : "⚠ \(signal) again: aborting the rollbacks (send a third time to exit at once)", .yellow))
+                    : "⚠ \(signal) again: aborting the rollbacks; still removing the faults Faultline injected (send a third time to exit at once)", .yellow))
         case .experimentFinished(let journal):
             let verdict = Self.describe(journal, t)
             var text = "  ⇒ \(verdict) " + t.paint("(\(DurationFormat.seconds(journal.duration ?? 0)))", .dim)

@@ -132,6 +132,8 @@ public struct RecordingAction: Action {
         public var delay: Double?
         /// Register an undo that records `undo <label>`.
         public var cleanup: Bool?
+        /// Seconds the undo takes (it records `undo <label> cancelled` when cut short).
+        public var cleanup_delay: Double?
         /// Export this configuration value (`{key: value}`) to later activities.
         public var export: [String: Value]?
         public var barrier: String?
@@ -153,8 +155,17 @@ public struct RecordingAction: Action {
         if arguments.cleanup == true {
             let kit = self.kit
             let label = arguments.label
+            let delay = arguments.cleanup_delay
             context.registerCleanup("undo \(label)") {
                 kit.record("undo \(label)")
+                if let delay {
+                    do {
+                        try await Task.sleep(for: .seconds(delay))
+                    } catch {
+                        kit.record("undo \(label) cancelled")
+                        throw error
+                    }
+                }
                 context.endFault(label)
             }
         }

@@ -20,6 +20,12 @@ private func experiment(probe: String = "health", runtime: String = "", extraMet
     """
 }
 
+/// Sends a SIGINT once the kit has recorded `label` (the activity it interrupts is running).
+private func sendSIGINT(to interruption: Interruption, once kit: TestKit, recorded label: String) async {
+    while !kit.log.contains(label) { await Task.yield() }
+    interruption.interrupt("SIGINT")
+}
+
 @Suite("Engine phases and strategies")
 struct EngineTests {
     @Test("a completed run plays hypothesis, method, hypothesis, rollbacks and cleanups in order")
@@ -361,8 +367,7 @@ struct EngineTests {
               - {type: action, name: never, provider: {type: test.action, label: never}}
             """)
         async let result = kit.run(yaml: yaml, interruption: interruption)
-        while !kit.log.contains("long") { await Task.yield() }
-        interruption.interrupt("SIGINT")
+        await sendSIGINT(to: interruption, once: kit, recorded: "long")
         let journal = try #require(try await result.journals.first)
         #expect(journal.status == .interrupted)
         #expect(journal.outcome == .interrupted)
@@ -371,28 +376,52 @@ struct EngineTests {
         #expect(try await result.exitCode == 130)
     }
 
-    @Test("a second interrupt aborts the rollbacks and says what was left undone")
+    @Test("a second interrupt aborts the rollbacks, says what was left undone, and still undoes the injected faults")
     func secondInterrupt() async throws {
         let kit = TestKit()
         let interruption = Interruption()
         async let result = kit.run(yaml: """
             title: t
             method:
-              - {type: action, name: inject, provider: {type: test.action, label: inject, cleanup: true}}
+              - {type: action, name: inject, provider: {type: test.action, label: inject, cleanup: true, fault: true}}
               - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}
             rollbacks:
               - {type: action, name: slow-rollback, provider: {type: test.action, label: slow-rollback, delay: 30}}
               - {type: action, name: second-rollback, provider: {type: test.action, label: second-rollback}}
             """, interruption: interruption)
-        while !kit.log.contains("long") { await Task.yield() }
-        interruption.interrupt("SIGINT")
-        while !kit.log.contains("slow-rollback") { await Task.yield() }
-        interruption.interrupt("SIGINT")
+        await sendSIGINT(to: interruption, once: kit, recorded: "long")
+        await sendSIGINT(to: interruption, once: kit, recorded: "slow-rollback")
         let journal = try #require(try await result.journals.first)
         #expect(journal.status == .interrupted)
-        #expect(journal.leftUndone == ["rollback \"second-rollback\"", "undo inject"])
-        #expect(journal.reason?.contains("left undone") == true)
+        #expect(journal.leftUndone == ["rollback \"second-rollback\""])
+        #expect(journal.reason?.contains("left undone: rollback \"second-rollback\"") == true)
         #expect(!kit.log.contains("second-rollback"))
+        #expect(kit.log.suffix(2) == ["slow-rollback cancelled", "undo inject"])
+        #expect(journal.cleanup.map(\.status) == ["succeeded"])
+    }
+
+    @Test("a third interrupt stops the undos too: the one cut short and the ones never started are left undone")
+    func thirdInterrupt() async throws {
+        let kit = TestKit()
+        let interruption = Interruption()
+        async let result = kit.run(yaml: """
+            title: t
+            method:
+              - {type: action, name: first, provider: {type: test.action, label: first, cleanup: true}}
+              - {type: action, name: slow, provider: {type: test.action, label: slow, cleanup: true, cleanup_delay: 30}}
+              - {type: action, name: quick, provider: {type: test.action, label: quick, cleanup: true}}
+              - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}
+            rollbacks:
+              - {type: action, name: slow-rollback, provider: {type: test.action, label: slow-rollback, delay: 30}}
+            """, interruption: interruption)
+        await sendSIGINT(to: interruption, once: kit, recorded: "long")
+        await sendSIGINT(to: interruption, once: kit, recorded: "slow-rollback")
+        await sendSIGINT(to: interruption, once: kit, recorded: "undo slow")
+        let journal = try #require(try await result.journals.first)
+        #expect(journal.status == .interrupted)
+        #expect(kit.log.suffix(3) == ["undo quick", "undo slow", "undo slow cancelled"])
+        #expect(journal.cleanup.map(\.status) == ["succeeded", "interrupted"])
+        #expect(journal.leftUndone == ["undo slow", "undo first"])
     }
 
     // MARK: Journal

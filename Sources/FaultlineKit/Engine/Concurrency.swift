@@ -1,9 +1,10 @@
 import Synchronization
 
-/// Counts SIGINT/SIGTERM deliveries and runs what the engine registered for the first and second.
+/// Counts SIGINT/SIGTERM deliveries and runs what the engine registered for each.
 ///
 /// The first interrupt cancels the in-flight activity and skips the rest of the method; the
-/// second aborts the rollbacks. The CLI calls ``interrupt(_:)`` from its signal handlers.
+/// second aborts the rollbacks; the third stops the removal of injected faults (the CLI exits at
+/// once instead). The CLI calls ``interrupt(_:)`` from its signal handlers.
 public final class Interruption: Sendable {
     private struct Handler {
         var id: Int

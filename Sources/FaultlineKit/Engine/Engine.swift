@@ -49,7 +49,9 @@ public struct RunOptions: Sendable {
 ///
 /// - The first interrupt cancels the in-flight activity and skips the rest of the method; the
 ///   rollbacks then run (under the `default` strategy, whenever a method activity had started).
-///   A second interrupt aborts the rollbacks and the journal lists what was left undone.
+///   A second interrupt aborts the rollbacks; the undos of what Faultline injected itself (a
+///   toxic, a frozen process) still run, unless a third interrupt stops them too. The journal
+///   lists what was left undone.
 /// - A failed action in the method aborts the method: the fault was not injected as written, so
 ///   the hypothesis cannot tell anything. A failed probe in the method is recorded and the
 ///   method goes on: probes observe, and failing to reach a system under fault is an observation.
@@ -164,11 +166,17 @@ private final class ExperimentRun: Sendable {
         await main.value
         interruption.remove(mainToken)
 
-        // Rollbacks and cleanups: cancelled by the second interrupt.
-        let finishing = Task { await self.finishingPhases() }
-        let finishToken = interruption.on(count: 2) { finishing.cancel() }
-        await finishing.value
-        interruption.remove(finishToken)
+        // Rollbacks: cancelled by the second interrupt.
+        let rollbacks = Task { await self.rollbackPhase() }
+        let rollbackToken = interruption.on(count: 2) { rollbacks.cancel() }
+        await rollbacks.value
+        interruption.remove(rollbackToken)
+
+        // Undoing what Faultline injected itself: only a third interrupt stops it.
+        let cleanups = Task { await self.cleanupPhase() }
+        let cleanupToken = interruption.on(count: 3) { cleanups.cancel() }
+        await cleanups.value
+        interruption.remove(cleanupToken)
 
         return finalize()
     }
@@ -344,7 +352,7 @@ private final class ExperimentRun: Sendable {
         return record
     }
 
-    private func finishingPhases() async {
+    private func rollbackPhase() async {
         let snapshot = progress.withLock { $0 }
         let shouldRollback: Bool =
             switch rollbackStrategy {
@@ -353,33 +361,37 @@ private final class ExperimentRun: Sendable {
             case .never: false
             case .deviated: snapshot.deviated
             }
-        if shouldRollback, !experiment.rollbacks.isEmpty {
-            observer.handle(.phaseStarted(.rollbacks))
-            for (index, activity) in experiment.rollbacks.enumerated() {
-                if Task.isCancelled {
-                    let rest = experiment.rollbacks[index...].map { redactor.redact("rollback \"\($0.name)\"") }
-                    recorder.update { $0.leftUndone += rest }
-                    break
-                }
-                // A failed rollback does not stop the others.
-                _ = await runActivity(activity, phase: .rollbacks)
+        guard shouldRollback, !experiment.rollbacks.isEmpty else { return }
+        observer.handle(.phaseStarted(.rollbacks))
+        for (index, activity) in experiment.rollbacks.enumerated() {
+            if Task.isCancelled {
+                let rest = experiment.rollbacks[index...].map { redactor.redact("rollback \"\($0.name)\"") }
+                recorder.update { $0.leftUndone += rest }
+                break
             }
+            // A failed rollback does not stop the others.
+            _ = await runActivity(activity, phase: .rollbacks)
         }
+    }
 
-        if Task.isCancelled {
-            let pending = state.pendingCleanups.reversed().map { redactor.redact($0.description) }
-            recorder.update { $0.leftUndone += pending }
-            return
-        }
+    /// Runs the undos actions registered (remove a toxic, thaw a process, stop a service the
+    /// experiment started), newest first. They run after an aborted rollback phase too: they are
+    /// quick, and skipping them would leave a fault injected after the run.
+    private func cleanupPhase() async {
+        var interrupted: [String] = []
         if !state.pendingCleanups.isEmpty {
             observer.handle(.phaseStarted(.cleanup))
-            _ = await state.runCleanups { record in
+            interrupted = await state.runCleanups { record in
                 var record = record
                 record.description = self.redactor.redact(record.description)
                 record.error = record.error.map { self.redactor.redact($0) }
                 self.recorder.update { $0.cleanup.append(record) }
                 self.observer.handle(.cleanupFinished(record))
-            }
+            }.filter { $0.status == "interrupted" }.map { redactor.redact($0.description) }
+        }
+        if Task.isCancelled {
+            let pending = interrupted + state.pendingCleanups.reversed().map { redactor.redact($0.description) }
+            recorder.update { $0.leftUndone += pending }
         }
     }
 

@@ -156,11 +156,15 @@ final class RunState: Sendable {
     /// Runs and removes every registered cleanup, newest first.
     func runCleanups(onRecord: (CleanupRecord) -> Void = { _ in }) async -> [CleanupRecord] {
         var records: [CleanupRecord] = []
-        while let cleanup = state.withLock({ $0.cleanups.popLast() }) {
+        // Cancellation stops before the next cleanup; the rest stay pending.
+        while !Task.isCancelled, let cleanup = state.withLock({ $0.cleanups.popLast() }) {
             let start = Timestamp.now()
             var record = CleanupRecord(description: cleanup.description, status: "succeeded", error: nil, start: start, end: start)
             do {
                 try await cleanup.body()
+            } catch where Task.isCancelled {
+                record.status = "interrupted"
+                record.error = "cancelled before it finished"
             } catch {
                 record.status = "failed"
                 record.error = "\(error)"
