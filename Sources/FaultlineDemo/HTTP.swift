@@ -108,9 +108,10 @@ enum HTTPServer {
             headers.replaceOrAdd(name: "Content-Length", value: String(response.body?.readableBytes ?? 0))
         }
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
-        try await writer.write(.head(HTTPResponseHead(version: version, status: response.status, headers: headers)))
-        if let body = response.body, body.readableBytes > 0 { try await writer.write(.body(.byteBuffer(body))) }
-        try await writer.write(.end(nil))
+        var parts: [HTTPServerResponsePart] = [.head(HTTPResponseHead(version: version, status: response.status, headers: headers))]
+        if let body = response.body, body.readableBytes > 0 { parts.append(.body(.byteBuffer(body))) }
+        parts.append(.end(nil))
+        try await writer.write(contentsOf: parts)
     }
 }
 
@@ -187,9 +188,15 @@ enum HTTPClient {
                 var headers: HTTPHeaders = ["Host": endpoint.address, "Connection": "close"]
                 headers.add(name: "Content-Length", value: String(body?.readableBytes ?? 0))
                 if body != nil { headers.add(name: "Content-Type", value: "application/json") }
-                try await writer.write(.head(HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.basePath + path, headers: headers)))
-                if let body { try await writer.write(.body(.byteBuffer(body))) }
-                try await writer.write(.end(nil))
+                // One write: the server answers (and, for `Connection: close`, closes) as soon as
+                // the body is complete, so a separate write of the empty end part could find the
+                // connection already closed. A server may also answer before reading the whole
+                // request (a 413): a failed write matters only if no response comes.
+                var request: [HTTPClientRequestPart] = [.head(HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.basePath + path, headers: headers))]
+                if let body { request.append(.body(.byteBuffer(body))) }
+                request.append(.end(nil))
+                var writeFailure: (any Error)?
+                do { try await writer.write(contentsOf: request) } catch { writeFailure = error }
 
                 var head: HTTPResponseHead?
                 var received = ByteBuffer()
@@ -202,6 +209,7 @@ enum HTTPClient {
                         return HTTPClientResponse(status: head.status, headers: head.headers, body: received)
                     }
                 }
+                if let writeFailure { throw writeFailure }
                 throw HTTPClientError(reason: "connection closed before a complete response")
             }
         } catch let error as HTTPClientError {
