@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "FaultlineHTTPTests",
             dependencies: [
-                "FaultlineHTTP", "FaultlineKit", "FaultlineTesting",
+                "FaultlineHTTP", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -138,7 +138,7 @@ let package = Package(
             name: "FaultlineToxiproxyTests",
             // Depends on the executable so that `swift test` builds the `faultline proxy` these tests drive.
             dependencies: [
-                "FaultlineToxiproxy", "FaultlineProxy", "FaultlineKit", "FaultlineTesting", "faultline",
+                "FaultlineToxiproxy", "FaultlineProxy", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "faultline",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -170,7 +170,7 @@ let package = Package(
             name: "FaultlineDemoTests",
             // Depends on the executable so that `swift test` builds the binary these tests run.
             dependencies: [
-                "FaultlineDemo", "faultline-demo", "faultline", "FaultlineProcess", "FaultlineKit", "FaultlineTesting",
+                "FaultlineDemo", "faultline-demo", "faultline", "FaultlineProcess", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

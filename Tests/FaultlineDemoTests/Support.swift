@@ -1,5 +1,6 @@
 import FaultlineTesting
 @testable import FaultlineDemo
+import FaultlineNetwork
 import FaultlineProcess
 import Foundation
 import NIOCore
@@ -179,12 +180,12 @@ private final class RelayHandler: ChannelInboundHandler, Sendable {
     }
 }
 
-/// A loopback port with nothing listening on it: connecting is refused.
+/// A loopback port with nothing listening on it: connecting is refused, and a server a test
+/// starts can bind it. It lies below the ephemeral range (see ``FreePort``): a port from
+/// `bind(0)` is taken back within seconds on a machine this busy, which once made redis-server
+/// fail with "Address already in use".
 func closedPort() async throws -> HostPort {
-    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-    let port = channel.localAddress!.port!
-    try await channel.close()
-    return HostPort(host: "127.0.0.1", port: port)
+    HostPort(host: "127.0.0.1", port: try FreePort.take())
 }
 
 /// The path of an executable on PATH, if installed.

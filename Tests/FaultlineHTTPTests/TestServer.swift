@@ -1,3 +1,4 @@
+import FaultlineNetwork
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -82,12 +83,10 @@ final class TestServer: Sendable {
         try? await channel.close()
     }
 
-    /// A port that nothing listens on: bound, then released.
+    /// A port that nothing listens on, below the ephemeral range, where no other test's
+    /// `bind(0)` or outgoing connection takes it (see ``FreePort``).
     static func closedPort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress!.port!
-        try await channel.close()
-        return port
+        try FreePort.take()
     }
 
     fileprivate final class Shared: Sendable {

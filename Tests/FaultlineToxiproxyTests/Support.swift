@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineTesting
 import FaultlineToxiproxy
 import Foundation
@@ -220,20 +221,8 @@ final class SilentServer: Sendable {
     func close() async { try? await channel.close() }
 }
 
-/// A loopback port nothing listens on: bound, then closed.
+/// A loopback port nothing listens on, below the ephemeral range, where no other test's
+/// `bind(0)` or outgoing connection takes it (see ``FreePort``).
 func closedPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer -> Bool in
-            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
-        }
-    }
-    guard bound else { throw TestFailure("cannot bind a probe socket") }
-    return Int(UInt16(bigEndian: address.sin_port))
+    try FreePort.take()
 }
