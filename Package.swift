@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "FaultlineProxy",
             dependencies: [
-                "FaultlineKit",
+                "FaultlineKit", "CFaultlineSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

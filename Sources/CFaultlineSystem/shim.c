@@ -115,3 +115,62 @@ size_t faultline_tcp_listen_inodes(const char *text, size_t length, int port, ui
     }
     return found;
 }
+
+#if defined(__linux__)
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+
+const uint32_t FAULTLINE_EPOLL_IN = EPOLLIN, FAULTLINE_EPOLL_OUT = EPOLLOUT, FAULTLINE_EPOLL_RDHUP = EPOLLRDHUP,
+    FAULTLINE_EPOLL_HUP = EPOLLHUP, FAULTLINE_EPOLL_ERR = EPOLLERR, FAULTLINE_EPOLL_ET = EPOLLET,
+    FAULTLINE_EPOLL_EXCLUSIVE = EPOLLEXCLUSIVE;
+
+int faultline_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int faultline_epoll_add(int epoll, int fd, uint32_t events, uint64_t tag) {
+    struct epoll_event event = {.events = events, .data.u64 = tag};
+    return epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event);
+}
+
+int faultline_epoll_remove(int epoll, int fd) { return epoll_ctl(epoll, EPOLL_CTL_DEL, fd, NULL); }
+
+int faultline_epoll_wait(int epoll, uint64_t *tags, uint32_t *events, int capacity, int timeout_ms) {
+    struct epoll_event ready[256];
+    if (capacity > 256) capacity = 256;
+    int count = epoll_wait(epoll, ready, capacity, timeout_ms);
+    for (int i = 0; i < count; i++) {
+        tags[i] = ready[i].data.u64;
+        events[i] = ready[i].events;
+    }
+    return count;
+}
+
+int faultline_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+int faultline_accept(int listener) { return accept4(listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+
+int faultline_tcp_socket(int family) { return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
+
+int faultline_relay_pipe(int fds[2], int size) {
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return -1;
+    int granted = fcntl(fds[0], F_SETPIPE_SZ, size);
+    if (granted < 0) granted = fcntl(fds[0], F_GETPIPE_SZ);
+    return granted;
+}
+
+long faultline_splice(int from, int to, size_t count) {
+    return (long)splice(from, NULL, to, NULL, count, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+}
+#else
+const uint32_t FAULTLINE_EPOLL_IN = 0, FAULTLINE_EPOLL_OUT = 0, FAULTLINE_EPOLL_RDHUP = 0, FAULTLINE_EPOLL_HUP = 0,
+    FAULTLINE_EPOLL_ERR = 0, FAULTLINE_EPOLL_ET = 0, FAULTLINE_EPOLL_EXCLUSIVE = 0;
+int faultline_epoll_create(void) { errno = ENOSYS; return -1; }
+int faultline_epoll_add(int epoll, int fd, uint32_t events, uint64_t tag) { errno = ENOSYS; return -1; }
+int faultline_epoll_remove(int epoll, int fd) { errno = ENOSYS; return -1; }
+int faultline_epoll_wait(int epoll, uint64_t *tags, uint32_t *events, int capacity, int timeout_ms) { errno = ENOSYS; return -1; }
+int faultline_eventfd(void) { errno = ENOSYS; return -1; }
+int faultline_accept(int listener) { errno = ENOSYS; return -1; }
+int faultline_tcp_socket(int family) { errno = ENOSYS; return -1; }
+int faultline_relay_pipe(int fds[2], int size) { errno = ENOSYS; return -1; }
+long faultline_splice(int from, int to, size_t count) { errno = ENOSYS; return -1; }
+#endif

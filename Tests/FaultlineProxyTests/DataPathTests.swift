@@ -5,9 +5,9 @@ import Testing
 
 @Suite("Proxy data path over loopback")
 struct DataPathTests {
-    @Test("a small echo round trip passes unchanged")
-    func echo() async throws {
-        let fixture = try await ProxyFixture()
+    @Test("a small echo round trip passes unchanged", arguments: DataPath.allCases)
+    func echo(path: DataPath) async throws {
+        let fixture = try await ProxyFixture(path: path)
         defer { Task { await fixture.close() } }
         let socket = try await fixture.connect()
         defer { socket.close() }
@@ -19,9 +19,9 @@ struct DataPathTests {
         #expect(end == nil)
     }
 
-    @Test("a large random payload arrives byte-exact both ways", arguments: [false, true])
-    func largePayload(sliced: Bool) async throws {
-        let fixture = try await ProxyFixture()
+    @Test("a large random payload arrives byte-exact both ways", arguments: [(DataPath.relay, false), (.nio, false), (.nio, true)])
+    func largePayload(path: DataPath, sliced: Bool) async throws {
+        let fixture = try await ProxyFixture(path: path)
         defer { Task { await fixture.close() } }
         if sliced {
             try await fixture.addToxic("slicer", stream: "upstream", ["average_size": 1500, "size_variation": 1000, "delay": 0])
@@ -41,9 +41,9 @@ struct DataPathTests {
         #expect(checksum(received) == checksum(payload))
     }
 
-    @Test("a client that half-closes still receives the reply")
-    func halfClose() async throws {
-        let fixture = try await ProxyFixture(.replyAfterEnd)
+    @Test("a client that half-closes still receives the reply", arguments: DataPath.allCases)
+    func halfClose(path: DataPath) async throws {
+        let fixture = try await ProxyFixture(.replyAfterEnd, path: path)
         defer { Task { await fixture.close() } }
         let socket = try await fixture.connect()
         defer { socket.close() }
@@ -56,9 +56,9 @@ struct DataPathTests {
         #expect(end == .eof)
     }
 
-    @Test("an upstream that refuses closes the client cleanly")
-    func refusedUpstream() async throws {
-        let fixture = try await ProxyFixture()
+    @Test("an upstream that refuses closes the client cleanly", arguments: DataPath.allCases)
+    func refusedUpstream(path: DataPath) async throws {
+        let fixture = try await ProxyFixture(path: path)
         defer { Task { await fixture.close() } }
         let dead = try await TestUpstream(.echo, group: fixture.group)
         let port = dead.port
@@ -75,9 +75,9 @@ struct DataPathTests {
         #expect(try await fixture.waitForNoConnections("dead") == 0)
     }
 
-    @Test("a reset from the upstream reaches the client as a reset")
-    func resetPropagates() async throws {
-        let fixture = try await ProxyFixture(.resetOnData)
+    @Test("a reset from the upstream reaches the client as a reset", arguments: DataPath.allCases)
+    func resetPropagates(path: DataPath) async throws {
+        let fixture = try await ProxyFixture(.resetOnData, path: path)
         defer { Task { await fixture.close() } }
         let socket = try await fixture.connect()
         defer { socket.close() }
@@ -88,9 +88,9 @@ struct DataPathTests {
         #expect(end == .reset)
     }
 
-    @Test("a reader that stops reading stops the sender: buffering is bounded", arguments: [false, true])
-    func backpressure(withLatency: Bool) async throws {
-        let fixture = try await ProxyFixture(.stall)
+    @Test("a reader that stops reading stops the sender: buffering is bounded", arguments: [(DataPath.relay, false), (.nio, false), (.nio, true)])
+    func backpressure(path: DataPath, withLatency: Bool) async throws {
+        let fixture = try await ProxyFixture(.stall, path: path)
         defer { Task { await fixture.close() } }
         if withLatency { try await fixture.addToxic("latency", stream: "upstream", ["latency": 10_000]) }
         let port = fixture.proxyPort
@@ -102,5 +102,38 @@ struct DataPathTests {
         // buffer (1 MiB) and what toxics may hold (8 MiB).
         #expect(sent < 64 << 20, "\(sent >> 20) MiB went out before the sender blocked")
         #expect(sent > 0)
+    }
+
+    @Test("toxics added in the middle of a transfer take the connection off the relay without losing or reordering a byte")
+    func handoverMidTransfer() async throws {
+        let fixture = try await ProxyFixture()
+        defer { Task { await fixture.close() } }
+        let payload = randomBytes(32 << 20)
+        let socket = try await fixture.connect()
+        defer { socket.close() }
+        // The client half-closes only at the end: a connection one side of which has ended its
+        // stream finishes on the relay.
+        async let writer: Void = blocking { try socket.send(payload) }
+        // The client does not read yet, so the echo backs up to the relay, which then holds bytes
+        // it read and could not write: the state a handover must carry over.
+        let runtime = try #require(fixture.server.runtime(of: "test"))
+        let downstream = runtime.metrics.downstream
+        let deadline = ContinuousClock.now + .seconds(20)
+        while downstream.received.load(ordering: .relaxed) <= downstream.sent.load(ordering: .relaxed), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(downstream.received.load(ordering: .relaxed) > downstream.sent.load(ordering: .relaxed), "the relay never held bytes")
+        #expect(runtime.relayedConnections == 1)
+        try await fixture.addToxic("slicer", stream: "upstream", ["average_size": 4096, "size_variation": 1000, "delay": 0])
+        #expect(runtime.relayedConnections == 0, "the connection runs with the toxic once addToxic returns")
+        try await fixture.addToxic("latency", stream: "downstream", ["latency": 1])
+        async let reader = blocking { socket.receiveAll() }
+        try await writer
+        socket.shutdownWrite()
+        let (received, end) = try await reader
+        #expect(downstream.sent.load(ordering: .relaxed) == UInt64(payload.count))
+        #expect(end == .eof)
+        #expect(received.count == payload.count)
+        #expect(checksum(received) == checksum(payload))
     }
 }

@@ -1,6 +1,7 @@
 import FaultlineKit
 import FaultlineProxy
 import Foundation
+import Testing
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -278,6 +279,14 @@ final class UpstreamHandler: ChannelInboundHandler {
     }
 }
 
+/// Which way a connection without toxics goes through the proxy: the relay (the default), or
+/// NIO as every connection with toxics does (and every connection where there is no relay).
+enum DataPath: String, CaseIterable, CustomTestStringConvertible {
+    case relay, nio
+
+    var testDescription: String { rawValue }
+}
+
 /// A proxy server with one proxy in front of a test upstream, torn down by ``close()``.
 final class ProxyFixture: Sendable {
     let server: ProxyServer
@@ -287,9 +296,9 @@ final class ProxyFixture: Sendable {
 
     static let toxicTypes = PluginRegistry(plugins: [ProxyPlugin.self]).toxics
 
-    init(_ behaviour: UpstreamBehaviour = .echo, seed: UInt64 = 1, name: String = "test") async throws {
+    init(_ behaviour: UpstreamBehaviour = .echo, seed: UInt64 = 1, name: String = "test", path: DataPath = .relay) async throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        server = ProxyServer(toxicTypes: Self.toxicTypes, seed: seed, group: group)
+        server = ProxyServer(toxicTypes: Self.toxicTypes, seed: seed, group: group, relay: path == .relay)
         upstream = try await TestUpstream(behaviour, group: group)
         let proxy = try await server.createProxy(name: name, listen: "127.0.0.1:0", upstream: "127.0.0.1:\(upstream.port)")
         proxyPort = proxy.listenPort!

@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineProxy
 import FaultlineToxiproxy
 import Foundation
@@ -9,7 +10,9 @@ import Testing
 struct BackendTests {
     /// Someone else's proxy with someone else's toxic, on the server before the run.
     static func theirs(_ client: ToxiproxyClient) async throws -> ProxyDefinition {
-        _ = try await client.createProxy(ProxyDefinition(name: "theirs", listen: "127.0.0.1:0", upstream: "127.0.0.1:1"))
+        // Disabled and enabled again by the run, so it rebinds its port: one below the ephemeral
+        // range, which no other test's connection takes in between.
+        _ = try await client.createProxy(ProxyDefinition(name: "theirs", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:1"))
         _ = try await client.addToxic(ToxicDefinition(name: "their_latency", type: "latency", attributes: ["latency": 7]), to: "theirs")
         return try await client.proxy(named: "theirs")
     }

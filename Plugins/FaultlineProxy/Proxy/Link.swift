@@ -131,6 +131,11 @@ final class Link {
 
     // MARK: To the destination socket
 
+    /// Bytes the relay had read before the connection took toxics: written as they are, first.
+    func forwardUntouched(_ buffer: ByteBuffer) {
+        write(buffer)
+    }
+
     private func write(_ buffer: ByteBuffer) {
         guard let destination, buffer.readableBytes > 0 else { return }
         counters.sent.add(UInt64(buffer.readableBytes), ordering: .relaxed)

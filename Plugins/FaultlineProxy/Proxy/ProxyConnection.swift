@@ -38,6 +38,9 @@ final class ProxyConnection {
 
     /// How long a gracefully closing connection waits for the peers' FIN before closing hard.
     static let lingerOnClose = TimeAmount.seconds(2)
+    /// Set while taking over a connection from the relay.
+    private var handover: Handover?
+    private var handoverDone: EventLoopPromise<Void>?
 
     init(runtime: ProxyRuntime, eventLoop: any EventLoop) {
         self.runtime = runtime
@@ -50,6 +53,44 @@ final class ProxyConnection {
     func link(to side: Side) -> Link { side == .client ? downstream : upstream }
 
     // MARK: Setup
+
+    /// Runs a client socket the relay accepted (its proxy has toxics) on `eventLoop`.
+    static func accept(_ fd: Int32, runtime: ProxyRuntime, on eventLoop: any EventLoop) {
+        eventLoop.execute {
+            let connection = ProxyConnection(runtime: runtime, eventLoop: eventLoop)
+            connection.wrap(fd).whenFailure { error in
+                runtime.log.warning("proxy \(runtime.name): cannot take an accepted connection: \(error)")
+            }
+        }
+    }
+
+    /// Takes over a connection from the relay: both sockets, the bytes the relay held, and the
+    /// proxy's toxics as they are now. The future completes once the toxics are in place.
+    static func adopt(_ handover: Handover, runtime: ProxyRuntime, on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        let promise = eventLoop.makePromise(of: Void.self)
+        eventLoop.execute {
+            let connection = ProxyConnection(runtime: runtime, eventLoop: eventLoop)
+            connection.handover = handover
+            connection.handoverDone = promise
+            connection.wrap(handover.client).whenFailure { error in
+                runtime.log.warning("proxy \(runtime.name): cannot take over connection \(handover.number): \(error)")
+                if let server = handover.server { close(server) }
+                runtime.unregister(handover.number)
+                promise.succeed()
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// A NIO channel around the accepted client socket, with this connection's handler.
+    private func wrap(_ fd: Int32) -> EventLoopFuture<any Channel> {
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        return ProxyChannelOptions.apply(to: ClientBootstrap(group: eventLoop))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try bound.value.attachClient(to: channel) }
+            }
+            .withConnectedSocket(fd)
+    }
 
     /// Installs the client side's handler; called from the accepted channel's initializer.
     func attachClient(to channel: any Channel) throws {
@@ -73,8 +114,20 @@ final class ProxyConnection {
 
     /// The client connected: register with the proxy (taking its toxics) and dial the upstream.
     func clientActive() {
-        let reference = ConnectionRef(eventLoop: eventLoop, connection: NIOLoopBound(self, eventLoop: eventLoop))
-        guard let registration = runtime.register(reference) else {
+        let reference = ConnectionRef.nio(eventLoop, NIOLoopBound(self, eventLoop: eventLoop))
+        let registration: ProxyRuntime.Registration?
+        if let handover {
+            registration = runtime.takeOver(handover.number, by: reference)
+        } else {
+            registration = runtime.register(reference)
+        }
+        defer {
+            handoverDone?.succeed()
+            handoverDone = nil
+        }
+        guard let registration else {
+            if let server = handover?.server { close(server) }
+            handover = nil
             abort()
             return
         }
@@ -84,18 +137,17 @@ final class ProxyConnection {
             let roll = ToxicRoll(seed: runtime.seed, proxy: runtime.name, toxic: toxic.definition.name, connection: number)
             (toxic.definition.stream == .upstream ? upstream : downstream).add(toxic, roll: roll)
         }
-        connect(registration.target)
+        if let server = handover?.server {
+            connect(serverBootstrap().withConnectedSocket(server))
+        } else {
+            connect(registration.target)
+        }
     }
 
-    private func connect(_ target: UpstreamTarget) {
+    private func serverBootstrap() -> ClientBootstrap {
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        let bootstrap = ClientBootstrap(group: eventLoop)
+        return ProxyChannelOptions.apply(to: ClientBootstrap(group: eventLoop))
             .connectTimeout(.seconds(10))
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.autoRead, value: false)
-            .channelOption(.recvAllocator, value: ProxyChannelOptions.receiveAllocator)
-            .channelOption(.writeBufferWaterMark, value: ProxyChannelOptions.waterMark)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let connection = bound.value
@@ -104,11 +156,18 @@ final class ProxyConnection {
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
-        let future: EventLoopFuture<any Channel>
+    }
+
+    private func connect(_ target: UpstreamTarget) {
+        let bootstrap = serverBootstrap()
         switch target {
-        case .address(let address): future = bootstrap.connect(to: address)
-        case .host(let host, let port): future = bootstrap.connect(host: host, port: port)
+        case .address(let address): connect(bootstrap.connect(to: address))
+        case .host(let host, let port): connect(bootstrap.connect(host: host, port: port))
         }
+    }
+
+    private func connect(_ future: EventLoopFuture<any Channel>) {
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
         future.assumeIsolated().whenComplete { result in
             let connection = bound.value
             switch result {
@@ -125,11 +184,18 @@ final class ProxyConnection {
         }
         upstream.isStarted = true
         downstream.isStarted = true
-        upstream.readIfPossible()
-        downstream.readIfPossible()
+        if let handover {
+            // What the relay had read and not yet written goes first, past the toxics.
+            if let bytes = handover.pending[0] { upstream.forwardUntouched(bytes) }
+            if let bytes = handover.pending[1] { downstream.forwardUntouched(bytes) }
+            self.handover = nil
+        }
+        upstream.afterEvent()
+        downstream.afterEvent()
     }
 
     private func connectFailed(_ error: any Error) {
+        handover = nil
         serverClosed = true
         runtime.log.debug("upstream \(runtime.targetDescription) refused connection \(number): \(error)")
         closeGracefully()
@@ -270,18 +336,54 @@ enum ProxyChannelOptions {
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 16_384, maximum: 262_144)
     /// A destination is "not writable" above 1 MiB of queued bytes: the source stops being read.
     static let waterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024)
+
+    /// The options of both sides' channels.
+    static func apply(to bootstrap: ClientBootstrap) -> ClientBootstrap {
+        bootstrap
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.recvAllocator, value: receiveAllocator)
+            .channelOption(.writeBufferWaterMark, value: waterMark)
+    }
 }
 
-/// A connection as the control plane sees it: which loop it lives on, and the connection itself
-/// (reachable only on that loop).
-struct ConnectionRef: Sendable {
-    let eventLoop: any EventLoop
-    let connection: NIOLoopBound<ProxyConnection>
+/// What the control plane does to live connections.
+enum ConnectionOperation: Sendable {
+    /// The proxy went down: close at once.
+    case abort
+    case apply(ToxicChange)
+}
 
-    /// Runs `body` with the connection on its loop.
-    func submit(_ body: @escaping @Sendable (ProxyConnection) -> Void) -> EventLoopFuture<Void> {
-        let connection = self.connection
-        return eventLoop.submit { body(connection.value) }
+/// A connection as the control plane sees it: in the relay, or on a NIO loop (reachable only on
+/// that loop).
+enum ConnectionRef: Sendable {
+    case relayed(RelayedRef)
+    case nio(any EventLoop, NIOLoopBound<ProxyConnection>)
+
+    var eventLoop: any EventLoop {
+        switch self {
+        case .relayed(let ref): ref.relay.group.next()
+        case .nio(let eventLoop, _): eventLoop
+        }
+    }
+
+    /// Runs the operation; the future completes once it took effect.
+    func perform(_ operation: ConnectionOperation) -> EventLoopFuture<Void> {
+        switch self {
+        case .relayed(let ref):
+            switch operation {
+            case .abort: return ref.relay.abort(ref)
+            case .apply: return ref.relay.handOver(ref)
+            }
+        case .nio(let eventLoop, let connection):
+            return eventLoop.submit {
+                switch operation {
+                case .abort: connection.value.abort()
+                case .apply(let change): connection.value.apply(change)
+                }
+            }
+        }
     }
 }
 

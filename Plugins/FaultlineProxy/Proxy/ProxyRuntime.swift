@@ -116,11 +116,54 @@ final class ProxyRuntime: Sendable {
         return registration
     }
 
+    /// How the relay takes a connection it accepted.
+    enum Admission {
+        /// The proxy is down or gone: close the socket.
+        case refused
+        /// The proxy has toxics (or an upstream to resolve): NIO runs the connection, and
+        /// registers it itself.
+        case toxic
+        /// Relay it to `address`; registered as `number`.
+        case relay(number: UInt64, address: SocketAddress)
+    }
+
+    /// Registers a connection the relay accepted when the proxy has no toxics and a resolved
+    /// upstream; under the same lock as toxic changes, so a toxic added later reaches it.
+    func admit(_ connection: ConnectionRef) -> Admission {
+        let admission = state.withLock { s -> Admission in
+            guard s.accepting, let target = s.target else { return .refused }
+            guard s.toxics.isEmpty, case .address(let address) = target else { return .toxic }
+            let number = s.nextNumber
+            s.nextNumber += 1
+            s.connections[number] = connection
+            return .relay(number: number, address: address)
+        }
+        if case .relay = admission { metrics.accepted.add(1, ordering: .relaxed) }
+        return admission
+    }
+
+    /// Puts NIO's side of a connection the relay handed over in the relay's place, and gives it the
+    /// toxics as they are now; nil when the proxy went down meanwhile.
+    func takeOver(_ number: UInt64, by connection: ConnectionRef) -> Registration? {
+        state.withLock { s -> Registration? in
+            guard s.accepting, s.connections[number] != nil, let target = s.target else { return nil }
+            s.connections[number] = connection
+            return Registration(number: number, toxics: s.toxics, target: target)
+        }
+    }
+
     func unregister(_ number: UInt64) {
         _ = state.withLock { $0.connections.removeValue(forKey: number) }
     }
 
     var openConnections: Int { state.withLock { $0.connections.count } }
+
+    /// Open connections the relay runs (the rest run on NIO).
+    var relayedConnections: Int {
+        state.withLock { s in
+            s.connections.values.count { if case .relayed = $0 { true } else { false } }
+        }
+    }
 
     var targetDescription: String { state.withLock { $0.targetText } }
 
@@ -161,16 +204,17 @@ final class ProxyRuntime: Sendable {
         }
     }
 
-    /// Applies a change to live connections and waits until each loop has applied it. Loops never
-    /// block, so this returns promptly even under heavy traffic.
+    /// Applies a change to live connections and waits until each has applied it (a relayed one
+    /// moves to NIO and takes the toxics). Loops never block, so this returns promptly even under
+    /// heavy traffic.
     static func broadcast(_ change: ToxicChange, to connections: [ConnectionRef]) async {
-        await perform(on: connections) { $0.apply(change) }
+        await perform(.apply(change), on: connections)
     }
 
-    /// Runs `body` on each connection's loop and waits for all.
-    static func perform(on connections: [ConnectionRef], _ body: @escaping @Sendable (ProxyConnection) -> Void) async {
+    /// Runs an operation on each connection and waits for all.
+    static func perform(_ operation: ConnectionOperation, on connections: [ConnectionRef]) async {
         guard let first = connections.first else { return }
-        let futures = connections.map { $0.submit(body) }
+        let futures = connections.map { $0.perform(operation) }
         try? await EventLoopFuture.andAllComplete(futures, on: first.eventLoop).get()
     }
 }

@@ -1,8 +1,15 @@
 import FaultlineKit
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The in-process proxy: any number of named TCP proxies with Toxiproxy's toxics, managed the way
 /// Toxiproxy's API manages them. The admin API and the `inprocess` toxic backend both drive it.
@@ -28,19 +35,37 @@ public final class ProxyServer: Sendable {
         var upstream: String
         var enabled: Bool
         var runtime: ProxyRuntime
-        var listener: (any Channel)?
+        var listener: Listener?
     }
+
+    /// A proxy's listening socket: in the relay, or a NIO server channel where there is no relay.
+    private enum Listener {
+        case relay(Int32)
+        case nio(any Channel)
+    }
+
+    /// The fast path for connections without toxics (see ``Relay``), one per core; empty where
+    /// there is no epoll or when `FAULTLINE_PROXY_RELAY=off` (every connection then runs on NIO).
+    private let relays: [Relay]
 
     /// - Parameters:
     ///   - toxicTypes: the toxic types proxies accept, by name (the registry's `toxics`).
     ///   - seed: the run's seed (`--seed`), so a run's toxicity rolls and jitter replay.
     ///   - group: event loops to run on; by default the server makes one loop per core.
-    public init(toxicTypes: [String: ToxicDescriptor], seed: UInt64, group: (any EventLoopGroup)? = nil, logger: Logger = Logger(label: "faultline.proxy")) {
+    ///   - relay: whether connections without toxics take the fast path (``Relay``); by default
+    ///     they do, unless the environment says `FAULTLINE_PROXY_RELAY=off`.
+    public init(
+        toxicTypes: [String: ToxicDescriptor], seed: UInt64, group: (any EventLoopGroup)? = nil, relay: Bool? = nil,
+        logger: Logger = Logger(label: "faultline.proxy")
+    ) {
         self.toxicTypes = toxicTypes
         self.seed = seed
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         ownsGroup = group == nil
         log = logger
+        let relayWanted = relay ?? ProcessInfo.processInfo.environment["FAULTLINE_PROXY_RELAY"].map { $0 != "off" && $0 != "0" } ?? true
+        let loops = self.group
+        self.relays = relayWanted ? (0..<max(1, System.coreCount)).compactMap { _ in Relay(group: loops, log: logger) } : []
     }
 
     // MARK: Reading
@@ -66,6 +91,11 @@ public final class ProxyServer: Sendable {
     /// Open connections of a proxy (for tests and metrics).
     public func openConnections(of proxy: String) throws(ProxyError) -> Int {
         try managed(proxy).runtime.openConnections
+    }
+
+    /// A proxy's data-plane state (for tests).
+    func runtime(of name: String) -> ProxyRuntime? {
+        table.withLock { $0[name]?.runtime }
     }
 
     private func managed(_ name: String) throws(ProxyError) -> ManagedProxy {
@@ -115,6 +145,20 @@ public final class ProxyServer: Sendable {
         }
         let bindHost = host.isEmpty ? "::" : (host == "localhost" ? "127.0.0.1" : host)
         let runtime = proxy.runtime
+        if !relays.isEmpty {
+            let fd: Int32
+            let address: SocketAddress
+            do throws(ProxyError) {
+                (fd, address) = try RelayListener.bind(host: bindHost, port: port)
+            } catch {
+                throw ProxyError(.serverError, "listen tcp \(proxy.listen): \(error.message)")
+            }
+            runtime.setAccepting(true)
+            for relay in relays { await relay.add(RelayListener(fd: fd, runtime: runtime), exclusive: relays.count > 1) }
+            proxy.listener = .relay(fd)
+            proxy.listen = HostPort.format(address)
+            return
+        }
         runtime.setAccepting(true)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
@@ -132,7 +176,7 @@ public final class ProxyServer: Sendable {
             }
         do {
             let channel = try await bootstrap.bind(host: bindHost, port: port).get()
-            proxy.listener = channel
+            proxy.listener = .nio(channel)
             if let address = channel.localAddress { proxy.listen = HostPort.format(address) }
         } catch {
             runtime.setAccepting(false)
@@ -143,11 +187,15 @@ public final class ProxyServer: Sendable {
     /// Closes the listener and every connection (Toxiproxy's "down").
     private func stop(_ proxy: inout ManagedProxy) async {
         let connections = proxy.runtime.setAccepting(false)
-        if let listener = proxy.listener {
-            proxy.listener = nil
-            try? await listener.close()
+        switch proxy.listener {
+        case .relay(let fd)?:
+            for relay in relays { await relay.removeListener(fd) }
+            close(fd)
+        case .nio(let channel)?: try? await channel.close()
+        case nil: break
         }
-        await ProxyRuntime.perform(on: connections) { $0.abort() }
+        proxy.listener = nil
+        await ProxyRuntime.perform(.abort, on: connections)
     }
 
     /// Changes listen, upstream or enabled; nil keeps the current value. A new listen or upstream
@@ -442,6 +490,7 @@ public final class ProxyServer: Sendable {
                 await self.stop(&proxy)
             }
         }
+        for relay in relays { relay.shutdown() }
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 

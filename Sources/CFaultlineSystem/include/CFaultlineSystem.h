@@ -31,4 +31,31 @@ int faultline_pidfd_send_signal(int pidfd, int signal);
 /// busy host lists tens of thousands of sockets, and a debug build of Swift is slow at that.
 size_t faultline_tcp_listen_inodes(const char *text, size_t length, int port, uint64_t *inodes, size_t capacity);
 
+// MARK: The proxy's relay (Linux): epoll and friends, which Swift's Glibc module does not expose.
+
+/// Readiness a relay waits for, as epoll flags: readable, writable, peer half-closed, edge-triggered.
+extern const uint32_t FAULTLINE_EPOLL_IN, FAULTLINE_EPOLL_OUT, FAULTLINE_EPOLL_RDHUP, FAULTLINE_EPOLL_HUP,
+    FAULTLINE_EPOLL_ERR, FAULTLINE_EPOLL_ET, FAULTLINE_EPOLL_EXCLUSIVE;
+
+/// epoll_create1(EPOLL_CLOEXEC); -1 where there is no epoll.
+int faultline_epoll_create(void);
+/// Adds `fd` with `events`, tagged `tag`; 0 or -1.
+int faultline_epoll_add(int epoll, int fd, uint32_t events, uint64_t tag);
+/// Removes `fd`; 0 or -1.
+int faultline_epoll_remove(int epoll, int fd);
+/// Waits up to `timeout_ms` (-1: forever) and stores up to `capacity` ready tags and event masks.
+/// Returns how many, or -1 (EINTR included).
+int faultline_epoll_wait(int epoll, uint64_t *tags, uint32_t *events, int capacity, int timeout_ms);
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK): a counter one thread writes to wake another's epoll.
+int faultline_eventfd(void);
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC.
+int faultline_accept(int listener);
+/// A non-blocking, close-on-exec TCP socket of `family`.
+int faultline_tcp_socket(int family);
+/// A non-blocking, close-on-exec pipe of (at least) `size` bytes; -1 where there is none.
+int faultline_relay_pipe(int fds[2], int size);
+/// splice(from, NULL, to, NULL, count, SPLICE_F_MOVE | SPLICE_F_NONBLOCK): bytes moved between a
+/// socket and a pipe inside the kernel.
+long faultline_splice(int from, int to, size_t count);
+
 #endif
