@@ -505,7 +505,10 @@ final class Relay: @unchecked Sendable {
             switch errno {
             case EINTR: continue
             case EAGAIN:
-                connection.readable[source] = false
+                // EAGAIN also means a full pipe (its slots can fill before its byte capacity):
+                // only an empty pipe proves the socket empty. A pipe that holds bytes has a
+                // destination that is not writable, whose EPOLLOUT resumes this loop.
+                if pipe.held == 0 { connection.readable[source] = false }
                 return true
             default:
                 fail(connection, side: source, error: errno)
