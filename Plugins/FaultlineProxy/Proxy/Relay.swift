@@ -403,20 +403,11 @@ final class Relay: @unchecked Sendable {
                     }
                     continue
                 }
-                switch errno {
-                case EINTR: continue
-                case EAGAIN: connection.writable[destination] = false
-                default:
-                    fail(connection, side: destination, error: errno)
-                    return false
-                }
+                guard writeFailed(connection, side: destination) else { return false }
             }
             let held = connection.pending[direction]?.readableBytes ?? 0
             if connection.ended[direction] {
-                if held == 0 && !connection.shut[direction] {
-                    Glibc.shutdown(connection.fds[destination], Int32(SHUT_WR))
-                    connection.shut[direction] = true
-                }
+                passEnd(connection, direction: direction, held: held)
                 return true
             }
             // Backpressure: the source is read only while less than the limit waits for the
@@ -429,12 +420,7 @@ final class Relay: @unchecked Sendable {
                 if held == 0 && connection.writable[destination] {
                     written = send(connection.fds[destination], buffer.baseAddress, count, Int32(MSG_NOSIGNAL))
                     if written < 0 {
-                        switch errno {
-                        case EAGAIN, EINTR: connection.writable[destination] = errno != EAGAIN
-                        default:
-                            fail(connection, side: destination, error: errno)
-                            return false
-                        }
+                        guard writeFailed(connection, side: destination) else { return false }
                         written = 0
                     }
                     counters.sent.add(UInt64(written), ordering: .relaxed)
@@ -476,19 +462,10 @@ final class Relay: @unchecked Sendable {
                     pipe.held -= moved
                     continue
                 }
-                switch errno {
-                case EINTR: continue
-                case EAGAIN: connection.writable[destination] = false
-                default:
-                    fail(connection, side: destination, error: errno)
-                    return false
-                }
+                guard writeFailed(connection, side: destination) else { return false }
             }
             if connection.ended[direction] {
-                if pipe.held == 0 && !connection.shut[direction] {
-                    Glibc.shutdown(connection.fds[destination], Int32(SHUT_WR))
-                    connection.shut[direction] = true
-                }
+                passEnd(connection, direction: direction, held: pipe.held)
                 return true
             }
             guard connection.readable[source], pipe.held < pipe.capacity else { return true }
@@ -515,6 +492,27 @@ final class Relay: @unchecked Sendable {
                 return false
             }
         }
+    }
+
+    /// A write to `side` failed: EAGAIN marks it not writable (its EPOLLOUT resumes the pump),
+    /// EINTR is retried by the pump's loop, anything else closes the connection (false).
+    private func writeFailed(_ connection: RelayedConnection, side: Int) -> Bool {
+        switch errno {
+        case EINTR: return true
+        case EAGAIN:
+            connection.writable[side] = false
+            return true
+        default:
+            fail(connection, side: side, error: errno)
+            return false
+        }
+    }
+
+    /// The direction's source sent its FIN: once nothing is held, FIN to the destination.
+    private func passEnd(_ connection: RelayedConnection, direction: Int, held: Int) {
+        guard held == 0, !connection.shut[direction] else { return }
+        Glibc.shutdown(connection.fds[1 - direction], Int32(SHUT_WR))
+        connection.shut[direction] = true
     }
 
     /// What a direction may hold for a destination that is not taking bytes (as NIO's write
