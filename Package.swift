@@ -149,7 +149,7 @@ let package = Package(
             name: "FaultlineProxyTests",
             // The compatibility test drives the built `faultline proxy`.
             dependencies: [
-                "FaultlineProxy", "FaultlineKit", "FaultlineTesting", "faultline",
+                "FaultlineProxy", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "faultline",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

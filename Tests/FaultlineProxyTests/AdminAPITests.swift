@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineProxy
 import Foundation
 import Testing
@@ -74,11 +75,11 @@ struct AdminAPITests {
         let port = fixture.port
         let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
 
-        let created = try await http("POST", port, "/proxies", body: #"{"name":"db","listen":"127.0.0.1:0","upstream":"\#(upstream)"}"#)
+        // A port below the ephemeral range: the proxy is disabled and enabled below, which rebinds it.
+        let listen = "127.0.0.1:\(try FreePort.take())"
+        let created = try await http("POST", port, "/proxies", body: #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)"}"#)
         #expect(created.status == 201)
         #expect(created.headers["content-type"] == "application/json")
-        let listen = try #require(created.json?["listen"]?.stringValue)
-        #expect(listen.hasPrefix("127.0.0.1:") && !listen.hasSuffix(":0"))
         #expect(created.body == #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)","enabled":true,"toxics":[]}"#)
 
         let duplicate = try await http("POST", port, "/proxies", body: #"{"name":"db","listen":"127.0.0.1:0","upstream":"\#(upstream)"}"#)
@@ -199,6 +200,7 @@ struct AdminAPITests {
         #expect(created.map { $0["name"] } == ["a", "b"])
         #expect(created[1]["enabled"] == false)
         let aListen = try #require(created[0]["listen"]?.stringValue)
+        #expect(aListen.hasPrefix("127.0.0.1:") && !aListen.hasSuffix(":0"), "port 0 is reported as the port bound")
 
         _ = try await http("POST", port, "/proxies/a/toxics", body: #"{"type":"latency"}"#)
         let again = try await http("POST", port, "/populate", body: #"[{"name":"a","listen":"\#(aListen)","upstream":"\#(upstream)"}]"#)

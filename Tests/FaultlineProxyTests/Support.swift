@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineProxy
 import Foundation
 import Testing
@@ -305,7 +306,9 @@ final class ProxyFixture: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         server = ProxyServer(toxicTypes: Self.toxicTypes, seed: seed, group: group, relay: path == .relay)
         upstream = try await TestUpstream(behaviour, group: group)
-        let proxy = try await server.createProxy(name: name, listen: "127.0.0.1:0", upstream: "127.0.0.1:\(upstream.port)")
+        // A port below the ephemeral range: tests that disable and enable the proxy rebind it, and
+        // a port from bind(0) could be taken in between by another test's outgoing connection.
+        let proxy = try await server.createProxy(name: name, listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(upstream.port)")
         proxyPort = proxy.listenPort!
     }
 

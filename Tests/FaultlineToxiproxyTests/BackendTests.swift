@@ -20,7 +20,7 @@ struct BackendTests {
     /// What a run does: its own proxy and toxics, a toxic on their proxy, their proxy down, their toxic changed.
     static func meddle(_ backend: ToxiproxyBackend) async throws {
         _ = try await backend.createProxy(
-            ProxyDefinition(name: "mine", listen: "127.0.0.1:0", upstream: "127.0.0.1:2", toxics: [ToxicDefinition(name: "my_latency", type: "latency")]))
+            ProxyDefinition(name: "mine", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:2", toxics: [ToxicDefinition(name: "my_latency", type: "latency")]))
         _ = try await backend.addToxic(ToxicDefinition(name: "my_cut", type: "limit_data", attributes: ["bytes": 5]), to: "mine")
         _ = try await backend.addToxic(ToxicDefinition(name: "my_slice", type: "slicer", attributes: ["average_size": 10]), to: "theirs")
         _ = try await backend.updateProxy(named: "theirs", listen: nil, upstream: "127.0.0.1:3", enabled: false)
@@ -62,7 +62,7 @@ struct BackendTests {
     func removedByOthers() async throws {
         try await withStandIn { server, client in
             let backend = ToxiproxyBackend(client: server.client())
-            _ = try await backend.createProxy(ProxyDefinition(name: "mine", listen: "127.0.0.1:0", upstream: "127.0.0.1:2"))
+            _ = try await backend.createProxy(ProxyDefinition(name: "mine", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:2"))
             _ = try await backend.addToxic(ToxicDefinition(name: "t", type: "latency"), to: "mine")
             try await client.removeToxic(named: "t", from: "mine")
             await #expect(throws: ToxicBackendError.self) { try await backend.removeToxic(named: "t", from: "mine") }

@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineToxiproxy
 import Foundation
 import Testing
@@ -16,7 +17,7 @@ struct ClientTests {
             #expect(try await client.proxies().isEmpty)
 
             // Create: port 0 comes back bound.
-            let created = try await client.createProxy(ProxyDefinition(name: "web", listen: "127.0.0.1:0", upstream: "127.0.0.1:\(upstream.port)"))
+            let created = try await client.createProxy(ProxyDefinition(name: "web", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(upstream.port)"))
             let port = try #require(created.listenPort)
             #expect(port > 0)
             #expect(created.enabled && created.upstream == "127.0.0.1:\(upstream.port)" && created.toxics.isEmpty)

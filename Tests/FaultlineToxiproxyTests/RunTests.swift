@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineToxiproxy
 import Foundation
 import Testing
@@ -16,7 +17,7 @@ struct RunTests {
 
     /// Someone else's proxy and toxic on the server, which no run may touch.
     static func preexisting(_ client: ToxiproxyClient) async throws -> ProxyDefinition {
-        _ = try await client.createProxy(ProxyDefinition(name: "theirs", listen: "127.0.0.1:0", upstream: "127.0.0.1:1"))
+        _ = try await client.createProxy(ProxyDefinition(name: "theirs", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:1"))
         _ = try await client.addToxic(ToxicDefinition(name: "their_latency", type: "latency", attributes: ["latency": 7]), to: "theirs")
         return try await client.proxy(named: "theirs")
     }
