@@ -171,3 +171,14 @@ func residentBytes(pid: Int32) -> Int {
     let fields = text.split(separator: " ")
     return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
+
+/// The machine's CPU time so far from /proc/stat, in ticks: all of it, and the part stolen by the
+/// hypervisor for other guests (a VM's benchmark numbers are only as steady as that part is small).
+func cpuTicks() -> (total: UInt64, steal: UInt64) {
+    guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return (0, 0) }
+    let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
+    // user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user]
+    guard fields.count >= 8 else { return (0, 0) }
+    return (fields[..<8].reduce(0, +), fields[7])
+}

@@ -97,6 +97,7 @@ final class Counter: Sendable {
 func goal(_ met: Bool, _ text: String) -> String { (met ? "✓ " : "✗ ") + text }
 
 print("Faultline proxy benchmark (faultline proxy, pid \(proxyProcess.processIdentifier); \(ProcessInfo.processInfo.activeProcessorCount) cores)")
+let ticksAtStart = cpuTicks()
 row("measurement", "proxy", "reference (same run)", "goal")
 print(String(repeating: "-", count: 112))
 
@@ -130,10 +131,15 @@ if selected("throughput") {
     let viaProxy = proxy("sink", to: sink.port)
     let size = quick ? 256 << 20 : 1 << 30
     _ = throughput(viaProxy, bytes: 64 << 20, received: received)  // warm up
-    let direct = throughput(sink.port, bytes: size, received: received)
-    let proxied = throughput(viaProxy, bytes: size, received: received)
+    // Direct and proxied streams alternate, and the median pair is reported: on a shared VM one
+    // stream of a second or so can lose a third of its speed to a neighbour.
+    let pairs = (0..<(quick ? 1 : 3)).map { _ in
+        (direct: throughput(sink.port, bytes: size, received: received), proxied: throughput(viaProxy, bytes: size, received: received))
+    }.sorted { $0.proxied / $0.direct < $1.proxied / $1.direct }
+    let (direct, proxied) = pairs[pairs.count / 2]
+    let ratios = pairs.count > 1 ? String(format: "; pairs %.2f–%.2f×", pairs[0].proxied / pairs[0].direct, pairs[pairs.count - 1].proxied / pairs[pairs.count - 1].direct) : ""
     row("throughput, one stream of \(size >> 20) MiB", String(format: "%.2f GiB/s", proxied), String(format: "direct %.2f GiB/s", direct),
-        goal(proxied >= 0.5 * direct, String(format: "%.2f× direct (≥ 0.5×)", proxied / direct)))
+        goal(proxied >= 0.5 * direct, String(format: "%.2f× direct (≥ 0.5×", proxied / direct) + ratios + ")"))
 }
 
 // MARK: 2. Small round trips
@@ -213,8 +219,12 @@ if selected("connections") {
     let total = quick ? 5_000 : (only == nil ? 20_000 : 60_000)
     let threads = Int(ProcessInfo.processInfo.environment["BENCH_THREADS"] ?? "") ?? 8
     _ = connectionRate(helloProxy, total: 2_000, threads: threads)
-    let direct = connectionRate(hello.port, total: total, threads: threads)
-    let proxied = connectionRate(helloProxy, total: total, threads: threads)
+    // Alternating rounds, the median of each reported (as for throughput).
+    let rounds = (0..<(quick ? 1 : 3)).map { _ in
+        (direct: connectionRate(hello.port, total: total, threads: threads), proxied: connectionRate(helloProxy, total: total, threads: threads))
+    }
+    let direct = rounds.map(\.direct).sorted()[rounds.count / 2]
+    let proxied = rounds.map(\.proxied).sorted()[rounds.count / 2]
     row("new connections per second", String(format: "%.0f /s", proxied), String(format: "direct %.0f /s", direct),
         goal(proxied >= 15_000, "≥ 15,000 /s"))
 }
@@ -308,6 +318,13 @@ if selected("latency") {
         row("latency \(latency) ms, p50 added", String(format: "%.3f ms", added), String(format: "no toxic %.1f µs", baseline),
             goal(abs(error) <= 0.5, String(format: "%+.3f ms (±0.5 ms)", error)))
     }
+}
+
+let ticksAtEnd = cpuTicks()
+if ticksAtEnd.total > ticksAtStart.total {
+    let steal = Double(ticksAtEnd.steal - ticksAtStart.steal) / Double(ticksAtEnd.total - ticksAtStart.total) * 100
+    print(String(format: "CPU time stolen by the hypervisor during this run: %.1f %%", steal)
+        + (steal >= 5 ? " (a noisy neighbour: numbers vary more than usual)" : ""))
 }
 
 proxyProcess.terminate()
