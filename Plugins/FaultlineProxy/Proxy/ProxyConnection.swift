@@ -73,6 +73,9 @@ final class ProxyConnection {
             connection.handover = handover
             connection.handoverDone = promise
             connection.wrap(handover.client).whenFailure { error in
+                // NIO has closed the client socket: on every path where `withConnectedSocket`
+                // fails after taking the descriptor, it closes it (on Linux, wrapping cannot fail
+                // before). The server socket is still ours.
                 runtime.log.warning("proxy \(runtime.name): cannot take over connection \(handover.number): \(error)")
                 if let server = handover.server { close(server) }
                 runtime.unregister(handover.number)
