@@ -120,7 +120,10 @@ struct ResilienceTests {
             await relay.severAll()
             #expect(try await system.order().status == .internalServerError)
             #expect(try await system.order().status == .internalServerError)
-            #expect(try await system.order().status == .serviceUnavailable)
+            // Open until a call is admitted after the cooldown, however long this took (asking
+            // with an order could meet the cooldown already over on a loaded machine; the 503
+            // while open is the test above, with a cooldown of a minute).
+            #expect("\(try await system.stats()["breaker"]!)" == "open")
             relay.set(.forward)
             await relay.severAll()
             // The cooldown is a duration by design: poll until it has passed.

@@ -119,7 +119,8 @@ struct LoadProbeTests {
     func abandoned() async throws {
         let server = try await TestServer.start()
         defer { Task { await server.shutdown() } }
-        let output = try await runLoad(["url": .string(server.url + "/hang"), "users": 2, "duration": 0.2, "graceful_stop": 0.1])
+        // A duration long enough for both users' requests to reach the server on a loaded machine.
+        let output = try await runLoad(["url": .string(server.url + "/hang"), "users": 2, "duration": 1, "graceful_stop": 0.1])
         #expect(output["overall"]?["count"] == 0)
         #expect(server.count("/hang") == 2)
         #expect(await server.wait { server.openConnections == 0 })
