@@ -219,7 +219,7 @@ if selected("connections") {
     let total = quick ? 5_000 : (only == nil ? 20_000 : 60_000)
     let threads = Int(ProcessInfo.processInfo.environment["BENCH_THREADS"] ?? "") ?? 8
     _ = connectionRate(helloProxy, total: 2_000, threads: threads)
-    // Alternating rounds, the median of each reported (as for throughput).
+    // Alternating rounds, as for throughput; the goal is a rate, so each side's median rate is reported.
     let rounds = (0..<(quick ? 1 : 3)).map { _ in
         (direct: connectionRate(hello.port, total: total, threads: threads), proxied: connectionRate(helloProxy, total: total, threads: threads))
     }
