@@ -431,19 +431,7 @@ final class Relay: @unchecked Sendable {
                 if count == buffer.count { connection.bulk[direction] = true }
                 continue
             }
-            if count == 0 {
-                connection.ended[direction] = true
-                continue
-            }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN:
-                connection.readable[source] = false
-                return true
-            default:
-                fail(connection, side: source, error: errno)
-                return false
-            }
+            if let result = readFailed(count, connection, direction: direction, drained: true) { return result }
         }
     }
 
@@ -475,22 +463,29 @@ final class Relay: @unchecked Sendable {
                 pipe.held += moved
                 continue
             }
-            if moved == 0 {
-                connection.ended[direction] = true
-                continue
-            }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN:
-                // EAGAIN also means a full pipe (its slots can fill before its byte capacity):
-                // only an empty pipe proves the socket empty. A pipe that holds bytes has a
-                // destination that is not writable, whose EPOLLOUT resumes this loop.
-                if pipe.held == 0 { connection.readable[source] = false }
-                return true
-            default:
-                fail(connection, side: source, error: errno)
-                return false
-            }
+            // EAGAIN also means a full pipe (its slots can fill before its byte capacity): only an
+            // empty pipe proves the socket empty. A pipe that holds bytes has a destination that
+            // is not writable, whose EPOLLOUT resumes this loop.
+            if let result = readFailed(moved, connection, direction: direction, drained: pipe.held == 0) { return result }
+        }
+    }
+
+    /// A read from `direction`'s source returned `result` (0 or less): 0 is the end of its stream
+    /// and EINTR is retried (nil: the pump goes on); EAGAIN marks the source drained when `drained`
+    /// (its EPOLLIN resumes the pump); anything else closes the connection (false).
+    private func readFailed(_ result: Int, _ connection: RelayedConnection, direction: Int, drained: Bool) -> Bool? {
+        if result == 0 {
+            connection.ended[direction] = true
+            return nil
+        }
+        switch errno {
+        case EINTR: return nil
+        case EAGAIN:
+            if drained { connection.readable[direction] = false }
+            return true
+        default:
+            fail(connection, side: direction, error: errno)
+            return false
         }
     }
 
