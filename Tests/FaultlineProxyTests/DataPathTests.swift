@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineNetwork
 @testable import FaultlineProxy
 import Foundation
 import Testing
@@ -76,6 +77,41 @@ struct DataPathTests {
         #expect(bytes.isEmpty)
         #expect(end == .eof)
         #expect(try await fixture.waitForNoConnections("dead") == 0)
+    }
+
+    @Test("a client that connects and closes at once through a host-name upstream leaves no connection open", arguments: DataPath.allCases)
+    func closeAtOnceThroughHostName(path: DataPath) async throws {
+        try await withProxyFixture(path: path) { fixture in
+            // A host name is dialled after the accept; the client's FIN can arrive before the dial ends.
+            let proxy = try await fixture.server.createProxy(
+                name: "named", listen: "127.0.0.1:\(try FreePort.take())", upstream: "localhost:\(fixture.upstream.port)")
+            let port = try #require(proxy.listenPort)
+            try await blocking {
+                for _ in 0..<20 { try TestSocket(port: port).close() }
+            }
+            #expect(try await fixture.waitForNoConnections("named") == 0)
+        }
+    }
+
+    @Test("bytes sent and half-closed at once reach a host-name upstream, and its reply comes back", arguments: DataPath.allCases)
+    func sendAndCloseThroughHostName(path: DataPath) async throws {
+        try await withProxyFixture(.replyAfterEnd, path: path) { fixture in
+            let proxy = try await fixture.server.createProxy(
+                name: "named", listen: "127.0.0.1:\(try FreePort.take())", upstream: "localhost:\(fixture.upstream.port)")
+            let port = try #require(proxy.listenPort)
+            for _ in 0..<5 {
+                let (bytes, end) = try await blocking {
+                    let socket = try TestSocket(port: port)
+                    defer { socket.close() }
+                    try socket.send("hello")
+                    socket.shutdownWrite()
+                    return socket.receiveAll()
+                }
+                #expect(String(decoding: bytes, as: UTF8.self) == "hello")
+                #expect(end == .eof)
+            }
+            #expect(try await fixture.waitForNoConnections("named") == 0)
+        }
     }
 
     @Test("a reset from the upstream reaches the client as a reset", arguments: DataPath.allCases)

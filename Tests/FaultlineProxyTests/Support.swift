@@ -339,5 +339,21 @@ final class ProxyFixture: Sendable {
     }
 }
 
+/// Runs `body` with a fresh ``ProxyFixture`` and closes the fixture before returning, also when
+/// `body` throws.
+func withProxyFixture<T: Sendable>(
+    _ behaviour: UpstreamBehaviour = .echo, path: DataPath = .relay, _ body: (ProxyFixture) async throws -> T
+) async throws -> T {
+    let fixture = try await ProxyFixture(behaviour, path: path)
+    do {
+        let result = try await body(fixture)
+        await fixture.close()
+        return result
+    } catch {
+        await fixture.close()
+        throw error
+    }
+}
+
 /// Monotonic seconds, for measuring delays in tests.
 func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }

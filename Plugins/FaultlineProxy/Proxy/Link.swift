@@ -50,8 +50,12 @@ final class Link {
     private var activeStages = 0
     var source: ChannelHandlerContext?
     var destination: ChannelHandlerContext?
-    /// Reading may start (the upstream is connected).
-    var isStarted = false
+    /// The upstream is connected: reading may start and the destination takes bytes.
+    private(set) var isStarted = false
+    /// What reached the end of the chain before the destination was connected: a client can send
+    /// and close at once while its upstream (a host name) is still being dialled.
+    private var early: [ByteBuffer] = []
+    private var earlyEnd = false
     /// Nothing more is forwarded (the connection is closing or the destination is gone).
     private(set) var isDead = false
     private(set) var sourceEnded = false
@@ -124,19 +128,43 @@ final class Link {
             position += 1
         }
         guard !endDelivered else { return }
+        guard isStarted else {
+            earlyEnd = true
+            return
+        }
         endDelivered = true
         needsFlush = false
         destination?.closeOutputAfterPendingWrites()
     }
 
+    /// The upstream is connected: delivers what arrived before, then lets reading start.
+    func start() {
+        guard !isStarted else { return }
+        isStarted = true
+        for buffer in early { write(buffer) }
+        early = []
+        if earlyEnd {
+            earlyEnd = false
+            deliverEnd(from: slots.count)
+        }
+    }
+
     // MARK: To the destination socket
 
-    /// Bytes the relay had read before the connection took toxics: written as they are, first.
+    /// Bytes the relay had read before the connection took toxics: written as they are, first
+    /// (before ``start()``).
     func forwardUntouched(_ buffer: ByteBuffer) {
-        write(buffer)
+        guard let destination, buffer.readableBytes > 0 else { return }
+        counters.sent.add(UInt64(buffer.readableBytes), ordering: .relaxed)
+        destination.write(NIOAny(buffer), promise: nil)
+        needsFlush = true
     }
 
     private func write(_ buffer: ByteBuffer) {
+        guard isStarted else {
+            early.append(buffer)
+            return
+        }
         guard let destination, buffer.readableBytes > 0 else { return }
         counters.sent.add(UInt64(buffer.readableBytes), ordering: .relaxed)
         destination.write(NIOAny(buffer), promise: nil)
@@ -225,6 +253,8 @@ final class Link {
         activeStages = 0
         heldBytes = 0
         pausingStages = 0
+        early = []
+        earlyEnd = false
     }
 }
 

@@ -147,16 +147,15 @@ final class ProxyConnection {
         }
     }
 
+    /// The upstream side's handler joins the connection only once its channel has connected
+    /// (``serverConnected(_:)``): connecting to a host name tries each of its addresses on its own
+    /// channel (happy eyeballs), and an attempt that fails must not pass for the server closing.
     private func serverBootstrap() -> ClientBootstrap {
-        let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        return ProxyChannelOptions.apply(to: ClientBootstrap(group: eventLoop))
+        ProxyChannelOptions.apply(to: ClientBootstrap(group: eventLoop))
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let connection = bound.value
-                    let handler = SideHandler(connection: connection, side: .server)
-                    connection.serverHandler = handler
-                    try channel.pipeline.syncOperations.addHandler(handler)
+                    try channel.pipeline.syncOperations.addHandler(SideHandler(connection: nil, side: .server))
                 }
             }
     }
@@ -181,27 +180,45 @@ final class ProxyConnection {
     }
 
     private func serverConnected(_ channel: any Channel) {
-        if closing || clientClosed {
+        let pipeline = channel.pipeline.syncOperations
+        guard !closing, !clientClosed, let handler = try? pipeline.handler(type: SideHandler.self),
+            let context = try? pipeline.context(handlerType: SideHandler.self)
+        else {
             channel.close(promise: nil)
+            serverNeverJoined()
             return
         }
-        upstream.isStarted = true
-        downstream.isStarted = true
+        handler.connection = self
+        serverHandler = handler
+        handlerAdded(context, side: .server)
+        guard channel.isActive else {
+            // It closed before it joined, so its handler saw nothing.
+            sideClosed(.server)
+            return
+        }
         if let handover {
             // What the relay had read and not yet written goes first, past the toxics.
             if let bytes = handover.pending[0] { upstream.forwardUntouched(bytes) }
             if let bytes = handover.pending[1] { downstream.forwardUntouched(bytes) }
             self.handover = nil
         }
+        upstream.start()
+        downstream.start()
         upstream.afterEvent()
         downstream.afterEvent()
     }
 
     private func connectFailed(_ error: any Error) {
         handover = nil
-        serverClosed = true
         runtime.log.debug("upstream \(runtime.targetDescription) refused connection \(number): \(error)")
-        closeGracefully()
+        serverNeverJoined()
+    }
+
+    /// The upstream side will not take part (refused, or the client left while it connected):
+    /// close the client after what it was sent, or finish now if it is gone already.
+    private func serverNeverJoined() {
+        serverClosed = true
+        if clientClosed { finish() } else { closeGracefully() }
     }
 
     // MARK: Events from the sockets
@@ -397,7 +414,8 @@ final class SideHandler: ChannelInboundHandler {
     var connection: ProxyConnection?
     let side: Side
 
-    init(connection: ProxyConnection, side: Side) {
+    /// - Parameter connection: nil for an upstream attempt that has not connected yet.
+    init(connection: ProxyConnection?, side: Side) {
         self.connection = connection
         self.side = side
     }
