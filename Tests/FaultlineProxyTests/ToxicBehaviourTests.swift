@@ -31,6 +31,21 @@ struct ToxicBehaviourTests {
         #expect(elapsed < 1.0)
     }
 
+    @Test("two latency toxics on one direction add up, as in Toxiproxy's chain")
+    func latenciesAddUp() async throws {
+        try await withProxyFixture { fixture in
+            try await fixture.addToxic("latency", name: "first", ["latency": 100])
+            try await fixture.addToxic("latency", name: "second", ["latency": 100])
+            let socket = try await fixture.connect()
+            defer { socket.close() }
+            for _ in 0..<3 {
+                let (elapsed, echoed) = try await Self.roundTrip(socket)
+                #expect(echoed == "ping")
+                #expect(elapsed >= 0.2)
+            }
+        }
+    }
+
     @Test("bandwidth paces a transfer at the rate")
     func bandwidth() async throws {
         let payload = randomBytes(60_000)

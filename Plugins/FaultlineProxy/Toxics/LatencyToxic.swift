@@ -1,7 +1,8 @@
 import FaultlineKit
 
 /// `latency`: delays every chunk by `latency ± jitter` milliseconds, measured from when the proxy
-/// read it, in order (a chunk never overtakes an earlier one).
+/// read it (or from when an earlier latency toxic released it), in order (a chunk never overtakes
+/// an earlier one).
 public struct LatencyToxic: Toxic {
     public static let type = "latency"
     public static let summary = "Delay data by latency ± jitter milliseconds"
@@ -62,6 +63,10 @@ final class LatencyStage: ToxicStage {
     func receive(_ chunk: ToxicChunk, link: any ToxicLink) {
         let due = max(chunk.receivedAt &+ delay(), lastDue)
         lastDue = due
+        // A later latency toxic counts from when this one releases the chunk, so latencies in a
+        // chain add up (Toxiproxy moves the chunk's timestamp the same way).
+        var chunk = chunk
+        chunk.receivedAt = due
         if backlog.isEmpty && due <= link.now {
             link.forward(chunk)
             return

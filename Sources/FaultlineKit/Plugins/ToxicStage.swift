@@ -96,7 +96,8 @@ extension Array: ToxicPayload where Element == UInt8 {
 /// split chunks; they do not need to look at or copy the bytes.
 public struct ToxicChunk: Sendable {
     public var payload: any ToxicPayload
-    /// Monotonic time (ns) at which the proxy read the chunk from its socket.
+    /// Monotonic time (ns) at which the proxy read the chunk from its socket; a stage that delays
+    /// chunks (latency) sets it to when it releases them, so delays later in the chain add up.
     public var receivedAt: UInt64
 
     public init(payload: any ToxicPayload, receivedAt: UInt64) {
