@@ -22,7 +22,10 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Port of the admin API (0 picks a free one).")
     var port = 8474
 
-    @Option(help: ArgumentHelp("Create these proxies at startup: a JSON array, as Toxiproxy's -config and POST /populate take.", valueName: "proxies.json"))
+    @Option(
+        help: ArgumentHelp(
+            "Create these proxies at startup: a JSON array, as Toxiproxy's -config and POST /populate take, where each proxy may also list its toxics.",
+            valueName: "proxies.json"))
     var config: String?
 
     @Option(help: "Seed for toxicity rolls and toxic randomness, so a run can be replayed (default: random).")
@@ -50,7 +53,8 @@ struct ProxyCommand: AsyncParsableCommand {
             } catch {
                 await admin.stop()
                 await server.shutdown()
-                terminal.error("error: \(config): \(error)")
+                // A diagnostic names file:line:column itself.
+                terminal.error(error is Diagnostic ? "error: \(error)" : "error: \(config): \(error)")
                 throw ExitCode(2)
             }
         }
@@ -65,23 +69,42 @@ struct ProxyCommand: AsyncParsableCommand {
     private func populate(_ server: ProxyServer, from path: String) async throws {
         let document = try DocumentLoader.load(path: path)
         guard let elements = document.elements else {
-            throw Diagnostic("expected a JSON array of proxies ({name, listen, upstream, enabled})", at: document.location)
+            throw Diagnostic("expected a JSON array of proxies ({name, listen, upstream, enabled, toxics})", at: document.location)
         }
         var requests: [ProxyServer.ProxyRequest] = []
         for (index, element) in elements.enumerated() {
             let entry = try NodeDecoder(rejectsUnknownKeys: false).decode(ConfigProxy.self, from: element, path: DocumentPath([.index(index)]))
-            requests.append(ProxyServer.ProxyRequest(name: entry.name ?? "", listen: entry.listen ?? "", upstream: entry.upstream ?? "", enabled: entry.enabled ?? true))
+            requests.append(
+                ProxyServer.ProxyRequest(
+                    name: entry.name ?? "", listen: entry.listen ?? "", upstream: entry.upstream ?? "", enabled: entry.enabled ?? true,
+                    toxics: entry.toxics?.map {
+                        ProxyServer.ToxicRequest(name: $0.name, type: $0.type ?? "", stream: $0.stream, toxicity: $0.toxicity, attributes: $0.attributes)
+                    }))
         }
         let (_, error) = await server.populate(requests)
-        if let error { throw error }
+        guard let error else { return }
+        // Point at the entry (or its toxic) the error is about.
+        let entry = error.entry.flatMap { elements.indices.contains($0 - 1) ? elements[$0 - 1] : nil }
+        let toxic = error.entryToxic.flatMap { number in entry?["toxics"]?.elements.flatMap { $0.indices.contains(number - 1) ? $0[number - 1] : nil } }
+        throw Diagnostic(error.message, at: (toxic ?? entry)?.location ?? document.location)
     }
 
-    /// One entry of a Toxiproxy config file (`toxics` there are ignored, as Toxiproxy does).
+    /// One entry of a Toxiproxy config file, with our extension `toxics`.
     private struct ConfigProxy: Decodable {
         var name: String?
         var listen: String?
         var upstream: String?
         var enabled: Bool?
+        var toxics: [ConfigToxic]?
+    }
+
+    /// A toxic as `POST /proxies/{name}/toxics` takes it.
+    private struct ConfigToxic: Decodable {
+        var name: String?
+        var type: String?
+        var stream: String?
+        var toxicity: Double?
+        var attributes: Value?
     }
 }
 

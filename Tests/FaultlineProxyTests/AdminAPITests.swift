@@ -37,6 +37,69 @@ func http(_ method: String, _ port: Int, _ path: String, body: String? = nil, us
     }
 }
 
+/// Runs `body` with a fresh ``AdminFixture`` and closes it before returning, also when `body` throws.
+func withAdminFixture<T: Sendable>(_ body: (AdminFixture) async throws -> T) async throws -> T {
+    let fixture = try await AdminFixture()
+    do {
+        let result = try await body(fixture)
+        await fixture.close()
+        return result
+    } catch {
+        await fixture.close()
+        throw error
+    }
+}
+
+/// A request and the answer real Toxiproxy 2.8 gives it (status and body, byte for byte), measured
+/// side by side with `toxiproxy-server` v2.8.0.
+struct ToxiproxyAnswer: Sendable, CustomTestStringConvertible {
+    var method: String
+    var path: String
+    var body: String?
+    var status: Int
+    var answer: String
+
+    var testDescription: String { "\(method) \(path) \(body ?? "")" }
+
+    /// Toxiproxy's error body: JSON in text/plain, ending in a newline.
+    static func error(_ method: String, _ path: String, _ body: String?, _ status: Int, _ message: String) -> ToxiproxyAnswer {
+        let escaped = message.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        return ToxiproxyAnswer(method: method, path: path, body: body, status: status, answer: "{\"error\":\"\(escaped)\",\"status\":\(status)}\n")
+    }
+
+    static let all: [ToxiproxyAnswer] = [
+        .error("POST", "/proxies", "{", 400, "bad request body: unexpected EOF"),
+        .error("POST", "/proxies", "", 400, "bad request body: EOF"),
+        .error("POST", "/proxies", "[]", 400, "bad request body: json: cannot unmarshal array into Go value of type toxiproxy.Proxy"),
+        .error("POST", "/proxies", "null", 400, "missing required field: name"),
+        .error("POST", "/proxies", #"{"name":5,"upstream":"x:1"}"#, 400, "bad request body: json: cannot unmarshal number into Go struct field Proxy.name of type string"),
+        .error("POST", "/proxies", #"{"name":"a","upstream":"x:1","enabled":"yes"}"#, 400,
+               "bad request body: json: cannot unmarshal string into Go struct field Proxy.enabled of type bool"),
+        .error("POST", "/proxies", #"{"name":"a","upstream":"x:1","listen":"nonsense"}"#, 500, "listen tcp: address nonsense: missing port in address"),
+        .error("POST", "/proxies", #"{"name":"a","upstream":"x:1","listen":"127.0.0.1:99999"}"#, 500, "listen tcp: address 99999: invalid port"),
+        .error("PATCH", "/proxies/test", "{", 400, "bad request body: unexpected EOF"),
+        .error("POST", "/proxies/test/toxics", #"{"type":"latncy","stream":"sideways"}"#, 400, "stream was invalid, can be either upstream or downstream"),
+        .error("POST", "/proxies/test/toxics", #"{"type":"latency","stream":""}"#, 400, "stream was invalid, can be either upstream or downstream"),
+        .error("POST", "/proxies/test/toxics", #"{"type":"latency","attributes":5}"#, 400,
+               "bad request body: json: cannot unmarshal number into Go struct field ToxicWrapper.attributes of type toxics.NoopToxic"),
+        .error("POST", "/proxies/test/toxics", #"{"type":"latency","attributes":{"latency":"x"}}"#, 400,
+               "bad request body: json: cannot unmarshal string into Go struct field LatencyToxic.attributes.latency of type int64"),
+        .error("POST", "/proxies/test/toxics", #"{"type":"latency","attributes":{"latency":1.5}}"#, 400,
+               "bad request body: json: cannot unmarshal number 1.5 into Go struct field LatencyToxic.attributes.latency of type int64"),
+        .error("POST", "/proxies/test/toxics", #"{"type":"latency","toxicity":"x"}"#, 400,
+               "bad request body: json: cannot unmarshal string into Go struct field ToxicWrapper.toxicity of type float32"),
+        .error("POST", "/proxies/test/toxics", "[]", 400, "bad request body: json: cannot unmarshal array into Go value of type toxics.ToxicWrapper"),
+        ToxiproxyAnswer(method: "POST", path: "/populate", body: "[]", status: 201, answer: #"{"proxies":null}"#),
+        ToxiproxyAnswer(method: "POST", path: "/populate", body: "null", status: 201, answer: #"{"proxies":null}"#),
+        ToxiproxyAnswer(
+            method: "POST", path: "/populate", body: "{}", status: 400,
+            answer: #"{"error":"bad request body: json: cannot unmarshal object into Go value of type []struct { toxiproxy.Proxy; Enabled *bool \"json:\\\"enabled\\\"\" }","status":400,"proxies":null}"#),
+        ToxiproxyAnswer(
+            method: "POST", path: "/populate", body: #"[{"name":5}]"#, status: 400,
+            answer: #"{"error":"bad request body: json: cannot unmarshal number into Go struct field .name of type string","status":400,"proxies":null}"#),
+    ]
+}
+
 /// An admin server in front of a proxy fixture.
 final class AdminFixture: Sendable {
     let proxies: ProxyFixture
@@ -219,6 +282,106 @@ struct AdminAPITests {
         let clash = try await http("POST", port, "/populate", body: #"[{"name":"e","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"f","listen":"\#(aListen)","upstream":"\#(upstream)"}]"#)
         #expect(clash.status == 500)
         #expect(clash.json?["proxies"]?.arrayValue?.map { $0["name"] } == ["e"])
+    }
+
+    @Test("status and body are Toxiproxy 2.8's, byte for byte", arguments: ToxiproxyAnswer.all)
+    func toxiproxyAnswers(_ case_: ToxiproxyAnswer) async throws {
+        try await withAdminFixture { fixture in
+            let reply = try await http(case_.method, fixture.port, case_.path, body: case_.body)
+            #expect(reply.status == case_.status)
+            #expect(reply.body == case_.answer)
+        }
+    }
+
+    @Test("a toxic with null or absent attributes gets Toxiproxy's zero attributes; an update with null ones keeps them")
+    func nullAttributes() async throws {
+        try await withAdminFixture { fixture in
+            let port = fixture.port
+            let created = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","attributes":null,"toxicity":null}"#)
+            #expect(created.status == 200)
+            #expect(created.body == #"{"attributes":{"latency":0,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
+            let absent = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"limit_data","stream":"upstream"}"#)
+            #expect(absent.body == #"{"attributes":{"bytes":0},"name":"limit_data_upstream","type":"limit_data","stream":"upstream","toxicity":1}"#)
+            _ = try await http("PATCH", port, "/proxies/test/toxics/latency_downstream", body: #"{"attributes":{"latency":7,"jitter":3},"toxicity":0.5}"#)
+            for body in [#"{"attributes":null}"#, "{}", #"{"attributes":{"latency":null}}"#, #"{"toxicity":null}"#, "null"] {
+                let kept = try await http("PATCH", port, "/proxies/test/toxics/latency_downstream", body: body)
+                #expect(kept.status == 200, "\(body)")
+                #expect(kept.json?["attributes"] == ["latency": 7, "jitter": 3], "\(body)")
+                #expect(kept.json?["toxicity"] == 0.5, "\(body)")
+            }
+        }
+    }
+
+    @Test("a listen conflict names the resolved address, as Go's net.Listen does")
+    func listenConflict() async throws {
+        try await withAdminFixture { fixture in
+            let taken = fixture.proxies.proxyPort
+            let reply = try await http("POST", fixture.port, "/proxies", body: #"{"name":"b","listen":"localhost:\#(taken)","upstream":"127.0.0.1:1"}"#)
+            #expect(reply.status == 500)
+            #expect(reply.body == "{\"error\":\"listen tcp 127.0.0.1:\(taken): bind: address already in use\",\"status\":500}\n")
+            // Naming the bound address by another name changes nothing and reports the bound one.
+            let same = try await http("PATCH", fixture.port, "/proxies/test", body: #"{"listen":"localhost:\#(taken)"}"#)
+            #expect(same.json?["listen"] == .string("127.0.0.1:\(taken)"))
+        }
+    }
+
+    @Test("an unclean path is redirected, and only requests that reach an endpoint get a request id")
+    func routerDetails() async throws {
+        try await withAdminFixture { fixture in
+            let redirect = try await http("GET", fixture.port, "//proxies?x=1")
+            #expect(redirect.status == 301)
+            #expect(redirect.headers["location"] == "/proxies?x=1")
+            #expect(try await http("GET", fixture.port, "/nope").headers["x-toxiproxy-request-id"] == nil)
+            #expect(try await http("GET", fixture.port, "/proxies").headers["x-toxiproxy-request-id"]?.count == 20)
+        }
+    }
+
+    @Test("populate creates each proxy with its toxics (our extension), checks them first, and keeps Toxiproxy's add-or-replace")
+    func populateWithToxics() async throws {
+        try await withAdminFixture { fixture in
+            let port = fixture.port
+            let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
+            let listen = "127.0.0.1:\(try FreePort.take())"
+            let entry = #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)","toxics":[{"type":"latency","attributes":{"latency":150}},{"name":"cut","type":"limit_data","attributes":{"bytes":4}}]}"#
+            let created = try await http("POST", port, "/populate", body: "[\(entry)]")
+            #expect(created.status == 201)
+            let toxics = try #require(created.json?["proxies"]?[0]?["toxics"]?.arrayValue)
+            #expect(toxics.map { $0["name"] } == ["latency_downstream", "cut"])
+
+            // The toxics act on the first connection: the echo is late, and cut after 4 bytes.
+            let proxyPort = try #require(Int(listen.split(separator: ":")[1]))
+            let (bytes, elapsed) = try await blocking {
+                let socket = try TestSocket(port: proxyPort)
+                defer { socket.close() }
+                let start = monotonicSeconds()
+                try socket.send("abcdefgh")
+                let (bytes, _) = socket.receiveAll()
+                return (bytes, monotonicSeconds() - start)
+            }
+            #expect(String(decoding: bytes, as: UTF8.self) == "abcd")
+            #expect(elapsed >= 0.15)
+
+            // A bad toxic fails the whole request, and nothing is applied.
+            let bad = try await http(
+                "POST", port, "/populate",
+                body: #"[{"name":"new","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"db2","upstream":"\#(upstream)","toxics":[{"type":"latncy"}]}]"#)
+            #expect(bad.status == 400)
+            #expect(bad.body == #"{"error":"invalid toxic type at proxy 2, toxic 1","status":400,"proxies":null}"#)
+            #expect(try await http("GET", port, "/proxies/new").status == 404)
+            let duplicate = try await http(
+                "POST", port, "/populate", body: #"[{"name":"x","upstream":"\#(upstream)","toxics":[{"type":"noop"},{"type":"noop"}]}]"#)
+            #expect(duplicate.json?["error"] == "toxic already exists at proxy 1, toxic 2")
+            #expect(duplicate.status == 400)
+
+            // The same proxy again without `toxics` is kept as it is, toxics included (Toxiproxy's
+            // add-or-replace); with `toxics`, its toxics become the listed ones.
+            let kept = try await http("POST", port, "/populate", body: #"[{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)"}]"#)
+            #expect(kept.json?["proxies"]?[0]?["toxics"]?.arrayValue?.count == 2)
+            let listed = try await http(
+                "POST", port, "/populate", body: #"[{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)","toxics":[{"type":"noop"}]}]"#)
+            #expect(listed.json?["proxies"]?[0]?["toxics"]?.arrayValue?.map { $0["name"] } == ["noop_downstream"])
+            #expect(try await http("GET", port, "/proxies/db/toxics").json?.arrayValue?.count == 1)
+        }
     }
 
     @Test("reset removes every toxic and enables every proxy")

@@ -100,21 +100,40 @@ public struct AdminAPI: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Answers one request.
+    /// Answers one request. As in Toxiproxy's router, a path to clean up is redirected, and only a
+    /// request that reaches an endpoint gets a request id.
     public func handle(_ request: Request) async -> Response {
-        var response = await respond(request)
+        if let location = Self.cleanLocation(request.target) {
+            return Response(status: 301, headers: [("Location", location)], body: [])
+        }
+        guard let route = Self.route(request.target) else {
+            return Self.text(404, "404 page not found\n")
+        }
+        guard route.methods.isEmpty || route.methods.contains(request.method) else {
+            return Response(status: 405, headers: [], body: [])
+        }
+        var response = await respond(request, route)
         response.headers.insert(("X-Toxiproxy-Request-Id", requestIDs.next()), at: 0)
         return response
     }
 
-    private func respond(_ request: Request) async -> Response {
-        guard let route = Self.route(request.target) else {
-            return Self.text(404, "404 page not found\n")
+    /// Where gorilla/mux redirects a target whose path is not clean (`//proxies`, `/a/../b`):
+    /// the cleaned path with the query; nil for a clean one.
+    static func cleanLocation(_ target: String) -> String? {
+        let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let path = String(parts[0])
+        guard path.hasPrefix("/") else { return nil }
+        var cleaned: [Substring] = []
+        for segment in path.split(separator: "/") where segment != "." {
+            if segment == ".." { _ = cleaned.popLast() } else { cleaned.append(segment) }
         }
-        let methods = route.methods
-        guard methods.isEmpty || methods.contains(request.method) else {
-            return Response(status: 405, headers: [], body: [])
-        }
+        var clean = "/" + cleaned.joined(separator: "/")
+        if path.hasSuffix("/") && clean != "/" { clean += "/" }
+        guard clean != path else { return nil }
+        return parts.count > 1 ? clean + "?" + parts[1] : clean
+    }
+
+    private func respond(_ request: Request, _ route: Route) async -> Response {
         if request.userAgent?.hasPrefix("Mozilla/") == true {
             return Self.text(403, "User agent not allowed\n")
         }
@@ -137,8 +156,7 @@ public struct AdminAPI: Sendable {
                 for proxy in server.proxies() { object[proxy.name] = Self.encode(proxy) }
                 return Self.json(200, .object(object))
             case (.proxies, _):
-                let body = try Self.object(request.body)
-                let fields = try ProxyFields(body)
+                let fields = try ProxyFields(try Self.object(request.body, as: .proxy), owner: "Proxy")
                 let created = try await server.createProxy(
                     name: fields.name ?? "", listen: fields.listen ?? "", upstream: fields.upstream ?? "", enabled: fields.enabled ?? true)
                 return Self.json(201, Self.encode(created))
@@ -149,15 +167,14 @@ public struct AdminAPI: Sendable {
                 return Self.empty()
             case (.proxy(let name), _):
                 _ = try server.proxy(named: name)
-                let fields = try ProxyFields(try Self.object(request.body))
+                let fields = try ProxyFields(try Self.object(request.body, as: .proxy), owner: "Proxy")
                 let updated = try await server.updateProxy(named: name, listen: fields.listen, upstream: fields.upstream, enabled: fields.enabled)
                 return Self.json(200, Self.encode(updated))
             case (.toxics(let proxy), "GET"):
                 return Self.json(200, .array(try server.toxics(of: proxy).map(Self.encode)))
             case (.toxics(let proxy), _):
                 _ = try server.proxy(named: proxy)
-                let body = try Self.object(request.body)
-                let toxic = try await server.addToxic(try Self.toxicRequest(body), to: proxy)
+                let toxic = try await server.addToxic(try Self.toxicRequest(try Self.object(request.body, as: .toxic)), to: proxy)
                 return Self.json(200, Self.encode(toxic))
             case (.toxic(let proxy, let name), "GET"):
                 return Self.json(200, Self.encode(try server.toxic(named: name, on: proxy)))
@@ -165,10 +182,18 @@ public struct AdminAPI: Sendable {
                 try await server.removeToxic(named: name, from: proxy)
                 return Self.empty()
             case (.toxic(let proxy, let name), _):
-                _ = try server.toxic(named: name, on: proxy)
-                let body = try Self.object(request.body)
-                let attributes = body["attributes"].flatMap { $0.isNull ? nil : $0 }
-                let toxicity = try Self.number(body["toxicity"], "toxicity")
+                let current = try server.toxic(named: name, on: proxy)
+                let body = try Self.object(request.body, as: .toxicUpdate)
+                try ToxiproxyWording.checkFields(body, ["toxicity": .float32], owner: "")
+                // Toxiproxy decodes the attributes into the toxic's own struct: null or absent keeps them.
+                let attributes = Self.present(ToxiproxyWording.field(body, "attributes"))
+                if let attributes {
+                    guard case .object(let object) = attributes else {
+                        throw ToxiproxyWording.attributesNotObject(attributes, owner: "", target: ToxiproxyWording.attributesTarget(type: current.type))
+                    }
+                    try ToxiproxyWording.checkAttributes(object, type: current.type)
+                }
+                let toxicity = Self.present(ToxiproxyWording.field(body, "toxicity"))?.doubleValue
                 let updated = try await server.updateToxic(named: name, on: proxy, attributes: attributes, toxicity: toxicity)
                 return Self.json(200, Self.encode(updated))
             }
@@ -178,29 +203,33 @@ public struct AdminAPI: Sendable {
     }
 
     private func populate(_ request: Request) async -> Response {
-        let entries: [Value]
-        do {
-            guard case .array(let array) = try JSONReader.value(String(decoding: request.body, as: UTF8.self)) else {
-                return Self.populateError(ProxyError(.badRequest, "bad request body: expected a JSON array of proxies"), proxies: nil)
-            }
-            entries = array
-        } catch {
-            return Self.populateError(ProxyError(.badRequest, Self.badBody(request.body, error)), proxies: nil)
-        }
         var requests: [ProxyServer.ProxyRequest] = []
-        for entry in entries {
-            do throws(ProxyError) {
-                guard case .object(let object) = entry else { throw ProxyError(.badRequest, "bad request body: each proxy must be an object") }
-                let fields = try ProxyFields(object)
-                requests.append(
-                    ProxyServer.ProxyRequest(name: fields.name ?? "", listen: fields.listen ?? "", upstream: fields.upstream ?? "", enabled: fields.enabled ?? true))
-            } catch {
-                return Self.populateError(error, proxies: nil)
+        do throws(ProxyError) {
+            let entries: [Value]
+            switch try ToxiproxyWording.parse(request.body) {
+            case .null: entries = []
+            case .array(let array): entries = array
+            case let other: throw ToxiproxyWording.cannotUnmarshal(other, into: .populate)
             }
+            for entry in entries {
+                let object = try Self.object(entry, as: .populateEntry)
+                let fields = try ProxyFields(object, owner: "")
+                var toxics: [ProxyServer.ToxicRequest]?
+                switch ToxiproxyWording.field(object, "toxics") {
+                case nil, .null?: toxics = nil
+                case .array(let list)?: toxics = try list.map { (toxic: Value) throws(ProxyError) in try Self.toxicRequest(try Self.object(toxic, as: .toxic)) }
+                case let other?: throw ToxiproxyWording.badBody("toxics must be a list of toxics, found \(other.kindDescription)")
+                }
+                requests.append(
+                    ProxyServer.ProxyRequest(
+                        name: fields.name ?? "", listen: fields.listen ?? "", upstream: fields.upstream ?? "", enabled: fields.enabled ?? true, toxics: toxics))
+            }
+        } catch {
+            return Self.populateError(error, proxies: [])
         }
         let (proxies, error) = await server.populate(requests)
-        if let error { return Self.populateError(error, proxies: error.kind == .badRequest ? nil : proxies) }
-        return Self.json(201, ["proxies": .array(proxies.map(Self.encode))])
+        if let error { return Self.populateError(error, proxies: error.kind == .badRequest ? [] : proxies) }
+        return Self.json(201, ["proxies": Self.encode(proxies)])
     }
 
     // MARK: Bodies
@@ -212,64 +241,45 @@ public struct AdminAPI: Sendable {
         var upstream: String?
         var enabled: Bool?
 
-        init(_ object: ValueObject) throws(ProxyError) {
-            name = try AdminAPI.string(object["name"], "name")
-            listen = try AdminAPI.string(object["listen"], "listen")
-            upstream = try AdminAPI.string(object["upstream"], "upstream")
-            switch object["enabled"] {
-            case nil, .null?: enabled = nil
-            case .bool(let value)?: enabled = value
-            case let other?: throw ProxyError(.badRequest, "bad request body: enabled must be a boolean, found \(other.kindDescription)")
-            }
+        /// - Parameter owner: the Go struct Toxiproxy decodes into, for its error text.
+        init(_ object: ValueObject, owner: String) throws(ProxyError) {
+            try ToxiproxyWording.checkFields(object, ["name": .string, "listen": .string, "upstream": .string, "enabled": .bool], owner: owner)
+            name = ToxiproxyWording.field(object, "name")?.stringValue
+            listen = ToxiproxyWording.field(object, "listen")?.stringValue
+            upstream = ToxiproxyWording.field(object, "upstream")?.stringValue
+            enabled = ToxiproxyWording.field(object, "enabled")?.boolValue
         }
     }
 
-    private static func object(_ body: [UInt8]) throws(ProxyError) -> ValueObject {
-        do {
-            guard case .object(let object) = try JSONReader.value(String(decoding: body, as: UTF8.self)) else {
-                throw ProxyError(.badRequest, "bad request body: expected a JSON object")
-            }
-            return object
-        } catch let error as ProxyError {
-            throw error
-        } catch {
-            throw ProxyError(.badRequest, badBody(body, error))
-        }
+    /// A request body that must be an object (`null` counts as an empty one, as in Go).
+    private static func object(_ body: [UInt8], as type: ToxiproxyWording.Body) throws(ProxyError) -> ValueObject {
+        try object(try ToxiproxyWording.parse(body), as: type)
     }
 
-    private static func badBody(_ body: [UInt8], _ error: any Error) -> String {
-        if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return "bad request body: EOF" }
-        if let diagnostic = error as? Diagnostic { return "bad request body: \(diagnostic.message)" }
-        return "bad request body: \(error)"
+    private static func object(_ value: Value, as type: ToxiproxyWording.Body) throws(ProxyError) -> ValueObject {
+        try ToxiproxyWording.object(value, as: type)
     }
 
-    fileprivate static func string(_ value: Value?, _ key: String) throws(ProxyError) -> String? {
-        switch value {
-        case nil, .null?: return nil
-        case .string(let text)?: return text
-        case let other?: throw ProxyError(.badRequest, "bad request body: \(key) must be a string, found \(other.kindDescription)")
-        }
+    /// The value unless it is absent or null (both leave a Go field as it was).
+    private static func present(_ value: Value?) -> Value? {
+        guard let value, !value.isNull else { return nil }
+        return value
     }
 
-    private static func number(_ value: Value?, _ key: String) throws(ProxyError) -> Double? {
-        switch value {
-        case nil, .null?: return nil
-        case let value?:
-            guard let number = value.doubleValue else {
-                throw ProxyError(.badRequest, "bad request body: \(key) must be a number, found \(value.kindDescription)")
-            }
-            return number
-        }
-    }
-
+    /// A toxic from `POST /proxies/{name}/toxics` (or a populate entry's `toxics`): the fields'
+    /// JSON types are checked here, everything else by ``ProxyServer``.
     private static func toxicRequest(_ body: ValueObject) throws(ProxyError) -> ProxyServer.ToxicRequest {
-        let attributes = body["attributes"].flatMap { $0.isNull ? nil : $0 }
+        try ToxiproxyWording.checkFields(
+            body, ["name": .string, "type": .string, "stream": .string, "toxicity": .float32], owner: "ToxicWrapper")
+        let attributes = present(ToxiproxyWording.field(body, "attributes"))
         if let attributes, attributes.objectValue == nil {
-            throw ProxyError(.badRequest, "bad request body: attributes must be an object, found \(attributes.kindDescription)")
+            // Toxiproxy first decodes the attributes into a no-op toxic, before it knows the type.
+            throw ToxiproxyWording.attributesNotObject(attributes, owner: "ToxicWrapper", target: "toxics.NoopToxic")
         }
         return ProxyServer.ToxicRequest(
-            name: try string(body["name"], "name"), type: try string(body["type"], "type") ?? "", stream: try string(body["stream"], "stream"),
-            toxicity: try number(body["toxicity"], "toxicity"), attributes: attributes)
+            name: ToxiproxyWording.field(body, "name")?.stringValue, type: ToxiproxyWording.field(body, "type")?.stringValue ?? "",
+            stream: ToxiproxyWording.field(body, "stream")?.stringValue, toxicity: present(ToxiproxyWording.field(body, "toxicity"))?.doubleValue,
+            attributes: attributes)
     }
 
     // MARK: Encoding
@@ -280,6 +290,11 @@ public struct AdminAPI: Sendable {
             "name": .string(proxy.name), "listen": .string(proxy.listen), "upstream": .string(proxy.upstream), "enabled": .bool(proxy.enabled),
             "toxics": .array(proxy.toxics.map(encode)),
         ]
+    }
+
+    /// A list of proxies as Toxiproxy's populate writes it: `null` when there is none.
+    private static func encode(_ proxies: [ProxyDefinition]) -> Value {
+        proxies.isEmpty ? .null : .array(proxies.map(encode))
     }
 
     /// A toxic as Toxiproxy writes it (attributes first, toxicity a float that prints `1`, not `1.0`).
@@ -307,10 +322,8 @@ public struct AdminAPI: Sendable {
     }
 
     /// `/populate` errors carry the proxies applied before the failure, as JSON.
-    private static func populateError(_ error: ProxyError, proxies: [ProxyDefinition]?) -> Response {
-        let body: Value = [
-            "error": .string(error.message), "status": .int(error.status), "proxies": proxies.map { .array($0.map(encode)) } ?? .null,
-        ]
+    private static func populateError(_ error: ProxyError, proxies: [ProxyDefinition]) -> Response {
+        let body: Value = ["error": .string(error.message), "status": .int(error.status), "proxies": encode(proxies)]
         return Response(status: error.status, headers: [("Content-Type", "application/json")], body: Array(JSONWriter.string(body, pretty: false).utf8))
     }
 }

@@ -228,10 +228,22 @@ public struct ProxyError: Error, Sendable, CustomStringConvertible, Equatable {
     public var kind: Kind
     /// Toxiproxy's message, e.g. `proxy not found`.
     public var message: String
+    /// For a populate request that failed its checks: the entry at fault (1-based) and, when a
+    /// toxic of that entry is, the toxic (1-based), so a config file's error can point at it.
+    public var entry: Int?
+    public var entryToxic: Int?
 
     public init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
+    }
+
+    /// The same error, naming the populate entry (and toxic) at fault.
+    func at(entry: Int, toxic: Int? = nil) -> ProxyError {
+        var error = self
+        error.entry = entry
+        error.entryToxic = toxic
+        return error
     }
 
     /// The HTTP status the admin API answers with.

@@ -127,10 +127,19 @@ public final class ProxyServer: Sendable {
         if upstream.isEmpty { throw ProxyError(.badRequest, "missing required field: upstream" + suffix) }
     }
 
-    private func makeProxy(name: String, listen: String, upstream: String, enabled: Bool) async throws(ProxyError) -> ManagedProxy {
+    /// - Parameter toxics: in force before the listener opens, so every connection meets them.
+    private func makeProxy(name: String, listen: String, upstream: String, enabled: Bool, toxics: [ActiveToxic] = []) async throws(ProxyError)
+        -> ManagedProxy
+    {
         let target = try UpstreamTarget(upstream)
         let runtime = ProxyRuntime(name: name, seed: seed, log: log)
         runtime.setTarget(target, text: upstream)
+        if !toxics.isEmpty {
+            _ = try runtime.change { (chain: inout [ActiveToxic]) throws(ProxyError) in
+                chain = toxics
+                return .removeAll
+            }
+        }
         var proxy = ManagedProxy(
             name: name, listen: listen.isEmpty ? "127.0.0.1:0" : listen, upstream: upstream, enabled: enabled, runtime: runtime, listener: nil)
         if enabled { try await start(&proxy) }
@@ -140,18 +149,29 @@ public final class ProxyServer: Sendable {
     /// Binds the listener and admits connections.
     private func start(_ proxy: inout ManagedProxy) async throws(ProxyError) {
         guard proxy.listener == nil else { return }
-        guard let (host, port) = HostPort.split(proxy.listen) else {
-            throw ProxyError(.serverError, "address \(proxy.listen): missing port in address")
+        let (host, port): (String, Int)
+        do throws(ProxyError) {
+            (host, port) = try ToxiproxyWording.splitListen(proxy.listen)
+        } catch {
+            throw ToxiproxyWording.listenFailure(at: nil, error.message)
         }
         let bindHost = host.isEmpty ? "::" : (host == "localhost" ? "127.0.0.1" : host)
+        let resolved: SocketAddress
+        do {
+            resolved = try SocketAddress.makeAddressResolvingHost(bindHost, port: port)
+        } catch {
+            throw ToxiproxyWording.listenFailure(at: nil, "lookup \(host): no such host")
+        }
+        // Go names the address it tried to bind: resolved, or `:port` when no host was given.
+        let tried = host.isEmpty ? ":\(port)" : HostPort.format(resolved)
         let runtime = proxy.runtime
         if !relays.isEmpty {
             let fd: Int32
             let address: SocketAddress
             do throws(ProxyError) {
-                (fd, address) = try RelayListener.bind(host: bindHost, port: port)
+                (fd, address) = try RelayListener.bind(resolved)
             } catch {
-                throw ProxyError(.serverError, "listen tcp \(proxy.listen): \(error.message)")
+                throw ToxiproxyWording.listenFailure(at: tried, error.message)
             }
             runtime.setAccepting(true)
             for relay in relays { await relay.add(RelayListener(fd: fd, runtime: runtime), exclusive: relays.count > 1) }
@@ -175,12 +195,12 @@ public final class ProxyServer: Sendable {
                 }
             }
         do {
-            let channel = try await bootstrap.bind(host: bindHost, port: port).get()
+            let channel = try await bootstrap.bind(to: resolved).get()
             proxy.listener = .nio(channel)
             if let address = channel.localAddress { proxy.listen = HostPort.format(address) }
         } catch {
             runtime.setAccepting(false)
-            throw ProxyError(.serverError, "listen tcp \(proxy.listen): \(Self.describe(error))")
+            throw ToxiproxyWording.listenFailure(at: tried, Self.describe(error))
         }
     }
 
@@ -204,14 +224,14 @@ public final class ProxyServer: Sendable {
         try await serially { () throws(ProxyError) in
             var proxy = try self.managed(name)
             let newListen = listen.map { $0.isEmpty ? "127.0.0.1:0" : $0 }
-            if let newListen, HostPort.split(newListen) == nil {
-                throw ProxyError(.serverError, "address \(newListen): missing port in address")
-            }
+            // Checked before anything changes, as Toxiproxy 2.12 does (2.8 stored it and disabled the proxy).
+            if let newListen { _ = try ToxiproxyWording.splitListen(newListen) }
             let newTarget = try upstream.map { (text: String) throws(ProxyError) in try UpstreamTarget(text) }
             let moved = (newListen.map { !Self.sameAddress($0, proxy.listen) } ?? false) || (upstream.map { $0 != proxy.upstream } ?? false)
             let wantEnabled = enabled ?? proxy.enabled
             if moved || !wantEnabled { await self.stop(&proxy) }
-            if let newListen { proxy.listen = newListen }
+            // `localhost:8080` for a proxy bound at `127.0.0.1:8080` keeps the bound address.
+            if let newListen, !Self.sameAddress(newListen, proxy.listen) { proxy.listen = newListen }
             if let upstream, let newTarget {
                 proxy.upstream = upstream
                 proxy.runtime.setTarget(newTarget, text: upstream)
@@ -252,33 +272,62 @@ public final class ProxyServer: Sendable {
         public var listen: String
         public var upstream: String
         public var enabled: Bool
+        /// Our extension: toxics created with the proxy. nil (no `toxics` key) leaves a kept
+        /// proxy's toxics alone, as Toxiproxy does.
+        public var toxics: [ToxicRequest]?
 
-        public init(name: String, listen: String, upstream: String, enabled: Bool = true) {
+        public init(name: String, listen: String, upstream: String, enabled: Bool = true, toxics: [ToxicRequest]? = nil) {
             self.name = name
             self.listen = listen
             self.upstream = upstream
             self.enabled = enabled
+            self.toxics = toxics
         }
     }
 
     /// Toxiproxy's populate: validates every entry, then creates each proxy, keeping an existing one
     /// with the same listen and upstream (toxics included) and replacing one that differs.
-    /// - Returns: the proxies applied, and the error that stopped the run, if any.
+    ///
+    /// Each entry's `toxics` (our extension) are checked like `POST /proxies/{name}/toxics` before
+    /// anything changes, so a bad toxic fails the whole request with 400 and nothing applied. A
+    /// created proxy has them before it accepts a connection; a kept proxy's toxics become the
+    /// listed ones (left as they are when they already match).
+    /// - Returns: the proxies applied, and the error that stopped the run, if any. A 400's
+    ///   ``ProxyError/entry`` names the entry (and toxic) at fault.
     public func populate(_ requests: [ProxyRequest]) async -> (proxies: [ProxyDefinition], error: ProxyError?) {
+        var toxicsByEntry: [[ActiveToxic]?] = []
         for (index, request) in requests.enumerated() {
             do throws(ProxyError) {
                 try Self.checkRequired(name: request.name, upstream: request.upstream, suffix: " at proxy \(index + 1)")
             } catch {
-                return ([], error)
+                return ([], error.at(entry: index + 1))
             }
         }
+        for (index, request) in requests.enumerated() {
+            guard let toxics = request.toxics else {
+                toxicsByEntry.append(nil)
+                continue
+            }
+            var made: [ActiveToxic] = []
+            for (toxicIndex, toxic) in toxics.enumerated() {
+                do throws(ProxyError) {
+                    made.append(try makeToxic(toxic, besides: made.map(\.definition.name)))
+                } catch {
+                    let at = " at proxy \(index + 1), toxic \(toxicIndex + 1)"
+                    return ([], ProxyError(.badRequest, error.message + at).at(entry: index + 1, toxic: toxicIndex + 1))
+                }
+            }
+            toxicsByEntry.append(made)
+        }
+        let entries = Array(zip(requests, toxicsByEntry))
         do {
             return try await serially { () throws(ProxyError) in
                 var applied: [ProxyDefinition] = []
-                for request in requests {
+                for (request, toxics) in entries {
                     if var existing = self.table.withLock({ $0[request.name] }) {
                         let listen = request.listen.isEmpty ? "127.0.0.1:0" : request.listen
                         if Self.sameAddress(listen, existing.listen) && request.upstream == existing.upstream {
+                            if let toxics { await Self.replaceToxics(of: existing.runtime, with: toxics) }
                             applied.append(Self.definition(existing))
                             continue
                         }
@@ -286,7 +335,8 @@ public final class ProxyServer: Sendable {
                         await self.stop(&existing)
                     }
                     do throws(ProxyError) {
-                        let proxy = try await self.makeProxy(name: request.name, listen: request.listen, upstream: request.upstream, enabled: request.enabled)
+                        let proxy = try await self.makeProxy(
+                            name: request.name, listen: request.listen, upstream: request.upstream, enabled: request.enabled, toxics: toxics ?? [])
                         self.table.withLock { $0[request.name] = proxy }
                         applied.append(Self.definition(proxy))
                     } catch {
@@ -297,6 +347,27 @@ public final class ProxyServer: Sendable {
             }
         } catch {
             return ([], error)
+        }
+    }
+
+    /// Makes a live proxy's toxics exactly `toxics`: nothing changes when they already are.
+    private static func replaceToxics(of runtime: ProxyRuntime, with toxics: [ActiveToxic]) async {
+        guard runtime.toxics != toxics.map(\.definition) else { return }
+        guard
+            let (cleared, connections) = try? runtime.change({ (chain: inout [ActiveToxic]) throws(ProxyError) in
+                chain.removeAll()
+                return .removeAll
+            })
+        else { return }
+        await ProxyRuntime.broadcast(cleared, to: connections)
+        for toxic in toxics {
+            guard
+                let (added, connections) = try? runtime.change({ (chain: inout [ActiveToxic]) throws(ProxyError) in
+                    chain.append(toxic)
+                    return .add(toxic)
+                })
+            else { continue }
+            await ProxyRuntime.broadcast(added, to: connections)
         }
     }
 
@@ -346,19 +417,8 @@ public final class ProxyServer: Sendable {
     public func addToxic(_ request: ToxicRequest, to proxyName: String) async throws(ProxyError) -> ToxicDefinition {
         try await serially { () throws(ProxyError) in
             let proxy = try self.managed(proxyName)
-            guard let descriptor = self.toxicTypes[request.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
-            var stream = ToxicStream.downstream
-            if let text = request.stream, !text.isEmpty {
-                guard let parsed = ToxicStream(parsing: text) else {
-                    throw ProxyError(.badRequest, "stream was invalid, can be either upstream or downstream")
-                }
-                stream = parsed
-            }
-            let name = request.name.flatMap { $0.isEmpty ? nil : $0 } ?? "\(request.type)_\(stream.rawValue)"
-            let prepared = try Self.prepare(descriptor, request.attributes ?? .object([:]))
-            let toxic = ActiveToxic(
-                definition: ToxicDefinition(name: name, type: request.type, stream: stream, toxicity: request.toxicity ?? 1, attributes: prepared.attributes),
-                prepared: prepared)
+            let toxic = try self.makeToxic(request, besides: proxy.runtime.toxics.map(\.name))
+            let name = toxic.definition.name
             let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
                 if toxics.contains(where: { $0.definition.name == name }) { throw ProxyError(.conflict, "toxic already exists") }
                 toxics.append(toxic)
@@ -369,8 +429,25 @@ public final class ProxyServer: Sendable {
         }
     }
 
+    /// A toxic as Toxiproxy's API builds one, with its checks in Toxiproxy's order: the stream, the
+    /// default name `<type>_<stream as sent>`, the type, a name already taken, then the attributes
+    /// (absent or null ones are 0).
+    private func makeToxic(_ request: ToxicRequest, besides names: [String]) throws(ProxyError) -> ActiveToxic {
+        let streamText = request.stream ?? "downstream"
+        guard let stream = ToxicStream(parsing: streamText) else {
+            throw ProxyError(.badRequest, "stream was invalid, can be either upstream or downstream")
+        }
+        let name = request.name.flatMap { $0.isEmpty ? nil : $0 } ?? "\(request.type)_\(streamText)"
+        guard let descriptor = toxicTypes[request.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
+        if names.contains(name) { throw ProxyError(.conflict, "toxic already exists") }
+        let prepared = try Self.prepare(descriptor, request.attributes ?? .object([:]))
+        return ActiveToxic(
+            definition: ToxicDefinition(name: name, type: request.type, stream: stream, toxicity: request.toxicity ?? 1, attributes: prepared.attributes),
+            prepared: prepared)
+    }
+
     /// Merges `attributes` into the toxic's and sets its toxicity when given; live connections keep
-    /// their per-connection state (bytes counted, toxicity roll).
+    /// their per-connection state (bytes counted, toxicity roll). A null attribute keeps its value.
     public func updateToxic(named name: String, on proxyName: String, attributes: Value?, toxicity: Double?) async throws(ProxyError) -> ToxicDefinition {
         try await serially { () throws(ProxyError) in
             let proxy = try self.managed(proxyName)
@@ -382,7 +459,7 @@ public final class ProxyServer: Sendable {
                 guard case .object(let changes) = attributes else {
                     throw ProxyError(.badRequest, "bad request body: attributes must be an object")
                 }
-                for (key, value) in changes { merged[key] = value }
+                for (key, value) in changes where !value.isNull { merged[key] = value }
             }
             let prepared = try Self.prepare(descriptor, .object(merged))
             var definition = current.definition
@@ -412,14 +489,16 @@ public final class ProxyServer: Sendable {
         }
     }
 
-    /// Decodes attributes as Toxiproxy does (unknown keys ignored) and validates them.
+    /// Decodes attributes as Toxiproxy does (unknown keys ignored, null ones absent, wrong JSON
+    /// types in Go's words) and validates them.
     private static func prepare(_ descriptor: ToxicDescriptor, _ attributes: Value) throws(ProxyError) -> PreparedToxic {
         guard case .object(let object) = attributes else {
-            throw ProxyError(.badRequest, "bad request body: attributes must be an object, found \(attributes.kindDescription)")
+            throw ToxiproxyWording.attributesNotObject(attributes, owner: "ToxicWrapper", target: ToxiproxyWording.attributesTarget(type: descriptor.type))
         }
+        try ToxiproxyWording.checkAttributes(object, type: descriptor.type)
         let known = Set(descriptor.attributeNames)
         var filtered = ValueObject()
-        for (key, value) in object where known.contains(key) { filtered[key] = value }
+        for (key, value) in object where known.contains(key) && !value.isNull { filtered[key] = value }
         do {
             return try descriptor.prepare(.object(filtered))
         } catch let error as ArgumentError {
@@ -498,8 +577,9 @@ public final class ProxyServer: Sendable {
         try await queue.run(body)
     }
 
+    /// A failed bind in Go's words (`bind: address already in use`).
     static func describe(_ error: any Error) -> String {
-        if let error = error as? IOError { return "\(error.description)" }
+        if let error = error as? IOError { return "bind: " + String(cString: strerror(error.errnoCode)).lowercased() }
         return "\(error)"
     }
 }

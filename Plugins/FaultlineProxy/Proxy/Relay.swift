@@ -721,14 +721,8 @@ struct RelayListener: Sendable {
     let fd: Int32
     let runtime: ProxyRuntime
 
-    /// Binds and listens on `host:port` (non-blocking), returning the socket and the bound address.
-    static func bind(host: String, port: Int) throws(ProxyError) -> (fd: Int32, address: SocketAddress) {
-        let address: SocketAddress
-        do {
-            address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-        } catch {
-            throw ProxyError(.serverError, "lookup \(host): no such host")
-        }
+    /// Binds and listens on `address` (non-blocking), returning the socket and the bound address.
+    static func bind(_ address: SocketAddress) throws(ProxyError) -> (fd: Int32, address: SocketAddress) {
         let fd = faultline_tcp_socket(address.protocol.rawValue)
         guard fd >= 0 else { throw ProxyError(.serverError, "socket: \(Self.lastError())") }
         var one: Int32 = 1
