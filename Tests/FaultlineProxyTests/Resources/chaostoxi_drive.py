@@ -170,6 +170,13 @@ check("reset", reset(configuration=config) is True)
 check("reset removed the toxics", get_proxy_attribute("web", "toxics", configuration=config) == [])
 check("reset enabled the proxy", get_proxy_attribute("web", "enabled", configuration=config) is True)
 
+check("create_toxic without attributes (Toxiproxy's zero attributes)", create_toxic("web", "bare", "latency", configuration=config) is True)
+check("two latency toxics add up", create_latency_toxic("web", "lat", 100, configuration=config) is True)
+create_latency_toxic("web", "lat2", 100, configuration=config)
+data, seconds, _ = exchange()
+check("two latency toxics delay the reply by their sum", data == b"ping" and seconds >= 0.2, seconds)
+reset(configuration=config)
+
 delete_proxy("web", configuration=config)
 check("delete_proxy", proxy_exist("web", configuration=config) is False)
 
