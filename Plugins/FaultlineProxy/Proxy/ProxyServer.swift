@@ -352,7 +352,9 @@ public final class ProxyServer: Sendable {
 
     /// Makes a live proxy's toxics exactly `toxics`: nothing changes when they already are.
     private static func replaceToxics(of runtime: ProxyRuntime, with toxics: [ActiveToxic]) async {
-        guard runtime.toxics != toxics.map(\.definition) else { return }
+        // In the order the runtime lists them: upstream first, then downstream.
+        let wanted = toxics.filter { $0.definition.stream == .upstream } + toxics.filter { $0.definition.stream == .downstream }
+        guard runtime.toxics != wanted.map(\.definition) else { return }
         guard
             let (cleared, connections) = try? runtime.change({ (chain: inout [ActiveToxic]) throws(ProxyError) in
                 chain.removeAll()
