@@ -569,10 +569,7 @@ private final class ExperimentRun: Sendable {
                 runDirectory: options.runDirectory, seed: options.seed, run: state)
             let limit = prepared.enforcedTimeout
             let result = try await withTimeout(limit) { try await prepared.invocation(context) }
-            let met: Bool =
-                if let status = result["status"]?.intValue, result["stdout"] != nil { status == 0 }
-                else if let status = result["status"]?.intValue, result["headers"] != nil { (200..<300).contains(status) }
-                else { result.isTruthy }
+            let met = prepared.descriptor.isSuccess(result)
             return ToleranceOutcome(met: met, message: met ? nil : "tolerance probe \"\(probe.name)\" returned \(Tolerance.describe(result))")
         } catch {
             return ToleranceOutcome(met: false, message: "tolerance probe \"\(probe.name)\" failed: \(error)")

@@ -130,6 +130,8 @@ public struct ProviderDescriptor: Sendable {
     /// `module.func` for Chaos Toolkit python functions.
     public let pythonName: String?
     public let argumentHelp: [String: String]
+    /// The provider's ``Provider/isSuccess(_:)``.
+    let successJudge: @Sendable (Value) -> Bool?
     let schemaMaker: @Sendable () -> ArgumentSchema
     let preparer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?, PluginRegistry) throws -> PreparedInvocation
     let toleranceParser: (@Sendable (SourceNode, DocumentPath) throws -> (any ToleranceCheck)?)?
@@ -144,6 +146,7 @@ public struct ProviderDescriptor: Sendable {
         handlesDryRun = P.handlesDryRun
         self.pythonName = pythonName
         argumentHelp = P.argumentHelp
+        successJudge = { P.isSuccess($0) }
         schemaMaker = { ArgumentSchema.of(P.Arguments.self, help: P.argumentHelp) }
         preparer = { node, path, sink, registry in
             let arguments = try Self.decode(P.self, node, path, sink, registry)
@@ -165,6 +168,7 @@ public struct ProviderDescriptor: Sendable {
         handlesDryRun = A.handlesDryRun
         self.pythonName = pythonName
         argumentHelp = A.argumentHelp
+        successJudge = { A.isSuccess($0) }
         schemaMaker = { ArgumentSchema.of(A.Arguments.self, help: A.argumentHelp) }
         preparer = { node, path, sink, registry in
             let arguments = try Self.decode(A.self, node, path, sink, registry)
@@ -196,6 +200,9 @@ public struct ProviderDescriptor: Sendable {
         }
         return arguments
     }
+
+    /// Whether an output of the provider means success (``Provider/isSuccess(_:)``), else its truthiness.
+    public func isSuccess(_ output: Value) -> Bool { successJudge(output) ?? output.isTruthy }
 
     /// Decodes and checks arguments without running anything.
     /// - Returns: configuration keys the activity will export.
