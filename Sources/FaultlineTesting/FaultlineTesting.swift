@@ -140,6 +140,8 @@ public struct RecordingAction: Action {
         public var barrier_count: Int?
         /// Record a fault window labelled with the label.
         public var fault: Bool?
+        /// Write this line to the activity's logger (at info level).
+        public var log: String?
     }
 
     let kit: TestKit
@@ -150,6 +152,7 @@ public struct RecordingAction: Action {
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
         kit.record(arguments.label)
+        if let line = arguments.log { context.logger.info("\(line)") }
         if let barrier = arguments.barrier { await kit.arrive(at: barrier, count: arguments.barrier_count ?? 2) }
         if arguments.fault == true { context.beginFault(arguments.label, id: arguments.label) }
         if arguments.cleanup == true {
