@@ -182,7 +182,7 @@ public struct ProviderDescriptor: Sendable {
     private static func decode<P: Provider>(
         _ provider: P.Type, _ node: SourceNode, _ path: DocumentPath, _ sink: DiagnosticSink?, _ registry: PluginRegistry
     ) throws -> P.Arguments {
-        let arguments = try NodeDecoder().decode(P.Arguments.self, from: node, path: path, sink: sink)
+        var arguments = try NodeDecoder().decode(P.Arguments.self, from: node, path: path, sink: sink)
         if let sink {
             for warning in P.warnings(arguments) {
                 var diagnostic = warning.located(in: node, path: path)
@@ -193,7 +193,7 @@ public struct ProviderDescriptor: Sendable {
         do {
             try P.validate(arguments)
             if let checker = P.self as? any RegistryValidating.Type {
-                try checker.validate(any: arguments, registry: registry)
+                arguments = try checker.prepare(any: arguments, registry: registry) as! P.Arguments
             }
         } catch let error as ArgumentError {
             throw error.located(in: node, path: path)
@@ -215,11 +215,20 @@ public struct ProviderDescriptor: Sendable {
 /// against the registered toxic type).
 public protocol RegistryValidating: Provider {
     static func validate(_ arguments: Arguments, registry: PluginRegistry) throws
+    /// The arguments checked against the registry and completed with what the check produced
+    /// (the `toxic` action keeps its decoded attributes, so they are not decoded again when the
+    /// toxic is added). The default validates and returns the arguments unchanged.
+    static func prepare(_ arguments: Arguments, registry: PluginRegistry) throws -> Arguments
 }
 
 extension RegistryValidating {
-    static func validate(any arguments: Any, registry: PluginRegistry) throws {
-        try validate(arguments as! Arguments, registry: registry)
+    public static func prepare(_ arguments: Arguments, registry: PluginRegistry) throws -> Arguments {
+        try validate(arguments, registry: registry)
+        return arguments
+    }
+
+    static func prepare(any arguments: Any, registry: PluginRegistry) throws -> Any {
+        try prepare(arguments as! Arguments, registry: registry)
     }
 }
 
@@ -240,28 +249,23 @@ public struct ToxicDescriptor: Sendable {
     public let summary: String
     public let attributeHelp: [String: String]
     let schemaMaker: @Sendable () -> ArgumentSchema
-    let normalizer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?) throws -> Value
-    let preparer: @Sendable (Value) throws -> PreparedToxic
+    /// The one place attributes are decoded, validated and encoded back with their defaults.
+    let preparer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?, _ locate: Bool) throws -> PreparedToxic
 
     init<T: Toxic>(_ toxic: T.Type) {
         type = T.type
         summary = T.summary
         attributeHelp = T.attributeHelp
         schemaMaker = { ArgumentSchema.of(T.Attributes.self, help: T.attributeHelp) }
-        normalizer = { node, path, sink in
+        preparer = { node, path, sink, locate in
             let attributes = try NodeDecoder().decode(T.Attributes.self, from: node, path: path, sink: sink)
             do {
                 try T.validate(attributes)
-            } catch let error as ArgumentError {
+            } catch let error as ArgumentError where locate {
                 throw error.located(in: node, path: path)
             }
-            return try ValueEncoder().encode(attributes)
-        }
-        preparer = { value in
-            let attributes = try NodeDecoder().decode(T.Attributes.self, from: value)
-            try T.validate(attributes)
             return PreparedToxic(
-                attributes: try ValueEncoder().encode(attributes), typed: attributes,
+                type: T.type, attributes: try ValueEncoder().encode(attributes), typed: attributes,
                 stageMaker: { random in T.makeStage(attributes, random: random) })
         }
     }
@@ -275,20 +279,30 @@ public struct ToxicDescriptor: Sendable {
     /// Decodes and validates attributes, returning them with every default filled in (as
     /// Toxiproxy echoes them).
     public func normalize(_ attributes: SourceNode, path: DocumentPath, sink: DiagnosticSink? = nil) throws -> Value {
-        try normalizer(attributes, path, sink)
+        try preparer(attributes, path, sink, true).attributes
     }
 
     /// Decodes and validates attributes given as a plain value.
     public func normalize(_ attributes: Value) throws -> Value {
-        try normalizer(SourceNode(attributes, at: nil), .root, nil)
+        try preparer(SourceNode(attributes, at: nil), .root, nil, true).attributes
     }
 
     /// Decodes and validates attributes once, for a proxy that makes a stage per connection.
-    public func prepare(_ attributes: Value) throws -> PreparedToxic { try preparer(attributes) }
+    /// - Throws: the toxic's own ``ArgumentError`` as it is, or a ``Diagnostic`` for a decoding error.
+    public func prepare(_ attributes: Value) throws -> PreparedToxic {
+        try preparer(SourceNode(attributes, at: nil), .root, nil, false)
+    }
+
+    /// Decodes and validates attributes written in a document, pointing at the attribute at fault.
+    public func prepare(_ attributes: SourceNode, path: DocumentPath) throws -> PreparedToxic {
+        try preparer(attributes, path, nil, true)
+    }
 }
 
 /// A toxic's attributes decoded and validated once, ready to make stages for many connections.
 public struct PreparedToxic: Sendable {
+    /// The toxic type the attributes belong to.
+    public let type: String
     /// The attributes with every default filled in, as the API echoes them.
     public let attributes: Value
     /// The toxic's typed `Attributes`, for ``ToxicStage/update(_:link:)``.
