@@ -28,7 +28,8 @@ public final class TestKit: Sendable {
         var registry = PluginRegistry(plugins: plugins)
         registry.register(probe: ScriptedProbe(kit: self))
         registry.register(action: RecordingAction(kit: self))
-        registry.register(toxicBackend: InMemoryToxicBackendFactory(backend: backend))
+        registry.register(toxicBackend: InMemoryToxicBackendFactory(backend: backend), isDefault: true)
+        registry.register(extension: ToxicBackendExtension())
         return registry
     }
 
@@ -296,9 +297,9 @@ public final class InMemoryToxicBackend: ToxicBackend, Sendable {
     public func shutdown() async {}
 }
 
-/// Serves one ``InMemoryToxicBackend`` as the `inprocess` backend.
+/// Serves one ``InMemoryToxicBackend`` as the `memory` backend (the default of ``TestKit``'s registry).
 public struct InMemoryToxicBackendFactory: ToxicBackendFactory {
-    public let name = "inprocess"
+    public let name = "memory"
     let backend: InMemoryToxicBackend
 
     public init(backend: InMemoryToxicBackend) { self.backend = backend }

@@ -13,6 +13,8 @@ public protocol FaultlinePlugin: Sendable {
 /// extensions and toxic backends.
 ///
 /// Registering a name twice replaces the earlier entry, so a custom binary can override a built-in.
+/// The registry names no plugin: which toxic backend is the default, for instance, is whichever a
+/// plugin registered with `isDefault: true`.
 public struct PluginRegistry: Sendable {
     public struct ProviderKey: Hashable, Sendable {
         public var type: String
@@ -22,8 +24,11 @@ public struct PluginRegistry: Sendable {
     public private(set) var providers: [ProviderKey: ProviderDescriptor] = [:]
     public private(set) var toxics: [String: ToxicDescriptor] = [:]
     public private(set) var reporters: [String: any Reporter] = [:]
+    /// In start order: by ``RunStage``, then in registration order.
     public private(set) var runExtensions: [any RunExtension] = []
     public private(set) var toxicBackends: [String: any ToxicBackendFactory] = [:]
+    /// The backend a run uses when its profile names none: the last one registered as the default.
+    public private(set) var defaultToxicBackend: String?
     /// Configuration value types plugins define (`{type: free_port}`).
     public private(set) var configurationProviders: [String: any ConfigurationProvider] = [:]
     /// Plugin names, in registration order.
@@ -86,14 +91,24 @@ public struct PluginRegistry: Sendable {
         reporters[reporter.format] = reporter
     }
 
+    /// Registers a run extension. It starts after every extension of an earlier ``RunStage`` and
+    /// of its own stage registered before it; registering a name again replaces the extension in
+    /// its place (so plugins that share one, like ``ToxicBackendExtension``, may each register it).
     public mutating func register(extension runExtension: some RunExtension) {
+        if let index = runExtensions.firstIndex(where: { $0.name == runExtension.name && $0.stage == runExtension.stage }) {
+            runExtensions[index] = runExtension
+            return
+        }
         runExtensions.removeAll { $0.name == runExtension.name }
-        runExtensions.append(runExtension)
-        runExtensions.sort { $0.order < $1.order }
+        let position = runExtensions.firstIndex { $0.stage > runExtension.stage } ?? runExtensions.endIndex
+        runExtensions.insert(runExtension, at: position)
     }
 
-    public mutating func register(toxicBackend factory: some ToxicBackendFactory) {
+    /// Registers a toxic backend under its ``ToxicBackendFactory/name``.
+    /// - Parameter isDefault: whether runs use it when their profile names no backend.
+    public mutating func register(toxicBackend factory: some ToxicBackendFactory, isDefault: Bool = false) {
         toxicBackends[factory.name] = factory
+        if isDefault { defaultToxicBackend = factory.name }
     }
 
     public mutating func register(configurationProvider provider: some ConfigurationProvider) {
@@ -119,6 +134,9 @@ public struct PluginRegistry: Sendable {
 
     /// Every suite key some run extension reads.
     public var extensionSuiteKeys: [String] { runExtensions.flatMap(\.suiteKeys) }
+
+    /// Every profile key some run extension reads.
+    public var extensionProfileKeys: [String] { runExtensions.flatMap(\.profileKeys) }
 }
 
 /// A provider with its arguments type erased: how the engine prepares and calls it.

@@ -108,7 +108,7 @@ public enum ToxicBackendKey: ResourceKey {
 
 /// Makes a toxic backend from a profile's `toxics:` section.
 public protocol ToxicBackendFactory: Sendable {
-    /// The `backend:` name that selects it (`inprocess`, `toxiproxy`).
+    /// The `backend:` name that selects it in a profile's `toxics:` section.
     var name: String { get }
     /// - Parameters:
     ///   - options: the profile's `toxics:` object (without `backend`), or nil.

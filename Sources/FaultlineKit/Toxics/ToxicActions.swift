@@ -1,6 +1,6 @@
 /// Network-fault activities that name a proxy, never a backend: the run's ``ToxicBackend`` (the
-/// in-process proxy by default, or a Toxiproxy server chosen by the profile) does the work, so the
-/// same experiment runs against either.
+/// one a plugin registered as the default, or the one the profile names; see
+/// ``ToxicBackendExtension``) does the work, so the same experiment runs against any of them.
 ///
 /// What an activity adds is removed when the experiment ends (cleanups run after rollbacks, also
 /// on SIGINT/SIGTERM, and the journal records each); toxics and downs are fault windows on the
@@ -26,7 +26,7 @@ extension ActivityContext {
         guard let backend = resources[ToxicBackendKey.self] else {
             throw ActivityFailure(
                 "no toxic backend in this run",
-                details: ["register the proxy plugin (the inprocess backend), or name a backend in the profile's toxics: section"])
+                details: ["register a plugin that provides a default toxic backend, or name a backend in the profile's toxics: section"])
         }
         return backend
     }
