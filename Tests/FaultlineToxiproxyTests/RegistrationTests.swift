@@ -22,4 +22,19 @@ struct RegistrationTests {
             #expect(registry.runExtensions.allSatisfy { $0.stage == .network })
         }
     }
+
+    @Test("a ${variable} in a profile's toxics options is the shared configuration's, checked when the suite loads")
+    func optionVariables() throws {
+        let suite = """
+            name: s
+            configuration: {tp_host: 127.0.0.1}
+            experiments: [{title: t, method: []}]
+            profiles:
+              good: {toxics: {backend: toxiproxy, url: "http://${tp_host}:8474"}}
+              typo: {toxics: {backend: toxiproxy, url: "http://${tp_hots}:8474"}}
+            """
+        #expect(try validationErrors(suite, profiles: ["good"]).isEmpty)
+        let errors = try validationErrors(suite, profiles: ["typo"])
+        #expect(errors.count == 1 && errors[0].hasPrefix("suite.yaml:6:44: unknown variable \"${tp_hots}\" (did you mean \"tp_host\"?)"), "\(errors)")
+    }
 }

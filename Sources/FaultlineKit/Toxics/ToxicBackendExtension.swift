@@ -121,7 +121,7 @@ public struct ToxicBackendExtension: RunExtension {
         let options = Self.backendOptions(toxics)
         factory.validate(options: options, sink: sink)
         // A `${variable}` in an option is the shared configuration's; the factory checks the result when it starts.
-        return (backend, options.flatMap { try? substitution.substitute($0, path: .root) })
+        return (backend, options.flatMap { try? substitution.substitute($0, path: path, sink: sink) })
     }
 
     static func backendOptions(_ toxics: SourceNode?) -> SourceNode? {
