@@ -327,3 +327,8 @@ enum ResponseOutput {
         return flat.count > limit ? String(flat.prefix(limit)) + "…" : flat
     }
 }
+
+extension HTTPProvider {
+    /// A request succeeded when it was answered 2xx.
+    public static func isSuccess(_ output: Value) -> Bool? { output["status"]?.intValue.map { (200..<300).contains($0) } }
+}

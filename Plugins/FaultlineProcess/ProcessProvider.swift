@@ -117,6 +117,9 @@ public struct ProcessProvider: Probe, Action {
         return []
     }
 
+    /// A process succeeded when it exited 0.
+    public static func isSuccess(_ output: Value) -> Bool? { output["status"]?.intValue.map { $0 == 0 } }
+
     public func probe(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
         try await Self.run(arguments, context: context)
     }

@@ -238,12 +238,19 @@ public struct ServicesExtension: RunExtension {
     public let name = "services"
     /// The suite section it owns.
     public let suiteKeys = ["services"]
-    /// After the proxies (0), so services can point at `${proxies.NAME.port}`.
-    public let order = 10
+    /// After the proxies, so services can point at `${proxies.NAME.port}`.
+    public let stage = RunStage.services
 
     public init() {}
 
-    public func validate(_ sections: [String: SourceNode], substitution: Substitution, sink: DiagnosticSink) {
+    /// Checks `services:`; the run decodes them again when they start, once earlier extensions
+    /// exported what they may refer to (`${proxies.NAME.port}`).
+    public func plan(_ sections: RunSections, context: RunPlanContext, sink: DiagnosticSink) -> RunSections? {
+        validate(sections, substitution: context.substitution, sink: sink)
+        return sink.hasErrors ? nil : sections
+    }
+
+    private func validate(_ sections: RunSections, substitution: Substitution, sink: DiagnosticSink) {
         guard let node = sections["services"] else { return }
         let path = DocumentPath([.key("services")])
         guard let elements = node.elements else {
@@ -273,7 +280,7 @@ public struct ServicesExtension: RunExtension {
         }
     }
 
-    public func placeholders(_ sections: [String: SourceNode]) -> [String: Value] {
+    public func placeholders(_ sections: RunSections) -> [String: Value] {
         // Examples of the right types that pass validation (a pid must be positive).
         var services = ValueObject()
         for element in sections["services"]?.elements ?? [] {
@@ -282,7 +289,7 @@ public struct ServicesExtension: RunExtension {
         return services.isEmpty ? [:] : ["services": .object(services)]
     }
 
-    public func start(_ setup: RunSetup) async throws -> (any RunExtensionHandle)? {
+    public func start(_ plan: RunSections, setup: RunSetup) async throws -> (any RunExtensionHandle)? {
         let supervisor = ServiceSupervisor(runDirectory: setup.runDirectory, logger: setup.logger)
         setup.provide(ServicesKey.self, supervisor)
         let handle = Handle(supervisor: supervisor)

@@ -39,7 +39,7 @@ public struct InProcessBackend: ToxicBackend {
         do {
             var created = try await server.createProxy(name: proxy.name, listen: proxy.listen, upstream: proxy.upstream, enabled: proxy.enabled)
             for toxic in proxy.toxics {
-                _ = try await server.addToxic(Self.request(toxic), to: proxy.name)
+                _ = try await server.addToxic(toxic, to: proxy.name)
             }
             if !proxy.toxics.isEmpty { created = try server.proxy(named: proxy.name) }
             return created
@@ -66,7 +66,7 @@ public struct InProcessBackend: ToxicBackend {
 
     public func addToxic(_ toxic: ToxicDefinition, to proxy: String) async throws -> ToxicDefinition {
         do {
-            return try await server.addToxic(Self.request(toxic), to: proxy)
+            return try await server.addToxic(toxic, to: proxy)
         } catch {
             throw Self.backendError(error, context: "toxic \(toxic.name) on proxy \(proxy)")
         }
@@ -97,11 +97,6 @@ public struct InProcessBackend: ToxicBackend {
     }
 
     public func shutdown() async { await server.shutdown() }
-
-    static func request(_ toxic: ToxicDefinition) -> ProxyServer.ToxicRequest {
-        ProxyServer.ToxicRequest(
-            name: toxic.name, type: toxic.type, stream: toxic.stream.rawValue, toxicity: toxic.toxicity, attributes: toxic.attributes)
-    }
 
     private func translate<T>(_ context: String, _ body: () throws(ProxyError) -> T) throws -> T {
         do {

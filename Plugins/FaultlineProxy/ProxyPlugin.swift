@@ -1,7 +1,9 @@
 import FaultlineKit
 
 /// The in-process proxy plugin: Toxiproxy's toxics (registered through the same ``Toxic`` door as
-/// any plugin's) and the `inprocess` toxic backend, the default when a profile names none.
+/// any plugin's), the `inprocess` toxic backend, registered as the default (a profile's
+/// `toxics: {backend: …}` names another), and the run extension that brings the backend and the
+/// suite's `proxies:` up.
 public enum ProxyPlugin: FaultlinePlugin {
     public static let name = "proxy"
 
@@ -13,6 +15,7 @@ public enum ProxyPlugin: FaultlinePlugin {
 
     public static func register(into registry: inout PluginRegistry) {
         for toxic in toxics { registry.register(toxic: toxic) }
-        registry.register(toxicBackend: InProcessBackendFactory())
+        registry.register(toxicBackend: InProcessBackendFactory(), isDefault: true)
+        registry.register(extension: ToxicBackendExtension())
     }
 }

@@ -381,6 +381,8 @@ public enum ToxiproxyPlugin: FaultlinePlugin {
 
     public static func register(into registry: inout PluginRegistry) {
         registry.register(toxicBackend: ToxiproxyBackendFactory())
+        // The run's backend and the suite's proxies; the proxy plugin registers it too.
+        registry.register(extension: ToxicBackendExtension())
         registry.register(extension: ToxiproxyConnectionsExtension())
         ToxiproxyActivities.register(into: &registry)
         ChaosToolkitFunctions.register(into: &registry)

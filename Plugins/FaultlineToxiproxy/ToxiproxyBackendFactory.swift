@@ -138,11 +138,11 @@ struct ToxiproxyConnectionsExtension: RunExtension {
     let name = "toxiproxy connections"
     let suiteKeys: [String] = []
     /// Before services, so that servers are cleaned up after the services stop.
-    let order = -10
+    let stage = RunStage.network
 
-    func validate(_ sections: [String: SourceNode], substitution: Substitution, sink: DiagnosticSink) {}
+    func plan(_ sections: RunSections, context: RunPlanContext, sink: DiagnosticSink) -> Void? { () }
 
-    func start(_ setup: RunSetup) async throws -> (any RunExtensionHandle)? {
+    func start(_ plan: Void, setup: RunSetup) async throws -> (any RunExtensionHandle)? {
         let connections = ToxiproxyConnections()
         setup.provide(ToxiproxyConnectionsKey.self, connections)
         return Handle(connections: connections)

@@ -133,25 +133,23 @@ struct RunCommand: AsyncParsableCommand {
 
         let observer = ConsoleObserver(verbosity: quiet ? .quiet : (verbose ? .verbose : .normal))
         let runner = SuiteRunner(registry: registry, observer: observer, logger: Logger(label: "faultline"))
-        let prepared: SuiteRunner.Prepared
+        let plan: RunPlan
         do {
-            prepared = try runner.load(path: try load.resolvedFile(), options: options)
+            plan = try runner.load(path: try load.resolvedFile(), options: options)
         } catch let error as FaultlineKit.ValidationError {
             printDiagnostics(error.diagnostics)
             let count = error.errors.count
             Terminal.shared.error("\(count) error\(count == 1 ? "" : "s"); nothing was run")
             throw ExitCode(2)
         }
-        printDiagnostics(prepared.warnings)
-        var redactor = LogSettings.redactor
-        let shared = ResolvedConfiguration.resolve(prepared.sharedLayers, environment: options.environment, sources: prepared.sources, sink: DiagnosticSink())
-        redactor.add(Array(shared.redactor.needles) + Array(shared.redactor.exact))
-        LogSettings.redactor = redactor
+        printDiagnostics(plan.warnings)
+        // Activities' loggers are masked by the engine; this covers what plugins log on their own.
+        LogSettings.redactor = plan.redactor
 
         let interruption = Interruption()
         let signals = SignalHandlers(interruption: interruption, observer: observer)
         signals.install()
-        let result = await runner.run(prepared, interruption: interruption)
+        let result = await runner.run(plan, interruption: interruption)
         signals.restoreAfterRun()
 
         let t = Terminal.shared

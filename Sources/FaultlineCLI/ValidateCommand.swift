@@ -16,11 +16,11 @@ struct ValidateCommand: AsyncParsableCommand {
         let file = try load.resolvedFile()
         let t = Terminal.shared
         do {
-            let prepared = try runner.load(path: file, options: try load.runnerOptions())
-            printDiagnostics(prepared.warnings)
-            let count = prepared.experiments.count
+            let plan = try runner.load(path: file, options: try load.runnerOptions())
+            printDiagnostics(plan.warnings)
+            let count = plan.experiments.count
             var text = t.paint("✓", .green) + " \(file): \(count) experiment\(count == 1 ? "" : "s") valid"
-            if let profile = prepared.profile { text += " (profile \(profile.name))" }
+            if let profile = plan.profile { text += " (profile \(profile.name))" }
             t.write(text + "\n")
         } catch let error as FaultlineKit.ValidationError {
             printDiagnostics(error.diagnostics)

@@ -28,7 +28,8 @@ public final class TestKit: Sendable {
         var registry = PluginRegistry(plugins: plugins)
         registry.register(probe: ScriptedProbe(kit: self))
         registry.register(action: RecordingAction(kit: self))
-        registry.register(toxicBackend: InMemoryToxicBackendFactory(backend: backend))
+        registry.register(toxicBackend: InMemoryToxicBackendFactory(backend: backend), isDefault: true)
+        registry.register(extension: ToxicBackendExtension())
         return registry
     }
 
@@ -140,6 +141,8 @@ public struct RecordingAction: Action {
         public var barrier_count: Int?
         /// Record a fault window labelled with the label.
         public var fault: Bool?
+        /// Write this line to the activity's logger (at info level).
+        public var log: String?
     }
 
     let kit: TestKit
@@ -150,6 +153,7 @@ public struct RecordingAction: Action {
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
         kit.record(arguments.label)
+        if let line = arguments.log { context.logger.info("\(line)") }
         if let barrier = arguments.barrier { await kit.arrive(at: barrier, count: arguments.barrier_count ?? 2) }
         if arguments.fault == true { context.beginFault(arguments.label, id: arguments.label) }
         if arguments.cleanup == true {
@@ -293,9 +297,9 @@ public final class InMemoryToxicBackend: ToxicBackend, Sendable {
     public func shutdown() async {}
 }
 
-/// Serves one ``InMemoryToxicBackend`` as the `inprocess` backend.
+/// Serves one ``InMemoryToxicBackend`` as the `memory` backend (the default of ``TestKit``'s registry).
 public struct InMemoryToxicBackendFactory: ToxicBackendFactory {
-    public let name = "inprocess"
+    public let name = "memory"
     let backend: InMemoryToxicBackend
 
     public init(backend: InMemoryToxicBackend) { self.backend = backend }

@@ -186,6 +186,24 @@ struct CLITests {
         #expect(everything.contains("pw=***"))
     }
 
+    @Test("an experiment's own secret that a provider writes to its log is masked in --verbose output")
+    func experimentSecretInProviderLog() async throws {
+        let scratch = try Scratch()
+        // A string of arguments makes the process provider log the command line it runs through the shell.
+        try scratch.write("exp.yaml", """
+            title: leaky log
+            secrets:
+              db: {password: {type: env, key: T_DB_PASSWORD}}
+            method:
+              - {type: action, name: a, provider: {type: process, path: echo, arguments: "pw=${password}"}}
+            """)
+        let run = try FaultlineRun(["run", "exp.yaml", "--verbose"], in: scratch, environment: ["T_DB_PASSWORD": "tr0ub4dor-and-3"])
+        #expect(await run.wait() == 0)
+        #expect(run.stderr.contains("through /bin/sh -c"), "\(run.stderr)")
+        #expect(!(run.stdout + run.stderr).contains("tr0ub4dor-and-3"))
+        #expect(run.stderr.contains("pw=***"), "\(run.stderr)")
+    }
+
     @Test("faultline run with no experiments.yaml says what to do")
     func noSuite() async throws {
         let scratch = try Scratch()

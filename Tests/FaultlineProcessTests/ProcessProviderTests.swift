@@ -1,5 +1,6 @@
 import FaultlineKit
 import FaultlineProcess
+import FaultlineTesting
 import Foundation
 import Testing
 
@@ -112,5 +113,26 @@ struct ProcessProviderTests {
         // 0, 1, 2, and the directory ls itself opened.
         let fds = (output["stdout"]?.stringValue ?? "").split(separator: "\n").compactMap { Int($0) }
         #expect(fds.filter { $0 > 2 }.count <= 1, "inherited: \(fds)")
+    }
+
+    @Test("a tolerance probe that runs a process is met when it exits 0: the provider says so, not the output's keys")
+    func toleranceProbe() async throws {
+        let kit = TestKit()
+        func verdict(_ exit: Int) async throws -> Outcome {
+            let journal = try await kit.run(yaml: """
+                title: t
+                steady-state-hypothesis:
+                  title: h
+                  probes:
+                    - type: probe
+                      name: p
+                      provider: {type: test.probe, value: {status: \(exit), stdout: ""}}
+                      tolerance: {type: probe, name: judge, provider: {type: process, path: sh, arguments: ["-c", "exit \(exit)"]}}
+                method: []
+                """, plugins: [ProcessPlugin.self]).journals[0]
+            return journal.outcome
+        }
+        #expect(try await verdict(0) == .completed)
+        #expect(try await verdict(3) == .failed)
     }
 }

@@ -34,7 +34,8 @@ enum EchoProbePlugin: FaultlinePlugin {
 
 /// Runs a suite file written from text with the real in-process proxy.
 func runSuite(
-    _ yaml: String, seed: UInt64 = 3, interruption: Interruption = Interruption(), observer: any RunObserver = SilentObserver()
+    _ yaml: String, seed: UInt64 = 3, interruption: Interruption = Interruption(), observer: any RunObserver = SilentObserver(),
+    plugins: [any FaultlinePlugin.Type] = []
 ) async throws -> SuiteRunner.Result {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-proxy-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -44,7 +45,7 @@ func runSuite(
     var options = SuiteRunner.Options()
     options.journalPath = directory.appendingPathComponent("journals").path
     options.seed = seed
-    var registry = PluginRegistry(plugins: [ProxyPlugin.self, ToxicActionsPlugin.self, EchoProbePlugin.self])
+    var registry = PluginRegistry(plugins: [ProxyPlugin.self, ToxicActionsPlugin.self, EchoProbePlugin.self] + plugins)
     registry.register(probe: ScriptedProbe(kit: TestKit()))
     let runner = SuiteRunner(registry: registry, observer: observer)
     return await runner.run(try runner.load(path: file, options: options), interruption: interruption)

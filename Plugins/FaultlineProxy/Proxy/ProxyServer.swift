@@ -420,14 +420,7 @@ public final class ProxyServer: Sendable {
         try await serially { () throws(ProxyError) in
             let proxy = try self.managed(proxyName)
             let toxic = try self.makeToxic(request, besides: proxy.runtime.toxics.map(\.name))
-            let name = toxic.definition.name
-            let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
-                if toxics.contains(where: { $0.definition.name == name }) { throw ProxyError(.conflict, "toxic already exists") }
-                toxics.append(toxic)
-                return .add(toxic)
-            }
-            await ProxyRuntime.broadcast(change, to: connections)
-            return toxic.definition
+            return try await self.append(toxic, to: proxy)
         }
     }
 
@@ -446,6 +439,37 @@ public final class ProxyServer: Sendable {
         return ActiveToxic(
             definition: ToxicDefinition(name: name, type: request.type, stream: stream, toxicity: request.toxicity ?? 1, attributes: prepared.attributes),
             prepared: prepared)
+    }
+
+    /// Adds a toxic given as typed values (the in-process backend's): nothing is parsed, and
+    /// attributes the toxic action already decoded and validated (``ToxicDefinition/prepared``)
+    /// are used as they are.
+    public func addToxic(_ toxic: ToxicDefinition, to proxyName: String) async throws(ProxyError) -> ToxicDefinition {
+        try await serially { () throws(ProxyError) in
+            let proxy = try self.managed(proxyName)
+            guard let descriptor = self.toxicTypes[toxic.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
+            let prepared: PreparedToxic
+            if let given = toxic.prepared, given.type == toxic.type {
+                prepared = given
+            } else {
+                prepared = try Self.prepare(descriptor, toxic.attributes)
+            }
+            let name = toxic.name.isEmpty ? "\(toxic.type)_\(toxic.stream.rawValue)" : toxic.name
+            let definition = ToxicDefinition(name: name, type: toxic.type, stream: toxic.stream, toxicity: toxic.toxicity, attributes: prepared.attributes)
+            return try await self.append(ActiveToxic(definition: definition, prepared: prepared), to: proxy)
+        }
+    }
+
+    /// Puts a toxic at the end of its stream's chain and applies it to live connections.
+    private func append(_ toxic: ActiveToxic, to proxy: ManagedProxy) async throws(ProxyError) -> ToxicDefinition {
+        let name = toxic.definition.name
+        let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
+            if toxics.contains(where: { $0.definition.name == name }) { throw ProxyError(.conflict, "toxic already exists") }
+            toxics.append(toxic)
+            return .add(toxic)
+        }
+        await ProxyRuntime.broadcast(change, to: connections)
+        return toxic.definition
     }
 
     /// Merges `attributes` into the toxic's and sets its toxicity when given; live connections keep

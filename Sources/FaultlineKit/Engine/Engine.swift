@@ -107,6 +107,8 @@ private final class ExperimentRun: Sendable {
     let recorder: JournalRecorder
     let state = RunState()
     let redactor: Redactor
+    /// The engine's logger with this experiment's secrets (its own and the shared ones) masked.
+    let logger: Logger
     let startDate = Date()
     let hypothesisStrategy: HypothesisStrategy
     let rollbackStrategy: RollbackStrategy
@@ -131,6 +133,7 @@ private final class ExperimentRun: Sendable {
         self.options = options
         self.interruption = interruption
         redactor = configuration.redactor
+        logger = engine.logger.redacting(configuration.redactor)
         hypothesisStrategy = options.hypothesisStrategy ?? experiment.runtime.hypothesis?.strategy ?? .default
         rollbackStrategy = options.rollbackStrategy ?? experiment.runtime.rollbacks?.strategy ?? .default
         frequency = max(0.01, options.hypothesisFrequency ?? experiment.runtime.hypothesis?.frequency ?? 1.0)
@@ -486,7 +489,7 @@ private final class ExperimentRun: Sendable {
             } else {
                 let context = ActivityContext(
                     activityName: activity.name, kind: activity.kind, configuration: currentConfiguration(), secrets: configuration.secrets,
-                    logger: Self.activityLogger(engine.logger, activity: activity.name), isDryRun: dryCovers, resources: resources,
+                    logger: Self.activityLogger(logger, activity: activity.name), isDryRun: dryCovers, resources: resources,
                     runDirectory: options.runDirectory, seed: options.seed, run: state)
                 let limit = prepared.enforcedTimeout
                 do {
@@ -565,14 +568,11 @@ private final class ExperimentRun: Sendable {
             probeConfiguration["value"] = output
             let context = ActivityContext(
                 activityName: probe.name, kind: .probe, configuration: probeConfiguration, secrets: configuration.secrets,
-                logger: Self.activityLogger(engine.logger, activity: probe.name), isDryRun: false, resources: resources,
+                logger: Self.activityLogger(logger, activity: probe.name), isDryRun: false, resources: resources,
                 runDirectory: options.runDirectory, seed: options.seed, run: state)
             let limit = prepared.enforcedTimeout
             let result = try await withTimeout(limit) { try await prepared.invocation(context) }
-            let met: Bool =
-                if let status = result["status"]?.intValue, result["stdout"] != nil { status == 0 }
-                else if let status = result["status"]?.intValue, result["headers"] != nil { (200..<300).contains(status) }
-                else { result.isTruthy }
+            let met = prepared.descriptor.isSuccess(result)
             return ToleranceOutcome(met: met, message: met ? nil : "tolerance probe \"\(probe.name)\" returned \(Tolerance.describe(result))")
         } catch {
             return ToleranceOutcome(met: false, message: "tolerance probe \"\(probe.name)\" failed: \(error)")

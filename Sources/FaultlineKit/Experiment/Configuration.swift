@@ -1,11 +1,16 @@
 import Foundation
-import Synchronization
 
 /// One configuration value as written: a literal, or read from the environment.
 public enum ConfigurationEntry: Sendable {
     case literal(SourceNode)
     /// `{type: env, key, default, env_var_type}`.
     case environment(key: String, defaultValue: SourceNode?, type: EnvironmentValueType?, location: SourceLocation?)
+    /// A value read already (from the environment, from a plugin): taken as it is, its `${…}`
+    /// references still resolved against the other values.
+    case evaluated(Value, location: SourceLocation?)
+    /// A value resolved already (the shared configuration under an experiment's own, what run
+    /// extensions export): taken as it is, neither evaluated nor substituted again.
+    case resolved(Value)
 
     /// Reads an entry, reporting malformed ones to `sink`.
     public static func parse(_ node: SourceNode, path: DocumentPath, sink: DiagnosticSink) -> ConfigurationEntry? {
@@ -163,56 +168,25 @@ public struct ResolvedConfiguration: Sendable {
         _ layers: [ConfigurationLayer], environment: [String: String], sources: ConfigurationSources = .none, sink: DiagnosticSink
     ) -> ResolvedConfiguration {
         var entries: [String: ConfigurationEntry] = [:]
-        var entryLayer: [String: String] = [:]
         var order: [String] = []
         var secretEntries: [String: [String: ConfigurationEntry]] = [:]
         for layer in layers {
             for (key, entry) in layer.entries {
                 if entries.updateValue(entry, forKey: key) == nil { order.append(key) }
-                entryLayer[key] = layer.name
             }
             for (scope, key, entry) in layer.secrets { secretEntries[scope, default: [:]][key] = entry }
         }
 
-        func evaluate(_ entry: ConfigurationEntry, name: String, isSecret: Bool) -> Value? {
-            switch entry {
-            case .literal(let node):
-                if let type = node["type"]?.stringValue, sources.handles(type) {
-                    do {
-                        return try sources.value(type: type, node: node, key: name, layer: entryLayer[name] ?? "")
-                    } catch {
-                        sink.report(error, fallbackLocation: node.location, path: DocumentPath([.key("configuration"), .key(name)]))
-                        return nil
-                    }
-                }
-                return node.value
-            case .environment(let key, let defaultValue, let type, let location):
-                guard let text = environment[key] else {
-                    if let defaultValue { return defaultValue.value }
-                    sink.report(
-                        Diagnostic(
-                            "environment variable \(key) is not set (needed by \(isSecret ? "secret" : "configuration") \"\(name)\")", at: location,
-                            hint: isSecret ? "export \(key)=…" : "export \(key)=…, add default: to the entry, or pass --var \(name)=…"))
-                    return nil
-                }
-                guard let type else { return .string(text) }
-                do {
-                    return try type.convert(text)
-                } catch {
-                    sink.report(Diagnostic("environment variable \(key): \(error)", at: location))
-                    return nil
-                }
-            }
-        }
-
         var raw: [String: Value] = [:]
         for key in order {
-            if let value = evaluate(entries[key]!, name: key, isSecret: false) { raw[key] = value }
+            if let value = evaluate(entries[key]!, name: key, isSecret: false, environment: environment, sources: sources, sink: sink) { raw[key] = value }
         }
         var secrets: [String: [String: Value]] = [:]
         for (scope, keys) in secretEntries {
             for (key, entry) in keys {
-                if let value = evaluate(entry, name: "\(scope).\(key)", isSecret: true) { secrets[scope, default: [:]][key] = value }
+                if let value = evaluate(entry, name: "\(scope).\(key)", isSecret: true, environment: environment, sources: sources, sink: sink) {
+                    secrets[scope, default: [:]][key] = value
+                }
             }
         }
 
@@ -226,6 +200,11 @@ public struct ResolvedConfiguration: Sendable {
                 return nil
             }
             guard let value = raw[key] else { return nil }
+            if case .resolved = entries[key]! {
+                state[key] = true
+                resolved.configuration[key] = value
+                return value
+            }
             state[key] = false
             var lookups = resolved.substitution
             for name in references(in: value) where lookups.variables[name] == nil && raw[name] != nil {
@@ -242,7 +221,11 @@ public struct ResolvedConfiguration: Sendable {
                 result = try lookups.substitute(value)
             } catch {
                 let location: SourceLocation? =
-                    if case .literal(let node) = entries[key]! { node.location } else { nil }
+                    switch entries[key]! {
+                    case .literal(let node): node.location
+                    case .evaluated(_, let location): location
+                    default: nil
+                    }
                 sink.report(error, fallbackLocation: location, path: DocumentPath([.key("configuration"), .key(key)]))
                 result = value
             }
@@ -252,6 +235,43 @@ public struct ResolvedConfiguration: Sendable {
         }
         for key in order { _ = resolveKey(key) }
         return resolved
+    }
+
+    /// Evaluates one entry: reads the environment, or asks a plugin for a value of its type.
+    /// - Returns: the value, or nil having reported why to `sink`.
+    static func evaluate(
+        _ entry: ConfigurationEntry, name: String, isSecret: Bool, environment: [String: String], sources: ConfigurationSources, sink: DiagnosticSink
+    ) -> Value? {
+        switch entry {
+        case .literal(let node):
+            if let type = node["type"]?.stringValue, sources.handles(type) {
+                do {
+                    return try sources.value(type: type, node: node, key: name)
+                } catch {
+                    sink.report(error, fallbackLocation: node.location, path: DocumentPath([.key("configuration"), .key(name)]))
+                    return nil
+                }
+            }
+            return node.value
+        case .environment(let key, let defaultValue, let type, let location):
+            guard let text = environment[key] else {
+                if let defaultValue { return defaultValue.value }
+                sink.report(
+                    Diagnostic(
+                        "environment variable \(key) is not set (needed by \(isSecret ? "secret" : "configuration") \"\(name)\")", at: location,
+                        hint: isSecret ? "export \(key)=…" : "export \(key)=…, add default: to the entry, or pass --var \(name)=…"))
+                return nil
+            }
+            guard let type else { return .string(text) }
+            do {
+                return try type.convert(text)
+            } catch {
+                sink.report(Diagnostic("environment variable \(key): \(error)", at: location))
+                return nil
+            }
+        case .evaluated(let value, _), .resolved(let value):
+            return value
+        }
     }
 
     private static func references(in value: Value) -> [String] {
@@ -267,8 +287,8 @@ public struct ResolvedConfiguration: Sendable {
 /// A configuration value type a plugin defines: `port: {type: free_port}`.
 ///
 /// ## Implementation requirements
-/// The value is computed once per run and key (``ConfigurationSources`` remembers it), so
-/// validation and the run see the same value.
+/// The value may differ from call to call (a free port): a run's plan computes it once per entry,
+/// so validation and the run see the same value.
 public protocol ConfigurationProvider: Sendable {
     /// The `type:` that selects it.
     var type: String { get }
@@ -279,10 +299,9 @@ public protocol ConfigurationProvider: Sendable {
     func value(for node: SourceNode, key: String) throws -> Value
 }
 
-/// The plugin-defined configuration types of a run, and the values they produced.
+/// The plugin-defined configuration types of a run.
 public final class ConfigurationSources: Sendable {
     private let providers: [String: any ConfigurationProvider]
-    private let values = Mutex<[String: Value]>([:])
 
     public init(providers: [String: any ConfigurationProvider]) { self.providers = providers }
 
@@ -291,86 +310,43 @@ public final class ConfigurationSources: Sendable {
 
     func handles(_ type: String) -> Bool { providers[type] != nil }
 
-    /// The value for a key of a layer, computed on first use and remembered.
-    func value(type: String, node: SourceNode, key: String, layer: String) throws -> Value {
-        let cacheKey = layer + "\u{0}" + key
-        if let known = values.withLock({ $0[cacheKey] }) { return known }
-        let value = try providers[type]!.value(for: node, key: key)
-        return values.withLock { values in
-            if let raced = values[cacheKey] { return raced }
-            values[cacheKey] = value
-            return value
-        }
+    /// Computes the value of one entry of a plugin-defined type.
+    func value(type: String, node: SourceNode, key: String) throws -> Value {
+        try providers[type]!.value(for: node, key: key)
     }
 }
 
-/// Replaces secret values with `***` wherever they appear: journals, logs, console and reports.
-///
-/// Matching is by value, so a secret stays hidden after it was substituted into a URL, a header or
-/// a command line, and in its percent-encoded and JSON-escaped forms.
-public struct Redactor: Sendable {
-    public static let mask = "***"
-    /// Secrets of four characters or more, masked wherever they occur inside text.
-    public private(set) var needles: [String] = []
-    /// Shorter secrets, masked only where a whole string equals them: masking every "42" inside
-    /// other text would make journals unreadable and still reveal nothing about the secret.
-    public private(set) var exact: Set<String> = []
-
-    public init(secrets: [String: [String: Value]] = [:]) {
-        var values: [String] = []
-        func collect(_ value: Value) {
-            switch value {
-            case .string(let s): values.append(s)
-            case .int(let i): values.append(String(i))
-            case .double(let d): values.append("\(d)")
-            case .array(let a): a.forEach(collect)
-            case .object(let o): o.forEach { collect($0.value) }
-            default: break
+extension ConfigurationLayer {
+    /// This layer with every entry the `later` layers do not override evaluated (the environment
+    /// read, a plugin's value computed), so that resolving it again reads and computes nothing.
+    /// The values keep their `${…}` references, which resolve against the other layers.
+    func evaluated(
+        under later: [ConfigurationLayer], environment: [String: String], sources: ConfigurationSources, sink: DiagnosticSink
+    ) -> ConfigurationLayer {
+        let overridden = Set(later.flatMap { $0.entries.map(\.key) })
+        let overriddenSecrets = Set(later.flatMap { $0.secrets.map { [$0.scope, $0.key] } })
+        var layer = ConfigurationLayer(name: name)
+        for (key, entry) in entries where !overridden.contains(key) {
+            if let value = ResolvedConfiguration.evaluate(entry, name: key, isSecret: false, environment: environment, sources: sources, sink: sink) {
+                layer.entries.append((key, .evaluated(value, location: entry.location)))
             }
         }
-        for scope in secrets.values { scope.values.forEach(collect) }
-        add(values)
-    }
-
-    /// Adds more secret values.
-    public mutating func add(_ values: [String]) {
-        var set = Set(needles)
-        for value in values where !value.isEmpty && value.count < 4 { exact.insert(value) }
-        for value in values where value.count >= 4 {
-            set.insert(value)
-            if let encoded = value.addingPercentEncoding(withAllowedCharacters: .alphanumerics), encoded != value { set.insert(encoded) }
-            var escaped = ""
-            JSONWriter.writeString(value, into: &escaped)
-            escaped = String(escaped.dropFirst().dropLast())
-            if escaped != value { set.insert(escaped) }
+        for (scope, key, entry) in secrets where !overriddenSecrets.contains([scope, key]) {
+            if let value = ResolvedConfiguration.evaluate(entry, name: "\(scope).\(key)", isSecret: true, environment: environment, sources: sources, sink: sink) {
+                layer.secrets.append((scope, key, .evaluated(value, location: entry.location)))
+            }
         }
-        // Longest first, so that a secret containing another is masked whole.
-        needles = set.sorted { $0.count != $1.count ? $0.count > $1.count : $0 < $1 }
+        return layer
     }
+}
 
-    public var isEmpty: Bool { needles.isEmpty && exact.isEmpty }
-
-    public func redact(_ text: String) -> String {
-        if exact.contains(text) { return Self.mask }
-        guard !needles.isEmpty else { return text }
-        var result = text
-        for needle in needles where result.contains(needle) {
-            result = result.replacingOccurrences(of: needle, with: Self.mask)
-        }
-        return result
-    }
-
-    public func redact(_ value: Value) -> Value {
-        guard !isEmpty else { return value }
-        switch value {
-        case .string(let s): return .string(redact(s))
-        case .int(let i): return needles.contains(String(i)) || exact.contains(String(i)) ? .string(Self.mask) : value
-        case .array(let a): return .array(a.map(redact))
-        case .object(let o):
-            var result = ValueObject()
-            for (key, member) in o { result[redact(key)] = redact(member) }
-            return .object(result)
-        default: return value
+extension ConfigurationEntry {
+    /// Where the entry is written, if it is.
+    var location: SourceLocation? {
+        switch self {
+        case .literal(let node): node.location
+        case .environment(_, _, _, let location), .evaluated(_, let location): location
+        case .resolved: nil
         }
     }
 }

@@ -13,6 +13,8 @@ public protocol FaultlinePlugin: Sendable {
 /// extensions and toxic backends.
 ///
 /// Registering a name twice replaces the earlier entry, so a custom binary can override a built-in.
+/// The registry names no plugin: which toxic backend is the default, for instance, is whichever a
+/// plugin registered with `isDefault: true`.
 public struct PluginRegistry: Sendable {
     public struct ProviderKey: Hashable, Sendable {
         public var type: String
@@ -22,8 +24,11 @@ public struct PluginRegistry: Sendable {
     public private(set) var providers: [ProviderKey: ProviderDescriptor] = [:]
     public private(set) var toxics: [String: ToxicDescriptor] = [:]
     public private(set) var reporters: [String: any Reporter] = [:]
+    /// In start order: by ``RunStage``, then in registration order.
     public private(set) var runExtensions: [any RunExtension] = []
     public private(set) var toxicBackends: [String: any ToxicBackendFactory] = [:]
+    /// The backend a run uses when its profile names none: the last one registered as the default.
+    public private(set) var defaultToxicBackend: String?
     /// Configuration value types plugins define (`{type: free_port}`).
     public private(set) var configurationProviders: [String: any ConfigurationProvider] = [:]
     /// Plugin names, in registration order.
@@ -86,14 +91,24 @@ public struct PluginRegistry: Sendable {
         reporters[reporter.format] = reporter
     }
 
+    /// Registers a run extension. It starts after every extension of an earlier ``RunStage`` and
+    /// of its own stage registered before it; registering a name again replaces the extension in
+    /// its place (so plugins that share one, like ``ToxicBackendExtension``, may each register it).
     public mutating func register(extension runExtension: some RunExtension) {
+        if let index = runExtensions.firstIndex(where: { $0.name == runExtension.name && $0.stage == runExtension.stage }) {
+            runExtensions[index] = runExtension
+            return
+        }
         runExtensions.removeAll { $0.name == runExtension.name }
-        runExtensions.append(runExtension)
-        runExtensions.sort { $0.order < $1.order }
+        let position = runExtensions.firstIndex { $0.stage > runExtension.stage } ?? runExtensions.endIndex
+        runExtensions.insert(runExtension, at: position)
     }
 
-    public mutating func register(toxicBackend factory: some ToxicBackendFactory) {
+    /// Registers a toxic backend under its ``ToxicBackendFactory/name``.
+    /// - Parameter isDefault: whether runs use it when their profile names no backend.
+    public mutating func register(toxicBackend factory: some ToxicBackendFactory, isDefault: Bool = false) {
         toxicBackends[factory.name] = factory
+        if isDefault { defaultToxicBackend = factory.name }
     }
 
     public mutating func register(configurationProvider provider: some ConfigurationProvider) {
@@ -119,6 +134,9 @@ public struct PluginRegistry: Sendable {
 
     /// Every suite key some run extension reads.
     public var extensionSuiteKeys: [String] { runExtensions.flatMap(\.suiteKeys) }
+
+    /// Every profile key some run extension reads.
+    public var extensionProfileKeys: [String] { runExtensions.flatMap(\.profileKeys) }
 }
 
 /// A provider with its arguments type erased: how the engine prepares and calls it.
@@ -130,6 +148,8 @@ public struct ProviderDescriptor: Sendable {
     /// `module.func` for Chaos Toolkit python functions.
     public let pythonName: String?
     public let argumentHelp: [String: String]
+    /// The provider's ``Provider/isSuccess(_:)``.
+    let successJudge: @Sendable (Value) -> Bool?
     let schemaMaker: @Sendable () -> ArgumentSchema
     let preparer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?, PluginRegistry) throws -> PreparedInvocation
     let toleranceParser: (@Sendable (SourceNode, DocumentPath) throws -> (any ToleranceCheck)?)?
@@ -144,6 +164,7 @@ public struct ProviderDescriptor: Sendable {
         handlesDryRun = P.handlesDryRun
         self.pythonName = pythonName
         argumentHelp = P.argumentHelp
+        successJudge = { P.isSuccess($0) }
         schemaMaker = { ArgumentSchema.of(P.Arguments.self, help: P.argumentHelp) }
         preparer = { node, path, sink, registry in
             let arguments = try Self.decode(P.self, node, path, sink, registry)
@@ -165,6 +186,7 @@ public struct ProviderDescriptor: Sendable {
         handlesDryRun = A.handlesDryRun
         self.pythonName = pythonName
         argumentHelp = A.argumentHelp
+        successJudge = { A.isSuccess($0) }
         schemaMaker = { ArgumentSchema.of(A.Arguments.self, help: A.argumentHelp) }
         preparer = { node, path, sink, registry in
             let arguments = try Self.decode(A.self, node, path, sink, registry)
@@ -178,7 +200,7 @@ public struct ProviderDescriptor: Sendable {
     private static func decode<P: Provider>(
         _ provider: P.Type, _ node: SourceNode, _ path: DocumentPath, _ sink: DiagnosticSink?, _ registry: PluginRegistry
     ) throws -> P.Arguments {
-        let arguments = try NodeDecoder().decode(P.Arguments.self, from: node, path: path, sink: sink)
+        var arguments = try NodeDecoder().decode(P.Arguments.self, from: node, path: path, sink: sink)
         if let sink {
             for warning in P.warnings(arguments) {
                 var diagnostic = warning.located(in: node, path: path)
@@ -189,13 +211,16 @@ public struct ProviderDescriptor: Sendable {
         do {
             try P.validate(arguments)
             if let checker = P.self as? any RegistryValidating.Type {
-                try checker.validate(any: arguments, registry: registry)
+                arguments = try checker.prepare(any: arguments, registry: registry) as! P.Arguments
             }
         } catch let error as ArgumentError {
             throw error.located(in: node, path: path)
         }
         return arguments
     }
+
+    /// Whether an output of the provider means success (``Provider/isSuccess(_:)``), else its truthiness.
+    public func isSuccess(_ output: Value) -> Bool { successJudge(output) ?? output.isTruthy }
 
     /// Decodes and checks arguments without running anything.
     /// - Returns: configuration keys the activity will export.
@@ -208,11 +233,20 @@ public struct ProviderDescriptor: Sendable {
 /// against the registered toxic type).
 public protocol RegistryValidating: Provider {
     static func validate(_ arguments: Arguments, registry: PluginRegistry) throws
+    /// The arguments checked against the registry and completed with what the check produced
+    /// (the `toxic` action keeps its decoded attributes, so they are not decoded again when the
+    /// toxic is added). The default validates and returns the arguments unchanged.
+    static func prepare(_ arguments: Arguments, registry: PluginRegistry) throws -> Arguments
 }
 
 extension RegistryValidating {
-    static func validate(any arguments: Any, registry: PluginRegistry) throws {
-        try validate(arguments as! Arguments, registry: registry)
+    public static func prepare(_ arguments: Arguments, registry: PluginRegistry) throws -> Arguments {
+        try validate(arguments, registry: registry)
+        return arguments
+    }
+
+    static func prepare(any arguments: Any, registry: PluginRegistry) throws -> Any {
+        try prepare(arguments as! Arguments, registry: registry)
     }
 }
 
@@ -233,28 +267,23 @@ public struct ToxicDescriptor: Sendable {
     public let summary: String
     public let attributeHelp: [String: String]
     let schemaMaker: @Sendable () -> ArgumentSchema
-    let normalizer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?) throws -> Value
-    let preparer: @Sendable (Value) throws -> PreparedToxic
+    /// The one place attributes are decoded, validated and encoded back with their defaults.
+    let preparer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?, _ locate: Bool) throws -> PreparedToxic
 
     init<T: Toxic>(_ toxic: T.Type) {
         type = T.type
         summary = T.summary
         attributeHelp = T.attributeHelp
         schemaMaker = { ArgumentSchema.of(T.Attributes.self, help: T.attributeHelp) }
-        normalizer = { node, path, sink in
+        preparer = { node, path, sink, locate in
             let attributes = try NodeDecoder().decode(T.Attributes.self, from: node, path: path, sink: sink)
             do {
                 try T.validate(attributes)
-            } catch let error as ArgumentError {
+            } catch let error as ArgumentError where locate {
                 throw error.located(in: node, path: path)
             }
-            return try ValueEncoder().encode(attributes)
-        }
-        preparer = { value in
-            let attributes = try NodeDecoder().decode(T.Attributes.self, from: value)
-            try T.validate(attributes)
             return PreparedToxic(
-                attributes: try ValueEncoder().encode(attributes), typed: attributes,
+                type: T.type, attributes: try ValueEncoder().encode(attributes), typed: attributes,
                 stageMaker: { random in T.makeStage(attributes, random: random) })
         }
     }
@@ -268,20 +297,30 @@ public struct ToxicDescriptor: Sendable {
     /// Decodes and validates attributes, returning them with every default filled in (as
     /// Toxiproxy echoes them).
     public func normalize(_ attributes: SourceNode, path: DocumentPath, sink: DiagnosticSink? = nil) throws -> Value {
-        try normalizer(attributes, path, sink)
+        try preparer(attributes, path, sink, true).attributes
     }
 
     /// Decodes and validates attributes given as a plain value.
     public func normalize(_ attributes: Value) throws -> Value {
-        try normalizer(SourceNode(attributes, at: nil), .root, nil)
+        try preparer(SourceNode(attributes, at: nil), .root, nil, true).attributes
     }
 
     /// Decodes and validates attributes once, for a proxy that makes a stage per connection.
-    public func prepare(_ attributes: Value) throws -> PreparedToxic { try preparer(attributes) }
+    /// - Throws: the toxic's own ``ArgumentError`` as it is, or a ``Diagnostic`` for a decoding error.
+    public func prepare(_ attributes: Value) throws -> PreparedToxic {
+        try preparer(SourceNode(attributes, at: nil), .root, nil, false)
+    }
+
+    /// Decodes and validates attributes written in a document, pointing at the attribute at fault.
+    public func prepare(_ attributes: SourceNode, path: DocumentPath) throws -> PreparedToxic {
+        try preparer(attributes, path, nil, true)
+    }
 }
 
 /// A toxic's attributes decoded and validated once, ready to make stages for many connections.
 public struct PreparedToxic: Sendable {
+    /// The toxic type the attributes belong to.
+    public let type: String
     /// The attributes with every default filled in, as the API echoes them.
     public let attributes: Value
     /// The toxic's typed `Attributes`, for ``ToxicStage/update(_:link:)``.

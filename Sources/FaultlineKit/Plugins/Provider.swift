@@ -34,6 +34,10 @@ public protocol Provider: Sendable {
     /// Configuration keys this activity sets when it runs (with an example value of the right
     /// type), so that later activities may refer to them: `create_proxy` exports `<name>_PORT`.
     static func exports(_ arguments: Arguments) -> [String: Value]
+    /// Whether an output of this provider reports success, for a `{type: probe}` tolerance that
+    /// runs it (a process that exited 0, an HTTP 2xx). Nil, the default, judges the output by its
+    /// truthiness. The engine asks the provider, so it never guesses an output's kind from its keys.
+    static func isSuccess(_ output: Value) -> Bool?
 }
 
 extension Provider {
@@ -43,6 +47,7 @@ extension Provider {
     public static func warnings(_ arguments: Arguments) -> [ArgumentError] { [] }
     public static func timeLimit(_ arguments: Arguments) -> Double? { nil }
     public static func exports(_ arguments: Arguments) -> [String: Value] { [:] }
+    public static func isSuccess(_ output: Value) -> Bool? { nil }
 }
 
 /// Observes the system and returns what it saw. Pure observation: a probe changes nothing.

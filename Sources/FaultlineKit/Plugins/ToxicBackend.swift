@@ -30,13 +30,26 @@ public struct ToxicDefinition: Sendable, Codable, Equatable {
     public var toxicity: Double
     /// Every attribute of the type, defaults filled in (as Toxiproxy echoes them).
     public var attributes: Value
+    /// The attributes already decoded and validated against the type, when whoever made the
+    /// definition did so (the `toxic` action): a backend that runs toxics itself uses them instead
+    /// of decoding again. Not part of the definition's identity, and never encoded.
+    public var prepared: PreparedToxic?
 
-    public init(name: String, type: String, stream: ToxicStream = .downstream, toxicity: Double = 1, attributes: Value = .object([:])) {
+    enum CodingKeys: String, CodingKey { case name, type, stream, toxicity, attributes }
+
+    public init(
+        name: String, type: String, stream: ToxicStream = .downstream, toxicity: Double = 1, attributes: Value = .object([:]), prepared: PreparedToxic? = nil
+    ) {
         self.name = name
         self.type = type
         self.stream = stream
         self.toxicity = toxicity
         self.attributes = attributes
+        self.prepared = prepared
+    }
+
+    public static func == (a: ToxicDefinition, b: ToxicDefinition) -> Bool {
+        a.name == b.name && a.type == b.type && a.stream == b.stream && a.toxicity == b.toxicity && a.attributes == b.attributes
     }
 }
 
@@ -95,7 +108,7 @@ public enum ToxicBackendKey: ResourceKey {
 
 /// Makes a toxic backend from a profile's `toxics:` section.
 public protocol ToxicBackendFactory: Sendable {
-    /// The `backend:` name that selects it (`inprocess`, `toxiproxy`).
+    /// The `backend:` name that selects it in a profile's `toxics:` section.
     var name: String { get }
     /// - Parameters:
     ///   - options: the profile's `toxics:` object (without `backend`), or nil.

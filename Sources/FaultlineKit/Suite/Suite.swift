@@ -18,6 +18,9 @@ import Foundation
 ///   - {name: store, listen: "127.0.0.1:0", upstream: "127.0.0.1:6379"}
 /// reports: {formats: [md, html], dir: reports}
 /// ```
+///
+/// `proxies:`, `services:` and a profile's `toxics:` belong to the run extensions that plugins
+/// register (``RunExtension``); the suite keeps them as written.
 public struct Suite: Sendable {
     public var file: String
     public var name: String
@@ -26,10 +29,8 @@ public struct Suite: Sendable {
     public var configuration: ConfigurationLayer
     public var entries: [Entry]
     public var profiles: [Profile]
-    /// `proxies:` as written (substituted at run time).
-    public var proxies: SourceNode?
     public var reports: ReportSettings?
-    /// Sections owned by run extensions (`services:`), by key.
+    /// Sections owned by run extensions (`proxies:`, `services:`), by key, as written.
     public var extensionSections: [String: SourceNode]
     /// False for a single experiment run as a one-entry suite.
     public var isSuiteFile: Bool
@@ -47,14 +48,15 @@ public struct Suite: Sendable {
         public var expect: Outcome?
     }
 
-    /// A named overlay: configuration values, toxic backend, seed, reports.
+    /// A named overlay: configuration values, seed, reports, and sections run extensions own
+    /// (the toxic backend).
     public struct Profile: Sendable {
         public var name: String
         public var isDefault: Bool
         public var description: String?
         public var configuration: ConfigurationLayer
-        /// `toxics: {backend: …, …}` as written.
-        public var toxics: SourceNode?
+        /// Sections owned by run extensions (`toxics: {backend: …}`), by key, as written.
+        public var extensionSections: [String: SourceNode]
         public var seed: UInt64?
         public var reports: ReportSettings?
         public var location: SourceLocation?
@@ -66,14 +68,14 @@ public struct Suite: Sendable {
         public var dir: String?
     }
 
-    static let keys = ["name", "description", "seed", "configuration", "secrets", "experiments", "profiles", "proxies", "reports"]
-
     /// Whether a document is a suite (it has `experiments:`) rather than an experiment.
     public static func isSuite(_ node: SourceNode) -> Bool { node["experiments"] != nil }
 
     /// Parses a suite document.
-    /// - Parameter extensionKeys: top-level keys run extensions own (e.g. `services`).
-    public static func parse(_ node: SourceNode, file: String, extensionKeys: [String], sink: DiagnosticSink) -> Suite? {
+    /// - Parameters:
+    ///   - extensionKeys: top-level keys run extensions own (e.g. `proxies`, `services`).
+    ///   - profileKeys: profile keys run extensions own (e.g. `toxics`).
+    public static func parse(_ node: SourceNode, file: String, extensionKeys: [String], profileKeys: [String] = [], sink: DiagnosticSink) -> Suite? {
         var reader = ObjectReader(node, path: .root, sink: sink, what: "a suite (an object with experiments and profiles)")
         guard reader.isObject else { return nil }
         let name = reader.decode(String.self, "name") ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension
@@ -122,12 +124,16 @@ public struct Suite: Sendable {
                     let profileDescription = profileReader.decode(String.self, "description")
                     let layer = ConfigurationLayer.parse(
                         name: "profile \(member.key)", configuration: profileReader.node("configuration"), secrets: profileReader.node("secrets"), path: path, sink: sink)
-                    let toxics = profileReader.node("toxics")
+                    var profileSections: [String: SourceNode] = [:]
+                    for key in profileKeys {
+                        if let section = profileReader.node(key) { profileSections[key] = section }
+                    }
                     let profileSeed = profileReader.decode(UInt64.self, "seed")
                     let reports = profileReader.decode(ReportSettings.self, "reports")
                     profileReader.reportUnknownKeys()
                     profiles.append(Profile(
-                        name: member.key, isDefault: isDefault, description: profileDescription, configuration: layer, toxics: toxics, seed: profileSeed,
+                        name: member.key, isDefault: isDefault, description: profileDescription, configuration: layer, extensionSections: profileSections,
+                        seed: profileSeed,
                         reports: reports, location: member.keyLocation))
                 }
                 let defaults = profiles.filter(\.isDefault)
@@ -140,7 +146,6 @@ public struct Suite: Sendable {
                 sink.report(Diagnostic("expected an object of named profiles, found \(describeFound(profilesNode))", at: profilesNode.location, path: DocumentPath([.key("profiles")])))
             }
         }
-        let proxies = reader.node("proxies")
         let reports = reader.decode(ReportSettings.self, "reports")
         var sections: [String: SourceNode] = [:]
         for key in extensionKeys {
@@ -149,7 +154,7 @@ public struct Suite: Sendable {
         reader.reportUnknownKeys()
         return Suite(
             file: file, name: name, description: description, seed: seed, configuration: configuration, entries: entries, profiles: profiles,
-            proxies: proxies, reports: reports, extensionSections: sections, isSuiteFile: true)
+            reports: reports, extensionSections: sections, isSuiteFile: true)
     }
 
     /// The profile a run uses: the named one, or the default (the one marked default, or the only one).

@@ -1,6 +1,6 @@
 /// Network-fault activities that name a proxy, never a backend: the run's ``ToxicBackend`` (the
-/// in-process proxy by default, or a Toxiproxy server chosen by the profile) does the work, so the
-/// same experiment runs against either.
+/// one a plugin registered as the default, or the one the profile names; see
+/// ``ToxicBackendExtension``) does the work, so the same experiment runs against any of them.
 ///
 /// What an activity adds is removed when the experiment ends (cleanups run after rollbacks, also
 /// on SIGINT/SIGTERM, and the journal records each); toxics and downs are fault windows on the
@@ -26,7 +26,7 @@ extension ActivityContext {
         guard let backend = resources[ToxicBackendKey.self] else {
             throw ActivityFailure(
                 "no toxic backend in this run",
-                details: ["register the proxy plugin (the inprocess backend), or name a backend in the profile's toxics: section"])
+                details: ["register a plugin that provides a default toxic backend, or name a backend in the profile's toxics: section"])
         }
         return backend
     }
@@ -229,6 +229,9 @@ public struct AddToxicAction: Action, RegistryValidating {
         public var stream: ToxicStream
         public var toxicity: Double
         public var name: String?
+        /// The attributes decoded and validated against the toxic type when the activity was
+        /// prepared; the toxic carries them to the backend, which need not decode them again.
+        public var prepared: PreparedToxic?
 
         enum CodingKeys: String, CodingKey { case proxy, toxic, attributes, stream, toxicity, name }
 
@@ -256,7 +259,7 @@ public struct AddToxicAction: Action, RegistryValidating {
 
         /// The toxic to add.
         public var definition: ToxicDefinition {
-            ToxicDefinition(name: toxicName, type: toxic, stream: stream, toxicity: toxicity, attributes: attributes)
+            ToxicDefinition(name: toxicName, type: toxic, stream: stream, toxicity: toxicity, attributes: attributes, prepared: prepared)
         }
     }
 
@@ -268,18 +271,29 @@ public struct AddToxicAction: Action, RegistryValidating {
     }
 
     public static func validate(_ arguments: Arguments, registry: PluginRegistry) throws {
-        _ = try normalizedAttributes(arguments, registry: registry)
+        _ = try preparedToxic(arguments, registry: registry)
+    }
+
+    public static func prepare(_ arguments: Arguments, registry: PluginRegistry) throws -> Arguments {
+        var arguments = arguments
+        arguments.prepared = try preparedToxic(arguments, registry: registry)
+        return arguments
     }
 
     /// The attributes checked against the toxic type, with defaults filled in.
     public static func normalizedAttributes(_ arguments: Arguments, registry: PluginRegistry) throws -> Value {
+        try preparedToxic(arguments, registry: registry).attributes
+    }
+
+    /// The attributes decoded and checked against the toxic type, once.
+    static func preparedToxic(_ arguments: Arguments, registry: PluginRegistry) throws -> PreparedToxic {
         guard let descriptor = registry.toxics[arguments.toxic] else {
             let known = registry.toxics.keys.sorted()
             throw ArgumentError(
                 "toxic", "unknown toxic type \"\(arguments.toxic)\"",
                 hint: Suggestion.didYouMean(arguments.toxic, in: known) ?? "known types: \(known.joined(separator: ", "))")
         }
-        return try normalize(arguments.attributes, with: descriptor)
+        return try prepareAttributes(arguments.attributes, with: descriptor)
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
@@ -296,9 +310,9 @@ public func validateToxicity(_ toxicity: Double) throws {
 }
 
 /// Checks attributes against a toxic type, pointing at the attribute at fault.
-func normalize(_ attributes: Value, with descriptor: ToxicDescriptor) throws -> Value {
+func prepareAttributes(_ attributes: Value, with descriptor: ToxicDescriptor) throws -> PreparedToxic {
     do {
-        return try descriptor.normalize(attributes)
+        return try descriptor.prepare(SourceNode(attributes, at: nil), path: .root)
     } catch let error as ArgumentError {
         throw ArgumentError("attributes" + (error.key.map { ".\($0)" } ?? ""), error.message, hint: error.hint)
     } catch let error as Diagnostic {

@@ -1,0 +1,111 @@
+import Foundation
+
+/// Builds a ``RunPlan``, once: the document → the suite (a single experiment becomes a one-entry
+/// suite) and its profile → the shared configuration → the experiments, after `--only` → the run
+/// extensions' sections → each experiment validated against its configuration → journals,
+/// reports and seed. Every problem goes to one sink, so a user sees them all at once.
+struct PlanBuilder {
+    let registry: PluginRegistry
+    /// The suite or experiment file.
+    let path: String
+    let options: SuiteRunner.Options
+    let sink: DiagnosticSink
+
+    /// The plan, or nil when something stopped it early (the sink says what).
+    func build() -> RunPlan? {
+        guard let suite = loadSuite() else { return nil }
+        let profile: Suite.Profile?
+        do {
+            profile = try suite.profile(named: options.profile)
+        } catch {
+            sink.report(error, fallbackLocation: nil, path: nil)
+            return nil
+        }
+        let layers = ConfigurationLayers.shared(suite: suite, profile: profile, options: options, sink: sink)
+        let entries = selectedExperiments(suite)
+
+        let sources = ConfigurationSources(providers: registry.configurationProviders)
+        let shared = ResolvedConfiguration.resolve(layers, environment: options.environment, sources: sources, sink: sink)
+        let extensions = PlanValidation.planExtensions(suite: suite, profile: profile, shared: shared, registry: registry, sink: sink)
+        let placeholders = extensions.placeholders
+
+        let journals = JournalLayout(suite: suite, journalPath: options.journalPath)
+        var experiments: [PlannedExperiment] = []
+        for (index, (experiment, expectation)) in entries.enumerated() {
+            let evaluated = ConfigurationLayers.evaluate(
+                experiment.configuration, exports: placeholders, shared: shared, environment: options.environment, sources: sources, sink: sink)
+            let configuration = ConfigurationLayers.experiment(evaluated, exports: placeholders, shared: shared, sink: sink)
+            ExperimentValidator.validate(experiment, configuration: configuration, registry: registry, sink: sink)
+            experiments.append(
+                PlannedExperiment(
+                    experiment: experiment, expectation: expectation, configuration: configuration, evaluatedLayer: evaluated,
+                    journalPath: journals.path(of: index, experiment)))
+        }
+
+        let reports = ReportPlan(
+            formats: options.reportFormats ?? profile?.reports?.formats ?? suite.reports?.formats ?? [],
+            directory: options.reportDirectory ?? profile?.reports?.dir ?? suite.reports?.dir ?? "reports")
+        PlanValidation.checkReportFormats(reports.formats, file: path, registry: registry, sink: sink)
+
+        let seed = options.seed ?? profile?.seed ?? suite.seed ?? UInt64.random(in: 1..<UInt64(Int64.max))
+        return RunPlan(
+            suite: suite, profile: profile, shared: shared, extensions: extensions.planned, experiments: experiments, seed: seed, journals: journals,
+            reports: reports, options: options)
+    }
+
+    /// The suite the file holds, or a one-entry suite around the experiment it holds.
+    private func loadSuite() -> Suite? {
+        let document: SourceNode
+        do {
+            document = try DocumentLoader.load(path: path)
+        } catch {
+            sink.report(error, fallbackLocation: nil, path: nil)
+            return nil
+        }
+        if Suite.isSuite(document) {
+            return Suite.parse(
+                document, file: path, extensionKeys: registry.extensionSuiteKeys, profileKeys: registry.extensionProfileKeys, sink: sink)
+        }
+        return Suite(
+            file: path, name: ((path as NSString).lastPathComponent as NSString).deletingPathExtension, description: nil, seed: nil,
+            configuration: ConfigurationLayer(name: "suite"), entries: [Suite.Entry(path: nil, inline: document, location: document.location, documentPath: .root)],
+            profiles: [], reports: nil, extensionSections: [:], isSuiteFile: false)
+    }
+
+    /// The suite's experiments, parsed, with their documented outcomes; only those `--only` names.
+    private func selectedExperiments(_ suite: Suite) -> [(Experiment, Outcome?)] {
+        let baseDirectory = (path as NSString).deletingLastPathComponent
+        var experiments: [(Experiment, Outcome?)] = []
+        for entry in suite.entries {
+            if let file = entry.path {
+                let resolved = file.hasPrefix("/") || baseDirectory.isEmpty ? file : (baseDirectory as NSString).appendingPathComponent(file)
+                let node: SourceNode
+                do {
+                    node = try DocumentLoader.load(path: resolved)
+                } catch let diagnostic as Diagnostic where diagnostic.location == nil {
+                    sink.report(Diagnostic(diagnostic.message, at: entry.location, path: entry.documentPath, hint: diagnostic.hint))
+                    continue
+                } catch {
+                    sink.report(error, fallbackLocation: entry.location, path: entry.documentPath)
+                    continue
+                }
+                if let experiment = ExperimentParser.parse(node, origin: resolved, sink: sink) {
+                    experiments.append((experiment, entry.expect))
+                }
+            } else if let inline = entry.inline {
+                let origin = suite.isSuiteFile ? "\(path) (\(entry.documentPath))" : path
+                if let experiment = ExperimentParser.parse(inline, origin: origin, path: entry.documentPath, sink: sink) {
+                    experiments.append((experiment, entry.expect))
+                }
+            }
+        }
+        guard !options.only.isEmpty else { return experiments }
+        let kept = experiments.filter { experiment, _ in
+            options.only.contains { experiment.title.localizedCaseInsensitiveContains($0) || experiment.origin.localizedCaseInsensitiveContains($0) }
+        }
+        if kept.isEmpty {
+            sink.report(Diagnostic("no experiment matches --only \(options.only.joined(separator: ", "))", at: SourceLocation(file: path, line: 1, column: 1)))
+        }
+        return kept
+    }
+}
