@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Creates the Python venv the chaostoolkit-toxiproxy compatibility test drives `faultline proxy` with.
+# Creates the Python venv with Chaos Toolkit that the compatibility tests use: chaostoolkit-toxiproxy
+# drives `faultline proxy`, and `chaos run` (chaostoolkit-lib with jsonpath2) is the oracle the
+# Chaos Toolkit parity tests compare `faultline run` with (FaultlineTesting.ChaosToolkitOracle).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 venv=.build/chaostoxi-venv
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import chaostoxi' 2>/dev/null; then
+if [ ! -x "$venv/bin/chaos" ] || ! "$venv/bin/python" -c 'import chaostoxi, chaoslib, jsonpath2' 2>/dev/null; then
     mkdir -p .build
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check chaostoolkit-toxiproxy==0.3.1
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        chaostoolkit-toxiproxy==0.3.1 chaostoolkit==1.19.0 'chaostoolkit-lib[jsonpath]==1.44.0' jsonpath2==0.4.5
 fi
