@@ -205,7 +205,7 @@ public struct RequestTimeout: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let value = try Value(from: decoder)
         let numbers: [Double]? =
-            if let single = value.doubleValue { [single, single] } else { value.arrayValue?.compactMap(\.doubleValue) }
+            if let single = value.numberValue { [single, single] } else { value.arrayValue?.compactMap(\.numberValue) }
         guard let numbers, numbers.count == 2, value.arrayValue.map({ $0.count == 2 }) ?? true, numbers.allSatisfy({ $0 > 0 && $0.isFinite })
         else {
             throw DecodingError.dataCorrupted(

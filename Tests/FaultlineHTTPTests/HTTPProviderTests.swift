@@ -83,6 +83,14 @@ struct HTTPProviderTests {
         #expect(output["body"]?["method"] == "POST")
     }
 
+    @Test("numbers given as text are numbers: timeout \"5\", as from an env value")
+    func numbersAsText() throws {
+        let arguments = try prepared(HTTPProvider.self, ["url": "http://127.0.0.1:1/", "timeout": "5"])
+        #expect(arguments.timeout == RequestTimeout(connect: 5, read: 5))
+        let pair = try prepared(HTTPProvider.self, ["url": "http://127.0.0.1:1/", "timeout": ["2", 3.5]])
+        #expect(pair.timeout == RequestTimeout(connect: 2, read: 3.5))
+    }
+
     @Test("arguments become a form body otherwise")
     func formArguments() async throws {
         let server = try await TestServer.start()
