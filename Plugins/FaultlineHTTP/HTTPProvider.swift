@@ -278,17 +278,12 @@ enum RequestBuilder {
         return PreparedRequest(method: httpMethod, target: target, headers: headers, body: payload)
     }
 
-    /// `name=value` pairs: lists repeat the name, nulls are left out, as `requests` does.
+    /// `name=value` pairs as `requests` writes them: lists repeat the name, nulls are left out,
+    /// other values are Python's `str()` (`True`, `1.0`).
     static func formItems(_ fields: ValueObject) -> [(String, String)] {
         fields.flatMap { key, value -> [(String, String)] in
             let values: [Value] = if case .array(let list) = value { list } else { [value] }
-            return values.compactMap { item in
-                switch item {
-                case .null: nil
-                case .string(let s): (key, s)
-                default: (key, Substitution.interpolated(item))
-                }
-            }
+            return values.compactMap { item in item.isNull ? nil : (key, item.pythonText) }
         }
     }
 
