@@ -158,6 +158,7 @@ public struct HTTPProvider: Probe, Action {
             }
 
             let output = ResponseOutput.value(result, elapsedMilliseconds: elapsed())
+            context.recordReceivedText(ResponseOutput.text(result), forOutputKey: "body")
             if result.truncated {
                 context.logger.warning("the body of \(described) was longer than \(options.bodyLimit >> 20) MiB; the output keeps the start")
             }
@@ -306,12 +307,17 @@ enum ResponseOutput {
                 headers[name] = .string(value)
             }
         }
-        let text = result.body.map { String(decoding: $0.readableBytesView, as: UTF8.self) } ?? ""
+        let text = text(result)
         var body: Value = .string(text)
         if let type = result.header("content-type"), RequestBuilder.isJSON(type), let decoded = try? JSONReader.value(text) {
             body = decoded
         }
         return ["status": .int(result.status), "headers": .object(headers), "body": body, "elapsed_ms": elapsedMilliseconds]
+    }
+
+    /// The body as text, as received.
+    static func text(_ result: ExchangeResult) -> String {
+        result.body.map { String(decoding: $0.readableBytesView, as: UTF8.self) } ?? ""
     }
 
     /// The start of a body for a failure message.

@@ -91,6 +91,16 @@ struct HTTPProviderTests {
         #expect(pair.timeout == RequestTimeout(connect: 2, read: 3.5))
     }
 
+    @Test("a JSON body keeps the text it came as, for regex tolerances")
+    func receivedText() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let context = ActivityContext.standalone(name: "http")
+        let output = try await HTTPProvider.run(try prepared(HTTPProvider.self, ["url": .string(server.url + "/json")]), context: context)
+        #expect(output["body"]?["name"] == "faultline")
+        #expect(context.receivedTexts["body"] == #"{"name":"faultline","values":[1,2,3],"nested":{"ok":true}}"#)
+    }
+
     @Test("arguments become a form body otherwise")
     func formArguments() async throws {
         let server = try await TestServer.start()

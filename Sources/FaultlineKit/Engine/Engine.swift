@@ -507,7 +507,7 @@ private final class ExperimentRun: Sendable {
                 if Task.isCancelled, status == .succeeded { status = .interrupted }
                 if case .custom(let check)? = prepared.tolerance, let produced = output { output = check.annotate(produced) }
                 if status == .succeeded, judged, !dryCovers, let tolerance = prepared.tolerance {
-                    toleranceOutcome = await judge(tolerance, output: output ?? .null, variables: variables)
+                    toleranceOutcome = await judge(tolerance, output: output ?? .null, receivedTexts: context.receivedTexts, variables: variables)
                 } else if status == .succeeded, judged, dryCovers {
                     toleranceOutcome = ToleranceOutcome(met: true, message: "dry run: not checked")
                 }
@@ -553,8 +553,8 @@ private final class ExperimentRun: Sendable {
             toleranceMessage: tolerance?.message.map { redactor.redact($0) }, phase: phase.journalName, background: activity.background ? true : nil)
     }
 
-    private func judge(_ tolerance: Tolerance, output: Value, variables: Substitution) async -> ToleranceOutcome {
-        guard case .probe(let probe) = tolerance else { return tolerance.check(output) }
+    private func judge(_ tolerance: Tolerance, output: Value, receivedTexts: [String: String], variables: Substitution) async -> ToleranceOutcome {
+        guard case .probe(let probe) = tolerance else { return tolerance.check(output, receivedTexts: receivedTexts) }
         var withValue = variables
         withValue.variables["value"] = output
         do {
