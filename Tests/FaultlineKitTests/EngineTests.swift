@@ -60,6 +60,45 @@ struct EngineTests {
         #expect(journal.reason?.contains("expected 200, got 503") == true)
     }
 
+    @Test("an after-hypothesis probe that cannot run: status failed and deviated, as Chaos Toolkit journals it; rollbacks still play")
+    func afterProbeFails() async throws {
+        let kit = TestKit()
+        kit.script("health", [200, TestKit.failure("connection refused")])
+        let result = try await kit.run(yaml: experiment())
+        let journal = try #require(result.journals.first)
+        #expect(journal.status == .failed)
+        #expect(journal.deviated)
+        #expect(journal.outcome == .deviated)
+        #expect(result.exitCode == 1)
+        let probe = try #require(journal.steadyStates.after?.probes.first)
+        #expect(probe.status == .failed)
+        #expect(probe.toleranceMet == false)
+        #expect(journal.steadyStates.after?.steadyStateMet == false)
+        // Chaos Toolkit would skip the rollbacks of a failed run; the method ran, so they play.
+        #expect(kit.log == ["inject", "rollback", "undo inject"])
+    }
+
+    @Test("after the method, the first probe that does not pass decides: a tolerance miss before a failure is a deviation, completed")
+    func afterMissThenFailure() async throws {
+        let kit = TestKit()
+        kit.script("health", [200, 503])
+        kit.script("other", [1, TestKit.failure("timed out")])
+        let result = try await kit.run(yaml: """
+            title: t
+            steady-state-hypothesis:
+              title: h
+              probes:
+                - {type: probe, name: health, tolerance: 200, provider: {type: test.probe, key: health}}
+                - {type: probe, name: other, tolerance: 1, provider: {type: test.probe, key: other}}
+            method:
+              - {type: action, name: a, provider: {type: test.action, label: a}}
+            """)
+        let journal = try #require(result.journals.first)
+        #expect(journal.status == .completed)
+        #expect(journal.deviated)
+        #expect(journal.steadyStates.after?.probes.map(\.toleranceMet) == [false, false])
+    }
+
     @Test("gate tolerance miss: failed, no method, no rollbacks, exit 1 (Chaos Toolkit says completed, exit 0)")
     func gateMiss() async throws {
         let kit = TestKit()

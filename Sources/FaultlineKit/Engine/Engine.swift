@@ -118,6 +118,8 @@ private final class ExperimentRun: Sendable {
         var deviated = false
         var gateFailed = false
         var actionFailed = false
+        /// The first hypothesis probe after the method that did not pass could not run at all.
+        var afterProbeFailed = false
         var failFastStopped = false
         var reason: String?
     }
@@ -213,6 +215,8 @@ private final class ExperimentRun: Sendable {
                 let failing = record.probes.first { $0.toleranceMet == false || $0.status == .failed }
                 progress.withLock {
                     $0.deviated = true
+                    // Chaos Toolkit's journal: `failed` when the first probe that did not pass could not run.
+                    $0.afterProbeFailed = failing?.status == .failed
                     if $0.reason == nil {
                         $0.reason = "steady state was not met after the method" + (failing.map { ": \($0.name): \(Self.why($0))" } ?? "")
                     }
@@ -418,6 +422,10 @@ private final class ExperimentRun: Sendable {
             } else if snapshot.actionFailed {
                 journal.status = .aborted
                 journal.outcome = .aborted
+            } else if snapshot.afterProbeFailed {
+                // As Chaos Toolkit writes it (status failed, deviated); it prints "deviated" too.
+                journal.status = .failed
+                journal.outcome = .deviated
             } else if snapshot.deviated {
                 journal.status = .completed
                 journal.outcome = .deviated
@@ -470,7 +478,9 @@ private final class ExperimentRun: Sendable {
             status = .interrupted
         } else if let failure {
             status = .failed
-            record = makeRecord(activity, phase: phase, start: start, status: .failed, output: nil, exception: [failure.0] + failure.1, tolerance: nil)
+            record = makeRecord(
+                activity, phase: phase, start: start, status: .failed, output: nil, exception: [failure.0] + failure.1,
+                tolerance: isHypothesis ? ToleranceOutcome(met: false) : nil)
             return await finish(record, activity: activity, phase: phase, recordInPhaseList: recordInPhaseList, pauseAfter: nil)
         } else if let prepared {
             let dryCovers: Bool =
@@ -514,6 +524,8 @@ private final class ExperimentRun: Sendable {
             }
         }
         if status == .interrupted && failure == nil { failure = ("interrupted by \(interruption.signal ?? "cancellation")", []) }
+        // A hypothesis probe that could not run is not within tolerance, as Chaos Toolkit journals it.
+        if status == .failed, isHypothesis, toleranceOutcome == nil { toleranceOutcome = ToleranceOutcome(met: false) }
 
         record = makeRecord(
             activity, phase: phase, start: start, status: status, output: output, exception: failure.map { [$0.0] + $0.1 }, tolerance: toleranceOutcome)
