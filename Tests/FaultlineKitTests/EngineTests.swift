@@ -317,6 +317,50 @@ struct EngineTests {
         #expect(journal.run.map(\.name) == ["poke", "poke", "health"])
     }
 
+    @Test("refs as Chaos Toolkit reads them: type and name beside ref, method refs not judged, hypothesis refs by their own tolerance")
+    func referenceForms() async throws {
+        let kit = TestKit()
+        kit.script("health", [1, 2, 2, 2, 1, 1])
+        let result = try await kit.run(yaml: """
+            title: refs
+            steady-state-hypothesis:
+              title: h
+              probes:
+                - {type: probe, name: health, tolerance: 1, provider: {type: test.probe, key: health}}
+                - {ref: health, tolerance: [1, 2]}
+            method:
+              - {type: probe, ref: health}
+              - {type: probe, name: health, ref: health, tolerance: 1}
+            """)
+        let journal = try #require(result.journals.first)
+        // The method saw 2 twice, which the hypothesis tolerance (1) would reject: not judged.
+        #expect(journal.run.map(\.toleranceMet) == [nil, nil])
+        #expect(!journal.deviated)
+        #expect(journal.outcome == .completed)
+        // The hypothesis ref saw 2, within its own tolerance [1, 2].
+        #expect(journal.steadyStates.before?.probes.map(\.toleranceMet) == [true, true])
+    }
+
+    @Test("a ref to a name several activities have runs the last (method first, then hypothesis), with a warning")
+    func ambiguousReference() async throws {
+        let kit = TestKit()
+        let directory = try ScratchDirectory()
+        let file = try directory.write("e.yaml", """
+            title: refs
+            steady-state-hypothesis:
+              title: h
+              probes:
+                - {type: probe, name: check, tolerance: hypothesis, provider: {type: test.probe, value: hypothesis}}
+            method:
+              - {type: probe, name: check, provider: {type: test.probe, value: method}}
+              - ref: check
+            """)
+        let prepared = try SuiteRunner(registry: kit.registry()).load(path: file, options: .init())
+        #expect(prepared.warnings.contains { $0.description.contains("ref \"check\": 2 activities have that name; the last (steady-state-hypothesis.probes[0]) is used") })
+        let result = await SuiteRunner(registry: kit.registry()).run(prepared)
+        #expect(result.journals.first?.run.last?.output == "hypothesis")
+    }
+
     @Test("pauses wait before and after, and are skipped in dry mode")
     func pauses() async throws {
         let kit = TestKit()
