@@ -22,7 +22,7 @@ public enum ExperimentParser {
         let title = reader.nonEmptyString("title", required: true, hint: "add title: a one-line name for the experiment")
         let description = reader.decode(String.self, "description")
         let tags = reader.decode([String].self, "tags") ?? []
-        let contributions = reader.decode([String: String].self, "contributions") ?? [:]
+        let contributions = parseContributions(reader.node("contributions"), path: path.appending("contributions"), sink: sink)
         let configuration = ConfigurationLayer.parse(
             name: "experiment \(origin)", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: path, sink: sink)
         let extensions = reader.decode([Value].self, "extensions") ?? []
@@ -36,6 +36,12 @@ public enum ExperimentParser {
         }
         _ = reader.node("dry")
         let runtime = reader.decode(Experiment.Runtime.self, "runtime") ?? Experiment.Runtime()
+        if runtime.python != nil, let python = node["runtime"]?["python"] {
+            sink.report(Diagnostic(
+                "runtime.python is ignored: it asks Chaos Toolkit to install Python packages with uv, and Faultline runs no Python",
+                at: python.location, path: path.appending("runtime").appending("python"),
+                hint: "python providers of the supported modules run natively (faultline plugins lists them)", severity: .warning))
+        }
 
         var hypothesis: Experiment.Hypothesis?
         if let hypothesisNode = reader.node("steady-state-hypothesis") {
@@ -51,6 +57,20 @@ public enum ExperimentParser {
             method: method, rollbacks: rollbacks, runtime: runtime)
         resolveReferences(&experiment, sink: sink)
         return experiment
+    }
+
+    /// `contributions`: `{name: high|medium|low|none}` for reports. Chaos Toolkit does not check
+    /// it, so anything else is a warning, not an error.
+    static func parseContributions(_ node: SourceNode?, path: DocumentPath, sink: DiagnosticSink) -> [String: String] {
+        guard let node, !node.isNull else { return [:] }
+        if let members = node.members, members.allSatisfy({ $0.value.stringValue != nil }) {
+            return Dictionary(members.map { ($0.key, $0.value.stringValue!) }, uniquingKeysWith: { $1 })
+        }
+        if node.elements?.isEmpty == true || node.members?.isEmpty == true { return [:] }
+        sink.report(Diagnostic(
+            "contributions are ignored: expected an object such as {reliability: high}, found \(describeFound(node))", at: node.location, path: path,
+            severity: .warning))
+        return [:]
     }
 
     static func parseHypothesis(_ node: SourceNode, path: DocumentPath, sink: DiagnosticSink) -> Experiment.Hypothesis? {
