@@ -83,6 +83,22 @@ struct HTTPProviderTests {
         #expect(output["body"]?["method"] == "POST")
     }
 
+    @Test("a Content-Length written in headers is replaced by the length of the body sent, as requests does")
+    func contentLength() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        // A body shorter than the header promises: the server would wait for the rest and time out.
+        let output = try await runHTTP([
+            "url": .string(server.url + "/echo"), "method": "POST", "timeout": 5,
+            "headers": ["Content-Type": "application/json", "Content-Length": "164"], "arguments": ["username": "ada"],
+        ])
+        #expect(output["body"]?["body"] == #"{"username":"ada"}"#)
+        #expect(output["body"]?["headers"]?["content-length"] == "18")
+        // A GET without a body sends none (requests would pass the header on and hang the server).
+        let get = try await runHTTP(["url": .string(server.url + "/echo"), "timeout": 5, "headers": ["Content-Length": "10"]])
+        #expect(get["body"]?["headers"]?["content-length"] == nil)
+    }
+
     @Test("numbers given as text are numbers: timeout \"5\", as from an env value")
     func numbersAsText() throws {
         let arguments = try prepared(HTTPProvider.self, ["url": "http://127.0.0.1:1/", "timeout": "5"])
