@@ -11,14 +11,15 @@ final class FaultlineRun {
     let stdoutPath: String
     let stderrPath: String
 
-    init(_ arguments: [String], in scratch: Scratch, environment: [String: String] = [:]) throws {
+    /// - Parameter directory: the working directory (default: the scratch directory).
+    init(_ arguments: [String], in scratch: Scratch, directory: String? = nil, environment: [String: String] = [:]) throws {
         stdoutPath = scratch.path("stdout-\(UUID().uuidString).txt")
         stderrPath = scratch.path("stderr-\(UUID().uuidString).txt")
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: try BuiltProduct.path("faultline"))
         process.arguments = arguments
-        process.currentDirectoryURL = scratch.url
+        process.currentDirectoryURL = directory.map { URL(fileURLWithPath: $0) } ?? scratch.url
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"
         for (key, value) in environment { env[key] = value }
