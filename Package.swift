@@ -164,7 +164,7 @@ let package = Package(
         .testTarget(
             name: "FaultlineCLITests",
             // Depends on the executable so that `swift test` builds the binary these tests run.
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineTesting", "faultline"]
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "faultline"]
         ),
         .testTarget(
             name: "FaultlineDemoTests",

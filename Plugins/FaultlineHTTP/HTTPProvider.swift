@@ -158,6 +158,7 @@ public struct HTTPProvider: Probe, Action {
             }
 
             let output = ResponseOutput.value(result, elapsedMilliseconds: elapsed())
+            context.recordReceivedText(ResponseOutput.text(result), forOutputKey: "body")
             if result.truncated {
                 context.logger.warning("the body of \(described) was longer than \(options.bodyLimit >> 20) MiB; the output keeps the start")
             }
@@ -205,7 +206,7 @@ public struct RequestTimeout: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let value = try Value(from: decoder)
         let numbers: [Double]? =
-            if let single = value.doubleValue { [single, single] } else { value.arrayValue?.compactMap(\.doubleValue) }
+            if let single = value.numberValue { [single, single] } else { value.arrayValue?.compactMap(\.numberValue) }
         guard let numbers, numbers.count == 2, value.arrayValue.map({ $0.count == 2 }) ?? true, numbers.allSatisfy({ $0 > 0 && $0.isFinite })
         else {
             throw DecodingError.dataCorrupted(
@@ -278,17 +279,12 @@ enum RequestBuilder {
         return PreparedRequest(method: httpMethod, target: target, headers: headers, body: payload)
     }
 
-    /// `name=value` pairs: lists repeat the name, nulls are left out, as `requests` does.
+    /// `name=value` pairs as `requests` writes them: lists repeat the name, nulls are left out,
+    /// other values are Python's `str()` (`True`, `1.0`).
     static func formItems(_ fields: ValueObject) -> [(String, String)] {
         fields.flatMap { key, value -> [(String, String)] in
             let values: [Value] = if case .array(let list) = value { list } else { [value] }
-            return values.compactMap { item in
-                switch item {
-                case .null: nil
-                case .string(let s): (key, s)
-                default: (key, Substitution.interpolated(item))
-                }
-            }
+            return values.compactMap { item in item.isNull ? nil : (key, item.pythonText) }
         }
     }
 
@@ -311,12 +307,17 @@ enum ResponseOutput {
                 headers[name] = .string(value)
             }
         }
-        let text = result.body.map { String(decoding: $0.readableBytesView, as: UTF8.self) } ?? ""
+        let text = text(result)
         var body: Value = .string(text)
         if let type = result.header("content-type"), RequestBuilder.isJSON(type), let decoded = try? JSONReader.value(text) {
             body = decoded
         }
         return ["status": .int(result.status), "headers": .object(headers), "body": body, "elapsed_ms": elapsedMilliseconds]
+    }
+
+    /// The body as text, as received.
+    static func text(_ result: ExchangeResult) -> String {
+        result.body.map { String(decoding: $0.readableBytesView, as: UTF8.self) } ?? ""
     }
 
     /// The start of a body for a failure message.

@@ -2,7 +2,8 @@ import FaultlineKit
 
 /// The process plugin: the Chaos Toolkit `process` provider, process chaos (`process.kill`,
 /// `process.signal`, `process.running`) and the services a run needs (`services:` in a suite,
-/// `process.start`, `process.stop`, `process.restart`).
+/// `process.start`, `process.stop`, `process.restart`), and the Python standard-library functions
+/// Chaos Toolkit experiments call (`os.path.exists`, `os.remove`, …) without Python.
 public enum ProcessPlugin: FaultlinePlugin {
     public static let name = "process"
 
@@ -16,5 +17,6 @@ public enum ProcessPlugin: FaultlinePlugin {
         registry.register(action: ProcessStop())
         registry.register(action: ProcessRestart())
         registry.register(extension: ServicesExtension())
+        PythonStandardLibrary.register(into: &registry)
     }
 }

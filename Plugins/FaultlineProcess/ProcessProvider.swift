@@ -51,7 +51,8 @@ public struct ProcessProvider: Probe, Action {
 
     /// `arguments` as Chaos Toolkit accepts them.
     public enum CommandArguments: Codable, Sendable, Equatable {
-        /// argv; `null` and empty strings are dropped, numbers and booleans written as text.
+        /// argv; `null` and empty strings are dropped, anything else written as Python's `str()`
+        /// writes it (`True`, `1.0`, `{'a': 1}`), as chaoslib's `process` provider does.
         case list([String])
         /// One string for `/bin/sh -c`.
         case string(String)
@@ -61,18 +62,23 @@ public struct ProcessProvider: Probe, Action {
             switch value {
             case .string(let s): self = .string(s)
             case .array(let elements):
-                self = .list(elements.compactMap { element in
-                    switch element {
-                    case .null: nil
-                    case .string(let s): s.isEmpty ? nil : s
-                    default: Substitution.interpolated(element)
-                    }
-                })
+                self = .list(Self.argv(elements))
             case .object(let object):
                 // Chaos Toolkit's deprecated mapping form: flattened to `key value` pairs.
-                self = .list(object.flatMap { [$0.key, $0.value.stringValue ?? $0.value.description] })
+                self = .list(Self.argv(object.flatMap { [Value.string($0.key), $0.value] }))
             case .null: self = .list([])
             default: self = .string(value.description)
+            }
+        }
+
+        /// chaoslib: `[str(p) for p in arguments if p not in (None, "")]`.
+        static func argv(_ elements: [Value]) -> [String] {
+            elements.compactMap { element in
+                switch element {
+                case .null: nil
+                case .string(let s): s.isEmpty ? nil : s
+                default: element.pythonText
+                }
             }
         }
 

@@ -96,7 +96,9 @@ enum ChaosToolkitFunctions {
             }
         }
 
-        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": .int(0)] }
+        static func exports(_ arguments: Arguments) -> [String: Value] {
+            ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: "\(arguments.listenHost):\(arguments.listenPort)")]
+        }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let host = try resolveEnvironment(arguments.upstreamHost, key: "upstream_host")
@@ -133,7 +135,9 @@ enum ChaosToolkitFunctions {
             try checkHostPort("upstream_address", arguments.upstreamAddress)
         }
 
-        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": .int(0)] }
+        static func exports(_ arguments: Arguments) -> [String: Value] {
+            ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: arguments.listenAddress)]
+        }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             _ = try await context.changeProxy(
@@ -157,7 +161,7 @@ enum ChaosToolkitFunctions {
         static let argumentHelp = ["proxy_name": proxyNameHelp]
         typealias Arguments = ProxyNameArguments
 
-        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": .int(0)] }
+        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: nil)] }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let proxy = try await context.disableProxy(named: arguments.proxyName, on: try context.chaosToolkitBackend())
@@ -173,7 +177,7 @@ enum ChaosToolkitFunctions {
         static let argumentHelp = ["proxy_name": proxyNameHelp]
         typealias Arguments = ProxyNameArguments
 
-        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": .int(0)] }
+        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: nil)] }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let proxy = try await context.enableProxy(named: arguments.proxyName, on: try context.chaosToolkitBackend())

@@ -144,7 +144,9 @@ enum ToxiproxyActivities {
             try checkHostPort("upstream", fields.upstream)
         }
 
-        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.inner.proxy)_PORT": .int(0)] }
+        static func exports(_ arguments: Arguments) -> [String: Value] {
+            ["\(arguments.inner.proxy)_PORT": CreateProxyAction.exportedPort(listen: arguments.inner.listen)]
+        }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let fields = arguments.inner
@@ -238,7 +240,7 @@ enum ToxiproxyActivities {
         }
 
         static func exports(_ arguments: Arguments) -> [String: Value] {
-            Dictionary(arguments.inner.proxies.map { ("\($0.name)_PORT", Value.int(0)) }, uniquingKeysWith: { first, _ in first })
+            Dictionary(arguments.inner.proxies.map { ("\($0.name)_PORT", CreateProxyAction.exportedPort(listen: $0.listen)) }, uniquingKeysWith: { first, _ in first })
         }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {

@@ -33,10 +33,14 @@ public final class TestKit: Sendable {
         return registry
     }
 
-    /// Queues outputs for `test.probe {key: …}`; the last one repeats.
+    /// Queues outputs for `test.probe {key: …}`; the last one repeats. A ``failure(_:)`` in the
+    /// queue makes that call fail instead.
     public func script(_ key: String, _ outputs: [Value]) {
         state.withLock { $0.scripts[key] = outputs }
     }
+
+    /// A scripted output that makes `test.probe` fail with `message` (connection refused, …).
+    public static func failure(_ message: String) -> Value { ["test.probe.failure": .string(message)] }
 
     func nextOutput(_ key: String) -> Value? {
         state.withLock { s in
@@ -116,7 +120,10 @@ public struct ScriptedProbe: Probe {
         if let barrier = arguments.barrier { await kit.arrive(at: barrier, count: arguments.barrier_count ?? 2) }
         if let delay = arguments.delay { try await Task.sleep(for: .seconds(delay)) }
         if let fail = arguments.fail { throw ActivityFailure(fail) }
-        if let key = arguments.key, let output = kit.nextOutput(key) { return output }
+        if let key = arguments.key, let output = kit.nextOutput(key) {
+            if let failure = output["test.probe.failure"]?.stringValue { throw ActivityFailure(failure) }
+            return output
+        }
         return arguments.value ?? .null
     }
 }
@@ -358,4 +365,102 @@ public final class ScratchDirectory: Sendable {
     }
 
     public func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+}
+
+/// Chaos Toolkit itself — `chaos` 1.19 with chaostoolkit-lib 1.44 and jsonpath2, in the venv
+/// `.ci/run` creates (`Tests/FaultlineProxyTests/Resources/setup-chaostoxi-venv.sh`) — as the
+/// oracle for tests that compare Faultline's behaviour with Chaos Toolkit's.
+///
+/// Tests that need it carry `.enabled(if: ChaosToolkitOracle.isAvailable, ChaosToolkitOracle.missing)`:
+/// outside CI without the venv they are skipped with that message; in CI (`CI` set) they run and
+/// fail on `try ChaosToolkitOracle.require()`, so a missing venv is never a silent pass.
+public enum ChaosToolkitOracle {
+    /// The venv's directory: `FAULTLINE_CHAOSTOOLKIT_VENV`, or `.build/chaostoxi-venv` of this package.
+    public static let venv: String = {
+        if let override = ProcessInfo.processInfo.environment["FAULTLINE_CHAOSTOOLKIT_VENV"] { return override }
+        var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        while root.path != "/", !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
+            root = root.deletingLastPathComponent()
+        }
+        return root.appendingPathComponent(".build/chaostoxi-venv").path
+    }()
+
+    public static var python: String { venv + "/bin/python" }
+    public static var chaos: String { venv + "/bin/chaos" }
+
+    /// Whether the venv has Chaos Toolkit.
+    public static var isInstalled: Bool { FileManager.default.isExecutableFile(atPath: chaos) }
+
+    /// Whether tests that need the oracle should run: it is installed, or this is CI (where its
+    /// absence must fail, not skip).
+    public static var isAvailable: Bool { isInstalled || ProcessInfo.processInfo.environment["CI"] != nil }
+
+    public static let missing =
+        "Chaos Toolkit is not installed: run Tests/FaultlineProxyTests/Resources/setup-chaostoxi-venv.sh (.ci/run does), or set FAULTLINE_CHAOSTOOLKIT_VENV"
+
+    /// Fails the calling test when the oracle is missing.
+    public static func require() throws {
+        guard isInstalled else { throw ActivityFailure(missing + " (looked for \(chaos))") }
+    }
+
+    /// Runs a Python script with the venv's interpreter, `input` on its stdin.
+    /// - Returns: what it printed on stdout.
+    /// - Throws: its stderr when it exits non-zero.
+    public static func runPython(_ script: String, input: String = "") throws -> String {
+        try require()
+        let result = try run(python, ["-c", script], input: input, in: nil, environment: [:])
+        guard result.status == 0 else { throw ActivityFailure("python exited \(result.status): \(result.stderr.suffix(2000))") }
+        return result.stdout
+    }
+
+    /// What `chaos run` did with one experiment.
+    public struct Run: Sendable {
+        public var status: Int32
+        /// The journal it wrote, or nil (Chaos Toolkit writes none when the experiment does not load).
+        public var journal: Value?
+        public var output: String
+    }
+
+    /// Runs `chaos run` on an experiment file in `directory`, with `environment` added.
+    public static func chaosRun(_ experiment: String, in directory: String, environment: [String: String] = [:]) throws -> Run {
+        try require()
+        let journal = directory + "/chaos-journal-\(UUID().uuidString).json"
+        let result = try run(
+            chaos, ["--no-version-check", "--no-log-file", "run", "--journal-path", journal, experiment], input: "", in: directory,
+            environment: environment)
+        let value = (try? String(contentsOfFile: journal, encoding: .utf8)).flatMap { try? JSONReader.value($0) }
+        return Run(status: result.status, journal: value, output: result.stdout + result.stderr)
+    }
+
+    private static func run(
+        _ executable: String, _ arguments: [String], input: String, in directory: String?, environment: [String: String]
+    ) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        var env = ProcessInfo.processInfo.environment
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        try process.run()
+        // Read stderr on another thread while stdout is read here, so that neither pipe fills up.
+        let err = Mutex(Data())
+        let stderrRead = DispatchSemaphore(value: 0)
+        Thread {
+            let data = stderr.fileHandleForReading.readDataToEndOfFile()
+            err.withLock { $0 = data }
+            stderrRead.signal()
+        }.start()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try? stdin.fileHandleForWriting.close()
+        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        stderrRead.wait()
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err.withLock { $0 }, as: UTF8.self))
+    }
 }

@@ -11,14 +11,15 @@ final class FaultlineRun {
     let stdoutPath: String
     let stderrPath: String
 
-    init(_ arguments: [String], in scratch: Scratch, environment: [String: String] = [:]) throws {
+    /// - Parameter directory: the working directory (default: the scratch directory).
+    init(_ arguments: [String], in scratch: Scratch, directory: String? = nil, environment: [String: String] = [:]) throws {
         stdoutPath = scratch.path("stdout-\(UUID().uuidString).txt")
         stderrPath = scratch.path("stderr-\(UUID().uuidString).txt")
         _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: try BuiltProduct.path("faultline"))
         process.arguments = arguments
-        process.currentDirectoryURL = scratch.url
+        process.currentDirectoryURL = directory.map { URL(fileURLWithPath: $0) } ?? scratch.url
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"
         for (key, value) in environment { env[key] = value }
@@ -164,6 +165,30 @@ struct CLITests {
             #expect(run.stderr.contains("exp.yaml:5:22: unknown provider type \"proces\" (did you mean \"process\"?) at method[0].provider.type"), "\(run.stderr)")
         }
         #expect(!scratch.exists("journal.json"))
+    }
+
+    @Test("Chaos Toolkit forms load: a bound port in a later URL, ports as text, runtime.python, contributions as a list")
+    func chaosToolkitForms() async throws {
+        let scratch = try Scratch()
+        try scratch.write("exp.json", """
+            {
+              "title": "proxied",
+              "description": "ports known only when the proxies are created",
+              "contributions": [],
+              "runtime": {"python": {"version": "3.14", "dependencies": ["chaostoolkit-toxiproxy>=0.3"]}},
+              "configuration": {"listen_port": {"type": "env", "key": "T_LISTEN_PORT"}},
+              "method": [
+                {"type": "action", "name": "proxy", "provider": {"type": "python", "module": "chaostoxi.proxy.actions", "func": "create_proxy",
+                  "arguments": {"proxy_name": "svc", "upstream_host": "127.0.0.1", "upstream_port": "8080", "listen_port": "${listen_port}"}}},
+                {"type": "action", "name": "other", "provider": {"type": "proxy.create", "name": "db", "upstream": "127.0.0.1:6379"}},
+                {"type": "probe", "name": "through-svc", "provider": {"type": "http", "url": "http://127.0.0.1:${svc_PORT}/", "timeout": "2"}},
+                {"type": "probe", "name": "through-db", "provider": {"type": "http", "url": "http://127.0.0.1:${db_PORT}/"}}
+              ]
+            }
+            """)
+        let run = try FaultlineRun(["validate", "exp.json"], in: scratch, environment: ["T_LISTEN_PORT": "0"])
+        #expect(await run.wait() == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stderr.contains("runtime.python is ignored"), "\(run.stderr)")
     }
 
     @Test("secrets are masked on the console and in logs, not only in the journal")

@@ -83,6 +83,40 @@ struct HTTPProviderTests {
         #expect(output["body"]?["method"] == "POST")
     }
 
+    @Test("a Content-Length written in headers is replaced by the length of the body sent, as requests does")
+    func contentLength() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        // A body shorter than the header promises: the server would wait for the rest and time out.
+        let output = try await runHTTP([
+            "url": .string(server.url + "/echo"), "method": "POST", "timeout": 5,
+            "headers": ["Content-Type": "application/json", "Content-Length": "164"], "arguments": ["username": "ada"],
+        ])
+        #expect(output["body"]?["body"] == #"{"username":"ada"}"#)
+        #expect(output["body"]?["headers"]?["content-length"] == "18")
+        // A GET without a body sends none (requests would pass the header on and hang the server).
+        let get = try await runHTTP(["url": .string(server.url + "/echo"), "timeout": 5, "headers": ["Content-Length": "10"]])
+        #expect(get["body"]?["headers"]?["content-length"] == nil)
+    }
+
+    @Test("numbers given as text are numbers: timeout \"5\", as from an env value")
+    func numbersAsText() throws {
+        let arguments = try prepared(HTTPProvider.self, ["url": "http://127.0.0.1:1/", "timeout": "5"])
+        #expect(arguments.timeout == RequestTimeout(connect: 5, read: 5))
+        let pair = try prepared(HTTPProvider.self, ["url": "http://127.0.0.1:1/", "timeout": ["2", 3.5]])
+        #expect(pair.timeout == RequestTimeout(connect: 2, read: 3.5))
+    }
+
+    @Test("a JSON body keeps the text it came as, for regex tolerances")
+    func receivedText() async throws {
+        let server = try await TestServer.start()
+        defer { Task { await server.shutdown() } }
+        let context = ActivityContext.standalone(name: "http")
+        let output = try await HTTPProvider.run(try prepared(HTTPProvider.self, ["url": .string(server.url + "/json")]), context: context)
+        #expect(output["body"]?["name"] == "faultline")
+        #expect(context.receivedTexts["body"] == #"{"name":"faultline","values":[1,2,3],"nested":{"ok":true}}"#)
+    }
+
     @Test("arguments become a form body otherwise")
     func formArguments() async throws {
         let server = try await TestServer.start()

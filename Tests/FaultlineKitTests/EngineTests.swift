@@ -60,6 +60,45 @@ struct EngineTests {
         #expect(journal.reason?.contains("expected 200, got 503") == true)
     }
 
+    @Test("an after-hypothesis probe that cannot run: status failed and deviated, as Chaos Toolkit journals it; rollbacks still play")
+    func afterProbeFails() async throws {
+        let kit = TestKit()
+        kit.script("health", [200, TestKit.failure("connection refused")])
+        let result = try await kit.run(yaml: experiment())
+        let journal = try #require(result.journals.first)
+        #expect(journal.status == .failed)
+        #expect(journal.deviated)
+        #expect(journal.outcome == .deviated)
+        #expect(result.exitCode == 1)
+        let probe = try #require(journal.steadyStates.after?.probes.first)
+        #expect(probe.status == .failed)
+        #expect(probe.toleranceMet == false)
+        #expect(journal.steadyStates.after?.steadyStateMet == false)
+        // Chaos Toolkit would skip the rollbacks of a failed run; the method ran, so they play.
+        #expect(kit.log == ["inject", "rollback", "undo inject"])
+    }
+
+    @Test("after the method, the first probe that does not pass decides: a tolerance miss before a failure is a deviation, completed")
+    func afterMissThenFailure() async throws {
+        let kit = TestKit()
+        kit.script("health", [200, 503])
+        kit.script("other", [1, TestKit.failure("timed out")])
+        let result = try await kit.run(yaml: """
+            title: t
+            steady-state-hypothesis:
+              title: h
+              probes:
+                - {type: probe, name: health, tolerance: 200, provider: {type: test.probe, key: health}}
+                - {type: probe, name: other, tolerance: 1, provider: {type: test.probe, key: other}}
+            method:
+              - {type: action, name: a, provider: {type: test.action, label: a}}
+            """)
+        let journal = try #require(result.journals.first)
+        #expect(journal.status == .completed)
+        #expect(journal.deviated)
+        #expect(journal.steadyStates.after?.probes.map(\.toleranceMet) == [false, false])
+    }
+
     @Test("gate tolerance miss: failed, no method, no rollbacks, exit 1 (Chaos Toolkit says completed, exit 0)")
     func gateMiss() async throws {
         let kit = TestKit()
@@ -276,6 +315,50 @@ struct EngineTests {
         let journal = try #require(result.journals.first)
         #expect(kit.log == ["poke", "poke"])
         #expect(journal.run.map(\.name) == ["poke", "poke", "health"])
+    }
+
+    @Test("refs as Chaos Toolkit reads them: type and name beside ref, method refs not judged, hypothesis refs by their own tolerance")
+    func referenceForms() async throws {
+        let kit = TestKit()
+        kit.script("health", [1, 2, 2, 2, 1, 1])
+        let result = try await kit.run(yaml: """
+            title: refs
+            steady-state-hypothesis:
+              title: h
+              probes:
+                - {type: probe, name: health, tolerance: 1, provider: {type: test.probe, key: health}}
+                - {ref: health, tolerance: [1, 2]}
+            method:
+              - {type: probe, ref: health}
+              - {type: probe, name: health, ref: health, tolerance: 1}
+            """)
+        let journal = try #require(result.journals.first)
+        // The method saw 2 twice, which the hypothesis tolerance (1) would reject: not judged.
+        #expect(journal.run.map(\.toleranceMet) == [nil, nil])
+        #expect(!journal.deviated)
+        #expect(journal.outcome == .completed)
+        // The hypothesis ref saw 2, within its own tolerance [1, 2].
+        #expect(journal.steadyStates.before?.probes.map(\.toleranceMet) == [true, true])
+    }
+
+    @Test("a ref to a name several activities have runs the last (method first, then hypothesis), with a warning")
+    func ambiguousReference() async throws {
+        let kit = TestKit()
+        let directory = try ScratchDirectory()
+        let file = try directory.write("e.yaml", """
+            title: refs
+            steady-state-hypothesis:
+              title: h
+              probes:
+                - {type: probe, name: check, tolerance: hypothesis, provider: {type: test.probe, value: hypothesis}}
+            method:
+              - {type: probe, name: check, provider: {type: test.probe, value: method}}
+              - ref: check
+            """)
+        let prepared = try SuiteRunner(registry: kit.registry()).load(path: file, options: .init())
+        #expect(prepared.warnings.contains { $0.description.contains("ref \"check\": 2 activities have that name; the last (steady-state-hypothesis.probes[0]) is used") })
+        let result = await SuiteRunner(registry: kit.registry()).run(prepared)
+        #expect(result.journals.first?.run.last?.output == "hypothesis")
     }
 
     @Test("pauses wait before and after, and are skipped in dry mode")

@@ -20,7 +20,8 @@ struct SubstitutionTests {
     @Test("inside a longer string, values are written as text")
     func interpolated() throws {
         #expect(try substitution.substitute("http://${host}:${port}/x") == "http://127.0.0.1:8080/x")
-        #expect(try substitution.substitute("${ratio} ${on} ${list}") == "0.5 true [1,2]")
+        // As Chaos Toolkit's string.Template writes them: Python's str().
+        #expect(try substitution.substitute("${ratio} ${on} ${list}") == "0.5 True [1, 2]")
     }
 
     @Test("$$ escapes, and a lone $ is kept as written")

@@ -214,6 +214,20 @@ struct ValidationTests {
         try "{\"title\": \"t\",, }".write(toFile: file, atomically: true, encoding: .utf8)
         let syntax = try #require(throws: ValidationError.self) { try SuiteRunner(registry: kit.registry()).load(path: file, options: .init()) }
         #expect(syntax.description.contains("\(file):1:15: invalid JSON"), "\(syntax)")
+
+        // Python's json.load would keep the second "method" silently; here it is an error at the repeat.
+        try """
+            {
+              "title": "t",
+              "method": "experiment",
+              "tags": [],
+              "method": []
+            }
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let duplicate = try #require(throws: ValidationError.self) { try SuiteRunner(registry: kit.registry()).load(path: file, options: .init()) }
+        #expect(duplicate.description.contains("\(file):5:3: duplicate key \"method\" (a key may appear only once in an object; the first is at line 3"), "\(duplicate)")
+        // A response body repeating a key keeps the last value, as Python does.
+        #expect(try JSONReader.value(#"{"a": 1, "a": 2}"#) == ["a": 2])
     }
 
     @Test("an unknown profile lists the known ones")

@@ -19,6 +19,15 @@ struct ProcessProviderTests {
         #expect(output == ["status": 0, "stdout": "a b|$HOME|3|", "stderr": ""])
     }
 
+    @Test("values that are not strings are written as Python's str() writes them, as chaoslib does")
+    func pythonArguments() async throws {
+        let output = try await run("{path: printf, arguments: ['%s|', true, 1.5, 2.0, {a: [1, null]}, [x], false, 0]}")
+        #expect(output["stdout"] == "True|1.5|2.0|{'a': [1, None]}|['x']|False|0|")
+        // Chaos Toolkit's deprecated mapping form: key value pairs, null and "" dropped.
+        let mapping = try await run("{path: printf, arguments: {'%s|': true, '-n': null, '-v': ''}}")
+        #expect(mapping["stdout"] == "True|-n|-v|")
+    }
+
     @Test("a string runs through /bin/sh -c, with a warning unless shell: true")
     func shellString() async throws {
         let output = try await run("{path: echo, arguments: 'one two | tr a-z A-Z'}")

@@ -16,20 +16,23 @@ struct PreparedRequest: Sendable {
     /// The whole request as it goes on the wire, encoded once.
     var encoded: ByteBuffer
 
-    /// Builds the request: `Host`, `User-Agent`, `Accept` and `Content-Length` unless given.
+    /// Builds the request: `Host`, `User-Agent` and `Accept` unless given, and `Content-Length`
+    /// always from the body actually sent — a `Content-Length` written in the experiment is
+    /// replaced, as `requests` does, so it can never promise more or fewer bytes than follow.
     init(method: HTTPMethod, target: HTTPTarget, headers given: [(String, String)], body: ByteBuffer?) {
         self.method = method
         self.target = target
         self.body = body
         var fields: [(String, String)] = []
+        let given = given.filter { $0.0.lowercased() != "content-length" }
         let names = Set(given.map { $0.0.lowercased() })
         if !names.contains("host") { fields.append(("Host", target.hostHeader)) }
         if !names.contains("user-agent") { fields.append(("User-Agent", PreparedRequest.userAgent)) }
         if !names.contains("accept") { fields.append(("Accept", "*/*")) }
         fields += given
-        if let body, !names.contains("content-length"), !names.contains("transfer-encoding") {
+        if let body, !names.contains("transfer-encoding") {
             fields.append(("Content-Length", String(body.readableBytes)))
-        } else if body == nil, [.POST, .PUT, .PATCH].contains(method), !names.contains("content-length") {
+        } else if body == nil, method != .GET, method != .HEAD {
             fields.append(("Content-Length", "0"))
         }
         headers = fields

@@ -53,9 +53,9 @@ public enum ThinkTime: Codable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let value = try Value(from: decoder)
-        if let seconds = value.doubleValue, seconds >= 0 {
+        if let seconds = value.numberValue, seconds >= 0 {
             self = .fixed(seconds)
-        } else if let bounds = value.arrayValue?.compactMap(\.doubleValue), bounds.count == 2, value.arrayValue?.count == 2, bounds[0] >= 0,
+        } else if let bounds = value.arrayValue?.compactMap(\.numberValue), bounds.count == 2, value.arrayValue?.count == 2, bounds[0] >= 0,
             bounds[0] <= bounds[1]
         {
             self = .uniform(bounds[0], bounds[1])

@@ -120,6 +120,8 @@ private final class ExperimentRun: Sendable {
         var deviated = false
         var gateFailed = false
         var actionFailed = false
+        /// The first hypothesis probe after the method that did not pass could not run at all.
+        var afterProbeFailed = false
         var failFastStopped = false
         var reason: String?
     }
@@ -216,6 +218,8 @@ private final class ExperimentRun: Sendable {
                 let failing = record.probes.first { $0.toleranceMet == false || $0.status == .failed }
                 progress.withLock {
                     $0.deviated = true
+                    // Chaos Toolkit's journal: `failed` when the first probe that did not pass could not run.
+                    $0.afterProbeFailed = failing?.status == .failed
                     if $0.reason == nil {
                         $0.reason = "steady state was not met after the method" + (failing.map { ": \($0.name): \(Self.why($0))" } ?? "")
                     }
@@ -421,6 +425,10 @@ private final class ExperimentRun: Sendable {
             } else if snapshot.actionFailed {
                 journal.status = .aborted
                 journal.outcome = .aborted
+            } else if snapshot.afterProbeFailed {
+                // As Chaos Toolkit writes it (status failed, deviated); it prints "deviated" too.
+                journal.status = .failed
+                journal.outcome = .deviated
             } else if snapshot.deviated {
                 journal.status = .completed
                 journal.outcome = .deviated
@@ -473,7 +481,9 @@ private final class ExperimentRun: Sendable {
             status = .interrupted
         } else if let failure {
             status = .failed
-            record = makeRecord(activity, phase: phase, start: start, status: .failed, output: nil, exception: [failure.0] + failure.1, tolerance: nil)
+            record = makeRecord(
+                activity, phase: phase, start: start, status: .failed, output: nil, exception: [failure.0] + failure.1,
+                tolerance: isHypothesis ? ToleranceOutcome(met: false) : nil)
             return await finish(record, activity: activity, phase: phase, recordInPhaseList: recordInPhaseList, pauseAfter: nil)
         } else if let prepared {
             let dryCovers: Bool =
@@ -510,13 +520,15 @@ private final class ExperimentRun: Sendable {
                 if Task.isCancelled, status == .succeeded { status = .interrupted }
                 if case .custom(let check)? = prepared.tolerance, let produced = output { output = check.annotate(produced) }
                 if status == .succeeded, judged, !dryCovers, let tolerance = prepared.tolerance {
-                    toleranceOutcome = await judge(tolerance, output: output ?? .null, variables: variables)
+                    toleranceOutcome = await judge(tolerance, output: output ?? .null, receivedTexts: context.receivedTexts, variables: variables)
                 } else if status == .succeeded, judged, dryCovers {
                     toleranceOutcome = ToleranceOutcome(met: true, message: "dry run: not checked")
                 }
             }
         }
         if status == .interrupted && failure == nil { failure = ("interrupted by \(interruption.signal ?? "cancellation")", []) }
+        // A hypothesis probe that could not run is not within tolerance, as Chaos Toolkit journals it.
+        if status == .failed, isHypothesis, toleranceOutcome == nil { toleranceOutcome = ToleranceOutcome(met: false) }
 
         record = makeRecord(
             activity, phase: phase, start: start, status: status, output: output, exception: failure.map { [$0.0] + $0.1 }, tolerance: toleranceOutcome)
@@ -556,8 +568,8 @@ private final class ExperimentRun: Sendable {
             toleranceMessage: tolerance?.message.map { redactor.redact($0) }, phase: phase.journalName, background: activity.background ? true : nil)
     }
 
-    private func judge(_ tolerance: Tolerance, output: Value, variables: Substitution) async -> ToleranceOutcome {
-        guard case .probe(let probe) = tolerance else { return tolerance.check(output) }
+    private func judge(_ tolerance: Tolerance, output: Value, receivedTexts: [String: String], variables: Substitution) async -> ToleranceOutcome {
+        guard case .probe(let probe) = tolerance else { return tolerance.check(output, receivedTexts: receivedTexts) }
         var withValue = variables
         withValue.variables["value"] = output
         do {

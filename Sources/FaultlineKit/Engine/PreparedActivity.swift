@@ -119,9 +119,7 @@ public struct PreparedActivity: Sendable {
             guard let node else { return nil }
             do {
                 let value = try substitution.substitute(node, path: path)
-                let number: Double? =
-                    if case .scalar(.string(let s), _) = value.content, let parsed = Double(s) { parsed } else { value.scalar?.doubleValue }
-                guard let number, number >= 0, number.isFinite else {
+                guard let number = value.scalar?.numberValue, number >= 0, number.isFinite else {
                     sink.report(Diagnostic("\(what) must be a number of seconds (0 or more), found \(describeFound(value))", at: node.location, path: path))
                     return nil
                 }

@@ -43,8 +43,16 @@ public struct Experiment: Sendable {
             public var frequency: Double?
             public var fail_fast: Bool?
         }
+        /// Chaos Toolkit 1.21's `runtime.python`: the Python version and packages `chaos run`
+        /// prepares with uv. Read so that its shape is checked as Chaos Toolkit checks it; ignored.
+        public struct PythonRuntime: Sendable, Decodable {
+            public var version: String?
+            public var dependencies: [String]?
+            public var isolated: Bool?
+        }
         public var rollbacks: Rollbacks?
         public var hypothesis: HypothesisRuntime?
+        public var python: PythonRuntime?
 
         public init() {}
     }

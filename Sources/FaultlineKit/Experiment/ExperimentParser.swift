@@ -22,7 +22,7 @@ public enum ExperimentParser {
         let title = reader.nonEmptyString("title", required: true, hint: "add title: a one-line name for the experiment")
         let description = reader.decode(String.self, "description")
         let tags = reader.decode([String].self, "tags") ?? []
-        let contributions = reader.decode([String: String].self, "contributions") ?? [:]
+        let contributions = parseContributions(reader.node("contributions"), path: path.appending("contributions"), sink: sink)
         let configuration = ConfigurationLayer.parse(
             name: "experiment \(origin)", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: path, sink: sink)
         let extensions = reader.decode([Value].self, "extensions") ?? []
@@ -36,6 +36,12 @@ public enum ExperimentParser {
         }
         _ = reader.node("dry")
         let runtime = reader.decode(Experiment.Runtime.self, "runtime") ?? Experiment.Runtime()
+        if runtime.python != nil, let python = node["runtime"]?["python"] {
+            sink.report(Diagnostic(
+                "runtime.python is ignored: it asks Chaos Toolkit to install Python packages with uv, and Faultline runs no Python",
+                at: python.location, path: path.appending("runtime").appending("python"),
+                hint: "python providers of the supported modules run natively (faultline plugins lists them)", severity: .warning))
+        }
 
         var hypothesis: Experiment.Hypothesis?
         if let hypothesisNode = reader.node("steady-state-hypothesis") {
@@ -51,6 +57,20 @@ public enum ExperimentParser {
             method: method, rollbacks: rollbacks, runtime: runtime)
         resolveReferences(&experiment, sink: sink)
         return experiment
+    }
+
+    /// `contributions`: `{name: high|medium|low|none}` for reports. Chaos Toolkit does not check
+    /// it, so anything else is a warning, not an error.
+    static func parseContributions(_ node: SourceNode?, path: DocumentPath, sink: DiagnosticSink) -> [String: String] {
+        guard let node, !node.isNull else { return [:] }
+        if let members = node.members, members.allSatisfy({ $0.value.stringValue != nil }) {
+            return Dictionary(members.map { ($0.key, $0.value.stringValue!) }, uniquingKeysWith: { $1 })
+        }
+        if node.elements?.isEmpty == true || node.members?.isEmpty == true { return [:] }
+        sink.report(Diagnostic(
+            "contributions are ignored: expected an object such as {reliability: high}, found \(describeFound(node))", at: node.location, path: path,
+            severity: .warning))
+        return [:]
     }
 
     static func parseHypothesis(_ node: SourceNode, path: DocumentPath, sink: DiagnosticSink) -> Experiment.Hypothesis? {
@@ -96,14 +116,27 @@ public enum ExperimentParser {
         var reader = ObjectReader(node, path: path, sink: sink, what: "an activity (an object with type, name and provider)")
         guard reader.isObject else { return nil }
         if node["ref"] != nil {
+            // Chaos Toolkit runs the activity a ref names and reads nothing else of the ref but its
+            // `tolerance` (in the hypothesis) and `background`; `type` and `name` are often written.
             let name = reader.nonEmptyString("ref")
+            let kind = reader.decode(ActivityKind.self, "type")
+            _ = reader.node("name")
+            let tolerance = reader.node("tolerance")
+            let background = reader.decode(Bool.self, "background") ?? false
+            for ignored in ["provider", "pauses", "timeout", "controls"] {
+                if let n = reader.node(ignored) {
+                    sink.report(Diagnostic(
+                        "\(ignored) on a ref is ignored: the referenced activity's is used (as Chaos Toolkit does)", at: n.location,
+                        path: path.appending(ignored), hint: "remove it, or write a separate activity", severity: .warning))
+                }
+            }
             reader.reportUnknownKeys()
             guard let name else { return nil }
             // Filled in by resolveReferences.
             return Activity(
-                kind: .probe, name: name,
+                kind: kind ?? .probe, name: name,
                 provider: ProviderReference(type: "", arguments: SourceNode(.object([]), at: node.location), location: node.location, path: path),
-                background: false, document: node, location: node.location, path: path, referencedName: name)
+                tolerance: tolerance, background: background, document: node, location: node.location, path: path, referencedName: name)
         }
         let kind = reader.decode(ActivityKind.self, "type", required: true, hint: "add type: probe (observes) or type: action (changes the system)")
         let name = reader.nonEmptyString("name", required: true, hint: "add name: a short unique name")
@@ -169,36 +202,45 @@ public enum ExperimentParser {
         return ProviderReference(type: type, arguments: arguments, location: node.location, typeLocation: typeNode.location, path: path)
     }
 
-    /// Replaces `{ref: name}` activities with the definition they name (from the hypothesis or the method).
+    /// Replaces `{ref: name}` activities with the definition they name, from the method or the
+    /// hypothesis, as Chaos Toolkit does:
+    /// - when several activities have the name, the last wins (method first, then the hypothesis);
+    /// - in the hypothesis, the ref's own `tolerance` judges it (the definition's when it has none);
+    /// - in the method and rollbacks a ref is not judged (Chaos Toolkit judges no method probe, and
+    ///   a tolerance carried over from a hypothesis probe was not written for the method);
+    /// - the ref's `background` decides whether it runs in the background.
     static func resolveReferences(_ experiment: inout Experiment, sink: DiagnosticSink) {
         var definitions: [String: [Activity]] = [:]
-        for activity in (experiment.hypothesis?.probes ?? []) + experiment.method where activity.referencedName == nil {
+        for activity in experiment.method + (experiment.hypothesis?.probes ?? []) where activity.referencedName == nil {
             definitions[activity.name, default: []].append(activity)
         }
-        func resolve(_ activity: Activity) -> Activity {
+        var warned: Set<String> = []
+        func resolve(_ activity: Activity, inHypothesis: Bool) -> Activity {
             guard let name = activity.referencedName else { return activity }
-            guard let targets = definitions[name] else {
+            guard let targets = definitions[name], let target = targets.last else {
                 let hint = Suggestion.didYouMean(name, in: definitions.keys.sorted())
                     ?? "a ref names an activity of the hypothesis or the method"
                 sink.report(Diagnostic("ref \"\(name)\" names no activity", at: activity.location, path: activity.path.appending("ref"), hint: hint))
                 return activity
             }
-            if targets.count > 1 {
+            if targets.count > 1, warned.insert(name).inserted {
                 sink.report(Diagnostic(
-                    "ref \"\(name)\" is ambiguous: \(targets.count) activities have that name", at: activity.location, path: activity.path.appending("ref"),
-                    hint: "give them distinct names"))
+                    "ref \"\(name)\": \(targets.count) activities have that name; the last (\(target.path)) is used, as Chaos Toolkit does",
+                    at: activity.location, path: activity.path.appending("ref"), hint: "give them distinct names", severity: .warning))
             }
-            var resolved = targets[0]
+            var resolved = target
             resolved.location = activity.location
             resolved.path = activity.path
             resolved.referencedName = name
+            resolved.tolerance = inHypothesis ? activity.tolerance ?? target.tolerance : nil
+            resolved.background = inHypothesis ? false : activity.background
             return resolved
         }
         if var hypothesis = experiment.hypothesis {
-            hypothesis.probes = hypothesis.probes.map(resolve)
+            hypothesis.probes = hypothesis.probes.map { resolve($0, inHypothesis: true) }
             experiment.hypothesis = hypothesis
         }
-        experiment.method = experiment.method.map(resolve)
-        experiment.rollbacks = experiment.rollbacks.map(resolve)
+        experiment.method = experiment.method.map { resolve($0, inHypothesis: false) }
+        experiment.rollbacks = experiment.rollbacks.map { resolve($0, inHypothesis: false) }
     }
 }

@@ -4,7 +4,8 @@ import Foundation
 ///
 /// - `${name}` is replaced by the value of `name` (configuration first, then secrets).
 /// - A string that is exactly `${name}` keeps the value's type: `"${port}"` is the integer 8080,
-///   `"${headers}"` an object.
+///   `"${headers}"` an object. Inside a longer string a value is written as Python's `str()`
+///   writes it (`True`, `None`, `1.0`, `{'a': 1}`), as Chaos Toolkit's `string.Template` does.
 /// - `$$` writes a literal `$`; a `$` not followed by `{` or `$` is kept as written (so shell
 ///   text like `$HOME` survives — Chaos Toolkit would substitute it).
 /// - `${a.b}` reads member `b` of object `a` when there is no key named `a.b`.
@@ -97,7 +98,7 @@ public struct Substitution: Sendable {
         for part in parts {
             switch part {
             case .text(let text): result += text
-            case .variable(let name): result += Self.interpolated(try resolve(name, location, path))
+            case .variable(let name): result += try resolve(name, location, path).pythonText
             }
         }
         return .string(result)
@@ -110,8 +111,9 @@ public struct Substitution: Sendable {
         throw Diagnostic("unknown variable \"${\(name)}\"", at: location, path: path, hint: hint)
     }
 
-    /// How a value reads when it is part of a longer string: strings as they are, whole numbers
-    /// without a fraction, objects and lists as compact JSON, null as nothing.
+    /// How a value reads in a message: strings as they are, whole numbers without a fraction,
+    /// objects and lists as compact JSON, null as nothing. (Substitution writes Python's text,
+    /// ``Value/pythonText``.)
     public static func interpolated(_ value: Value) -> String {
         switch value {
         case .string(let s): s

@@ -2,23 +2,26 @@ import Foundation
 
 /// A hypothesis probe's tolerance: what output means the system is in its steady state.
 ///
-/// The forms are Chaos Toolkit's, with its surprises removed (each is in the README's format
-/// reference):
-/// - `true`/`false`: the output equals it (a boolean; `1` is not `true`).
+/// The forms and their verdicts are Chaos Toolkit's (`chaoslib.hypothesis.within_tolerance`),
+/// values compared as Python compares them (`1 == 1.0`, `True == 1`); where Chaos Toolkit
+/// crashes or surprises, the README's differences table says what happens instead:
+/// - `true`/`false`, a string: the output equals it.
 /// - a number: the output's `status` when it has one (http, process), else the output itself.
-/// - a string: the output equals it.
 /// - a list: membership of the output's `status` when it has one; for a number, a two-element list
 ///   of numbers is an inclusive range; otherwise membership. (Chaos Toolkit reads every
 ///   two-element list as a range, so `["a", "b"]` accepted `"abc"`.)
-/// - `{type: range, range: [lo, hi], target}`: inclusive numeric range.
-/// - `{type: regex, pattern, target}`: a search in the text.
-/// - `{type: jsonpath, path, expect, count, target}`: JSONPath matches.
+/// - `{type: range, range: [lo, hi], target}`: inclusive numeric range; text is read as Python's
+///   `Decimal` reads it (`"5\n"` is 5).
+/// - `{type: regex, pattern, target}`: Python's `re.search` in the text, as received.
+/// - `{type: jsonpath, path, expect, count, target}`: jsonpath2's matches (``JSONPath``), against
+///   the whole output unless `target` picks a member; text is decoded as JSON first.
 /// - `{type: probe, name, provider}`: another probe judges; `${value}` in it is the output.
 /// - a form the probe defines itself (``ToleranceProviding``), e.g. k6 thresholds for `http.load`.
 ///
-/// `target` picks a member of an object output (`status`, `body`, `stdout`, or a dotted path).
-/// Without it, `range` reads `status`, and `regex` and `jsonpath` read `body` (http) or `stdout`
-/// (process) when the output has them.
+/// `target` picks a member of an object output (`status`, `body`, `stdout`, or a dotted path); a
+/// member that is not there leaves the whole output, as Chaos Toolkit's `value.get(target, value)`.
+/// Without a target, `range` reads `status` and `regex` reads `body` (http) or `stdout` (process)
+/// when the output has them (Chaos Toolkit would crash on the object).
 public enum Tolerance: Sendable {
     case equals(Value)
     case list([Value])
@@ -69,7 +72,7 @@ public enum Tolerance: Sendable {
                 let target = reader.decode(String.self, "target")
                 if let pattern {
                     do {
-                        _ = try NSRegularExpression(pattern: pattern)
+                        _ = try NSRegularExpression(pattern: Self.icuPattern(pattern))
                     } catch {
                         sink.report(Diagnostic("invalid regular expression \"\(pattern)\"", at: node["pattern"]?.location, path: path.appending("pattern")))
                     }
@@ -85,7 +88,9 @@ public enum Tolerance: Sendable {
                     do {
                         jsonPath = try JSONPath(pathText)
                     } catch {
-                        sink.report(Diagnostic(error.description, at: node["path"]?.location, path: path.appending("path")))
+                        sink.report(Diagnostic(
+                            "invalid JSONPath \"\(pathText)\": \(error.message)", at: node["path"]?.location, path: path.appending("path"),
+                            hint: error.hint ?? "Chaos Toolkit reads paths with jsonpath2; see the README's tolerance reference"))
                     }
                 }
                 tolerance = jsonPath.map { .jsonpath(path: $0, expect: expect, count: count, target: target) }
@@ -136,7 +141,12 @@ public enum Tolerance: Sendable {
     }
 
     /// Judges an output (every form but `probe`, which the engine runs).
-    public func check(_ output: Value) -> ToleranceOutcome {
+    public func check(_ output: Value) -> ToleranceOutcome { check(output, receivedTexts: [:]) }
+
+    /// Judges an output.
+    /// - Parameter receivedTexts: the text output members were decoded from, by key (an http
+    ///   body read as JSON), for `regex` (``ActivityContext/recordReceivedText(_:forOutputKey:)``).
+    public func check(_ output: Value, receivedTexts: [String: String]) -> ToleranceOutcome {
         switch self {
         case .equals(let expected):
             let actual: Value
@@ -145,57 +155,49 @@ public enum Tolerance: Sendable {
             } else {
                 actual = output
             }
-            let met: Bool
-            if case .bool = expected {
-                met = actual == expected
-            } else {
-                met = actual.looselyEquals(expected)
-            }
+            let met = actual.pythonEquals(expected)
             return ToleranceOutcome(met: met, message: met ? nil : "expected \(expected), got \(Self.describe(actual))")
         case .list(let items):
             if let status = output["status"] {
-                let met = items.contains { $0.looselyEquals(status) }
+                let met = items.contains { $0.pythonEquals(status) }
                 return ToleranceOutcome(met: met, message: met ? nil : "status \(status) is not one of \(Value.array(items))")
             }
-            if items.count == 2, let lo = items[0].doubleValue, let hi = items[1].doubleValue, let v = output.doubleValue,
-                items[0].boolValue == nil, items[1].boolValue == nil
-            {
+            if items.count == 2, let lo = items[0].pythonNumber, let hi = items[1].pythonNumber, let v = output.pythonNumber {
                 let met = lo <= v && v <= hi
                 return ToleranceOutcome(met: met, message: met ? nil : "\(output) is outside [\(items[0]), \(items[1])]")
             }
-            let met = items.contains { $0.looselyEquals(output) }
+            let met = items.contains { $0.pythonEquals(output) }
             return ToleranceOutcome(met: met, message: met ? nil : "\(Self.describe(output)) is not one of \(Value.array(items))")
         case .range(let lo, let hi, let target):
-            let picked = Self.pick(output, target: target, defaults: ["status"])
-            guard let v = picked.doubleValue else {
+            let (picked, _) = Self.pick(output, target: target, defaults: ["status"])
+            guard let v = Self.decimal(picked), !v.isNaN else {
                 return ToleranceOutcome(met: false, message: "range needs a number, got \(Self.describe(picked))\(target == nil ? " (set target:)" : "")")
             }
             let met = lo <= v && v <= hi
             return ToleranceOutcome(met: met, message: met ? nil : "\(Self.describe(picked)) is outside [\(Self.number(lo)), \(Self.number(hi))]")
         case .regex(let pattern, let target):
-            let picked = Self.pick(output, target: target, defaults: ["body", "stdout"])
-            let text = picked.stringValue ?? JSONWriter.string(picked, pretty: false)
-            guard let regex = try? NSRegularExpression(pattern: pattern) else {
+            let (picked, key) = Self.pick(output, target: target, defaults: ["body", "stdout"])
+            let text = key.flatMap { receivedTexts[$0] } ?? picked.stringValue ?? JSONWriter.string(picked, pretty: false)
+            guard let regex = try? NSRegularExpression(pattern: Self.icuPattern(pattern)) else {
                 return ToleranceOutcome(met: false, message: "invalid regular expression \(pattern)")
             }
             let met = regex.firstMatch(in: text, range: NSRange(text.startIndex..., in: text)) != nil
             return ToleranceOutcome(met: met, message: met ? nil : "pattern /\(pattern)/ not found in \(Self.describe(.string(text)))")
         case .jsonpath(let path, let expect, let count, let target):
-            var picked = Self.pick(output, target: target, defaults: ["body", "stdout"])
+            var (picked, _) = Self.pick(output, target: target, defaults: [])
             if case .string(let text) = picked, let decoded = try? JSONReader.value(text) { picked = decoded }
             let matches = path.evaluate(picked)
-            if let count, matches.count != count {
-                return ToleranceOutcome(met: false, message: "\(path) matched \(matches.count) value(s), expected \(count)")
-            }
+            // Chaos Toolkit: `expect`, when given, decides alone (a `count` beside it is not checked).
             if let expect {
                 let expected: [Value] = if case .array(let a) = expect { a } else { [expect] }
-                let met = Value.array(matches).looselyEquals(.array(expected)) || (matches.count == 1 && matches[0].looselyEquals(expect))
-                return ToleranceOutcome(met: met, message: met ? nil : "\(path) matched \(Value.array(matches)), expected \(expect)")
+                let met = Value.array(matches).pythonEquals(.array(expected))
+                return ToleranceOutcome(met: met, message: met ? nil : "\(path) matched \(Value.array(matches)), expected \(Value.array(expected))")
             }
-            if count == nil, matches.isEmpty {
-                return ToleranceOutcome(met: false, message: "\(path) matched nothing")
+            if let count {
+                let met = matches.count == count
+                return ToleranceOutcome(met: met, message: met ? nil : "\(path) matched \(matches.count) value(s), expected \(count)")
             }
-            return ToleranceOutcome(met: true)
+            return ToleranceOutcome(met: !matches.isEmpty, message: matches.isEmpty ? "\(path) matched nothing" : nil)
         case .custom(let check):
             return check.check(output)
         case .probe:
@@ -203,23 +205,82 @@ public enum Tolerance: Sendable {
         }
     }
 
-    /// The part of the output a tolerance reads.
-    static func pick(_ output: Value, target: String?, defaults: [String]) -> Value {
+    /// The part of the output a tolerance reads, and the output member it came from.
+    static func pick(_ output: Value, target: String?, defaults: [String]) -> (Value, String?) {
         if let target {
+            if let member = output[target] { return (member, target) }
             var current = output
             for component in target.split(separator: ".").map(String.init) {
                 if let i = Int(component), let element = current[i] {
                     current = element
+                } else if let member = current[component] {
+                    current = member
                 } else {
-                    current = current[component] ?? .null
+                    // Chaos Toolkit's `value.get(target, value)`: the whole output.
+                    return (output, nil)
                 }
             }
-            return current
+            return (current, nil)
         }
         if case .object = output {
-            for key in defaults { if let v = output[key] { return v } }
+            for key in defaults { if let v = output[key] { return (v, key) } }
         }
-        return output
+        return (output, nil)
+    }
+
+    /// The number Python's `Decimal(value)` reads: numbers and booleans as they are; text with
+    /// surrounding whitespace stripped, `_` between digits, `Infinity` and `NaN` allowed.
+    static func decimal(_ value: Value) -> Double? {
+        if let number = value.pythonNumber { return number }
+        guard case .string(let raw) = value else { return nil }
+        var text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+        var sign = 1.0
+        if let first = text.first, first == "+" || first == "-" {
+            if first == "-" { sign = -1 }
+            text.removeFirst()
+        }
+        switch text.lowercased() {
+        case "inf", "infinity": return sign * .infinity
+        case "nan", "snan": return .nan
+        default: break
+        }
+        // Underscores only between digits, as in Python's numeric literals.
+        let characters = Array(text)
+        for (i, c) in characters.enumerated() where c == "_" {
+            guard i > 0, i < characters.count - 1, characters[i - 1].isASCII, characters[i - 1].isNumber, characters[i + 1].isASCII, characters[i + 1].isNumber
+            else { return nil }
+        }
+        text.removeAll { $0 == "_" }
+        guard !text.isEmpty, text.allSatisfy({ $0.isASCII && ($0.isNumber || ".eE+-".contains($0)) }) else { return nil }
+        let withZero = text.hasPrefix(".") ? "0" + text : text
+        guard let value = Value(exactNumber: withZero.hasSuffix(".") ? withZero + "0" : withZero)?.doubleValue else { return nil }
+        return sign * value
+    }
+
+    /// A Python `re` pattern as ICU (NSRegularExpression) spells it: named groups
+    /// `(?P<name>…)` and `(?P=name)`, and `\Z` (end of text).
+    static func icuPattern(_ python: String) -> String {
+        var out = ""
+        var i = python.startIndex
+        while i < python.endIndex {
+            let rest = python[i...]
+            if rest.hasPrefix("\\") {
+                let next = python.index(i, offsetBy: 2, limitedBy: python.endIndex) ?? python.endIndex
+                let escape = python[i..<next]
+                out += escape == "\\Z" ? "\\z" : String(escape)
+                i = next
+            } else if rest.hasPrefix("(?P<") {
+                out += "(?<"
+                i = python.index(i, offsetBy: 4)
+            } else if rest.hasPrefix("(?P="), let close = rest.firstIndex(of: ")") {
+                out += "\\k<" + python[python.index(i, offsetBy: 4)..<close] + ">"
+                i = python.index(after: close)
+            } else {
+                out.append(python[i])
+                i = python.index(after: i)
+            }
+        }
+        return out
     }
 
     static func number(_ d: Double) -> String { d.rounded() == d && abs(d) < 1e15 ? String(Int(d)) : "\(d)" }

@@ -21,6 +21,7 @@ public struct ActivityContext: Sendable {
     /// The run's seed; ``makeRandom()`` derives this activity's generator from it.
     public let seed: UInt64
     let run: RunState
+    let received = ReceivedTexts()
 
     /// A random generator seeded from the run's seed and this activity, so that `--seed` replays
     /// the same choices.
@@ -36,6 +37,18 @@ public struct ActivityContext: Sendable {
     public func registerCleanup(_ description: String, _ body: @escaping @Sendable () async throws -> Void) {
         run.registerCleanup(Cleanup(description: description, body: body))
     }
+
+    /// Records the text an output member was decoded from (an http body read as JSON), so that a
+    /// `regex` tolerance on that member searches the text as it came — its spacing and key order —
+    /// as Chaos Toolkit's would, not a re-serialisation of the decoded value.
+    /// - Parameters:
+    ///   - key: the member of the output, e.g. `body`.
+    public func recordReceivedText(_ text: String, forOutputKey key: String) {
+        received.record(text, for: key)
+    }
+
+    /// The texts recorded with ``recordReceivedText(_:forOutputKey:)``, by output key.
+    public var receivedTexts: [String: String] { received.all }
 
     /// Sets a configuration value that later activities see, e.g. a port bound at run time.
     public func export(_ key: String, _ value: Value) {
@@ -72,6 +85,15 @@ public struct ActivityContext: Sendable {
 
     /// Values exported so far.
     public var exported: [String: Value] { run.exports }
+}
+
+/// The texts one activity's output members were decoded from.
+final class ReceivedTexts: Sendable {
+    private let texts = Mutex<[String: String]>([:])
+
+    func record(_ text: String, for key: String) { texts.withLock { $0[key] = text } }
+
+    var all: [String: String] { texts.withLock { $0 } }
 }
 
 /// An undo registered by an action.

@@ -31,8 +31,10 @@ public protocol Provider: Sendable {
     /// a hard limit. The engine cancels the activity a few seconds after it, as a safety net for a
     /// provider that fails to stop; the provider's own error, being earlier, is the one reported.
     static func timeLimit(_ arguments: Arguments) -> Double?
-    /// Configuration keys this activity sets when it runs (with an example value of the right
-    /// type), so that later activities may refer to them: `create_proxy` exports `<name>_PORT`.
+    /// Configuration keys this activity sets when it runs, so that later activities may refer to
+    /// them: `create_proxy` exports `<name>_PORT`. Validation substitutes these values, so give the
+    /// value when the arguments tell it and otherwise one that passes validation wherever the real
+    /// one would (a port bound at run time: a plausible port, not 0).
     static func exports(_ arguments: Arguments) -> [String: Value]
     /// Whether an output of this provider reports success, for a `{type: probe}` tolerance that
     /// runs it (a process that exited 0, an HTTP 2xx). Nil, the default, judges the output by its

@@ -82,9 +82,15 @@ public enum JSONWriter {
 
 /// Reads JSON into ``SourceNode``s with line and column for every value, so that JSON experiments
 /// get the same precise errors as YAML ones. Strict RFC 8259: no comments, no trailing commas.
+///
+/// A document (``parse(_:file:)``) may not repeat a key in an object: Python's `json.load`, which
+/// Chaos Toolkit reads experiments with, keeps the last silently, so a stray second `"method"`
+/// would quietly replace the first. A value read from a response (``value(_:)``) keeps the last,
+/// as Python does.
 public struct JSONReader {
     private let bytes: [UInt8]
     private let file: String
+    private let rejectsDuplicateKeys: Bool
     private var index = 0
     private var line = 1
     private var lineStart = 0
@@ -92,18 +98,23 @@ public struct JSONReader {
     /// from the line's start each time (a journal written on one line would be quadratic).
     private var columnMark = (index: 0, column: 1)
 
-    private init(_ bytes: [UInt8], file: String) {
+    private init(_ bytes: [UInt8], file: String, rejectsDuplicateKeys: Bool) {
         self.bytes = bytes
         self.file = file
+        self.rejectsDuplicateKeys = rejectsDuplicateKeys
     }
 
     /// Parses a whole JSON document.
     /// - Parameters:
     ///   - text: the document.
     ///   - file: the name used in locations and errors.
-    /// - Throws: a ``Diagnostic`` naming the position of the first syntax error.
+    /// - Throws: a ``Diagnostic`` naming the position of the first syntax error or repeated key.
     public static func parse(_ text: String, file: String) throws -> SourceNode {
-        var reader = JSONReader(Array(text.utf8), file: file)
+        try parse(text, file: file, rejectsDuplicateKeys: true)
+    }
+
+    private static func parse(_ text: String, file: String, rejectsDuplicateKeys: Bool) throws -> SourceNode {
+        var reader = JSONReader(Array(text.utf8), file: file, rejectsDuplicateKeys: rejectsDuplicateKeys)
         reader.skipWhitespace()
         let node = try reader.parseValue(depth: 0)
         reader.skipWhitespace()
@@ -113,9 +124,9 @@ public struct JSONReader {
         return node
     }
 
-    /// Parses JSON into a plain ``Value`` (locations dropped).
+    /// Parses JSON into a plain ``Value`` (locations dropped); a repeated key keeps its last value.
     public static func value(_ text: String) throws -> Value {
-        try parse(text, file: "<json>").value
+        try parse(text, file: "<json>", rejectsDuplicateKeys: false).value
     }
 
     private var location: SourceLocation {
@@ -183,6 +194,7 @@ public struct JSONReader {
     private mutating func parseObject(_ start: SourceLocation, depth: Int) throws -> SourceNode {
         index += 1
         var members: [SourceNode.Member] = []
+        var firstLines: [String: Int] = [:]
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -195,6 +207,14 @@ public struct JSONReader {
             }
             let keyLocation = location
             let key = try parseString()
+            if rejectsDuplicateKeys {
+                if let first = firstLines[key] {
+                    throw Diagnostic(
+                        "duplicate key \"\(key)\"", at: keyLocation,
+                        hint: "a key may appear only once in an object; the first is at line \(first) (Chaos Toolkit would silently keep this one)")
+                }
+                firstLines[key] = keyLocation.line
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':' after key \"\(key)\"") }
             index += 1

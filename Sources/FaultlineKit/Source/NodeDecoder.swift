@@ -335,14 +335,22 @@ private struct SingleValue: SingleValueDecodingContainer {
     }
 
     func decode(_ type: Double.Type) throws -> Double {
-        guard let d = node.scalar?.doubleValue else { throw decoder.mismatch("a number") }
+        guard let d = node.scalar?.doubleValue ?? writtenNumber?.doubleValue else { throw decoder.mismatch("a number") }
         return d
+    }
+
+    /// A string that is exactly a number (`"8080"`, or `"${port}"` from an `env` configuration
+    /// value, which is text): Chaos Toolkit's Python functions take it where they take a number,
+    /// so a declared number does too.
+    private var writtenNumber: Value? {
+        guard case .scalar(.string(let text), _) = node.content else { return nil }
+        return Value(exactNumber: text)
     }
 
     func decode(_ type: Float.Type) throws -> Float { Float(try decode(Double.self)) }
 
     private func integer<I: FixedWidthInteger>(_ type: I.Type) throws -> I {
-        guard let i = node.scalar?.intValue else { throw decoder.mismatch("an integer") }
+        guard let i = node.scalar?.intValue ?? writtenNumber?.intValue else { throw decoder.mismatch("an integer") }
         guard let value = I(exactly: i) else {
             throw Diagnostic("\(i) is out of range (\(I.min)…\(I.max))", at: node.location, path: decoder.path)
         }
@@ -362,3 +370,4 @@ private struct SingleValue: SingleValueDecodingContainer {
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try decoder.decodeValue(T.self) }
 }
+

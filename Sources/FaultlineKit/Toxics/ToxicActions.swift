@@ -477,7 +477,16 @@ public struct CreateProxyAction: Action {
         }
     }
 
-    public static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.name)_PORT": .int(0)] }
+    public static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.name)_PORT": exportedPort(listen: arguments.listen)] }
+
+    /// What `<name>_PORT` holds when an experiment is validated: the port `listen` names, or, for
+    /// a port bound when the proxy is created (`:0`, or one not known until then), a plausible
+    /// port, so that a later `http://127.0.0.1:${db_PORT}/` validates; the run sets the real one.
+    /// - Parameter listen: `host:port`, or nil when the port is not known before the run.
+    public static func exportedPort(listen: String?) -> Value {
+        guard let listen, let port = listen.split(separator: ":").last.flatMap({ Int($0) }), (1...65535).contains(port) else { return .int(1) }
+        return .int(port)
+    }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
         let created = try await context.createProxy(

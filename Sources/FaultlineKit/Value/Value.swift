@@ -54,6 +54,49 @@ extension Value {
         }
     }
 
+    /// The number, or the number a string spells exactly (`"5"`, `"0.25"`): where Chaos Toolkit's
+    /// Python code takes a number, a numeric string from an `env` configuration value works too.
+    public var numberValue: Double? {
+        if let stringValue { return Value(exactNumber: stringValue)?.doubleValue }
+        return doubleValue
+    }
+
+    /// The number `text` spells exactly — an optional sign, digits, an optional fraction and
+    /// exponent, as JSON writes numbers; no spaces, no `inf`, no hexadecimal — or nil.
+    public init?(exactNumber text: String) {
+        let bytes = Array(text.utf8)
+        func digit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
+        var i = 0
+        if i < bytes.count, bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+") { i += 1 }
+        let integerStart = i
+        while i < bytes.count, digit(bytes[i]) { i += 1 }
+        let integerDigits = i - integerStart
+        var fractionDigits = 0
+        var isInteger = true
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            isInteger = false
+            i += 1
+            while i < bytes.count, digit(bytes[i]) { i += 1; fractionDigits += 1 }
+        }
+        guard integerDigits + fractionDigits > 0 else { return nil }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            isInteger = false
+            i += 1
+            if i < bytes.count, bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+") { i += 1 }
+            let exponentStart = i
+            while i < bytes.count, digit(bytes[i]) { i += 1 }
+            guard i > exponentStart else { return nil }
+        }
+        guard i == bytes.count else { return nil }
+        if isInteger, let integer = Int(text.hasPrefix("+") ? String(text.dropFirst()) : text) {
+            self = .int(integer)
+        } else if let double = Double(text), double.isFinite {
+            self = .double(double)
+        } else {
+            return nil
+        }
+    }
+
     /// Member lookup on objects; `nil` for other kinds or a missing key.
     public subscript(key: String) -> Value? {
         get { objectValue?[key] }
