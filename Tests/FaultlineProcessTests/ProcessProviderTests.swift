@@ -1,5 +1,6 @@
 import FaultlineKit
 import FaultlineProcess
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
