@@ -2,10 +2,14 @@ import FaultlineKit
 @testable import FaultlineProxy
 import FaultlineTestSupport
 import Foundation
+import Synchronization
 import Testing
 
-/// Each toxic's observable behaviour through real sockets. Delays are checked to be at least what
-/// was asked and not grossly longer (generous bounds: these are behaviours, not benchmarks).
+/// Toxics end to end, through real sockets and the proxy's event loops: that a toxic's effect
+/// reaches the peer (a delay, a pace, a FIN, an RST), what the proxy does around stages (toxicity
+/// rolls, live changes, removal under load, disabling) and that nothing leaks. Each toxic's exact
+/// timing is tested in virtual time (ToxicTimingTests); a delay here is only checked to be at
+/// least what was asked — never at most, which a loaded machine could miss.
 @Suite("Toxics over loopback")
 struct ToxicBehaviourTests {
     /// One echo round trip of `message`, in seconds.
@@ -28,22 +32,6 @@ struct ToxicBehaviourTests {
             let (elapsed, echoed) = try await Self.roundTrip(socket)
             #expect(echoed == "ping")
             #expect(elapsed >= 0.150)
-            #expect(elapsed < 1.0)
-        }
-    }
-
-    @Test("two latency toxics on one direction add up, as in Toxiproxy's chain")
-    func latenciesAddUp() async throws {
-        try await withProxyFixture { fixture in
-            try await fixture.addToxic("latency", name: "first", ["latency": 100])
-            try await fixture.addToxic("latency", name: "second", ["latency": 100])
-            let socket = try await fixture.connect()
-            defer { socket.close() }
-            for _ in 0..<3 {
-                let (elapsed, echoed) = try await Self.roundTrip(socket)
-                #expect(echoed == "ping")
-                #expect(elapsed >= 0.2)
-            }
         }
     }
 
@@ -65,29 +53,6 @@ struct ToxicBehaviourTests {
             #expect(end == .eof)
             // 60 000 bytes at 100 000 bytes/s: 0.6 s.
             #expect(elapsed >= 0.58)
-            #expect(elapsed < 1.2)
-        }
-    }
-
-    @Test("slow_close delays the end of stream, not the data")
-    func slowClose() async throws {
-        try await withProxyFixture(.send(Array("bye".utf8))) { fixture in
-            try await fixture.addToxic("slow_close", ["delay": 300])
-            let port = fixture.proxyPort
-            let (data, dataAt, endAt, end) = try await blocking {
-                let start = monotonicSeconds()
-                let socket = try TestSocket(port: port)
-                defer { socket.close() }
-                let (data, _) = socket.receive(count: 3)
-                let dataAt = monotonicSeconds() - start
-                let (_, end) = socket.receiveAll()
-                return (data, dataAt, monotonicSeconds() - start, end)
-            }
-            #expect(String(decoding: data, as: UTF8.self) == "bye")
-            #expect(dataAt < endAt - 0.1)
-            #expect(end == .eof)
-            #expect(endAt >= 0.3)
-            #expect(endAt < 1.5)
         }
     }
 
@@ -108,23 +73,6 @@ struct ToxicBehaviourTests {
             #expect(bytes.isEmpty)
             #expect(end == .eof)
             #expect(elapsed >= 0.2)
-            #expect(elapsed < 1.5)
-        }
-    }
-
-    @Test("timeout 0 holds the connection open and silent")
-    func timeoutForever() async throws {
-        try await withProxyFixture { fixture in
-            try await fixture.addToxic("timeout", ["timeout": 0])
-            let port = fixture.proxyPort
-            let socket = try await blocking { try TestSocket(port: port, timeout: 0.5) }
-            defer { socket.close() }
-            let (bytes, end) = try await blocking {
-                try socket.send("lost")
-                return socket.receiveAll()
-            }
-            #expect(bytes.isEmpty)
-            #expect(end == .timeout)
         }
     }
 
@@ -143,7 +91,6 @@ struct ToxicBehaviourTests {
             #expect(bytes.isEmpty)
             #expect(end == .reset)
             #expect(elapsed >= 0.095)
-            #expect(elapsed < 1.0)
         }
     }
 
@@ -180,35 +127,12 @@ struct ToxicBehaviourTests {
         }
     }
 
-    @Test("slicer spaces pieces by its microsecond delay")
-    func slicerDelay() async throws {
-        let payload = randomBytes(10_000)
-        try await withProxyFixture(.send(payload)) { fixture in
-            // 100-byte pieces, 500 µs apart: about 100 pieces, at least 49.5 ms in all.
-            try await fixture.addToxic("slicer", ["average_size": 100, "size_variation": 0, "delay": 500])
-            let port = fixture.proxyPort
-            // Timed from before connecting: 99 gaps of 500 µs follow the first piece.
-            let (bytes, elapsed) = try await blocking {
-                let start = monotonicSeconds()
-                let socket = try TestSocket(port: port)
-                defer { socket.close() }
-                let (bytes, _) = socket.receiveAll()
-                return (bytes, monotonicSeconds() - start)
-            }
-            #expect(checksum(bytes) == checksum(payload))
-            #expect(elapsed >= 0.0495)
-            #expect(elapsed < 1.5)
-        }
-    }
-
-    @Test("toxics added and removed on a live connection apply without dropping it")
+    @Test("toxics added, updated and removed on a live connection apply without dropping it")
     func liveChanges() async throws {
         try await withProxyFixture { fixture in
             let socket = try await fixture.connect()
             defer { socket.close() }
-            let (before, _) = try await Self.roundTrip(socket)
-            // "Fast" is well under the 600-800 ms toxics, with room for a loaded machine.
-            #expect(before < 0.4)
+            #expect(try await Self.roundTrip(socket).1 == "ping")
             try await fixture.addToxic("latency", ["latency": 600])
             let (during, echoed) = try await Self.roundTrip(socket, "pong")
             #expect(echoed == "pong")
@@ -216,54 +140,56 @@ struct ToxicBehaviourTests {
             _ = try await fixture.server.updateToxic(named: "latency_downstream", on: "test", attributes: ["latency": 800], toxicity: nil)
             let (updated, _) = try await Self.roundTrip(socket)
             #expect(updated >= 0.8)
+            // Removed, it delays nothing: a 10-minute latency left in place would outlast the read.
+            _ = try await fixture.server.updateToxic(named: "latency_downstream", on: "test", attributes: ["latency": 600_000], toxicity: nil)
             try await fixture.server.removeToxic(named: "latency_downstream", from: "test")
-            let (after, again) = try await Self.roundTrip(socket, "ping again")
-            #expect(again == "ping again")
-            #expect(after < 0.4)
+            #expect(try await Self.roundTrip(socket, "ping again").1 == "ping again")
         }
     }
 
     @Test("removing a toxic delivers what it held at once")
     func removalFlushes() async throws {
         try await withProxyFixture { fixture in
-            // A 60 s latency: delivery well before it proves the removal flushed (the bound is loose
-            // on purpose, so a busy machine cannot make the test flaky).
-            try await fixture.addToxic("latency", ["latency": 60_000])
+            // Ten minutes of latency: the bytes arrive within the socket's read timeout only if the
+            // removal delivers them.
+            try await fixture.addToxic("latency", ["latency": 600_000])
             let socket = try await fixture.connect()
             defer { socket.close() }
             try await blocking { try socket.send("held") }
-            try await Task.sleep(for: .milliseconds(50))
-            let start = monotonicSeconds()
+            // The echo reached the proxy and waits in the toxic.
+            let downstream = try #require(fixture.server.runtime(of: "test")?.metrics.downstream)
+            #expect(await eventually { downstream.received.load(ordering: .relaxed) == 4 })
+            #expect(downstream.sent.load(ordering: .relaxed) == 0)
             try await fixture.server.removeToxic(named: "latency_downstream", from: "test")
             let (bytes, _) = try await blocking { socket.receive(count: 4) }
             #expect(String(decoding: bytes, as: UTF8.self) == "held")
-            #expect(monotonicSeconds() - start < 15)
         }
     }
 
-    @Test("removing a toxic under heavy traffic returns promptly and the transfer completes")
+    @Test("removing toxics under heavy traffic returns and the transfer completes", .timeLimit(.minutes(2)))
     func removalUnderLoad() async throws {
         try await withProxyFixture { fixture in
-            try await fixture.addToxic("bandwidth", ["rate": 2_000])
+            // At 1 KB/s the echo of 8 MiB would take hours: the transfer completes only because the
+            // removal returns and lets everything held and stalled through (Toxiproxy's API hangs
+            // here until its 25 s handler timeout).
+            try await fixture.addToxic("bandwidth", ["rate": 1])
             try await fixture.addToxic("latency", stream: "upstream", ["latency": 20])
-            let payload = randomBytes(8 << 20)
+            let payload = try await blocking { randomBytes(8 << 20) }
             let socket = try await fixture.connect()
             defer { socket.close() }
             async let writer: Void = blocking {
                 try socket.send(payload)
                 socket.shutdownWrite()
             }
-            async let reader = blocking { socket.receiveAll() }
-            try await Task.sleep(for: .milliseconds(200))
-            let start = monotonicSeconds()
+            // The first paced bytes are back: both toxics hold traffic now.
+            let (first, _) = try await blocking { socket.receive(count: 10) }
+            #expect(first == Array(payload[..<10]))
             try await fixture.server.removeToxic(named: "bandwidth_downstream", from: "test")
             try await fixture.server.removeToxic(named: "latency_upstream", from: "test")
-            // Toxiproxy's API hangs here until its 25 s handler timeout; ours returns.
-            #expect(monotonicSeconds() - start < 10)
-            let (received, end) = try await reader
+            let (rest, end) = try await blocking { socket.receiveAll() }
             try await writer
             #expect(end == .eof)
-            #expect(checksum(received) == checksum(payload))
+            #expect(checksum(first + rest) == checksum(payload))
         }
     }
 
