@@ -1,6 +1,8 @@
 import FaultlineKit
 import FaultlineTesting
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
 
 @testable import FaultlineHTTP
@@ -117,13 +119,30 @@ struct LoadProbeTests {
         }
     }
 
-    @Test("requests still unanswered after graceful_stop are abandoned, not counted, and the probe returns")
+    @Test("requests still unanswered after graceful_stop are abandoned, not counted, and their connections closed")
     func abandoned() async throws {
         try await closing(TestHTTPServer.start()) { server in
-            // A duration long enough for both users' requests to reach the server on a loaded machine.
-            let output = try await runLoad(["url": .string(server.url + "/hang"), "users": 2, "duration": 1, "graceful_stop": 0.1])
-            #expect(output["overall"]?["count"] == 0)
-            #expect(server.count("/hang") == 2)
+            // The load is stopped with the call its duration makes, but on a signal — both requests
+            // reached the server — rather than after a time a loaded machine may not have reached.
+            let arguments = try prepared(LoadProbe.self, ["url": .string(server.url + "/hang"), "users": 2, "duration": 3600, "graceful_stop": 0.1])
+            let plan = try await LoadProbe.makePlan(arguments)
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let worker = try await loop.submit {
+                NIOLoopBound(LoadWorker(loop: loop, plan: plan, index: 0, workerCount: 1, start: .now(), seed: 1), eventLoop: loop)
+            }.get()
+            try await loop.submit { worker.value.begin() }.get()
+            #expect(await eventually { server.count("/hang") == 2 })
+            let stopped = ContinuousClock.now
+            let terminatedAtOnce = try await loop.submit {
+                worker.value.stop()
+                return worker.value.terminated
+            }.get()
+            #expect(!terminatedAtOnce, "requests in flight get graceful_stop")
+            try await loop.flatSubmit { worker.value.done }.get()
+            #expect(ContinuousClock.now - stopped >= .milliseconds(100))
+            let snapshot = try await loop.submit { worker.value.recorder.snapshot() }.get()
+            #expect(snapshot.requests.map(\.count) == [0])
+            #expect(snapshot.requests.flatMap(\.errors).allSatisfy { $0 == 0 }, "abandoned is not an error")
             #expect(await eventually { server.openConnections == 0 })
         }
     }
