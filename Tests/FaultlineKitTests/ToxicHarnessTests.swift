@@ -160,3 +160,62 @@ struct ToxicHarnessTests {
         #expect(ToxicHarness.Event.reset(at: .seconds(2)).description == "reset at 2000 ms")
     }
 }
+
+/// The toxic docs/extending.md writes, verbatim, tested as the guide shows.
+public struct DropEveryToxic: Toxic {
+    public static let type = "drop_every"
+    public static let summary = "Drop every n-th chunk of a direction"
+    public static let attributeHelp = ["n": "drop one chunk in n (n ≥ 2)"]
+
+    public struct Attributes: Codable, Sendable {
+        public var n: Int
+        public init(n: Int = 10) { self.n = n }
+        enum CodingKeys: String, CodingKey { case n }
+        public init(from decoder: any Decoder) throws {
+            n = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(Int.self, forKey: .n) ?? 10
+        }
+    }
+
+    public static func validate(_ attributes: Attributes) throws {
+        if attributes.n < 2 { throw ArgumentError("n", "n must be at least 2") }
+    }
+
+    public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {
+        DropEveryStage(n: attributes.n)
+    }
+}
+
+final class DropEveryStage: ToxicStage {
+    private var n: Int
+    private var seen = 0
+    init(n: Int) { self.n = n }
+
+    func receive(_ chunk: ToxicChunk, link: any ToxicLink) {
+        seen += 1
+        if seen % n != 0 { link.forward(chunk) }
+    }
+
+    func stop(link: any ToxicLink) {}
+
+    func update(_ attributes: any Sendable, link: any ToxicLink) {
+        if let attributes = attributes as? DropEveryToxic.Attributes { n = attributes.n }
+    }
+}
+
+@Suite("The guide's toxic")
+struct GuideToxicTests {
+    @Test("drop_every, tested as docs/extending.md shows")
+    func dropsEveryThirdChunk() throws {
+        let harness = ToxicHarness(try ToxicHarness.stage(DropEveryToxic.self, .init(n: 3)))   // validated first
+        for word in ["a", "b", "c", "d"] {
+            harness.send(word)
+            harness.advance(by: .milliseconds(10))
+        }
+        harness.sendEndOfStream()
+        #expect(
+            harness.events == [
+                .data("a", at: .zero), .data("b", at: .milliseconds(10)), .data("d", at: .milliseconds(30)), .endOfStream(at: .milliseconds(40)),
+            ])
+        #expect(throws: ArgumentError.self) { try ToxicHarness.stage(DropEveryToxic.self, .init(n: 1)) }
+    }
+}
