@@ -115,7 +115,9 @@ struct ToxicHarnessTests {
         let first = Recorder()
         let second = Recorder()
         var link: (any ToxicLink)?
-        second.onStart = { link = $0; $0.schedule(at: $0.now + 1_000_000) { Issue.record("a dropped stage's timer fired") } }
+        second.onStart = {
+            link = $0; $0.schedule(at: $0.now + 1_000_000) { Issue.record("a dropped stage's timer fired") }
+        }
         let harness = ToxicHarness([first, second])
         harness.send("x")
         if reset { link?.resetConnection() } else { link?.closeConnection() }
@@ -206,7 +208,7 @@ final class DropEveryStage: ToxicStage {
 struct GuideToxicTests {
     @Test("drop_every, tested as docs/extending.md shows")
     func dropsEveryThirdChunk() throws {
-        let harness = ToxicHarness(try ToxicHarness.stage(DropEveryToxic.self, .init(n: 3)))   // validated first
+        let harness = ToxicHarness(try ToxicHarness.stage(DropEveryToxic.self, .init(n: 3)))  // validated first
         for word in ["a", "b", "c", "d"] {
             harness.send(word)
             harness.advance(by: .milliseconds(10))

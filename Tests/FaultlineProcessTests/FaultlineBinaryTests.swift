@@ -102,7 +102,10 @@ struct FaultlineBinaryTests {
         // Nothing of faultline runs now: only the guardian can stop the services.
         #expect(await eventually(timeout: .seconds(30)) { ServiceMarker.processes(withPrefix: "\(faultline.pid)-").isEmpty })
         for name in ["api", "daemon", "forker"] { #expect(liveProcesses(containing: "\(token)-\(name)").isEmpty, "\(name) is still running") }
-        #expect(await eventually(timeout: .seconds(30)) { guardians.allSatisfy { guardian in !liveProcesses(containing: "faultline-guardian").contains { $0.pid == guardian.pid } } })
+        #expect(
+            await eventually(timeout: .seconds(30)) {
+                guardians.allSatisfy { guardian in !liveProcesses(containing: "faultline-guardian").contains { $0.pid == guardian.pid } }
+            })
     }
 
     @Test("a third SIGINT during a slow teardown exits at once and still kills every service process and daemon")
@@ -189,7 +192,10 @@ struct FaultlineBinaryTests {
         defer { killLeftovers(token: token, faultline: faultline) }
         let status = await faultline.wait(timeout: .seconds(60))
         #expect(status == 1, "\(faultline.stdout)\n\(faultline.stderr)")
-        #expect(faultline.stderr.contains(#"the run could not start: services: service "broken" exited during startup (exited with status 4); last lines of journals/service-broken.log:"#))
+        #expect(
+            faultline.stderr.contains(
+                #"the run could not start: services: service "broken" exited during startup (exited with status 4); last lines of journals/service-broken.log:"#
+            ))
         #expect(faultline.stderr.contains("  | fatal: no such database"))
         #expect(leftovers(token: token, faultline: faultline.pid).isEmpty)
     }

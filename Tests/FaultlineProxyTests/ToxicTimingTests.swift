@@ -53,31 +53,33 @@ struct ToxicTimingTests {
     // MARK: Every toxic, one table
 
     /// "ping" and the end of stream arrive at time zero; the chain runs until no timer is left.
-    @Test("what each toxic does to \"ping\" and the end of stream, and exactly when", arguments: [
-        (Toxic.noop, [Event.data("ping", at: ms(0)), .endOfStream(at: ms(0))]),
-        (Toxic.latency(0), [.data("ping", at: ms(0)), .endOfStream(at: ms(0))]),
-        (Toxic.latency(100), [.data("ping", at: ms(100)), .endOfStream(at: ms(100))]),
-        (Toxic.latency(10_000), [.data("ping", at: ms(10_000)), .endOfStream(at: ms(10_000))]),
-        // 1 KB/s: 4 bytes take 4 ms.
-        (Toxic.bandwidth(1), [.data("ping", at: ms(4)), .endOfStream(at: ms(4))]),
-        (Toxic.slowClose(300), [.data("ping", at: ms(0)), .endOfStream(at: ms(300))]),
-        (Toxic.slowClose(0), [.data("ping", at: ms(0)), .endOfStream(at: ms(0))]),
-        // The data is dropped; the connection closes `timeout` after the toxic started.
-        (Toxic.timeout(200), [.endOfStream(at: ms(0)), .closed(at: ms(200))]),
-        (Toxic.timeout(0), [.endOfStream(at: ms(0))]),
-        // The reset comes `timeout` after the first data; what was held is lost with it.
-        (Toxic.resetPeer(100), [.reset(at: ms(100))]),
-        (Toxic.resetPeer(0), [.reset(at: ms(0))]),
-        (Toxic.slicer(1), [.data("p", at: ms(0)), .data("i", at: ms(0)), .data("n", at: ms(0)), .data("g", at: ms(0)), .endOfStream(at: ms(0))]),
-        // 1 ms between pieces: the last of four leaves 3 ms after the first.
-        (
-            Toxic.slicer(1, delay: 1000),
-            [.data("p", at: ms(0)), .data("i", at: ms(1)), .data("n", at: ms(2)), .data("g", at: ms(3)), .endOfStream(at: ms(3))]
-        ),
-        (Toxic.limitData(2), [.data("pi", at: ms(0)), .closed(at: ms(0))]),
-        (Toxic.limitData(4), [.data("ping", at: ms(0)), .closed(at: ms(0))]),
-        (Toxic.limitData(0), [.closed(at: ms(0))]),
-    ])
+    @Test(
+        "what each toxic does to \"ping\" and the end of stream, and exactly when",
+        arguments: [
+            (Toxic.noop, [Event.data("ping", at: ms(0)), .endOfStream(at: ms(0))]),
+            (Toxic.latency(0), [.data("ping", at: ms(0)), .endOfStream(at: ms(0))]),
+            (Toxic.latency(100), [.data("ping", at: ms(100)), .endOfStream(at: ms(100))]),
+            (Toxic.latency(10_000), [.data("ping", at: ms(10_000)), .endOfStream(at: ms(10_000))]),
+            // 1 KB/s: 4 bytes take 4 ms.
+            (Toxic.bandwidth(1), [.data("ping", at: ms(4)), .endOfStream(at: ms(4))]),
+            (Toxic.slowClose(300), [.data("ping", at: ms(0)), .endOfStream(at: ms(300))]),
+            (Toxic.slowClose(0), [.data("ping", at: ms(0)), .endOfStream(at: ms(0))]),
+            // The data is dropped; the connection closes `timeout` after the toxic started.
+            (Toxic.timeout(200), [.endOfStream(at: ms(0)), .closed(at: ms(200))]),
+            (Toxic.timeout(0), [.endOfStream(at: ms(0))]),
+            // The reset comes `timeout` after the first data; what was held is lost with it.
+            (Toxic.resetPeer(100), [.reset(at: ms(100))]),
+            (Toxic.resetPeer(0), [.reset(at: ms(0))]),
+            (Toxic.slicer(1), [.data("p", at: ms(0)), .data("i", at: ms(0)), .data("n", at: ms(0)), .data("g", at: ms(0)), .endOfStream(at: ms(0))]),
+            // 1 ms between pieces: the last of four leaves 3 ms after the first.
+            (
+                Toxic.slicer(1, delay: 1000),
+                [.data("p", at: ms(0)), .data("i", at: ms(1)), .data("n", at: ms(2)), .data("g", at: ms(3)), .endOfStream(at: ms(3))]
+            ),
+            (Toxic.limitData(2), [.data("pi", at: ms(0)), .closed(at: ms(0))]),
+            (Toxic.limitData(4), [.data("ping", at: ms(0)), .closed(at: ms(0))]),
+            (Toxic.limitData(0), [.closed(at: ms(0))]),
+        ])
     func pingAndEnd(_ toxic: Toxic, _ expected: [Event]) throws {
         let harness = ToxicHarness(try toxic.make())
         harness.send("ping")
@@ -89,10 +91,12 @@ struct ToxicTimingTests {
 
     /// Bytes in, chunk by chunk, with the end of stream; the toxic removed while it still holds
     /// some: everything arrives, in order, at the moment of the removal, with the end of stream.
-    @Test("removing a toxic forwards what it holds at once, in order, and a pending end of stream", arguments: [
-        Toxic.noop, .latency(1000), .latency(1000, jitter: 500), .bandwidth(1), .slowClose(1000), .slicer(3, delay: 100_000), .resetPeer(1000),
-        .limitData(1_000_000),
-    ])
+    @Test(
+        "removing a toxic forwards what it holds at once, in order, and a pending end of stream",
+        arguments: [
+            Toxic.noop, .latency(1000), .latency(1000, jitter: 500), .bandwidth(1), .slowClose(1000), .slicer(3, delay: 100_000), .resetPeer(1000),
+            .limitData(1_000_000),
+        ])
     func stopForwardsWhatIsHeld(_ toxic: Toxic) throws {
         let harness = ToxicHarness(try toxic.make())
         let chunks = ["first ", "second ", "third"]
@@ -356,10 +360,12 @@ struct ToxicTimingTests {
 
     // MARK: slicer
 
-    @Test("slicer halves data until every piece is within average ± variation, as Toxiproxy does", arguments: [
-        (100, 0, 800, [Int](repeating: 100, count: 8)), (100, 0, 1000, [62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63]),
-        (1, 0, 3, [1, 1, 1]), (10, 0, 7, [7]),
-    ])
+    @Test(
+        "slicer halves data until every piece is within average ± variation, as Toxiproxy does",
+        arguments: [
+            (100, 0, 800, [Int](repeating: 100, count: 8)), (100, 0, 1000, [62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63]),
+            (1, 0, 3, [1, 1, 1]), (10, 0, 7, [7]),
+        ])
     func slicerSizes(_ size: Int, _ variation: Int, _ bytes: Int, _ pieces: [Int]) throws {
         let harness = ToxicHarness(try ToxicHarness.stage(SlicerToxic.self, .init(average_size: size, size_variation: variation)))
         harness.send(count: bytes)
