@@ -40,15 +40,7 @@ func http(_ method: String, _ port: Int, _ path: String, body: String? = nil, us
 
 /// Runs `body` with a fresh ``AdminFixture`` and closes it before returning, also when `body` throws.
 func withAdminFixture<T: Sendable>(_ body: (AdminFixture) async throws -> T) async throws -> T {
-    let fixture = try await AdminFixture()
-    do {
-        let result = try await body(fixture)
-        await fixture.close()
-        return result
-    } catch {
-        await fixture.close()
-        throw error
-    }
+    try await closing(try await AdminFixture(), body)
 }
 
 /// A request and the answer real Toxiproxy 2.8 gives it (status and body, byte for byte), measured
@@ -102,13 +94,18 @@ struct ToxiproxyAnswer: Sendable, CustomTestStringConvertible {
 }
 
 /// An admin server in front of a proxy fixture.
-final class AdminFixture: Sendable {
+final class AdminFixture: TestResource, Sendable {
     let proxies: ProxyFixture
     let admin: AdminServer
 
     init() async throws {
         proxies = try await ProxyFixture()
-        admin = try await AdminServer.start(api: AdminAPI(server: proxies.server), host: "127.0.0.1", port: 0, group: proxies.group)
+        do {
+            admin = try await AdminServer.start(api: AdminAPI(server: proxies.server), host: "127.0.0.1", port: 0, group: proxies.group)
+        } catch {
+            await proxies.close()
+            throw error
+        }
     }
 
     var port: Int { admin.port }

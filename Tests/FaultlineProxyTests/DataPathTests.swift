@@ -157,11 +157,8 @@ struct DataPathTests {
             // it read and could not write: the state a handover must carry over.
             let runtime = try #require(fixture.server.runtime(of: "test"))
             let downstream = runtime.metrics.downstream
-            let deadline = ContinuousClock.now + .seconds(20)
-            while downstream.received.load(ordering: .relaxed) <= downstream.sent.load(ordering: .relaxed), ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(5))
-            }
-            #expect(downstream.received.load(ordering: .relaxed) > downstream.sent.load(ordering: .relaxed), "the relay never held bytes")
+            let held = await eventually { downstream.received.load(ordering: .relaxed) > downstream.sent.load(ordering: .relaxed) }
+            #expect(held, "the relay never held bytes")
             #expect(runtime.relayedConnections == 1)
             try await fixture.addToxic("slicer", stream: "upstream", ["average_size": 4096, "size_variation": 1000, "delay": 0])
             #expect(runtime.relayedConnections == 0, "the connection runs with the toxic once addToxic returns")

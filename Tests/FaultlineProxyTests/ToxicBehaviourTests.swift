@@ -243,12 +243,7 @@ struct ToxicBehaviourTests {
             #expect(echoed == 1000)
             #expect(whileOpen == 2000)
             #expect(try await fixture.waitForNoConnections() == 0)
-            var open = proxySocketDescriptors(proxyPort: port, upstreamPort: upstreamPort)
-            for _ in 0..<300 where open > 0 {
-                try await Task.sleep(for: .milliseconds(10))
-                open = proxySocketDescriptors(proxyPort: port, upstreamPort: upstreamPort)
-            }
-            #expect(open == 0)
+            #expect(await eventually { proxySocketDescriptors(proxyPort: port, upstreamPort: upstreamPort) == 0 })
         }
     }
 
