@@ -86,8 +86,11 @@ public final class ToxicHarness {
         self.init([stage])
     }
 
-    /// A stage of `toxic` with `attributes`, validated first as the registry does, with a generator
-    /// seeded by `seed` (jitter, slice sizes).
+    /// A stage of `toxic` with `attributes`, validated first as the registry does.
+    /// - Parameters:
+    ///   - toxic: the toxic type (`LatencyToxic.self`).
+    ///   - attributes: its attributes.
+    ///   - seed: seeds the stage's generator (jitter, slice sizes): the same seed, the same choices.
     /// - Throws: what the toxic's `validate` throws.
     public static func stage<T: Toxic>(_ toxic: T.Type, _ attributes: T.Attributes, seed: UInt64 = 1) throws -> any ToxicStage {
         try T.validate(attributes)
@@ -107,7 +110,10 @@ public final class ToxicHarness {
         stage.start(link: slot)
     }
 
-    /// Bytes arrive from the source now (or, with `readAt`, read earlier than now).
+    /// Bytes arrive from the source and go to the first stage.
+    /// - Parameters:
+    ///   - bytes: one chunk, as one socket read.
+    ///   - readAt: when the proxy read them, if earlier than now (the chunk's `receivedAt`).
     public func send(_ bytes: [UInt8], readAt: Duration? = nil) {
         guard isConnectionOpen, !endSent else { return }
         let receivedAt = readAt.map { Self.origin + $0.harnessNanoseconds } ?? now
@@ -127,7 +133,8 @@ public final class ToxicHarness {
         deliverEnd(from: 0)
     }
 
-    /// Moves virtual time forward by `duration`, running every timer due by then, in order.
+    /// Moves virtual time forward, running every timer due by then, in order.
+    /// - Parameter duration: how far; zero runs the timers already due.
     public func advance(by duration: Duration) {
         precondition(duration >= .zero, "virtual time only moves forward")
         let target = elapsed + duration
@@ -165,7 +172,10 @@ public final class ToxicHarness {
         detach(slot)
     }
 
-    /// Changes the attributes of stage `index` on the live connection (``ToxicStage/update(_:link:)``).
+    /// Changes the attributes of a stage on the live connection (``ToxicStage/update(_:link:)``).
+    /// - Parameters:
+    ///   - index: the stage's place in the chain, from 0.
+    ///   - attributes: the toxic's `Attributes` value, as the proxy passes it.
     public func update(stage index: Int, _ attributes: any Sendable) {
         let slot = slots[index]
         guard let stage = slot.stage, isConnectionOpen else { return }
