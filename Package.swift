@@ -118,16 +118,38 @@ let package = Package(
             ]
         ),
 
+        // What every test target shares (like swift-nio's NIOTestUtils): waiting, the binary runner,
+        // test sockets and servers, scoped fixtures. Test-only, not a product: plugin authors get
+        // FaultlineTesting, which depends on the kernel only.
+        .target(
+            name: "FaultlineTestSupport",
+            dependencies: [
+                "FaultlineKit", "FaultlineTesting", "FaultlineProcess",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Tests/FaultlineTestSupport"
+        ),
+
         .testTarget(name: "FaultlineKitTests", dependencies: ["FaultlineKit", "FaultlineTesting"]),
-        .testTarget(name: "FaultlineProcessTests", dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "faultline"]),
+        .testTarget(
+            name: "FaultlineProcessTests",
+            dependencies: ["FaultlineProcess", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "FaultlineTestSupport", "faultline"]
+        ),
         .testTarget(
             name: "FaultlineNetworkTests",
-            dependencies: ["FaultlineNetwork", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: [
+                "FaultlineNetwork", "FaultlineKit", "FaultlineTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "FaultlineHTTPTests",
             dependencies: [
-                "FaultlineHTTP", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting",
+                "FaultlineHTTP", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "FaultlineTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -138,7 +160,7 @@ let package = Package(
             name: "FaultlineToxiproxyTests",
             // Depends on the executable so that `swift test` builds the `faultline proxy` these tests drive.
             dependencies: [
-                "FaultlineToxiproxy", "FaultlineProxy", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "faultline",
+                "FaultlineToxiproxy", "FaultlineProxy", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "FaultlineTestSupport", "faultline",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -149,7 +171,7 @@ let package = Package(
             name: "FaultlineProxyTests",
             // The compatibility test drives the built `faultline proxy`.
             dependencies: [
-                "FaultlineProxy", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "faultline",
+                "FaultlineProxy", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "FaultlineTestSupport", "faultline",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -158,19 +180,20 @@ let package = Package(
         ),
         .testTarget(
             name: "FaultlineReportsTests",
-            dependencies: ["FaultlineReports", "FaultlineCLI", "FaultlineProcess", "FaultlineKit", "FaultlineTesting"],
+            dependencies: ["FaultlineReports", "FaultlineCLI", "FaultlineProcess", "FaultlineKit", "FaultlineTesting", "FaultlineTestSupport"],
             exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "FaultlineCLITests",
             // Depends on the executable so that `swift test` builds the binary these tests run.
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "faultline"]
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "FaultlineTestSupport", "faultline"]
         ),
         .testTarget(
             name: "FaultlineDemoTests",
             // Depends on the executable so that `swift test` builds the binary these tests run.
             dependencies: [
                 "FaultlineDemo", "faultline-demo", "faultline", "FaultlineProcess", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting",
+                "FaultlineTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,62 +1,8 @@
 import FaultlineKit
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
-
-typealias Scratch = ScratchDirectory
-
-/// A running `faultline` child with its output captured to files.
-final class FaultlineRun {
-    let process = Process()
-    let stdoutPath: String
-    let stderrPath: String
-
-    /// - Parameter directory: the working directory (default: the scratch directory).
-    init(_ arguments: [String], in scratch: Scratch, directory: String? = nil, environment: [String: String] = [:]) throws {
-        stdoutPath = scratch.path("stdout-\(UUID().uuidString).txt")
-        stderrPath = scratch.path("stderr-\(UUID().uuidString).txt")
-        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: try BuiltProduct.path("faultline"))
-        process.arguments = arguments
-        process.currentDirectoryURL = directory.map { URL(fileURLWithPath: $0) } ?? scratch.url
-        var env = ProcessInfo.processInfo.environment
-        env["NO_COLOR"] = "1"
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
-        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
-        try process.run()
-    }
-
-    /// Waits for the process to exit and returns its status.
-    func wait() async -> Int32 {
-        let pid = process.processIdentifier
-        // Foundation reaps the child; poll its liveness rather than block a cooperative thread.
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
-        _ = pid
-        return process.terminationStatus
-    }
-
-    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
-    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
-
-    func signal(_ number: Int32) { kill(process.processIdentifier, number) }
-
-    deinit {
-        if process.isRunning { process.terminate() }
-    }
-}
-
-/// Polls for a condition (another process's progress) until a deadline.
-func eventually(timeout: Duration = .seconds(20), _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return condition()
-}
 
 /// Whether a process with this pid is alive (and not a zombie).
 func isAlive(_ pid: pid_t) -> Bool {
@@ -68,7 +14,7 @@ func isAlive(_ pid: pid_t) -> Bool {
 @Suite("faultline as a child process", .serialized)
 struct CLITests {
     /// An experiment whose method starts a long process that records its pid, and whose rollback leaves a mark.
-    static func interruptible(_ scratch: Scratch) -> String {
+    static func interruptible(_ scratch: ScratchDirectory) -> String {
         """
         title: interruptible
         steady-state-hypothesis:
@@ -90,9 +36,9 @@ struct CLITests {
 
     @Test("SIGINT and SIGTERM stop the method, run the rollbacks, leave nothing running, exit 130", arguments: [SIGINT, SIGTERM])
     func interrupt(_ signal: Int32) async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try scratch.write("exp.yaml", Self.interruptible(scratch))
-        let run = try FaultlineRun(["run", "exp.yaml", "--journal-path", "journal.json"], in: scratch)
+        let run = try TestProcess.faultline(["run", "exp.yaml", "--journal-path", "journal.json"], in: scratch)
         #expect(await eventually { scratch.exists("long.pid") })
         let pidText = try String(contentsOfFile: scratch.path("long.pid"), encoding: .utf8)
         let child = try #require(pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -114,9 +60,9 @@ struct CLITests {
 
     @Test("kill -9 leaves a valid journal of what happened so far")
     func killNine() async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try scratch.write("exp.yaml", Self.interruptible(scratch))
-        let run = try FaultlineRun(["run", "exp.yaml", "--journal-path", "journal.json"], in: scratch)
+        let run = try TestProcess.faultline(["run", "exp.yaml", "--journal-path", "journal.json"], in: scratch)
         #expect(await eventually { scratch.exists("long.pid") })
         let child = pid_t(try String(contentsOfFile: scratch.path("long.pid"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
         defer { if let child { kill(-child, SIGKILL); kill(child, SIGKILL) } }
@@ -135,7 +81,7 @@ struct CLITests {
         ("aborted", "0", "0", "false", 1),
     ])
     func exitCodes(_ outcome: String, _ before: String, _ after: String, _ action: String, _ expected: Int32) async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         // The probe exits with the status in the file `state`; the action rewrites it.
         try scratch.write("state", before)
         try scratch.write("exp.yaml", """
@@ -148,7 +94,7 @@ struct CLITests {
               - {type: action, name: change, provider: {type: process, path: sh, arguments: ["-c", "echo \(after) > state"]}}
               - {type: action, name: check, provider: {type: process, path: sleep, arguments: ["\(action == "true" ? "0" : "5")"], timeout: 0.5}}
             """)
-        let run = try FaultlineRun(["run", "exp.yaml"], in: scratch)
+        let run = try TestProcess.faultline(["run", "exp.yaml"], in: scratch)
         let status = await run.wait()
         #expect(status == expected, "\(run.stdout)\n\(run.stderr)")
         let journal = try Journal.load(path: scratch.path("journal.json"))
@@ -157,10 +103,10 @@ struct CLITests {
 
     @Test("a typo is exit 2 with file:line:column and what to write instead")
     func invalidInput() async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try scratch.write("exp.yaml", "title: t\nmethod:\n  - type: action\n    name: a\n    provider: {type: proces, path: true}\n")
         for command in ["run", "validate"] {
-            let run = try FaultlineRun([command, "exp.yaml"], in: scratch)
+            let run = try TestProcess.faultline([command, "exp.yaml"], in: scratch)
             #expect(await run.wait() == 2)
             #expect(run.stderr.contains("exp.yaml:5:22: unknown provider type \"proces\" (did you mean \"process\"?) at method[0].provider.type"), "\(run.stderr)")
         }
@@ -169,7 +115,7 @@ struct CLITests {
 
     @Test("Chaos Toolkit forms load: a bound port in a later URL, ports as text, runtime.python, contributions as a list")
     func chaosToolkitForms() async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try scratch.write("exp.json", """
             {
               "title": "proxied",
@@ -186,14 +132,14 @@ struct CLITests {
               ]
             }
             """)
-        let run = try FaultlineRun(["validate", "exp.json"], in: scratch, environment: ["T_LISTEN_PORT": "0"])
+        let run = try TestProcess.faultline(["validate", "exp.json"], in: scratch, environment: ["T_LISTEN_PORT": "0"])
         #expect(await run.wait() == 0, "\(run.stdout)\n\(run.stderr)")
         #expect(run.stderr.contains("runtime.python is ignored"), "\(run.stderr)")
     }
 
     @Test("secrets are masked on the console and in logs, not only in the journal")
     func consoleRedaction() async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try scratch.write("exp.yaml", """
             title: leaky
             secrets:
@@ -204,7 +150,7 @@ struct CLITests {
                 - {type: probe, name: leak, tolerance: 0, provider: {type: process, path: sh, arguments: ["-c", "echo pw=${password}; exit 3"]}}
             method: []
             """)
-        let run = try FaultlineRun(["run", "exp.yaml", "--verbose"], in: scratch, environment: ["T_DB_PASSWORD": "correct-horse-battery"])
+        let run = try TestProcess.faultline(["run", "exp.yaml", "--verbose"], in: scratch, environment: ["T_DB_PASSWORD": "correct-horse-battery"])
         #expect(await run.wait() == 1)
         let everything = run.stdout + run.stderr + (try String(contentsOfFile: scratch.path("journal.json"), encoding: .utf8))
         #expect(!everything.contains("correct-horse-battery"))
@@ -213,7 +159,7 @@ struct CLITests {
 
     @Test("an experiment's own secret that a provider writes to its log is masked in --verbose output")
     func experimentSecretInProviderLog() async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         // A string of arguments makes the process provider log the command line it runs through the shell.
         try scratch.write("exp.yaml", """
             title: leaky log
@@ -222,7 +168,7 @@ struct CLITests {
             method:
               - {type: action, name: a, provider: {type: process, path: echo, arguments: "pw=${password}"}}
             """)
-        let run = try FaultlineRun(["run", "exp.yaml", "--verbose"], in: scratch, environment: ["T_DB_PASSWORD": "tr0ub4dor-and-3"])
+        let run = try TestProcess.faultline(["run", "exp.yaml", "--verbose"], in: scratch, environment: ["T_DB_PASSWORD": "tr0ub4dor-and-3"])
         #expect(await run.wait() == 0)
         #expect(run.stderr.contains("through /bin/sh -c"), "\(run.stderr)")
         #expect(!(run.stdout + run.stderr).contains("tr0ub4dor-and-3"))
@@ -231,16 +177,16 @@ struct CLITests {
 
     @Test("faultline run with no experiments.yaml says what to do")
     func noSuite() async throws {
-        let scratch = try Scratch()
-        let run = try FaultlineRun(["run"], in: scratch)
+        let scratch = try ScratchDirectory()
+        let run = try TestProcess.faultline(["run"], in: scratch)
         #expect(await run.wait() != 0)
         #expect(run.stderr.contains("no experiments.yaml"))
     }
 
     @Test("plugins --json lists providers with their arguments, types and defaults")
     func plugins() async throws {
-        let scratch = try Scratch()
-        let run = try FaultlineRun(["plugins", "--json"], in: scratch)
+        let scratch = try ScratchDirectory()
+        let run = try TestProcess.faultline(["plugins", "--json"], in: scratch)
         #expect(await run.wait() == 0)
         let listing = try JSONReader.value(run.stdout)
         let process = try #require(listing["providers"]?.arrayValue?.first { $0["type"] == "process" })
@@ -256,7 +202,7 @@ struct CLITests {
 
     @Test("a suite runs on its default profile, --profile picks another, and the summary names each experiment")
     func suiteProfiles() async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try scratch.write("one.yaml", """
             title: writes the profile's word
             method:
@@ -273,16 +219,16 @@ struct CLITests {
               local: {default: true, configuration: {word: local-word}}
               ci: {configuration: {word: ci-word}}
             """)
-        let run = try FaultlineRun(["run"], in: scratch)
+        let run = try TestProcess.faultline(["run"], in: scratch)
         #expect(await run.wait() == 0, "\(run.stdout)\(run.stderr)")
         #expect(run.stdout.contains("profile local"))
         #expect(run.stdout.contains("writes the profile's word"))
         #expect(run.stdout.contains("inline experiment"))
-        let ci = try FaultlineRun(["run", "--profile", "ci", "--var", "unused:int=3"], in: scratch)
+        let ci = try TestProcess.faultline(["run", "--profile", "ci", "--var", "unused:int=3"], in: scratch)
         #expect(await ci.wait() == 0)
         #expect(try String(contentsOfFile: scratch.path("words"), encoding: .utf8) == "local-word\nci-word\n")
         #expect(scratch.exists("journals/01-writes-the-profile-s-word.json"))
-        let unknown = try FaultlineRun(["run", "--profile", "staging"], in: scratch)
+        let unknown = try TestProcess.faultline(["run", "--profile", "staging"], in: scratch)
         #expect(await unknown.wait() == 2)
         #expect(unknown.stderr.contains("known profiles: local, ci"))
     }
@@ -292,7 +238,7 @@ struct CLITests {
 struct SuiteFileTests {
     @Test("an experiment documented to deviate passes the suite when it deviates, and fails it when it holds")
     func expectations() async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         // The probe exits with the status in `state`; the method writes ${after} there.
         try scratch.write("weak.yaml", """
             title: shows a known weakness
@@ -312,12 +258,12 @@ struct SuiteFileTests {
               fixed: {configuration: {after: 0}}
             """)
         try scratch.write("state", "0")
-        let deviates = try FaultlineRun(["run"], in: scratch)
+        let deviates = try TestProcess.faultline(["run"], in: scratch)
         #expect(await deviates.wait() == 0, "\(deviates.stdout)")
         #expect(deviates.stdout.contains("deviated (as expected)"))
 
         try scratch.write("state", "0")
-        let holds = try FaultlineRun(["run", "--profile", "fixed"], in: scratch)
+        let holds = try TestProcess.faultline(["run", "--profile", "fixed"], in: scratch)
         #expect(await holds.wait() == 1)
         #expect(holds.stdout.contains("completed (expected deviated)"), "\(holds.stdout)")
         let journal = try Journal.load(path: scratch.path("journals/01-shows-a-known-weakness.json"))
@@ -327,7 +273,7 @@ struct SuiteFileTests {
 
     @Test("--var-file reads YAML configuration and secrets, and .env lines; --var wins")
     func variableFiles() async throws {
-        let scratch = try Scratch()
+        let scratch = try ScratchDirectory()
         try scratch.write("vars.yaml", "configuration: {word: from-yaml, other: kept}\nsecrets: {s: {token: tok-from-file-123}}\n")
         try scratch.write("vars.env", "# a comment\nexport word=from-env\nquoted=\"two words\"\n")
         try scratch.write("exp.yaml", """
@@ -336,10 +282,10 @@ struct SuiteFileTests {
             method:
               - {type: action, name: write, provider: {type: process, path: sh, arguments: ["-c", "echo ${word} ${other} ${quoted} ${token} > out"]}}
             """)
-        let run = try FaultlineRun(["run", "exp.yaml", "--var-file", "vars.yaml", "--var-file", "vars.env"], in: scratch)
+        let run = try TestProcess.faultline(["run", "exp.yaml", "--var-file", "vars.yaml", "--var-file", "vars.env"], in: scratch)
         #expect(await run.wait() == 0, "\(run.stderr)")
         #expect(try String(contentsOfFile: scratch.path("out"), encoding: .utf8) == "from-env kept two words tok-from-file-123\n")
-        let override = try FaultlineRun(["run", "exp.yaml", "--var-file", "vars.yaml", "--var", "word=from-flag"], in: scratch)
+        let override = try TestProcess.faultline(["run", "exp.yaml", "--var-file", "vars.yaml", "--var", "word=from-flag"], in: scratch)
         #expect(await override.wait() == 0)
         #expect(try String(contentsOfFile: scratch.path("out"), encoding: .utf8).hasPrefix("from-flag kept"))
         #expect(!(try String(contentsOfFile: scratch.path("journal.json"), encoding: .utf8)).contains("tok-from-file-123"))

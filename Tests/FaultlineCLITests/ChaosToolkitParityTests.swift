@@ -1,5 +1,6 @@
 import FaultlineKit
 import FaultlineNetwork
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
@@ -190,95 +191,72 @@ struct ChaosToolkitParityTests {
             status: "completed", deviated: true, before: [true, true], after: [false], chaosRollbacks: 2, faultlineRollbacks: 2),
     ]
 
-    /// A Python `http.server` on a free port serving `directory`, stopped by pid before the test returns.
-    final class TestServer {
-        let process = Process()
-        let port: Int
-
-        init(directory: String) async throws {
-            port = try FreePort.take()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", directory, String(port)]
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            let port = port
-            let listening = await eventually(timeout: .seconds(15)) { Self.accepts(port) }
-            if !listening { stop() }
-            try #require(listening, "python3 -m http.server did not listen on \(port)")
+    /// A Python `http.server` on a free port serving `directory`; the test stops it by pid.
+    static func startServer(directory: String) async throws -> (TestProcess, port: Int) {
+        let port = try FreePort.take()
+        let server = try TestProcess("python3", ["-m", "http.server", "--bind", "127.0.0.1", "--directory", directory, String(port)])
+        let listening = await eventually(timeout: .seconds(15)) {
+            guard let socket = try? TestSocket(port: port, timeout: 1) else { return false }
+            socket.close()
+            return true
         }
-
-        static func accepts(_ port: Int) -> Bool {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { return false }
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            return withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-            }
-        }
-
-        func stop() {
-            guard process.isRunning else { return }
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        if !listening { await server.stop() }
+        try #require(listening, "python3 -m http.server did not listen on \(port)")
+        return (server, port)
     }
 
     @Test(arguments: cases)
     func agrees(_ testCase: Case) async throws {
         try ChaosToolkitOracle.require()
-        let scratch = try Scratch(prefix: "faultline-parity")
+        let scratch = try ScratchDirectory(prefix: "faultline-parity")
         try scratch.write("www/health.json", #"{"status": "UP", "checks": [{"name": "db", "up": true}, {"name": "cache", "up": false}]}"#)
         try scratch.write("www/count.txt", "5\n")
-        let server = try await TestServer(directory: scratch.path("www"))
-        defer { server.stop() }
-        let closed = try FreePort.take()
-        let isJSON = testCase.experiment.hasPrefix("{")
-        let experiment = testCase.experiment
-            .replacingOccurrences(of: "BASE", with: "http://127.0.0.1:\(server.port)")
-            .replacingOccurrences(of: "CLOSED", with: "http://127.0.0.1:\(closed)")
+        let (server, port) = try await Self.startServer(directory: scratch.path("www"))
+        try await closing(server) { _ in
+            let closed = try FreePort.take()
+            let isJSON = testCase.experiment.hasPrefix("{")
+            let experiment = testCase.experiment
+                .replacingOccurrences(of: "BASE", with: "http://127.0.0.1:\(port)")
+                .replacingOccurrences(of: "CLOSED", with: "http://127.0.0.1:\(closed)")
 
-        func prepare(_ directory: String) throws -> String {
-            for (name, content) in testCase.files {
-                if name.hasSuffix("/") {
-                    try FileManager.default.createDirectory(atPath: scratch.path("\(directory)/\(name)"), withIntermediateDirectories: true)
-                } else {
-                    try scratch.write("\(directory)/\(name)", content)
+            func prepare(_ directory: String) throws -> String {
+                for (name, content) in testCase.files {
+                    if name.hasSuffix("/") {
+                        try FileManager.default.createDirectory(atPath: scratch.path("\(directory)/\(name)"), withIntermediateDirectories: true)
+                    } else {
+                        try scratch.write("\(directory)/\(name)", content)
+                    }
                 }
+                return try scratch.write("\(directory)/experiment.\(isJSON ? "json" : "yaml")", experiment)
             }
-            return try scratch.write("\(directory)/experiment.\(isJSON ? "json" : "yaml")", experiment)
+
+            let chaosFile = try prepare("chaos")
+            let chaos = try ChaosToolkitOracle.chaosRun(chaosFile, in: scratch.path("chaos"))
+            let chaosJournal = try #require(chaos.journal, "chaos run wrote no journal:\n\(chaos.output.suffix(3000))")
+
+            let faultlineFile = try prepare("faultline")
+            let run = try TestProcess.faultline(["run", faultlineFile, "--journal-path", scratch.path("faultline/journal.json")], in: scratch, workingDirectory: scratch.path("faultline"))
+            _ = await run.wait()
+            let faultlineText = try String(contentsOfFile: scratch.path("faultline/journal.json"), encoding: .utf8)
+            let faultlineJournal = try JSONReader.value(faultlineText)
+
+            let context = "chaos:\n\(chaos.output.suffix(1500))\nfaultline:\n\(run.stdout.suffix(1500))\(run.stderr.suffix(1500))"
+            // What Chaos Toolkit says, as the case documents it.
+            #expect(chaosJournal["status"] == .string(testCase.status), "\(context)")
+            #expect(chaosJournal["deviated"] == .bool(testCase.deviated), "\(context)")
+            #expect(Self.verdicts(chaosJournal, "before") == testCase.before, "\(context)")
+            if let after = testCase.after { #expect(Self.verdicts(chaosJournal, "after") == after, "\(context)") }
+            #expect(chaosJournal["rollbacks"]?.arrayValue?.count ?? 0 == testCase.chaosRollbacks, "\(context)")
+
+            // Faultline agrees.
+            #expect(faultlineJournal["status"] == chaosJournal["status"], "\(context)")
+            #expect(faultlineJournal["deviated"] == chaosJournal["deviated"], "\(context)")
+            for phase in ["before", "after"] {
+                let expected = Self.verdicts(chaosJournal, phase)
+                #expect(Array(Self.verdicts(faultlineJournal, phase).prefix(expected.count)) == expected, "\(phase): \(context)")
+            }
+            #expect(faultlineJournal["rollbacks"]?.arrayValue?.count ?? 0 == testCase.faultlineRollbacks, "\(context)")
         }
-
-        let chaosFile = try prepare("chaos")
-        let chaos = try ChaosToolkitOracle.chaosRun(chaosFile, in: scratch.path("chaos"))
-        let chaosJournal = try #require(chaos.journal, "chaos run wrote no journal:\n\(chaos.output.suffix(3000))")
-
-        let faultlineFile = try prepare("faultline")
-        let run = try FaultlineRun(["run", faultlineFile, "--journal-path", scratch.path("faultline/journal.json")], in: scratch, directory: scratch.path("faultline"))
-        _ = await run.wait()
-        let faultlineText = try String(contentsOfFile: scratch.path("faultline/journal.json"), encoding: .utf8)
-        let faultlineJournal = try JSONReader.value(faultlineText)
-
-        let context = "chaos:\n\(chaos.output.suffix(1500))\nfaultline:\n\(run.stdout.suffix(1500))\(run.stderr.suffix(1500))"
-        // What Chaos Toolkit says, as the case documents it.
-        #expect(chaosJournal["status"] == .string(testCase.status), "\(context)")
-        #expect(chaosJournal["deviated"] == .bool(testCase.deviated), "\(context)")
-        #expect(Self.verdicts(chaosJournal, "before") == testCase.before, "\(context)")
-        if let after = testCase.after { #expect(Self.verdicts(chaosJournal, "after") == after, "\(context)") }
-        #expect(chaosJournal["rollbacks"]?.arrayValue?.count ?? 0 == testCase.chaosRollbacks, "\(context)")
-
-        // Faultline agrees.
-        #expect(faultlineJournal["status"] == chaosJournal["status"], "\(context)")
-        #expect(faultlineJournal["deviated"] == chaosJournal["deviated"], "\(context)")
-        for phase in ["before", "after"] {
-            let expected = Self.verdicts(chaosJournal, phase)
-            #expect(Array(Self.verdicts(faultlineJournal, phase).prefix(expected.count)) == expected, "\(phase): \(context)")
-        }
-        #expect(faultlineJournal["rollbacks"]?.arrayValue?.count ?? 0 == testCase.faultlineRollbacks, "\(context)")
     }
 
     /// `tolerance_met` of each hypothesis probe in a phase (a missing one reads false).

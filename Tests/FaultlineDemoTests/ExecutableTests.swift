@@ -1,5 +1,5 @@
 @testable import FaultlineDemo
-import FaultlineProcess
+import FaultlineTestSupport
 import Foundation
 import NIOCore
 import Testing
@@ -8,8 +8,8 @@ import Testing
 @Suite("faultline-demo as child processes")
 struct ExecutableTests {
     /// Starts `faultline-demo ARGUMENTS` and returns it with the address from its ready line.
-    func start(_ name: String, _ arguments: [String] = []) async throws -> (ServerProcess, HostPort) {
-        let server = try ServerProcess(demoBinary, [name, "--port", "0"] + arguments)
+    func start(_ name: String, _ arguments: [String] = []) async throws -> (TestProcess, HostPort) {
+        let server = try TestProcess(demoBinary, [name, "--port", "0"] + arguments)
         let line = try await server.line(startingWith: "faultline-demo \(name) listening on ")
         let address = try HostPort(parsing: String(line.dropFirst("faultline-demo \(name) listening on ".count)))
         return (server, address)
@@ -35,15 +35,15 @@ struct ExecutableTests {
         #expect(count["count"] == "1")
 
         for server in [api, notifier, store] {
-            #expect(await server.stop() == .exited(0), "\(server.output)")
+            #expect(await server.stop() == 0, "\(server.lines)")
         }
     }
 
     @Test("SIGINT stops a server as cleanly as SIGTERM")
     func sigint() async throws {
         let (store, _) = try await start("store")
-        store.child.signal(SIGINT)
-        #expect(await store.child.wait() == .exited(0))
+        store.signal(SIGINT)
+        #expect(await store.wait() == 0)
     }
 
     @Test("bad options are refused with a usage error naming the fix", arguments: [
@@ -54,8 +54,8 @@ struct ExecutableTests {
         (["store", "--port", "70000"], "--port must be from 0 to 65535"),
     ])
     func badOptions(_ arguments: [String], _ message: String) async throws {
-        let (status, output) = try await run(demoBinary, arguments)
-        #expect(status == 64)
-        #expect(output.contains(message), "\(output)")
+        let result = try await run(demoBinary, arguments)
+        #expect(result.status == 64)
+        #expect(result.output.contains(message), "\(result.output)")
     }
 }

@@ -1,4 +1,6 @@
 @testable import FaultlineDemo
+import FaultlineNetwork
+import FaultlineTestSupport
 import Foundation
 import NIOCore
 import Testing
@@ -83,23 +85,17 @@ enum RedisServer {
         let path = try #require(installed("redis-server"), "CI installs redis-server (see .ci/run)")
         // redis-server cannot pick a free port and report it, so take one that was just free;
         // another process grabbing it in between shows as a failed start.
-        let address = try await closedPort()
-        let server = try ServerProcess(path, [
-            "--port", String(address.port), "--bind", address.host, "--save", "", "--appendonly", "no", "--loglevel", "warning",
-        ])
-        do {
+        let address = HostPort(host: "127.0.0.1", port: try FreePort.take())
+        let arguments = ["--port", String(address.port), "--bind", address.host, "--save", "", "--appendonly", "no", "--loglevel", "warning"]
+        try await closing(TestProcess(path, arguments)) { server in
             let ready = await eventually {
                 let client = StoreClient(host: address.host, port: address.port)
                 let reply = try? await client.call(["PING"])
                 await client.shutdown()
                 return reply == .simpleString("PONG")
             }
-            try #require(ready, "redis-server did not answer PING on \(address): \(server.output)")
+            try #require(ready, "redis-server did not answer PING on \(address): \(server.lines)")
             try await body(address)
-        } catch {
-            await server.stop()
-            throw error
         }
-        await server.stop()
     }
 }

@@ -1,4 +1,6 @@
 @testable import FaultlineDemo
+import FaultlineNetwork
+import FaultlineTestSupport
 import Foundation
 import NIOCore
 import Testing
@@ -134,7 +136,7 @@ struct ResilienceTests {
 
     @Test("notifier down: best-effort still confirms the order, required answers 502", arguments: NotifyPolicy.allCases)
     func notifierDown(_ policy: NotifyPolicy) async throws {
-        let nobody = try await closedPort()
+        let nobody = HostPort(host: "127.0.0.1", port: try FreePort.take())
         try await OrderSystem.with(notifyPolicy: policy, notifierAddress: HTTPEndpoint(host: nobody.host, port: nobody.port)) { system throws in
             let response = try await system.order()
             switch policy {

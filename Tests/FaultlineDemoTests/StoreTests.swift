@@ -1,5 +1,6 @@
 @testable import FaultlineDemo
 import FaultlineProcess
+import FaultlineTestSupport
 import Foundation
 import NIOCore
 import NIOPosix

@@ -2,6 +2,7 @@ import FaultlineTesting
 @testable import FaultlineDemo
 import FaultlineNetwork
 import FaultlineProcess
+import FaultlineTestSupport
 import Foundation
 import NIOCore
 import NIOPosix
@@ -128,7 +129,7 @@ final class TCPRelay: Sendable {
 
     /// A listener that accepts connections, reads, and never answers.
     static func silent() async throws -> TCPRelay {
-        let relay = try await TCPRelay(to: try await closedPort())
+        let relay = try await TCPRelay(to: HostPort(host: "127.0.0.1", port: try FreePort.take()))
         relay.set(.blackhole)
         return relay
     }
@@ -180,75 +181,5 @@ private final class RelayHandler: ChannelInboundHandler, Sendable {
     }
 }
 
-/// A loopback port with nothing listening on it: connecting is refused, and a server a test
-/// starts can bind it. It lies below the ephemeral range (see ``FreePort``): a port from
-/// `bind(0)` is taken back within seconds on a machine this busy, which once made redis-server
-/// fail with "Address already in use".
-func closedPort() async throws -> HostPort {
-    HostPort(host: "127.0.0.1", port: try FreePort.take())
-}
-
-/// The path of an executable on PATH, if installed.
-func installed(_ name: String) -> String? {
-    try? ChildProcess.resolveExecutable(name)
-}
-
-/// Runs a program to its end and returns its exit status and its output (stdout and stderr).
-func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-    let child = try ChildProcess(
-        executable: try ChildProcess.resolveExecutable(executable), arguments: arguments,
-        environment: ProcessInfo.processInfo.environment)
-    let termination = await child.wait()
-    let (stdout, stderr) = await child.collectedOutput()
-    return (termination.status, (stdout + stderr).trimmingCharacters(in: .whitespacesAndNewlines))
-}
-
-/// A long-running child (a server) whose output lines are kept, stopped with `stop()`.
-final class ServerProcess: Sendable {
-    private final class Lines: Sendable {
-        let lock = Mutex<[String]>([])
-        func append(_ line: String) { lock.withLock { $0.append(line) } }
-    }
-
-    let child: ChildProcess
-    private let lines = Lines()
-
-    init(_ executable: String, _ arguments: [String]) throws {
-        let lines = self.lines
-        child = try ChildProcess(
-            executable: try ChildProcess.resolveExecutable(executable), arguments: arguments,
-            environment: ProcessInfo.processInfo.environment,
-            stdout: .lines(lines.append), stderr: .lines(lines.append))
-    }
-
-    /// Every line written so far, stdout and stderr.
-    var output: [String] { lines.lock.withLock { $0 } }
-
-    /// Waits for a line starting with `prefix` and returns it.
-    func line(startingWith prefix: String) async throws -> String {
-        let seen = await eventually { output.contains { $0.hasPrefix(prefix) } || child.termination != nil }
-        return try #require(output.first { $0.hasPrefix(prefix) }, "no line \"\(prefix)…\" (seen: \(seen)); output: \(output)")
-    }
-
-    /// SIGTERM, then SIGKILL if it does not end; returns how it ended.
-    @discardableResult
-    func stop() async -> ChildProcess.Termination {
-        await child.terminate(grace: 5)
-    }
-}
-
 /// The `faultline-demo` binary `swift test` built beside this test bundle.
 let demoBinary: String = (try? BuiltProduct.path("faultline-demo")) ?? "faultline-demo"
-
-/// Polls `condition` (another process's progress, or a time-based state) until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(10), _ condition: () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(20))
-    }
-    return await condition()
-}
-
-/// Whether CI runs us: there, tests that need an installed tool fail rather than skip when it is missing.
-let isCI = ProcessInfo.processInfo.environment["CI"] != nil

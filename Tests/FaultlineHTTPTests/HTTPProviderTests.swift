@@ -4,6 +4,8 @@ import Foundation
 import Testing
 
 @testable import FaultlineHTTP
+import FaultlineNetwork
+import FaultlineTestSupport
 
 /// Decodes and validates a provider's arguments written as a value, as the engine does.
 func prepared<P: Provider>(_ provider: P.Type, _ arguments: Value) throws -> P.Arguments {
@@ -32,71 +34,71 @@ func failingHTTP(_ arguments: Value) async throws -> ActivityFailure {
 struct HTTPProviderTests {
     @Test("a JSON response is decoded, with status, headers and elapsed time")
     func jsonResponse() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/json")])
-        #expect(output["status"] == 200)
-        #expect(output["body"]?["name"] == "faultline")
-        #expect(output["body"]?["values"] == [1, 2, 3])
-        #expect(output["headers"]?["Content-Type"] == "application/json; charset=utf-8")
-        #expect((output["elapsed_ms"]?.doubleValue ?? -1) >= 0)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/json")])
+            #expect(output["status"] == 200)
+            #expect(output["body"]?["name"] == "faultline")
+            #expect(output["body"]?["values"] == [1, 2, 3])
+            #expect(output["headers"]?["Content-Type"] == "application/json; charset=utf-8")
+            #expect((output["elapsed_ms"]?.doubleValue ?? -1) >= 0)
+        }
     }
 
     @Test("a chunked response is reassembled")
     func chunkedResponse() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/chunked")])
-        #expect(output["body"] == ["parts": [1, 2]])
-        #expect(output["headers"]?["transfer-encoding"] == "chunked")
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/chunked")])
+            #expect(output["body"] == ["parts": [1, 2]])
+            #expect(output["headers"]?["transfer-encoding"] == "chunked")
+        }
     }
 
     @Test("a text response stays text")
     func textResponse() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/ok")])
-        #expect(output["body"] == "hello")
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/ok")])
+            #expect(output["body"] == "hello")
+        }
     }
 
     @Test("arguments of a GET become the query string; lists repeat the name, nulls are dropped")
     func getArguments() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP([
-            "url": .string(server.url + "/echo?fixed=1"), "arguments": ["q": "a b&c", "n": 3, "tag": ["x", "y"], "gone": nil],
-        ])
-        #expect(output["body"]?["method"] == "GET")
-        #expect(output["body"]?["query"] == "fixed=1&q=a+b%26c&n=3&tag=x&tag=y")
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP([
+                "url": .string(server.url + "/echo?fixed=1"), "arguments": ["q": "a b&c", "n": 3, "tag": ["x", "y"], "gone": nil],
+            ])
+            #expect(output["body"]?["method"] == "GET")
+            #expect(output["body"]?["query"] == "fixed=1&q=a+b%26c&n=3&tag=x&tag=y")
+        }
     }
 
     @Test("arguments become a JSON body when Content-Type is application/json")
     func jsonArguments() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP([
-            "url": .string(server.url + "/echo"), "method": "post", "headers": ["Content-Type": "application/json"],
-            "arguments": ["user": "ada", "admin": true],
-        ])
-        let body = try #require(output["body"]?["body"]?.stringValue)
-        #expect(try JSONReader.value(body) == ["user": "ada", "admin": true])
-        #expect(output["body"]?["method"] == "POST")
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP([
+                "url": .string(server.url + "/echo"), "method": "post", "headers": ["Content-Type": "application/json"],
+                "arguments": ["user": "ada", "admin": true],
+            ])
+            let body = try #require(output["body"]?["body"]?.stringValue)
+            #expect(try JSONReader.value(body) == ["user": "ada", "admin": true])
+            #expect(output["body"]?["method"] == "POST")
+        }
     }
 
     @Test("a Content-Length written in headers is replaced by the length of the body sent, as requests does")
     func contentLength() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        // A body shorter than the header promises: the server would wait for the rest and time out.
-        let output = try await runHTTP([
-            "url": .string(server.url + "/echo"), "method": "POST", "timeout": 5,
-            "headers": ["Content-Type": "application/json", "Content-Length": "164"], "arguments": ["username": "ada"],
-        ])
-        #expect(output["body"]?["body"] == #"{"username":"ada"}"#)
-        #expect(output["body"]?["headers"]?["content-length"] == "18")
-        // A GET without a body sends none (requests would pass the header on and hang the server).
-        let get = try await runHTTP(["url": .string(server.url + "/echo"), "timeout": 5, "headers": ["Content-Length": "10"]])
-        #expect(get["body"]?["headers"]?["content-length"] == nil)
+        try await closing(TestHTTPServer.start()) { server in
+            // A body shorter than the header promises: the server would wait for the rest and time out.
+            let output = try await runHTTP([
+                "url": .string(server.url + "/echo"), "method": "POST", "timeout": 5,
+                "headers": ["Content-Type": "application/json", "Content-Length": "164"], "arguments": ["username": "ada"],
+            ])
+            #expect(output["body"]?["body"] == #"{"username":"ada"}"#)
+            #expect(output["body"]?["headers"]?["content-length"] == "18")
+            // A GET without a body sends none (requests would pass the header on and hang the server).
+            let get = try await runHTTP(["url": .string(server.url + "/echo"), "timeout": 5, "headers": ["Content-Length": "10"]])
+            #expect(get["body"]?["headers"]?["content-length"] == nil)
+        }
     }
 
     @Test("numbers given as text are numbers: timeout \"5\", as from an env value")
@@ -109,118 +111,118 @@ struct HTTPProviderTests {
 
     @Test("a JSON body keeps the text it came as, for regex tolerances")
     func receivedText() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let context = ActivityContext.standalone(name: "http")
-        let output = try await HTTPProvider.run(try prepared(HTTPProvider.self, ["url": .string(server.url + "/json")]), context: context)
-        #expect(output["body"]?["name"] == "faultline")
-        #expect(context.receivedTexts["body"] == #"{"name":"faultline","values":[1,2,3],"nested":{"ok":true}}"#)
+        try await closing(TestHTTPServer.start()) { server in
+            let context = ActivityContext.standalone(name: "http")
+            let output = try await HTTPProvider.run(try prepared(HTTPProvider.self, ["url": .string(server.url + "/json")]), context: context)
+            #expect(output["body"]?["name"] == "faultline")
+            #expect(context.receivedTexts["body"] == #"{"name":"faultline","values":[1,2,3],"nested":{"ok":true}}"#)
+        }
     }
 
     @Test("arguments become a form body otherwise")
     func formArguments() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/echo"), "method": "PUT", "arguments": ["user": "ada lovelace", "id": 7]])
-        #expect(output["body"]?["body"] == "user=ada+lovelace&id=7")
-        #expect(output["body"]?["headers"]?["content-type"] == "application/x-www-form-urlencoded")
-        #expect(output["body"]?["method"] == "PUT")
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/echo"), "method": "PUT", "arguments": ["user": "ada lovelace", "id": 7]])
+            #expect(output["body"]?["body"] == "user=ada+lovelace&id=7")
+            #expect(output["body"]?["headers"]?["content-type"] == "application/x-www-form-urlencoded")
+            #expect(output["body"]?["method"] == "PUT")
+        }
     }
 
     @Test("body: a string is sent as written, anything else as JSON")
     func bodies() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let text = try await runHTTP(["url": .string(server.url + "/echo"), "method": "POST", "body": "raw text"])
-        #expect(text["body"]?["body"] == "raw text")
-        #expect(text["body"]?["headers"]?["content-length"] == "8")
-        let json = try await runHTTP(["url": .string(server.url + "/echo"), "method": "PATCH", "body": ["a": [1, 2]]])
-        #expect(json["body"]?["body"] == #"{"a":[1,2]}"#)
-        #expect(json["body"]?["headers"]?["content-type"] == "application/json")
+        try await closing(TestHTTPServer.start()) { server in
+            let text = try await runHTTP(["url": .string(server.url + "/echo"), "method": "POST", "body": "raw text"])
+            #expect(text["body"]?["body"] == "raw text")
+            #expect(text["body"]?["headers"]?["content-length"] == "8")
+            let json = try await runHTTP(["url": .string(server.url + "/echo"), "method": "PATCH", "body": ["a": [1, 2]]])
+            #expect(json["body"]?["body"] == #"{"a":[1,2]}"#)
+            #expect(json["body"]?["headers"]?["content-type"] == "application/json")
+        }
     }
 
     @Test("headers are sent; numbers are written as text; a default User-Agent names Faultline")
     func headers() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/echo"), "headers": ["X-Request-Id": "abc", "X-Count": 3]])
-        #expect(output["body"]?["headers"]?["x-request-id"] == "abc")
-        #expect(output["body"]?["headers"]?["x-count"] == "3")
-        #expect(output["body"]?["headers"]?["user-agent"]?.stringValue?.hasPrefix("faultline/") == true)
-        #expect(output["body"]?["headers"]?["host"] == .string("127.0.0.1:\(server.port)"))
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/echo"), "headers": ["X-Request-Id": "abc", "X-Count": 3]])
+            #expect(output["body"]?["headers"]?["x-request-id"] == "abc")
+            #expect(output["body"]?["headers"]?["x-count"] == "3")
+            #expect(output["body"]?["headers"]?["user-agent"]?.stringValue?.hasPrefix("faultline/") == true)
+            #expect(output["body"]?["headers"]?["host"] == .string("127.0.0.1:\(server.port)"))
+        }
     }
 
     @Test("HEAD gets a response without a body")
     func head() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/ok"), "method": "HEAD"])
-        #expect(output["status"] == 200)
-        #expect(output["body"] == "")
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/ok"), "method": "HEAD"])
+            #expect(output["status"] == 200)
+            #expect(output["body"] == "")
+        }
     }
 
     @Test("a status outside expected_status fails with the status and the start of the body", arguments: [
         Value.int(200), "200-299", "2xx", [200, 204],
     ])
     func expectedStatusMismatch(expected: Value) async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let failure = try await failingHTTP(["url": .string(server.url + "/status/503"), "expected_status": expected])
-        #expect(failure.message.contains("returned 503"))
-        #expect(failure.details.joined().contains("status 503 body"))
-        #expect(failure.output?["status"] == 503)
+        try await closing(TestHTTPServer.start()) { server in
+            let failure = try await failingHTTP(["url": .string(server.url + "/status/503"), "expected_status": expected])
+            #expect(failure.message.contains("returned 503"))
+            #expect(failure.details.joined().contains("status 503 body"))
+            #expect(failure.output?["status"] == 503)
+        }
     }
 
     @Test("a status inside expected_status passes", arguments: [Value.int(503), "500-599", "5xx", [200, 503]])
     func expectedStatusMatch(expected: Value) async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/status/503"), "expected_status": expected])
-        #expect(output["status"] == 503)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/status/503"), "expected_status": expected])
+            #expect(output["status"] == 503)
+        }
     }
 
     @Test("without expected_status an error status is an output, not a failure (as Chaos Toolkit)")
     func errorStatusIsOutput() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/status/500")])
-        #expect(output["status"] == 500)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/status/500")])
+            #expect(output["status"] == 500)
+        }
     }
 
     @Test("redirects are followed to the final response")
     func redirects() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/redirect/3")])
-        #expect(output["status"] == 200)
-        #expect(output["body"] == "hello")
-        #expect(server.count("/redirect/3") == 1 && server.count("/redirect/1") == 1 && server.count("/ok") == 1)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/redirect/3")])
+            #expect(output["status"] == 200)
+            #expect(output["body"] == "hello")
+            #expect(server.count("/redirect/3") == 1 && server.count("/redirect/1") == 1 && server.count("/ok") == 1)
+        }
     }
 
     @Test("follow_redirects: false returns the redirect itself")
     func redirectNotFollowed() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runHTTP(["url": .string(server.url + "/redirect/1"), "follow_redirects": false])
-        #expect(output["status"] == 302)
-        #expect(output["headers"]?["Location"] == "/ok")
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runHTTP(["url": .string(server.url + "/redirect/1"), "follow_redirects": false])
+            #expect(output["status"] == 302)
+            #expect(output["headers"]?["Location"] == "/ok")
+        }
     }
 
     @Test("303 turns a POST into a GET without body; 308 keeps the method and body")
     func redirectMethods() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let seeOther = try await runHTTP(["url": .string(server.url + "/see-other"), "method": "POST", "body": "payload"])
-        #expect(seeOther["body"]?["method"] == "GET")
-        #expect(seeOther["body"]?["body"] == "")
-        let permanent = try await runHTTP(["url": .string(server.url + "/permanent"), "method": "POST", "body": "payload"])
-        #expect(permanent["body"]?["method"] == "POST")
-        #expect(permanent["body"]?["body"] == "payload")
+        try await closing(TestHTTPServer.start()) { server in
+            let seeOther = try await runHTTP(["url": .string(server.url + "/see-other"), "method": "POST", "body": "payload"])
+            #expect(seeOther["body"]?["method"] == "GET")
+            #expect(seeOther["body"]?["body"] == "")
+            let permanent = try await runHTTP(["url": .string(server.url + "/permanent"), "method": "POST", "body": "payload"])
+            #expect(permanent["body"]?["method"] == "POST")
+            #expect(permanent["body"]?["body"] == "payload")
+        }
     }
 
     @Test("a closed port fails fast as connection refused, after the retries")
     func refused() async throws {
-        let port = try await TestServer.closedPort()
+        let port = try FreePort.take()
         let failure = try await failingHTTP(["url": .string("http://127.0.0.1:\(port)/"), "max_retries": 2])
         #expect(failure.message.contains("connection refused"))
         #expect(failure.message.contains("3 attempts"))
@@ -229,20 +231,20 @@ struct HTTPProviderTests {
 
     @Test("a server that never answers fails as a read timeout")
     func readTimeout() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let failure = try await failingHTTP(["url": .string(server.url + "/hang"), "timeout": [2, 0.3]])
-        #expect(failure.message.contains("read timeout"))
-        #expect(failure.output?["error"] == "read_timeout")
+        try await closing(TestHTTPServer.start()) { server in
+            let failure = try await failingHTTP(["url": .string(server.url + "/hang"), "timeout": [2, 0.3]])
+            #expect(failure.message.contains("read timeout"))
+            #expect(failure.output?["error"] == "read_timeout")
+        }
     }
 
     @Test("a server that resets, or closes halfway through a response, fails as a reset", arguments: ["/reset", "/half"])
     func reset(path: String) async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let failure = try await failingHTTP(["url": .string(server.url + path), "timeout": 5])
-        #expect(failure.message.contains("connection reset"), "\(failure.message)")
-        #expect(failure.output?["error"] == "reset")
+        try await closing(TestHTTPServer.start()) { server in
+            let failure = try await failingHTTP(["url": .string(server.url + path), "timeout": 5])
+            #expect(failure.message.contains("connection reset"), "\(failure.message)")
+            #expect(failure.output?["error"] == "reset")
+        }
     }
 
     @Test("a listener that never accepts fails as a connect timeout")
@@ -256,23 +258,23 @@ struct HTTPProviderTests {
 
     @Test("https to a plain HTTP server fails as TLS")
     func tlsToPlainServer() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let failure = try await failingHTTP(["url": .string("https://127.0.0.1:\(server.port)/ok"), "timeout": 5])
-        #expect(failure.message.contains("TLS"), "\(failure.message)")
-        #expect(failure.output?["error"] == "tls")
+        try await closing(TestHTTPServer.start()) { server in
+            let failure = try await failingHTTP(["url": .string("https://127.0.0.1:\(server.port)/ok"), "timeout": 5])
+            #expect(failure.message.contains("TLS"), "\(failure.message)")
+            #expect(failure.output?["error"] == "tls")
+        }
     }
 
     @Test("a self-signed certificate fails verification, and passes with verify_tls: false")
     func verifyTLS() async throws {
-        let server = try await TestServer.start(tls: true)
-        defer { Task { await server.shutdown() } }
-        let url = "https://localhost:\(server.port)/json"
-        let failure = try await failingHTTP(["url": .string(url), "timeout": 5])
-        #expect(failure.output?["error"] == "tls")
-        let output = try await runHTTP(["url": .string(url), "verify_tls": false])
-        #expect(output["status"] == 200)
-        #expect(output["body"]?["nested"]?["ok"] == true)
+        try await closing(TestHTTPServer.start(tls: true)) { server in
+            let url = "https://localhost:\(server.port)/json"
+            let failure = try await failingHTTP(["url": .string(url), "timeout": 5])
+            #expect(failure.output?["error"] == "tls")
+            let output = try await runHTTP(["url": .string(url), "verify_tls": false])
+            #expect(output["status"] == 200)
+            #expect(output["body"]?["nested"]?["ok"] == true)
+        }
     }
 
     @Test("a host that does not resolve fails as DNS")
@@ -293,12 +295,12 @@ struct HTTPProviderTests {
 
     @Test("cancelling the task stops a request that is waiting at once", .timeLimit(.minutes(1)))
     func cancellation() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let task = Task { try await runHTTP(["url": .string(server.url + "/hang"), "timeout": 60]) }
-        while server.count("/hang") == 0 { await Task.yield() }
-        task.cancel()
-        await #expect(throws: CancellationError.self) { try await task.value }
+        try await closing(TestHTTPServer.start()) { server in
+            let task = Task { try await runHTTP(["url": .string(server.url + "/hang"), "timeout": 60]) }
+            while server.count("/hang") == 0 { await Task.yield() }
+            task.cancel()
+            await #expect(throws: CancellationError.self) { try await task.value }
+        }
     }
 }
 

@@ -1,9 +1,13 @@
 import FaultlineKit
 import FaultlineTesting
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
 
 @testable import FaultlineHTTP
+import FaultlineNetwork
+import FaultlineTestSupport
 
 /// Runs `http.load` with arguments written as a value.
 func runLoad(_ arguments: Value) async throws -> Value {
@@ -14,180 +18,197 @@ func runLoad(_ arguments: Value) async throws -> Value {
 struct LoadProbeTests {
     @Test("closed model: every request is counted, as the server saw it, on one connection per user")
     func closedIterations() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runLoad(["url": .string(server.url + "/ok"), "users": 4, "iterations": 25])
-        let overall = try #require(output["overall"])
-        #expect(overall["count"] == 100)
-        #expect(overall["ok"] == 100)
-        #expect(overall["failed"] == 0)
-        #expect(overall["error_rate"] == 0.0)
-        #expect(overall["status_codes"] == ["200": 100])
-        #expect(server.count("/ok") == 100)
-        #expect(server.connectionCount == 4)
-        #expect(output["requests"]?["request"]?["count"] == 100)
-        #expect(output["model"] == "closed")
-        #expect(output["users"] == 4)
-        #expect(output["iterations"] == 25)
-        #expect(output["dropped"] == 0)
-        // Every stats key of the shared contract is there.
-        for key in [
-            "count", "ok", "failed", "error_rate", "min_ms", "avg_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "rps",
-            "bytes_received", "bytes_sent", "bytes_per_s", "status_codes", "errors",
-        ] {
-            #expect(overall[key] != nil, "missing \(key)")
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runLoad(["url": .string(server.url + "/ok"), "users": 4, "iterations": 25])
+            let overall = try #require(output["overall"])
+            #expect(overall["count"] == 100)
+            #expect(overall["ok"] == 100)
+            #expect(overall["failed"] == 0)
+            #expect(overall["error_rate"] == 0.0)
+            #expect(overall["status_codes"] == ["200": 100])
+            #expect(server.count("/ok") == 100)
+            #expect(server.connectionCount == 4)
+            #expect(output["requests"]?["request"]?["count"] == 100)
+            #expect(output["model"] == "closed")
+            #expect(output["users"] == 4)
+            #expect(output["iterations"] == 25)
+            #expect(output["dropped"] == 0)
+            // Every stats key of the shared contract is there.
+            for key in [
+                "count", "ok", "failed", "error_rate", "min_ms", "avg_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "rps",
+                "bytes_received", "bytes_sent", "bytes_per_s", "status_codes", "errors",
+            ] {
+                #expect(overall[key] != nil, "missing \(key)")
+            }
+            let minimum = try #require(overall["min_ms"]?.doubleValue)
+            let median = try #require(overall["p50_ms"]?.doubleValue)
+            let maximum = try #require(overall["max_ms"]?.doubleValue)
+            #expect(minimum > 0 && minimum <= median && median <= maximum)
+            #expect((overall["bytes_received"]?.intValue ?? 0) > 100 * 60)
+            #expect((overall["bytes_sent"]?.intValue ?? 0) > 100 * 40)
         }
-        let minimum = try #require(overall["min_ms"]?.doubleValue)
-        let median = try #require(overall["p50_ms"]?.doubleValue)
-        let maximum = try #require(overall["max_ms"]?.doubleValue)
-        #expect(minimum > 0 && minimum <= median && median <= maximum)
-        #expect((overall["bytes_received"]?.intValue ?? 0) > 100 * 60)
-        #expect((overall["bytes_sent"]?.intValue ?? 0) > 100 * 40)
     }
 
     @Test("the time series adds up to the total")
     func timeline() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runLoad(["url": .string(server.url + "/ok"), "users": 2, "duration": 1.5])
-        let entries = try #require(output["timeline"]?.arrayValue)
-        #expect(entries.count >= 2)
-        #expect(entries.map { $0["second"] } == (0..<entries.count).map { .int($0) })
-        let total = entries.reduce(0) { $0 + ($1["count"]?.intValue ?? 0) }
-        #expect(total == output["overall"]?["count"]?.intValue)
-        #expect(total == server.count("/ok"))
-        #expect(total > 0)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runLoad(["url": .string(server.url + "/ok"), "users": 2, "duration": 1.5])
+            let entries = try #require(output["timeline"]?.arrayValue)
+            #expect(entries.count >= 2)
+            #expect(entries.map { $0["second"] } == (0..<entries.count).map { .int($0) })
+            let total = entries.reduce(0) { $0 + ($1["count"]?.intValue ?? 0) }
+            #expect(total == output["overall"]?["count"]?.intValue)
+            #expect(total == server.count("/ok"))
+            #expect(total > 0)
+        }
     }
 
     @Test("named requests run in sequence per user, each with its own stats")
     func namedRequests() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runLoad([
-            "users": 3, "iterations": 5,
-            "requests": [
-                ["name": "login", "url": .string(server.url + "/echo"), "method": "POST", "body": ["user": "ada"]],
-                ["name": "prediction", "url": .string(server.url + "/json")],
-                ["name": "missing", "url": .string(server.url + "/status/404")],
-            ],
-        ])
-        let requests = try #require(output["requests"]?.objectValue)
-        #expect(requests.keys == ["login", "prediction", "missing"])
-        #expect(requests["login"]?["count"] == 15)
-        #expect(requests["prediction"]?["count"] == 15)
-        #expect(requests["missing"]?["failed"] == 15)
-        #expect(requests["missing"]?["errors"]?["http_4xx"] == 15)
-        #expect(requests["missing"]?["status_codes"] == ["404": 15])
-        #expect(output["overall"]?["count"] == 45)
-        #expect(output["overall"]?["failed"] == 15)
-        #expect(server.count("/echo") == 15 && server.count("/json") == 15 && server.count("/status/404") == 15)
-        #expect(server.connectionCount == 3)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runLoad([
+                "users": 3, "iterations": 5,
+                "requests": [
+                    ["name": "login", "url": .string(server.url + "/echo"), "method": "POST", "body": ["user": "ada"]],
+                    ["name": "prediction", "url": .string(server.url + "/json")],
+                    ["name": "missing", "url": .string(server.url + "/status/404")],
+                ],
+            ])
+            let requests = try #require(output["requests"]?.objectValue)
+            #expect(requests.keys == ["login", "prediction", "missing"])
+            #expect(requests["login"]?["count"] == 15)
+            #expect(requests["prediction"]?["count"] == 15)
+            #expect(requests["missing"]?["failed"] == 15)
+            #expect(requests["missing"]?["errors"]?["http_4xx"] == 15)
+            #expect(requests["missing"]?["status_codes"] == ["404": 15])
+            #expect(output["overall"]?["count"] == 45)
+            #expect(output["overall"]?["failed"] == 15)
+            #expect(server.count("/echo") == 15 && server.count("/json") == 15 && server.count("/status/404") == 15)
+            #expect(server.connectionCount == 3)
+        }
     }
 
     @Test("expected_status decides what a failure is")
     func expectedStatus() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runLoad(["url": .string(server.url + "/status/503"), "iterations": 4, "expected_status": [200, 503]])
-        #expect(output["overall"]?["ok"] == 4)
-        let failing = try await runLoad(["url": .string(server.url + "/status/503"), "iterations": 4])
-        #expect(failing["overall"]?["errors"]?["http_5xx"] == 4)
-        #expect(failing["overall"]?["error_rate"] == 1.0)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runLoad(["url": .string(server.url + "/status/503"), "iterations": 4, "expected_status": [200, 503]])
+            #expect(output["overall"]?["ok"] == 4)
+            let failing = try await runLoad(["url": .string(server.url + "/status/503"), "iterations": 4])
+            #expect(failing["overall"]?["errors"]?["http_5xx"] == 4)
+            #expect(failing["overall"]?["error_rate"] == 1.0)
+        }
     }
 
     @Test("connection failures are counted by class", arguments: [
         ("/reset", "reset"), ("/hang", "read_timeout"), ("/half", "reset"),
     ] as [(String, String)])
     func errorClasses(path: String, key: String) async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runLoad(["url": .string(server.url + path), "iterations": 3, "request_timeout": [2, 0.2]])
-        #expect(output["overall"]?["errors"]?[key] == 3)
-        #expect(output["overall"]?["failed"] == 3)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runLoad(["url": .string(server.url + path), "iterations": 3, "request_timeout": [2, 0.2]])
+            #expect(output["overall"]?["errors"]?[key] == 3, "errors: \(output["overall"]?["errors"] ?? .null)")
+            #expect(output["overall"]?["failed"] == 3)
+        }
     }
 
     @Test("requests in flight when the duration ends finish and are counted")
     func gracefulStop() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runLoad(["url": .string(server.url + "/slow?ms=200"), "users": 3, "duration": 0.3])
-        #expect(output["overall"]?["count"]?.intValue == server.count("/slow"))
-        #expect(output["overall"]?["ok"]?.intValue == server.count("/slow"))
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runLoad(["url": .string(server.url + "/slow?ms=200"), "users": 3, "duration": 0.3])
+            #expect(output["overall"]?["count"]?.intValue == server.count("/slow"))
+            #expect(output["overall"]?["ok"]?.intValue == server.count("/slow"))
+        }
     }
 
-    @Test("requests still unanswered after graceful_stop are abandoned, not counted, and the probe returns")
+    @Test("requests still unanswered after graceful_stop are abandoned, not counted, and their connections closed")
     func abandoned() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        // A duration long enough for both users' requests to reach the server on a loaded machine.
-        let output = try await runLoad(["url": .string(server.url + "/hang"), "users": 2, "duration": 1, "graceful_stop": 0.1])
-        #expect(output["overall"]?["count"] == 0)
-        #expect(server.count("/hang") == 2)
-        #expect(await server.wait { server.openConnections == 0 })
+        try await closing(TestHTTPServer.start()) { server in
+            // The load is stopped with the call its duration makes, but on a signal — both requests
+            // reached the server — rather than after a time a loaded machine may not have reached.
+            let arguments = try prepared(LoadProbe.self, ["url": .string(server.url + "/hang"), "users": 2, "duration": 3600, "graceful_stop": 0.1])
+            let plan = try await LoadProbe.makePlan(arguments)
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let worker = try await loop.submit {
+                NIOLoopBound(LoadWorker(loop: loop, plan: plan, index: 0, workerCount: 1, start: .now(), seed: 1), eventLoop: loop)
+            }.get()
+            try await loop.submit { worker.value.begin() }.get()
+            #expect(await eventually { server.count("/hang") == 2 })
+            let stopped = ContinuousClock.now
+            let terminatedAtOnce = try await loop.submit {
+                worker.value.stop()
+                return worker.value.terminated
+            }.get()
+            #expect(!terminatedAtOnce, "requests in flight get graceful_stop")
+            try await loop.flatSubmit { worker.value.done }.get()
+            #expect(ContinuousClock.now - stopped >= .milliseconds(100))
+            let snapshot = try await loop.submit { worker.value.recorder.snapshot() }.get()
+            #expect(snapshot.requests.map(\.count) == [0])
+            #expect(snapshot.requests.flatMap(\.errors).allSatisfy { $0 == 0 }, "abandoned is not an error")
+            #expect(await eventually { server.openConnections == 0 })
+        }
     }
 
     @Test("think time and ramp-up keep every user's requests", arguments: [
         Value.object(["think_time": 0.02]), ["think_time": [0.01, 0.03]], ["ramp_up": 0.2, "duration": 5],
     ])
     func pacing(extra: Value) async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        var arguments: Value = ["url": .string(server.url + "/ok"), "users": 3, "iterations": 4]
-        for (key, value) in extra.objectValue! { arguments[key] = value }
-        let output = try await runLoad(arguments)
-        #expect(output["overall"]?["count"] == 12)
-        #expect(server.count("/ok") == 12)
+        try await closing(TestHTTPServer.start()) { server in
+            var arguments: Value = ["url": .string(server.url + "/ok"), "users": 3, "iterations": 4]
+            for (key, value) in extra.objectValue! { arguments[key] = value }
+            let output = try await runLoad(arguments)
+            #expect(output["overall"]?["count"] == 12)
+            #expect(server.count("/ok") == 12)
+        }
     }
 
     @Test("a dead server is counted as refused, not a hang")
     func refused() async throws {
-        let port = try await TestServer.closedPort()
+        let port = try FreePort.take()
         let output = try await runLoad(["url": .string("http://127.0.0.1:\(port)/"), "users": 2, "iterations": 3])
         #expect(output["overall"]?["errors"]?["refused"] == 6)
     }
 
     @Test("open model: a slow server makes arrivals drop, and sent plus dropped is the schedule")
     func openModelDrops() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runLoad(["url": .string(server.url + "/slow?ms=300"), "rate": 50, "duration": 1, "users": 2])
-        let count = try #require(output["overall"]?["count"]?.intValue)
-        let dropped = try #require(output["dropped"]?.intValue)
-        #expect(count + dropped == 50)
-        #expect(dropped > 0)
-        #expect(count == server.count("/slow"))
-        #expect(output["model"] == "open")
-        #expect(output["rate"] == 50.0)
-        // Latency is measured from the scheduled start, so it is never below the server's delay.
-        #expect((output["overall"]?["min_ms"]?.doubleValue ?? 0) >= 300)
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runLoad(["url": .string(server.url + "/slow?ms=300"), "rate": 50, "duration": 1, "users": 2])
+            let count = try #require(output["overall"]?["count"]?.intValue)
+            let dropped = try #require(output["dropped"]?.intValue)
+            #expect(count + dropped == 50)
+            #expect(dropped > 0)
+            #expect(count == server.count("/slow"))
+            #expect(output["model"] == "open")
+            #expect(output["rate"] == 50.0)
+            // Latency is measured from the scheduled start, so it is never below the server's delay.
+            #expect((output["overall"]?["min_ms"]?.doubleValue ?? 0) >= 300)
+        }
     }
 
     @Test("open model: every arrival is sent when the server keeps up")
     func openModel() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let output = try await runLoad(["url": .string(server.url + "/ok"), "rate": 100, "duration": 1])
-        let count = try #require(output["overall"]?["count"]?.intValue)
-        #expect(count + (output["dropped"]?.intValue ?? -1) == 100)
-        #expect(count == server.count("/ok"))
+        try await closing(TestHTTPServer.start()) { server in
+            let output = try await runLoad(["url": .string(server.url + "/ok"), "rate": 100, "duration": 1])
+            let count = try #require(output["overall"]?["count"]?.intValue)
+            #expect(count + (output["dropped"]?.intValue ?? -1) == 100)
+            #expect(count == server.count("/ok"))
+        }
     }
 
     @Test("cancelling stops the load at once, closes its connections and keeps what was measured")
     func cancellation() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let task = Task { try await runLoad(["url": .string(server.url + "/ok"), "users": 4, "duration": 120]) }
-        #expect(await server.wait { server.count("/ok") > 50 })
-        task.cancel()
-        do {
-            let output = try await task.value
-            Issue.record("expected an interruption, got \(output)")
-        } catch let failure as ActivityFailure {
-            #expect(failure.message.contains("interrupted"))
-            #expect((failure.output?["overall"]?["count"]?.intValue ?? 0) > 0)
-            #expect((failure.output?["elapsed_s"]?.doubleValue ?? 999) < 60)
+        try await closing(TestHTTPServer.start()) { server in
+            let task = Task { try await runLoad(["url": .string(server.url + "/ok"), "users": 4, "duration": 120]) }
+            #expect(await eventually { server.count("/ok") > 50 })
+            task.cancel()
+            do {
+                let output = try await task.value
+                Issue.record("expected an interruption, got \(output)")
+            } catch let failure as ActivityFailure {
+                #expect(failure.message.contains("interrupted"))
+                #expect((failure.output?["overall"]?["count"]?.intValue ?? 0) > 0)
+                #expect((failure.output?["elapsed_s"]?.doubleValue ?? 999) < 60)
+            }
+            #expect(await eventually { server.openConnections == 0 })
         }
-        #expect(await server.wait { server.openConnections == 0 })
     }
 
     @Test("a host that does not resolve fails at once with a named DNS failure")
@@ -224,47 +245,47 @@ struct LoadExperimentTests {
 
     @Test("thresholds that hold: the hypothesis is met and the output lists each threshold")
     func thresholdsPass() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let kit = TestKit()
-        let result = try await kit.run(
-            yaml: experiment(url: server.url, tolerance: #"{overall: ["count>=40", "rate<=0.5"], home: ["p(99)<60000", "rate<0.01"]}"#),
-            plugins: [HTTPPlugin.self])
-        let journal = try #require(result.journals.first)
-        let probe = try #require(journal.steadyStates.before?.probes.first)
-        #expect(probe.toleranceMet == true, "\(probe.toleranceMessage ?? "")")
-        let thresholds = try #require(probe.output?["thresholds"]?.arrayValue)
-        #expect(thresholds.count == 4)
-        #expect(thresholds[0] == ["scope": "overall", "expression": "count>=40", "metric": "count", "limit": 40, "measured": 40.0, "ok": true])
-        #expect(thresholds[1]["measured"] == 0.5)
-        #expect(thresholds[2]["scope"] == "home" && thresholds[2]["metric"] == "p99_ms")
+        try await closing(TestHTTPServer.start()) { server in
+            let kit = TestKit()
+            let result = try await kit.run(
+                yaml: experiment(url: server.url, tolerance: #"{overall: ["count>=40", "rate<=0.5"], home: ["p(99)<60000", "rate<0.01"]}"#),
+                plugins: [HTTPPlugin.self])
+            let journal = try #require(result.journals.first)
+            let probe = try #require(journal.steadyStates.before?.probes.first)
+            #expect(probe.toleranceMet == true, "\(probe.toleranceMessage ?? "")")
+            let thresholds = try #require(probe.output?["thresholds"]?.arrayValue)
+            #expect(thresholds.count == 4)
+            #expect(thresholds[0] == ["scope": "overall", "expression": "count>=40", "metric": "count", "limit": 40, "measured": 40.0, "ok": true])
+            #expect(thresholds[1]["measured"] == 0.5)
+            #expect(thresholds[2]["scope"] == "home" && thresholds[2]["metric"] == "p99_ms")
+        }
     }
 
     @Test("a missed threshold names the metric, the limit and the measured value")
     func thresholdsFail() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let kit = TestKit()
-        let result = try await kit.run(yaml: experiment(url: server.url, tolerance: #"["rate<0.01", "count>1000"]"#), plugins: [HTTPPlugin.self])
-        let journal = try #require(result.journals.first)
-        let probe = try #require(journal.steadyStates.before?.probes.first)
-        #expect(probe.toleranceMet == false)
-        let message = try #require(probe.toleranceMessage)
-        #expect(message.contains("rate of overall is 0.5, limit < 0.01"))
-        #expect(message.contains("count of overall is 40, limit > 1000"))
-        #expect(probe.output?["thresholds"]?[1]?["ok"] == false)
-        #expect(journal.outcome == .deviated || journal.outcome == .failed)
+        try await closing(TestHTTPServer.start()) { server in
+            let kit = TestKit()
+            let result = try await kit.run(yaml: experiment(url: server.url, tolerance: #"["rate<0.01", "count>1000"]"#), plugins: [HTTPPlugin.self])
+            let journal = try #require(result.journals.first)
+            let probe = try #require(journal.steadyStates.before?.probes.first)
+            #expect(probe.toleranceMet == false)
+            let message = try #require(probe.toleranceMessage)
+            #expect(message.contains("rate of overall is 0.5, limit < 0.01"))
+            #expect(message.contains("count of overall is 40, limit > 1000"))
+            #expect(probe.output?["thresholds"]?[1]?["ok"] == false)
+            #expect(journal.outcome == .deviated || journal.outcome == .failed)
+        }
     }
 
     @Test("a threshold for a request the load does not have is a miss that says so")
     func unknownScope() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let kit = TestKit()
-        let result = try await kit.run(yaml: experiment(url: server.url, tolerance: #"{prediction: ["p(99)<10"]}"#), plugins: [HTTPPlugin.self])
-        let probe = try #require(result.journals.first?.steadyStates.before?.probes.first)
-        #expect(probe.toleranceMet == false)
-        #expect(probe.toleranceMessage?.contains(#"no request named "prediction""#) == true)
+        try await closing(TestHTTPServer.start()) { server in
+            let kit = TestKit()
+            let result = try await kit.run(yaml: experiment(url: server.url, tolerance: #"{prediction: ["p(99)<10"]}"#), plugins: [HTTPPlugin.self])
+            let probe = try #require(result.journals.first?.steadyStates.before?.probes.first)
+            #expect(probe.toleranceMet == false)
+            #expect(probe.toleranceMessage?.contains(#"no request named "prediction""#) == true)
+        }
     }
 
     @Test("bad threshold syntax is a load error at file, line and column", arguments: [
@@ -285,26 +306,26 @@ struct LoadExperimentTests {
 
     @Test("a load runs in the background across the method and is recorded with its output")
     func background() async throws {
-        let server = try await TestServer.start()
-        defer { Task { await server.shutdown() } }
-        let kit = TestKit()
-        let result = try await kit.run(
-            yaml: """
-                title: load across a fault
-                method:
-                  - type: probe
-                    name: load
-                    background: true
-                    provider: {type: http.load, url: "\(server.url)/ok", users: 2, duration: 1}
-                    tolerance: ["rate<0.01"]
-                  - {type: action, name: inject, provider: {type: test.action, label: inject, delay: 0.3}}
-                """, plugins: [HTTPPlugin.self])
-        let journal = try #require(result.journals.first)
-        let load = try #require(journal.run.first { $0.activity["name"] == "load" })
-        #expect(load.status == .succeeded)
-        #expect((load.output?["overall"]?["count"]?.intValue ?? 0) > 0)
-        #expect(load.output?["thresholds"]?[0]?["ok"] == true)
-        #expect(kit.log == ["inject"])
+        try await closing(TestHTTPServer.start()) { server in
+            let kit = TestKit()
+            let result = try await kit.run(
+                yaml: """
+                    title: load across a fault
+                    method:
+                      - type: probe
+                        name: load
+                        background: true
+                        provider: {type: http.load, url: "\(server.url)/ok", users: 2, duration: 1}
+                        tolerance: ["rate<0.01"]
+                      - {type: action, name: inject, provider: {type: test.action, label: inject, delay: 0.3}}
+                    """, plugins: [HTTPPlugin.self])
+            let journal = try #require(result.journals.first)
+            let load = try #require(journal.run.first { $0.activity["name"] == "load" })
+            #expect(load.status == .succeeded)
+            #expect((load.output?["overall"]?["count"]?.intValue ?? 0) > 0)
+            #expect(load.output?["thresholds"]?[0]?["ok"] == true)
+            #expect(kit.log == ["inject"])
+        }
     }
 
     @Test("argument mistakes are caught before anything runs", arguments: [

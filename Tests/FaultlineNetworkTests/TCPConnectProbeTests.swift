@@ -1,47 +1,10 @@
 import FaultlineKit
 @testable import FaultlineNetwork
+import FaultlineTestSupport
 import Foundation
 import NIOCore
 import NIOPosix
 import Testing
-
-/// A loopback server on an ephemeral port that answers each read with `reply` (split in two
-/// writes, to exercise reading until the pattern matches), or stays silent, or closes at once.
-final class LineServer: Sendable {
-    enum Behaviour: Sendable { case reply(String), silent, close }
-
-    let channel: any Channel
-    var port: Int { channel.localAddress!.port! }
-
-    init(_ behaviour: Behaviour) async throws {
-        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Handler(behaviour)) }
-            }
-            .bind(host: "127.0.0.1", port: 0).get()
-    }
-
-    func close() async { try? await channel.close() }
-
-    final class Handler: ChannelInboundHandler, Sendable {
-        typealias InboundIn = ByteBuffer
-        typealias OutboundOut = ByteBuffer
-        let behaviour: Behaviour
-        init(_ behaviour: Behaviour) { self.behaviour = behaviour }
-
-        func channelActive(context: ChannelHandlerContext) {
-            if case .close = behaviour { context.close(promise: nil) }
-        }
-
-        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            guard case .reply(let text) = behaviour else { return }
-            let middle = text.index(text.startIndex, offsetBy: text.count / 2)
-            context.write(wrapOutboundOut(ByteBuffer(string: String(text[..<middle]))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: String(text[middle...]))), promise: nil)
-        }
-    }
-}
 
 @Suite("tcp.connect")
 struct TCPConnectProbeTests {
@@ -52,48 +15,46 @@ struct TCPConnectProbeTests {
 
     @Test("connects and reports the connect time")
     func connects() async throws {
-        let server = try await LineServer(.silent)
-        defer { Task { await server.close() } }
-        let output = try await run(.init(address: "127.0.0.1:\(server.port)"))
-        #expect(output["connected"] == true)
-        #expect((output["connect_ms"]?.doubleValue ?? -1) >= 0)
+        try await closing(TestTCPServer(.stall)) { server in
+            let output = try await run(.init(address: "127.0.0.1:\(server.port)"))
+            #expect(output["connected"] == true)
+            #expect((output["connect_ms"]?.doubleValue ?? -1) >= 0)
+        }
     }
 
     @Test("sends a line and reads until the answer matches, across segments")
     func sendExpect() async throws {
-        let server = try await LineServer(.reply("+PONG\r\n"))
-        defer { Task { await server.close() } }
-        let output = try await run(.init(address: "127.0.0.1:\(server.port)", send: "PING\r\n", expect: "^\\+PONG\\r\\n$"))
-        #expect(output["response"] == "+PONG\r\n")
+        try await closing(TestTCPServer(.reply("+PONG\r\n"))) { server in
+            let output = try await run(.init(address: "127.0.0.1:\(server.port)", send: "PING\r\n", expect: "^\\+PONG\\r\\n$"))
+            #expect(output["response"] == "+PONG\r\n")
+        }
     }
 
     @Test("a refused connection names the address and the cause")
     func refused() async throws {
-        let server = try await LineServer(.silent)
-        let port = server.port
-        await server.close()
+        let port = try FreePort.take()
         let error = try await #require(throws: ActivityFailure.self) { _ = try await run(.init(address: "127.0.0.1:\(port)")) }
         #expect(error.message == "cannot connect to 127.0.0.1:\(port): connection refused")
     }
 
     @Test("a silent server fails after the timeout, not later")
     func silent() async throws {
-        let server = try await LineServer(.silent)
-        defer { Task { await server.close() } }
-        let error = try await #require(throws: ActivityFailure.self) {
-            _ = try await run(.init(address: "127.0.0.1:\(server.port)", timeout: 0.2, send: "PING\r\n", expect: "PONG"))
+        try await closing(TestTCPServer(.stall)) { server in
+            let error = try await #require(throws: ActivityFailure.self) {
+                _ = try await run(.init(address: "127.0.0.1:\(server.port)", timeout: 0.2, send: "PING\r\n", expect: "PONG"))
+            }
+            #expect(error.message == "no answer matching /PONG/ from 127.0.0.1:\(server.port) within 0.2 s")
         }
-        #expect(error.message == "no answer matching /PONG/ from 127.0.0.1:\(server.port) within 0.2 s")
     }
 
     @Test("a server that closes without answering is a failure")
     func closes() async throws {
-        let server = try await LineServer(.close)
-        defer { Task { await server.close() } }
-        let error = try await #require(throws: ActivityFailure.self) {
-            _ = try await run(.init(address: "127.0.0.1:\(server.port)", send: "PING\r\n", expect: "PONG"))
+        try await closing(TestTCPServer(.closeOnAccept)) { server in
+            let error = try await #require(throws: ActivityFailure.self) {
+                _ = try await run(.init(address: "127.0.0.1:\(server.port)", send: "PING\r\n", expect: "PONG"))
+            }
+            #expect(error.message.contains("closed the connection without an answer matching /PONG/"))
         }
-        #expect(error.message.contains("closed the connection without an answer matching /PONG/"))
     }
 
     @Test("bad arguments are validation errors", arguments: [

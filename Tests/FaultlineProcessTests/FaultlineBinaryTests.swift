@@ -2,26 +2,22 @@
     import Glibc
 #endif
 import FaultlineKit
+import FaultlineNetwork
 @testable import FaultlineProcess
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
-import Synchronization
 import Testing
-
-/// The built `faultline` executable, beside this test bundle.
-let faultlineBinary: String? = try? BuiltProduct.path("faultline")
 
 @Suite("The faultline executable leaves no process behind")
 struct FaultlineBinaryTests {
     /// Runs `faultline run suite.yaml` in `directory` (through `sh -c` with `piped`, e.g. `| head`).
-    func startFaultline(_ suite: String, in directory: ScratchDirectory, stdout: ChildProcess.Output = .collect, piped: String? = nil) throws -> ChildProcess {
-        let binary = try #require(faultlineBinary, "build the faultline executable first (swift build)")
-        try suite.write(toFile: directory.path("suite.yaml"), atomically: true, encoding: .utf8)
+    func startFaultline(_ suite: String, in directory: ScratchDirectory, piped: String? = nil) throws -> TestProcess {
+        try directory.write("suite.yaml", suite)
         let arguments = ["run", "suite.yaml", "--journal-path", "journals"]
-        let (executable, argv) = piped.map { ("/bin/sh", ["-c", "'\(binary)' \(arguments.joined(separator: " ")) \($0)"]) } ?? (binary, arguments)
-        return try ChildProcess(
-            executable: executable, arguments: argv, environment: ProcessInfo.processInfo.environment, workingDirectory: directory.url.path, stdout: stdout,
-            stderr: .collect)
+        guard let piped else { return try TestProcess.faultline(arguments, in: directory) }
+        let binary = try BuiltProduct.path("faultline")
+        return try TestProcess("/bin/sh", ["-c", "'\(binary)' \(arguments.joined(separator: " ")) \(piped)"], in: directory)
     }
 
     /// Processes that carry the test's token, or the marker of that faultline process's services.
@@ -30,8 +26,8 @@ struct FaultlineBinaryTests {
     }
 
     /// Kills what a failed test might leave (only processes this test started).
-    func killLeftovers(token: String, faultline: ChildProcess) {
-        faultline.signal(SIGKILL)
+    func killLeftovers(token: String, faultline: TestProcess) {
+        faultline.child.signal(SIGKILL)
         for process in leftovers(token: token, faultline: faultline.pid) { kill(process.pid, SIGKILL) }
     }
 
@@ -62,7 +58,7 @@ struct FaultlineBinaryTests {
     /// Whether a run of ``servicesAndAWaitingAction(token:)`` is up: both services, the daemon,
     /// and the experiment's action (within a minute).
     static func reachedTheAction(in directory: ScratchDirectory, token: String) async -> Bool {
-        await eventually(timeout: 60) {
+        await eventually(timeout: .seconds(60)) {
             FileManager.default.fileExists(atPath: directory.path("reached"))
                 && ["api", "daemon", "forker", "action"].allSatisfy { !liveProcesses(containing: "\(token)-\($0)").isEmpty }
         }
@@ -78,17 +74,15 @@ struct FaultlineBinaryTests {
         // Every part is up: both services (and the daemon) and the experiment's action.
         let running = await Self.reachedTheAction(in: directory, token: token)
         if !running {
-            faultline.signal(SIGKILL, group: false)
-            let output = await faultline.collectedOutput()
-            Issue.record("faultline did not reach the experiment: \(output)")
+            faultline.signal(SIGKILL)
+            Issue.record("faultline did not reach the experiment: \(faultline.stdout)\n\(faultline.stderr)")
             return
         }
 
-        faultline.signal(signal, group: false)
-        let termination = await ended(faultline, timeout: 60)
-        let output = await faultline.collectedOutput()
-        #expect(termination == .exited(130), "\(output)")
-        #expect(output.stdout.contains("interrupted (exit 130)"))
+        faultline.signal(signal)
+        let status = await faultline.wait(timeout: .seconds(60))
+        #expect(status == 130, "\(faultline.stdout)\n\(faultline.stderr)")
+        #expect(faultline.stdout.contains("interrupted (exit 130)"))
         #expect(leftovers(token: token, faultline: faultline.pid).map(\.commandLine) == [])
     }
 
@@ -103,12 +97,15 @@ struct FaultlineBinaryTests {
         let guardians = liveProcesses(containing: "faultline-guardian").filter { $0.parent == faultline.pid }
         #expect(guardians.count == 1, "\(guardians.map(\.commandLine))")
 
-        faultline.signal(SIGKILL, group: false)
-        #expect(await ended(faultline) == .signalled(SIGKILL))
+        faultline.signal(SIGKILL)
+        #expect(await faultline.wait() == 128 + SIGKILL)
         // Nothing of faultline runs now: only the guardian can stop the services.
-        #expect(await eventually(timeout: 30) { ServiceMarker.processes(withPrefix: "\(faultline.pid)-").isEmpty })
+        #expect(await eventually(timeout: .seconds(30)) { ServiceMarker.processes(withPrefix: "\(faultline.pid)-").isEmpty })
         for name in ["api", "daemon", "forker"] { #expect(liveProcesses(containing: "\(token)-\(name)").isEmpty, "\(name) is still running") }
-        #expect(await eventually(timeout: 30) { guardians.allSatisfy { guardian in !liveProcesses(containing: "faultline-guardian").contains { $0.pid == guardian.pid } } })
+        #expect(
+            await eventually(timeout: .seconds(30)) {
+                guardians.allSatisfy { guardian in !liveProcesses(containing: "faultline-guardian").contains { $0.pid == guardian.pid } }
+            })
     }
 
     @Test("a third SIGINT during a slow teardown exits at once and still kills every service process and daemon")
@@ -130,21 +127,20 @@ struct FaultlineBinaryTests {
                 method:
                   - {type: probe, name: runs, provider: {type: process.running, service: stubborn}}
             """
-        let lines = Mutex<[String]>([])
-        let faultline = try startFaultline(suite, in: directory, stdout: .lines { line in lines.withLock { $0.append(line) } })
+        let faultline = try startFaultline(suite, in: directory)
         defer { killLeftovers(token: token, faultline: faultline) }
 
-        let tearingDown = await eventually(timeout: 60) { lines.withLock { $0.contains { $0.contains("tearing down") } } }
-        try #require(tearingDown, "faultline never reached its teardown: \(lines.withLock { $0 })")
+        let tearingDown = await eventually(timeout: .seconds(60)) { faultline.stdout.contains("tearing down") }
+        try #require(tearingDown, "faultline never reached its teardown: \(faultline.stdout)")
         #expect(!liveProcesses(containing: "\(token)-main").isEmpty)
         #expect(await eventually { !liveProcesses(containing: "\(token)-daemon").isEmpty })
         // Signals of one kind do not queue: send each once the previous one has been seen.
         for acknowledgement in ["SIGINT: stopping the method", "SIGINT again: aborting"] {
-            faultline.signal(SIGINT, group: false)
-            #expect(await eventually(timeout: 30) { lines.withLock { $0.contains { $0.contains(acknowledgement) } } })
+            faultline.signal(SIGINT)
+            #expect(await eventually(timeout: .seconds(30)) { faultline.stdout.contains(acknowledgement) })
         }
-        faultline.signal(SIGINT, group: false)
-        #expect(await ended(faultline, timeout: 30) == .exited(130))
+        faultline.signal(SIGINT)
+        #expect(await faultline.wait(timeout: .seconds(30)) == 130)
         #expect(await eventually { leftovers(token: token, faultline: faultline.pid).isEmpty })
     }
 
@@ -166,13 +162,12 @@ struct FaultlineBinaryTests {
             """
         let shell = try startFaultline(suite, in: directory, piped: "| head -n 1")
         defer {
-            shell.signal(SIGKILL)
+            shell.child.signal(SIGKILL)
             for process in liveProcesses(containing: token) { kill(process.pid, SIGKILL) }
         }
-        let termination = await ended(shell, timeout: 60)
-        let output = await shell.collectedOutput()
-        #expect(termination == .exited(0), "\(output)")
-        #expect(!output.stderr.contains("Fatal error"), "\(output.stderr)")
+        let status = await shell.wait(timeout: .seconds(60))
+        #expect(status == 0, "\(shell.stdout)\n\(shell.stderr)")
+        #expect(!shell.stderr.contains("Fatal error"), "\(shell.stderr)")
         #expect(FileManager.default.fileExists(atPath: directory.path("journals/01-checks-the-api.json")))
         #expect(liveProcesses(containing: token).isEmpty)
     }
@@ -189,17 +184,19 @@ struct FaultlineBinaryTests {
                 ready: {log: up, timeout: 30}
               - name: broken
                 command: [sh, -c, "echo 'reading config'; echo 'fatal: no such database' >&2; exit 4", "\(token)-broken"]
-                ready: {tcp: "127.0.0.1:\(try freePort())", timeout: 30}
+                ready: {tcp: "127.0.0.1:\(try FreePort.take())", timeout: 30}
             experiments:
               - {title: never runs, description: d, method: []}
             """
         let faultline = try startFaultline(suite, in: directory)
         defer { killLeftovers(token: token, faultline: faultline) }
-        let termination = await ended(faultline, timeout: 60)
-        let output = await faultline.collectedOutput()
-        #expect(termination == .exited(1), "\(output)")
-        #expect(output.stderr.contains(#"the run could not start: services: service "broken" exited during startup (exited with status 4); last lines of journals/service-broken.log:"#))
-        #expect(output.stderr.contains("  | fatal: no such database"))
+        let status = await faultline.wait(timeout: .seconds(60))
+        #expect(status == 1, "\(faultline.stdout)\n\(faultline.stderr)")
+        #expect(
+            faultline.stderr.contains(
+                #"the run could not start: services: service "broken" exited during startup (exited with status 4); last lines of journals/service-broken.log:"#
+            ))
+        #expect(faultline.stderr.contains("  | fatal: no such database"))
         #expect(leftovers(token: token, faultline: faultline.pid).isEmpty)
     }
 }

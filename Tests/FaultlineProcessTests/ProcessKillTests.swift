@@ -2,7 +2,9 @@
     import Glibc
 #endif
 import FaultlineKit
+import FaultlineNetwork
 @testable import FaultlineProcess
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
@@ -96,7 +98,7 @@ struct ProcessKillTests {
 
     @Test("a port nobody listens on fails, saying where it looked")
     func portNotListening() async throws {
-        let port = try freePort()
+        let port = try FreePort.take()
         let result = await failure { try await run(["port": .int(port)]) }
         #expect(result?.message.contains("nothing listens on TCP port \(port) (/proc/net/tcp, /proc/net/tcp6)") == true)
     }

@@ -1,5 +1,6 @@
 import FaultlineKit
 import FaultlineProcess
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
@@ -68,12 +69,7 @@ struct ProcessProviderTests {
             // A zombie waiting for its new parent to reap it is dead too.
             return !((try? String(contentsOfFile: "/proc/\(grandchild)/status", encoding: .utf8)) ?? "").contains("State:\tZ")
         }
-        var gone = false
-        for _ in 0..<500 where !gone {
-            gone = !alive()
-            if !gone { try await Task.sleep(for: .milliseconds(10)) }
-        }
-        #expect(gone, "grandchild \(grandchild) survived")
+        #expect(await eventually { !alive() }, "grandchild \(grandchild) survived")
     }
 
     @Test("a timeout stops a process group that ignores SIGTERM too")

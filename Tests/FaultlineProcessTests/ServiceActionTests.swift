@@ -3,6 +3,7 @@
 #endif
 import FaultlineKit
 @testable import FaultlineProcess
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing

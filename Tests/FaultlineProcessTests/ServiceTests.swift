@@ -2,7 +2,9 @@
     import Glibc
 #endif
 import FaultlineKit
+import FaultlineNetwork
 @testable import FaultlineProcess
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
@@ -27,7 +29,7 @@ struct ServiceTests {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let token = uniqueToken()
-        let port = try freePort()
+        let port = try FreePort.take()
         let start = try await supervisor.start(service("db", slowListener(port: port, token: token), ready: Readiness(tcp: "127.0.0.1:\(port)", timeout: 20)), owner: .suite)
         // Ready means connectable now, not eventually.
         let connected = await onThread { SocketConnection.open(host: "127.0.0.1", port: port, timeout: 1) }
@@ -68,7 +70,7 @@ struct ServiceTests {
     func httpReadiness() async throws {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
-        let port = try freePort()
+        let port = try FreePort.take()
         let command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", String(port)]
         _ = try await supervisor.start(service("web", command, ready: Readiness(http: "http://127.0.0.1:\(port)/", status: [200], timeout: 20)), owner: .suite)
         let status = await onThread { HTTPStatusProbe.get(host: "127.0.0.1", port: port, target: "/", timeout: 2) }
@@ -76,7 +78,7 @@ struct ServiceTests {
         #expect(await supervisor.stopAll() == [])
 
         let other = ServiceSupervisor(runDirectory: directory.url.path)
-        let wrongStatus = try freePort()
+        let wrongStatus = try FreePort.take()
         let command2 = ["python3", "-m", "http.server", "--bind", "127.0.0.1", String(wrongStatus)]
         let error = await #expect(throws: ServiceError.self) {
             try await other.start(service("web", command2, ready: Readiness(http: "http://127.0.0.1:\(wrongStatus)/", status: [204], timeout: 2)), owner: .suite)
@@ -109,7 +111,7 @@ struct ServiceTests {
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let command = ["sh", "-c", "echo 'loading config'; echo 'fatal: /etc/app.conf: no such file' >&2; exit 3"]
         let error = await #expect(throws: ServiceError.self) {
-            try await supervisor.start(service("app", command, ready: Readiness(tcp: "127.0.0.1:\(try freePort())", timeout: 20)), owner: .suite)
+            try await supervisor.start(service("app", command, ready: Readiness(tcp: "127.0.0.1:\(try FreePort.take())", timeout: 20)), owner: .suite)
         }
         #expect(error?.message == "exited during startup (exited with status 3)")
         #expect(Set(error?.lastLines ?? []) == ["loading config", "fatal: /etc/app.conf: no such file"])
@@ -121,7 +123,7 @@ struct ServiceTests {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
-        let port = try freePort()
+        let port = try FreePort.take()
         let error = await #expect(throws: ServiceError.self) {
             try await supervisor.start(service("idle", ["sleep", number], ready: Readiness(tcp: "127.0.0.1:\(port)", timeout: 0.5)), owner: .suite)
         }

@@ -2,7 +2,9 @@
     import Glibc
 #endif
 import FaultlineKit
+import FaultlineNetwork
 @testable import FaultlineProcess
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
@@ -88,7 +90,7 @@ struct SuiteServicesTests {
         let broken = """
               - name: broken
                 command: [sh, -c, "echo 'error: port 5432 already in use' >&2; exit 2", "\(token)-broken"]
-                ready: {tcp: "127.0.0.1:\(try freePort())"}
+                ready: {tcp: "127.0.0.1:\(try FreePort.take())"}
             """
         let method = "      - {type: action, name: never runs, provider: {type: test.action, label: never}}"
         let kit = TestKit()
@@ -111,7 +113,7 @@ struct SuiteServicesTests {
         let kit = TestKit()
         async let result = kit.run(
             yaml: suite(token: token, method: method), options: options(directory), plugins: [ProcessPlugin.self], interruption: interruption)
-        #expect(await eventually(timeout: 30) { kit.log == ["waiting"] })
+        #expect(await eventually(timeout: .seconds(30)) { kit.log == ["waiting"] })
         interruption.interrupt("SIGINT")
         let finished = try await result
         #expect(finished.interrupted)

@@ -4,6 +4,7 @@
 import FaultlineKit
 import FaultlineNetwork
 @testable import FaultlineProcess
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
@@ -58,21 +59,6 @@ func spawnListener(token: String) async throws -> (ChildProcess, Int) {
     return (child, port)
 }
 
-/// A port nothing listens on right now, for a server a test starts on it (see ``FreePort``).
-func freePort() throws -> Int {
-    try FreePort.take()
-}
-
-/// Waits for a condition on another process, polling until a deadline.
-func eventually(timeout: Double = 10, _ condition: () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .seconds(timeout)
-    while ContinuousClock.now < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-}
-
 /// Waits for a child to end, at most `timeout` seconds.
 func ended(_ child: ChildProcess, timeout: Double = 10) async -> ChildProcess.Termination? {
     await child.wait(timeout: timeout)
@@ -90,11 +76,6 @@ func makeContext(
     var resources = Resources()
     if let supervisor { resources[ServicesKey.self] = supervisor }
     return ActivityContext.standalone(name: name, kind: kind, resources: resources, seed: seed, isDryRun: dryRun)
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// Decodes provider arguments from YAML-like values, as the engine would.

@@ -1,6 +1,7 @@
 import FaultlineKit
 import FaultlineNetwork
 import FaultlineProxy
+import FaultlineTestSupport
 import Foundation
 import Testing
 
@@ -39,15 +40,7 @@ func http(_ method: String, _ port: Int, _ path: String, body: String? = nil, us
 
 /// Runs `body` with a fresh ``AdminFixture`` and closes it before returning, also when `body` throws.
 func withAdminFixture<T: Sendable>(_ body: (AdminFixture) async throws -> T) async throws -> T {
-    let fixture = try await AdminFixture()
-    do {
-        let result = try await body(fixture)
-        await fixture.close()
-        return result
-    } catch {
-        await fixture.close()
-        throw error
-    }
+    try await closing(try await AdminFixture(), body)
 }
 
 /// A request and the answer real Toxiproxy 2.8 gives it (status and body, byte for byte), measured
@@ -101,13 +94,18 @@ struct ToxiproxyAnswer: Sendable, CustomTestStringConvertible {
 }
 
 /// An admin server in front of a proxy fixture.
-final class AdminFixture: Sendable {
+final class AdminFixture: TestResource, Sendable {
     let proxies: ProxyFixture
     let admin: AdminServer
 
     init() async throws {
         proxies = try await ProxyFixture()
-        admin = try await AdminServer.start(api: AdminAPI(server: proxies.server), host: "127.0.0.1", port: 0, group: proxies.group)
+        do {
+            admin = try await AdminServer.start(api: AdminAPI(server: proxies.server), host: "127.0.0.1", port: 0, group: proxies.group)
+        } catch {
+            await proxies.close()
+            throw error
+        }
     }
 
     var port: Int { admin.port }
@@ -122,166 +120,166 @@ final class AdminFixture: Sendable {
 struct AdminAPITests {
     @Test("GET /version answers like Toxiproxy 2.12")
     func version() async throws {
-        let fixture = try await AdminFixture()
-        defer { Task { await fixture.close() } }
-        let reply = try await http("GET", fixture.port, "/version")
-        #expect(reply.status == 200)
-        #expect(reply.headers["content-type"] == "application/json;charset=utf-8")
-        #expect(reply.body == "{\"version\": \"2.12.0\"}\n")
-        #expect(reply.headers["x-toxiproxy-request-id"]?.count == 20)
+        try await withAdminFixture { fixture in
+            let reply = try await http("GET", fixture.port, "/version")
+            #expect(reply.status == 200)
+            #expect(reply.headers["content-type"] == "application/json;charset=utf-8")
+            #expect(reply.body == "{\"version\": \"2.12.0\"}\n")
+            #expect(reply.headers["x-toxiproxy-request-id"]?.count == 20)
+        }
     }
 
     @Test("proxies: create 201, list as a map, get, update, delete 204, with Toxiproxy's errors")
     func proxies() async throws {
-        let fixture = try await AdminFixture()
-        defer { Task { await fixture.close() } }
-        let port = fixture.port
-        let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
+        try await withAdminFixture { fixture in
+            let port = fixture.port
+            let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
 
-        // A port below the ephemeral range: the proxy is disabled and enabled below, which rebinds it.
-        let listen = "127.0.0.1:\(try FreePort.take())"
-        let created = try await http("POST", port, "/proxies", body: #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)"}"#)
-        #expect(created.status == 201)
-        #expect(created.headers["content-type"] == "application/json")
-        #expect(created.body == #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)","enabled":true,"toxics":[]}"#)
+            // A port below the ephemeral range: the proxy is disabled and enabled below, which rebinds it.
+            let listen = "127.0.0.1:\(try FreePort.take())"
+            let created = try await http("POST", port, "/proxies", body: #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)"}"#)
+            #expect(created.status == 201)
+            #expect(created.headers["content-type"] == "application/json")
+            #expect(created.body == #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)","enabled":true,"toxics":[]}"#)
 
-        let duplicate = try await http("POST", port, "/proxies", body: #"{"name":"db","listen":"127.0.0.1:0","upstream":"\#(upstream)"}"#)
-        #expect(duplicate.status == 409)
-        #expect(duplicate.body == "{\"error\":\"proxy already exists\",\"status\":409}\n")
-        #expect(duplicate.headers["content-type"] == "text/plain; charset=utf-8")
-        #expect(duplicate.headers["x-content-type-options"] == "nosniff")
+            let duplicate = try await http("POST", port, "/proxies", body: #"{"name":"db","listen":"127.0.0.1:0","upstream":"\#(upstream)"}"#)
+            #expect(duplicate.status == 409)
+            #expect(duplicate.body == "{\"error\":\"proxy already exists\",\"status\":409}\n")
+            #expect(duplicate.headers["content-type"] == "text/plain; charset=utf-8")
+            #expect(duplicate.headers["x-content-type-options"] == "nosniff")
 
-        let noName = try await http("POST", port, "/proxies", body: #"{"upstream":"\#(upstream)"}"#)
-        #expect(noName.status == 400)
-        #expect(noName.body == "{\"error\":\"missing required field: name\",\"status\":400}\n")
-        let noUpstream = try await http("POST", port, "/proxies", body: #"{"name":"x"}"#)
-        #expect(noUpstream.body == "{\"error\":\"missing required field: upstream\",\"status\":400}\n")
-        let badJSON = try await http("POST", port, "/proxies", body: "{nope")
-        #expect(badJSON.status == 400)
-        #expect(badJSON.json?["error"]?.stringValue?.hasPrefix("bad request body: ") == true)
-        let empty = try await http("POST", port, "/proxies", body: "")
-        #expect(empty.body == "{\"error\":\"bad request body: EOF\",\"status\":400}\n")
-        let wrongType = try await http("POST", port, "/proxies", body: #"{"name":1,"upstream":"x:1"}"#)
-        #expect(wrongType.status == 400)
-        let taken = try await http("POST", port, "/proxies", body: #"{"name":"other","listen":"\#(listen)","upstream":"\#(upstream)"}"#)
-        #expect(taken.status == 500)
-        #expect(taken.json?["error"]?.stringValue?.hasPrefix("listen tcp \(listen): ") == true)
+            let noName = try await http("POST", port, "/proxies", body: #"{"upstream":"\#(upstream)"}"#)
+            #expect(noName.status == 400)
+            #expect(noName.body == "{\"error\":\"missing required field: name\",\"status\":400}\n")
+            let noUpstream = try await http("POST", port, "/proxies", body: #"{"name":"x"}"#)
+            #expect(noUpstream.body == "{\"error\":\"missing required field: upstream\",\"status\":400}\n")
+            let badJSON = try await http("POST", port, "/proxies", body: "{nope")
+            #expect(badJSON.status == 400)
+            #expect(badJSON.json?["error"]?.stringValue?.hasPrefix("bad request body: ") == true)
+            let empty = try await http("POST", port, "/proxies", body: "")
+            #expect(empty.body == "{\"error\":\"bad request body: EOF\",\"status\":400}\n")
+            let wrongType = try await http("POST", port, "/proxies", body: #"{"name":1,"upstream":"x:1"}"#)
+            #expect(wrongType.status == 400)
+            let taken = try await http("POST", port, "/proxies", body: #"{"name":"other","listen":"\#(listen)","upstream":"\#(upstream)"}"#)
+            #expect(taken.status == 500)
+            #expect(taken.json?["error"]?.stringValue?.hasPrefix("listen tcp \(listen): ") == true)
 
-        let list = try await http("GET", port, "/proxies")
-        #expect(list.status == 200)
-        #expect(list.json?["db"]?["upstream"]?.stringValue == upstream)
+            let list = try await http("GET", port, "/proxies")
+            #expect(list.status == 200)
+            #expect(list.json?["db"]?["upstream"]?.stringValue == upstream)
 
-        let one = try await http("GET", port, "/proxies/db")
-        #expect(one.status == 200 && one.json?["name"] == "db")
-        let missing = try await http("GET", port, "/proxies/nope")
-        #expect(missing.status == 404)
-        #expect(missing.body == "{\"error\":\"proxy not found\",\"status\":404}\n")
+            let one = try await http("GET", port, "/proxies/db")
+            #expect(one.status == 200 && one.json?["name"] == "db")
+            let missing = try await http("GET", port, "/proxies/nope")
+            #expect(missing.status == 404)
+            #expect(missing.body == "{\"error\":\"proxy not found\",\"status\":404}\n")
 
-        for method in ["PATCH", "POST"] {
-            let disabled = try await http(method, port, "/proxies/db", body: #"{"enabled":false}"#)
-            #expect(disabled.status == 200)
-            #expect(disabled.json?["enabled"] == false)
-            #expect(disabled.json?["listen"]?.stringValue == listen)
-            let enabled = try await http(method, port, "/proxies/db", body: #"{"enabled":true}"#)
-            #expect(enabled.json?["enabled"] == true)
-            #expect(enabled.json?["listen"]?.stringValue == listen)
+            for method in ["PATCH", "POST"] {
+                let disabled = try await http(method, port, "/proxies/db", body: #"{"enabled":false}"#)
+                #expect(disabled.status == 200)
+                #expect(disabled.json?["enabled"] == false)
+                #expect(disabled.json?["listen"]?.stringValue == listen)
+                let enabled = try await http(method, port, "/proxies/db", body: #"{"enabled":true}"#)
+                #expect(enabled.json?["enabled"] == true)
+                #expect(enabled.json?["listen"]?.stringValue == listen)
+            }
+            let patchMissing = try await http("PATCH", port, "/proxies/nope", body: #"{"enabled":false}"#)
+            #expect(patchMissing.status == 404)
+            let badListen = try await http("PATCH", port, "/proxies/db", body: #"{"listen":"nonsense"}"#)
+            #expect(badListen.status == 500)
+            #expect(badListen.body == "{\"error\":\"address nonsense: missing port in address\",\"status\":500}\n")
+            #expect(try await http("GET", port, "/proxies/db").json?["listen"]?.stringValue == listen)
+
+            let deleted = try await http("DELETE", port, "/proxies/db")
+            #expect(deleted.status == 204)
+            #expect(deleted.body.isEmpty)
+            #expect(try await http("DELETE", port, "/proxies/db").status == 404)
         }
-        let patchMissing = try await http("PATCH", port, "/proxies/nope", body: #"{"enabled":false}"#)
-        #expect(patchMissing.status == 404)
-        let badListen = try await http("PATCH", port, "/proxies/db", body: #"{"listen":"nonsense"}"#)
-        #expect(badListen.status == 500)
-        #expect(badListen.body == "{\"error\":\"address nonsense: missing port in address\",\"status\":500}\n")
-        #expect(try await http("GET", port, "/proxies/db").json?["listen"]?.stringValue == listen)
-
-        let deleted = try await http("DELETE", port, "/proxies/db")
-        #expect(deleted.status == 204)
-        #expect(deleted.body.isEmpty)
-        #expect(try await http("DELETE", port, "/proxies/db").status == 404)
     }
 
     @Test("toxics: defaults, 200 on create, merge on update, 204 on delete, and the errors")
     func toxics() async throws {
-        let fixture = try await AdminFixture()
-        defer { Task { await fixture.close() } }
-        let port = fixture.port
+        try await withAdminFixture { fixture in
+            let port = fixture.port
 
-        let created = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","attributes":{"latency":100}}"#)
-        #expect(created.status == 200)
-        #expect(created.body == #"{"attributes":{"latency":100,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
-        let upstreamToxic = try await http(
-            "POST", port, "/proxies/test/toxics", body: #"{"name":"cut","type":"limit_data","stream":"UpStream","toxicity":0.5,"attributes":{"bytes":10,"unknown":1}}"#)
-        #expect(upstreamToxic.status == 200)
-        #expect(upstreamToxic.body == #"{"attributes":{"bytes":10},"name":"cut","type":"limit_data","stream":"upstream","toxicity":0.5}"#)
+            let created = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","attributes":{"latency":100}}"#)
+            #expect(created.status == 200)
+            #expect(created.body == #"{"attributes":{"latency":100,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
+            let upstreamToxic = try await http(
+                "POST", port, "/proxies/test/toxics", body: #"{"name":"cut","type":"limit_data","stream":"UpStream","toxicity":0.5,"attributes":{"bytes":10,"unknown":1}}"#)
+            #expect(upstreamToxic.status == 200)
+            #expect(upstreamToxic.body == #"{"attributes":{"bytes":10},"name":"cut","type":"limit_data","stream":"upstream","toxicity":0.5}"#)
 
-        let list = try await http("GET", port, "/proxies/test/toxics")
-        #expect(list.json?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["cut", "latency_downstream"])
-        #expect(try await http("GET", port, "/proxies/test").json?["toxics"]?.arrayValue?.count == 2)
+            let list = try await http("GET", port, "/proxies/test/toxics")
+            #expect(list.json?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["cut", "latency_downstream"])
+            #expect(try await http("GET", port, "/proxies/test").json?["toxics"]?.arrayValue?.count == 2)
 
-        let conflict = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","stream":"downstream"}"#)
-        #expect(conflict.status == 409)
-        #expect(conflict.body == "{\"error\":\"toxic already exists\",\"status\":409}\n")
-        let badType = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latncy"}"#)
-        #expect(badType.body == "{\"error\":\"invalid toxic type\",\"status\":400}\n")
-        let badStream = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","stream":"sideways"}"#)
-        #expect(badStream.body == "{\"error\":\"stream was invalid, can be either upstream or downstream\",\"status\":400}\n")
-        let badAttribute = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"bandwidth","attributes":{"rate":"fast"}}"#)
-        #expect(badAttribute.status == 400)
-        #expect(badAttribute.json?["error"]?.stringValue?.hasPrefix("bad request body: ") == true)
-        for body in [#"{"type":"bandwidth","attributes":{"rate":0}}"#, #"{"type":"slicer","attributes":{"average_size":0}}"#,
-                     #"{"type":"slicer","attributes":{"average_size":10,"size_variation":10}}"#] {
-            #expect(try await http("POST", port, "/proxies/test/toxics", body: body).status == 400)
+            let conflict = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","stream":"downstream"}"#)
+            #expect(conflict.status == 409)
+            #expect(conflict.body == "{\"error\":\"toxic already exists\",\"status\":409}\n")
+            let badType = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latncy"}"#)
+            #expect(badType.body == "{\"error\":\"invalid toxic type\",\"status\":400}\n")
+            let badStream = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","stream":"sideways"}"#)
+            #expect(badStream.body == "{\"error\":\"stream was invalid, can be either upstream or downstream\",\"status\":400}\n")
+            let badAttribute = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"bandwidth","attributes":{"rate":"fast"}}"#)
+            #expect(badAttribute.status == 400)
+            #expect(badAttribute.json?["error"]?.stringValue?.hasPrefix("bad request body: ") == true)
+            for body in [#"{"type":"bandwidth","attributes":{"rate":0}}"#, #"{"type":"slicer","attributes":{"average_size":0}}"#,
+                         #"{"type":"slicer","attributes":{"average_size":10,"size_variation":10}}"#] {
+                #expect(try await http("POST", port, "/proxies/test/toxics", body: body).status == 400)
+            }
+            #expect(try await http("POST", port, "/proxies/nope/toxics", body: #"{"type":"latency"}"#).status == 404)
+
+            let fetched = try await http("GET", port, "/proxies/test/toxics/latency_downstream")
+            #expect(fetched.status == 200 && fetched.json?["type"] == "latency")
+            let missing = try await http("GET", port, "/proxies/test/toxics/nope")
+            #expect(missing.body == "{\"error\":\"toxic not found\",\"status\":404}\n")
+
+            let updated = try await http("PATCH", port, "/proxies/test/toxics/latency_downstream", body: #"{"attributes":{"jitter":5},"name":"ignored","type":"timeout"}"#)
+            #expect(updated.status == 200)
+            #expect(updated.body == #"{"attributes":{"latency":100,"jitter":5},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
+            let toxicity = try await http("POST", port, "/proxies/test/toxics/latency_downstream", body: #"{"toxicity":0.25}"#)
+            #expect(toxicity.json?["toxicity"] == 0.25)
+            #expect(toxicity.json?["attributes"]?["jitter"] == 5)
+            #expect(try await http("PATCH", port, "/proxies/test/toxics/nope", body: "{}").status == 404)
+
+            #expect(try await http("DELETE", port, "/proxies/test/toxics/latency_downstream").status == 204)
+            #expect(try await http("DELETE", port, "/proxies/test/toxics/latency_downstream").status == 404)
+            #expect(try await http("DELETE", port, "/proxies/nope/toxics/cut").body == "{\"error\":\"proxy not found\",\"status\":404}\n")
         }
-        #expect(try await http("POST", port, "/proxies/nope/toxics", body: #"{"type":"latency"}"#).status == 404)
-
-        let fetched = try await http("GET", port, "/proxies/test/toxics/latency_downstream")
-        #expect(fetched.status == 200 && fetched.json?["type"] == "latency")
-        let missing = try await http("GET", port, "/proxies/test/toxics/nope")
-        #expect(missing.body == "{\"error\":\"toxic not found\",\"status\":404}\n")
-
-        let updated = try await http("PATCH", port, "/proxies/test/toxics/latency_downstream", body: #"{"attributes":{"jitter":5},"name":"ignored","type":"timeout"}"#)
-        #expect(updated.status == 200)
-        #expect(updated.body == #"{"attributes":{"latency":100,"jitter":5},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
-        let toxicity = try await http("POST", port, "/proxies/test/toxics/latency_downstream", body: #"{"toxicity":0.25}"#)
-        #expect(toxicity.json?["toxicity"] == 0.25)
-        #expect(toxicity.json?["attributes"]?["jitter"] == 5)
-        #expect(try await http("PATCH", port, "/proxies/test/toxics/nope", body: "{}").status == 404)
-
-        #expect(try await http("DELETE", port, "/proxies/test/toxics/latency_downstream").status == 204)
-        #expect(try await http("DELETE", port, "/proxies/test/toxics/latency_downstream").status == 404)
-        #expect(try await http("DELETE", port, "/proxies/nope/toxics/cut").body == "{\"error\":\"proxy not found\",\"status\":404}\n")
     }
 
     @Test("populate creates, keeps identical proxies with their toxics, replaces changed ones, and validates first")
     func populate() async throws {
-        let fixture = try await AdminFixture()
-        defer { Task { await fixture.close() } }
-        let port = fixture.port
-        let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
-        let first = try await http("POST", port, "/populate", body: #"[{"name":"a","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"b","listen":"127.0.0.1:0","upstream":"\#(upstream)","enabled":false}]"#)
-        #expect(first.status == 201)
-        let created = try #require(first.json?["proxies"]?.arrayValue)
-        #expect(created.map { $0["name"] } == ["a", "b"])
-        #expect(created[1]["enabled"] == false)
-        let aListen = try #require(created[0]["listen"]?.stringValue)
-        #expect(aListen.hasPrefix("127.0.0.1:") && !aListen.hasSuffix(":0"), "port 0 is reported as the port bound")
+        try await withAdminFixture { fixture in
+            let port = fixture.port
+            let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
+            let first = try await http("POST", port, "/populate", body: #"[{"name":"a","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"b","listen":"127.0.0.1:0","upstream":"\#(upstream)","enabled":false}]"#)
+            #expect(first.status == 201)
+            let created = try #require(first.json?["proxies"]?.arrayValue)
+            #expect(created.map { $0["name"] } == ["a", "b"])
+            #expect(created[1]["enabled"] == false)
+            let aListen = try #require(created[0]["listen"]?.stringValue)
+            #expect(aListen.hasPrefix("127.0.0.1:") && !aListen.hasSuffix(":0"), "port 0 is reported as the port bound")
 
-        _ = try await http("POST", port, "/proxies/a/toxics", body: #"{"type":"latency"}"#)
-        let again = try await http("POST", port, "/populate", body: #"[{"name":"a","listen":"\#(aListen)","upstream":"\#(upstream)"}]"#)
-        #expect(again.status == 201)
-        #expect(again.json?["proxies"]?[0]?["toxics"]?.arrayValue?.count == 1)
+            _ = try await http("POST", port, "/proxies/a/toxics", body: #"{"type":"latency"}"#)
+            let again = try await http("POST", port, "/populate", body: #"[{"name":"a","listen":"\#(aListen)","upstream":"\#(upstream)"}]"#)
+            #expect(again.status == 201)
+            #expect(again.json?["proxies"]?[0]?["toxics"]?.arrayValue?.count == 1)
 
-        let invalid = try await http("POST", port, "/populate", body: #"[{"name":"c","upstream":"\#(upstream)"},{"name":"d"}]"#)
-        #expect(invalid.status == 400)
-        #expect(invalid.headers["content-type"] == "application/json")
-        #expect(invalid.body == #"{"error":"missing required field: upstream at proxy 2","status":400,"proxies":null}"#)
-        #expect(try await http("GET", port, "/proxies/c").status == 404)
+            let invalid = try await http("POST", port, "/populate", body: #"[{"name":"c","upstream":"\#(upstream)"},{"name":"d"}]"#)
+            #expect(invalid.status == 400)
+            #expect(invalid.headers["content-type"] == "application/json")
+            #expect(invalid.body == #"{"error":"missing required field: upstream at proxy 2","status":400,"proxies":null}"#)
+            #expect(try await http("GET", port, "/proxies/c").status == 404)
 
-        let notArray = try await http("POST", port, "/populate", body: #"{"name":"a"}"#)
-        #expect(notArray.status == 400)
+            let notArray = try await http("POST", port, "/populate", body: #"{"name":"a"}"#)
+            #expect(notArray.status == 400)
 
-        let clash = try await http("POST", port, "/populate", body: #"[{"name":"e","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"f","listen":"\#(aListen)","upstream":"\#(upstream)"}]"#)
-        #expect(clash.status == 500)
-        #expect(clash.json?["proxies"]?.arrayValue?.map { $0["name"] } == ["e"])
+            let clash = try await http("POST", port, "/populate", body: #"[{"name":"e","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"f","listen":"\#(aListen)","upstream":"\#(upstream)"}]"#)
+            #expect(clash.status == 500)
+            #expect(clash.json?["proxies"]?.arrayValue?.map { $0["name"] } == ["e"])
+        }
     }
 
     @Test("status and body are Toxiproxy 2.8's, byte for byte", arguments: ToxiproxyAnswer.all)
@@ -386,54 +384,54 @@ struct AdminAPITests {
 
     @Test("reset removes every toxic and enables every proxy")
     func reset() async throws {
-        let fixture = try await AdminFixture()
-        defer { Task { await fixture.close() } }
-        let port = fixture.port
-        _ = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency"}"#)
-        _ = try await http("PATCH", port, "/proxies/test", body: #"{"enabled":false}"#)
-        let reset = try await http("POST", port, "/reset")
-        #expect(reset.status == 204)
-        let proxy = try await http("GET", port, "/proxies/test")
-        #expect(proxy.json?["enabled"] == true)
-        #expect(proxy.json?["toxics"] == .array([]))
+        try await withAdminFixture { fixture in
+            let port = fixture.port
+            _ = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency"}"#)
+            _ = try await http("PATCH", port, "/proxies/test", body: #"{"enabled":false}"#)
+            let reset = try await http("POST", port, "/reset")
+            #expect(reset.status == 204)
+            let proxy = try await http("GET", port, "/proxies/test")
+            #expect(proxy.json?["enabled"] == true)
+            #expect(proxy.json?["toxics"] == .array([]))
+        }
     }
 
     @Test("routing: 404 for unknown paths, 405 for wrong methods, 403 for browsers")
     func routing() async throws {
-        let fixture = try await AdminFixture()
-        defer { Task { await fixture.close() } }
-        let port = fixture.port
-        let unknown = try await http("GET", port, "/nope")
-        #expect(unknown.status == 404)
-        #expect(unknown.body == "404 page not found\n")
-        #expect(unknown.headers["content-type"] == "text/plain; charset=utf-8")
-        #expect(try await http("GET", port, "/proxies/test/toxics/a/b").status == 404)
-        let wrongMethod = try await http("PUT", port, "/proxies")
-        #expect(wrongMethod.status == 405)
-        #expect(wrongMethod.body.isEmpty)
-        #expect(try await http("DELETE", port, "/reset").status == 405)
-        #expect(try await http("GET", port, "/populate").status == 405)
-        let browser = try await http("GET", port, "/proxies", userAgent: "Mozilla/5.0 (X11; Linux x86_64)")
-        #expect(browser.status == 403)
-        #expect(browser.body == "User agent not allowed\n")
+        try await withAdminFixture { fixture in
+            let port = fixture.port
+            let unknown = try await http("GET", port, "/nope")
+            #expect(unknown.status == 404)
+            #expect(unknown.body == "404 page not found\n")
+            #expect(unknown.headers["content-type"] == "text/plain; charset=utf-8")
+            #expect(try await http("GET", port, "/proxies/test/toxics/a/b").status == 404)
+            let wrongMethod = try await http("PUT", port, "/proxies")
+            #expect(wrongMethod.status == 405)
+            #expect(wrongMethod.body.isEmpty)
+            #expect(try await http("DELETE", port, "/reset").status == 405)
+            #expect(try await http("GET", port, "/populate").status == 405)
+            let browser = try await http("GET", port, "/proxies", userAgent: "Mozilla/5.0 (X11; Linux x86_64)")
+            #expect(browser.status == 403)
+            #expect(browser.body == "User agent not allowed\n")
+        }
     }
 
     @Test("GET /metrics counts bytes per proxy and direction while connections are open")
     func metrics() async throws {
-        let fixture = try await AdminFixture()
-        defer { Task { await fixture.close() } }
-        _ = try await http("POST", fixture.port, "/proxies/test/toxics", body: #"{"type":"latency","attributes":{"latency":1}}"#)
-        let socket = try await fixture.proxies.connect()
-        defer { socket.close() }
-        _ = try await ToxicBehaviourTests.roundTrip(socket, "0123456789")
-        let reply = try await http("POST", fixture.port, "/metrics")
-        #expect(reply.status == 200)
-        #expect(reply.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
-        let lines = reply.body.split(separator: "\n").map(String.init)
-        let labels = "listener=\"127.0.0.1:\(fixture.proxies.proxyPort)\",proxy=\"test\",upstream=\"127.0.0.1:\(fixture.proxies.upstream.port)\""
-        #expect(lines.contains("toxiproxy_proxy_received_bytes_total{direction=\"upstream\",\(labels)} 10"))
-        #expect(lines.contains("toxiproxy_proxy_sent_bytes_total{direction=\"downstream\",\(labels)} 10"))
-        #expect(lines.contains("toxiproxy_proxy_connections_open{proxy=\"test\"} 1"))
-        #expect(lines.contains("toxiproxy_proxy_toxic_toxicity{proxy=\"test\",stream=\"downstream\",toxic=\"latency_downstream\",type=\"latency\"} 1.0"))
+        try await withAdminFixture { fixture in
+            _ = try await http("POST", fixture.port, "/proxies/test/toxics", body: #"{"type":"latency","attributes":{"latency":1}}"#)
+            let socket = try await fixture.proxies.connect()
+            defer { socket.close() }
+            _ = try await ToxicBehaviourTests.roundTrip(socket, "0123456789")
+            let reply = try await http("POST", fixture.port, "/metrics")
+            #expect(reply.status == 200)
+            #expect(reply.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+            let lines = reply.body.split(separator: "\n").map(String.init)
+            let labels = "listener=\"127.0.0.1:\(fixture.proxies.proxyPort)\",proxy=\"test\",upstream=\"127.0.0.1:\(fixture.proxies.upstream.port)\""
+            #expect(lines.contains("toxiproxy_proxy_received_bytes_total{direction=\"upstream\",\(labels)} 10"))
+            #expect(lines.contains("toxiproxy_proxy_sent_bytes_total{direction=\"downstream\",\(labels)} 10"))
+            #expect(lines.contains("toxiproxy_proxy_connections_open{proxy=\"test\"} 1"))
+            #expect(lines.contains("toxiproxy_proxy_toxic_toxicity{proxy=\"test\",stream=\"downstream\",toxic=\"latency_downstream\",type=\"latency\"} 1.0"))
+        }
     }
 }

@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing

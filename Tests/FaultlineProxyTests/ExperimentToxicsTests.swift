@@ -1,5 +1,6 @@
 import FaultlineKit
 import FaultlineProxy
+import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
 import Testing
@@ -27,9 +28,27 @@ struct EchoProbe: Probe {
     }
 }
 
+/// `test.toxics`: the names of a proxy's toxics, as the run's toxic backend lists them.
+struct ToxicsProbe: Probe {
+    static let type = "test.toxics"
+    static let summary = "The toxics of a proxy"
+
+    struct Arguments: Codable, Sendable {
+        var proxy: String
+    }
+
+    func probe(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        guard let backend = context.resources[ToxicBackendKey.self] else { throw ActivityFailure("no toxic backend") }
+        return .array(try await backend.proxy(named: arguments.proxy).toxics.map { .string($0.name) })
+    }
+}
+
 enum EchoProbePlugin: FaultlinePlugin {
     static let name = "test-echo"
-    static func register(into registry: inout PluginRegistry) { registry.register(probe: EchoProbe()) }
+    static func register(into registry: inout PluginRegistry) {
+        registry.register(probe: EchoProbe())
+        registry.register(probe: ToxicsProbe())
+    }
 }
 
 /// Runs a suite file written from text with the real in-process proxy.
@@ -72,76 +91,77 @@ struct ExperimentToxicsTests {
     @Test("toxics and downs apply, are recorded as faults, and are undone when the experiment ends")
     func lifecycle() async throws {
         let group = ProxyFixture.sharedGroup
-        let upstream = try await TestUpstream(.echo, group: group)
-        defer { Task { await upstream.close() } }
-        let result = try await runSuite("""
-            name: network faults
-            proxies:
-              - {name: echo, upstream: "127.0.0.1:\(upstream.port)"}
-            experiments:
-              - title: latency then down
-                method:
-                  - {type: probe, name: before, provider: {type: test.echo, port: "${proxies.echo.port}"}}
-                  - type: action
-                    name: slow
-                    provider: {type: toxic, proxy: echo, toxic: latency, attributes: {latency: 100}, stream: upstream}
-                  - {type: probe, name: during, provider: {type: test.echo, port: "${proxies.echo.port}"}}
-                  - {type: action, name: tune, provider: {type: toxic.update, proxy: echo, name: latency_upstream, attributes: {jitter: 1}}}
-                  - {type: action, name: cut, provider: {type: toxic, proxy: echo, toxic: bandwidth, attributes: {rate: 1000}, name: thin}}
-                  - {type: action, name: uncut, provider: {type: toxic.remove, proxy: echo, name: thin}}
-                  - {type: action, name: down, provider: {type: proxy.disable, proxy: echo}}
-              - title: after the first experiment
-                method:
-                  - {type: probe, name: after, provider: {type: test.echo, port: "${proxies.echo.port}"}}
-            """)
-        #expect(result.setupError == nil)
-        let first = try #require(result.journals.first)
-        #expect(first.outcome == .completed)
-        let outputs = first.run.map { ($0.name, $0.output) }
-        let before = try #require(outputs.first { $0.0 == "before" }?.1?.doubleValue)
-        let during = try #require(outputs.first { $0.0 == "during" }?.1?.doubleValue)
-        // The toxic adds at least its 100 ms; the round trips without it are compared with that
-        // rather than with a fixed bound, so a busy machine does not make the test flaky.
-        #expect(during >= 100)
-        #expect(before < during)
-        #expect(first.cleanup.map(\.description) == ["enable proxy echo", "remove toxic thin from echo", "remove toxic latency_upstream from echo"])
-        #expect(first.cleanup.allSatisfy { $0.status == "succeeded" })
-        let faults = first.faults.map(\.label)
-        #expect(faults.contains("proxy echo down"))
-        #expect(faults.contains { $0.hasPrefix("latency ") && $0.hasSuffix("on echo (upstream)") })
-        #expect(first.faults.allSatisfy { $0.end != nil })
+        try await closing(TestTCPServer(.echo, group: group)) { upstream in
+            let result = try await runSuite("""
+                name: network faults
+                proxies:
+                  - {name: echo, upstream: "127.0.0.1:\(upstream.port)"}
+                experiments:
+                  - title: latency then down
+                    method:
+                      - {type: probe, name: before, provider: {type: test.echo, port: "${proxies.echo.port}"}}
+                      - type: action
+                        name: slow
+                        provider: {type: toxic, proxy: echo, toxic: latency, attributes: {latency: 100}, stream: upstream}
+                      - {type: probe, name: during, provider: {type: test.echo, port: "${proxies.echo.port}"}}
+                      - {type: probe, name: toxics, provider: {type: test.toxics, proxy: echo}}
+                      - {type: action, name: tune, provider: {type: toxic.update, proxy: echo, name: latency_upstream, attributes: {jitter: 1}}}
+                      - {type: action, name: cut, provider: {type: toxic, proxy: echo, toxic: bandwidth, attributes: {rate: 1000}, name: thin}}
+                      - {type: action, name: uncut, provider: {type: toxic.remove, proxy: echo, name: thin}}
+                      - {type: action, name: down, provider: {type: proxy.disable, proxy: echo}}
+                  - title: after the first experiment
+                    method:
+                      - {type: probe, name: after, provider: {type: test.echo, port: "${proxies.echo.port}"}}
+                      - {type: probe, name: toxics, provider: {type: test.toxics, proxy: echo}}
+                """)
+            #expect(result.setupError == nil)
+            let first = try #require(result.journals.first)
+            #expect(first.outcome == .completed)
+            let outputs = first.run.map { ($0.name, $0.output) }
+            #expect(outputs.first { $0.0 == "before" }?.1?.doubleValue != nil)
+            let during = try #require(outputs.first { $0.0 == "during" }?.1?.doubleValue)
+            // The toxic adds at least its 100 ms (a lower bound only: a busy machine is slower).
+            #expect(during >= 100)
+            #expect(outputs.first { $0.0 == "toxics" }?.1 == ["latency_upstream"])
+            #expect(first.cleanup.map(\.description) == ["enable proxy echo", "remove toxic thin from echo", "remove toxic latency_upstream from echo"])
+            #expect(first.cleanup.allSatisfy { $0.status == "succeeded" })
+            let faults = first.faults.map(\.label)
+            #expect(faults.contains("proxy echo down"))
+            #expect(faults.contains { $0.hasPrefix("latency ") && $0.hasSuffix("on echo (upstream)") })
+            #expect(first.faults.allSatisfy { $0.end != nil })
 
-        // The next experiment sees the proxy up and without toxics.
-        let second = try #require(result.journals.last)
-        let after = try #require(second.run.first?.output?.doubleValue)
-        #expect(second.outcome == .completed)
-        #expect(after < during)
+            // The next experiment sees the proxy up (the echo answers) and without toxics.
+            let second = try #require(result.journals.last)
+            #expect(second.outcome == .completed)
+            #expect(second.run.map(\.status) == [.succeeded, .succeeded])
+            #expect(second.run.last?.output == [])
+        }
     }
 
     @Test("an interrupted run removes its toxics; one a rollback already removed counts as removed")
     func interrupted() async throws {
-        let upstream = try await TestUpstream(.echo, group: ProxyFixture.sharedGroup)
-        defer { Task { await upstream.close() } }
-        let interruption = Interruption()
-        let result = try await runSuite("""
-            name: interrupted
-            proxies:
-              - {name: echo, upstream: "127.0.0.1:\(upstream.port)"}
-            experiments:
-              - title: held up
-                method:
-                  - {type: action, name: slow, provider: {type: toxic, proxy: echo, toxic: latency, attributes: {latency: 50}}}
-                  - {type: action, name: cut, provider: {type: toxic, proxy: echo, toxic: limit_data, attributes: {bytes: 10}}}
-                  - {type: probe, name: wait, provider: {type: test.probe, delay: 30}}
-                rollbacks:
-                  - {type: action, name: uncut, provider: {type: toxic.remove, proxy: echo, name: limit_data_downstream}}
-            """, interruption: interruption, observer: InterruptWhenStarted("wait", interruption))
-        #expect(result.interrupted)
-        let journal = try #require(result.journals.first)
-        #expect(journal.rollbacks.first?.status == .succeeded)
-        #expect(journal.cleanup.map(\.description) == ["remove toxic limit_data_downstream from echo", "remove toxic latency_downstream from echo"])
-        #expect(journal.cleanup.allSatisfy { $0.status == "succeeded" })
-        #expect(journal.faults.count == 2 && journal.faults.allSatisfy { $0.end != nil })
+        try await closing(TestTCPServer(.echo, group: ProxyFixture.sharedGroup)) { upstream in
+            let interruption = Interruption()
+            let result = try await runSuite("""
+                name: interrupted
+                proxies:
+                  - {name: echo, upstream: "127.0.0.1:\(upstream.port)"}
+                experiments:
+                  - title: held up
+                    method:
+                      - {type: action, name: slow, provider: {type: toxic, proxy: echo, toxic: latency, attributes: {latency: 50}}}
+                      - {type: action, name: cut, provider: {type: toxic, proxy: echo, toxic: limit_data, attributes: {bytes: 10}}}
+                      - {type: probe, name: wait, provider: {type: test.probe, delay: 30}}
+                    rollbacks:
+                      - {type: action, name: uncut, provider: {type: toxic.remove, proxy: echo, name: limit_data_downstream}}
+                """, interruption: interruption, observer: InterruptWhenStarted("wait", interruption))
+            #expect(result.interrupted)
+            let journal = try #require(result.journals.first)
+            #expect(journal.rollbacks.first?.status == .succeeded)
+            #expect(journal.cleanup.map(\.description) == ["remove toxic limit_data_downstream from echo", "remove toxic latency_downstream from echo"])
+            #expect(journal.cleanup.allSatisfy { $0.status == "succeeded" })
+            #expect(journal.faults.count == 2 && journal.faults.allSatisfy { $0.end != nil })
+        }
     }
 
     @Test("a misspelt toxic type or attribute is a load error at its line and column")

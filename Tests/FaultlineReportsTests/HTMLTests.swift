@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineTestSupport
 import Foundation
 import Testing
 
@@ -22,12 +23,12 @@ import Testing
         }
     }
 
-    static func inspect(_ html: String) throws -> Inspection {
-        let python = try #require(Tools.pythonWithHTML5Lib(), "no Python with html5lib: \(Tools.setupHint)")
+    static func inspect(_ html: String) async throws -> Inspection {
+        let python = try #require(await Tools.pythonWithHTML5Lib(), "no Python with html5lib: \(Tools.setupHint)")
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-report-\(UUID().uuidString).html").path
         try html.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let result = try Tools.run(python, [Fixtures.path("inspect_html.py"), file])
+        let result = try await run(python, [Fixtures.path("inspect_html.py"), file])
         try #require(result.status == 0, "inspect_html.py failed: \(result.stderr)")
         let value = try JSONReader.value(result.stdout)
         return Inspection(
@@ -39,7 +40,7 @@ import Testing
         try Fixtures.suiteJournals() + [try Fixtures.journal("interrupted.json"), try Fixtures.journal("compare-baseline.json")]
     }
 
-    @Test func parsesWithoutErrorsAndIsSelfContained() throws {
+    @Test func parsesWithoutErrorsAndIsSelfContained() async throws {
         let pages = [
             try HTMLReporter().render(try Self.allJournals(), options: ReportOptions(title: "all fixtures")),
             try HTMLReporter().render([try Fixtures.journal("interrupted.json")], options: ReportOptions()),
@@ -47,7 +48,7 @@ import Testing
                 baseline: [try Fixtures.journal("compare-baseline.json")], after: [try Fixtures.journal("compare-after.json")], options: ReportOptions()),
         ]
         for html in pages {
-            let page = try Self.inspect(html)
+            let page = try await Self.inspect(html)
             #expect(page.errors.isEmpty, "HTML5 parse errors: \(page.errors)")
             #expect(page.external.isEmpty, "references outside the file: \(page.external)")
             #expect(!page.charts.isEmpty)
@@ -55,21 +56,21 @@ import Testing
     }
 
     /// The check itself must catch what it is meant to: an external stylesheet, a script, a remote image.
-    @Test func inspectionCatchesExternalReferencesAndParseErrors() throws {
+    @Test func inspectionCatchesExternalReferencesAndParseErrors() async throws {
         let bad = """
             <!DOCTYPE html><html><head><title>x</title><link rel="stylesheet" href="https://cdn.example/x.css">
             <style>body { background: url(https://example.com/bg.png) }</style></head>
             <body><img src="http://example.com/a.png"><script src="app.js"></script><p>unclosed <b>bold</i></p></body></html>
             """
-        let page = try Self.inspect(bad)
+        let page = try await Self.inspect(bad)
         #expect(page.external.count >= 4)
         #expect(!page.errors.isEmpty)
     }
 
-    @Test func everyChartIsPresent() throws {
+    @Test func everyChartIsPresent() async throws {
         let journals = try Self.allJournals()
         let report = ReportView(journals, options: ReportOptions())
-        let page = try Self.inspect(try HTMLReporter().render(journals, options: ReportOptions()))
+        let page = try await Self.inspect(try HTMLReporter().render(journals, options: ReportOptions()))
         var loadCount = 0
         for experiment in report.experiments {
             #expect(page.charts("timeline", article: experiment.anchor).count == 1, "timeline of \(experiment.journal.title)")
@@ -101,9 +102,9 @@ import Testing
         return (x1, max(x(to), x1 + 1) - x1)
     }
 
-    @Test func faultWindowsLineUpOnTheTimeline() throws {
+    @Test func faultWindowsLineUpOnTheTimeline() async throws {
         let journals = try Self.allJournals()
-        let page = try Self.inspect(try HTMLReporter().render(journals, options: ReportOptions()))
+        let page = try await Self.inspect(try HTMLReporter().render(journals, options: ReportOptions()))
         var checked = 0
         for (index, journal) in journals.enumerated() {
             let anchor = "exp-\(index + 1)-\(slug(journal.title))"
@@ -128,10 +129,10 @@ import Testing
         #expect(checked >= 5)
     }
 
-    @Test func faultWindowsLineUpOnLoadCharts() throws {
+    @Test func faultWindowsLineUpOnLoadCharts() async throws {
         let journals = try Self.allJournals()
         let report = ReportView(journals, options: ReportOptions())
-        let page = try Self.inspect(try HTMLReporter().render(journals, options: ReportOptions()))
+        let page = try await Self.inspect(try HTMLReporter().render(journals, options: ReportOptions()))
         var checked = 0
         for experiment in report.experiments {
             let journal = experiment.journal
@@ -170,7 +171,7 @@ import Testing
         #expect(!html.lowercased().contains("<script"))
     }
 
-    @Test func escapesWhatJournalsHold() throws {
+    @Test func escapesWhatJournalsHold() async throws {
         var journal = try Fixtures.journal("interrupted.json")
         journal.experiment["title"] = "<script>alert(1)</script> & \"quotes\""
         journal.reason = "<img src=x onerror=alert(1)>"
@@ -178,7 +179,7 @@ import Testing
         #expect(!html.contains("<script>alert"))
         #expect(!html.contains("<img src=x"))
         #expect(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"))
-        let page = try Self.inspect(html)
+        let page = try await Self.inspect(html)
         #expect(page.external.isEmpty)
     }
 

@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineTestSupport
 import Foundation
 import Testing
 
@@ -9,12 +10,12 @@ import Testing
     static let schemas = ["junit-10.xsd", "JUnit.xsd"]
 
     /// Runs `xmllint --schema` on the XML; returns xmllint's complaints, empty when valid.
-    static func validate(_ xml: String, schema: String) throws -> String? {
-        let xmllint = try #require(Tools.which("xmllint"), "xmllint not found: \(Tools.setupHint)")
+    static func validate(_ xml: String, schema: String) async throws -> String? {
+        let xmllint = try #require(installed("xmllint"), "xmllint not found: \(Tools.setupHint)")
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-junit-\(UUID().uuidString).xml").path
         try xml.write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let result = try Tools.run(xmllint, ["--noout", "--schema", Fixtures.path("schemas/" + schema), file])
+        let result = try await run(xmllint, ["--noout", "--schema", Fixtures.path("schemas/" + schema), file])
         return result.status == 0 ? nil : result.stderr
     }
 
@@ -23,24 +24,24 @@ import Testing
     }
 
     @Test(arguments: schemas)
-    func validatesAgainstTheSchema(_ schema: String) throws {
+    func validatesAgainstTheSchema(_ schema: String) async throws {
         let journals = try Self.allJournals()
         for batch in [journals, [journals[0]], [try Fixtures.journal("interrupted.json")]] {
             let xml = try JUnitReporter().render(batch, options: ReportOptions(suiteName: "checkout-resilience"))
-            let problems = try Self.validate(xml, schema: schema)
+            let problems = try await Self.validate(xml, schema: schema)
             #expect(problems == nil, "\(schema): \(problems ?? "")")
         }
     }
 
     /// The schema check can fail: a testcase without a name and a suite without counts are rejected.
     @Test(arguments: schemas)
-    func schemaRejectsInvalidXML(_ schema: String) throws {
+    func schemaRejectsInvalidXML(_ schema: String) async throws {
         let invalid = """
             <?xml version="1.0" encoding="UTF-8"?>
             <testsuites><testsuite name="x" package="p" id="0" timestamp="2026-01-01T00:00:00" hostname="h" time="1">
             <properties/><testcase classname="c" time="0.1"/><system-out/><system-err/></testsuite></testsuites>
             """
-        #expect(try Self.validate(invalid, schema: schema) != nil)
+        #expect(try await Self.validate(invalid, schema: schema) != nil)
     }
 
     @Test func oneSuitePerExperimentAndACasePerProbeCheckAndFailingActivity() throws {

@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineTestSupport
 import Foundation
 import Testing
 
@@ -46,56 +47,18 @@ enum Fixtures {
     }
 }
 
-/// Runs external programs (xmllint, the HTML parser) for the tests.
+/// The external tools the report tests check their output with (xmllint, a Python with html5lib).
 enum Tools {
-    struct Output {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-    }
-
-    static func run(_ executable: String, _ arguments: [String]) throws -> Output {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        // Files, not pipes: a full pipe would block the child while we wait for it.
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-tool-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let out = directory.appendingPathComponent("out")
-        let err = directory.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        let outHandle = try FileHandle(forWritingTo: out)
-        let errHandle = try FileHandle(forWritingTo: err)
-        defer {
-            try? outHandle.close()
-            try? errHandle.close()
-        }
-        process.standardOutput = outHandle
-        process.standardError = errHandle
-        try process.run()
-        process.waitUntilExit()
-        return Output(
-            status: process.terminationStatus, stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-    }
-
-    /// Finds a program on PATH.
-    static func which(_ name: String) -> String? {
-        let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":")
-        return paths.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
     /// A Python with html5lib: `FAULTLINE_PYTHON`, the package's `.venv` (made by `.ci/run`), or python3 on PATH.
-    static func pythonWithHTML5Lib() -> String? {
+    static func pythonWithHTML5Lib() async -> String? {
         var candidates: [String] = []
         if let configured = ProcessInfo.processInfo.environment["FAULTLINE_PYTHON"] { candidates.append(configured) }
         candidates.append((Fixtures.packageRoot as NSString).appendingPathComponent(".venv/bin/python3"))
-        if let python = which("python3") { candidates.append(python) }
-        return candidates.first { candidate in
-            FileManager.default.isExecutableFile(atPath: candidate) && ((try? run(candidate, ["-c", "import html5lib"]).status) == 0)
+        if let python = installed("python3") { candidates.append(python) }
+        for candidate in candidates where FileManager.default.isExecutableFile(atPath: candidate) {
+            if (try? await run(candidate, ["-c", "import html5lib"]).status) == 0 { return candidate }
         }
+        return nil
     }
 
     static let setupHint = "run .ci/run once, or: python3 -m venv .venv && .venv/bin/pip install html5lib; apt-get install -y libxml2-utils"

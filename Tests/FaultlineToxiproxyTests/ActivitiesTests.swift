@@ -1,4 +1,6 @@
 import FaultlineKit
+import FaultlineTestSupport
+import FaultlineTesting
 import FaultlineToxiproxy
 import Foundation
 import Testing
@@ -126,8 +128,8 @@ struct ActivitiesTests {
 struct PluginsListingTests {
     @Test("the toxiproxy backend, every toxiproxy.* type and every chaostoxi function, each with its arguments")
     func listing() async throws {
-        let scratch = try Scratch()
-        let run = try FaultlineProcess(["plugins", "--json"], in: scratch)
+        let scratch = try ScratchDirectory()
+        let run = try TestProcess.faultline(["plugins", "--json"], in: scratch)
         #expect(await run.wait() == 0)
         let listing = try JSONReader.value(run.stdout)
         #expect(listing["toxic_backends"]?.arrayValue?.contains("toxiproxy") == true)

@@ -1,6 +1,7 @@
 import FaultlineKit
 import FaultlineNetwork
 import FaultlineProxy
+import FaultlineTesting
 import FaultlineToxiproxy
 import Foundation
 import Testing
@@ -75,7 +76,7 @@ struct BackendTests {
 
     @Test("a profile backend at a dead address fails the run before any experiment, naming the address")
     func deadServerFailsTheRun() async throws {
-        let port = try closedPort()
+        let port = try FreePort.take()
         let result = try await runSuite(
             """
             name: dead
@@ -132,7 +133,7 @@ struct BackendTests {
 
 /// Runs a suite written from text in-process, with the real plugins.
 func runSuite(_ yaml: String, environment: [String: String] = [:], interruption: Interruption = Interruption()) async throws -> SuiteRunner.Result {
-    let scratch = try Scratch()
+    let scratch = try ScratchDirectory()
     let file = try scratch.write("suite.yaml", yaml)
     var options = SuiteRunner.Options()
     options.journalPath = scratch.path("journals")
@@ -149,7 +150,7 @@ func testRegistry() -> PluginRegistry {
 
 /// Loads a suite under each profile and returns the validation errors, file paths shortened.
 func validationErrors(_ yaml: String, profiles: [String?] = [nil]) throws -> [String] {
-    let scratch = try Scratch()
+    let scratch = try ScratchDirectory()
     let file = try scratch.write("suite.yaml", yaml)
     let runner = SuiteRunner(registry: testRegistry())
     var errors: [String] = []

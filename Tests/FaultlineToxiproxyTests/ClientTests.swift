@@ -1,5 +1,6 @@
 import FaultlineKit
 import FaultlineNetwork
+import FaultlineTestSupport
 import FaultlineToxiproxy
 import Foundation
 import Testing
@@ -10,57 +11,57 @@ import Testing
 struct ClientTests {
     @Test("every API call: version, proxies, populate, toxics, updates, reset, deletes", .timeLimit(.minutes(2)))
     func everyCall() async throws {
-        let upstream = try await TestHTTPServer()
-        defer { Task { await upstream.close() } }
-        try await withStandIn { server, client in
-            #expect(try await client.version() == "2.12.0")
-            #expect(try await client.proxies().isEmpty)
+        try await closing(TestHTTPServer.start()) { upstream in
+            try await withStandIn { server, client in
+                #expect(try await client.version() == "2.12.0")
+                #expect(try await client.proxies().isEmpty)
 
-            // Create: port 0 comes back bound.
-            let created = try await client.createProxy(ProxyDefinition(name: "web", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(upstream.port)"))
-            let port = try #require(created.listenPort)
-            #expect(port > 0)
-            #expect(created.enabled && created.upstream == "127.0.0.1:\(upstream.port)" && created.toxics.isEmpty)
-            #expect(try await client.proxy(named: "web") == created)
+                // Create: port 0 comes back bound.
+                let created = try await client.createProxy(ProxyDefinition(name: "web", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(upstream.port)"))
+                let port = try #require(created.listenPort)
+                #expect(port > 0)
+                #expect(created.enabled && created.upstream == "127.0.0.1:\(upstream.port)" && created.toxics.isEmpty)
+                #expect(try await client.proxy(named: "web") == created)
 
-            // Populate: a new proxy is created, an unchanged one kept.
-            let populated = try await client.populate([
-                ProxyDefinition(name: "web", listen: created.listen, upstream: created.upstream),
-                ProxyDefinition(name: "db", listen: "127.0.0.1:0", upstream: "127.0.0.1:1", enabled: false),
-            ])
-            #expect(populated.map(\.name) == ["web", "db"])
-            #expect(try await client.proxies().map(\.name) == ["db", "web"])
-            #expect(try await client.proxy(named: "db").enabled == false)
+                // Populate: a new proxy is created, an unchanged one kept.
+                let populated = try await client.populate([
+                    ProxyDefinition(name: "web", listen: created.listen, upstream: created.upstream),
+                    ProxyDefinition(name: "db", listen: "127.0.0.1:0", upstream: "127.0.0.1:1", enabled: false),
+                ])
+                #expect(populated.map(\.name) == ["web", "db"])
+                #expect(try await client.proxies().map(\.name) == ["db", "web"])
+                #expect(try await client.proxy(named: "db").enabled == false)
 
-            // Toxics: create (defaults echoed), list, read, update (merged), remove.
-            let latency = try await client.addToxic(ToxicDefinition(name: "slow", type: "latency", attributes: ["latency": 50]), to: "web")
-            #expect(latency.attributes == ["latency": 50, "jitter": 0])
-            #expect(latency.stream == .downstream && latency.toxicity == 1)
-            let cut = try await client.addToxic(
-                ToxicDefinition(name: "cut", type: "limit_data", stream: .upstream, toxicity: 0.5, attributes: ["bytes": 10]), to: "web")
-            #expect(cut.stream == .upstream && cut.toxicity == 0.5)
-            #expect(try await client.toxics(of: "web").map(\.name) == ["cut", "slow"])
-            #expect(try await client.toxic(named: "slow", on: "web") == latency)
-            let updated = try await client.updateToxic(named: "slow", on: "web", attributes: ["jitter": 5], toxicity: 0.25)
-            #expect(updated.attributes == ["latency": 50, "jitter": 5])
-            #expect(updated.toxicity == 0.25)
-            #expect(try await client.proxy(named: "web").toxics.count == 2)
-            try await client.removeToxic(named: "cut", from: "web")
-            #expect(try await client.toxics(of: "web").map(\.name) == ["slow"])
+                // Toxics: create (defaults echoed), list, read, update (merged), remove.
+                let latency = try await client.addToxic(ToxicDefinition(name: "slow", type: "latency", attributes: ["latency": 50]), to: "web")
+                #expect(latency.attributes == ["latency": 50, "jitter": 0])
+                #expect(latency.stream == .downstream && latency.toxicity == 1)
+                let cut = try await client.addToxic(
+                    ToxicDefinition(name: "cut", type: "limit_data", stream: .upstream, toxicity: 0.5, attributes: ["bytes": 10]), to: "web")
+                #expect(cut.stream == .upstream && cut.toxicity == 0.5)
+                #expect(try await client.toxics(of: "web").map(\.name) == ["cut", "slow"])
+                #expect(try await client.toxic(named: "slow", on: "web") == latency)
+                let updated = try await client.updateToxic(named: "slow", on: "web", attributes: ["jitter": 5], toxicity: 0.25)
+                #expect(updated.attributes == ["latency": 50, "jitter": 5])
+                #expect(updated.toxicity == 0.25)
+                #expect(try await client.proxy(named: "web").toxics.count == 2)
+                try await client.removeToxic(named: "cut", from: "web")
+                #expect(try await client.toxics(of: "web").map(\.name) == ["slow"])
 
-            // Proxy updates: down, up, new upstream.
-            #expect(try await client.updateProxy(named: "web", enabled: false).enabled == false)
-            #expect(try await client.updateProxy(named: "web", enabled: true).enabled == true)
-            #expect(try await client.updateProxy(named: "web", upstream: "127.0.0.1:2").upstream == "127.0.0.1:2")
+                // Proxy updates: down, up, new upstream.
+                #expect(try await client.updateProxy(named: "web", enabled: false).enabled == false)
+                #expect(try await client.updateProxy(named: "web", enabled: true).enabled == true)
+                #expect(try await client.updateProxy(named: "web", upstream: "127.0.0.1:2").upstream == "127.0.0.1:2")
 
-            // Reset: every toxic gone, every proxy enabled.
-            try await client.reset()
-            let after = try await client.proxies()
-            #expect(after.allSatisfy { $0.enabled && $0.toxics.isEmpty })
+                // Reset: every toxic gone, every proxy enabled.
+                try await client.reset()
+                let after = try await client.proxies()
+                #expect(after.allSatisfy { $0.enabled && $0.toxics.isEmpty })
 
-            try await client.deleteProxy(named: "web")
-            try await client.deleteProxy(named: "db")
-            #expect(try await client.proxies().isEmpty)
+                try await client.deleteProxy(named: "web")
+                try await client.deleteProxy(named: "db")
+                #expect(try await client.proxies().isEmpty)
+            }
         }
     }
 
@@ -135,33 +136,35 @@ struct ClientTests {
 
     @Test("a dead server is an immediate 'connection refused' naming its address, not a retry until the connect timeout")
     func deadServer() async throws {
-        let port = try closedPort()
-        let client = ToxiproxyClient(address: try ToxiproxyAddress(parsing: "http://127.0.0.1:\(port)"), timeouts: .init(connect: .seconds(600), request: .seconds(600)))
-        defer { Task { await client.shutdown() } }
-        // With connection retries the call would wait out the 600 s connect timeout (and fail
-        // the time limit); refused means refused.
-        let error = await #expect(throws: ToxiproxyError.self) { try await client.version() }
-        #expect(error?.code == .unreachable)
-        #expect(error?.description.contains("Toxiproxy at http://127.0.0.1:\(port): read the version: connection refused at 127.0.0.1:\(port)") == true, "\(error!)")
-        #expect(error?.hint?.contains("toxiproxy-server") == true)
+        let port = try FreePort.take()
+        let address = try ToxiproxyAddress(parsing: "http://127.0.0.1:\(port)")
+        try await closing(ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(600), request: .seconds(600)))) { client in
+            // With connection retries the call would wait out the 600 s connect timeout (and fail
+            // the time limit); refused means refused.
+            let error = await #expect(throws: ToxiproxyError.self) { try await client.version() }
+            #expect(error?.code == .unreachable)
+            #expect(error?.description.contains("Toxiproxy at http://127.0.0.1:\(port): read the version: connection refused at 127.0.0.1:\(port)") == true, "\(error!)")
+            #expect(error?.hint?.contains("toxiproxy-server") == true)
+        }
     }
 
     @Test("a server that accepts but never answers fails with the request timeout")
     func hungServer() async throws {
-        let silent = try await SilentServer()
-        defer { Task { await silent.close() } }
-        let client = ToxiproxyClient(address: try ToxiproxyAddress(parsing: "127.0.0.1:\(silent.port)"), timeouts: .init(connect: .seconds(2), request: .milliseconds(300)))
-        defer { Task { await client.shutdown() } }
-        let error = await #expect(throws: ToxiproxyError.self) { try await client.proxies() }
-        #expect(error?.code == .timedOut)
-        #expect(error?.reason == "no answer within 0.3 s")
+        try await closing(TestTCPServer(.stall)) { silent in
+            let address = try ToxiproxyAddress(parsing: "127.0.0.1:\(silent.port)")
+            try await closing(ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(2), request: .milliseconds(300)))) { client in
+                let error = await #expect(throws: ToxiproxyError.self) { try await client.proxies() }
+                #expect(error?.code == .timedOut)
+                #expect(error?.reason == "no answer within 0.3 s")
+            }
+        }
     }
 
     @Test("older servers: PATCH answered 405 falls back to POST (and is remembered); 200 on create; a bare version body")
     func olderServer() async throws {
         let proxy = #"{"name":"web","listen":"127.0.0.1:9","upstream":"127.0.0.1:1","enabled":false,"toxics":[]}"#
         let toxic = #"{"name":"slow","type":"latency","stream":"downstream","toxicity":1,"attributes":{"latency":9,"jitter":0}}"#
-        let old = try await TestHTTPServer { method, uri, _ in
+        let old = try await TestHTTPServer.start { method, uri, _ in
             switch (method, uri) {
             case ("GET", "/version"): (200, "text/plain", "2.1.4\n")
             case ("PATCH", _): (405, "text/plain", "")
@@ -170,19 +173,19 @@ struct ClientTests {
             default: (404, "text/plain", "404 page not found\n")
             }
         }
-        defer { Task { await old.close() } }
-        let client = ToxiproxyClient(address: try ToxiproxyAddress(parsing: "http://127.0.0.1:\(old.port)"))
-        defer { Task { await client.shutdown() } }
+        try await closing(old) { old in
+            try await closing(ToxiproxyClient(address: try ToxiproxyAddress(parsing: "http://127.0.0.1:\(old.port)"))) { client throws in
+                #expect(try await client.version() == "2.1.4")
+                #expect(try await client.createProxy(ProxyDefinition(name: "web", listen: "127.0.0.1:9", upstream: "127.0.0.1:1")).name == "web")
+                #expect(try await client.updateProxy(named: "web", enabled: false).enabled == false)
+                #expect(try await client.updateToxic(named: "slow", on: "web", attributes: ["latency": 9]).attributes["latency"] == 9)
+                #expect(old.requests == ["GET /version", "POST /proxies", "PATCH /proxies/web", "POST /proxies/web", "POST /proxies/web/toxics/slow"])
 
-        #expect(try await client.version() == "2.1.4")
-        #expect(try await client.createProxy(ProxyDefinition(name: "web", listen: "127.0.0.1:9", upstream: "127.0.0.1:1")).name == "web")
-        #expect(try await client.updateProxy(named: "web", enabled: false).enabled == false)
-        #expect(try await client.updateToxic(named: "slow", on: "web", attributes: ["latency": 9]).attributes["latency"] == 9)
-        #expect(old.requests == ["GET /version", "POST /proxies", "PATCH /proxies/web", "POST /proxies/web", "POST /proxies/web/toxics/slow"])
-
-        let notToxiproxy = await #expect(throws: ToxiproxyError.self) { try await client.proxies() }
-        #expect(notToxiproxy?.code == .notToxiproxy)
-        #expect(notToxiproxy?.message.contains("no Toxiproxy 2.x API at this address") == true)
+                let notToxiproxy = await #expect(throws: ToxiproxyError.self) { try await client.proxies() }
+                #expect(notToxiproxy?.code == .notToxiproxy)
+                #expect(notToxiproxy?.message.contains("no Toxiproxy 2.x API at this address") == true)
+            }
+        }
     }
 
     @Test("addresses: URLs, host:port and host as toxiproxy-cli takes them; bad ones say how to write them", arguments: [

@@ -1,5 +1,7 @@
 import FaultlineKit
 import FaultlineNetwork
+import FaultlineTestSupport
+import FaultlineTesting
 import FaultlineToxiproxy
 import Foundation
 import Testing
@@ -28,15 +30,15 @@ struct RunTests {
 
     @Test("a Chaos Toolkit experiment with chaostoxi latency and timeout toxics runs unchanged on the in-process proxy, with no server")
     func chaosToolkitInProcess() async throws {
-        let service = try await TestHTTPServer()
-        defer { Task { await service.close() } }
-        let scratch = try Scratch()
-        let run = try FaultlineProcess(
-            ["run", Self.chaosToolkitExperiment, "--journal-path", "journal.json"], in: scratch, environment: ["SERVICE_PORT": String(service.port)])
-        let status = await run.wait()
-        #expect(status == 0, "\(run.stdout)\n\(run.stderr)")
-        let journal = try Journal.load(path: scratch.path("journal.json"))
-        try Self.checkChaosToolkitJournal(journal)
+        try await closing(TestHTTPServer.start()) { service in
+            let scratch = try ScratchDirectory()
+            let run = try TestProcess.faultline(
+                ["run", Self.chaosToolkitExperiment, "--journal-path", "journal.json"], in: scratch, environment: ["SERVICE_PORT": String(service.port)])
+            let status = await run.wait()
+            #expect(status == 0, "\(run.stdout)\n\(run.stderr)")
+            let journal = try Journal.load(path: scratch.path("journal.json"))
+            try Self.checkChaosToolkitJournal(journal)
+        }
     }
 
     /// What the experiment must show on either backend: the toxics took effect and were undone.
@@ -58,67 +60,67 @@ struct RunTests {
 
     @Test("the same experiment runs unchanged against a Toxiproxy server named by toxiproxy_url, and leaves nothing on it")
     func chaosToolkitOnServer() async throws {
-        let service = try await TestHTTPServer()
-        defer { Task { await service.close() } }
-        try await withStandIn { server, client in
-            let theirs = try await Self.preexisting(client)
-            let scratch = try Scratch()
-            let run = try FaultlineProcess(
-                ["run", Self.chaosToolkitExperiment, "--journal-path", "journal.json", "--var", "toxiproxy_url=\(server.url)"], in: scratch,
-                environment: ["SERVICE_PORT": String(service.port)])
-            let status = await run.wait()
-            #expect(status == 0, "\(run.stdout)\n\(run.stderr)")
-            try Self.checkChaosToolkitJournal(try Journal.load(path: scratch.path("journal.json")))
-            #expect(try await client.proxies() == [theirs])
+        try await closing(TestHTTPServer.start()) { service in
+            try await withStandIn { server, client in
+                let theirs = try await Self.preexisting(client)
+                let scratch = try ScratchDirectory()
+                let run = try TestProcess.faultline(
+                    ["run", Self.chaosToolkitExperiment, "--journal-path", "journal.json", "--var", "toxiproxy_url=\(server.url)"], in: scratch,
+                    environment: ["SERVICE_PORT": String(service.port)])
+                let status = await run.wait()
+                #expect(status == 0, "\(run.stdout)\n\(run.stderr)")
+                try Self.checkChaosToolkitJournal(try Journal.load(path: scratch.path("journal.json")))
+                #expect(try await client.proxies() == [theirs])
+            }
         }
     }
 
     @Test("toxiproxy_host and toxiproxy_port are honoured: a dead address fails the activity at once, naming it")
     func chaosToolkitDeadServer() async throws {
-        let service = try await TestHTTPServer()
-        defer { Task { await service.close() } }
-        let port = try closedPort()
-        let scratch = try Scratch()
-        let run = try FaultlineProcess(
-            [
-                "run", Self.chaosToolkitExperiment, "--journal-path", "journal.json", "--var", "toxiproxy_host=127.0.0.1", "--var", "toxiproxy_port=\(port)",
-            ], in: scratch, environment: ["SERVICE_PORT": String(service.port)])
-        #expect(await run.wait() == 1)
-        let journal = try Journal.load(path: scratch.path("journal.json"))
-        let failure = try #require(Self.record(journal, "proxy-the-service"))
-        #expect(failure.status == .failed)
-        #expect(
-            failure.exception?.first?.hasPrefix("Toxiproxy at http://127.0.0.1:\(port): create proxy service: connection refused at 127.0.0.1:\(port)") == true,
-            "\(failure.exception ?? [])")
+        try await closing(TestHTTPServer.start()) { service in
+            let port = try FreePort.take()
+            let scratch = try ScratchDirectory()
+            let run = try TestProcess.faultline(
+                [
+                    "run", Self.chaosToolkitExperiment, "--journal-path", "journal.json", "--var", "toxiproxy_host=127.0.0.1", "--var", "toxiproxy_port=\(port)",
+                ], in: scratch, environment: ["SERVICE_PORT": String(service.port)])
+            #expect(await run.wait() == 1)
+            let journal = try Journal.load(path: scratch.path("journal.json"))
+            let failure = try #require(Self.record(journal, "proxy-the-service"))
+            #expect(failure.status == .failed)
+            #expect(
+                failure.exception?.first?.hasPrefix("Toxiproxy at http://127.0.0.1:\(port): create proxy service: connection refused at 127.0.0.1:\(port)") == true,
+                "\(failure.exception ?? [])")
+        }
     }
 
     @Test("the same suite gives the same verdicts on the in-process proxy and on a Toxiproxy server, which it leaves as it found it")
     func sameVerdictsOnEitherBackend() async throws {
-        let service = try await TestHTTPServer()
-        defer { Task { await service.close() } }
-        try await withStandIn { server, client in
-            let theirs = try await Self.preexisting(client)
-            var verdicts: [String: [Outcome]] = [:]  // outcomes, before the suite's expectations
-            var toxicListings: [String: Value] = [:]
-            for (profile, extra) in [("inprocess", [String]()), ("toxiproxy", ["--var", "toxiproxy_api=\(server.url)"])] {
-                let scratch = try Scratch()
-                let run = try FaultlineProcess(
-                    ["run", Self.paritySuite, "--profile", profile, "--journal-path", scratch.path("journals")] + extra, in: scratch,
-                    environment: ["SERVICE_PORT": String(service.port)])
-                let status = await run.wait()
-                #expect(status == 0, "\(profile): every experiment ends as the suite expects\n\(run.stdout)\n\(run.stderr)")
-                let files = try FileManager.default.contentsOfDirectory(atPath: scratch.path("journals")).filter { $0.hasSuffix(".json") }.sorted()
-                let journals = try files.map { try Journal.load(path: scratch.path("journals/\($0)")) }
-                verdicts[profile] = journals.map(\.outcome)
-                #expect(journals.allSatisfy { $0.verdict == .completed }, "\(profile): an experiment did not end as the suite documents")
-                toxicListings[profile] = journals.last.flatMap { Self.record($0, "toxics")?.output }
-                #expect(journals.allSatisfy { $0.cleanup.allSatisfy { $0.status == "succeeded" } })
+        try await closing(TestHTTPServer.start()) { service in
+            try await withStandIn { server, client in
+                let theirs = try await Self.preexisting(client)
+                var verdicts: [String: [Outcome]] = [:]  // outcomes, before the suite's expectations
+                var toxicListings: [String: Value] = [:]
+                for (profile, extra) in [("inprocess", [String]()), ("toxiproxy", ["--var", "toxiproxy_api=\(server.url)"])] {
+                    let scratch = try ScratchDirectory()
+                    let run = try TestProcess.faultline(
+                        ["run", Self.paritySuite, "--profile", profile, "--journal-path", scratch.path("journals")] + extra, in: scratch,
+                        environment: ["SERVICE_PORT": String(service.port)])
+                    let status = await run.wait()
+                    #expect(status == 0, "\(profile): every experiment ends as the suite expects\n\(run.stdout)\n\(run.stderr)")
+                    let files = try FileManager.default.contentsOfDirectory(atPath: scratch.path("journals")).filter { $0.hasSuffix(".json") }.sorted()
+                    let journals = try files.map { try Journal.load(path: scratch.path("journals/\($0)")) }
+                    verdicts[profile] = journals.map(\.outcome)
+                    #expect(journals.allSatisfy { $0.verdict == .completed }, "\(profile): an experiment did not end as the suite documents")
+                    toxicListings[profile] = journals.last.flatMap { Self.record($0, "toxics")?.output }
+                    #expect(journals.allSatisfy { $0.cleanup.allSatisfy { $0.status == "succeeded" } })
+                }
+                #expect(verdicts["inprocess"] == [.completed, .deviated, .deviated, .completed])
+                #expect(verdicts["inprocess"] == verdicts["toxiproxy"])
+                // The chaostoxi probe saw the same toxics, as Toxiproxy's API shows them, on both.
+                #expect(toxicListings["inprocess"] != nil && toxicListings["inprocess"] == toxicListings["toxiproxy"])
+                #expect(try await client.proxies() == [theirs])
             }
-            #expect(verdicts["inprocess"] == [.completed, .deviated, .deviated, .completed])
-            #expect(verdicts["inprocess"] == verdicts["toxiproxy"])
-            // The chaostoxi probe saw the same toxics, as Toxiproxy's API shows them, on both.
-            #expect(toxicListings["inprocess"] != nil && toxicListings["inprocess"] == toxicListings["toxiproxy"])
-            #expect(try await client.proxies() == [theirs])
         }
     }
 
@@ -126,45 +128,45 @@ struct RunTests {
         "SIGINT to a run: its proxies and toxics are all gone from the server; someone else's proxy and toxic stay",
         arguments: [1, 2])
     func interruptedRun(signals: Int) async throws {
-        let service = try await TestHTTPServer()
-        defer { Task { await service.close() } }
-        try await withStandIn { server, client in
-            let theirs = try await Self.preexisting(client)
-            let scratch = try Scratch()
-            try scratch.write(
-                "suite.yaml",
-                """
-                name: interrupted
-                proxies:
-                  - {name: service, upstream: "127.0.0.1:\(service.port)"}
-                experiments:
-                  - title: held up
-                    method:
-                      - {type: action, name: slow, provider: {type: toxic, proxy: service, toxic: latency, attributes: {latency: 100}}}
-                      - {type: action, name: on-theirs, provider: {type: toxic, proxy: theirs, toxic: bandwidth, attributes: {rate: 100}}}
-                      - {type: action, name: theirs-down, provider: {type: proxy.disable, proxy: theirs}}
-                      - {type: action, name: extra, provider: {type: proxy.create, name: extra, upstream: "127.0.0.1:\(service.port)"}}
-                      - type: action
-                        name: chaostoxi-proxy
-                        provider: {type: python, module: chaostoxi.proxy.actions, func: create_proxy, arguments: {proxy_name: ctk, upstream_host: 127.0.0.1, upstream_port: \(service.port), listen_host: 127.0.0.1}}
-                      - type: action
-                        name: chaostoxi-toxic
-                        provider: {type: python, module: chaostoxi.toxic.actions, func: create_latency_toxic, arguments: {for_proxy: ctk, toxic_name: lag, latency: 10}}
-                      - {type: action, name: native, provider: {type: toxiproxy.toxic, proxy: extra, toxic: slicer, attributes: {average_size: 64}}}
-                      - {type: probe, name: wait, provider: {type: process, path: sleep, arguments: ["60"]}}
-                profiles:
-                  shared: {default: true, toxics: {backend: toxiproxy, url: "\(server.url)"}}
-                """)
-            let run = try FaultlineProcess(["run", "suite.yaml", "--journal-path", "journals"], in: scratch)
-            // The run prints each activity as it starts; by "wait" every fault is on the server.
-            #expect(await eventually { run.stdout.contains("… probe  wait") || !run.process.isRunning }, "\(run.stdout)\n\(run.stderr)")
-            #expect(try await client.proxies().map(\.name) == ["ctk", "extra", "service", "theirs"])
-            #expect(try await client.proxy(named: "theirs").enabled == false)
-            // A second SIGINT may cancel the experiment's rollbacks and cleanups; then the backend's
-            // ledger removes what the run left when it tears down (BackendTests covers that alone).
-            for _ in 0..<signals { run.signal(SIGINT) }
-            #expect(await run.wait() == 130, "\(run.stdout)\n\(run.stderr)")
-            #expect(try await client.proxies() == [theirs])
+        try await closing(TestHTTPServer.start()) { service in
+            try await withStandIn { server, client in
+                let theirs = try await Self.preexisting(client)
+                let scratch = try ScratchDirectory()
+                try scratch.write(
+                    "suite.yaml",
+                    """
+                    name: interrupted
+                    proxies:
+                      - {name: service, upstream: "127.0.0.1:\(service.port)"}
+                    experiments:
+                      - title: held up
+                        method:
+                          - {type: action, name: slow, provider: {type: toxic, proxy: service, toxic: latency, attributes: {latency: 100}}}
+                          - {type: action, name: on-theirs, provider: {type: toxic, proxy: theirs, toxic: bandwidth, attributes: {rate: 100}}}
+                          - {type: action, name: theirs-down, provider: {type: proxy.disable, proxy: theirs}}
+                          - {type: action, name: extra, provider: {type: proxy.create, name: extra, upstream: "127.0.0.1:\(service.port)"}}
+                          - type: action
+                            name: chaostoxi-proxy
+                            provider: {type: python, module: chaostoxi.proxy.actions, func: create_proxy, arguments: {proxy_name: ctk, upstream_host: 127.0.0.1, upstream_port: \(service.port), listen_host: 127.0.0.1}}
+                          - type: action
+                            name: chaostoxi-toxic
+                            provider: {type: python, module: chaostoxi.toxic.actions, func: create_latency_toxic, arguments: {for_proxy: ctk, toxic_name: lag, latency: 10}}
+                          - {type: action, name: native, provider: {type: toxiproxy.toxic, proxy: extra, toxic: slicer, attributes: {average_size: 64}}}
+                          - {type: probe, name: wait, provider: {type: process, path: sleep, arguments: ["60"]}}
+                    profiles:
+                      shared: {default: true, toxics: {backend: toxiproxy, url: "\(server.url)"}}
+                    """)
+                let run = try TestProcess.faultline(["run", "suite.yaml", "--journal-path", "journals"], in: scratch)
+                // The run prints each activity as it starts; by "wait" every fault is on the server.
+                #expect(await eventually { run.stdout.contains("… probe  wait") || !run.isRunning }, "\(run.stdout)\n\(run.stderr)")
+                #expect(try await client.proxies().map(\.name) == ["ctk", "extra", "service", "theirs"])
+                #expect(try await client.proxy(named: "theirs").enabled == false)
+                // A second SIGINT may cancel the experiment's rollbacks and cleanups; then the backend's
+                // ledger removes what the run left when it tears down (BackendTests covers that alone).
+                for _ in 0..<signals { run.signal(SIGINT) }
+                #expect(await run.wait() == 130, "\(run.stdout)\n\(run.stderr)")
+                #expect(try await client.proxies() == [theirs])
+            }
         }
     }
 

@@ -5,7 +5,9 @@ import Foundation
 ///
 /// getaddrinfo blocks, so it runs on a thread of its own: a probe must never block Swift's
 /// cooperative pool (see the `Probe` protocol's contract).
-public struct DNSResolveProbe: Probe {
+///
+/// A `ProbePlugin` is its own plugin: the binary lists `DNSResolveProbe.self` with the built-ins.
+public struct DNSResolveProbe: ProbePlugin {
     public static let type = "dns.resolve"
     public static let summary = "Resolve a host name; output {addresses, elapsed_ms}"
     public static let argumentHelp = ["host": "the name to resolve", "timeout": "seconds before the probe fails"]
@@ -75,14 +77,5 @@ public struct DNSResolveProbe: Probe {
                 continuation.resume(returning: addresses)
             }
         }
-    }
-}
-
-/// Registers `dns.resolve`.
-public enum DNSPlugin: FaultlinePlugin {
-    public static let name = "dns"
-
-    public static func register(into registry: inout PluginRegistry) {
-        registry.register(probe: DNSResolveProbe())
     }
 }

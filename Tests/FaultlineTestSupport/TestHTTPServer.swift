@@ -1,4 +1,3 @@
-import FaultlineNetwork
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -6,15 +5,21 @@ import NIOPosix
 import NIOSSL
 import Synchronization
 
-/// A real HTTP/1.1 server on an ephemeral loopback port, with routes that misbehave on purpose.
+/// A real HTTP/1.1 server on an ephemeral loopback port, with routes that misbehave on purpose,
+/// or a responder of the test's own.
 ///
-/// - `/ok`: 200 `hello`; `/json`: a JSON document; `/echo`: the request as JSON;
+/// - `/`: 200 `ok` (a healthy service); `/ok`: 200 `hello`; `/json`: a JSON document; `/echo`: the request as JSON;
 ///   `/status/N`: status N; `/redirect/N`: N redirects, then `/ok`; `/see-other`: 303 to `/echo`;
 ///   `/permanent`: 308 to `/echo`; `/slow?ms=N`: answers after N ms; `/hang`: never answers;
 ///   `/reset`: resets the connection after reading the request; `/half`: sends half a response and closes;
 ///   `/close`: answers with `Connection: close`; anything else: 404.
-final class TestServer: Sendable {
-    let port: Int
+///
+/// Connections stay open between requests (as most services keep them); ``close()`` closes them.
+public final class TestHTTPServer: Sendable {
+    /// Answers a request (method, URI with query, body) with a status, a content type and a body.
+    public typealias Responder = @Sendable (_ method: String, _ uri: String, _ body: String) -> (status: Int, contentType: String, body: String)
+
+    public let port: Int
     private let channel: any Channel
     private let state: Shared
 
@@ -24,9 +29,12 @@ final class TestServer: Sendable {
         self.state = state
     }
 
-    /// Starts a server; with `tls`, it speaks HTTPS with a self-signed certificate for localhost.
-    static func start(tls: Bool = false) async throws -> TestServer {
-        let state = Shared()
+    /// Starts a server.
+    /// - Parameters:
+    ///   - tls: speak HTTPS with a self-signed certificate for localhost.
+    ///   - respond: answers every request instead of the routes.
+    public static func start(tls: Bool = false, respond: Responder? = nil) async throws -> TestHTTPServer {
+        let state = Shared(respond: respond)
         let sslContext: NIOSSLContext? =
             tls
             ? try NIOSSLContext(
@@ -39,8 +47,7 @@ final class TestServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 state.connections.withLock { $0 += 1 }
-                state.open.withLock { $0 += 1 }
-                channel.closeFuture.whenComplete { _ in state.open.withLock { $0 -= 1 } }
+                state.open.track(channel)
                 do {
                     if let sslContext { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -51,48 +58,35 @@ final class TestServer: Sendable {
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        return TestServer(port: channel.localAddress!.port!, channel: channel, state: state)
+        return TestHTTPServer(port: channel.localAddress!.port!, channel: channel, state: state)
     }
 
     /// The base URL, e.g. `http://127.0.0.1:54321`.
-    var url: String { "http://127.0.0.1:\(port)" }
+    public var url: String { "http://127.0.0.1:\(port)" }
 
     /// Requests received for a path (without query).
-    func count(_ path: String) -> Int { state.counts.withLock { $0[path] ?? 0 } }
+    public func count(_ path: String) -> Int { state.counts.withLock { $0[path] ?? 0 } }
 
     /// Every request received.
-    var total: Int { state.counts.withLock { $0.values.reduce(0, +) } }
+    public var total: Int { state.counts.withLock { $0.values.reduce(0, +) } }
+
+    /// Requests received, in order, as `METHOD uri`.
+    public var requests: [String] { state.requests.withLock { $0 } }
 
     /// Connections accepted.
-    var connectionCount: Int { state.connections.withLock { $0 } }
+    public var connectionCount: Int { state.connections.withLock { $0 } }
 
     /// Connections open now.
-    var openConnections: Int { state.open.withLock { $0 } }
-
-    /// Waits until `condition` holds, checking every few milliseconds, for at most `seconds`.
-    func wait(upTo seconds: Double = 10, until condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while !condition() {
-            if ContinuousClock.now > deadline { return false }
-            try? await Task.sleep(for: .milliseconds(5))
-        }
-        return true
-    }
-
-    func shutdown() async {
-        try? await channel.close()
-    }
-
-    /// A port that nothing listens on, below the ephemeral range, where no other test's
-    /// `bind(0)` or outgoing connection takes it (see ``FreePort``).
-    static func closedPort() async throws -> Int {
-        try FreePort.take()
-    }
+    public var openConnections: Int { state.open.count }
 
     fileprivate final class Shared: Sendable {
+        let respond: Responder?
         let counts = Mutex<[String: Int]>([:])
+        let requests = Mutex<[String]>([])
         let connections = Mutex(0)
-        let open = Mutex(0)
+        let open = OpenChannels()
+
+        init(respond: Responder?) { self.respond = respond }
     }
 
     static let certificatePEM = """
@@ -149,15 +143,23 @@ MgdDMTR6L2hP1i/Z3BtrVIlY
 """
 }
 
+extension TestHTTPServer: TestResource {
+    /// Stops listening and closes every connection still open.
+    public func close() async {
+        try? await channel.close()
+        await state.open.closeAll()
+    }
+}
+
 private final class Routes: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    let state: TestServer.Shared
+    let state: TestHTTPServer.Shared
     var head: HTTPRequestHead?
     var body = ByteBuffer()
 
-    init(state: TestServer.Shared) { self.state = state }
+    init(state: TestHTTPServer.Shared) { self.state = state }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
@@ -177,8 +179,16 @@ private final class Routes: ChannelInboundHandler {
         let path = components?.path ?? head.uri
         let query = Dictionary((components?.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { a, _ in a })
         state.counts.withLock { $0[path, default: 0] += 1 }
+        state.requests.withLock { $0.append("\(head.method.rawValue) \(head.uri)") }
+        if let respond = state.respond {
+            let (status, contentType, text) = respond(head.method.rawValue, head.uri, String(buffer: body))
+            send(context, HTTPResponseStatus(statusCode: status), text, type: contentType, keepAlive: head.isKeepAlive)
+            return
+        }
         let segments = path.split(separator: "/").map(String.init)
         switch segments.first ?? "" {
+        case "":
+            send(context, .ok, "ok", keepAlive: head.isKeepAlive)
         case "ok":
             send(context, .ok, "hello", keepAlive: head.isKeepAlive)
         case "json":
