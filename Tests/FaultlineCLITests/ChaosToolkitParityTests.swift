@@ -14,7 +14,9 @@ import Testing
 /// server: the journals' `status`, `deviated` and each hypothesis probe's `tolerance_met` agree.
 /// Faultline runs every hypothesis probe where Chaos Toolkit stops at the first that fails, so
 /// the probes compared are the ones Chaos Toolkit ran.
-@Suite("Chaos Toolkit parity: chaos run and faultline run agree", .serialized, .enabled(if: ChaosToolkitOracle.isAvailable, "\(ChaosToolkitOracle.missing)"))
+@Suite(
+    "Chaos Toolkit parity: chaos run and faultline run agree", .serialized,
+    .enabled(if: ChaosToolkitOracle.isAvailable, "\(ChaosToolkitOracle.missing)"))
 struct ChaosToolkitParityTests {
     struct Case: CustomTestStringConvertible, Sendable {
         let name: String
@@ -235,7 +237,9 @@ struct ChaosToolkitParityTests {
             let chaosJournal = try #require(chaos.journal, "chaos run wrote no journal:\n\(chaos.output.suffix(3000))")
 
             let faultlineFile = try prepare("faultline")
-            let run = try TestProcess.faultline(["run", faultlineFile, "--journal-path", scratch.path("faultline/journal.json")], in: scratch, workingDirectory: scratch.path("faultline"))
+            let run = try TestProcess.faultline(
+                ["run", faultlineFile, "--journal-path", scratch.path("faultline/journal.json")], in: scratch,
+                workingDirectory: scratch.path("faultline"))
             _ = await run.wait()
             let faultlineText = try String(contentsOfFile: scratch.path("faultline/journal.json"), encoding: .utf8)
             let faultlineJournal = try JSONReader.value(faultlineText)
