@@ -107,6 +107,28 @@ enum Sockets {
     }
 }
 
+/// One admin API call on a fresh connection; the status and body (0 when the server is not there).
+@discardableResult
+func adminRequest(port: Int, _ method: String, _ path: String, _ body: String = "") -> (status: Int, body: String) {
+    guard let fd = try? Sockets.connect(port) else { return (0, "") }
+    defer { close(fd) }
+    // Toxiproxy can take 25 s to answer (and then 503) when a toxic will not come off a busy connection.
+    var timeout = timeval(tv_sec: 40, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    _ = Array(request.utf8).withUnsafeBytes { Sockets.writeAll(fd, $0) }
+    var data = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+        if n <= 0 { break }
+        data += buffer[..<n]
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    let status = Int(text.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    return (status, text.components(separatedBy: "\r\n\r\n").dropFirst().joined())
+}
+
 /// A server on a loopback port whose accept loop runs on its own thread.
 final class TestServer: @unchecked Sendable {
     let port: Int
