@@ -56,6 +56,7 @@ final class FaultlineProcess: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["NO_COLOR"] = "1"
         env["TOXIPROXY_URL"] = nil
+        env["TOXIPROXY_AUTH_TOKEN"] = nil
         for (key, value) in environment { env[key] = value }
         process.environment = env
         process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
@@ -90,9 +91,14 @@ final class ToxiproxyStandIn: Sendable {
     let scratch: Scratch
     let address: ToxiproxyAddress
 
-    init() async throws {
+    /// The API token the server requires, if any.
+    let token: String?
+
+    /// - Parameter token: started with `TOXIPROXY_AUTH_TOKEN` set to it.
+    init(token: String? = nil) async throws {
         scratch = try Scratch()
-        child = try FaultlineProcess(["proxy", "--port", "0", "--seed", "7"], in: scratch)
+        self.token = token
+        child = try FaultlineProcess(["proxy", "--port", "0", "--seed", "7"], in: scratch, environment: token.map { ["TOXIPROXY_AUTH_TOKEN": $0] } ?? [:])
         let child = child
         // The first line of standard output names the API address.
         let started = await eventually(timeout: .seconds(30)) { child.stdout.contains("\n") || !child.process.isRunning }
@@ -105,8 +111,12 @@ final class ToxiproxyStandIn: Sendable {
 
     var url: String { address.url }
 
-    /// A client with short timeouts; shut it down when done.
-    func client() -> ToxiproxyClient { ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(2), request: .seconds(10))) }
+    /// A client with short timeouts (and the server's token); shut it down when done.
+    func client() -> ToxiproxyClient { client(token: token) }
+
+    func client(token: String?) -> ToxiproxyClient {
+        ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(2), request: .seconds(10)), token: token)
+    }
 
     /// Stops the server with SIGTERM and waits for it.
     func stop() async -> Int32 {
@@ -121,8 +131,8 @@ struct TestFailure: Error, CustomStringConvertible {
 }
 
 /// Runs `body` with a stand-in server and a client for it, stopping both afterwards.
-func withStandIn<T>(_ body: (ToxiproxyStandIn, ToxiproxyClient) async throws -> T) async throws -> T {
-    let server = try await ToxiproxyStandIn()
+func withStandIn<T>(token: String? = nil, _ body: (ToxiproxyStandIn, ToxiproxyClient) async throws -> T) async throws -> T {
+    let server = try await ToxiproxyStandIn(token: token)
     let client = server.client()
     do {
         let result = try await body(server, client)
