@@ -20,6 +20,8 @@ final class FaultlineProxyProcess: @unchecked Sendable {
         try #require(FileManager.default.isExecutableFile(atPath: faultline), "no faultline executable at \(faultline): run swift build first")
         process.executableURL = URL(fileURLWithPath: faultline)
         process.arguments = ["proxy", "--port", "0", "--seed", "7"] + arguments
+        // A token in the test runner's environment would lock the clients out.
+        process.environment = ProcessInfo.processInfo.environment.filter { $0.key != "TOXIPROXY_AUTH_TOKEN" }
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
