@@ -47,6 +47,8 @@ public final class ProxyServer: Sendable {
     /// The fast path for connections without toxics (see ``Relay``), one per core; empty where
     /// there is no epoll or when `FAULTLINE_PROXY_RELAY=off` (every connection then runs on NIO).
     private let relays: [Relay]
+    /// Returns freed connection memory to the system (see ``MemoryReturn``).
+    private let memoryReturn: RepeatedTask
 
     /// - Parameters:
     ///   - toxicTypes: the toxic types proxies accept, by name (the registry's `toxics`).
@@ -66,6 +68,7 @@ public final class ProxyServer: Sendable {
         let relayWanted = relay ?? ProcessInfo.processInfo.environment["FAULTLINE_PROXY_RELAY"].map { $0 != "off" && $0 != "0" } ?? true
         let loops = self.group
         self.relays = relayWanted ? (0..<max(1, System.coreCount)).compactMap { _ in Relay(group: loops, log: logger) } : []
+        memoryReturn = MemoryReturn.start(on: loops.next())
     }
 
     // MARK: Reading
@@ -596,6 +599,7 @@ public final class ProxyServer: Sendable {
             }
         }
         for relay in relays { relay.shutdown() }
+        memoryReturn.cancel()
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 
