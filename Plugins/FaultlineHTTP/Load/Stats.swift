@@ -151,7 +151,7 @@ struct SecondBucket: Sendable {
     func value(second: Int, at start: Date) -> Value {
         let measured = latencies.totalCount > 0
         return [
-            "second": .int(second), "at": .string(Timestamp.string(start.addingTimeInterval(Double(second)))), "count": .int(count),
+            "second": .int(second), "at": .string(Timestamp(start.addingTimeInterval(Double(second))).text), "count": .int(count),
             "errors": .int(errors), "p50_ms": .double(measured ? Double(latencies.valueAtPercentile(50)) / 1000 : 0),
             "p99_ms": .double(measured ? Double(latencies.valueAtPercentile(99)) / 1000 : 0),
         ]

@@ -161,10 +161,10 @@ public struct HTMLReporter: ComparisonReporter {
             out += HTML.table(
                 ["At", "Undo", "Status", "Duration"], numeric: [0, 3],
                 journal.cleanup.map { record in
-                    let duration = Timestamp.date(record.end).flatMap { end in Timestamp.date(record.start).map { end.timeIntervalSince($0) } } ?? 0
+                    let duration = record.end.date.flatMap { end in record.start.date.map { end.timeIntervalSince($0) } } ?? 0
                     return [
                         experiment.offset(record.start).map(Format.offset) ?? "", HTML.escape(record.description),
-                        HTML.pill(record.status, Label.tone(cleanupStatus: record.status)) + (record.error.map { " " + HTML.escape($0) } ?? ""),
+                        HTML.pill(record.status.rawValue, Label.tone(cleanupStatus: record.status)) + (record.error.map { " " + HTML.escape($0) } ?? ""),
                         Format.duration(duration),
                     ]
                 })
@@ -260,7 +260,7 @@ public struct HTMLReporter: ComparisonReporter {
         if let duration = result.durationSeconds { shape.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { shape.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { shape.append("think time \(Format.duration(think))") }
-        if let started = result.started, let offset = experiment.offset(started) { shape.append("started at \(Format.offset(offset))") }
+        if let started = result.started, let offset = experiment.offset(Timestamp(text: started)) { shape.append("started at \(Format.offset(offset))") }
         out += "<p class=\"muted\">\(shape.map(HTML.escape).joined(separator: " · "))</p>\n"
 
         out += "<div class=\"tiles\">\n"

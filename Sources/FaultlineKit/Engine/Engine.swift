@@ -141,7 +141,7 @@ private final class ExperimentRun: Sendable {
         frequency = max(0.01, options.hypothesisFrequency ?? experiment.runtime.hypothesis?.frequency ?? 1.0)
         failFast = options.failFast ?? experiment.runtime.hypothesis?.fail_fast ?? false
 
-        let start = Timestamp.string(startDate)
+        let start = Timestamp(startDate)
         let journal = Journal(
             faultlineVersion: Engine.version, platform: Self.platform, node: ProcessInfo.processInfo.hostName,
             runID: UUID().uuidString.lowercased(), experimentHash: Engine.hash(of: experiment), profile: options.profile, origin: experiment.origin,
@@ -394,7 +394,7 @@ private final class ExperimentRun: Sendable {
                 record.error = record.error.map { self.redactor.redact($0) }
                 self.recorder.update { $0.cleanup.append(record) }
                 self.observer.handle(.cleanupFinished(record))
-            }.filter { $0.status == "interrupted" }.map { redactor.redact($0.description) }
+            }.filter { $0.status == .interrupted }.map { redactor.redact($0.description) }
         }
         if Task.isCancelled {
             let pending = interrupted + state.pendingCleanups.reversed().map { redactor.redact($0.description) }
@@ -440,7 +440,7 @@ private final class ExperimentRun: Sendable {
             if !journal.leftUndone.isEmpty {
                 journal.reason = (journal.reason ?? "") + "; left undone: " + journal.leftUndone.joined(separator: ", ")
             }
-            journal.end = Timestamp.string(end)
+            journal.end = Timestamp(end)
             journal.duration = (end.timeIntervalSince(startDate) * 1_000_000).rounded() / 1_000_000
         }
         return recorder.current
@@ -562,10 +562,10 @@ private final class ExperimentRun: Sendable {
     ) -> RunRecord {
         let end = Date()
         return RunRecord(
-            activity: redactor.redact(activity.document.value), output: output.map { redactor.redact($0) }, status: status, start: Timestamp.string(start),
-            end: Timestamp.string(end), duration: (end.timeIntervalSince(start) * 1_000_000).rounded() / 1_000_000,
+            activity: redactor.redact(activity.document.value), output: output.map { redactor.redact($0) }, status: status, start: Timestamp(start),
+            end: Timestamp(end), duration: (end.timeIntervalSince(start) * 1_000_000).rounded() / 1_000_000,
             exception: exception.map { $0.map { redactor.redact($0) } }, toleranceMet: tolerance?.met,
-            toleranceMessage: tolerance?.message.map { redactor.redact($0) }, phase: phase.journalName, background: activity.background ? true : nil)
+            toleranceMessage: tolerance?.message.map { redactor.redact($0) }, phase: phase.recordPhase, background: activity.background ? true : nil)
     }
 
     private func judge(_ tolerance: Tolerance, output: Value, receivedTexts: [String: String], variables: Substitution) async -> ToleranceOutcome {

@@ -25,13 +25,14 @@ public enum RunEvent: Sendable {
         case rollbacks
         case cleanup
 
-        /// The journal's phase name.
-        var journalName: String {
+        /// The phase the journal records an activity of this part under; nil for cleanups,
+        /// which the journal keeps under `cleanup`.
+        var recordPhase: RunRecord.Phase? {
             switch self {
-            case .hypothesisBefore, .hypothesisDuring, .hypothesisAfter: "hypothesis"
-            case .method: "method"
-            case .rollbacks: "rollbacks"
-            case .cleanup: "cleanup"
+            case .hypothesisBefore, .hypothesisDuring, .hypothesisAfter: .hypothesis
+            case .method: .method
+            case .rollbacks: .rollbacks
+            case .cleanup: nil
             }
         }
     }
