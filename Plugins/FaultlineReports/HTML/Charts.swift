@@ -220,7 +220,7 @@ enum LoadCharts {
 
     /// When the load started: its `started`, else the activity's start.
     static func origin(_ load: ExperimentView.LoadRun) -> Date? {
-        load.result.started.flatMap { Timestamp(text: $0).date } ?? load.record.start.date
+        load.result.started?.date ?? load.record.start.date
     }
 
     /// The faults that overlap the load, as seconds since the load started.

@@ -250,7 +250,7 @@ public struct HTMLReporter: ComparisonReporter {
         let overall = result.overall
         var out = "<section id=\"\(load.anchor)\">\n<h3>Load · \(HTML.escape(load.record.name)) <span class=\"muted\">(\(HTML.escape(load.phase)))</span></h3>\n"
         var shape: [String] = []
-        if result.model == "open" {
+        if result.model == .open {
             if let rate = result.rate { shape.append("\(Format.number(rate)) requests/s, open model") }
         } else {
             if let users = result.users { shape.append("\(users) user\(users == 1 ? "" : "s")") }
@@ -260,7 +260,7 @@ public struct HTMLReporter: ComparisonReporter {
         if let duration = result.durationSeconds { shape.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { shape.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { shape.append("think time \(Format.duration(think))") }
-        if let started = result.started, let offset = experiment.offset(Timestamp(text: started)) { shape.append("started at \(Format.offset(offset))") }
+        if let started = result.started, let offset = experiment.offset(started) { shape.append("started at \(Format.offset(offset))") }
         out += "<p class=\"muted\">\(shape.map(HTML.escape).joined(separator: " · "))</p>\n"
 
         out += "<div class=\"tiles\">\n"

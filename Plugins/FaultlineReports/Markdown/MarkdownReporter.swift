@@ -292,7 +292,7 @@ public struct MarkdownReporter: ComparisonReporter {
     /// Users, ramp-up, rate, duration: how the load was shaped.
     private func loadParameters(_ result: LoadResult) -> [String] {
         var parts: [String] = []
-        if result.model == "open" {
+        if result.model == .open {
             if let rate = result.rate { parts.append("\(Format.number(rate)) requests/s (open model)") }
         } else {
             if let users = result.users { parts.append("\(users) user\(users == 1 ? "" : "s")") }
@@ -301,7 +301,7 @@ public struct MarkdownReporter: ComparisonReporter {
         if let duration = result.durationSeconds { parts.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { parts.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { parts.append("think time \(Format.duration(think))") }
-        if result.model != "open" { parts.append("closed model") }
+        if result.model != .open { parts.append("closed model") }
         return parts
     }
 
