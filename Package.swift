@@ -188,6 +188,8 @@ let package = Package(
             path: "Benchmarks/load",
             exclude: ["run.sh"]
         ),
+        // What writing the journal costs a run of many records (Benchmarks/journal/run.sh).
+        .executableTarget(name: "JournalBenchmark", dependencies: ["FaultlineKit"], path: "Benchmarks/journal", exclude: ["run.sh"]),
     ],
     swiftLanguageModes: [.v6]
 )
