@@ -163,7 +163,9 @@ private final class ExperimentRun: Sendable {
     var observer: any RunObserver { engine.observer }
 
     func execute() async -> Journal {
+        // The journal is on disk, saying `running`, before anything runs.
         recorder.update { _ in }
+        await recorder.flush()
 
         // Main phases: cancelled by the first interrupt.
         let main = Task { await self.mainPhases() }
@@ -183,7 +185,7 @@ private final class ExperimentRun: Sendable {
         await cleanups.value
         interruption.remove(cleanupToken)
 
-        return finalize()
+        return await finalize()
     }
 
     // MARK: Phases
@@ -204,6 +206,8 @@ private final class ExperimentRun: Sendable {
         }
 
         if !experiment.method.isEmpty {
+            // The gate's verdict is on disk before the method injects anything.
+            await recorder.flush()
             observer.handle(.phaseStarted(.method))
             await runMethodWithContinuousHypothesis()
         }
@@ -387,6 +391,8 @@ private final class ExperimentRun: Sendable {
     private func cleanupPhase() async {
         var interrupted: [String] = []
         if !state.pendingCleanups.isEmpty {
+            // What happened is on disk before the undos change the system.
+            await recorder.flush()
             observer.handle(.phaseStarted(.cleanup))
             interrupted = await state.runCleanups { record in
                 var record = record
@@ -402,7 +408,7 @@ private final class ExperimentRun: Sendable {
         }
     }
 
-    private func finalize() -> Journal {
+    private func finalize() async -> Journal {
         state.closeFaults()
         let snapshot = progress.withLock { $0 }
         let interrupted = interruption.count > 0
@@ -443,6 +449,7 @@ private final class ExperimentRun: Sendable {
             journal.end = Timestamp(end)
             journal.duration = (end.timeIntervalSince(startDate) * 1_000_000).rounded() / 1_000_000
         }
+        await recorder.close()
         return recorder.current
     }
 
@@ -502,6 +509,8 @@ private final class ExperimentRun: Sendable {
                     logger: Self.activityLogger(logger, activity: activity.name), isDryRun: dryCovers, resources: resources,
                     runDirectory: options.runDirectory, seed: options.seed, run: state)
                 let limit = prepared.enforcedTimeout
+                // Before an action changes the system, the journal on disk holds everything before it.
+                if activity.kind == .action { await recorder.flush() }
                 do {
                     output = try await withTimeout(limit) { try await prepared.invocation(context) }
                 } catch let error as ActivityTimeout {
