@@ -44,6 +44,8 @@ final class JournalRecorder: @unchecked Sendable {
         }
         let thread = Thread { [self] in writeUntilClosed() }
         thread.name = "faultline journal"
+        // Encoding recurses once per level of nesting in outputs; give it a main thread's stack.
+        thread.stackSize = 8 << 20
         thread.start()
     }
 
