@@ -93,6 +93,9 @@ func require<T>(_ value: T?) throws -> T {
 
 func format(_ seconds: Double) -> String { String(format: "%8.3f s", seconds) }
 
+/// Prints a line at once (a long run piped into a file shows each row as it is measured).
+func line(_ text: String) { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
+
 @main
 struct JournalBenchmark {
     static func main() async throws {
@@ -100,16 +103,18 @@ struct JournalBenchmark {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-journal-benchmark-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        print("records | in memory: wall, cpu | journal file: wall, cpu | file cost: wall, cpu, per record | journal size")
+        line("records | in memory: wall, cpu | journal file: wall, cpu | file cost: wall, cpu, per record | journal size")
         for count in sizes.isEmpty ? [1000, 2500, 5000, 10_000] : sizes {
             let memory = try await measure(records: count, directory: directory, toFile: false)
             let file = try await measure(records: count, directory: directory, toFile: true)
             let wallCost = max(0, file.wall - memory.wall)
             let cpuCost = max(0, file.cpu - memory.cpu)
-            print(
-                String(format: "%7d", count), "|", format(memory.wall), format(memory.cpu), "|", format(file.wall), format(file.cpu), "|",
-                format(wallCost), format(cpuCost), String(format: "%9.1f µs", cpuCost / Double(count) * 1e6), "|",
-                String(format: "%6.1f MB", Double(file.bytes) / 1e6))
+            line(
+                [
+                    String(format: "%7d", count), "|", format(memory.wall), format(memory.cpu), "|", format(file.wall), format(file.cpu), "|",
+                    format(wallCost), format(cpuCost), String(format: "%9.1f µs", cpuCost / Double(count) * 1e6), "|",
+                    String(format: "%6.1f MB", Double(file.bytes) / 1e6),
+                ].joined(separator: " "))
         }
     }
 }

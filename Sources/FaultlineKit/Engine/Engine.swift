@@ -479,6 +479,8 @@ private final class ExperimentRun: Sendable {
             _ = await pause(seconds: before)
         }
 
+        // Before an action changes the system, the journal on disk holds everything before it.
+        if activity.kind == .action, prepared != nil { await recorder.flush() }
         let start = Date()
         var output: Value?
         var status = RecordStatus.succeeded
@@ -509,8 +511,6 @@ private final class ExperimentRun: Sendable {
                     logger: Self.activityLogger(logger, activity: activity.name), isDryRun: dryCovers, resources: resources,
                     runDirectory: options.runDirectory, seed: options.seed, run: state)
                 let limit = prepared.enforcedTimeout
-                // Before an action changes the system, the journal on disk holds everything before it.
-                if activity.kind == .action { await recorder.flush() }
                 do {
                     output = try await withTimeout(limit) { try await prepared.invocation(context) }
                 } catch let error as ActivityTimeout {
