@@ -106,7 +106,11 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
             await client.shutdown()
             throw ToxiproxyBackendError("\(error) (address from \(source)" + (tokenSource.map { ", token from \($0)" } ?? "") + ")")
         }
-        return ToxiproxyBackend(client: client)
+        // What dead runs left on this server goes first (the token the profile gives included).
+        var environment = context.environment
+        if let token { environment[Self.tokenEnvironmentKey] = token }
+        await context.recoverDeadRuns(on: address.url, environment: environment)
+        return ToxiproxyBackend(client: client, ledger: context.ledger)
     }
 }
 
@@ -123,10 +127,14 @@ public struct ToxiproxyBackendError: Error, Sendable, CustomStringConvertible {
 public final class ToxiproxyConnections: Sendable {
     private let state = Mutex<(backends: [ToxiproxyAddress: ToxiproxyBackend], closed: Bool)>(([:], false))
     private let token: String?
+    private let ledger: RunLedger
 
-    /// - Parameter token: sent to every server (`TOXIPROXY_AUTH_TOKEN` by default).
-    public init(token: String? = ProcessInfo.processInfo.environment[ToxiproxyBackendFactory.tokenEnvironmentKey]) {
+    /// - Parameters:
+    ///   - token: sent to every server (`TOXIPROXY_AUTH_TOKEN` by default).
+    ///   - ledger: the run's ledger, where what is done on each server is recorded.
+    public init(token: String? = ProcessInfo.processInfo.environment[ToxiproxyBackendFactory.tokenEnvironmentKey], ledger: RunLedger = .disabled) {
         self.token = token
+        self.ledger = ledger
     }
 
     /// The backend for an address, made on first use.
@@ -134,7 +142,7 @@ public final class ToxiproxyConnections: Sendable {
         try state.withLock { state in
             guard !state.closed else { throw ActivityFailure("the run is ending: no new Toxiproxy connection to \(address.url)") }
             if let backend = state.backends[address] { return backend }
-            let backend = ToxiproxyBackend(client: ToxiproxyClient(address: address, token: token))
+            let backend = ToxiproxyBackend(client: ToxiproxyClient(address: address, token: token), ledger: ledger)
             state.backends[address] = backend
             return backend
         }
@@ -165,7 +173,7 @@ struct ToxiproxyConnectionsExtension: RunExtension {
     func plan(_ sections: RunSections, context: RunPlanContext, sink: DiagnosticSink) -> Void? { () }
 
     func start(_ plan: Void, setup: RunSetup) async throws -> (any RunExtensionHandle)? {
-        let connections = ToxiproxyConnections()
+        let connections = ToxiproxyConnections(ledger: setup.resources.ledger)
         setup.provide(ToxiproxyConnectionsKey.self, connections)
         return Handle(connections: connections)
     }
