@@ -8,7 +8,7 @@ struct RecoverCommand: AsyncParsableCommand {
         commandName: "recover",
         abstract: "Undo what killed runs left behind: proxies and toxics on Toxiproxy servers, frozen processes, services.",
         discussion: """
-            Every run keeps a ledger of what it did outside its own process (\(LedgerDirectory.variable)/ledgers, \
+            Every run keeps a ledger of what it did outside its own process ($\(LedgerDirectory.variable)/ledgers, \
             else $XDG_STATE_HOME/faultline/ledgers, else ~/.local/state/faultline/ledgers). A run that ends normally \
             undoes it all and deletes its ledger; one killed outright (SIGKILL, a crash) leaves it. `recover` undoes, \
             newest first, what the ledgers of dead runs hold — only that: a live run's ledger is never touched. What \

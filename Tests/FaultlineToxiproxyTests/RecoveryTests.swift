@@ -39,17 +39,7 @@ struct RecoveryTests {
             experiments:
               - title: held up
                 method:
-                  - {type: action, name: slow, provider: {type: toxic, proxy: service, toxic: latency, attributes: {latency: 100}}}
-                  - {type: action, name: on-theirs, provider: {type: toxic, proxy: theirs, toxic: bandwidth, attributes: {rate: 100}}}
-                  - {type: action, name: theirs-down, provider: {type: proxy.disable, proxy: theirs}}
-                  - {type: action, name: extra, provider: {type: proxy.create, name: extra, upstream: "127.0.0.1:\(service)"}}
-                  - type: action
-                    name: chaostoxi-proxy
-                    provider: {type: python, module: chaostoxi.proxy.actions, func: create_proxy, arguments: {proxy_name: ctk, upstream_host: 127.0.0.1, upstream_port: \(service), listen_host: 127.0.0.1}}
-                  - type: action
-                    name: chaostoxi-toxic
-                    provider: {type: python, module: chaostoxi.toxic.actions, func: create_latency_toxic, arguments: {for_proxy: ctk, toxic_name: lag, latency: 10}}
-                  - {type: action, name: native, provider: {type: toxiproxy.toxic, proxy: extra, toxic: slicer, attributes: {average_size: 64}}}
+            \(RunTests.everyKindOfFault(service: service))
             \(point == .rollingBack ? "" : "      - \(wait)")
                 rollbacks:
             \(point == .rollingBack ? "      - \(wait)" : "      - {type: probe, name: noop, provider: {type: process, path: \"true\"}}")
