@@ -21,6 +21,8 @@ public final class ToxiproxyBackend: ToxicBackend {
     private let ledger: Mutex<Ledger>
     /// The run's persistent ledger.
     private let runLedger: RunLedger
+    /// What runs before the first call: the recovery of what dead runs left on the server.
+    private let firstUse: Mutex<(step: (@Sendable () async -> Void)?, task: Task<Void, Never>?)>
 
     struct ToxicKey: Hashable {
         var proxy: String
@@ -116,10 +118,16 @@ public final class ToxiproxyBackend: ToxicBackend {
     ///   - client: the server's client; the backend shuts it down in ``shutdown()``.
     ///   - logger: for problems found while cleaning up at the end.
     ///   - ledger: the run's ledger, where what the backend does on the server is recorded.
-    public init(client: ToxiproxyClient, logger: Logger = Logger(label: "faultline.toxiproxy"), ledger: RunLedger = .disabled) {
+    ///   - firstUse: runs once, before the first call reaches the server (the recovery of what
+    ///     dead runs left there, for a server an activity names).
+    public init(
+        client: ToxiproxyClient, logger: Logger = Logger(label: "faultline.toxiproxy"), ledger: RunLedger = .disabled,
+        firstUse: (@Sendable () async -> Void)? = nil
+    ) {
         self.client = client
         self.logger = logger
         runLedger = ledger
+        self.firstUse = Mutex((firstUse, nil))
         self.ledger = Mutex(Ledger(run: ledger, server: client.address.url))
     }
 
@@ -129,11 +137,21 @@ public final class ToxiproxyBackend: ToxicBackend {
 
     /// Runs a client call, turning its error into the kernel's backend error.
     private func call<T>(_ body: () async throws(ToxiproxyError) -> T) async throws(ToxicBackendError) -> T {
+        await prepared()
         do {
             return try await body()
         } catch {
             throw error.backendError
         }
+    }
+
+    /// Waits for the ``init(client:logger:ledger:firstUse:)`` step, started by the first caller.
+    private func prepared() async {
+        let task = firstUse.withLock { state -> Task<Void, Never>? in
+            if state.task == nil, let step = state.step { state.task = Task { await step() } }
+            return state.task
+        }
+        await task?.value
     }
 
     // MARK: ToxicBackend

@@ -14,7 +14,7 @@ struct RecoverCommand: AsyncParsableCommand {
             newest first, what the ledgers of dead runs hold — only that: a live run's ledger is never touched. What \
             cannot be undone (a server down) stays in the ledger for the next try. The dead run's journals record the \
             recovery, and a journal left `running` becomes `interrupted`. `faultline run` does this by itself first \
-            for its suite's runs on this machine and for every dead run's leftovers on its Toxiproxy server.
+            for its suite's runs on this machine and for every dead run's leftovers on the Toxiproxy servers it uses.
             Exit codes: 0 nothing left to undo, 1 something could not be undone.
             """)
 

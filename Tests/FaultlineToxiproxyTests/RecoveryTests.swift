@@ -163,6 +163,34 @@ struct RecoveryTests {
         }
     }
 
+    @Test("a server a Chaos Toolkit experiment names (toxiproxy_url) is recovered when the next run first reaches it")
+    func nextRunRecoversNamedServer() async throws {
+        try await closing(TestHTTPServer.start()) { service in
+            try await withStandIn { server, client in
+                let theirs = try await RunTests.preexisting(client)
+                let scratch = try ScratchDirectory()
+                let arguments = ["run", RunTests.chaosToolkitExperiment, "--var", "toxiproxy_url=\(server.url)"]
+                let environment = ["SERVICE_PORT": String(service.port)]
+                let killed = try TestProcess.faultline(arguments + ["--journal-path", "killed.json"], in: scratch, environment: environment)
+                let toxic = await eventually(timeout: .seconds(60)) {
+                    guard killed.isRunning, let proxies = try? await client.proxies() else { return !killed.isRunning }
+                    return proxies.contains { $0.name == "service" && !$0.toxics.isEmpty }
+                }
+                killed.signal(SIGKILL)
+                #expect(await killed.wait() == 128 + SIGKILL)
+                try #require(toxic, "the experiment never had a toxic on the server: \(killed.stdout)\n\(killed.stderr)")
+                #expect(try await client.proxies().count == 2)
+
+                // Without the recovery its create_proxy would meet the dead run's proxy (409).
+                let next = try TestProcess.faultline(arguments + ["--journal-path", "next.json"], in: scratch, environment: environment)
+                #expect(await next.wait() == 0, "\(next.stdout)\n\(next.stderr)")
+                #expect(next.stdout.contains("undone: proxy service on \(server.url): deleted"), "\(next.stdout)")
+                #expect(try await client.proxies() == [theirs])
+                #expect(try Journal.load(path: scratch.path("killed.json")).recovery?.first?.automatic == true)
+            }
+        }
+    }
+
     @Test("a concurrent faultline recover leaves a live run's ledger alone; the run then cleans up and deletes it")
     func liveRunUntouched() async throws {
         try await closing(TestHTTPServer.start()) { service in
