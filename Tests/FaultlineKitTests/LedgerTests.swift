@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
 import FaultlineKit
 import FaultlineTesting
 import Foundation
@@ -55,6 +58,31 @@ struct LedgerTests {
 
     static func undone(among names: [String]) -> [String] { SharedRecovery.undone.withLock { $0 }.filter(names.contains) }
 
+    /// Ends the run's hold on its ledger, as its death would, and waits until the lock is free.
+    static func die(_ ledger: RunLedger) async throws -> [LedgerRecord] {
+        let left = ledger.finish()
+        if let path = ledger.path { try await waitUntilUnlocked((path as NSString).deletingLastPathComponent) }
+        return left
+    }
+
+    /// Waits (at most 30 s) until no ledger in `directory` is locked: a child that another test
+    /// forks at the moment a ledger is closed holds its descriptor, and so its lock, until it execs.
+    static func waitUntilUnlocked(_ directory: String) async throws {
+        func locked(_ name: String) -> Bool {
+            let fd = open((directory as NSString).appendingPathComponent(name), O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return false }
+            defer { close(fd) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return true }
+            flock(fd, LOCK_UN)
+            return false
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).contains(where: locked) {
+            try #require(ContinuousClock.now < deadline, "a ledger in \(directory) stayed locked")
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     @Test("a live run's ledger is left alone; once its process lets go, recovery undoes what is left, newest first, and deletes it")
     func liveThenDead() async throws {
         let fixture = try Fixture()
@@ -72,7 +100,7 @@ struct LedgerTests {
         #expect(Self.undone(among: [a, b, c]).isEmpty)
 
         // Closing the descriptor is what the kernel does when the process dies.
-        #expect(ledger.finish().map(\.summary) == ["thing \(a)", "thing \(c)"])
+        #expect(try await Self.die(ledger).map(\.summary) == ["thing \(a)", "thing \(c)"])
         let report = await fixture.recovery().run()
         #expect(Self.undone(among: [a, b, c]) == [c, a])
         #expect(report.runs.first?.undone == ["thing \(c): undone", "thing \(a): undone"])
@@ -103,7 +131,7 @@ struct LedgerTests {
         let ledger = try RunLedger.create(in: failing.directory, header: LedgerHeader(file: "suite.yaml", profile: nil))
         ledger.record(LeftThing(name: down, server: "http://127.0.0.1:1"))
         ledger.record(LeftThing(name: ok))
-        ledger.finish()
+        _ = try await Self.die(ledger)
 
         let first = await failing.recovery().run()
         #expect(first.failedCount == 1)
@@ -129,7 +157,7 @@ struct LedgerTests {
         ledger.record(LeftThing(name: local))
         ledger.record(LeftThing(name: remote, server: "http://127.0.0.1:8474"))
         ledger.record(LeftThing(name: other, server: "http://127.0.0.1:9999"))
-        ledger.finish()
+        _ = try await Self.die(ledger)
 
         let dry = await fixture.recovery().run(dryRun: true)
         #expect(dry.runs.first?.pending.count == 3)
@@ -151,7 +179,7 @@ struct LedgerTests {
         let fixture = try Fixture()
         let ledger = try RunLedger.create(in: fixture.directory, header: LedgerHeader(file: "suite.yaml", profile: nil))
         ledger.record(LeftThing(name: Self.unique("orphan")))
-        ledger.finish()
+        _ = try await Self.die(ledger)
         let report = await Recovery(registry: PluginRegistry(), directory: fixture.directory).run()
         #expect(report.runs.first?.failed.first?.contains("no plugin registered recovers \"test.thing\"") == true)
         #expect(fixture.ledgers.count == 1)
@@ -184,6 +212,7 @@ struct LedgerTests {
         let ledgerID = try #require(before.ledger)
 
         let directory = LedgerDirectory.path(environment: options.environment)
+        try await Self.waitUntilUnlocked(directory)
         let report = await Recovery(registry: registry, directory: directory).run()
         #expect(report.runs.first?.header.runID == ledgerID)
         #expect(report.runs.first?.journals == [scratch.path("journal.json")])
