@@ -419,7 +419,8 @@ enum FaultMarks {
             // In the ledger before the stop, so a run killed while it holds the process frozen
             // leaves `faultline recover` the CONT to send.
             let ledger = context.resources.ledger
-            let token = ledger.record(StoppedProcess(pid: process.pid, startTime: process.startTime, group: service != nil, command: shortCommand(process)))
+            let entry = StoppedProcess(pid: process.pid, startTime: process.startTime, group: service != nil, command: shortCommand(process))
+            let token = ledger.record(entry)
             context.registerCleanup("resume pid \(process.pid) (\(shortCommand(process))) with SIGCONT") {
                 // Whatever runs it now is the same process: the handle pins it.
                 if !handle.hasExited { _ = Signalling.send(SIGCONT, to: handle, service: service) }

@@ -367,10 +367,12 @@ public final class ToxiproxyBackend: ToxicBackend {
                 var current: ProxyDefinition?
                 var cleared = await attempt { () async throws(ToxiproxyError) in current = try await client.proxy(named: name) }
                 for toxic in current?.toxics ?? [] {
-                    if await !attempt({ () async throws(ToxiproxyError) in try await client.removeToxic(named: toxic.name, from: name) }) { cleared = false }
+                    let removed = await attempt { () async throws(ToxiproxyError) in try await client.removeToxic(named: toxic.name, from: name) }
+                    cleared = cleared && removed
                 }
                 if current?.enabled == false {
-                    if await !attempt({ () async throws(ToxiproxyError) in _ = try await client.updateProxy(named: name, enabled: true) }) { cleared = false }
+                    let enabled = await attempt { () async throws(ToxiproxyError) in _ = try await client.updateProxy(named: name, enabled: true) }
+                    cleared = cleared && enabled
                 }
                 if cleared { ledger.withLock { $0.forgetToxics(on: name) } }
             }

@@ -64,7 +64,7 @@ enum ToxiproxyRecoveries {
             let done = try await body(client)
             await client.shutdown()
             return done
-        } catch where error.code == .notFound {
+        } catch  where error.code == .notFound {
             await client.shutdown()
             return "already gone"
         } catch {
@@ -102,7 +102,8 @@ enum ToxiproxyRecoveries {
     struct RestoreToxic: LedgerRecovery {
         func recover(_ entry: ToxiproxyChangedToxic, context: RecoveryContext) async throws -> String {
             try await withClient(entry.server, context: context) { (client) async throws(ToxiproxyError) in
-                _ = try await client.updateToxic(named: entry.before.name, on: entry.proxy, attributes: entry.before.attributes, toxicity: entry.before.toxicity)
+                _ = try await client.updateToxic(
+                    named: entry.before.name, on: entry.proxy, attributes: entry.before.attributes, toxicity: entry.before.toxicity)
                 return "restored"
             }
         }

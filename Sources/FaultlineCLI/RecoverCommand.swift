@@ -37,7 +37,8 @@ struct RecoverCommand: AsyncParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         let directory = ledgerDir ?? LedgerDirectory.path(environment: environment)
         let scope = RecoveryScope(
-            file: file, profile: profile, servers: server.isEmpty ? nil : Set(server.map(RecoveryScope.normalizedServer)), includesLocal: server.isEmpty)
+            file: file, profile: profile, servers: server.isEmpty ? nil : Set(server.map(RecoveryScope.normalizedServer)),
+            includesLocal: server.isEmpty)
         let report = await Recovery(registry: CommandEnvironment.registry, directory: directory, context: RecoveryContext(environment: environment))
             .run(scope, dryRun: dryRun)
         let t = Terminal.shared
@@ -47,7 +48,10 @@ struct RecoverCommand: AsyncParsableCommand {
             t.write(t.paint("left alone: the ledger of a live run (\(header.file), pid \(header.pid), started \(header.start))", .dim) + "\n")
         }
         if report.failedCount > 0 {
-            t.error(t.paint("warning: ", .yellow) + "\(report.failedCount) thing\(report.failedCount == 1 ? "" : "s") could not be undone and stay in the ledger; run faultline recover again")
+            t.error(
+                t.paint("warning: ", .yellow)
+                    + "\(report.failedCount) thing\(report.failedCount == 1 ? "" : "s") could not be undone and stay in the ledger; run faultline recover again"
+            )
             throw ExitCode(1)
         }
     }

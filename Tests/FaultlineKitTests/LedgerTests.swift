@@ -206,7 +206,9 @@ struct LedgerTests {
         options.journalPath = scratch.path("journal.json")
         let runner = SuiteRunner(registry: registry)
         let result = await runner.run(try runner.load(path: file, options: options))
-        #expect(result.teardownProblems.contains { $0.contains("thing \(name)") && $0.contains("faultline recover retries") }, "\(result.teardownProblems)")
+        #expect(
+            result.teardownProblems.contains { $0.contains("thing \(name)") && $0.contains("faultline recover retries") },
+            "\(result.teardownProblems)")
         let before = try Journal.load(path: scratch.path("journal.json"))
         #expect(before.status == .completed)
         let ledgerID = try #require(before.ledger)

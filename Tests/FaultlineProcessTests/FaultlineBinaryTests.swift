@@ -100,7 +100,8 @@ struct FaultlineBinaryTests {
         faultline.signal(SIGKILL)
         #expect(await faultline.wait() == 128 + SIGKILL)
         // Nothing of faultline runs now: only the guardian can stop the services.
-        #expect(await eventually(timeout: .seconds(30)) { ["api", "daemon", "forker"].allSatisfy { liveProcesses(containing: "\(token)-\($0)").isEmpty } })
+        let services = ["api", "daemon", "forker"].map { "\(token)-\($0)" }
+        #expect(await eventually(timeout: .seconds(30)) { services.allSatisfy { liveProcesses(containing: $0).isEmpty } })
         #expect(
             await eventually(timeout: .seconds(30)) {
                 guardians.allSatisfy { guardian in !liveProcesses(containing: "faultline-guardian").contains { $0.pid == guardian.pid } }
@@ -154,7 +155,8 @@ struct FaultlineBinaryTests {
 
         let recover = try TestProcess.faultline(["recover"], in: directory)
         #expect(await recover.wait() == 0, "\(recover.stdout)\n\(recover.stderr)")
-        #expect(recover.stdout.contains("undone: pid \(target.pid) (\(target.executable) \(number)) stopped with SIGSTOP: resumed with SIGCONT"), "\(recover.stdout)")
+        let thawed = "undone: pid \(target.pid) (\(target.executable) \(number)) stopped with SIGSTOP: resumed with SIGCONT"
+        #expect(recover.stdout.contains(thawed), "\(recover.stdout)")
         #expect(await eventually { SystemProcess.read(target.pid)?.isStopped == false })
         #expect(liveProcesses(containing: token).isEmpty)
         let journal = try Journal.load(path: directory.path("journals/01-freezes.json"))

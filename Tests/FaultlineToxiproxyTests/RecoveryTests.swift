@@ -79,7 +79,9 @@ struct RecoveryTests {
         return run
     }
 
-    @Test("SIGKILL leaves the run's faults on the server; faultline recover removes them, only them, and the journal says so", arguments: Point.allCases)
+    @Test(
+        "SIGKILL leaves the run's faults on the server; faultline recover removes them, only them, and the journal says so", arguments: Point.allCases
+    )
     func recoverAfterKill(point: Point) async throws {
         try await closing(TestHTTPServer.start()) { service in
             try await withStandIn { server, client in

@@ -85,7 +85,8 @@ public struct RecoveryScope: Sendable {
     }
 
     func matches(_ header: LedgerHeader) -> Bool {
-        (file.map { URL(fileURLWithPath: $0).standardizedFileURL.path == header.absoluteFile } ?? true) && (profile.map { $0 == header.profile } ?? true)
+        (file.map { URL(fileURLWithPath: $0).standardizedFileURL.path == header.absoluteFile } ?? true)
+            && (profile.map { $0 == header.profile } ?? true)
     }
 
     func matches(_ record: LedgerRecord) -> Bool {
@@ -128,7 +129,8 @@ public struct RecoveryReport: Sendable {
             let header = run.header
             let verb = run.pending.isEmpty ? "recovered" : "would recover"
             lines.append(
-                "\(verb) what a dead run left: \(header.file)\(header.profile.map { " --profile \($0)" } ?? ""), pid \(header.pid), started \(header.start)")
+                "\(verb) what a dead run left: \(header.file)\(header.profile.map { " --profile \($0)" } ?? ""), pid \(header.pid), started \(header.start)"
+            )
             lines += run.undone.map { "  undone: \($0)" }
             lines += run.failed.map { "  not undone (kept in \(run.path)): \($0)" }
             lines += run.pending.map { "  would undo: \($0)" }
@@ -205,7 +207,8 @@ public struct Recovery: Sendable {
                 continue
             }
             guard let recovery = registry.recoveries[record.kind] else {
-                run.failed.append("\(record.summary): no plugin registered recovers \"\(record.kind)\" entries; run faultline with the plugin that made it")
+                run.failed.append(
+                    "\(record.summary): no plugin registered recovers \"\(record.kind)\" entries; run faultline with the plugin that made it")
                 continue
             }
             do {
@@ -279,4 +282,3 @@ struct LedgerContents {
         return contents
     }
 }
-

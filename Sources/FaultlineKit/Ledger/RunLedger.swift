@@ -75,14 +75,17 @@ public final class RunLedger: Sendable {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw LedgerError("cannot create the ledger directory \(directory): \(error.localizedDescription); set \(LedgerDirectory.variable) to a writable directory")
+            throw LedgerError(
+                "cannot create the ledger directory \(directory): \(error.localizedDescription); set \(LedgerDirectory.variable) to a writable directory"
+            )
         }
         let name = header.runID + LedgerDirectory.suffix
         let temporary = (directory as NSString).appendingPathComponent(".\(name).new")
         let path = (directory as NSString).appendingPathComponent(name)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
-            throw LedgerError("cannot create the ledger \(temporary): \(String(cString: strerror(errno))); set \(LedgerDirectory.variable) to a writable directory")
+            throw LedgerError(
+                "cannot create the ledger \(temporary): \(String(cString: strerror(errno))); set \(LedgerDirectory.variable) to a writable directory")
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0, LedgerLine.append(.header(header), to: fd, sync: true), rename(temporary, path) == 0 else {
             let reason = String(cString: strerror(errno))

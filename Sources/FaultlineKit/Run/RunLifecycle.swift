@@ -59,8 +59,8 @@ struct RunLifecycle {
         result.teardownProblems = await teardown.run()
         let left = ledger.finish()
         if !left.isEmpty, let path = ledger.path {
-            result.teardownProblems.append(
-                "\(left.count) thing\(left.count == 1 ? "" : "s") the run could not undo stay\(left.count == 1 ? "s" : "") in its ledger \(path) (\(left.map(\.summary).joined(separator: "; "))); faultline recover retries")
+            let what = left.map(\.summary).joined(separator: "; ")
+            result.teardownProblems.append("what the run could not undo stays in its ledger \(path) (\(what)); faultline recover retries")
         }
 
         // Reports, also after an interrupt.
@@ -94,7 +94,8 @@ struct RunLifecycle {
     /// the run goes on, unprotected against a kill, as it says.
     private func openLedger(_ plan: RunPlan) async -> RunLedger {
         let directory = LedgerDirectory.path(environment: plan.options.environment)
-        let recovery = Recovery(registry: registry, directory: directory, context: RecoveryContext(environment: plan.options.environment, logger: logger))
+        let context = RecoveryContext(environment: plan.options.environment, logger: logger)
+        let recovery = Recovery(registry: registry, directory: directory, context: context)
         let report = await recovery.run(RecoveryScope(file: plan.suite.file, servers: []), automatic: true)
         for line in report.lines { observer.handle(.setupStep(line)) }
         do {
