@@ -213,7 +213,7 @@ public struct Recovery: Sendable {
             }
             do {
                 let done = try await recovery.body(record, context)
-                _ = LedgerLine.append(.drop(id: id), to: fd, sync: false)
+                _ = LedgerLine.append(.drop(id: id), to: fd)
                 run.undone.append("\(record.summary): \(done)")
             } catch {
                 run.failed.append("\(record.summary): \(error)")
@@ -227,7 +227,7 @@ public struct Recovery: Sendable {
         }
         guard !run.undone.isEmpty || !run.failed.isEmpty else { return run }
         let note = RecoveryNote(at: .now(), by: getpid(), automatic: automatic, undone: run.undone, failed: run.failed)
-        if !run.removed { _ = LedgerLine.append(.recovered(note), to: fd, sync: true) }
+        if !run.removed { _ = LedgerLine.append(.recovered(note), to: fd) }
         for journal in Set(contents.journals).sorted() where Self.record(note, header: header, in: journal) {
             run.journals.append(journal)
         }

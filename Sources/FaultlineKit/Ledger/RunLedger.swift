@@ -36,10 +36,12 @@ public struct LedgerToken: Sendable, Hashable {
 /// file as it changes, so that `faultline recover` can undo it after the run was killed.
 ///
 /// The file is a line of JSON per change, appended with one `write` (so a kill never tears a
-/// line; the page cache outlives the process). An entry on a server is also flushed to disk with
-/// `fdatasync` (2–3 ms here), since it outlives a crash of this machine too; one on this machine
-/// (a process) does not, as the machine's crash ends it anyway. While the run lives it
-/// holds an exclusive `flock` on the file; the kernel releases it when the process dies however
+/// line; the page cache outlives the process). After an entry on a server is written, a thread of
+/// the ledger's own flushes the file to disk (`fdatasync`: 2–3 ms, more on a busy disk, so never
+/// on the tasks that run providers), since that entry outlives a crash of this machine too; one
+/// on this machine (a process) needs no flush, as the machine's crash ends it anyway.
+///
+/// While the run lives it holds an exclusive `flock` on the file; the kernel releases it when the process dies however
 /// it dies, so a ledger whose lock can be taken belongs to a dead run — no pid is trusted.
 /// A run that ends having undone everything deletes its ledger.
 ///
@@ -50,12 +52,17 @@ public final class RunLedger: Sendable {
     /// The run's ledger id (``LedgerHeader/runID``); nil for a ledger kept in memory.
     public let id: String?
     private let state: Mutex<State>
+    /// Flushes the file off the cooperative pool, through a descriptor of its own (which shares
+    /// the lock, so the lock outlives ``finish()`` until the last flush).
+    private let syncer = DispatchQueue(label: "faultline ledger sync")
+    private let syncFD: Int32
 
     private struct State {
         var fd: Int32
         var nextID = 1
         var entries: [Int: LedgerRecord] = [:]
         var closed = false
+        var syncPending = false
     }
 
     /// A ledger kept in memory only.
@@ -65,6 +72,9 @@ public final class RunLedger: Sendable {
         self.path = path
         self.id = id
         state = Mutex(State(fd: fd))
+        // Close-on-exec like the first: a child that inherited either would hold the lock after
+        // the run died.
+        syncFD = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1
     }
 
     /// Creates the ledger of a new run in `directory` and locks it for the life of this process.
@@ -87,13 +97,27 @@ public final class RunLedger: Sendable {
             throw LedgerError(
                 "cannot create the ledger \(temporary): \(String(cString: strerror(errno))); set \(LedgerDirectory.variable) to a writable directory")
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0, LedgerLine.append(.header(header), to: fd, sync: true), rename(temporary, path) == 0 else {
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, LedgerLine.append(.header(header), to: fd), rename(temporary, path) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
             unlink(temporary)
             throw LedgerError("cannot write the ledger \(path): \(reason)")
         }
-        return RunLedger(path: path, id: header.runID, fd: fd)
+        let ledger = RunLedger(path: path, id: header.runID, fd: fd)
+        ledger.state.withLock { ledger.scheduleSync(&$0) }
+        return ledger
+    }
+
+    /// Asks the sync thread for a flush, unless one is already waiting to start.
+    private func scheduleSync(_ state: inout State) {
+        guard syncFD >= 0, !state.syncPending else { return }
+        state.syncPending = true
+        let fd = syncFD
+        syncer.async { [self] in
+            // Cleared first: a line written during this flush asks for another.
+            self.state.withLock { $0.syncPending = false }
+            _ = fdatasync(fd)
+        }
     }
 
     /// Records an entry before the run acts, and returns its token.
@@ -104,7 +128,10 @@ public final class RunLedger: Sendable {
             let id = state.nextID
             state.nextID += 1
             state.entries[id] = record
-            if state.fd >= 0 { _ = LedgerLine.append(.put(id: id, record), to: state.fd, sync: record.server != nil) }
+            if state.fd >= 0 {
+                _ = LedgerLine.append(.put(id: id, record), to: state.fd)
+                if record.server != nil { scheduleSync(&state) }
+            }
             return LedgerToken(id: id)
         }
     }
@@ -115,7 +142,10 @@ public final class RunLedger: Sendable {
         state.withLock { state in
             guard state.entries[token.id] != nil else { return }
             state.entries[token.id] = record
-            if state.fd >= 0 { _ = LedgerLine.append(.put(id: token.id, record), to: state.fd, sync: record.server != nil) }
+            if state.fd >= 0 {
+                _ = LedgerLine.append(.put(id: token.id, record), to: state.fd)
+                if record.server != nil { scheduleSync(&state) }
+            }
         }
     }
 
@@ -125,14 +155,14 @@ public final class RunLedger: Sendable {
         state.withLock { state in
             guard state.entries.removeValue(forKey: token.id) != nil else { return }
             // No sync: a removal lost to a power cut only makes recovery undo again what is gone.
-            if state.fd >= 0 { _ = LedgerLine.append(.drop(id: token.id), to: state.fd, sync: false) }
+            if state.fd >= 0 { _ = LedgerLine.append(.drop(id: token.id), to: state.fd) }
         }
     }
 
     /// Notes a journal of the run, so that a recovery records itself there.
     public func noteJournal(_ path: String) {
         state.withLock { state in
-            if state.fd >= 0 { _ = LedgerLine.append(.journal(path), to: state.fd, sync: false) }
+            if state.fd >= 0 { _ = LedgerLine.append(.journal(path), to: state.fd) }
         }
     }
 
@@ -152,9 +182,11 @@ public final class RunLedger: Sendable {
             state.closed = true
             if state.fd >= 0 {
                 if left.isEmpty, let path { unlink(path) }
-                // Closing the descriptor releases the lock.
+                // Closing the descriptors releases the lock.
                 close(state.fd)
                 state.fd = -1
+                let fd = syncFD
+                syncer.async { close(fd) }
             }
             return left
         }
@@ -264,13 +296,12 @@ enum LedgerLine: Codable {
 
     /// Appends the line with one `write`, so that a kill never leaves half of it.
     /// - Returns: whether it was written.
-    static func append(_ line: LedgerLine, to fd: Int32, sync: Bool) -> Bool {
+    static func append(_ line: LedgerLine, to fd: Int32) -> Bool {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard var data = try? encoder.encode(line) else { return false }
         data.append(UInt8(ascii: "\n"))
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if sync { _ = fdatasync(fd) }
         return written == data.count
     }
 }
