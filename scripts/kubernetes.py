@@ -102,7 +102,7 @@ def containerignore_excludes(path, patterns):
 class Image:
     """What the Containerfile puts where, read from its COPY instructions and their sources."""
 
-    def __init__(self, build):
+    def __init__(self):
         self.entrypoint = None
         self.copies = []  # (source in the build context, its path in the image)
         arguments = {}
@@ -114,7 +114,7 @@ class Image:
         for keyword, rest in containerfile_instructions():
             if keyword == "ARG":
                 name, _, default = rest.partition("=")
-                arguments[name] = build if name == "BUILD" else default
+                arguments[name] = default
             elif keyword == "ENTRYPOINT":
                 self.entrypoint = json.loads(rest)
             elif keyword in ("COPY", "ADD"):
@@ -416,7 +416,7 @@ def check(arguments):
     for binary in binaries.values():
         if not os.access(binary, os.X_OK):
             sys.exit(f"scripts/kubernetes: {binary} is missing; build it first")
-    image = Image(arguments.build)
+    image = Image()
     resources = load(arguments.manifests)
     check_pods(resources, image, lambda program: [binaries[program]])
     check_services(resources)
