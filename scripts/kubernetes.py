@@ -558,6 +558,8 @@ class Pod:
 
 
 def smoke(arguments):
+    if os.geteuid() != 0:
+        sys.exit("scripts/kubernetes: the smoke test runs as root (rootful podman; nsenter into the pods' network namespace)")
     resources = load(arguments.manifests)
     data = config_data(resources)
     for path, workload in resources:
