@@ -83,7 +83,7 @@ public struct ProcessSelection: Codable, Sendable, Equatable {
         }
         var problems: [ArgumentError] = []
         if let pid, pid <= 0 { problems.append(ArgumentError("pid", "pid must be a positive number, found \(pid)")) }
-        if let port, !(1...65535).contains(port) { problems.append(ArgumentError("port", "port must be between 1 and 65535, found \(port)")) }
+        if let port, !HostPort.Role.connect.ports.contains(port) { problems.append(ArgumentError("port", "port must be between 1 and 65535, found \(port)")) }
         if let name, name.isEmpty || name.contains("/") {
             problems.append(ArgumentError("name", "name is an executable name without a path, found \"\(name)\"", hint: "to match a path, use pattern"))
         }

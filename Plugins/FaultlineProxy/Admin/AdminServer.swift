@@ -47,7 +47,7 @@ public final class AdminServer: Sendable {
 
     private init(channel: any Channel) {
         self.channel = channel
-        address = channel.localAddress.map(HostPort.format) ?? "?"
+        address = channel.localAddress.map { HostPort($0).description } ?? "?"
     }
 
     /// Binds the admin API.

@@ -166,7 +166,7 @@ public final class ProxyServer: Sendable {
             throw ToxiproxyWording.listenFailure(at: nil, "lookup \(host): no such host")
         }
         // Go names the address it tried to bind: resolved, or `:port` when no host was given.
-        let tried = host.isEmpty ? ":\(port)" : HostPort.format(resolved)
+        let tried = host.isEmpty ? ":\(port)" : HostPort(resolved).description
         let runtime = proxy.runtime
         if !relays.isEmpty {
             let fd: Int32
@@ -179,7 +179,7 @@ public final class ProxyServer: Sendable {
             runtime.setAccepting(true)
             for relay in relays { await relay.add(RelayListener(fd: fd, runtime: runtime), exclusive: relays.count > 1) }
             proxy.listener = .relay(fd)
-            proxy.listen = HostPort.format(address)
+            proxy.listen = HostPort(address).description
             return
         }
         runtime.setAccepting(true)
@@ -200,7 +200,7 @@ public final class ProxyServer: Sendable {
         do {
             let channel = try await bootstrap.bind(to: resolved).get()
             proxy.listener = .nio(channel)
-            if let address = channel.localAddress { proxy.listen = HostPort.format(address) }
+            if let address = channel.localAddress { proxy.listen = HostPort(address).description }
         } catch {
             runtime.setAccepting(false)
             throw ToxiproxyWording.listenFailure(at: tried, Self.describe(error))
@@ -256,9 +256,9 @@ public final class ProxyServer: Sendable {
 
     /// Whether two listen addresses name the same place (`localhost:x` is `127.0.0.1:x`).
     static func sameAddress(_ a: String, _ b: String) -> Bool {
-        guard let (hostA, portA) = HostPort.split(a), let (hostB, portB) = HostPort.split(b), portA != 0 else { return false }
+        guard let a = try? HostPort(parsing: a, role: .listen), let b = try? HostPort(parsing: b, role: .listen), a.port != 0 else { return false }
         func canonical(_ host: String) -> String { host == "localhost" ? "127.0.0.1" : host }
-        return portA == portB && canonical(hostA) == canonical(hostB)
+        return a.port == b.port && canonical(a.host) == canonical(b.host)
     }
 
     public func deleteProxy(named name: String) async throws(ProxyError) {
