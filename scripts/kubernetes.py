@@ -19,6 +19,7 @@ import resource
 import secrets
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,11 +48,20 @@ JOB_ORDER = ["faultline-demo-suite", "faultline-orders-suite", "faultline-load",
 # The whole demo suite runs in `swift test` and .ci/run; in the image its baseline shows the baked
 # suite, the demo binary and the results directory work.
 SMOKE_EXTRA_ARGUMENTS = {"faultline-demo-suite": ["--only", "baseline"]}
+# How long the smoke test waits for one podman command, and for one Job's pods (at most its
+# activeDeadlineSeconds): a podman that hangs on a fresh machine fails the test, naming the command.
+PODMAN_SECONDS = 120
+JOB_SECONDS = 600
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 PROGRAMS = {"faultline", "faultline-demo"}
 
 problems = []
 notes = set()
+
+
+class SmokeFailure(RuntimeError):
+    """What stops the smoke test at once (podman cannot run or does not answer): printed as one
+    line, after the containers are removed."""
 
 
 def problem(where, text):
@@ -246,7 +256,11 @@ def help_flags(run, program, subcommand, cache):
     no such subcommand."""
     key = (program, subcommand)
     if key not in cache:
-        result = subprocess.run(run(program) + [subcommand, "--help"], capture_output=True, text=True)
+        command = run(program) + [subcommand, "--help"]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=PODMAN_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise SmokeFailure(f"{' '.join(command)} did not finish in {PODMAN_SECONDS} s")
         cache[key] = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", result.stdout)) | {"--help"} if result.returncode == 0 else None
     return cache[key]
 
@@ -436,7 +450,7 @@ class Pod:
         self.label = f"faultline-smoke={os.getpid()}"
         self.directory = directory
         self.options = self.runnable_options()
-        self.net = f"faultline-smoke-{os.getpid()}"
+        self.net = self.name("net")
         self.entrypoint = json.loads(self.podman("image", "inspect", "--format", "{{json .Config.Entrypoint}}", image).stdout)
         arguments = ["run", "-d", "--name", self.net, "--label", self.label, *self.options, "--entrypoint", "/bin/sleep"]
         for host in hosts:
@@ -445,10 +459,18 @@ class Pod:
         self.pid = int(self.podman("inspect", "--format", "{{.State.Pid}}", self.net).stdout)
 
     @staticmethod
-    def podman(*arguments, check=True, **options):
-        result = subprocess.run(["podman", *arguments], capture_output=True, text=True, **options)
+    def name(base):
+        """A container's name in this run: two smoke tests on one machine do not collide."""
+        return f"faultline-smoke-{os.getpid()}-{base}"
+
+    @staticmethod
+    def podman(*arguments, check=True, timeout=PODMAN_SECONDS):
+        try:
+            result = subprocess.run(["podman", *arguments], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SmokeFailure(f"podman {' '.join(arguments)} did not finish in {timeout} s (is podman's storage locked by another run?)")
         if check and result.returncode != 0:
-            raise RuntimeError(f"podman {' '.join(arguments)}: {result.stderr.strip()}")
+            raise SmokeFailure(f"podman {' '.join(arguments)}: {result.stderr.strip()}")
         return result
 
     def runnable_options(self):
@@ -463,13 +485,14 @@ class Pod:
         options = ["--runtime", "runc", "--ulimit", f"nofile={files}:{files}", "--ulimit", f"nproc={processes}:{processes}"]
         result = self.podman("run", "--rm", *options, self.image, "--version", check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"podman cannot run {self.image} here: {result.stderr.strip()}")
+            raise SmokeFailure(f"podman cannot run {self.image} here, even with {' '.join(options)}: {result.stderr.strip()}")
         print(f"scripts/kubernetes: podman runs containers here with {' '.join(options)}")
         return options
 
     def start(self, name, container, spec, data, environment, extra_arguments=()):
         """Starts one container of a pod spec as Kubernetes would, in this network namespace."""
         security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
+        name = self.name(name)
         arguments = ["run", "-d", "--name", name, "--label", self.label, "--network", f"container:{self.net}", *self.options]
         if "runAsUser" in security:
             arguments += ["--user", f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}"]
@@ -497,6 +520,7 @@ class Pod:
         argv = [expand(token, environment) for token in argv_of(container, self.entrypoint)] + list(extra_arguments)
         arguments += ["--entrypoint", json.dumps(argv[:1]), self.image, *argv[1:]]
         self.podman(*arguments)
+        return name
 
     def volume(self, volume, data, security):
         """The host directory standing in for a volume: ConfigMap and Secret files, a claim's
@@ -524,7 +548,11 @@ class Pod:
 
     def inside(self, code):
         """Runs Python code in the pod's network namespace; returns its standard output."""
-        result = subprocess.run(["nsenter", f"--net=/proc/{self.pid}/ns/net", sys.executable, "-c", code], capture_output=True, text=True)
+        try:
+            result = subprocess.run(["nsenter", f"--net=/proc/{self.pid}/ns/net", sys.executable, "-c", code], capture_output=True, text=True,
+                                    timeout=30)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError("no answer in 30 s")
         if result.returncode != 0:
             raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed")
         return result.stdout
@@ -551,10 +579,21 @@ class Pod:
         result = self.podman("logs", name, check=False)
         return (result.stdout + result.stderr).strip()
 
-    def remove(self):
-        names = self.podman("ps", "-a", "--filter", f"label={self.label}", "--format", "{{.Names}}", check=False).stdout.split()
-        if names:
-            self.podman("rm", "-f", "-t", "0", *names, check=False)
+    @classmethod
+    def remove(cls):
+        """Removes every container this run started (also when starting the pod failed half way)."""
+        try:
+            names = cls.podman("ps", "-a", "--filter", f"label=faultline-smoke={os.getpid()}", "--format", "{{.Names}}", check=False).stdout.split()
+            # The containers that share the network container's namespace first: podman does not
+            # remove a container others depend on, even in the same command.
+            net = cls.name("net")
+            for batch in ([name for name in names if name != net], [name for name in names if name == net]):
+                if batch:
+                    result = cls.podman("rm", "-f", "-t", "0", *batch, check=False)
+                    if result.returncode != 0:
+                        print(f"scripts/kubernetes: podman rm {' '.join(batch)}: {result.stderr.strip()}", file=sys.stderr)
+        except SmokeFailure as failure:
+            print(f"scripts/kubernetes: the smoke test's containers may be left: {failure}", file=sys.stderr)
 
 
 def smoke(arguments):
@@ -581,7 +620,13 @@ def smoke(arguments):
 
     directory = tempfile.mkdtemp(prefix="faultline-smoke-")
     os.chmod(directory, 0o755)
-    pod, started, ran = None, [], []
+    started, ran = [], []
+
+    # A time limit (timeout(1) in .ci/run) stops the test with SIGTERM: the containers go too.
+    def stopped(number, frame):
+        raise SmokeFailure("SIGTERM (a time limit?) before it finished")
+
+    signal.signal(signal.SIGTERM, stopped)
     try:
         pod = Pod(arguments.image, hosts, directory)
         run_image_checks(pod)
@@ -591,9 +636,11 @@ def smoke(arguments):
         check_sidecars(pod, resources, data)
         check_results(pod, resources, ran, started, directory)
         stop_long_running(pod, containers)
+    except SmokeFailure as failure:
+        problem(arguments.image, f"the smoke test stopped: {failure}")
     finally:
-        if pod:
-            pod.remove()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        Pod.remove()
         if arguments.keep:
             print(f"scripts/kubernetes: the volumes are in {directory}")
         else:
@@ -627,8 +674,7 @@ def start_long_running(pod, resources, data):
             continue
         name = workload["metadata"]["name"]
         for container in spec.get("initContainers", []) + spec.get("containers", []):
-            container_name = f"{name}-{container['name']}"
-            pod.start(container_name, container, spec, data, {})
+            container_name = pod.start(f"{name}-{container['name']}", container, spec, data, {})
             containers.append((workload, container, container_name))
             ports = {p["name"]: p["containerPort"] for p in container.get("ports", []) if "name" in p}
             for kind in ("startupProbe", "readinessProbe"):
@@ -644,7 +690,7 @@ def stop_long_running(pod, containers):
     first; faultline and faultline-demo, each its container's process 1, must exit 0 in time."""
     for workload, container, container_name in reversed(containers):
         grace = pod_spec(workload).get("terminationGracePeriodSeconds", 30)
-        pod.podman("stop", "-t", str(grace), container_name, check=False)
+        pod.podman("stop", "-t", str(grace), container_name, check=False, timeout=grace + PODMAN_SECONDS)
         status = pod.podman("inspect", "--format", "{{.State.ExitCode}}", container_name, check=False).stdout.strip()
         if os.path.basename(argv_of(container, pod.entrypoint)[0]) in PROGRAMS and status != "0":
             problem(name_of(workload), f"{container['name']} exited with {status} on SIGTERM, not 0:\n{pod.logs(container_name)[-2000:]}")
@@ -670,15 +716,19 @@ def run_jobs(pod, resources, data):
         completions = job["spec"].get("completions", 1)
         names, began = [], time.monotonic()
         for index in range(completions):
-            container_name = f"{name}-{index}"
             environment = {"JOB_COMPLETION_INDEX": str(index)} if indexed else {}
-            pod.start(container_name, container, spec, data, environment, extra_arguments=SMOKE_EXTRA_ARGUMENTS.get(name, []))
-            names.append(container_name)
-        deadline = job["spec"].get("activeDeadlineSeconds", 600)
+            names.append(pod.start(f"{name}-{index}", container, spec, data, environment, extra_arguments=SMOKE_EXTRA_ARGUMENTS.get(name, [])))
+        deadline = began + min(job["spec"].get("activeDeadlineSeconds", JOB_SECONDS), JOB_SECONDS)
         for container_name in names:
-            result = pod.podman("wait", container_name, check=False, timeout=deadline)
-            status = result.stdout.strip()
-            if status != "0":
+            seconds = max(1, round(deadline - time.monotonic()))
+            try:
+                result = pod.podman("wait", container_name, check=False, timeout=seconds)
+                status = result.stdout.strip()
+            except SmokeFailure:
+                status = None
+            if status is None:
+                problem(f"{path}: {name_of(job)}", f"{container_name} did not finish in {JOB_SECONDS} s:\n{pod.logs(container_name)[-4000:]}")
+            elif status != "0":
                 problem(f"{path}: {name_of(job)}", f"{container_name} exited with {status or result.stderr.strip()}:\n{pod.logs(container_name)[-4000:]}")
         print(f"scripts/kubernetes: {name_of(job)}: {len(names)} pod(s) ran in {time.monotonic() - began:.0f} s")
         ran.append(name_of(job))
@@ -754,8 +804,13 @@ def check_results(pod, resources, ran, started, directory):
         for container in reader["spec"]["containers"]:
             for mount in container.get("volumeMounts", []):
                 # What `kubectl cp POD:PATH .` runs in the container.
-                result = subprocess.run(f"podman exec {reader['metadata']['name']}-{container['name']} tar cf - {mount['mountPath']} | tar tf -",
-                                        shell=True, capture_output=True, text=True)
+                reader_name = pod.name(f"{reader['metadata']['name']}-{container['name']}")
+                try:
+                    result = subprocess.run(f"podman exec {reader_name} tar cf - {mount['mountPath']} | tar tf -",
+                                            shell=True, capture_output=True, text=True, timeout=PODMAN_SECONDS)
+                except subprocess.TimeoutExpired:
+                    problem(f"{path}: {name_of(reader)}", f"tar cf - {mount['mountPath']} (kubectl cp) did not finish in {PODMAN_SECONDS} s")
+                    continue
                 if result.returncode != 0 or not any(line.endswith(".json") for line in result.stdout.splitlines()):
                     problem(f"{path}: {name_of(reader)}", f"tar cf - {mount['mountPath']} (kubectl cp) gave no journals: {result.stderr.strip()}")
 
