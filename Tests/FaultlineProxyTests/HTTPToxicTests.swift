@@ -2,6 +2,7 @@ import FaultlineKit
 import FaultlineNetwork
 import FaultlineProxy
 import FaultlineTestSupport
+import FaultlineTesting
 import Foundation
 import NIOCore
 import NIOPosix
@@ -266,6 +267,108 @@ struct HTTPToxicTests {
             await #expect(throws: ProxyError.self) { try await f.add("http_abort", ["status": 42]) }
             await #expect(throws: ProxyError.self) { try await f.add("http_headers", ["header_value": "x", "set": ["A": "b"]]) }
             await #expect(throws: ProxyError.self) { try await f.add("http_body", [:]) }
+        }
+    }
+}
+
+@Suite("HTTP toxics on live connections, upgrades and the shipped binary")
+struct HTTPToxicLiveTests {
+    /// One request over an open socket; the response head and body as text (by Content-Length).
+    static func roundTrip(_ socket: TestSocket, _ request: String) throws -> String {
+        try socket.send(request)
+        var received: [UInt8] = []
+        while true {
+            let text = String(decoding: received, as: UTF8.self)
+            if let end = text.range(of: "\r\n\r\n") {
+                let head = text[..<end.lowerBound].lowercased()
+                let length =
+                    head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }.flatMap {
+                        Int($0.dropFirst(15).trimmingCharacters(in: .whitespaces))
+                    } ?? 0
+                if received.count >= text.utf8.distance(from: text.startIndex, to: end.upperBound) + length { return text }
+            }
+            let (bytes, end) = socket.receive(count: 1)
+            if bytes.isEmpty { throw TestFailure("connection ended (\(String(describing: end))) after \(text)") }
+            received += bytes
+        }
+    }
+
+    @Test("a toxic added while a keep-alive connection is open applies from its next request", arguments: DataPath.allCases)
+    func liveAdd(path: DataPath) async throws {
+        try await closing(try await TestNginx.start()) { nginx in
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+            let server = ProxyServer(toxicTypes: ProxyFixture.toxicTypes, seed: 1, group: group, relay: path == .relay)
+            let proxy = try await server.createProxy(name: "web", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(nginx.port)")
+            let port = proxy.listenPort!
+            let socket = try await blocking { try TestSocket(port: port) }
+            let request = "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+            let before = try await blocking { try Self.roundTrip(socket, request) }
+            _ = try await server.addToxic(ProxyServer.ToxicRequest(type: "http_abort", stream: "upstream", attributes: ["status": 503]), to: "web")
+            let during = try await blocking { try Self.roundTrip(socket, request) }
+            try await server.removeToxic(named: "http_abort_upstream", from: "web")
+            let after = try await blocking { try Self.roundTrip(socket, request) }
+            socket.close()
+            await server.shutdown()
+            try await group.shutdownGracefully()
+            #expect(before.hasPrefix("HTTP/1.1 200 OK") && before.hasSuffix("hello from nginx\n"))
+            #expect(during.hasPrefix("HTTP/1.1 503 Service Unavailable"), "\(during)")
+            #expect(after.hasPrefix("HTTP/1.1 200 OK"), "\(after)")
+        }
+    }
+
+    @Test("after 101 Switching Protocols the connection is a tunnel: nothing in it is answered by HTTP toxics")
+    func upgrade() async throws {
+        let switching = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        try await withProxyFixture(.reply(switching), path: .nio) { fixture in
+            try await fixture.addToxic("http_abort", stream: "upstream", ["status": 503, "path": "/x"])
+            let socket = try await fixture.connect()
+            defer { socket.close() }
+            let (first, second) = try await blocking { () throws -> (String, String) in
+                try socket.send("GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                let first = String(decoding: socket.receive(count: switching.utf8.count).0, as: UTF8.self)
+                // Inside the tunnel, bytes that look like a matching request go to the server.
+                try socket.send("GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+                let second = String(decoding: socket.receive(count: switching.utf8.count).0, as: UTF8.self)
+                return (first, second)
+            }
+            #expect(first == switching)
+            #expect(second == switching)
+            #expect(fixture.server.toxicReport(named: "http_abort_upstream", on: "test") == "affected 0 of 0 matching requests")
+        }
+    }
+
+    @Test("faultline run: the load probe through an http_abort toxic sees the requests it affected, as the journal counts them")
+    func loadProbeThroughBinary() async throws {
+        try await closing(try await TestNginx.start()) { nginx in
+            let scratch = try ScratchDirectory(prefix: "faultline-http-run")
+            let suite = try scratch.write(
+                "suite.yaml",
+                """
+                name: http load
+                seed: 11
+                proxies:
+                  - {name: web, upstream: "127.0.0.1:\(nginx.port)"}
+                experiments:
+                  - title: a fifth of the requests fail
+                    method:
+                      - type: action
+                        name: flaky
+                        provider: {type: toxic, proxy: web, toxic: http_abort, stream: upstream, toxicity: 0.2, attributes: {status: 503}}
+                      - type: probe
+                        name: load
+                        provider: {type: http.load, url: "http://127.0.0.1:${proxies.web.port}/", users: 4, iterations: 50}
+                """)
+            let process = try TestProcess.faultline(["run", suite, "--journal-path", scratch.path("journals")], in: scratch)
+            #expect(await process.wait() == 0, "\(process.stdout)\(process.stderr)")
+            // A suite writes one journal per experiment into the directory.
+            let file = try #require(try FileManager.default.contentsOfDirectory(atPath: scratch.path("journals")).first { $0.hasSuffix(".json") })
+            let journal = try Journal.load(path: scratch.path("journals/\(file)"))
+            let load = try #require(journal.run.first { $0.name == "load" }?.output)
+            let failed = try #require(load["overall"]?["failed"]?.intValue)
+            #expect(load["overall"]?["count"] == 200)
+            #expect(failed > 10 && failed < 80)
+            let label = try #require(journal.faults.first?.label)
+            #expect(label.hasSuffix("— affected \(failed) of 200 matching requests"), "\(label)")
         }
     }
 }
