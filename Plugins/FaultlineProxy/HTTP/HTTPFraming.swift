@@ -120,6 +120,18 @@ struct HTTPFraming {
                 role == .request ? "the client's first bytes are not an HTTP/1.x request" : "the server's bytes are not an HTTP/1.x response",
                 input.readSlice(length: input.readableBytes)!)
         }
+        // The usual case, a whole head in one read: sliced from the read, not copied.
+        if start == 0, let end = Self.headEnd(in: input, from: 0) {
+            let raw = input.readSlice(length: end)!
+            guard let head = parse(raw) else {
+                var all = raw
+                all.writeImmutableBuffer(input)
+                input.moveReaderIndex(forwardBy: input.readableBytes)
+                state = .opaque
+                return .notHTTP("malformed HTTP/1.x head", all)
+            }
+            return head
+        }
         // Look for the blank line from a few bytes before the new ones (it may straddle reads).
         pending.writeImmutableBuffer(input)
         let scanFrom = max(0, start - 3)
@@ -201,10 +213,9 @@ struct HTTPFraming {
     }
 
     private mutating func parse(_ raw: ByteBuffer) -> Event? {
-        // Lines by LF bytes (a String would take CR LF as one character), without their CR.
-        var lines = raw.readableBytesView.split(separator: 10, omittingEmptySubsequences: false).map { line -> Substring in
-            Substring(String(decoding: line.last == 13 ? line.dropLast() : line, as: UTF8.self))
-        }
+        // One string, split at line ends (CR LF is one Character, a newline like LF).
+        let text = String(decoding: raw.readableBytesView, as: UTF8.self)
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         while let first = lines.first, first.isEmpty { lines.removeFirst() }
         guard let startLine = lines.first else { return nil }
         var headers: [HTTPHeaderField] = []
