@@ -183,6 +183,19 @@ struct HTTPToxicTests {
         }
     }
 
+    @Test("http_reset upstream cuts a request in its body: the client sees the connection reset, other paths pass")
+    func resetMidRequest() async throws {
+        let upstream = try await TestHTTPServer.start()
+        try await closing(try await Fixture(upstreamPort: upstream.port)) { f in
+            try await f.add("http_reset", stream: "upstream", ["body_bytes": 100, "method": "POST"])
+            let cut = try await Self.curl(["--data-binary", String(repeating: "x", count: 50_000), "\(f.url)/echo"])
+            #expect(cut.status == 56 || cut.status == 52, "curl exit \(cut.status)")  // recv failure (reset) / empty reply
+            #expect(upstream.count("/echo") == 0)
+            #expect(try await Self.curl(["\(f.url)/ok"]).output == "hello")
+        }
+        await upstream.close()
+    }
+
     @Test("http_headers edits requests (upstream) and responses (downstream)")
     func headers() async throws {
         try await closing(try await Fixture()) { f in
