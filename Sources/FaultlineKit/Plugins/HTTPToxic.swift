@@ -109,7 +109,7 @@ public struct HTTPToxicRequest: Sendable, Equatable {
     }
 
     /// The target's path, without the query.
-    public var path: Substring { target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "" }
+    public var path: Substring { target[..<(target.utf8.firstIndex(of: UInt8(ascii: "?")) ?? target.endIndex)] }
 
     /// The first value of a header field (case-insensitive name).
     public func header(_ name: String) -> String? {
