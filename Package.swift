@@ -126,7 +126,7 @@ let package = Package(
         .target(
             name: "FaultlineTestSupport",
             dependencies: [
-                "FaultlineKit", "FaultlineTesting", "FaultlineProcess",
+                "FaultlineKit", "FaultlineTesting", "FaultlineProcess", "FaultlineNetwork",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

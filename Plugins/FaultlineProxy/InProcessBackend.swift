@@ -98,6 +98,8 @@ public struct InProcessBackend: ToxicBackend {
 
     public func shutdown() async { await server.shutdown() }
 
+    public func toxicReport(named name: String, on proxy: String) async -> String? { server.toxicReport(named: name, on: proxy) }
+
     private func translate<T>(_ context: String, _ body: () throws(ProxyError) -> T) throws -> T {
         do {
             return try body()

@@ -11,6 +11,11 @@ public enum ProxyPlugin: FaultlinePlugin {
     public static let toxics: [any Toxic.Type] = [
         LatencyToxic.self, BandwidthToxic.self, SlowCloseToxic.self, TimeoutToxic.self, ResetPeerToxic.self, SlicerToxic.self,
         LimitDataToxic.self, NoopToxic.self,
+    ] + httpToxics
+
+    /// The HTTP toxics: Faultline's own, run by the in-process proxy only (a Toxiproxy server has none).
+    public static let httpToxics: [any Toxic.Type] = [
+        HTTPAbortToxic.self, HTTPLatencyToxic.self, HTTPResetToxic.self, HTTPHeadersToxic.self, HTTPBodyToxic.self,
     ]
 
     public static func register(into registry: inout PluginRegistry) {

@@ -47,6 +47,12 @@ enum ToxiproxyActivities {
 
         static func validate(_ arguments: Arguments, registry: PluginRegistry) throws {
             try AddToxicAction.validate(arguments.inner, registry: registry)
+            if let descriptor = registry.toxics[arguments.inner.toxic],
+                let reason = ToxiproxyBackendFactory().cannotRun(descriptor, limitedToClients: arguments.inner.clients != nil)
+            {
+                let key = arguments.inner.clients != nil && !descriptor.isHTTP ? "clients" : "toxic"
+                throw ArgumentError(key, "a Toxiproxy server cannot run this toxic: \(reason)")
+            }
         }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {

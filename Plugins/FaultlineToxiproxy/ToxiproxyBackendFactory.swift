@@ -43,6 +43,12 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
 
     public init() {}
 
+    public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? {
+        if toxic.isHTTP { return "\(toxic.type) is an HTTP toxic, and a Toxiproxy server runs byte-stream toxics only" }
+        if limitedToClients { return "clients: conditions are Faultline's, and a Toxiproxy server applies a toxic to every client" }
+        return nil
+    }
+
     public func validate(options: SourceNode?, sink: DiagnosticSink) {
         guard let options else { return }
         let parsed: Options

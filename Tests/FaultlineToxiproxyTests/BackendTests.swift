@@ -129,6 +129,30 @@ struct BackendTests {
         #expect(errors.contains { $0.hasPrefix("suite.yaml:5:38: unknown key \"ulr\" (did you mean \"url\"?)") }, "\(errors)")
         #expect(errors.contains { $0.hasPrefix("suite.yaml:5:66: timeout must be a number of seconds above 0") }, "\(errors)")
     }
+
+    @Test("HTTP toxics and client conditions are refused at load under a Toxiproxy profile, naming it")
+    func httpToxicsRefused() throws {
+        let suite = """
+            name: http faults
+            experiments:
+              - title: t
+                method:
+                  - {type: action, name: a, provider: {type: toxic, proxy: p, toxic: http_abort, attributes: {status: 503}}}
+                  - {type: action, name: b, provider: {type: toxic, proxy: p, toxic: latency, clients: [10.0.0.0/8]}}
+            profiles:
+              local: {default: true}
+              staging: {toxics: {backend: toxiproxy, url: "http://127.0.0.1:1"}}
+            """
+        #expect(try validationErrors(suite, profiles: ["local"]).isEmpty)
+        let errors = try validationErrors(suite, profiles: ["staging"])
+        #expect(
+            errors.contains {
+                $0.hasPrefix(
+                    "suite.yaml:5:74: profile \"staging\" uses the toxiproxy toxic backend, which cannot run this toxic: http_abort is an HTTP toxic, and a Toxiproxy server runs byte-stream toxics only"
+                )
+            }, "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("suite.yaml:6:") && $0.contains("clients: conditions are Faultline's") }, "\(errors)")
+    }
 }
 
 /// Runs a suite written from text in-process, with the real plugins.

@@ -276,10 +276,18 @@ public struct AdminAPI: Sendable {
             // Toxiproxy first decodes the attributes into a no-op toxic, before it knows the type.
             throw ToxiproxyWording.attributesNotObject(attributes, owner: "ToxicWrapper", target: "toxics.NoopToxic")
         }
+        var clients: [String]?
+        if let value = present(ToxiproxyWording.field(body, "clients")) {
+            let texts = value.arrayValue?.compactMap(\.stringValue)
+            guard let texts, texts.count == value.arrayValue?.count else {
+                throw ProxyError(.badRequest, "bad request body: clients must be a list of addresses or CIDR blocks")
+            }
+            clients = texts
+        }
         return ProxyServer.ToxicRequest(
             name: ToxiproxyWording.field(body, "name")?.stringValue, type: ToxiproxyWording.field(body, "type")?.stringValue ?? "",
             stream: ToxiproxyWording.field(body, "stream")?.stringValue, toxicity: present(ToxiproxyWording.field(body, "toxicity"))?.doubleValue,
-            attributes: attributes)
+            attributes: attributes, clients: clients)
     }
 
     // MARK: Encoding
@@ -300,10 +308,16 @@ public struct AdminAPI: Sendable {
     /// A toxic as Toxiproxy writes it (attributes first, toxicity a float that prints `1`, not `1.0`).
     public static func encode(_ toxic: ToxicDefinition) -> Value {
         let toxicity: Value = toxic.toxicity.rounded() == toxic.toxicity && abs(toxic.toxicity) < 1e15 ? .int(Int(toxic.toxicity)) : .double(toxic.toxicity)
-        return [
+        var encoded: Value = [
             "attributes": toxic.attributes, "name": .string(toxic.name), "type": .string(toxic.type), "stream": .string(toxic.stream.rawValue),
             "toxicity": toxicity,
         ]
+        // Faultline's condition is shown only when set, so Toxiproxy clients see Toxiproxy's fields.
+        if let clients = toxic.clients, case .object(var object) = encoded {
+            object["clients"] = .array(clients.map { .string($0) })
+            encoded = .object(object)
+        }
+        return encoded
     }
 
     private static func json(_ status: Int, _ value: Value) -> Response {

@@ -63,6 +63,9 @@ final class Link {
     private var heldBytes = 0
     private var pausingStages = 0
     private var needsFlush = false
+    /// The connection's HTTP session when it carries HTTP toxics: it reads the source's bytes
+    /// before the stages do.
+    var http: HTTPSession?
 
     init(direction: ToxicStream, connection: ProxyConnection, counters: DirectionCounters) {
         self.direction = direction
@@ -78,7 +81,9 @@ final class Link {
     func receive(_ buffer: ByteBuffer) {
         counters.received.add(UInt64(buffer.readableBytes), ordering: .relaxed)
         guard !isDead else { return }
-        if activeStages == 0 {
+        if let http {
+            http.receive(buffer, from: direction)
+        } else if activeStages == 0 {
             write(buffer)
         } else {
             deliver(ToxicChunk(payload: BufferPayload(buffer: buffer), receivedAt: now), from: 0)
@@ -89,7 +94,7 @@ final class Link {
         guard !sourceEnded else { return }
         sourceEnded = true
         guard !isDead else { return }
-        deliverEnd(from: 0)
+        if let http { http.sourceReachedEnd(direction) } else { deliverEnd(from: 0) }
         afterEvent()
     }
 
@@ -247,6 +252,7 @@ final class Link {
     func kill() {
         guard !isDead else { return }
         isDead = true
+        http?.kill()
         for slot in slots where slot.stage != nil {
             slot.detach()
         }

@@ -24,6 +24,10 @@ final class ProxyConnection {
     private(set) var number: UInt64 = 0
     private(set) var upstream: Link!
     private(set) var downstream: Link!
+    /// Set once the connection carries an HTTP toxic.
+    private(set) var http: HTTPSession?
+    /// The client's IP address bytes, for toxics limited to some clients.
+    private var clientAddress: [UInt8]?
     private var client: ChannelHandlerContext?
     private var server: ChannelHandlerContext?
     private var clientHandler: SideHandler?
@@ -136,9 +140,9 @@ final class ProxyConnection {
         }
         registered = true
         number = registration.number
+        clientAddress = client?.channel.remoteAddress.flatMap(Self.addressBytes)
         for toxic in registration.toxics {
-            let roll = ToxicRoll(seed: runtime.seed, proxy: runtime.name, toxic: toxic.definition.name, connection: number)
-            (toxic.definition.stream == .upstream ? upstream : downstream).add(toxic, roll: roll)
+            add(toxic, midStream: handover != nil)
         }
         if let server = handover?.server {
             connect(serverBootstrap().withConnectedSocket(server))
@@ -331,17 +335,73 @@ final class ProxyConnection {
 
     // MARK: Toxic changes from the control plane
 
+    /// Runs a toxic on this connection: a byte toxic in its stream's chain, an HTTP toxic in the
+    /// connection's HTTP session (made on first need).
+    /// - Parameter midStream: bytes may have crossed already, so HTTP parsing waits for a request.
+    private func add(_ toxic: ActiveToxic, midStream: Bool) {
+        guard toxic.applies(toClient: clientAddress) else { return }
+        if toxic.isHTTP {
+            if http == nil {
+                let session = HTTPSession(connection: self, midStream: midStream)
+                http = session
+                upstream.http = session
+                downstream.http = session
+            }
+            http?.add(toxic)
+            return
+        }
+        let roll = ToxicRoll(seed: runtime.seed, proxy: runtime.name, toxic: toxic.definition.name, connection: number)
+        (toxic.definition.stream == .upstream ? upstream : downstream).add(toxic, roll: roll)
+    }
+
+    /// The 4 or 16 bytes of an IP socket address.
+    static func addressBytes(_ address: SocketAddress) -> [UInt8]? {
+        switch address {
+        case .v4(let v4):
+            return withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
+        case .v6(let v6):
+            return withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+        default:
+            return nil
+        }
+    }
+
+    /// Resets both sides once what was written so far has reached the sockets (an HTTP toxic cuts
+    /// a message after some of its bytes).
+    func resetAfterPendingWrites() {
+        guard !closing else { return }
+        closing = true
+        upstream.kill()
+        downstream.kill()
+        let contexts = [client, server].compactMap { $0 }
+        let bound = NIOLoopBound(self, eventLoop: eventLoop)
+        let flushed = contexts.map { context -> EventLoopFuture<Void> in
+            let promise = eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(NIOAny(ByteBuffer()), promise: promise)
+            return promise.futureResult
+        }
+        EventLoopFuture.andAllComplete(flushed, on: eventLoop).whenComplete { _ in
+            bound.value.resetSide(.client)
+            bound.value.resetSide(.server)
+        }
+    }
+
     func apply(_ change: ToxicChange) {
         guard registered else { return }
         switch change {
         case .add(let toxic):
-            let roll = ToxicRoll(seed: runtime.seed, proxy: runtime.name, toxic: toxic.definition.name, connection: number)
-            (toxic.definition.stream == .upstream ? upstream : downstream).add(toxic, roll: roll)
+            add(toxic, midStream: true)
         case .update(let toxic):
-            (toxic.definition.stream == .upstream ? upstream : downstream).update(toxic)
+            if toxic.isHTTP {
+                http?.update(toxic)
+            } else {
+                (toxic.definition.stream == .upstream ? upstream : downstream).update(toxic)
+            }
         case .remove(let name, let stream):
+            http?.remove(named: name)
             (stream == .upstream ? upstream : downstream).remove(named: name)
         case .removeAll:
+            for rule in http?.rules ?? [] { http?.remove(named: rule.name) }
             upstream.removeAll()
             downstream.removeAll()
         }

@@ -7,6 +7,34 @@ import Synchronization
 struct ActiveToxic: Sendable {
     var definition: ToxicDefinition
     var prepared: PreparedToxic
+    /// For an HTTP toxic: what it did across the proxy's connections (kept across updates).
+    let httpCounters: HTTPToxicCounters?
+
+    /// The `clients` condition, parsed; nil applies the toxic to every client.
+    let clients: [ClientNetwork]?
+
+    init(definition: ToxicDefinition, prepared: PreparedToxic, keeping previous: ActiveToxic? = nil) throws(ProxyError) {
+        self.definition = definition
+        self.prepared = prepared
+        httpCounters = prepared.http == nil ? nil : previous?.httpCounters ?? HTTPToxicCounters()
+        do {
+            clients = try definition.clients.map { try [ClientNetwork](parsing: $0) }
+        } catch let error as ArgumentError {
+            throw ProxyError(.badRequest, "invalid clients: \(error.message)")
+        } catch {
+            throw ProxyError(.badRequest, "invalid clients: \(error)")
+        }
+    }
+
+    /// Whether the toxic applies to a client at `peer` (its address bytes; nil when unknown, as
+    /// for a Unix socket: only an unconditional toxic applies).
+    func applies(toClient peer: [UInt8]?) -> Bool {
+        guard let clients else { return true }
+        guard let peer else { return false }
+        return clients.contains { $0.contains(peer) }
+    }
+
+    var isHTTP: Bool { prepared.http != nil }
 }
 
 /// A change to a proxy's toxics, applied to every live connection on its loop.

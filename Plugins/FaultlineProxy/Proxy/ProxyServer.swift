@@ -92,6 +92,12 @@ public final class ProxyServer: Sendable {
     }
 
     /// Open connections of a proxy (for tests and metrics).
+    /// What an HTTP toxic did so far (requests affected, connections it could not parse); nil for
+    /// a byte toxic or one that is gone.
+    public func toxicReport(named name: String, on proxy: String) -> String? {
+        runtime(of: proxy)?.toxic(named: name)?.httpCounters?.summary
+    }
+
     public func openConnections(of proxy: String) throws(ProxyError) -> Int {
         try managed(proxy).runtime.openConnections
     }
@@ -408,9 +414,14 @@ public final class ProxyServer: Sendable {
         /// nil means 1.
         public var toxicity: Double?
         public var attributes: Value?
+        /// Faultline's condition: addresses or CIDR blocks of the clients it applies to.
+        public var clients: [String]?
 
-        public init(name: String? = nil, type: String, stream: String? = nil, toxicity: Double? = nil, attributes: Value? = nil) {
+        public init(
+            name: String? = nil, type: String, stream: String? = nil, toxicity: Double? = nil, attributes: Value? = nil, clients: [String]? = nil
+        ) {
             self.name = name
+            self.clients = clients
             self.type = type
             self.stream = stream
             self.toxicity = toxicity
@@ -439,8 +450,10 @@ public final class ProxyServer: Sendable {
         guard let descriptor = toxicTypes[request.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
         if names.contains(name) { throw ProxyError(.conflict, "toxic already exists") }
         let prepared = try Self.prepare(descriptor, request.attributes ?? .object([:]))
-        return ActiveToxic(
-            definition: ToxicDefinition(name: name, type: request.type, stream: stream, toxicity: request.toxicity ?? 1, attributes: prepared.attributes),
+        return try ActiveToxic(
+            definition: ToxicDefinition(
+                name: name, type: request.type, stream: stream, toxicity: request.toxicity ?? 1, attributes: prepared.attributes,
+                clients: request.clients),
             prepared: prepared)
     }
 
@@ -458,8 +471,9 @@ public final class ProxyServer: Sendable {
                 prepared = try Self.prepare(descriptor, toxic.attributes)
             }
             let name = toxic.name.isEmpty ? "\(toxic.type)_\(toxic.stream.rawValue)" : toxic.name
-            let definition = ToxicDefinition(name: name, type: toxic.type, stream: toxic.stream, toxicity: toxic.toxicity, attributes: prepared.attributes)
-            return try await self.append(ActiveToxic(definition: definition, prepared: prepared), to: proxy)
+            let definition = ToxicDefinition(
+                name: name, type: toxic.type, stream: toxic.stream, toxicity: toxic.toxicity, attributes: prepared.attributes, clients: toxic.clients)
+            return try await self.append(try ActiveToxic(definition: definition, prepared: prepared), to: proxy)
         }
     }
 
@@ -494,7 +508,7 @@ public final class ProxyServer: Sendable {
             var definition = current.definition
             definition.attributes = prepared.attributes
             if let toxicity { definition.toxicity = toxicity }
-            let toxic = ActiveToxic(definition: definition, prepared: prepared)
+            let toxic = try ActiveToxic(definition: definition, prepared: prepared, keeping: current)
             let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
                 guard let index = toxics.firstIndex(where: { $0.definition.name == name }) else { throw .toxicNotFound }
                 toxics[index] = toxic

@@ -67,6 +67,12 @@ public struct ActivityContext: Sendable {
         run.endFault(id: id)
     }
 
+    /// Marks the end of a fault window and adds what the fault did to its label (`… — affected
+    /// 12 of 40 matching requests`).
+    public func endFault(_ id: String, note: String?) {
+        run.endFault(id: id, note: note)
+    }
+
     /// Creates a context for tests and for providers used outside an experiment.
     public static func standalone(
         name: String = "activity", kind: ActivityKind = .probe, configuration: [String: Value] = [:],
@@ -166,9 +172,11 @@ final class RunState: Sendable {
         return id
     }
 
-    func endFault(id: String) {
+    func endFault(id: String, note: String? = nil) {
         state.withLock { s in
-            if let index = s.faults.lastIndex(where: { $0.id == id && $0.end == nil }) { s.faults[index].end = Timestamp.now() }
+            guard let index = s.faults.lastIndex(where: { $0.id == id && $0.end == nil }) else { return }
+            s.faults[index].end = Timestamp.now()
+            if let note, !note.isEmpty { s.faults[index].label += " — \(note)" }
         }
     }
 

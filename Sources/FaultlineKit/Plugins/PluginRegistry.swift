@@ -274,6 +274,8 @@ public struct ToxicDescriptor: Sendable {
     public let type: String
     public let summary: String
     public let attributeHelp: [String: String]
+    /// Whether the type acts on HTTP requests (an ``HTTPToxic``) rather than bytes.
+    public let isHTTP: Bool
     let schemaMaker: @Sendable () -> ArgumentSchema
     /// The one place attributes are decoded, validated and encoded back with their defaults.
     let preparer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?, _ locate: Bool) throws -> PreparedToxic
@@ -282,6 +284,7 @@ public struct ToxicDescriptor: Sendable {
         type = T.type
         summary = T.summary
         attributeHelp = T.attributeHelp
+        isHTTP = T.self is any HTTPToxic.Type
         schemaMaker = { ArgumentSchema.of(T.Attributes.self, help: T.attributeHelp) }
         preparer = { node, path, sink, locate in
             let attributes = try NodeDecoder().decode(T.Attributes.self, from: node, path: path, sink: sink)
@@ -292,7 +295,8 @@ public struct ToxicDescriptor: Sendable {
             }
             return PreparedToxic(
                 type: T.type, attributes: try ValueEncoder().encode(attributes), typed: attributes,
-                stageMaker: { random in T.makeStage(attributes, random: random) })
+                stageMaker: { random in T.makeStage(attributes, random: random) },
+                http: (T.self as? any HTTPToxic.Type).map { HTTPToxicRule($0, attributes) })
         }
     }
 
@@ -334,9 +338,27 @@ public struct PreparedToxic: Sendable {
     /// The toxic's typed `Attributes`, for ``ToxicStage/update(_:link:)``.
     public let typed: any Sendable
     let stageMaker: @Sendable (SeededRandom) -> any ToxicStage
+    /// For an ``HTTPToxic``: what it matches and does per request; nil for a byte-stream toxic.
+    public let http: HTTPToxicRule?
 
     /// Makes a stage for one link (on the link's thread).
     public func makeStage(random: SeededRandom) -> any ToxicStage { stageMaker(random) }
+}
+
+/// An ``HTTPToxic`` with its attributes bound: what a proxy asks per request.
+public struct HTTPToxicRule: Sendable {
+    /// The requests the toxic may act on.
+    public let match: HTTPRequestMatch
+    private let faultMaker: @Sendable (HTTPToxicRequest, inout SeededRandom) -> HTTPFault
+
+    init<H: HTTPToxic>(_ type: H.Type, _ attributes: Any) {
+        let attributes = attributes as! H.Attributes
+        match = H.match(attributes)
+        faultMaker = { request, random in H.fault(attributes, request: request, random: &random) }
+    }
+
+    /// The toxic's fault for one request it applies to.
+    public func fault(for request: HTTPToxicRequest, random: inout SeededRandom) -> HTTPFault { faultMaker(request, &random) }
 }
 
 extension ArgumentError {

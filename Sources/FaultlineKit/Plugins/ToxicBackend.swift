@@ -39,11 +39,16 @@ public struct ToxicDefinition: Sendable, Codable, Equatable {
     /// definition did so (the `toxic` action): a backend that runs toxics itself uses them instead
     /// of decoding again. Not part of the definition's identity, and never encoded.
     public var prepared: PreparedToxic?
+    /// Faultline's condition (Toxiproxy has none): the toxic applies only to connections from
+    /// these addresses or CIDR blocks; nil applies it to every client. Only the in-process proxy
+    /// can honour it.
+    public var clients: [String]?
 
-    enum CodingKeys: String, CodingKey { case name, type, stream, toxicity, attributes }
+    enum CodingKeys: String, CodingKey { case name, type, stream, toxicity, attributes, clients }
 
     public init(
-        name: String, type: String, stream: ToxicStream = .downstream, toxicity: Double = 1, attributes: Value = .object([:]), prepared: PreparedToxic? = nil
+        name: String, type: String, stream: ToxicStream = .downstream, toxicity: Double = 1, attributes: Value = .object([:]),
+        prepared: PreparedToxic? = nil, clients: [String]? = nil
     ) {
         self.name = name
         self.type = type
@@ -51,10 +56,12 @@ public struct ToxicDefinition: Sendable, Codable, Equatable {
         self.toxicity = toxicity
         self.attributes = attributes
         self.prepared = prepared
+        self.clients = clients
     }
 
     public static func == (a: ToxicDefinition, b: ToxicDefinition) -> Bool {
         a.name == b.name && a.type == b.type && a.stream == b.stream && a.toxicity == b.toxicity && a.attributes == b.attributes
+            && a.clients == b.clients
     }
 }
 
@@ -90,6 +97,14 @@ public protocol ToxicBackend: Sendable {
     func reset() async throws
     /// Releases the backend's resources at the end of the run.
     func shutdown() async
+    /// One line on what a toxic has done so far, for its fault window in the journal and reports
+    /// (the in-process proxy counts the requests an HTTP toxic affected); nil when the backend
+    /// does not count. Never fails: a toxic or proxy gone is nil.
+    func toxicReport(named name: String, on proxy: String) async -> String?
+}
+
+extension ToxicBackend {
+    public func toxicReport(named name: String, on proxy: String) async -> String? { nil }
 }
 
 /// Errors every backend reports the same way.
@@ -121,10 +136,14 @@ public protocol ToxicBackendFactory: Sendable {
     func makeBackend(options: SourceNode?, context: BackendContext) async throws -> any ToxicBackend
     /// Checks `options` at load time.
     func validate(options: SourceNode?, sink: DiagnosticSink)
+    /// Why the backend cannot run a toxic of this type (or one limited to some `clients`); nil
+    /// when it can. Checked at load for every `type: toxic` activity of a run that uses the backend.
+    func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String?
 }
 
 extension ToxicBackendFactory {
     public func validate(options: SourceNode?, sink: DiagnosticSink) {}
+    public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? { nil }
 }
 
 /// What a backend factory gets to build a backend.

@@ -73,7 +73,8 @@ extension ActivityContext {
         beginFault(
             ([added.type] + attributes).joined(separator: " ") + " on \(proxy) (\(added.stream.rawValue))\(toxicity)", id: faultID)
         registerCleanup("remove toxic \(added.name) from \(proxy)") {
-            defer { self.endFault(faultID) }
+            let note = await backend.toxicReport(named: added.name, on: proxy)
+            defer { self.endFault(faultID, note: note) }
             do {
                 try await backend.removeToxic(named: added.name, from: proxy)
             } catch ToxicBackendError.notFound {
@@ -87,6 +88,7 @@ extension ActivityContext {
     /// - Returns: false when it was already gone (not a failure).
     public func removeToxic(named name: String, from proxy: String, on backend: any ToxicBackend) async throws -> Bool {
         var removed = true
+        let note = await backend.toxicReport(named: name, on: proxy)
         do {
             try await backend.removeToxic(named: name, from: proxy)
         } catch ToxicBackendError.notFound {
@@ -94,7 +96,7 @@ extension ActivityContext {
         } catch let error as ToxicBackendError {
             throw ActivityFailure("\(backend.description): \(error)")
         }
-        endFault(ToxicFault.toxic(proxy, name))
+        endFault(ToxicFault.toxic(proxy, name), note: note)
         return removed
     }
 
@@ -215,11 +217,13 @@ public struct AddToxicAction: Action, RegistryValidating {
     public static let summary = "Add a network fault (latency, bandwidth, timeout, …) to a proxy until the experiment ends"
     public static let argumentHelp = [
         "proxy": "the proxy's name (from the suite's proxies: or a proxy.create action)",
-        "toxic": "toxic type: latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, or a plugin's",
+        "toxic":
+            "toxic type: latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, http_abort, http_latency, http_reset, http_headers, http_body, or a plugin's",
         "attributes": "the toxic's attributes, in Toxiproxy's names and units (see faultline plugins)",
         "stream": "downstream (server → client) or upstream (client → server)",
-        "toxicity": "probability 0…1 that the toxic applies to a connection, rolled once per connection",
+        "toxicity": "probability 0…1 that the toxic applies to a connection, rolled once per connection (HTTP toxics: per request)",
         "name": "the toxic's name (default <toxic>_<stream>), for toxic.update and toxic.remove",
+        "clients": "only connections from these addresses or CIDR blocks (e.g. [127.0.0.1, 10.0.0.0/8, ::1]); default every client",
     ]
 
     public struct Arguments: Codable, Sendable {
@@ -229,19 +233,25 @@ public struct AddToxicAction: Action, RegistryValidating {
         public var stream: ToxicStream
         public var toxicity: Double
         public var name: String?
+        /// Addresses or CIDR blocks of the clients the toxic applies to; nil: every client.
+        public var clients: [String]?
         /// The attributes decoded and validated against the toxic type when the activity was
         /// prepared; the toxic carries them to the backend, which need not decode them again.
         public var prepared: PreparedToxic?
 
-        enum CodingKeys: String, CodingKey { case proxy, toxic, attributes, stream, toxicity, name }
+        enum CodingKeys: String, CodingKey { case proxy, toxic, attributes, stream, toxicity, name, clients }
 
-        public init(proxy: String, toxic: String, attributes: Value = .object([:]), stream: ToxicStream = .downstream, toxicity: Double = 1, name: String? = nil) {
+        public init(
+            proxy: String, toxic: String, attributes: Value = .object([:]), stream: ToxicStream = .downstream, toxicity: Double = 1,
+            name: String? = nil, clients: [String]? = nil
+        ) {
             self.proxy = proxy
             self.toxic = toxic
             self.attributes = attributes
             self.stream = stream
             self.toxicity = toxicity
             self.name = name
+            self.clients = clients
         }
 
         public init(from decoder: any Decoder) throws {
@@ -252,6 +262,7 @@ public struct AddToxicAction: Action, RegistryValidating {
             stream = try c.decodeIfPresent(ToxicStream.self, forKey: .stream) ?? .downstream
             toxicity = try c.decodeIfPresent(Double.self, forKey: .toxicity) ?? 1
             name = try c.decodeIfPresent(String.self, forKey: .name)
+            clients = try c.decodeIfPresent([String].self, forKey: .clients)
         }
 
         /// The toxic's name on the proxy.
@@ -259,7 +270,8 @@ public struct AddToxicAction: Action, RegistryValidating {
 
         /// The toxic to add.
         public var definition: ToxicDefinition {
-            ToxicDefinition(name: toxicName, type: toxic, stream: stream, toxicity: toxicity, attributes: attributes, prepared: prepared)
+            ToxicDefinition(
+                name: toxicName, type: toxic, stream: stream, toxicity: toxicity, attributes: attributes, prepared: prepared, clients: clients)
         }
     }
 
@@ -268,6 +280,7 @@ public struct AddToxicAction: Action, RegistryValidating {
     public static func validate(_ arguments: Arguments) throws {
         try validateToxicity(arguments.toxicity)
         if arguments.name?.isEmpty == true { throw ArgumentError("name", "name must not be empty") }
+        if let clients = arguments.clients { _ = try [ClientNetwork](parsing: clients) }
     }
 
     public static func validate(_ arguments: Arguments, registry: PluginRegistry) throws {

@@ -126,6 +126,26 @@ public struct ToxicBackendExtension: RunExtension {
         return (backend, options.flatMap { try? substitution.substitute($0, path: path, sink: sink) })
     }
 
+    /// Reports every `type: toxic` activity of `experiment` whose toxic the profile's backend
+    /// cannot run (an HTTP toxic on a Toxiproxy server), at the activity's `toxic:`.
+    static func checkToxics(_ experiment: Experiment, profile: Suite.Profile?, registry: PluginRegistry, sink: DiagnosticSink) {
+        let backend = profile?.extensionSections["toxics"]?["backend"]?.stringValue ?? registry.defaultToxicBackend
+        guard let backend, let factory = registry.toxicBackends[backend] else { return }
+        let activities = (experiment.hypothesis?.probes ?? []) + experiment.method + experiment.rollbacks
+        for activity in activities where activity.provider.type == AddToxicAction.type {
+            let arguments = activity.provider.arguments
+            guard let type = arguments["toxic"]?.stringValue, let descriptor = registry.toxics[type],
+                let reason = factory.cannotRun(descriptor, limitedToClients: arguments["clients"] != nil)
+            else { continue }
+            let owner = profile.map { "profile \"\($0.name)\" uses" } ?? "this run uses"
+            let diagnostic = Diagnostic(
+                "\(owner) the \(backend) toxic backend, which cannot run this toxic: \(reason)",
+                at: arguments["toxic"]?.location ?? activity.location, path: activity.provider.path.appending("toxic"),
+                hint: "run it with a profile whose toxics backend is inprocess (the default)")
+            sink.report(diagnostic)
+        }
+    }
+
     static func backendOptions(_ toxics: SourceNode?) -> SourceNode? {
         guard let toxics, let members = toxics.members else { return nil }
         return SourceNode(.object(members.filter { $0.key != "backend" }), at: toxics.location)

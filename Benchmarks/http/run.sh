@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# The HTTP-aware proxy against nginx, all on loopback, in one run (issue 16):
+#   direct          wrk → nginx
+#   nginx proxy     wrk → nginx proxy_pass (HTTP/1.1, upstream keep-alive) → nginx
+#   faultline       wrk → faultline proxy with an http_abort toxic that matches nothing → nginx
+#   faultline 10%   wrk → faultline proxy with http_abort toxicity 0.1 (503 for ~10 % of requests) → nginx
+# Requests/s with keep-alive connections and the p50/p99 each adds to direct, with ratios.
+# Goal: faultline ≥ nginx proxy_pass, and ≥ 0.7× direct.
+#
+#   Benchmarks/http/run.sh [--duration S] [--connections N] [--threads N]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration=10
+connections=64
+threads=2
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) duration=$2; shift 2 ;;
+        --connections) connections=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+if ! command -v wrk >/dev/null || [ ! -x "$nginx" ]; then
+    apt-get update -qq && apt-get install -y -qq wrk nginx-light
+    nginx=$(command -v nginx || echo /usr/sbin/nginx)
+fi
+swift build -c release --product faultline >/dev/null
+
+scratch=$(mktemp -d /tmp/faultline-http-bench.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# nginx: `$1` is a name, `$2` the workers, `$3` the server block's body.
+start_nginx() {
+    local dir="$scratch/$1"
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<EOF
+worker_processes $2;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp;
+    proxy_temp_path $dir/tmp;
+    keepalive_requests 1000000;
+    upstream origin { server 127.0.0.1:$origin_port; keepalive 128; }
+    server {
+        listen 127.0.0.1:$4;
+        $3
+    }
+}
+EOF
+    "$nginx" -p "$dir" -c "$dir/nginx.conf" &
+    pids+=($!)
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
+
+origin_port=$(free_port)
+pass_port=$(free_port)
+start_nginx origin 1 'location / { default_type text/plain; return 200 "hello from nginx\n"; }' "$origin_port"
+start_nginx reverse 1 'location / { proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection ""; }' "$pass_port"
+wait_port "$origin_port"
+wait_port "$pass_port"
+
+.build/release/faultline proxy --port 0 --seed 1 >"$scratch/proxy.out" 2>"$scratch/proxy.err" &
+pids+=($!)
+for _ in $(seq 1 200); do grep -q "API on" "$scratch/proxy.out" 2>/dev/null && break; sleep 0.05; done
+api=$(sed -n 's/.*API on \(http:\/\/[^ ]*\).*/\1/p' "$scratch/proxy.out")
+[ -n "$api" ] || { echo "faultline proxy did not start: $(cat "$scratch/proxy.err")" >&2; exit 1; }
+create() { curl -sf -X POST "$api/proxies" -d "{\"name\":\"$1\",\"listen\":\"127.0.0.1:0\",\"upstream\":\"127.0.0.1:$origin_port\"}" | sed -n 's/.*"listen":"127.0.0.1:\([0-9]*\)".*/\1/p'; }
+nomatch_port=$(create nomatch)
+abort_port=$(create abort)
+curl -sf -X POST "$api/proxies/nomatch/toxics" -d '{"type":"http_abort","stream":"upstream","attributes":{"status":503,"path":"/never"}}' >/dev/null
+curl -sf -X POST "$api/proxies/abort/toxics" -d '{"type":"http_abort","stream":"upstream","toxicity":0.1,"attributes":{"status":503}}' >/dev/null
+
+# wrk's figure in microseconds, from `50%  1.23ms` style lines.
+micros() {
+    awk -v key="$1" '$1 == key { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); print v } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v * 1000 } else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000000 } }'
+}
+
+declare -A rps p50 p99 non2xx
+measure() {
+    local name=$1 port=$2 out
+    wrk -t"$threads" -c"$connections" -d1s "http://127.0.0.1:$port/" >/dev/null   # warm up
+    out=$(wrk -t"$threads" -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$port/")
+    rps[$name]=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+    p50[$name]=$(echo "$out" | micros "50%")
+    p99[$name]=$(echo "$out" | micros "99%")
+    non2xx[$name]=$(echo "$out" | awk '/Non-2xx/ { print $5 }')
+}
+
+echo "HTTP benchmark: wrk -t$threads -c$connections -d${duration}s (keep-alive), nginx 1 worker per instance, $(nproc) cores"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+measure direct "$origin_port"
+measure nginx "$pass_port"
+measure faultline "$nomatch_port"
+measure abort10 "$abort_port"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+printf '%-34s %12s %10s %10s %12s %12s %10s\n' "path" "requests/s" "p50 µs" "p99 µs" "added p50" "added p99" "× direct"
+for name in direct nginx faultline abort10; do
+    label=$name
+    case $name in
+        direct) label="nginx direct" ;;
+        nginx) label="nginx proxy_pass (keep-alive)" ;;
+        faultline) label="faultline http_abort, no match" ;;
+        abort10) label="faultline http_abort 10 %" ;;
+    esac
+    awk -v l="$label" -v r="${rps[$name]}" -v a="${p50[$name]}" -v b="${p99[$name]}" -v da="${p50[direct]}" -v db="${p99[direct]}" -v dr="${rps[direct]}" \
+        'BEGIN { printf "%-34s %12.0f %10.0f %10.0f %12.0f %12.0f %10.2f\n", l, r, a, b, a - da, b - db, r / dr }'
+done
+[ -n "${non2xx[abort10]:-}" ] && echo "faultline http_abort 10 %: ${non2xx[abort10]} non-2xx responses"
+awk -v f="${rps[faultline]}" -v n="${rps[nginx]}" -v d="${rps[direct]}" 'BEGIN {
+    printf "faultline / nginx proxy_pass: %.2f (goal ≥ 1.00) %s\n", f / n, (f >= n ? "met" : "NOT met")
+    printf "faultline / direct:           %.2f (goal ≥ 0.70) %s\n", f / d, (f >= 0.7 * d ? "met" : "NOT met")
+}'

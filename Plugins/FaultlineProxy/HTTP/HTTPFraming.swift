@@ -1,0 +1,420 @@
+import FaultlineKit
+import NIOCore
+
+/// Finds HTTP/1.x message boundaries in one direction of a connection, keeping every byte.
+///
+/// Why not NIOHTTP1's decoder: a proxy that passes untouched messages byte for byte must know
+/// where each message's bytes start and end in the stream, which the decoder does not expose (it
+/// hands out parsed parts, and re-encoding them would change chunk extensions, header layout and
+/// anything odd a test relies on). This parser only frames: it parses a head into an
+/// ``HTTPToxicRequest`` (or a status and fields), and reports each body byte range as it passes;
+/// the bytes themselves are the socket's, sliced without copying.
+struct HTTPFraming {
+    enum Role { case request, response }
+
+    /// A response head's parts.
+    struct ResponseHead {
+        var version: String
+        var status: Int
+        var reason: String
+        var headers: [HTTPHeaderField]
+    }
+
+    enum Head {
+        case request(HTTPToxicRequest)
+        case response(ResponseHead)
+    }
+
+    enum Event {
+        /// A message head: its raw bytes (leading empty lines included) and what they say.
+        case head(ByteBuffer, Head)
+        /// Body bytes as sent (chunk framing included).
+        case body(ByteBuffer)
+        /// The message's last byte has passed.
+        case end
+        /// Bytes after the stream stopped being HTTP/1.x (an upgrade, a tunnel).
+        case opaque(ByteBuffer)
+        /// Bytes that are not HTTP/1.x: the reason, and everything from the first such byte.
+        case notHTTP(String, ByteBuffer)
+    }
+
+    /// The longest head accepted; a longer one is not HTTP as a server would take it.
+    static let maximumHeadBytes = 64 * 1024
+
+    private enum State {
+        case head
+        case length(Int)
+        case chunkSize
+        case chunkData(Int)
+        case chunkDataEnd(Int)
+        case trailer
+        case untilClose
+        case opaque
+    }
+
+    let role: Role
+    private var state = State.head
+    private var pending = ByteBuffer()
+    /// Chunk-size line or trailer line being read.
+    private var lineLength = 0
+    private var sawCR = false
+
+    /// For a response: whether the next one has no body whatever its headers say (a response to
+    /// HEAD), and whether a 2xx answers CONNECT. Set by the session before each head is read.
+    var nextResponseToHEAD = false
+    var nextResponseToCONNECT = false
+
+    init(role: Role) { self.role = role }
+
+    /// Whether the stream is no longer parsed.
+    var isOpaque: Bool { if case .opaque = state { true } else { false } }
+
+    /// Bytes of a head not yet complete.
+    var pendingBytes: Int { pending.readableBytes }
+
+    /// Stops parsing: everything from now on is opaque; what was buffered comes back.
+    mutating func becomeOpaque() -> ByteBuffer? {
+        state = .opaque
+        guard pending.readableBytes > 0 else { return nil }
+        defer { pending = ByteBuffer() }
+        return pending
+    }
+
+    /// The next event from `input`, consuming what it covers; nil when `input` needs more bytes.
+    mutating func next(_ input: inout ByteBuffer) -> Event? {
+        switch state {
+        case .opaque:
+            guard input.readableBytes > 0 else { return nil }
+            return .opaque(input.readSlice(length: input.readableBytes)!)
+        case .head:
+            return readHead(&input)
+        case .length(let remaining):
+            if remaining == 0 { return finish() }
+            guard input.readableBytes > 0 else { return nil }
+            let count = min(remaining, input.readableBytes)
+            let slice = input.readSlice(length: count)!
+            state = .length(remaining - count)
+            return .body(slice)
+        case .untilClose:
+            guard input.readableBytes > 0 else { return nil }
+            return .body(input.readSlice(length: input.readableBytes)!)
+        case .chunkSize, .chunkData, .chunkDataEnd, .trailer:
+            return readChunked(&input)
+        }
+    }
+
+    /// Ends the current message (the event after its last byte).
+    private mutating func finish() -> Event {
+        state = .head
+        return .end
+    }
+
+    // MARK: Heads
+
+    private mutating func readHead(_ input: inout ByteBuffer) -> Event? {
+        guard input.readableBytes > 0 || pending.readableBytes > 0 else { return nil }
+        let start = pending.readableBytes
+        if start == 0, let first = input.readableBytesView.first, !Self.canStartHead(first) {
+            state = .opaque
+            return .notHTTP(
+                role == .request ? "the client's first bytes are not an HTTP/1.x request" : "the server's bytes are not an HTTP/1.x response",
+                input.readSlice(length: input.readableBytes)!)
+        }
+        // The usual case, a whole head in one read: sliced from the read, not copied.
+        if start == 0, let end = Self.headEnd(in: input, from: 0) {
+            let raw = input.readSlice(length: end)!
+            guard let head = parse(raw) else {
+                var all = raw
+                all.writeImmutableBuffer(input)
+                input.moveReaderIndex(forwardBy: input.readableBytes)
+                state = .opaque
+                return .notHTTP("malformed HTTP/1.x head", all)
+            }
+            return head
+        }
+        // Look for the blank line from a few bytes before the new ones (it may straddle reads).
+        pending.writeImmutableBuffer(input)
+        let scanFrom = max(0, start - 3)
+        guard let end = Self.headEnd(in: pending, from: scanFrom) else {
+            input.moveReaderIndex(forwardBy: input.readableBytes)
+            if pending.readableBytes > Self.maximumHeadBytes || !firstLineIsPlausible() {
+                return notHTTP(role == .request ? "no HTTP/1.x request line" : "no HTTP/1.x status line")
+            }
+            return nil
+        }
+        // Give back what follows the head.
+        let used = end - start
+        input.moveReaderIndex(forwardBy: used)
+        let raw = pending.readSlice(length: end)!
+        pending = ByteBuffer()
+        guard let head = parse(raw) else {
+            var all = raw
+            all.writeImmutableBuffer(input)
+            input.moveReaderIndex(forwardBy: input.readableBytes)
+            state = .opaque
+            return .notHTTP("malformed HTTP/1.x head", all)
+        }
+        return head
+    }
+
+    private mutating func notHTTP(_ reason: String) -> Event {
+        state = .opaque
+        defer { pending = ByteBuffer() }
+        return .notHTTP(reason, pending)
+    }
+
+    /// Leading empty lines, a method's letters, or `HTTP/`.
+    private static func canStartHead(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\n") || (byte >= 0x41 && byte <= 0x5A) || byte == UInt8(ascii: "-")
+            || byte == UInt8(ascii: "_")
+    }
+
+    /// Whether the first line so far can still become a request or status line of HTTP/1.x.
+    private func firstLineIsPlausible() -> Bool {
+        let bytes = pending.readableBytesView.drop { $0 == 13 || $0 == 10 }
+        let line = bytes.prefix { $0 != 13 && $0 != 10 }
+        if line.count > 16 * 1024 { return false }
+        let text = Array(line)
+        let prefix: [UInt8] = Array("HTTP/1.".utf8)
+        if role == .response {
+            return text.count <= prefix.count ? prefix.starts(with: text) : text.starts(with: prefix)
+        }
+        // `METHOD target HTTP/1.x`: once two spaces are seen the version must follow.
+        let spaces = text.indices.filter { text[$0] == 32 }
+        if spaces.count >= 2 {
+            let version = Array(text[(spaces[1] + 1)...])
+            return version.count <= prefix.count ? prefix.starts(with: version) : version.starts(with: prefix)
+        }
+        return true
+    }
+
+    /// The index just past the first CRLFCRLF (or LFLF) at or after `from`.
+    private static func headEnd(in buffer: ByteBuffer, from: Int) -> Int? {
+        let view = buffer.readableBytesView
+        var index = view.startIndex + from
+        // Leading empty lines are not the end of a head.
+        var seenContent = view[view.startIndex..<index].contains { $0 != 13 && $0 != 10 }
+        while index < view.endIndex {
+            let byte = view[index]
+            if byte != 13 && byte != 10 {
+                seenContent = true
+            } else if byte == 10 && seenContent {
+                let next = view.index(after: index)
+                if next < view.endIndex {
+                    if view[next] == 10 { return next + 1 - view.startIndex }
+                    if view[next] == 13, view.index(after: next) < view.endIndex, view[view.index(after: next)] == 10 {
+                        return next + 2 - view.startIndex
+                    }
+                }
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    private mutating func parse(_ raw: ByteBuffer) -> Event? {
+        // Byte by byte: a String would break graphemes (CR LF is one Character), which costs more
+        // than the rest of the proxy's work on a request.
+        let view = raw.readableBytesView
+        var lines: [Range<Int>] = []
+        var lineStart = view.startIndex
+        for index in view.indices where view[index] == 10 {
+            let lineEnd = index > lineStart && view[index - 1] == 13 ? index - 1 : index
+            if !(lines.isEmpty && lineEnd == lineStart) { lines.append(lineStart..<lineEnd) }
+            lineStart = index + 1
+        }
+        guard let first = lines.first else { return nil }
+        let startLine = Substring(String(decoding: view[first], as: UTF8.self))
+        var headers: [HTTPHeaderField] = []
+        headers.reserveCapacity(lines.count - 1)
+        for range in lines.dropFirst() where !range.isEmpty {
+            let line = view[range]
+            if line.first == 32 || line.first == 9 {
+                // Obsolete line folding: part of the previous field's value.
+                guard !headers.isEmpty else { return nil }
+                headers[headers.count - 1].value += " " + String(decoding: Self.trimmed(line), as: UTF8.self)
+                continue
+            }
+            guard let colon = line.firstIndex(of: 58), colon > line.startIndex,
+                !line[..<colon].contains(where: { $0 == 32 || $0 == 9 })
+            else { return nil }
+            headers.append(
+                HTTPHeaderField(
+                    name: String(decoding: line[..<colon], as: UTF8.self), value: String(decoding: Self.trimmed(line[(colon + 1)...]), as: UTF8.self))
+            )
+        }
+        let parts = startLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
+        switch role {
+        case .request:
+            guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty, parts[2].hasPrefix("HTTP/1.") else { return nil }
+            let request = HTTPToxicRequest(method: String(parts[0]), target: String(parts[1]), version: String(parts[2]), headers: headers)
+            guard let framing = Self.bodyFraming(headers, allowUntilClose: false) else { return nil }
+            state = framing
+            return .head(raw, .request(request))
+        case .response:
+            guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1].count == 3, let status = Int(parts[1]) else { return nil }
+            let response = ResponseHead(version: String(parts[0]), status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers)
+            if status == 101 || (nextResponseToCONNECT && (200..<300).contains(status)) {
+                state = .opaque
+            } else if (100..<200).contains(status) || status == 204 || status == 304 || nextResponseToHEAD {
+                state = .length(0)
+            } else {
+                guard let framing = Self.bodyFraming(headers, allowUntilClose: true) else { return nil }
+                state = framing
+            }
+            return .head(raw, .response(response))
+        }
+    }
+
+    /// Bytes without leading and trailing spaces and tabs.
+    private static func trimmed(_ bytes: ByteBufferView.SubSequence) -> ByteBufferView.SubSequence {
+        var bytes = bytes
+        while let first = bytes.first, first == 32 || first == 9 { bytes = bytes.dropFirst() }
+        while let last = bytes.last, last == 32 || last == 9 { bytes = bytes.dropLast() }
+        return bytes
+    }
+
+    /// The body's framing from Transfer-Encoding and Content-Length (RFC 9112 §6.3); nil when they
+    /// are contradictory or invalid.
+    private static func bodyFraming(_ headers: [HTTPHeaderField], allowUntilClose: Bool) -> State? {
+        if let encoding = headers.last(where: { $0.name.caseInsensitiveEquals("transfer-encoding") }) {
+            let last = encoding.value.split(separator: ",").last.map { $0.trimmingSpaces().lowercased() }
+            if last == "chunked" { return .chunkSize }
+            return allowUntilClose ? .untilClose : nil
+        }
+        let lengths = headers.filter { $0.name.caseInsensitiveEquals("content-length") }.map(\.value)
+        guard let first = lengths.first else { return allowUntilClose ? .untilClose : .length(0) }
+        guard lengths.allSatisfy({ $0 == first }), let length = Int(first), length >= 0 else { return nil }
+        return .length(length)
+    }
+
+    // MARK: Chunked bodies
+
+    private mutating func readChunked(_ input: inout ByteBuffer) -> Event? {
+        guard input.readableBytes > 0 else { return nil }
+        let view = input.readableBytesView
+        var index = view.startIndex
+        loop: while index < view.endIndex {
+            switch state {
+            case .chunkSize, .trailer:
+                let isTrailer = if case .trailer = state { true } else { false }
+                let byte = view[index]
+                index += 1
+                if byte == 10 {
+                    if isTrailer {
+                        if lineLength == 0 {
+                            // The empty line after the trailer: the message ends after this byte.
+                            state = .length(0)
+                            lineLength = 0
+                            break loop
+                        }
+                        lineLength = 0
+                    } else {
+                        let chunk = chunkSizeValue
+                        chunkSizeValue = 0
+                        chunkSizeDone = false
+                        lineLength = 0
+                        state = chunk == 0 ? .trailer : .chunkData(chunk)
+                    }
+                } else if byte != 13 {
+                    lineLength += 1
+                    if !isTrailer, !chunkSizeDone {
+                        if let digit = Self.hexValue(byte) {
+                            guard chunkSizeValue < (Int.max >> 8) else { return chunkedFailure(&input) }
+                            chunkSizeValue = chunkSizeValue * 16 + digit
+                        } else if lineLength == 1 {
+                            return chunkedFailure(&input)
+                        } else {
+                            chunkSizeDone = true
+                        }
+                    }
+                    if lineLength > 16 * 1024 { return chunkedFailure(&input) }
+                }
+            case .chunkData(let remaining):
+                let take = min(remaining, view.endIndex - index)
+                index += take
+                state = remaining - take == 0 ? .chunkDataEnd(2) : .chunkData(remaining - take)
+            case .chunkDataEnd(let remaining):
+                let byte = view[index]
+                index += 1
+                if byte == 10 || remaining == 1 { state = .chunkSize } else { state = .chunkDataEnd(remaining - 1) }
+            default:
+                break loop
+            }
+        }
+        let consumed = index - view.startIndex
+        return .body(input.readSlice(length: consumed)!)
+    }
+
+    private var chunkSizeValue = 0
+    private var chunkSizeDone = false
+
+    private mutating func chunkedFailure(_ input: inout ByteBuffer) -> Event {
+        state = .opaque
+        return .notHTTP("malformed chunked body", input.readSlice(length: input.readableBytes)!)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> Int? {
+        switch byte {
+        case 0x30...0x39: Int(byte - 0x30)
+        case 0x41...0x46: Int(byte - 0x41 + 10)
+        case 0x61...0x66: Int(byte - 0x61 + 10)
+        default: nil
+        }
+    }
+}
+
+extension Substring {
+    func trimmingSpaces() -> Substring {
+        var text = self
+        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
+        while let last = text.last, last == " " || last == "\t" { text = text.dropLast() }
+        return text
+    }
+}
+
+extension HTTPFraming.ResponseHead {
+    /// The head as bytes, after edits.
+    func serialized() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString("\(version) \(status) \(reason)\r\n")
+        for field in headers { buffer.writeString("\(field.name): \(field.value)\r\n") }
+        buffer.writeString("\r\n")
+        return buffer
+    }
+}
+
+extension HTTPToxicRequest {
+    /// The head as bytes, after edits.
+    func serialized() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString("\(method) \(target) \(version)\r\n")
+        for field in headers { buffer.writeString("\(field.name): \(field.value)\r\n") }
+        buffer.writeString("\r\n")
+        return buffer
+    }
+}
+
+extension [HTTPHeaderField] {
+    /// The fields after one edit.
+    mutating func apply(_ edit: HTTPHeaderEdit) {
+        switch edit {
+        case .set(let name, let value):
+            removeAll { $0.name.caseInsensitiveEquals(name) }
+            append(HTTPHeaderField(name: name, value: value))
+        case .add(let name, let value):
+            append(HTTPHeaderField(name: name, value: value))
+        case .remove(let name):
+            removeAll { $0.name.caseInsensitiveEquals(name) }
+        }
+    }
+
+    func value(_ name: String) -> String? { first { $0.name.caseInsensitiveEquals(name) }?.value }
+
+    /// Whether a comma-separated field of this name lists `token` (case-insensitive).
+    func lists(_ name: String, _ token: String) -> Bool {
+        contains { field in
+            field.name.caseInsensitiveEquals(name) && field.value.split(separator: ",").contains { $0.trimmingSpaces().caseInsensitiveEquals(token) }
+        }
+    }
+}

@@ -1,0 +1,588 @@
+import FaultlineKit
+import NIOCore
+import Synchronization
+
+/// What an HTTP toxic did, counted across every connection of its proxy.
+final class HTTPToxicCounters: Sendable {
+    /// Requests whose roll fired and that the toxic acted on.
+    let affected = Atomic<UInt64>(0)
+    /// Requests that matched (before the roll).
+    let matched = Atomic<UInt64>(0)
+    /// Connections whose traffic was not HTTP/1.x (or stopped being it): passed through untouched.
+    let notHTTP = Atomic<UInt64>(0)
+
+    /// One line for the fault window in the journal and reports.
+    var summary: String {
+        let affected = affected.load(ordering: .relaxed)
+        let matched = matched.load(ordering: .relaxed)
+        var text = "affected \(affected) of \(matched) matching request\(matched == 1 ? "" : "s")"
+        let notHTTP = notHTTP.load(ordering: .relaxed)
+        if notHTTP > 0 {
+            text += "; \(notHTTP) connection\(notHTTP == 1 ? " was" : "s were") not HTTP/1.x, passed through untouched (HTTP toxics could not apply)"
+        }
+        return text
+    }
+}
+
+/// An HTTP toxic as one connection runs it.
+struct HTTPRuleState {
+    var toxic: ActiveToxic
+    let rule: HTTPToxicRule
+    let counters: HTTPToxicCounters
+    /// The base of this toxic's per-request generators on this connection.
+    let seed: UInt64
+
+    var name: String { toxic.definition.name }
+}
+
+/// The HTTP/1.x side of one proxied connection that carries HTTP toxics: frames requests and
+/// responses, decides per request which toxics fire, and applies their faults, passing every
+/// byte no fault touches as it came.
+///
+/// Confined to the connection's event loop, like the links it feeds: what it lets through enters
+/// each link's chain of byte toxics at its start. A message that is delayed holds what follows it
+/// on the connection too, so order is kept (pipelined responses stay in request order, and a
+/// response the proxy makes up waits for the responses of earlier requests).
+final class HTTPSession {
+    private unowned let upstream: Link
+    private unowned let downstream: Link
+    private weak var connection: ProxyConnection?
+    private let runtime: ProxyRuntime
+    private let connectionNumber: UInt64
+    private(set) var rules: [HTTPRuleState] = []
+
+    private var requests = HTTPFraming(role: .request)
+    private var responses = HTTPFraming(role: .response)
+    /// Requests in flight, oldest first: the responses to come, in order.
+    private var exchanges = ChunkQueue<Exchange>()
+    private var requestCount: UInt64 = 0
+    /// Nothing is parsed any more: the traffic is not HTTP/1.x, or was upgraded.
+    private var passThrough = false
+    /// Added to a live connection: wait for the start of a request before parsing.
+    private var resyncing: Bool
+    private var awaitingResponseStart = false
+    /// A reset or close was sent: what arrives later is dropped.
+    private var finished = false
+
+    private var up: Outbox
+    private var down: Outbox
+    private var touchedOther = false
+
+    // The message being read in each direction.
+    private var request = MessageState()
+    private var response = MessageState()
+
+    private struct Exchange {
+        var isHEAD: Bool
+        var isCONNECT: Bool
+        var faults: [HTTPFault]
+        /// Made up by the proxy: the request was not forwarded.
+        var synthetic: HTTPSyntheticResponse?
+        var syntheticDelay: UInt64 = 0
+        /// Close the connection after the made-up response (the client expects it, or its
+        /// request body is left unread).
+        var closeAfter: Bool
+    }
+
+    private struct MessageState {
+        var discard = false
+        var delay: UInt64 = 0
+        var resetAfter: Int?
+        var truncateAfter: Int?
+        var replacement: [UInt8]?
+        var isHEAD = false
+        /// A 1xx response: the final one is still to come for the same request.
+        var isInterim = false
+
+        /// Whether a cut (reset or truncation) waits for body bytes.
+        var cutsBody: Bool { resetAfter != nil || truncateAfter != nil }
+    }
+
+    /// - Parameter midStream: the connection has carried bytes already, so parsing waits for a
+    ///   request to start.
+    init(connection: ProxyConnection, midStream: Bool) {
+        upstream = connection.upstream
+        downstream = connection.downstream
+        self.connection = connection
+        runtime = connection.runtime
+        connectionNumber = connection.number
+        resyncing = midStream
+        up = Outbox(link: connection.upstream)
+        down = Outbox(link: connection.downstream)
+    }
+
+    // MARK: Toxic changes
+
+    func add(_ toxic: ActiveToxic) {
+        guard let rule = toxic.prepared.http, let counters = toxic.httpCounters else { return }
+        var random = SeededRandom(seed: runtime.seed, stream: "\(runtime.name)\u{1F}\(toxic.definition.name)\u{1F}\(connectionNumber)")
+        rules.append(HTTPRuleState(toxic: toxic, rule: rule, counters: counters, seed: random.next()))
+        if passThrough { counters.notHTTP.add(1, ordering: .relaxed) }
+    }
+
+    func update(_ toxic: ActiveToxic) {
+        guard let index = rules.firstIndex(where: { $0.name == toxic.definition.name }), let rule = toxic.prepared.http else { return }
+        rules[index] = HTTPRuleState(toxic: toxic, rule: rule, counters: rules[index].counters, seed: rules[index].seed)
+    }
+
+    /// Removes a toxic; what the session held back is released at once, as a removed toxic does.
+    func remove(named name: String) {
+        guard let index = rules.firstIndex(where: { $0.name == name }) else { return }
+        rules.remove(at: index)
+        up.releaseAll()
+        down.releaseAll()
+    }
+
+    // MARK: Bytes from the sockets
+
+    func receive(_ buffer: ByteBuffer, from direction: ToxicStream) {
+        guard !finished else { return }
+        var input = buffer
+        if direction == .upstream { readRequests(&input) } else { readResponses(&input) }
+        if touchedOther {
+            touchedOther = false
+            (direction == .upstream ? downstream : upstream).afterEvent()
+        }
+    }
+
+    func sourceReachedEnd(_ direction: ToxicStream) {
+        guard !finished else { return }
+        if direction == .upstream {
+            if let rest = requests.becomeOpaque() { up.send(rest, delay: 0) }
+            up.sendEnd()
+        } else {
+            if let rest = responses.becomeOpaque() { down.send(rest, delay: 0) }
+            // A body that runs until the close and is replaced: the replacement goes now.
+            if let replacement = response.replacement, !response.isHEAD {
+                down.send(ByteBuffer(bytes: replacement), delay: response.delay)
+                response.replacement = nil
+            }
+            down.sendEnd()
+        }
+    }
+
+    /// The connection is closing: timers stop and nothing more passes.
+    func kill() {
+        finished = true
+        up.cancel()
+        down.cancel()
+    }
+
+    // MARK: Requests
+
+    private func readRequests(_ input: inout ByteBuffer) {
+        if passThrough {
+            up.send(input, delay: request.delay)
+            return
+        }
+        if resyncing {
+            guard Self.startsRequest(input) else {
+                up.send(input, delay: 0)
+                return
+            }
+            resyncing = false
+            awaitingResponseStart = true
+        }
+        while !finished, let event = requests.next(&input) {
+            switch event {
+            case .head(let raw, .request(let head)): requestHead(raw, head)
+            case .head: break
+            case .body(let bytes): requestBody(bytes)
+            case .end: request = MessageState()
+            case .opaque(let bytes): up.send(bytes, delay: request.delay)
+            case .notHTTP(let reason, let bytes):
+                stopParsing(reason)
+                up.send(bytes, delay: request.delay)
+            }
+        }
+    }
+
+    private func requestHead(_ raw: ByteBuffer, _ head: HTTPToxicRequest) {
+        requestCount += 1
+        var requestFaults: [HTTPFault] = []
+        var responseFaults: [HTTPFault] = []
+        for rule in rules where rule.rule.match.matches(head) {
+            rule.counters.matched.add(1, ordering: .relaxed)
+            var random = SeededRandom(seed: rule.seed &+ requestCount &* 0x9E37_79B9_7F4A_7C15)
+            guard random.nextUnit() < rule.toxic.definition.toxicity else { continue }
+            rule.counters.affected.add(1, ordering: .relaxed)
+            let fault = rule.rule.fault(for: head, random: &random)
+            if rule.toxic.definition.stream == .upstream {
+                requestFaults.append(contentsOf: fault.flattened)
+            } else {
+                responseFaults.append(contentsOf: fault.flattened)
+            }
+        }
+        let isCONNECT = head.method == "CONNECT"
+        let closeAfter =
+            head.headers.lists("connection", "close") || (head.version == "HTTP/1.0" && !head.headers.lists("connection", "keep-alive"))
+            || head.headers.lists("expect", "100-continue")
+        var exchange = Exchange(isHEAD: head.method == "HEAD", isCONNECT: isCONNECT, faults: responseFaults, closeAfter: closeAfter)
+        request = MessageState()
+        if requestFaults.isEmpty {
+            exchanges.append(exchange)
+            up.send(raw, delay: 0)
+            return
+        }
+        var edited = head
+        var edits = false
+        for fault in requestFaults {
+            switch fault {
+            case .respond(let answer): if exchange.synthetic == nil { exchange.synthetic = answer }
+            case .delay(let nanoseconds): request.delay &+= nanoseconds
+            case .reset(let bytes): request.resetAfter = min(request.resetAfter ?? .max, max(0, bytes))
+            case .editHeaders(let changes):
+                for change in changes { edited.headers.apply(change) }
+                edits = true
+            case .replaceBody, .truncateBody, .all: break  // response faults; `all` is flattened
+            }
+        }
+        if exchange.synthetic != nil {
+            // Answered here: the request and its body never reach the server.
+            exchange.syntheticDelay = request.delay
+            request.discard = true
+            exchanges.append(exchange)
+            sendReadySynthetics()
+            return
+        }
+        exchanges.append(exchange)
+        up.send(edits ? edited.serialized() : raw, delay: request.delay)
+        if request.resetAfter == 0 { cut(.upstream, reset: true) }
+    }
+
+    private func requestBody(_ bytes: ByteBuffer) {
+        if request.discard { return }
+        send(bytes, in: &request, to: up, direction: .upstream)
+    }
+
+    /// Sends body bytes, cutting the connection once a reset or truncation's count is reached.
+    private func send(_ bytes: ByteBuffer, in message: inout MessageState, to outbox: Outbox, direction: ToxicStream) {
+        guard message.cutsBody else {
+            outbox.send(bytes, delay: message.delay)
+            return
+        }
+        let limit = min(message.resetAfter ?? .max, message.truncateAfter ?? .max)
+        let count = min(limit, bytes.readableBytes)
+        if count > 0 { outbox.send(bytes.getSlice(at: bytes.readerIndex, length: count)!, delay: message.delay) }
+        if message.resetAfter != nil { message.resetAfter! -= count }
+        if message.truncateAfter != nil { message.truncateAfter! -= count }
+        if message.resetAfter == 0 {
+            cut(direction, reset: true)
+        } else if message.truncateAfter == 0 {
+            cut(direction, reset: false)
+        }
+    }
+
+    /// Ends the connection after what was sent in `direction`: with RST, or with FIN (truncation).
+    private func cut(_ direction: ToxicStream, reset: Bool) {
+        let outbox = direction == .upstream ? up : down
+        outbox.sendCut(reset: reset)
+        finished = true
+    }
+
+    // MARK: Responses
+
+    private func readResponses(_ input: inout ByteBuffer) {
+        if passThrough || resyncing {
+            down.send(input, delay: response.delay)
+            return
+        }
+        if awaitingResponseStart {
+            guard Self.startsResponse(input) else {
+                down.send(input, delay: 0)
+                return
+            }
+            awaitingResponseStart = false
+        }
+        while !finished {
+            let front = exchanges.first
+            responses.nextResponseToHEAD = front?.isHEAD ?? false
+            responses.nextResponseToCONNECT = front?.isCONNECT ?? false
+            guard let event = responses.next(&input) else { break }
+            switch event {
+            case .head(let raw, .response(let head)): responseHead(raw, head)
+            case .head: break
+            case .body(let bytes): responseBody(bytes)
+            case .end: responseEnded()
+            case .opaque(let bytes): down.send(bytes, delay: response.delay)
+            case .notHTTP(let reason, let bytes):
+                stopParsing(reason)
+                down.send(bytes, delay: response.delay)
+            }
+        }
+    }
+
+    private func responseHead(_ raw: ByteBuffer, _ head: HTTPFraming.ResponseHead) {
+        response = MessageState()
+        guard let exchange = exchanges.first else {
+            // A response nobody asked for (a 408 before closing): passed on as it is.
+            down.send(raw, delay: 0)
+            return
+        }
+        response.isHEAD = exchange.isHEAD
+        if head.status == 101 || (exchange.isCONNECT && (200..<300).contains(head.status)) {
+            down.send(raw, delay: 0)
+            _ = exchanges.popFirst()
+            becomeTunnel()
+            return
+        }
+        if (100..<200).contains(head.status) {
+            // Interim (100 Continue): the final response is still to come.
+            response.isInterim = true
+            down.send(raw, delay: 0)
+            return
+        }
+        guard !exchange.faults.isEmpty else {
+            down.send(raw, delay: 0)
+            return
+        }
+        var edited = head
+        var edits = false
+        var answer: HTTPSyntheticResponse?
+        for fault in exchange.faults {
+            switch fault {
+            case .respond(let made): if answer == nil { answer = made }
+            case .delay(let nanoseconds): response.delay &+= nanoseconds
+            case .reset(let bytes): response.resetAfter = min(response.resetAfter ?? .max, max(0, bytes))
+            case .truncateBody(let bytes): response.truncateAfter = min(response.truncateAfter ?? .max, max(0, bytes))
+            case .replaceBody(let body): response.replacement = body
+            case .editHeaders(let changes):
+                for change in changes { edited.headers.apply(change) }
+                edits = true
+            case .all: break
+            }
+        }
+        if let answer {
+            // The server's response is read and dropped; the client gets the made-up one.
+            response.discard = true
+            down.send(Self.serialize(answer, isHEAD: exchange.isHEAD, close: false), delay: response.delay)
+            return
+        }
+        if let replacement = response.replacement {
+            edited.headers.apply(.remove(name: "transfer-encoding"))
+            edited.headers.apply(.set(name: "Content-Length", value: String(replacement.count)))
+            edits = true
+            response.discard = true
+            // A truncation of a replaced body cuts the replacement instead.
+            if let limit = response.truncateAfter, limit < replacement.count {
+                response.replacement = Array(replacement.prefix(limit))
+            } else {
+                response.truncateAfter = nil
+            }
+        }
+        down.send(edits ? edited.serialized() : raw, delay: response.delay)
+        if response.resetAfter == 0 {
+            cut(.downstream, reset: true)
+        } else if response.truncateAfter == 0 && response.replacement == nil {
+            cut(.downstream, reset: false)
+        }
+    }
+
+    private func responseBody(_ bytes: ByteBuffer) {
+        if response.discard { return }
+        send(bytes, in: &response, to: down, direction: .downstream)
+    }
+
+    private func responseEnded() {
+        if response.isInterim {
+            response = MessageState()
+            return
+        }
+        if let replacement = response.replacement {
+            if !response.isHEAD { down.send(ByteBuffer(bytes: replacement), delay: response.delay) }
+            if response.truncateAfter != nil {
+                cut(.downstream, reset: false)
+                return
+            }
+        }
+        response = MessageState()
+        _ = exchanges.popFirst()
+        sendReadySynthetics()
+    }
+
+    /// Sends the made-up responses now at the front of the queue (those of earlier requests went).
+    private func sendReadySynthetics() {
+        while !finished, let first = exchanges.first, let answer = first.synthetic {
+            _ = exchanges.popFirst()
+            down.send(Self.serialize(answer, isHEAD: first.isHEAD, close: first.closeAfter), delay: first.syntheticDelay)
+            touchedOther = true
+            if first.closeAfter {
+                cut(.downstream, reset: false)
+            }
+        }
+    }
+
+    // MARK: Not HTTP
+
+    /// After a 101 (an upgrade, e.g. to WebSocket) or a 2xx to CONNECT, bytes are opaque both ways.
+    private func becomeTunnel() {
+        passThrough = true
+        if let rest = requests.becomeOpaque() { up.send(rest, delay: 0) }
+        _ = responses.becomeOpaque()
+    }
+
+    private func stopParsing(_ reason: String) {
+        guard !passThrough else { return }
+        passThrough = true
+        if let rest = requests.becomeOpaque() { up.send(rest, delay: 0) }
+        if let rest = responses.becomeOpaque() { down.send(rest, delay: 0) }
+        for rule in rules { rule.counters.notHTTP.add(1, ordering: .relaxed) }
+        runtime.log.notice("proxy \(runtime.name): connection \(connectionNumber): \(reason); HTTP toxics cannot apply, passing it through untouched")
+    }
+
+    /// Whether a read that starts a request is plausible: `TOKEN SP`, then `HTTP/1.` on its line.
+    static func startsRequest(_ buffer: ByteBuffer) -> Bool {
+        let view = buffer.readableBytesView
+        guard let space = view.firstIndex(of: 32), space > view.startIndex,
+            view[view.startIndex..<space].allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A) || $0 == UInt8(ascii: "-") })
+        else { return false }
+        let line = view[space...].prefix { $0 != 13 && $0 != 10 }
+        return line.count < 16 * 1024 && String(decoding: line, as: UTF8.self).contains(" HTTP/1.")
+    }
+
+    static func startsResponse(_ buffer: ByteBuffer) -> Bool {
+        buffer.readableBytesView.starts(with: "HTTP/1.".utf8)
+    }
+
+    static func serialize(_ answer: HTTPSyntheticResponse, isHEAD: Bool, close: Bool) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString("HTTP/1.1 \(answer.status) \(HTTPStatusText.reason(answer.status))\r\n")
+        var headers = answer.headers
+        if headers.value("content-length") == nil { headers.append(HTTPHeaderField(name: "Content-Length", value: String(answer.body.count))) }
+        if close { headers.apply(.set(name: "Connection", value: "close")) }
+        for field in headers { buffer.writeString("\(field.name): \(field.value)\r\n") }
+        buffer.writeString("\r\n")
+        if !isHEAD { buffer.writeBytes(answer.body) }
+        return buffer
+    }
+}
+
+extension HTTPFault {
+    /// The fault's parts, `all` opened.
+    var flattened: [HTTPFault] {
+        if case .all(let faults) = self { return faults.flatMap(\.flattened) }
+        return [self]
+    }
+}
+
+/// What one direction of an HTTP session lets through: at once when nothing is held, else in
+/// order after what is held, each item when it is due.
+final class Outbox {
+    private enum Item {
+        case bytes(ByteBuffer)
+        case end
+        case cut(reset: Bool)
+    }
+
+    private unowned let link: Link
+    private var queue = ChunkQueue<(item: Item, due: UInt64)>()
+    private var lastDue: UInt64 = 0
+    private var held = 0
+    private var timer: Scheduled<Void>?
+
+    init(link: Link) { self.link = link }
+
+    func send(_ bytes: ByteBuffer, delay: UInt64) {
+        guard bytes.readableBytes > 0 else { return }
+        enqueue(.bytes(bytes), delay: delay)
+    }
+
+    func sendEnd() { enqueue(.end, delay: 0) }
+
+    func sendCut(reset: Bool) { enqueue(.cut(reset: reset), delay: 0) }
+
+    private func enqueue(_ item: Item, delay: UInt64) {
+        if queue.isEmpty && delay == 0 {
+            perform(item)
+            return
+        }
+        let due = max(link.now &+ delay, lastDue)
+        lastDue = due
+        queue.append((item, due))
+        if case .bytes(let bytes) = item {
+            held += bytes.readableBytes
+            link.heldChanged(by: bytes.readableBytes)
+        }
+        if timer == nil { scheduleNext() }
+    }
+
+    private func perform(_ item: Item) {
+        switch item {
+        case .bytes(let bytes): link.deliver(ToxicChunk(payload: BufferPayload(buffer: bytes), receivedAt: link.now), from: 0)
+        case .end: link.deliverEnd(from: 0)
+        case .cut(let reset):
+            if reset { link.connection?.resetAfterPendingWrites() } else { link.connection?.closeGracefully() }
+        }
+    }
+
+    private func scheduleNext() {
+        guard let first = queue.first else { return }
+        let loop = link.eventLoop.assumeIsolatedUnsafeUnchecked()
+        timer = loop.scheduleTask(deadline: .uptimeNanoseconds(first.due)) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.releaseDue()
+        }
+    }
+
+    private func releaseDue() {
+        let now = link.now
+        while let first = queue.first, first.due <= now {
+            _ = queue.popFirst()
+            release(first.item)
+        }
+        link.afterEvent()
+        if timer == nil { scheduleNext() }
+    }
+
+    private func release(_ item: Item) {
+        if case .bytes(let bytes) = item {
+            held -= bytes.readableBytes
+            link.heldChanged(by: -bytes.readableBytes)
+        }
+        perform(item)
+    }
+
+    /// Everything held goes now (the toxic that delayed it was removed).
+    func releaseAll() {
+        timer?.cancel()
+        timer = nil
+        while let first = queue.popFirst() { release(first.item) }
+        lastDue = 0
+    }
+
+    func cancel() {
+        timer?.cancel()
+        timer = nil
+        queue = ChunkQueue()
+        held = 0
+    }
+}
+
+/// Reason phrases for made-up responses.
+enum HTTPStatusText {
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 201: "Created"
+        case 202: "Accepted"
+        case 204: "No Content"
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 304: "Not Modified"
+        case 400: "Bad Request"
+        case 401: "Unauthorized"
+        case 403: "Forbidden"
+        case 404: "Not Found"
+        case 408: "Request Timeout"
+        case 409: "Conflict"
+        case 429: "Too Many Requests"
+        case 500: "Internal Server Error"
+        case 501: "Not Implemented"
+        case 502: "Bad Gateway"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        default: (200..<300).contains(status) ? "OK" : (400..<500).contains(status) ? "Client Error" : "Server Error"
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import FaultlineKit
+import NIOCore
+import Testing
+
+@testable import FaultlineProxy
+
+/// The HTTP framing the proxy's HTTP toxics rely on: every byte comes out in exactly one event,
+/// in order, whatever the read boundaries.
+@Suite("HTTP framing")
+struct HTTPFramingTests {
+    /// A compact trace of events: `H:<method or status>`, `B:<bytes>`, `E`, `O:<bytes>`, `N:<bytes>`.
+    static func trace(_ role: HTTPFraming.Role, _ text: String, readSize: Int, head: Bool = false) -> (events: [String], bytes: String) {
+        var framing = HTTPFraming(role: role)
+        framing.nextResponseToHEAD = head
+        var events: [String] = []
+        var output = ""
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            var input = ByteBuffer(bytes: bytes[offset..<min(bytes.count, offset + readSize)])
+            offset += readSize
+            while let event = framing.next(&input) {
+                switch event {
+                case .head(let raw, .request(let request)):
+                    events.append("H:\(request.method)")
+                    output += String(buffer: raw)
+                case .head(let raw, .response(let response)):
+                    events.append("H:\(response.status)")
+                    output += String(buffer: raw)
+                case .body(let body):
+                    if let last = events.last, last.hasPrefix("B") { events.removeLast() }
+                    events.append("B")
+                    output += String(buffer: body)
+                case .end: events.append("E")
+                case .opaque(let body):
+                    events.append("O")
+                    output += String(buffer: body)
+                case .notHTTP(_, let body):
+                    events.append("N")
+                    output += String(buffer: body)
+                }
+            }
+        }
+        return (events, output)
+    }
+
+    static let pipelined =
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+        + "POST /orders HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+        + "PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;ext=1\r\nabcd\r\n0\r\nTrailer: t\r\n\r\n"
+        + "\r\nDELETE /y HTTP/1.0\r\n\r\n"
+
+    @Test("pipelined requests with length and chunked bodies, at every read size", arguments: [1, 2, 3, 7, 64, 4096])
+    func requests(readSize: Int) {
+        let (events, bytes) = Self.trace(.request, Self.pipelined, readSize: readSize)
+        #expect(events == ["H:GET", "E", "H:POST", "B", "E", "H:PUT", "B", "E", "H:DELETE", "E"])
+        #expect(bytes == Self.pipelined)
+    }
+
+    @Test("responses: chunked, bodyless statuses, HEAD, and a body until the close", arguments: [1, 5, 4096])
+    func responses(readSize: Int) {
+        let text =
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            + "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n" + "HTTP/1.1 304 Not Modified\r\n\r\n"
+            + "HTTP/1.0 200 OK\r\n\r\nuntil the close"
+        let (events, bytes) = Self.trace(.response, text, readSize: readSize)
+        #expect(events == ["H:100", "E", "H:200", "B", "E", "H:204", "E", "H:304", "E", "H:200", "B"])
+        #expect(bytes == text)
+        let head = Self.trace(.response, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", readSize: readSize, head: true)
+        #expect(head.events == ["H:200", "E"])
+    }
+
+    @Test("bytes that are not HTTP/1.x come back whole, as soon as they cannot be HTTP")
+    func notHTTP() {
+        #expect(Self.trace(.request, "\u{16}\u{03}\u{01}hello", readSize: 3).events.first == "N")
+        let prior = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        let (events, bytes) = Self.trace(.request, prior, readSize: 4)
+        #expect(events.first == "N" && bytes == prior)
+        let malformed = "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy"
+        let bad = Self.trace(.request, malformed, readSize: 4096)
+        #expect(bad.events == ["N"] && bad.bytes == malformed)
+        let badChunk = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+        #expect(Self.trace(.request, badChunk, readSize: 4096).bytes == badChunk)
+    }
+
+    @Test("request matching: method, exact path, prefix, glob, host and header")
+    func matching() {
+        let request = HTTPToxicRequest(
+            method: "POST", target: "/orders/42/items?x=1",
+            headers: [HTTPHeaderField(name: "Host", value: "shop.local:8080"), HTTPHeaderField(name: "X-Canary", value: "yes")])
+        #expect(HTTPRequestMatch().matches(request))
+        #expect(HTTPRequestMatch(method: "post", path: "/orders/42/items").matches(request))
+        #expect(!HTTPRequestMatch(method: "GET").matches(request))
+        #expect(HTTPRequestMatch(pathPrefix: "/orders/").matches(request))
+        #expect(HTTPRequestMatch(pathGlob: "/orders/*/items").matches(request))
+        #expect(!HTTPRequestMatch(pathGlob: "/orders/*/item").matches(request))
+        #expect(HTTPRequestMatch(pathGlob: "/orders/??/*").matches(request))
+        #expect(HTTPRequestMatch(host: "SHOP.local").matches(request))
+        #expect(!HTTPRequestMatch(host: "shop").matches(request))
+        #expect(HTTPRequestMatch(header: "x-canary", headerValue: "yes").matches(request))
+        #expect(!HTTPRequestMatch(header: "x-canary", headerValue: "no").matches(request))
+        #expect(!HTTPRequestMatch(header: "x-missing").matches(request))
+    }
+}
