@@ -159,6 +159,8 @@ struct RunCommand: AsyncParsableCommand {
         for problem in result.teardownProblems { t.error(t.paint("warning: ", .yellow) + problem) }
         if !result.journals.isEmpty {
             t.write("\n" + SummaryTable.render(result.journals, terminal: t) + "\n")
+            let loads = LoadSummary.runLines(result.journals, onlyFailures: quiet, terminal: t)
+            if !loads.isEmpty { t.write("\n" + loads.joined(separator: "\n") + "\n") }
         }
         if !result.journalPaths.isEmpty, !quiet {
             let shown = result.journalPaths.count == 1 ? result.journalPaths[0] : (result.journalPaths[0] as NSString).deletingLastPathComponent + "/"

@@ -36,6 +36,10 @@ struct LoadPlan: Sendable {
     var readTimeout: TimeAmount
     /// How long requests in flight at the end may take before they are abandoned.
     var gracefulStop: TimeAmount
+    /// The run's fault windows, by which the measurements are split into phases.
+    var faults = FaultClock(context: nil, origin: 0)
+    /// Whether every exchange is kept for the records file.
+    var keepsRecords = false
 
     /// The most connections the load opens.
     var maxUsers: Int {
@@ -129,7 +133,7 @@ final class LoadWorker {
         self.workerCount = workerCount
         self.start = start
         random = SeededRandom(seed: seed)
-        recorder = LoadRecorder(requestCount: plan.steps.count, start: start)
+        recorder = LoadRecorder(requestCount: plan.steps.count, start: start, faults: plan.faults, keepsRecords: plan.keepsRecords)
         finished = loop.makePromise()
     }
 
@@ -192,7 +196,7 @@ final class LoadWorker {
             users.append(user)
             user.runIteration(scheduled: scheduled)
         } else {
-            recorder.dropped += 1
+            recorder.recordDrop(due: scheduled)
         }
     }
 
@@ -386,7 +390,7 @@ final class LoadUser {
             connectFailure = failure.kind.isConnectPhase
             // A request that failed after its connection was up was sent.
             let sent = connectFailure ? 0 : worker.plan.steps[index].request.encoded.readableBytes
-            worker.recorder.record(index, failure: failure, sent: sent, received: 0, now: now)
+            worker.recorder.record(index, failure: failure, sent: sent, received: 0, began: began, now: now)
         }
         step += 1
         let iterationDone = step == worker.plan.steps.count

@@ -37,6 +37,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
         "request_timeout": "seconds, or [connect, read], for each request",
         "verify_tls": "check servers' certificates",
         "graceful_stop": "seconds requests in flight at the end may take before they are abandoned",
+        "records": "write every request (and dropped send) to a CSV beside the journal, the records the stats are computed from",
     ]
 
     /// One request of the sequence.
@@ -87,10 +88,11 @@ public struct LoadProbe: Probe, ToleranceProviding {
         public var request_timeout: RequestTimeout
         public var verify_tls: Bool
         public var graceful_stop: Double
+        public var records: Bool
 
         enum CodingKeys: String, CodingKey {
             case url, name, method, headers, body, expected_status, requests, users, ramp_up, duration, iterations, think_time, rate,
-                request_timeout, verify_tls, graceful_stop
+                request_timeout, verify_tls, graceful_stop, records
         }
 
         public init(
@@ -113,6 +115,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
             request_timeout = .standard
             verify_tls = true
             graceful_stop = 5
+            records = false
         }
 
         public init(from decoder: any Decoder) throws {
@@ -133,6 +136,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
             request_timeout = try c.decodeIfPresent(RequestTimeout.self, forKey: .request_timeout) ?? .standard
             verify_tls = try c.decodeIfPresent(Bool.self, forKey: .verify_tls) ?? true
             graceful_stop = try c.decodeIfPresent(Double.self, forKey: .graceful_stop) ?? 5
+            records = try c.decodeIfPresent(Bool.self, forKey: .records) ?? false
         }
 
         /// The requests in order, the single-URL form included, each with its name.
@@ -181,8 +185,10 @@ public struct LoadProbe: Probe, ToleranceProviding {
             }
             try RequestBuilder.validateMethod(request.method, key: arguments.requests == nil ? "method" : "\(key).method")
             let name = request.name ?? ""
-            if name.isEmpty || name == "overall" {
-                throw ArgumentError("\(key).name", "\"\(name)\" cannot name a request", hint: "\"overall\" is the whole load's scope in thresholds")
+            if name.isEmpty || name == "overall" || LoadResult.isPhaseScope(name) {
+                throw ArgumentError(
+                    "\(key).name", "\"\(name)\" cannot name a request",
+                    hint: "\"overall\", \"before\", \"during\", \"between\" and \"after\" are scopes of thresholds")
             }
             if !seen.insert(name).inserted {
                 throw ArgumentError("\(key).name", "two requests are named \"\(name)\"; names must be unique")
@@ -221,19 +227,24 @@ public struct LoadProbe: Probe, ToleranceProviding {
     /// - Throws: ``ActivityFailure`` when a host does not resolve, and when interrupted (with the
     ///   partial output, so the journal keeps what was measured).
     public static func run(_ arguments: Arguments, context: ActivityContext, group: MultiThreadedEventLoopGroup = .singleton) async throws -> Value {
-        let plan = try await makePlan(arguments)
+        var plan = try await makePlan(arguments)
         let loops = Array(group.makeIterator())
         let workerCount = max(1, min(loops.count, plan.maxUsers))
         var random = context.makeRandom()
         let wallStart = Date()
         let start = NIODeadline.now()
+        let started = Timestamp(wallStart)
+        plan.faults = FaultClock(context: context, origin: started.microsecondsSinceEpoch ?? 0)
+        plan.keepsRecords = arguments.records
+        let ready = plan
         var created: [NIOLoopBound<LoadWorker>] = []
         for index in 0..<workerCount {
             let loop = loops[index]
             let seed = random.next()
             created.append(
                 try await loop.submit {
-                    NIOLoopBound(LoadWorker(loop: loop, plan: plan, index: index, workerCount: workerCount, start: start, seed: seed), eventLoop: loop)
+                    NIOLoopBound(
+                        LoadWorker(loop: loop, plan: ready, index: index, workerCount: workerCount, start: start, seed: seed), eventLoop: loop)
                 }.get())
         }
         let workers = created
@@ -281,10 +292,19 @@ public struct LoadProbe: Probe, ToleranceProviding {
         }
         for snapshot in snapshots { timeline.add(snapshot.seconds) }
         timeline.close(before: .max)
-        let output = Self.result(
-            arguments: arguments, plan: plan, snapshots: snapshots, timeline: timeline, started: wallStart, ended: ended,
-            elapsedSeconds: Stats.seconds(elapsed)
-        ).value
+        let windows = plan.faults.windows()
+        var split = PhaseSplit(windows: windows, end: Int64((Stats.seconds(elapsed) * 1e6).rounded()))
+        var result = Self.result(
+            arguments: arguments, plan: plan, snapshots: snapshots, timeline: timeline, started: started, ended: ended,
+            elapsedSeconds: Stats.seconds(elapsed), split: &split)
+        if arguments.records {
+            let names = split.phases.map(\.name)
+            let loops = snapshots.map { snapshot in
+                (snapshot.records, snapshot.segments.map { RecordsFile.phaseField(split.phases(of: $0).map { names[$0] }) })
+            }
+            result.recordsFile = try await RecordsFile.write(loops, plan: plan, directory: context.runDirectory, activity: context.activityName)
+        }
+        let output = result.value
         if interrupted {
             throw ActivityFailure(
                 "http.load was interrupted after \(DurationFormat.seconds(Stats.seconds(elapsed))); the output holds what was measured until then",
@@ -342,24 +362,35 @@ public struct LoadProbe: Probe, ToleranceProviding {
             readTimeout: Seconds.amount(arguments.request_timeout.read), gracefulStop: Seconds.amount(arguments.graceful_stop))
     }
 
-    /// The shared load output (``LoadResult``; see the README's "HTTP probes and load testing").
+    /// The shared load output (``LoadResult``; see the README's "HTTP probes and load testing"),
+    /// its phases split by `split`.
     static func result(
-        arguments: Arguments, plan: LoadPlan, snapshots: [LoadSnapshot], timeline: Timeline, started: Date, ended: Date, elapsedSeconds: Double
+        arguments: Arguments, plan: LoadPlan, snapshots: [LoadSnapshot], timeline: Timeline, started: Timestamp, ended: Date, elapsedSeconds: Double,
+        split: inout PhaseSplit
     ) -> LoadResult {
         var perRequest = Array(repeating: RequestStats(), count: plan.steps.count)
+        var segments: [Segment: (stats: [RequestStats], dropped: Int)] = [:]
         for snapshot in snapshots {
-            for index in perRequest.indices { perRequest[index].add(snapshot.requests[index]) }
+            for (number, segment) in snapshot.segments.enumerated() {
+                var merged = segments[segment] ?? (Array(repeating: RequestStats(), count: plan.steps.count), 0)
+                for index in perRequest.indices {
+                    perRequest[index].add(snapshot.stats[number][index])
+                    merged.stats[index].add(snapshot.stats[number][index])
+                }
+                merged.dropped += snapshot.drops[number]
+                segments[segment] = merged
+            }
         }
         var overall = RequestStats()
         for stats in perRequest { overall.add(stats) }
         return LoadResult(
             model: arguments.rate != nil ? .open : .closed, users: plan.maxUsers, rampUpSeconds: arguments.ramp_up, durationSeconds: arguments.duration,
-            iterations: arguments.iterations, rate: arguments.rate, thinkTimeSeconds: arguments.think_time.mean, started: Timestamp(started),
-            ended: Timestamp(ended), elapsedSeconds: RequestStats.rounded(elapsedSeconds, places: 3), dropped: snapshots.reduce(0) { $0 + $1.dropped },
-            overall: overall.stats(elapsedSeconds: elapsedSeconds),
+            iterations: arguments.iterations, rate: arguments.rate, thinkTimeSeconds: arguments.think_time.mean, started: started,
+            ended: Timestamp(ended), elapsedSeconds: RequestStats.rounded(elapsedSeconds, places: 3),
+            dropped: snapshots.reduce(0) { $0 + $1.drops.reduce(0, +) }, overall: overall.stats(elapsedSeconds: elapsedSeconds),
             requests: plan.steps.enumerated().map { index, step in
                 LoadResult.NamedStats(name: step.name, stats: perRequest[index].stats(elapsedSeconds: elapsedSeconds))
             },
-            timeline: timeline.entries(elapsedSeconds: elapsedSeconds))
+            timeline: timeline.entries(elapsedSeconds: elapsedSeconds), phases: split.loadPhases(segments))
     }
 }
