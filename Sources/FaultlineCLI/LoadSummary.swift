@@ -51,14 +51,15 @@ enum LoadSummary {
 
     /// `✓ p(95)<500 on during: 312.4 ms`.
     private static func threshold(_ entry: LoadThreshold, _ t: Terminal) -> String {
-        let measured = entry.measured.map { value in
-            switch entry.metric {
-            case "error_rate": percent(value)
-            case "count": String(Int(value))
-            case "rps": rate(value) + "/s"
-            default: ms(value)
-            }
-        } ?? "not measured"
+        let measured =
+            entry.measured.map { value in
+                switch entry.metric {
+                case "error_rate": percent(value)
+                case "count": String(Int(value))
+                case "rps": rate(value) + "/s"
+                default: ms(value)
+                }
+            } ?? "not measured"
         let mark = entry.ok ? t.paint("✓", .green) : t.paint("✗", .red)
         return "\(mark) \(entry.expression) on \(entry.scope): \(entry.ok ? measured : t.paint(measured, .red))"
     }

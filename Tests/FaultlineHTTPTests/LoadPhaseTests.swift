@@ -38,7 +38,9 @@ struct RecordRow {
 }
 
 /// The stats k6 would print for these rows: percentiles interpolated between the nearest ranks.
-func expectedStats(_ rows: [RecordRow]) -> (count: Int, failed: Int, min: Double, avg: Double, max: Double, percentiles: [Double], codes: [String: Int]) {
+func expectedStats(_ rows: [RecordRow]) -> (
+    count: Int, failed: Int, min: Double, avg: Double, max: Double, percentiles: [Double], codes: [String: Int]
+) {
     let latencies = rows.compactMap(\.latencyMicros).sorted()
     func ms(_ micros: Double) -> Double { (micros / 1000 * 1000).rounded() / 1000 }
     func percentile(_ p: Double) -> Double {
@@ -62,7 +64,9 @@ func expectStats(_ stats: LoadStats, match rows: [RecordRow], _ scope: String) {
     let expected = expectedStats(rows)
     #expect(stats.count == expected.count, "count of \(scope)")
     #expect(stats.failed == expected.failed, "failures of \(scope)")
-    #expect(stats.errorRate == (expected.count == 0 ? 0 : (Double(expected.failed) / Double(expected.count) * 1e6).rounded() / 1e6), "error rate of \(scope)")
+    #expect(
+        stats.errorRate == (expected.count == 0 ? 0 : (Double(expected.failed) / Double(expected.count) * 1e6).rounded() / 1e6),
+        "error rate of \(scope)")
     #expect([stats.minMs, stats.avgMs, stats.maxMs] == [expected.min, expected.avg, expected.max], "min/avg/max of \(scope)")
     #expect([stats.p50Ms, stats.p90Ms, stats.p95Ms, stats.p99Ms, stats.p999Ms] == expected.percentiles, "percentiles of \(scope)")
     #expect(Dictionary(uniqueKeysWithValues: stats.statusCodes.map { ($0.label, $0.count) }) == expected.codes, "status codes of \(scope)")
@@ -132,7 +136,8 @@ struct LoadPhaseTests {
 
     @Test("open model: latency from the intended send, and dropped sends counted per phase")
     func openModel() async throws {
-        let (result, rows) = try await loadAcrossAFault(["rate": 100, "users": 2, "duration": 3], path: "/slow?ms=40", breaking: false, before: 10, during: 10)
+        let (result, rows) = try await loadAcrossAFault(
+            ["rate": 100, "users": 2, "duration": 3], path: "/slow?ms=40", breaking: false, before: 10, during: 10)
         #expect(result.model == .open)
         expectStats(result.overall, match: rows.filter { $0.error != "dropped" }, "overall")
         for phase in result.phases {
@@ -193,7 +198,8 @@ struct LoadPhaseTests {
         #expect(PhaseSplit(windows: [], end: 1_000_000).phases.map(\.name) == ["before"])
         #expect(PhaseSplit(windows: [window("late", 2, 3)], end: 1_000_000).phases.map(\.name) == ["before"])
         // The same label twice is two phases.
-        let twice = PhaseSplit(windows: [window("x", 1, 2), FaultClock.Window(identity: "x2", label: "x", from: 3_000_000, to: 4_000_000)], end: 10_000_000)
+        let twice = PhaseSplit(
+            windows: [window("x", 1, 2), FaultClock.Window(identity: "x2", label: "x", from: 3_000_000, to: 4_000_000)], end: 10_000_000)
         #expect(twice.phases.filter { $0.kind == .fault }.map(\.name) == ["x", "x #2"])
     }
 
@@ -217,8 +223,10 @@ struct LoadPhaseTests {
         #expect(result.phases.isEmpty && result.recordsFile == nil && result.overall.count == 3)
         var written = result
         written.phases = [
-            LoadPhase(name: "before", kind: .before, fault: nil, fromSeconds: 0, toSeconds: 1.5, seconds: 1.5, stats: LoadStats(count: 2), dropped: 0),
-            LoadPhase(name: "slow", kind: .fault, fault: "slow", fromSeconds: 1.5, toSeconds: 2, seconds: 0.5, stats: LoadStats(count: 1), dropped: 4),
+            LoadPhase(
+                name: "before", kind: .before, fault: nil, fromSeconds: 0, toSeconds: 1.5, seconds: 1.5, stats: LoadStats(count: 2), dropped: 0),
+            LoadPhase(
+                name: "slow", kind: .fault, fault: "slow", fromSeconds: 1.5, toSeconds: 2, seconds: 0.5, stats: LoadStats(count: 1), dropped: 4),
         ]
         let back = try LoadResult(decoding: written.value)
         #expect(back == written)
@@ -230,7 +238,8 @@ struct LoadPhaseTests {
     @Test("a closed load whose throughput collapses under a fault says so and points to the open model")
     func collapse() {
         func phase(_ name: String, _ kind: LoadPhase.Kind, rps: Double) -> LoadPhase {
-            LoadPhase(name: name, kind: kind, fault: nil, fromSeconds: 0, toSeconds: 1, seconds: 1, stats: LoadStats(count: Int(rps), rps: rps), dropped: 0)
+            LoadPhase(
+                name: name, kind: kind, fault: nil, fromSeconds: 0, toSeconds: 1, seconds: 1, stats: LoadStats(count: Int(rps), rps: rps), dropped: 0)
         }
         var result = LoadResult(
             model: .closed, users: 5, rampUpSeconds: 0, durationSeconds: 3, iterations: nil, rate: nil, thinkTimeSeconds: 0, started: nil, ended: nil,

@@ -10,7 +10,8 @@ import Testing
     static func phase(_ name: String, _ kind: LoadPhase.Kind, from: Double, to: Double, count: Int, p95: Double, rps: Double) -> LoadPhase {
         LoadPhase(
             name: name, kind: kind, fault: kind == .fault ? name : nil, fromSeconds: from, toSeconds: to, seconds: to - from,
-            stats: LoadStats(count: count, ok: count, p50Ms: p95 / 2, p95Ms: p95, p99Ms: p95 * 2, rps: rps, statusCodes: [.init(label: "200", count: count)]),
+            stats: LoadStats(
+                count: count, ok: count, p50Ms: p95 / 2, p95Ms: p95, p99Ms: p95 * 2, rps: rps, statusCodes: [.init(label: "200", count: count)]),
             dropped: 0)
     }
 

@@ -75,7 +75,9 @@ struct PhaseSplit {
     /// The phases in time order of their first span, `during` after the fault phases.
     var ordered: [Int] {
         phases.indices.sorted { a, b in
-            (phases[a].kind == .during ? 1 : 0, phases[a].spans.first?.from ?? .max, a) < (phases[b].kind == .during ? 1 : 0, phases[b].spans.first?.from ?? .max, b)
+            (phases[a].kind == .during ? 1 : 0, phases[a].spans.first?.from ?? .max, a) < (
+                phases[b].kind == .during ? 1 : 0, phases[b].spans.first?.from ?? .max, b
+            )
         }
     }
 
@@ -117,7 +119,9 @@ enum RecordsFile {
     /// - Parameters:
     ///   - records: each loop's records with the phases of each of its segments.
     /// - Returns: the file's path.
-    static func write(_ records: [(records: [LoadRecord], phases: [String])], plan: LoadPlan, directory: String, activity: String) async throws -> String {
+    static func write(_ records: [(records: [LoadRecord], phases: [String])], plan: LoadPlan, directory: String, activity: String) async throws
+        -> String
+    {
         let base = String(activity.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "-" })
         var path = directory + "/" + base + ".load.csv"
         var number = 1
@@ -138,7 +142,9 @@ enum RecordsFile {
                 continue
             }
             let error = record.isOK ? "" : (ErrorKey(rawValue: Int(record.error))?.name ?? "other")
-            text += record.responded ? "\(record.status),\(record.isOK),\(error),\(decimal(Int64(record.latencyMicros), places: 3))," : ",false,\(error),,"
+            text +=
+                record.responded
+                ? "\(record.status),\(record.isOK),\(error),\(decimal(Int64(record.latencyMicros), places: 3))," : ",false,\(error),,"
             text += "\(record.received),\(record.sent)\n"
         }
         let contents = text
@@ -166,6 +172,7 @@ enum RecordsFile {
     }
 
     private static func csvField(_ text: String) -> String {
-        text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "|" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+        text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "|" })
+            ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
     }
 }
