@@ -33,7 +33,8 @@ public struct LoadProbe: Probe, ToleranceProviding {
         "duration": "seconds the load runs",
         "iterations": "closed model: times each user runs the requests",
         "think_time": "closed model: pause after each request, seconds or [min, max]",
-        "rate": "open model: iterations started per second",
+        "rate": "open model: iterations started per second (with stages, the rate they start from)",
+        "stages": "ramping load, k6's stages: [{duration, target}], users (closed) or rate (open) moving linearly to each target",
         "request_timeout": "seconds, or [connect, read], for each request",
         "verify_tls": "check servers' certificates",
         "graceful_stop": "seconds requests in flight at the end may take before they are abandoned",
@@ -85,19 +86,20 @@ public struct LoadProbe: Probe, ToleranceProviding {
         public var iterations: Int?
         public var think_time: ThinkTime
         public var rate: Double?
+        public var stages: [Stage]?
         public var request_timeout: RequestTimeout
         public var verify_tls: Bool
         public var graceful_stop: Double
         public var records: Bool
 
         enum CodingKeys: String, CodingKey {
-            case url, name, method, headers, body, expected_status, requests, users, ramp_up, duration, iterations, think_time, rate,
+            case url, name, method, headers, body, expected_status, requests, users, ramp_up, duration, iterations, think_time, rate, stages,
                 request_timeout, verify_tls, graceful_stop, records
         }
 
         public init(
             url: String? = nil, requests: [Request]? = nil, users: Int? = nil, ramp_up: Double = 0, duration: Double? = nil,
-            iterations: Int? = nil, think_time: ThinkTime = .fixed(0), rate: Double? = nil
+            iterations: Int? = nil, think_time: ThinkTime = .fixed(0), rate: Double? = nil, stages: [Stage]? = nil
         ) {
             self.url = url
             name = nil
@@ -112,6 +114,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
             self.iterations = iterations
             self.think_time = think_time
             self.rate = rate
+            self.stages = stages
             request_timeout = .standard
             verify_tls = true
             graceful_stop = 5
@@ -133,6 +136,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
             iterations = try c.decodeIfPresent(Int.self, forKey: .iterations)
             think_time = try c.decodeIfPresent(ThinkTime.self, forKey: .think_time) ?? .fixed(0)
             rate = try c.decodeIfPresent(Double.self, forKey: .rate)
+            stages = try c.decodeIfPresent([Stage].self, forKey: .stages)
             request_timeout = try c.decodeIfPresent(RequestTimeout.self, forKey: .request_timeout) ?? .standard
             verify_tls = try c.decodeIfPresent(Bool.self, forKey: .verify_tls) ?? true
             graceful_stop = try c.decodeIfPresent(Double.self, forKey: .graceful_stop) ?? 5
@@ -152,11 +156,20 @@ public struct LoadProbe: Probe, ToleranceProviding {
             return [Request(name: name ?? "request", url: url, method: method, headers: headers, body: body, expected_status: expected_status)]
         }
 
-        /// Users in the closed model; the connection limit in the open model.
+        /// The ramp the stages describe, from `users` (closed) or `rate` (open).
+        var ramp: Ramp? {
+            stages.map { Ramp(start: rate ?? Double(users ?? 0), stages: $0) }
+        }
+
+        /// The load's length: `duration`, or the stages' total.
+        var effectiveDuration: Double? { ramp?.total ?? duration }
+
+        /// Users in the closed model (with stages, the most); the connection limit in the open model.
         var effectiveUsers: Int {
-            if let users { return users }
-            if let rate { return min(1000, max(10, Int(rate.rounded(.up)))) }
-            return 1
+            if rate != nil, let users { return users }
+            if let rate { return min(1000, max(10, Int(max(rate, ramp?.peak ?? 0).rounded(.up)))) }
+            if let ramp { return max(1, Int(ramp.peak.rounded(.down))) }
+            return users ?? 1
         }
     }
 
@@ -194,17 +207,25 @@ public struct LoadProbe: Probe, ToleranceProviding {
                 throw ArgumentError("\(key).name", "two requests are named \"\(name)\"; names must be unique")
             }
         }
-        if let users = arguments.users, users < 1 { throw ArgumentError("users", "users must be 1 or more") }
+        if let stages = arguments.stages {
+            try validate(stages: stages, arguments)
+        } else if let users = arguments.users, users < 1 {
+            throw ArgumentError("users", "users must be 1 or more")
+        }
         if let duration = arguments.duration, !(duration > 0) { throw ArgumentError("duration", "duration must be more than 0 seconds") }
         if arguments.graceful_stop < 0 { throw ArgumentError("graceful_stop", "graceful_stop must be 0 or more seconds") }
         if let rate = arguments.rate {
-            guard rate > 0, rate.isFinite else { throw ArgumentError("rate", "rate must be more than 0 requests a second") }
-            guard arguments.duration != nil else { throw ArgumentError("duration", "the open model (rate) needs a duration", hint: "add duration: seconds") }
+            guard rate > 0 || (rate == 0 && arguments.stages != nil), rate.isFinite, rate <= 1_000_000 else {
+                throw ArgumentError("rate", "rate must be more than 0 and at most 1000000 requests a second (0 with stages: ramp up from nothing)")
+            }
+            guard arguments.duration != nil || arguments.stages != nil else {
+                throw ArgumentError("duration", "the open model (rate) needs a duration", hint: "add duration: seconds")
+            }
             if arguments.iterations != nil { throw ArgumentError("iterations", "iterations belong to the closed model; with rate, the duration sets how many") }
             if arguments.ramp_up != 0 { throw ArgumentError("ramp_up", "ramp_up belongs to the closed model (users), not to rate") }
             if arguments.think_time != .fixed(0) { throw ArgumentError("think_time", "think_time belongs to the closed model (users), not to rate") }
         } else {
-            if arguments.duration == nil, arguments.iterations == nil {
+            if arguments.duration == nil, arguments.iterations == nil, arguments.stages == nil {
                 throw ArgumentError(nil, "http.load needs a duration or iterations", hint: "add duration: seconds, iterations: N per user, or rate and duration")
             }
             if let iterations = arguments.iterations, iterations < 1 { throw ArgumentError("iterations", "iterations must be 1 or more") }
@@ -212,6 +233,46 @@ public struct LoadProbe: Probe, ToleranceProviding {
             if let duration = arguments.duration, arguments.ramp_up > duration {
                 throw ArgumentError("ramp_up", "ramp_up (\(arguments.ramp_up) s) is longer than the duration (\(duration) s)")
             }
+        }
+    }
+
+    /// Stages replace `duration` (and `ramp_up`, `iterations`): each has a length and a target in range.
+    private static func validate(stages: [Stage], _ arguments: Arguments) throws {
+        let open = arguments.rate != nil
+        guard !stages.isEmpty else { throw ArgumentError("stages", "stages is empty", hint: "list at least one {duration, target}") }
+        for key in ["duration", "ramp_up", "iterations"] {
+            let given =
+                switch key {
+                case "duration": arguments.duration != nil
+                case "ramp_up": arguments.ramp_up != 0
+                default: arguments.iterations != nil
+                }
+            if given {
+                throw ArgumentError(
+                    key, "\(key) cannot be given with stages: the stages set how the load runs and for how long", hint: "remove \(key)")
+            }
+        }
+        if !open, let users = arguments.users, users < 0 || users > 100_000 {
+            throw ArgumentError("users", "with stages, users is where the ramp starts: 0 to 100000")
+        }
+        for (index, stage) in stages.enumerated() {
+            guard stage.duration > 0, stage.duration.isFinite, stage.duration <= 86_400 else {
+                throw ArgumentError("stages.\(index).duration", "a stage lasts more than 0 and at most 86400 seconds, found \(stage.duration)")
+            }
+            if open {
+                guard stage.target >= 0, stage.target <= 1_000_000 else {
+                    throw ArgumentError("stages.\(index).target", "a rate target is 0 to 1000000 iterations a second, found \(stage.target)")
+                }
+            } else {
+                guard stage.target >= 0, stage.target <= 100_000, stage.target.rounded() == stage.target else {
+                    throw ArgumentError(
+                        "stages.\(index).target", "a users target is a whole number from 0 to 100000, found \(stage.target)",
+                        hint: "for an arrival rate, give rate: (the rate to start from) beside stages")
+                }
+            }
+        }
+        if (arguments.ramp?.peak ?? 0) <= 0 {
+            throw ArgumentError("stages", "every target is 0, so the load would send nothing", hint: "give a stage a target above 0")
         }
     }
 
@@ -351,15 +412,16 @@ public struct LoadProbe: Probe, ToleranceProviding {
         }
         let model: LoadPlan.Model =
             if let rate = arguments.rate {
-                .open(rate: rate, duration: arguments.duration ?? 0, maxUsers: arguments.effectiveUsers)
+                .open(rate: rate, duration: arguments.effectiveDuration ?? 0, maxUsers: arguments.effectiveUsers)
             } else {
                 .closed(
-                    users: arguments.effectiveUsers, rampUp: arguments.ramp_up, duration: arguments.duration, iterations: arguments.iterations,
+                    users: arguments.effectiveUsers, rampUp: arguments.ramp_up, duration: arguments.effectiveDuration,
+                    iterations: arguments.iterations,
                     think: arguments.think_time)
             }
         return LoadPlan(
             endpoints: endpoints, steps: steps, model: model, connectTimeout: Seconds.amount(arguments.request_timeout.connect),
-            readTimeout: Seconds.amount(arguments.request_timeout.read), gracefulStop: Seconds.amount(arguments.graceful_stop))
+            readTimeout: Seconds.amount(arguments.request_timeout.read), gracefulStop: Seconds.amount(arguments.graceful_stop), ramp: arguments.ramp)
     }
 
     /// The shared load output (``LoadResult``; see the README's "HTTP probes and load testing"),
@@ -384,13 +446,15 @@ public struct LoadProbe: Probe, ToleranceProviding {
         var overall = RequestStats()
         for stats in perRequest { overall.add(stats) }
         return LoadResult(
-            model: arguments.rate != nil ? .open : .closed, users: plan.maxUsers, rampUpSeconds: arguments.ramp_up, durationSeconds: arguments.duration,
+            model: arguments.rate != nil ? .open : .closed, users: plan.maxUsers, rampUpSeconds: arguments.ramp_up,
+            durationSeconds: arguments.effectiveDuration,
             iterations: arguments.iterations, rate: arguments.rate, thinkTimeSeconds: arguments.think_time.mean, started: started,
             ended: Timestamp(ended), elapsedSeconds: RequestStats.rounded(elapsedSeconds, places: 3),
             dropped: snapshots.reduce(0) { $0 + $1.drops.reduce(0, +) }, overall: overall.stats(elapsedSeconds: elapsedSeconds),
             requests: plan.steps.enumerated().map { index, step in
                 LoadResult.NamedStats(name: step.name, stats: perRequest[index].stats(elapsedSeconds: elapsedSeconds))
             },
-            timeline: timeline.entries(elapsedSeconds: elapsedSeconds), phases: split.loadPhases(segments))
+            timeline: timeline.entries(elapsedSeconds: elapsedSeconds), phases: split.loadPhases(segments),
+            stages: (arguments.stages ?? []).map { LoadStage(durationSeconds: $0.duration, target: $0.target) })
     }
 }

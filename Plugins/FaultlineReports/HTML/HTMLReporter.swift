@@ -257,6 +257,7 @@ public struct HTMLReporter: ComparisonReporter {
             if let ramp = result.rampUpSeconds { shape.append("ramp-up \(Format.duration(ramp))") }
             shape.append("closed model")
         }
+        if let stages = Format.stages(result) { shape.append(stages) }
         if let duration = result.durationSeconds { shape.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { shape.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { shape.append("think time \(Format.duration(think))") }

@@ -333,6 +333,7 @@ public struct MarkdownReporter: ComparisonReporter {
             if let users = result.users { parts.append("\(users) user\(users == 1 ? "" : "s")") }
             if let ramp = result.rampUpSeconds { parts.append("ramp-up \(Format.duration(ramp))") }
         }
+        if let stages = Format.stages(result) { parts.append(stages) }
         if let duration = result.durationSeconds { parts.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { parts.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { parts.append("think time \(Format.duration(think))") }

@@ -48,6 +48,8 @@ public struct LoadResult: Sendable, Equatable, Codable {
     public var phases: [LoadPhase]
     /// The per-request records file (a CSV beside the journal) when the probe wrote one.
     public var recordsFile: String?
+    /// A ramping load's stages (users or rate moving to each target), in order; empty otherwise.
+    public var stages: [LoadStage]
 
     /// How the load was driven.
     public enum Model: String, Sendable, Codable, CaseIterable {
@@ -71,7 +73,8 @@ public struct LoadResult: Sendable, Equatable, Codable {
     public init(
         model: Model, users: Int?, rampUpSeconds: Double?, durationSeconds: Double?, iterations: Int?, rate: Double?, thinkTimeSeconds: Double?,
         started: Timestamp?, ended: Timestamp?, elapsedSeconds: Double, dropped: Int, overall: LoadStats, requests: [NamedStats],
-        timeline: [LoadSecond], thresholds: [LoadThreshold] = [], phases: [LoadPhase] = [], recordsFile: String? = nil
+        timeline: [LoadSecond], thresholds: [LoadThreshold] = [], phases: [LoadPhase] = [], recordsFile: String? = nil,
+        stages: [LoadStage] = []
     ) {
         version = Self.currentVersion
         self.model = model
@@ -91,6 +94,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
         self.thresholds = thresholds
         self.phases = phases
         self.recordsFile = recordsFile
+        self.stages = stages
     }
 
     /// Reads a load output from a journal or a probe, leniently (see "Evolving it").
@@ -157,7 +161,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case version, model, users, rampUpSeconds = "ramp_up_s", durationSeconds = "duration_s", iterations, rate, thinkTimeSeconds = "think_time_s",
             started, ended, elapsedSeconds = "elapsed_s", dropped, overall, requests, timeline, thresholds, phases,
-            recordsFile = "records_file"
+            recordsFile = "records_file", stages
     }
 
     public init(from decoder: any Decoder) throws {
@@ -180,6 +184,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
         thresholds = c.lenientList(.thresholds) ?? []
         phases = c.lenientList(.phases) ?? []
         recordsFile = c.lenient(.recordsFile)
+        stages = c.lenientList(.stages) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -204,6 +209,33 @@ public struct LoadResult: Sendable, Equatable, Codable {
         if !thresholds.isEmpty { try c.encode(thresholds, forKey: .thresholds) }
         if !phases.isEmpty { try c.encode(phases, forKey: .phases) }
         try c.encodeIfPresent(recordsFile, forKey: .recordsFile)
+        if !stages.isEmpty { try c.encode(stages, forKey: .stages) }
+    }
+}
+
+/// One stage of a ramping load: over `duration_s` the users (closed model) or the arrival rate
+/// (open model) moved linearly to `target`.
+public struct LoadStage: Sendable, Equatable, Codable {
+    public var durationSeconds: Double
+    public var target: Double
+
+    public init(durationSeconds: Double, target: Double) {
+        self.durationSeconds = durationSeconds
+        self.target = target
+    }
+
+    enum CodingKeys: String, CodingKey { case durationSeconds = "duration_s", target }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        durationSeconds = c.lenient(.durationSeconds) ?? 0
+        target = c.lenient(.target) ?? 0
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(durationSeconds, forKey: .durationSeconds)
+        try c.encode(target, forKey: .target)
     }
 }
 
