@@ -31,7 +31,7 @@ struct RunSummaryTests {
             name: traffic
             background: true
             tolerance: {overall: ["rate<0.01"], during: ["p(95)<50"], after: ["rate<0.01"]}
-            provider: {type: http.load, url: "http://127.0.0.1:${api_PORT}/ok", users: 2, duration: 1.5, think_time: 0.01}
+            provider: {type: http.load, url: "http://127.0.0.1:${api_PORT}/ok", users: 2, duration: 2.5, think_time: 0.01}
           - type: action
             name: slow
             pauses: {before: 0.4, after: 0.5}
@@ -52,7 +52,8 @@ struct RunSummaryTests {
             let validate = try TestProcess(
                 python,
                 [
-                    "-c", "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))); print('valid')",
+                    "-c",
+                    "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))); print('valid')",
                     scratch.path("summary.json"), Self.packageRoot + "/docs/summary.schema.json",
                 ], in: scratch)
             #expect(await validate.wait() == 0, "\(validate.stdout)\(validate.stderr)")
