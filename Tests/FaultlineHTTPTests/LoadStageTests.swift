@@ -86,9 +86,11 @@ struct LoadStageTests {
             for (a, b) in zip(early, early.dropFirst()) {
                 #expect(b.sentMicros >= a.sentMicros + (a.latencyMicros ?? 0), "overlapping requests before the second user starts")
             }
-            // The last user stops when the target falls below 1 (1.1875 s): nothing is sent in the
-            // last stage's last second (timers on a loaded machine fire late, never early).
-            #expect(rows.allSatisfy { $0.sentMicros < 1_750_000 }, "\(rows.map(\.sentMicros).max() ?? 0)")
+            // The last user stops when the target falls below 1 (1.1875 s). In the last stage's last
+            // second a user sends at most the one request it had due when its stop came late (on a
+            // starved machine a think-time timer and the stop can fire in the same late turn).
+            let late = rows.filter { $0.sentMicros >= 1_750_000 }
+            #expect(late.count <= 4, "\(late.map(\.sentMicros))")
         }
     }
 
