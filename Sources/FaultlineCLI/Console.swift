@@ -103,6 +103,10 @@ final class ConsoleObserver: RunObserver, Sendable {
     func handle(_ event: RunEvent) {
         guard verbosity != .quiet else {
             if case .warning(let message) = event { terminal.error("warning: \(message)") }
+            if case .activityFinished(let result) = event, let load = LoadSummary.result(providerType: result.providerType, output: result.output) {
+                let lines = LoadSummary.lines(load, name: result.name, indent: "", onlyFailures: true, terminal: terminal)
+                if !lines.isEmpty { terminal.write(lines.joined(separator: "\n") + "\n") }
+            }
             return
         }
         let t = terminal
@@ -154,6 +158,9 @@ final class ConsoleObserver: RunObserver, Sendable {
                 }
                 s.pending = nil
                 s.pendingKey = nil
+            }
+            if let load = LoadSummary.result(providerType: result.providerType, output: result.output) {
+                line(LoadSummary.lines(load, name: result.name, indent: "      ", onlyFailures: false, terminal: t).joined(separator: "\n"))
             }
         case .pausing(let activity, let seconds, let before):
             if verbosity == .verbose || seconds >= 1 {

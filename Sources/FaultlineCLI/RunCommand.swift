@@ -113,7 +113,13 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where reports go (default reports/).", valueName: "dir"))
     var reportDir: String?
 
-    @Flag(name: .shortAndLong, help: "Print only the summary and errors.")
+    @Option(
+        help: ArgumentHelp(
+            "Write the whole run as one JSON document (outcome, experiments, faults, load results with phases and thresholds), "
+                + "as docs/summary.schema.json describes.", valueName: "file"))
+    var summaryJson: String?
+
+    @Flag(name: .shortAndLong, help: "Print only the summary, errors and missed load thresholds.")
     var quiet = false
 
     @Flag(name: .shortAndLong, help: "Print debug logs.")
@@ -161,12 +167,22 @@ struct RunCommand: AsyncParsableCommand {
         for problem in result.teardownProblems { t.error(t.paint("warning: ", .yellow) + problem) }
         if !result.journals.isEmpty {
             t.write("\n" + SummaryTable.render(result.journals, terminal: t) + "\n")
+            let loads = LoadSummary.runLines(result.journals, onlyFailures: quiet, terminal: t)
+            if !loads.isEmpty { t.write("\n" + loads.joined(separator: "\n") + "\n") }
         }
         if !result.journalPaths.isEmpty, !quiet {
             let shown = result.journalPaths.count == 1 ? result.journalPaths[0] : (result.journalPaths[0] as NSString).deletingLastPathComponent + "/"
             t.write(t.paint("journal\(result.journalPaths.count == 1 ? "" : "s"): \(shown)", .dim) + "\n")
         }
         for path in result.reportPaths where !quiet { t.write(t.paint("report: \(path)", .dim) + "\n") }
+        if let summaryJson {
+            do {
+                try JSONWriter.data(RunSummary.document(result)).write(to: URL(fileURLWithPath: summaryJson))
+                if !quiet { t.write(t.paint("summary: \(summaryJson)", .dim) + "\n") }
+            } catch {
+                t.error(t.paint("error: ", .red) + "cannot write the summary to \(summaryJson): \(error)")
+            }
+        }
         let outcome = result.outcome
         if outcome != .completed || !quiet {
             t.write("\(ConsoleObserver.paintOutcome(outcome, t)) (exit \(outcome.exitCode))\n")

@@ -59,6 +59,19 @@ struct DemoSuiteTests {
         #expect(loadRecord.toleranceMet == true)
         let timeline = loadRecord.output?["timeline"]?.arrayValue ?? []
         #expect(timeline.count >= 3)
+        // Split by the fault: the store's latency shows in the fault's phase, and the threshold on
+        // that phase was judged on it.
+        let result = try LoadResult(decoding: try #require(loadRecord.output))
+        #expect(result.phases.map(\.kind) == [.before, .fault, .after], "\(result.phases.map(\.name))")
+        let fault = try #require(result.phase(named: "during"))
+        #expect(fault.stats.count > 0 && fault.stats.p95Ms > 300, "the store answered 300 ms late: \(fault.stats)")
+        #expect(fault.stats.p95Ms > 5 * (result.phase(named: "before")?.stats.p95Ms ?? .infinity))
+        let during = try #require(result.thresholds.first { $0.scope == "during" })
+        #expect(during.ok && during.measured == fault.stats.p95Ms)
+        // The terminal summary shows the phases and the thresholds with what was measured.
+        #expect(printed.contains("orders-under-load: "), "\(printed)")
+        #expect(printed.contains("    fault latency latency=300"))
+        #expect(printed.contains("✓ p(95)<1000 on during: "))
 
         // Reports.
         for format in ["md", "html"] {

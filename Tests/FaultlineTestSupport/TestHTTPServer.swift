@@ -33,8 +33,11 @@ public final class TestHTTPServer: Sendable {
     /// - Parameters:
     ///   - tls: speak HTTPS with a self-signed certificate for localhost.
     ///   - respond: answers every request instead of the routes.
-    public static func start(tls: Bool = false, respond: Responder? = nil) async throws -> TestHTTPServer {
-        let state = Shared(respond: respond)
+    ///   - onRequest: called with the number of requests received so far, before each is answered.
+    public static func start(
+        tls: Bool = false, respond: Responder? = nil, onRequest: (@Sendable (Int) -> Void)? = nil
+    ) async throws -> TestHTTPServer {
+        let state = Shared(respond: respond, onRequest: onRequest)
         let sslContext: NIOSSLContext? =
             tls
             ? try NIOSSLContext(
@@ -81,12 +84,16 @@ public final class TestHTTPServer: Sendable {
 
     fileprivate final class Shared: Sendable {
         let respond: Responder?
+        let onRequest: (@Sendable (Int) -> Void)?
         let counts = Mutex<[String: Int]>([:])
         let requests = Mutex<[String]>([])
         let connections = Mutex(0)
         let open = OpenChannels()
 
-        init(respond: Responder?) { self.respond = respond }
+        init(respond: Responder?, onRequest: (@Sendable (Int) -> Void)?) {
+            self.respond = respond
+            self.onRequest = onRequest
+        }
     }
 
     static let certificatePEM = """
@@ -179,7 +186,11 @@ private final class Routes: ChannelInboundHandler {
         let path = components?.path ?? head.uri
         let query = Dictionary((components?.queryItems ?? []).map { ($0.name, $0.value ?? "") }, uniquingKeysWith: { a, _ in a })
         state.counts.withLock { $0[path, default: 0] += 1 }
-        state.requests.withLock { $0.append("\(head.method.rawValue) \(head.uri)") }
+        let received = state.requests.withLock {
+            $0.append("\(head.method.rawValue) \(head.uri)")
+            return $0.count
+        }
+        state.onRequest?(received)
         if let respond = state.respond {
             let (status, contentType, text) = respond(head.method.rawValue, head.uri, String(buffer: body))
             send(context, HTTPResponseStatus(statusCode: status), text, type: contentType, keepAlive: head.isKeepAlive)

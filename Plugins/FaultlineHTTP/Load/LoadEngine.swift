@@ -36,6 +36,12 @@ struct LoadPlan: Sendable {
     var readTimeout: TimeAmount
     /// How long requests in flight at the end may take before they are abandoned.
     var gracefulStop: TimeAmount
+    /// With stages: the users (closed) or the arrival rate (open) over time.
+    var ramp: Ramp? = nil
+    /// The run's fault windows, by which the measurements are split into phases.
+    var faults = FaultClock(context: nil, origin: 0)
+    /// Whether every exchange is kept for the records file.
+    var keepsRecords = false
 
     /// The most connections the load opens.
     var maxUsers: Int {
@@ -129,7 +135,7 @@ final class LoadWorker {
         self.workerCount = workerCount
         self.start = start
         random = SeededRandom(seed: seed)
-        recorder = LoadRecorder(requestCount: plan.steps.count, start: start)
+        recorder = LoadRecorder(requestCount: plan.steps.count, start: start, faults: plan.faults, keepsRecords: plan.keepsRecords)
         finished = loop.makePromise()
     }
 
@@ -143,6 +149,27 @@ final class LoadWorker {
         scheduleSweep()
         let isolated = loop.assumeIsolated()
         switch plan.model {
+        case .closed(let total, _, let duration?, _, _) where plan.ramp != nil:
+            // User n runs while the ramp's target is n + 1 or more, and finishes its request when it drops.
+            for number in stride(from: index, to: total, by: workerCount) {
+                let active = plan.ramp!.intervals(atLeast: Double(number + 1))
+                guard !active.isEmpty else { continue }
+                let user = LoadUser(worker: self, active: false)
+                users.append(user)
+                running += 1
+                for span in active {
+                    timers.append(
+                        isolated.scheduleTask(deadline: start + Seconds.amount(span.from)) { [weak self, user] in
+                            guard let self, !self.stopping else { return }
+                            user.resume()
+                        })
+                    if span.to < duration {
+                        timers.append(isolated.scheduleTask(deadline: start + Seconds.amount(span.to)) { [user] in user.pause() })
+                    }
+                }
+            }
+            timers.append(isolated.scheduleTask(deadline: start + Seconds.amount(duration)) { [weak self] in self?.stop() })
+            if running == 0 { stop() }
         case .closed(let total, let rampUp, let duration, _, _):
             for number in stride(from: index, to: total, by: workerCount) {
                 let user = LoadUser(worker: self)
@@ -160,14 +187,17 @@ final class LoadWorker {
             if running == 0 { stop() }
         case .open(let rate, let duration, let maxUsers):
             userLimit = maxUsers / workerCount + (index < maxUsers % workerCount ? 1 : 0)
-            arrivals = Int((rate * duration).rounded())
-            arrivalInterval = Int64((1e9 / rate).rounded())
+            arrivals = plan.ramp?.arrivals ?? Int((rate * duration).rounded())
+            arrivalInterval = rate > 0 ? Int64((1e9 / rate).rounded()) : 0
             nextArrival = index
             scheduleArrivals()
         }
     }
 
-    private func arrivalTime(_ k: Int) -> NIODeadline { start + .nanoseconds(Int64(k) * arrivalInterval) }
+    private func arrivalTime(_ k: Int) -> NIODeadline {
+        if let ramp = plan.ramp { return start + Seconds.amount(ramp.arrivalTime(k)) }
+        return start + .nanoseconds(Int64(k) * arrivalInterval)
+    }
 
     /// Starts every arrival that is due, then sleeps until the next one.
     private func scheduleArrivals() {
@@ -192,7 +222,7 @@ final class LoadWorker {
             users.append(user)
             user.runIteration(scheduled: scheduled)
         } else {
-            recorder.dropped += 1
+            recorder.recordDrop(due: scheduled)
         }
     }
 
@@ -314,22 +344,38 @@ final class LoadUser {
     private var channels: [(any Channel)?]
     private var step = 0
     private var iterations = 0
+    /// Closed model with stages: whether the ramp's target includes this user now.
+    private var active: Bool
+    /// A request, a think-time pause or a queued send of this user is pending.
+    private var looping = false
 
-    init(worker: LoadWorker) {
+    init(worker: LoadWorker, active: Bool = true) {
         self.worker = worker
+        self.active = active
         handlers = Array(repeating: nil, count: worker.plan.endpoints.count)
         channels = Array(repeating: nil, count: worker.plan.endpoints.count)
     }
 
     /// Closed model: the next request of the sequence, unless the load is over for this user.
     func runNext() {
-        guard !worker.stopping else { return }
+        looping = false
+        guard !worker.stopping, active else { return }
         if worker.isComplete(iterations: iterations) {
             closeConnections()
             worker.userStopped()
             return
         }
+        looping = true
         exchange(step, began: .now())
+    }
+
+    /// Stages: the target dropped below this user; its request in flight finishes, then it waits.
+    func pause() { active = false }
+
+    /// Stages: the target includes this user again (or for the first time).
+    func resume() {
+        active = true
+        if !looping { runNext() }
     }
 
     /// Open model: one iteration of the sequence, its first request timed from `scheduled`.
@@ -386,7 +432,7 @@ final class LoadUser {
             connectFailure = failure.kind.isConnectPhase
             // A request that failed after its connection was up was sent.
             let sent = connectFailure ? 0 : worker.plan.steps[index].request.encoded.readableBytes
-            worker.recorder.record(index, failure: failure, sent: sent, received: 0, now: now)
+            worker.recorder.record(index, failure: failure, sent: sent, received: 0, began: began, now: now)
         }
         step += 1
         let iterationDone = step == worker.plan.steps.count
@@ -399,6 +445,7 @@ final class LoadUser {
             let pause = worker.thinkTime(afterConnectFailure: connectFailure)
             worker.exchangeEnded()
             if worker.stopping { return }
+            looping = true
             if pause > 0 {
                 worker.loop.assumeIsolated().scheduleTask(in: Seconds.amount(pause)) { [self] in runNext() }
             } else {

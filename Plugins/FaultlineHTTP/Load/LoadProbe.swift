@@ -33,10 +33,12 @@ public struct LoadProbe: Probe, ToleranceProviding {
         "duration": "seconds the load runs",
         "iterations": "closed model: times each user runs the requests",
         "think_time": "closed model: pause after each request, seconds or [min, max]",
-        "rate": "open model: iterations started per second",
+        "rate": "open model: iterations started per second (with stages, the rate they start from)",
+        "stages": "ramping load, k6's stages: [{duration, target}], users (closed) or rate (open) moving linearly to each target",
         "request_timeout": "seconds, or [connect, read], for each request",
         "verify_tls": "check servers' certificates",
         "graceful_stop": "seconds requests in flight at the end may take before they are abandoned",
+        "records": "write every request (and dropped send) to a CSV beside the journal, the records the stats are computed from",
     ]
 
     /// One request of the sequence.
@@ -84,18 +86,20 @@ public struct LoadProbe: Probe, ToleranceProviding {
         public var iterations: Int?
         public var think_time: ThinkTime
         public var rate: Double?
+        public var stages: [Stage]?
         public var request_timeout: RequestTimeout
         public var verify_tls: Bool
         public var graceful_stop: Double
+        public var records: Bool
 
         enum CodingKeys: String, CodingKey {
-            case url, name, method, headers, body, expected_status, requests, users, ramp_up, duration, iterations, think_time, rate,
-                request_timeout, verify_tls, graceful_stop
+            case url, name, method, headers, body, expected_status, requests, users, ramp_up, duration, iterations, think_time, rate, stages,
+                request_timeout, verify_tls, graceful_stop, records
         }
 
         public init(
             url: String? = nil, requests: [Request]? = nil, users: Int? = nil, ramp_up: Double = 0, duration: Double? = nil,
-            iterations: Int? = nil, think_time: ThinkTime = .fixed(0), rate: Double? = nil
+            iterations: Int? = nil, think_time: ThinkTime = .fixed(0), rate: Double? = nil, stages: [Stage]? = nil
         ) {
             self.url = url
             name = nil
@@ -110,9 +114,11 @@ public struct LoadProbe: Probe, ToleranceProviding {
             self.iterations = iterations
             self.think_time = think_time
             self.rate = rate
+            self.stages = stages
             request_timeout = .standard
             verify_tls = true
             graceful_stop = 5
+            records = false
         }
 
         public init(from decoder: any Decoder) throws {
@@ -130,9 +136,11 @@ public struct LoadProbe: Probe, ToleranceProviding {
             iterations = try c.decodeIfPresent(Int.self, forKey: .iterations)
             think_time = try c.decodeIfPresent(ThinkTime.self, forKey: .think_time) ?? .fixed(0)
             rate = try c.decodeIfPresent(Double.self, forKey: .rate)
+            stages = try c.decodeIfPresent([Stage].self, forKey: .stages)
             request_timeout = try c.decodeIfPresent(RequestTimeout.self, forKey: .request_timeout) ?? .standard
             verify_tls = try c.decodeIfPresent(Bool.self, forKey: .verify_tls) ?? true
             graceful_stop = try c.decodeIfPresent(Double.self, forKey: .graceful_stop) ?? 5
+            records = try c.decodeIfPresent(Bool.self, forKey: .records) ?? false
         }
 
         /// The requests in order, the single-URL form included, each with its name.
@@ -148,11 +156,20 @@ public struct LoadProbe: Probe, ToleranceProviding {
             return [Request(name: name ?? "request", url: url, method: method, headers: headers, body: body, expected_status: expected_status)]
         }
 
-        /// Users in the closed model; the connection limit in the open model.
+        /// The ramp the stages describe, from `users` (closed) or `rate` (open).
+        var ramp: Ramp? {
+            stages.map { Ramp(start: rate ?? Double(users ?? 0), stages: $0) }
+        }
+
+        /// The load's length: `duration`, or the stages' total.
+        var effectiveDuration: Double? { ramp?.total ?? duration }
+
+        /// Users in the closed model (with stages, the most); the connection limit in the open model.
         var effectiveUsers: Int {
-            if let users { return users }
-            if let rate { return min(1000, max(10, Int(rate.rounded(.up)))) }
-            return 1
+            if rate != nil, let users { return users }
+            if let rate { return min(1000, max(10, Int(max(rate, ramp?.peak ?? 0).rounded(.up)))) }
+            if let ramp { return max(1, Int(ramp.peak.rounded(.down))) }
+            return users ?? 1
         }
     }
 
@@ -181,24 +198,34 @@ public struct LoadProbe: Probe, ToleranceProviding {
             }
             try RequestBuilder.validateMethod(request.method, key: arguments.requests == nil ? "method" : "\(key).method")
             let name = request.name ?? ""
-            if name.isEmpty || name == "overall" {
-                throw ArgumentError("\(key).name", "\"\(name)\" cannot name a request", hint: "\"overall\" is the whole load's scope in thresholds")
+            if name.isEmpty || name == "overall" || LoadResult.isPhaseScope(name) {
+                throw ArgumentError(
+                    "\(key).name", "\"\(name)\" cannot name a request",
+                    hint: "\"overall\", \"before\", \"during\", \"between\" and \"after\" are scopes of thresholds")
             }
             if !seen.insert(name).inserted {
                 throw ArgumentError("\(key).name", "two requests are named \"\(name)\"; names must be unique")
             }
         }
-        if let users = arguments.users, users < 1 { throw ArgumentError("users", "users must be 1 or more") }
+        if let stages = arguments.stages {
+            try validate(stages: stages, arguments)
+        } else if let users = arguments.users, users < 1 {
+            throw ArgumentError("users", "users must be 1 or more")
+        }
         if let duration = arguments.duration, !(duration > 0) { throw ArgumentError("duration", "duration must be more than 0 seconds") }
         if arguments.graceful_stop < 0 { throw ArgumentError("graceful_stop", "graceful_stop must be 0 or more seconds") }
         if let rate = arguments.rate {
-            guard rate > 0, rate.isFinite else { throw ArgumentError("rate", "rate must be more than 0 requests a second") }
-            guard arguments.duration != nil else { throw ArgumentError("duration", "the open model (rate) needs a duration", hint: "add duration: seconds") }
+            guard rate > 0 || (rate == 0 && arguments.stages != nil), rate.isFinite, rate <= 1_000_000 else {
+                throw ArgumentError("rate", "rate must be more than 0 and at most 1000000 requests a second (0 with stages: ramp up from nothing)")
+            }
+            guard arguments.duration != nil || arguments.stages != nil else {
+                throw ArgumentError("duration", "the open model (rate) needs a duration", hint: "add duration: seconds")
+            }
             if arguments.iterations != nil { throw ArgumentError("iterations", "iterations belong to the closed model; with rate, the duration sets how many") }
             if arguments.ramp_up != 0 { throw ArgumentError("ramp_up", "ramp_up belongs to the closed model (users), not to rate") }
             if arguments.think_time != .fixed(0) { throw ArgumentError("think_time", "think_time belongs to the closed model (users), not to rate") }
         } else {
-            if arguments.duration == nil, arguments.iterations == nil {
+            if arguments.duration == nil, arguments.iterations == nil, arguments.stages == nil {
                 throw ArgumentError(nil, "http.load needs a duration or iterations", hint: "add duration: seconds, iterations: N per user, or rate and duration")
             }
             if let iterations = arguments.iterations, iterations < 1 { throw ArgumentError("iterations", "iterations must be 1 or more") }
@@ -206,6 +233,46 @@ public struct LoadProbe: Probe, ToleranceProviding {
             if let duration = arguments.duration, arguments.ramp_up > duration {
                 throw ArgumentError("ramp_up", "ramp_up (\(arguments.ramp_up) s) is longer than the duration (\(duration) s)")
             }
+        }
+    }
+
+    /// Stages replace `duration` (and `ramp_up`, `iterations`): each has a length and a target in range.
+    private static func validate(stages: [Stage], _ arguments: Arguments) throws {
+        let open = arguments.rate != nil
+        guard !stages.isEmpty else { throw ArgumentError("stages", "stages is empty", hint: "list at least one {duration, target}") }
+        for key in ["duration", "ramp_up", "iterations"] {
+            let given =
+                switch key {
+                case "duration": arguments.duration != nil
+                case "ramp_up": arguments.ramp_up != 0
+                default: arguments.iterations != nil
+                }
+            if given {
+                throw ArgumentError(
+                    key, "\(key) cannot be given with stages: the stages set how the load runs and for how long", hint: "remove \(key)")
+            }
+        }
+        if !open, let users = arguments.users, users < 0 || users > 100_000 {
+            throw ArgumentError("users", "with stages, users is where the ramp starts: 0 to 100000")
+        }
+        for (index, stage) in stages.enumerated() {
+            guard stage.duration > 0, stage.duration.isFinite, stage.duration <= 86_400 else {
+                throw ArgumentError("stages.\(index).duration", "a stage lasts more than 0 and at most 86400 seconds, found \(stage.duration)")
+            }
+            if open {
+                guard stage.target >= 0, stage.target <= 1_000_000 else {
+                    throw ArgumentError("stages.\(index).target", "a rate target is 0 to 1000000 iterations a second, found \(stage.target)")
+                }
+            } else {
+                guard stage.target >= 0, stage.target <= 100_000, stage.target.rounded() == stage.target else {
+                    throw ArgumentError(
+                        "stages.\(index).target", "a users target is a whole number from 0 to 100000, found \(stage.target)",
+                        hint: "for an arrival rate, give rate: (the rate to start from) beside stages")
+                }
+            }
+        }
+        if (arguments.ramp?.peak ?? 0) <= 0 {
+            throw ArgumentError("stages", "every target is 0, so the load would send nothing", hint: "give a stage a target above 0")
         }
     }
 
@@ -221,19 +288,24 @@ public struct LoadProbe: Probe, ToleranceProviding {
     /// - Throws: ``ActivityFailure`` when a host does not resolve, and when interrupted (with the
     ///   partial output, so the journal keeps what was measured).
     public static func run(_ arguments: Arguments, context: ActivityContext, group: MultiThreadedEventLoopGroup = .singleton) async throws -> Value {
-        let plan = try await makePlan(arguments)
+        var plan = try await makePlan(arguments)
         let loops = Array(group.makeIterator())
         let workerCount = max(1, min(loops.count, plan.maxUsers))
         var random = context.makeRandom()
         let wallStart = Date()
         let start = NIODeadline.now()
+        let started = Timestamp(wallStart)
+        plan.faults = FaultClock(context: context, origin: started.microsecondsSinceEpoch ?? 0)
+        plan.keepsRecords = arguments.records
+        let ready = plan
         var created: [NIOLoopBound<LoadWorker>] = []
         for index in 0..<workerCount {
             let loop = loops[index]
             let seed = random.next()
             created.append(
                 try await loop.submit {
-                    NIOLoopBound(LoadWorker(loop: loop, plan: plan, index: index, workerCount: workerCount, start: start, seed: seed), eventLoop: loop)
+                    NIOLoopBound(
+                        LoadWorker(loop: loop, plan: ready, index: index, workerCount: workerCount, start: start, seed: seed), eventLoop: loop)
                 }.get())
         }
         let workers = created
@@ -281,10 +353,19 @@ public struct LoadProbe: Probe, ToleranceProviding {
         }
         for snapshot in snapshots { timeline.add(snapshot.seconds) }
         timeline.close(before: .max)
-        let output = Self.result(
-            arguments: arguments, plan: plan, snapshots: snapshots, timeline: timeline, started: wallStart, ended: ended,
-            elapsedSeconds: Stats.seconds(elapsed)
-        ).value
+        let windows = plan.faults.windows()
+        var split = PhaseSplit(windows: windows, end: Int64((Stats.seconds(elapsed) * 1e6).rounded()))
+        var result = Self.result(
+            arguments: arguments, plan: plan, snapshots: snapshots, timeline: timeline, started: started, ended: ended,
+            elapsedSeconds: Stats.seconds(elapsed), split: &split)
+        if arguments.records {
+            let names = split.phases.map(\.name)
+            let loops = snapshots.map { snapshot in
+                (snapshot.records, snapshot.segments.map { RecordsFile.phaseField(split.phases(of: $0).map { names[$0] }) })
+            }
+            result.recordsFile = try await RecordsFile.write(loops, plan: plan, directory: context.runDirectory, activity: context.activityName)
+        }
+        let output = result.value
         if interrupted {
             throw ActivityFailure(
                 "http.load was interrupted after \(DurationFormat.seconds(Stats.seconds(elapsed))); the output holds what was measured until then",
@@ -331,35 +412,49 @@ public struct LoadProbe: Probe, ToleranceProviding {
         }
         let model: LoadPlan.Model =
             if let rate = arguments.rate {
-                .open(rate: rate, duration: arguments.duration ?? 0, maxUsers: arguments.effectiveUsers)
+                .open(rate: rate, duration: arguments.effectiveDuration ?? 0, maxUsers: arguments.effectiveUsers)
             } else {
                 .closed(
-                    users: arguments.effectiveUsers, rampUp: arguments.ramp_up, duration: arguments.duration, iterations: arguments.iterations,
+                    users: arguments.effectiveUsers, rampUp: arguments.ramp_up, duration: arguments.effectiveDuration,
+                    iterations: arguments.iterations,
                     think: arguments.think_time)
             }
         return LoadPlan(
             endpoints: endpoints, steps: steps, model: model, connectTimeout: Seconds.amount(arguments.request_timeout.connect),
-            readTimeout: Seconds.amount(arguments.request_timeout.read), gracefulStop: Seconds.amount(arguments.graceful_stop))
+            readTimeout: Seconds.amount(arguments.request_timeout.read), gracefulStop: Seconds.amount(arguments.graceful_stop), ramp: arguments.ramp)
     }
 
-    /// The shared load output (``LoadResult``; see the README's "HTTP probes and load testing").
+    /// The shared load output (``LoadResult``; see the README's "HTTP probes and load testing"),
+    /// its phases split by `split`.
     static func result(
-        arguments: Arguments, plan: LoadPlan, snapshots: [LoadSnapshot], timeline: Timeline, started: Date, ended: Date, elapsedSeconds: Double
+        arguments: Arguments, plan: LoadPlan, snapshots: [LoadSnapshot], timeline: Timeline, started: Timestamp, ended: Date, elapsedSeconds: Double,
+        split: inout PhaseSplit
     ) -> LoadResult {
         var perRequest = Array(repeating: RequestStats(), count: plan.steps.count)
+        var segments: [Segment: (stats: [RequestStats], dropped: Int)] = [:]
         for snapshot in snapshots {
-            for index in perRequest.indices { perRequest[index].add(snapshot.requests[index]) }
+            for (number, segment) in snapshot.segments.enumerated() {
+                var merged = segments[segment] ?? (Array(repeating: RequestStats(), count: plan.steps.count), 0)
+                for index in perRequest.indices {
+                    perRequest[index].add(snapshot.stats[number][index])
+                    merged.stats[index].add(snapshot.stats[number][index])
+                }
+                merged.dropped += snapshot.drops[number]
+                segments[segment] = merged
+            }
         }
         var overall = RequestStats()
         for stats in perRequest { overall.add(stats) }
         return LoadResult(
-            model: arguments.rate != nil ? .open : .closed, users: plan.maxUsers, rampUpSeconds: arguments.ramp_up, durationSeconds: arguments.duration,
-            iterations: arguments.iterations, rate: arguments.rate, thinkTimeSeconds: arguments.think_time.mean, started: Timestamp(started),
-            ended: Timestamp(ended), elapsedSeconds: RequestStats.rounded(elapsedSeconds, places: 3), dropped: snapshots.reduce(0) { $0 + $1.dropped },
-            overall: overall.stats(elapsedSeconds: elapsedSeconds),
+            model: arguments.rate != nil ? .open : .closed, users: plan.maxUsers, rampUpSeconds: arguments.ramp_up,
+            durationSeconds: arguments.effectiveDuration,
+            iterations: arguments.iterations, rate: arguments.rate, thinkTimeSeconds: arguments.think_time.mean, started: started,
+            ended: Timestamp(ended), elapsedSeconds: RequestStats.rounded(elapsedSeconds, places: 3),
+            dropped: snapshots.reduce(0) { $0 + $1.drops.reduce(0, +) }, overall: overall.stats(elapsedSeconds: elapsedSeconds),
             requests: plan.steps.enumerated().map { index, step in
                 LoadResult.NamedStats(name: step.name, stats: perRequest[index].stats(elapsedSeconds: elapsedSeconds))
             },
-            timeline: timeline.entries(elapsedSeconds: elapsedSeconds))
+            timeline: timeline.entries(elapsedSeconds: elapsedSeconds), phases: split.loadPhases(segments),
+            stages: (arguments.stages ?? []).map { LoadStage(durationSeconds: $0.duration, target: $0.target) })
     }
 }

@@ -43,17 +43,58 @@ enum ErrorKey: Int, CaseIterable, Sendable {
     }
 }
 
-/// Everything measured for one named request (or, merged, for the whole load), in constant
-/// memory: latencies go into an HdrHistogram (1 µs to 1 hour, 3 significant digits).
+/// Latencies counted exactly, by microsecond: memory grows with the number of distinct values
+/// (a few thousand in practice), not with the number of requests.
+struct ExactLatencies: Sendable {
+    private(set) var counts: [UInt32: Int] = [:]
+    private(set) var total = 0
+
+    mutating func record(_ micros: UInt32) {
+        counts[micros, default: 0] += 1
+        total += 1
+    }
+
+    mutating func add(_ other: ExactLatencies) {
+        counts.merge(other.counts, uniquingKeysWith: +)
+        total += other.total
+    }
+
+    /// k6's percentiles (`fractions` in 0...1) in microseconds: the sorted values v at rank
+    /// r = fraction × (count − 1), interpolated between v[⌊r⌋] and v[⌈r⌉].
+    func percentiles(_ fractions: [Double]) -> [Double] {
+        guard total > 0 else { return fractions.map { _ in 0 } }
+        let ranks = fractions.map { $0 * Double(total - 1) }
+        let wanted = Set(ranks.flatMap { [Int($0.rounded(.down)), Int($0.rounded(.up))] }).sorted()
+        var values: [Int: Double] = [:]
+        var next = 0
+        var seen = 0
+        for key in counts.keys.sorted() {
+            seen += counts[key]!
+            while next < wanted.count, wanted[next] < seen {
+                values[wanted[next]] = Double(key)
+                next += 1
+            }
+            if next == wanted.count { break }
+        }
+        return ranks.map { rank in
+            let lower = values[Int(rank.rounded(.down))]!
+            let upper = values[Int(rank.rounded(.up))]!
+            return lower + (upper - lower) * (rank - rank.rounded(.down))
+        }
+    }
+}
+
+/// Everything measured for one named request in one segment of the load (or, merged, for a
+/// request, a phase or the whole load), exactly and in memory that does not grow with the count.
 struct RequestStats: Sendable {
     /// Latencies in microseconds, of exchanges that got a response.
-    var latencies = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Self.highestMicros, numberOfSignificantValueDigits: .three)
+    var latencies = ExactLatencies()
     var count = 0
     var ok = 0
     var failed = 0
     var sumMicros: UInt64 = 0
-    var minMicros: UInt64 = .max
-    var maxMicros: UInt64 = 0
+    var minMicros: UInt32 = .max
+    var maxMicros: UInt32 = 0
     var bytesReceived = 0
     var bytesSent = 0
     var statusCodes: [Int: Int] = [:]
@@ -62,13 +103,12 @@ struct RequestStats: Sendable {
     static let highestMicros: UInt64 = 3_600_000_000
 
     /// Records an exchange that got a response.
-    mutating func record(status: Int, ok isOK: Bool, micros: UInt64, received: Int, sent: Int) {
+    mutating func record(status: Int, ok isOK: Bool, micros: UInt32, received: Int, sent: Int) {
         count += 1
-        let clamped = min(max(micros, 1), Self.highestMicros)
-        _ = latencies.record(clamped)
-        sumMicros += clamped
-        minMicros = min(minMicros, clamped)
-        maxMicros = max(maxMicros, clamped)
+        latencies.record(micros)
+        sumMicros += UInt64(micros)
+        minMicros = min(minMicros, micros)
+        maxMicros = max(maxMicros, micros)
         bytesReceived += received
         bytesSent += sent
         statusCodes[status, default: 0] += 1
@@ -103,17 +143,18 @@ struct RequestStats: Sendable {
         for i in errors.indices { errors[i] += other.errors[i] }
     }
 
-    /// The output's stats of this request (or of the whole load).
+    /// The output's stats over `elapsedSeconds` (for the rates). Latencies are milliseconds to
+    /// the microsecond; percentiles are k6's (see ``ExactLatencies/percentiles(_:)``).
     func stats(elapsedSeconds: Double) -> LoadStats {
-        let measured = latencies.totalCount
-        func ms(_ micros: UInt64) -> Double { Double(micros) / 1000 }
-        func percentile(_ p: Double) -> Double { measured == 0 ? 0 : ms(latencies.valueAtPercentile(p)) }
+        let measured = latencies.total
+        func ms(_ micros: Double) -> Double { Self.rounded(micros / 1000, places: 3) }
+        let p = latencies.percentiles([0.5, 0.9, 0.95, 0.99, 0.999]).map(ms)
         let seconds = max(elapsedSeconds, 1e-9)
         return LoadStats(
             count: count, ok: ok, failed: failed, errorRate: count == 0 ? 0 : Self.rounded(Double(failed) / Double(count), places: 6),
-            minMs: measured == 0 ? 0 : ms(minMicros), avgMs: measured == 0 ? 0 : Self.rounded(Double(sumMicros) / Double(measured) / 1000, places: 3),
-            maxMs: ms(maxMicros), p50Ms: percentile(50), p90Ms: percentile(90), p95Ms: percentile(95), p99Ms: percentile(99),
-            p999Ms: percentile(99.9), rps: Self.rounded(Double(count) / seconds, places: 3), bytesReceived: bytesReceived, bytesSent: bytesSent,
+            minMs: measured == 0 ? 0 : ms(Double(minMicros)), avgMs: measured == 0 ? 0 : ms(Double(sumMicros) / Double(measured)),
+            maxMs: ms(Double(maxMicros)), p50Ms: p[0], p90Ms: p[1], p95Ms: p[2], p99Ms: p[3], p999Ms: p[4],
+            rps: Self.rounded(Double(count) / seconds, places: 3), bytesReceived: bytesReceived, bytesSent: bytesSent,
             bytesPerSecond: Self.rounded(Double(bytesReceived) / seconds, places: 1),
             statusCodes: statusCodes.keys.sorted().map { LoadStats.Count(label: String($0), count: statusCodes[$0]!) },
             errors: ErrorKey.allCases.map { LoadStats.Count(label: $0.name, count: errors[$0.rawValue]) })
@@ -123,6 +164,27 @@ struct RequestStats: Sendable {
         let scale = pow(10, Double(places))
         return (value * scale).rounded() / scale
     }
+}
+
+/// One exchange, kept only when the probe writes its records file (`records: true`).
+struct LoadRecord: Sendable {
+    /// Microseconds since the load started when the request was sent (open model: when it was due).
+    var sentMicros: Int64
+    /// Microseconds to the response; 0 when none came.
+    var latencyMicros: UInt32
+    /// The request's index in the sequence; -1 for a dropped send.
+    var step: Int32
+    /// The HTTP status; 0 when no response came.
+    var status: UInt16
+    /// The error class (``ErrorKey`` raw value), or -1 for a success.
+    var error: Int8
+    /// The recorder's segment the record fell in.
+    var segment: UInt16
+    var received: UInt32
+    var sent: UInt32
+
+    var responded: Bool { status != 0 }
+    var isOK: Bool { error < 0 }
 }
 
 /// One second of the time series, while it is still being filled.
@@ -148,30 +210,102 @@ struct SecondBucket: Sendable {
 }
 
 /// What one event loop measured; confined to that loop, so recording takes no lock.
+///
+/// Measurements are kept per *segment* of the load — a stretch with the same fault windows in
+/// force, or between them — and per request, so that the phases (``PhaseSplit``) are merges of
+/// whole segments and their stats are exact. A request's segment is decided by when it was sent,
+/// against the run's fault windows as they stand when it completes (a window begins or ends long
+/// before a request sent after that moment can complete).
 final class LoadRecorder {
-    private(set) var requests: [RequestStats]
+    /// Segments in the order first seen; `stats[segment][request]`.
+    private(set) var segments: [Segment] = []
+    private(set) var stats: [[RequestStats]] = []
+    private(set) var drops: [Int] = []
+    /// Every exchange, when the records file is wanted.
+    private(set) var records: [LoadRecord] = []
+    private let keepsRecords: Bool
+    private let requestCount: Int
+    private let faults: FaultClock
+    private var windows: [FaultClock.Window] = []
+    private var generation = -1
+    private var lastSegment: (key: Segment, index: Int)?
     /// Seconds not yet handed over, oldest first (usually one or two).
     private var seconds: [(index: Int, bucket: SecondBucket)] = []
     private let start: NIODeadline
-    var dropped = 0
 
-    init(requestCount: Int, start: NIODeadline) {
-        requests = Array(repeating: RequestStats(), count: requestCount)
+    init(requestCount: Int, start: NIODeadline, faults: FaultClock, keepsRecords: Bool) {
+        self.requestCount = requestCount
         self.start = start
+        self.faults = faults
+        self.keepsRecords = keepsRecords
+    }
+
+    private func micros(since moment: NIODeadline) -> Int64 { max((moment - start).nanoseconds / 1000, 0) }
+
+    /// The segment a moment (microseconds since the start) falls in, created on first use.
+    private func segment(at micros: Int64) -> Int {
+        let now = faults.generation
+        if now != generation {
+            windows = faults.windows()
+            generation = now
+            lastSegment = nil
+        }
+        let key = Segment(at: micros, windows: windows)
+        if let lastSegment, lastSegment.key == key { return lastSegment.index }
+        let index: Int
+        if let known = segments.firstIndex(of: key) {
+            index = known
+        } else {
+            segments.append(key)
+            stats.append(Array(repeating: RequestStats(), count: requestCount))
+            drops.append(0)
+            index = segments.count - 1
+        }
+        lastSegment = (key, index)
+        return index
     }
 
     /// Records a response for request `index`.
     func record(_ index: Int, result: ExchangeResult, expected: ExpectedStatus, began: NIODeadline, now: NIODeadline) {
-        let micros = UInt64(max((now - began).nanoseconds / 1000, 1))
+        let micros = UInt32(min(max((now - began).nanoseconds / 1000, 1), Int64(RequestStats.highestMicros)))
         let isOK = expected.contains(result.status)
-        requests[index].record(status: result.status, ok: isOK, micros: micros, received: result.bytesReceived, sent: result.bytesSent)
-        addToTimeline(now: now, micros: micros, isError: !isOK)
+        let sentAt = self.micros(since: began)
+        let segment = segment(at: sentAt)
+        stats[segment][index].record(status: result.status, ok: isOK, micros: micros, received: result.bytesReceived, sent: result.bytesSent)
+        if keepsRecords {
+            records.append(
+                LoadRecord(
+                    sentMicros: sentAt, latencyMicros: micros, step: Int32(index), status: UInt16(clamping: result.status),
+                    error: isOK ? -1 : Int8(ErrorKey(unexpectedStatus: result.status).rawValue), segment: UInt16(clamping: segment),
+                    received: UInt32(clamping: result.bytesReceived), sent: UInt32(clamping: result.bytesSent)))
+        }
+        addToTimeline(now: now, micros: UInt64(micros), isError: !isOK)
     }
 
     /// Records an exchange that failed without a response.
-    func record(_ index: Int, failure: HTTPFailure, sent: Int, received: Int, now: NIODeadline) {
-        requests[index].record(failure: failure.kind, sent: sent, received: received)
+    func record(_ index: Int, failure: HTTPFailure, sent: Int, received: Int, began: NIODeadline, now: NIODeadline) {
+        let sentAt = micros(since: began)
+        let segment = segment(at: sentAt)
+        stats[segment][index].record(failure: failure.kind, sent: sent, received: received)
+        if keepsRecords {
+            records.append(
+                LoadRecord(
+                    sentMicros: sentAt, latencyMicros: 0, step: Int32(index), status: 0, error: Int8(ErrorKey(failure.kind).rawValue),
+                    segment: UInt16(clamping: segment), received: UInt32(clamping: received), sent: UInt32(clamping: sent)))
+        }
         addToTimeline(now: now, micros: nil, isError: true)
+    }
+
+    /// Records a send that was due at `due` but found no free connection (open model).
+    func recordDrop(due: NIODeadline) {
+        let sentAt = micros(since: due)
+        let segment = segment(at: sentAt)
+        drops[segment] += 1
+        if keepsRecords {
+            records.append(
+                LoadRecord(
+                    sentMicros: sentAt, latencyMicros: 0, step: -1, status: 0, error: -1, segment: UInt16(clamping: segment), received: 0, sent: 0))
+        }
     }
 
     private func addToTimeline(now: NIODeadline, micros: UInt64?, isError: Bool) {
@@ -196,15 +330,65 @@ final class LoadRecorder {
 
     /// Everything recorded, for the final merge.
     func snapshot() -> LoadSnapshot {
-        LoadSnapshot(requests: requests, seconds: drainSeconds(before: .max), dropped: dropped)
+        LoadSnapshot(segments: segments, stats: stats, drops: drops, records: records, seconds: drainSeconds(before: .max))
+    }
+}
+
+/// A stretch of the load with the same faults in force: the fault windows (by identity) in force,
+/// or, with none, how many windows had begun (0: before the first fault).
+enum Segment: Hashable, Sendable {
+    case faults([String])
+    case gap(begun: Int)
+
+    init(at micros: Int64, windows: [FaultClock.Window]) {
+        var inForce: [String] = []
+        var begun = 0
+        for window in windows where window.from <= micros {
+            begun += 1
+            if micros < (window.to ?? .max) { inForce.append(window.identity) }
+        }
+        self = inForce.isEmpty ? .gap(begun: begun) : .faults(inForce)
+    }
+}
+
+/// The run's fault windows as a load sees them: offsets from the load's start, re-read only when
+/// a window began or ended.
+struct FaultClock: Sendable {
+    /// A fault window in microseconds since the load started (`to` nil: still in force).
+    struct Window: Sendable, Equatable {
+        var identity: String
+        var label: String
+        var from: Int64
+        var to: Int64?
+    }
+
+    /// The run's windows and their generation; none outside an experiment.
+    let context: ActivityContext?
+    /// The load's `started` timestamp, in whole microseconds since 1970.
+    let origin: Int64
+
+    var generation: Int { context?.faultGeneration ?? 0 }
+
+    func windows() -> [Window] { Self.windows(context?.faultWindows ?? [], origin: origin) }
+
+    /// Windows as offsets from `origin`, to the microsecond of the texts the journal writes.
+    static func windows(_ faults: [FaultWindow], origin: Int64) -> [Window] {
+        faults.compactMap { fault in
+            guard let start = fault.start.microsecondsSinceEpoch else { return nil }
+            return Window(
+                identity: fault.id + "@" + fault.start.text, label: fault.label, from: start - origin,
+                to: fault.end?.microsecondsSinceEpoch.map { $0 - origin })
+        }
     }
 }
 
 /// A loop's measurements, handed to the probe at the end.
 struct LoadSnapshot: Sendable {
-    var requests: [RequestStats]
+    var segments: [Segment]
+    var stats: [[RequestStats]]
+    var drops: [Int]
+    var records: [LoadRecord]
     var seconds: [(Int, SecondBucket)]
-    var dropped: Int
 }
 
 /// Merges seconds from every loop and keeps only the numbers of finished ones, so the series

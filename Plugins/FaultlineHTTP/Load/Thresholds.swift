@@ -148,8 +148,9 @@ struct ThresholdSyntaxError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// The `http.load` tolerance: k6 thresholds for the whole load (a list) or per request (an
-/// object keyed by `overall` and request names).
+/// The `http.load` tolerance: k6 thresholds for the whole load (a list) or per scope (an
+/// object keyed by `overall`, request names and phases: `before`, `during`, `between`, `after`
+/// or a fault's label).
 struct ThresholdTolerance: ToleranceCheck {
     /// Thresholds by scope, in the order written.
     var scopes: [(scope: String, thresholds: [Threshold])]
@@ -219,12 +220,21 @@ struct ThresholdTolerance: ToleranceCheck {
             return ToleranceOutcome(met: false, message: "thresholds judge an http.load output, got \(output.kindDescription)")
         }
         let known = result.requests.map(\.name)
+        let phases = result.phases.map(\.name)
+        func isKnown(_ scope: String) -> Bool {
+            scope == "overall" || known.contains(scope) || LoadResult.isPhaseScope(scope) || phases.contains(scope)
+        }
         var problems: [String] = []
-        for (scope, _) in scopes where scope != "overall" && !known.contains(scope) {
-            problems.append("no request named \"\(scope)\" (the load has \(known.map { "\"\($0)\"" }.joined(separator: ", ")))")
+        for (scope, _) in scopes where !isKnown(scope) {
+            let phaseList = phases.isEmpty ? "" : "; phases \(phases.map { "\"\($0)\"" }.joined(separator: ", "))"
+            problems.append(
+                "no request or phase named \"\(scope)\" (the load has \(known.map { "\"\($0)\"" }.joined(separator: ", "))\(phaseList))")
         }
         let missed = evaluate(result).filter { !$0.ok }
-        problems += missed.filter { known.contains($0.scope) || $0.scope == "overall" }.map(Threshold.describeMiss)
+        problems += missed.filter { isKnown($0.scope) }.map { miss in
+            let noFault = miss.measured == nil && LoadResult.isPhaseScope(miss.scope)
+            return Threshold.describeMiss(miss) + (noFault ? " (the load had no \"\(miss.scope)\" phase: no fault window fell there)" : "")
+        }
         return ToleranceOutcome(met: problems.isEmpty, message: problems.isEmpty ? nil : problems.joined(separator: "; "))
     }
 

@@ -257,6 +257,7 @@ public struct HTMLReporter: ComparisonReporter {
             if let ramp = result.rampUpSeconds { shape.append("ramp-up \(Format.duration(ramp))") }
             shape.append("closed model")
         }
+        if let stages = Format.stages(result) { shape.append(stages) }
         if let duration = result.durationSeconds { shape.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { shape.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { shape.append("think time \(Format.duration(think))") }
@@ -278,6 +279,7 @@ public struct HTMLReporter: ComparisonReporter {
         out += experiment.faults.isEmpty ? ".</figcaption>\n</figure>\n" : "; fault windows shaded.</figcaption>\n</figure>\n"
         out += "<figure>\n" + LoadCharts.throughput(load, experiment) + "<figcaption>Requests per second: succeeded in grey, failed in red.</figcaption>\n</figure>\n"
         out += "</div>\n"
+        out += phaseTable(result)
         out += "<h4>Status codes</h4>\n<figure>\n" + LoadCharts.statusCodes(load) + "<figcaption>Share of all \(Format.integer(overall.count)) requests; failures without a response listed by class.</figcaption>\n</figure>\n"
 
         var rows = result.requests.map { statsRow(HTML.code($0.name), $0.stats) }
@@ -305,6 +307,29 @@ public struct HTMLReporter: ComparisonReporter {
                 })
         }
         return out + "</section>\n"
+    }
+
+    /// The load split by the run's fault windows, one row per phase, under the charts.
+    private func phaseTable(_ result: LoadResult) -> String {
+        guard !result.phases.isEmpty else { return "" }
+        let open = result.model == .open
+        var out = "<h4>Phases</h4>\n<p class=\"small muted\">Requests by when they were sent, split by the run's fault windows.</p>\n"
+        var header = ["Phase", "From", "To", "Requests", "Error rate", "Min", "Avg", "Max", "p50", "p90", "p95", "p99", "Throughput"]
+        if open { header.append("Dropped") }
+        header.append("Status codes")
+        let table = HTML.table(
+            header, numeric: Set(1..<(header.count - 1)), classes: "compact phases",
+            result.phases.map { phase in
+                var row = statsRow((phase.kind == .fault ? "fault " : "") + HTML.code(phase.name), phase.stats)
+                row.insert(contentsOf: [Format.offset(phase.fromSeconds), Format.offset(phase.toSeconds)], at: 1)
+                if open { row.insert(Format.integer(phase.dropped), at: row.count - 1) }
+                return row
+            })
+        out += table.replacingOccurrences(of: "<tr><td>fault ", with: "<tr class=\"fault\"><td>fault ")
+        for warning in result.collapseWarnings {
+            out += "<p>\(HTML.pill("coordinated omission", .warn)) \(HTML.escape(warning.prefix(1).uppercased() + warning.dropFirst())).</p>\n"
+        }
+        return out
     }
 
     private func statsRow(_ name: String, _ stats: LoadStats) -> [String] {
@@ -384,20 +409,27 @@ public struct HTMLReporter: ComparisonReporter {
                     return [HTML.escape(metric.name), HTML.escape(metric.format(metric.before)), HTML.escape(metric.format(metric.after)), change + word, bars(metric)]
                 })
             if load.requests.count > 1 || (load.requests.count == 1 && load.requests[0].name != "request") {
-                out += "<h4>Per request</h4>\n"
-                out += HTML.table(
-                    ["Request", "Error rate before", "after", "p95 before", "after", "Throughput before", "after"], numeric: Set(1...6),
-                    load.requests.map { request in
-                        [
-                            HTML.code(request.name),
-                            request.baseline.map { Format.percent($0.errorRate) } ?? "—", request.after.map { Format.percent($0.errorRate) } ?? "—",
-                            request.baseline.map { Format.ms($0.p95Ms) } ?? "—", request.after.map { Format.ms($0.p95Ms) } ?? "—",
-                            request.baseline.map { Format.rate($0.rps) } ?? "—", request.after.map { Format.rate($0.rps) } ?? "—",
-                        ]
-                    })
+                out += "<h4>Per request</h4>\n" + pairTable("Request", load.requests)
+            }
+            if load.phases.count > 1 {
+                out += "<h4>Per phase</h4>\n" + pairTable("Phase", load.phases)
             }
         }
         return out + "</section>\n"
+    }
+
+    /// Error rate, p95 and throughput of each request or phase, before and after.
+    private func pairTable(_ title: String, _ pairs: [Comparison.RequestPair]) -> String {
+        HTML.table(
+            [title, "Error rate before", "after", "p95 before", "after", "Throughput before", "after"], numeric: Set(1...6),
+            pairs.map { pair in
+                [
+                    HTML.code(pair.name),
+                    pair.baseline.map { Format.percent($0.errorRate) } ?? "—", pair.after.map { Format.percent($0.errorRate) } ?? "—",
+                    pair.baseline.map { Format.ms($0.p95Ms) } ?? "—", pair.after.map { Format.ms($0.p95Ms) } ?? "—",
+                    pair.baseline.map { Format.rate($0.rps) } ?? "—", pair.after.map { Format.rate($0.rps) } ?? "—",
+                ]
+            })
     }
 
     /// Two bars, before (grey) and after (coloured by verdict), on a shared scale.

@@ -70,6 +70,7 @@ enum Stylesheet {
         table.hypothesis th:nth-child(3) { width: 13%; } table.hypothesis th:nth-child(4) { width: 35%; }
         table.hypothesis td { overflow-wrap: anywhere; }
         tr.total td { font-weight: 650; border-top: 2px solid var(--border); }
+        table.phases tr.fault td { background: var(--fault-fill); }
         .muted { color: var(--muted); }
         .small { font-size: 13px; }
         .check-title { display: flex; gap: 10px; align-items: baseline; margin: 16px 0 6px; font-weight: 600; }

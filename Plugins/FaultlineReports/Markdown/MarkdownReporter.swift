@@ -54,19 +54,10 @@ public struct MarkdownReporter: ComparisonReporter {
                     })
                 out += "\n"
                 if load.requests.count > 1 || (load.requests.count == 1 && load.requests[0].name != "request") {
-                    out += "Per request:\n\n"
-                    out += Markdown.table(
-                        ["Request", "Error rate before", "Error rate after", "p95 before", "p95 after", "Throughput before", "Throughput after"],
-                        align: [.left, .right, .right, .right, .right, .right, .right],
-                        load.requests.map { request in
-                            [
-                                Markdown.code(request.name),
-                                request.baseline.map { Format.percent($0.errorRate) } ?? "—", request.after.map { Format.percent($0.errorRate) } ?? "—",
-                                request.baseline.map { Format.ms($0.p95Ms) } ?? "—", request.after.map { Format.ms($0.p95Ms) } ?? "—",
-                                request.baseline.map { Format.rate($0.rps) } ?? "—", request.after.map { Format.rate($0.rps) } ?? "—",
-                            ]
-                        })
-                    out += "\n"
+                    out += "Per request:\n\n" + pairTable("Request", load.requests)
+                }
+                if load.phases.count > 1 {
+                    out += "Per phase:\n\n" + pairTable("Phase", load.phases)
                 }
             }
         }
@@ -256,6 +247,49 @@ public struct MarkdownReporter: ComparisonReporter {
 
     // MARK: Load
 
+    /// Error rate, p95 and throughput of each request or phase, before and after.
+    private func pairTable(_ title: String, _ pairs: [Comparison.RequestPair]) -> String {
+        Markdown.table(
+            [title, "Error rate before", "Error rate after", "p95 before", "p95 after", "Throughput before", "Throughput after"],
+            align: [.left, .right, .right, .right, .right, .right, .right],
+            pairs.map { pair in
+                [
+                    Markdown.code(pair.name),
+                    pair.baseline.map { Format.percent($0.errorRate) } ?? "—", pair.after.map { Format.percent($0.errorRate) } ?? "—",
+                    pair.baseline.map { Format.ms($0.p95Ms) } ?? "—", pair.after.map { Format.ms($0.p95Ms) } ?? "—",
+                    pair.baseline.map { Format.rate($0.rps) } ?? "—", pair.after.map { Format.rate($0.rps) } ?? "—",
+                ]
+            }) + "\n"
+    }
+
+    /// The load split by the run's fault windows, one row per phase.
+    private func phaseTable(_ result: LoadResult) -> String {
+        guard !result.phases.isEmpty else { return "" }
+        let open = result.model == .open
+        var header = ["Phase", "From", "To", "Requests", "Error rate", "Min", "Avg", "Max", "p50", "p90", "p95", "p99", "Throughput"]
+        if open { header.append("Dropped") }
+        header.append("Status codes")
+        var out = "**Phases** (requests by when they were sent; the fault windows are the run's)\n\n"
+        out += Markdown.table(
+            header, align: [.left] + Array(repeating: .right, count: header.count - 2) + [.left],
+            result.phases.map { phase in
+                let stats = phase.stats
+                var row = [
+                    phase.kind == .fault ? "fault " + Markdown.code(phase.name) : Markdown.code(phase.name),
+                    Format.offset(phase.fromSeconds), Format.offset(phase.toSeconds), Format.integer(stats.count), Format.percent(stats.errorRate),
+                    Format.ms(stats.minMs), Format.ms(stats.avgMs), Format.ms(stats.maxMs), Format.ms(stats.p50Ms), Format.ms(stats.p90Ms),
+                    Format.ms(stats.p95Ms), Format.ms(stats.p99Ms), Format.rate(stats.rps),
+                ]
+                if open { row.append(Format.integer(phase.dropped)) }
+                row.append(
+                    stats.statusCodes.isEmpty ? "—" : stats.statusCodes.map { "\($0.label): \(Format.integer($0.count))" }.joined(separator: "<br>"))
+                return row
+            })
+        out += "\n"
+        for warning in result.collapseWarnings { out += "> ⚠️ \(Markdown.escape(warning.prefix(1).uppercased() + warning.dropFirst())).\n\n" }
+        return out
+    }
+
     private func load(_ result: LoadResult) -> String {
         var out = loadParameters(result).joined(separator: " · ")
         let overall = result.overall
@@ -270,6 +304,7 @@ public struct MarkdownReporter: ComparisonReporter {
             ["Request", "Requests", "Errors", "Error rate", "Min", "Avg", "Max", "p50", "p95", "p99", "Throughput", "Status codes"],
             align: [.left, .right, .right, .right, .right, .right, .right, .right, .right, .right, .right, .left], rows)
         out += "\n"
+        out += phaseTable(result)
         let errorClasses = overall.errors.filter { $0.count > 0 }
         if !errorClasses.isEmpty {
             out += "Failures by class: " + errorClasses.map { "\(Markdown.escape(Label.errorClass($0.label))) \(Format.integer($0.count))" }.joined(separator: " · ") + "\n\n"
@@ -298,6 +333,7 @@ public struct MarkdownReporter: ComparisonReporter {
             if let users = result.users { parts.append("\(users) user\(users == 1 ? "" : "s")") }
             if let ramp = result.rampUpSeconds { parts.append("ramp-up \(Format.duration(ramp))") }
         }
+        if let stages = Format.stages(result) { parts.append(stages) }
         if let duration = result.durationSeconds { parts.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { parts.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { parts.append("think time \(Format.duration(think))") }

@@ -24,6 +24,8 @@ struct Comparison {
         let metrics: [Metric]
         /// Per named request present on either side, in the baseline's order.
         let requests: [RequestPair]
+        /// Per phase (before, each fault, between, after) present on either side, in the baseline's order.
+        let phases: [RequestPair]
     }
 
     struct RequestPair {
@@ -182,9 +184,15 @@ struct Comparison {
                     name: name, baseline: b?.result.requests.first { $0.name == name }?.stats,
                     after: a?.result.requests.first { $0.name == name }?.stats)
             }
+            var phaseNames = b?.result.phases.map(\.name) ?? []
+            for name in a?.result.phases.map(\.name) ?? [] where !phaseNames.contains(name) { phaseNames.append(name) }
+            let phases = phaseNames.map { name in
+                RequestPair(
+                    name: name, baseline: b?.result.phases.first { $0.name == name }?.stats, after: a?.result.phases.first { $0.name == name }?.stats)
+            }
             return LoadPair(
                 name: run.record.name, phase: run.phase, baseline: b, after: a,
-                metrics: metrics(b?.result.overall, a?.result.overall), requests: requests)
+                metrics: metrics(b?.result.overall, a?.result.overall), requests: requests, phases: phases)
         }
     }
 }

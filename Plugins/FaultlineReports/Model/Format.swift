@@ -58,6 +58,12 @@ enum Format {
     }
 
     /// Seconds since the experiment started: `+0.000 s`, `+12.345 s`.
+    /// A ramping load's stages: `stages 30 s → 200, 10 s → 0`; nil without stages.
+    static func stages(_ result: LoadResult) -> String? {
+        guard !result.stages.isEmpty else { return nil }
+        return "stages " + result.stages.map { "\(duration($0.durationSeconds)) → \(number($0.target))" }.joined(separator: ", ")
+    }
+
     static func offset(_ seconds: Double) -> String {
         String(format: "+%.3f s", max(0, seconds))
     }

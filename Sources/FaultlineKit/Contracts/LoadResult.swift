@@ -42,6 +42,14 @@ public struct LoadResult: Sendable, Equatable, Codable {
     /// The thresholds the load was judged by, in the order written; empty when it was not judged
     /// (and then not written).
     public var thresholds: [LoadThreshold]
+    /// The load split by the run's fault windows: before the first fault, during each fault,
+    /// between faults and after the last (see ``LoadPhase``); empty when written before phases
+    /// existed. A load that saw no fault has one phase, `before`.
+    public var phases: [LoadPhase]
+    /// The per-request records file (a CSV beside the journal) when the probe wrote one.
+    public var recordsFile: String?
+    /// A ramping load's stages (users or rate moving to each target), in order; empty otherwise.
+    public var stages: [LoadStage]
 
     /// How the load was driven.
     public enum Model: String, Sendable, Codable, CaseIterable {
@@ -65,7 +73,8 @@ public struct LoadResult: Sendable, Equatable, Codable {
     public init(
         model: Model, users: Int?, rampUpSeconds: Double?, durationSeconds: Double?, iterations: Int?, rate: Double?, thinkTimeSeconds: Double?,
         started: Timestamp?, ended: Timestamp?, elapsedSeconds: Double, dropped: Int, overall: LoadStats, requests: [NamedStats],
-        timeline: [LoadSecond], thresholds: [LoadThreshold] = []
+        timeline: [LoadSecond], thresholds: [LoadThreshold] = [], phases: [LoadPhase] = [], recordsFile: String? = nil,
+        stages: [LoadStage] = []
     ) {
         version = Self.currentVersion
         self.model = model
@@ -83,6 +92,9 @@ public struct LoadResult: Sendable, Equatable, Codable {
         self.requests = requests
         self.timeline = timeline
         self.thresholds = thresholds
+        self.phases = phases
+        self.recordsFile = recordsFile
+        self.stages = stages
     }
 
     /// Reads a load output from a journal or a probe, leniently (see "Evolving it").
@@ -94,17 +106,62 @@ public struct LoadResult: Sendable, Equatable, Codable {
     /// The result as the probe's output.
     public var value: Value { (try? ValueEncoder().encode(self)) ?? .null }
 
-    /// The stats a threshold scope names: `overall`, or a request's name.
+    /// The stats a threshold scope names: `overall`, a request's name, or a phase (`before`,
+    /// `during`, `between`, `after`, or a fault's label); nil when the scope measured nothing.
     public func stats(scope: String) -> LoadStats? {
-        scope == "overall" ? overall : requests.first { $0.name == scope }?.stats
+        if scope == "overall" { return overall }
+        if let request = requests.first(where: { $0.name == scope }) { return request.stats }
+        return phase(named: scope)?.stats
     }
+
+    /// The phase a scope names: `during` is every fault together (the one fault's phase when
+    /// there was one), the other names are phases' names.
+    public func phase(named name: String) -> LoadPhase? {
+        if name == LoadPhase.Kind.during.rawValue {
+            let faults = phases.filter { $0.kind == .fault }
+            if faults.count == 1 { return faults[0] }
+        }
+        return phases.first { $0.name == name }
+    }
+
+    /// Closed model: the fault phases whose throughput fell below half of the load's before the
+    /// faults (else of its phases without a fault). Users wait for slow answers, so few requests
+    /// are sent, and measured, while the fault is in force: the latency numbers understate it
+    /// (coordinated omission), and the open model (`rate`) measures it honestly.
+    public var collapsedPhases: [LoadPhase] {
+        guard model == .closed else { return [] }
+        let calm = phases.filter { $0.kind != .fault && $0.kind != .during && $0.seconds > 0 }
+        let reference =
+            phases.first { $0.kind == .before && $0.seconds > 0 }?.stats.rps
+            ?? (calm.isEmpty ? nil : Double(calm.reduce(0) { $0 + $1.stats.count }) / calm.reduce(0) { $0 + $1.seconds })
+        guard let reference, reference > 0 else { return [] }
+        return phases.filter { $0.kind == .fault && $0.seconds > 0 && $0.stats.rps < reference / 2 }
+    }
+
+    /// One sentence per collapsed phase (``collapsedPhases``) for reports and the console.
+    public var collapseWarnings: [String] {
+        let reference = phases.first { $0.kind == .before && $0.seconds > 0 }
+        return collapsedPhases.map { phase in
+            let before = reference.map { " (\(Self.rateText($0.stats.rps))/s before it)" } ?? ""
+            return "throughput collapsed to \(Self.rateText(phase.stats.rps))/s during \"\(phase.name)\"\(before): closed-model users wait for "
+                + "slow answers, so few requests measure the fault and its latency is understated; use the open model (rate:) to measure it"
+        }
+    }
+
+    private static func rateText(_ value: Double) -> String {
+        value >= 100 ? String(Int(value.rounded())) : String(format: "%.1f", value)
+    }
+
+    /// Whether a scope names a phase of this kind of output (it may have measured nothing).
+    public static func isPhaseScope(_ scope: String) -> Bool { LoadPhase.Kind.scopeNames.contains(scope) }
 
     /// The run's length in seconds: `elapsed_s`, else the timeline's length.
     public var spanSeconds: Double { elapsedSeconds > 0 ? elapsedSeconds : max(Double(timeline.count), 0.001) }
 
     enum CodingKeys: String, CodingKey {
         case version, model, users, rampUpSeconds = "ramp_up_s", durationSeconds = "duration_s", iterations, rate, thinkTimeSeconds = "think_time_s",
-            started, ended, elapsedSeconds = "elapsed_s", dropped, overall, requests, timeline, thresholds
+            started, ended, elapsedSeconds = "elapsed_s", dropped, overall, requests, timeline, thresholds, phases,
+            recordsFile = "records_file", stages
     }
 
     public init(from decoder: any Decoder) throws {
@@ -125,6 +182,9 @@ public struct LoadResult: Sendable, Equatable, Codable {
         requests = c.lenientObject(.requests).map { name, stats in NamedStats(name: name, stats: stats ?? LoadStats()) }
         timeline = c.lenientList(.timeline) ?? []
         thresholds = c.lenientList(.thresholds) ?? []
+        phases = c.lenientList(.phases) ?? []
+        recordsFile = c.lenient(.recordsFile)
+        stages = c.lenientList(.stages) ?? []
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -147,6 +207,115 @@ public struct LoadResult: Sendable, Equatable, Codable {
         for request in requests { try requestsContainer.encode(request.stats, forKey: AnyKey(request.name)) }
         try c.encode(timeline, forKey: .timeline)
         if !thresholds.isEmpty { try c.encode(thresholds, forKey: .thresholds) }
+        if !phases.isEmpty { try c.encode(phases, forKey: .phases) }
+        try c.encodeIfPresent(recordsFile, forKey: .recordsFile)
+        if !stages.isEmpty { try c.encode(stages, forKey: .stages) }
+    }
+}
+
+/// One stage of a ramping load: over `duration_s` the users (closed model) or the arrival rate
+/// (open model) moved linearly to `target`.
+public struct LoadStage: Sendable, Equatable, Codable {
+    public var durationSeconds: Double
+    public var target: Double
+
+    public init(durationSeconds: Double, target: Double) {
+        self.durationSeconds = durationSeconds
+        self.target = target
+    }
+
+    enum CodingKeys: String, CodingKey { case durationSeconds = "duration_s", target }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        durationSeconds = c.lenient(.durationSeconds) ?? 0
+        target = c.lenient(.target) ?? 0
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(durationSeconds, forKey: .durationSeconds)
+        try c.encode(target, forKey: .target)
+    }
+}
+
+/// The part of a load run that fell before, during, between or after the run's fault windows.
+///
+/// A request belongs to the phase in which it was sent — in the open model, in which it was
+/// due to be sent — so its latency counts where the fault could have caused it. Fault windows
+/// that overlap each other give a request to each fault phase it was sent in; `during` counts it
+/// once. Phases are in time order (`during`, when written, after the fault phases).
+public struct LoadPhase: Sendable, Equatable, Codable {
+    /// What part of the run a phase is.
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        /// Before the first fault began.
+        case before
+        /// While one fault window was open (named by the fault's label).
+        case fault
+        /// While no fault was in force, after one ended and before the next began.
+        case between
+        /// After the last fault ended.
+        case after
+        /// While any fault was in force; written when there were two or more fault windows.
+        case during
+
+        /// The names thresholds use for phases besides faults' labels.
+        static let scopeNames: Set<String> = ["before", "during", "between", "after"]
+    }
+
+    /// `before`, `between`, `after`, `during`, or the fault's label (a second window with the
+    /// same label is `label #2`).
+    public var name: String
+    public var kind: Kind
+    /// The fault's label (fault phases only).
+    public var fault: String?
+    /// Seconds since the load started when the phase began and ended (clipped to the load;
+    /// the first and last of `between`'s spans for `between`, of the faults' for `during`).
+    public var fromSeconds: Double
+    public var toSeconds: Double
+    /// Seconds the phase lasted within the load (the sum of its spans).
+    public var seconds: Double
+    public var stats: LoadStats
+    /// Open model: sends due in this phase that could not go out on time.
+    public var dropped: Int
+
+    public init(name: String, kind: Kind, fault: String?, fromSeconds: Double, toSeconds: Double, seconds: Double, stats: LoadStats, dropped: Int) {
+        self.name = name
+        self.kind = kind
+        self.fault = fault
+        self.fromSeconds = fromSeconds
+        self.toSeconds = toSeconds
+        self.seconds = seconds
+        self.stats = stats
+        self.dropped = dropped
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, kind, fault, fromSeconds = "from_s", toSeconds = "to_s", seconds = "seconds", stats, dropped
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = c.lenient(.name) ?? ""
+        kind = c.lenient(.kind) ?? .fault
+        fault = c.lenient(.fault)
+        fromSeconds = c.lenient(.fromSeconds) ?? 0
+        toSeconds = c.lenient(.toSeconds) ?? 0
+        seconds = c.lenient(.seconds) ?? max(0, toSeconds - fromSeconds)
+        stats = c.lenient(.stats) ?? LoadStats()
+        dropped = c.lenient(.dropped) ?? 0
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(kind, forKey: .kind)
+        try c.encodeIfPresent(fault, forKey: .fault)
+        try c.encode(fromSeconds, forKey: .fromSeconds)
+        try c.encode(toSeconds, forKey: .toSeconds)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(stats, forKey: .stats)
+        try c.encode(dropped, forKey: .dropped)
     }
 }
 

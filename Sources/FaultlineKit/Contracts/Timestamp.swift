@@ -63,3 +63,22 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         try container.encode(text)
     }
 }
+
+extension Timestamp {
+    /// The moment as whole microseconds since 1970, read from the text to the microsecond (``date``
+    /// reads only milliseconds); nil for text that is not RFC 3339.
+    public var microsecondsSinceEpoch: Int64? {
+        var whole = text
+        var fraction = ""
+        if let dot = text.firstIndex(of: "."), let zone = text[dot...].firstIndex(where: { $0 == "+" || $0 == "-" || $0 == "Z" }) {
+            fraction = String(text[text.index(after: dot)..<zone])
+            whole = String(text[..<dot]) + String(text[zone...])
+        }
+        guard fraction.allSatisfy(\.isASCII), fraction.allSatisfy(\.isNumber) else { return nil }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        guard let date = formatter.date(from: whole) else { return nil }
+        let micros = Int64((fraction + "000000").prefix(6)) ?? 0
+        return Int64(date.timeIntervalSince1970.rounded()) * 1_000_000 + micros
+    }
+}

@@ -559,7 +559,8 @@ private final class ExperimentRun: Sendable {
             .activityFinished(
                 .init(
                     name: activity.name, kind: activity.kind, phase: phase, status: record.status, duration: record.duration,
-                    toleranceMet: record.toleranceMet, message: record.exception?.first ?? record.toleranceMessage, background: activity.background)))
+                    toleranceMet: record.toleranceMet, message: record.exception?.first ?? record.toleranceMessage, background: activity.background,
+                    providerType: record.providerType, output: record.output)))
         if let pauseAfter, pauseAfter > 0, !Task.isCancelled {
             // The record's end is taken before the pause, as Chaos Toolkit does.
             observer.handle(.pausing(activity: activity.name, seconds: pauseAfter, before: false))

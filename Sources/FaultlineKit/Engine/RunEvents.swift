@@ -47,6 +47,10 @@ public enum RunEvent: Sendable {
         /// The failure or tolerance message.
         public var message: String?
         public var background: Bool
+        /// The provider's `type` (`http.load`, …) and the output as journalled (secrets masked),
+        /// so the console can summarise a load when it ends.
+        public var providerType: String? = nil
+        public var output: Value? = nil
     }
 }
 

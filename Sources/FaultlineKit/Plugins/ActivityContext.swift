@@ -73,6 +73,14 @@ public struct ActivityContext: Sendable {
         run.endFault(id: id, note: note)
     }
 
+    /// The run's fault windows so far, in the order they began; a window still in force has no
+    /// end. A load probe splits its measurements by them.
+    public var faultWindows: [FaultWindow] { run.faults }
+
+    /// A number that changes whenever a fault window begins or ends: cheap to read (no lock), so a
+    /// load generator can check it per request and re-read ``faultWindows`` only when it moved.
+    public var faultGeneration: Int { run.faultGeneration }
+
     /// Creates a context for tests and for providers used outside an experiment.
     public static func standalone(
         name: String = "activity", kind: ActivityKind = .probe, configuration: [String: Value] = [:],
@@ -132,6 +140,14 @@ public struct FaultWindow: Sendable, Codable, Equatable {
     public var label: String
     public var start: Timestamp
     public var end: Timestamp?
+
+    /// A window from `start` to `end` (nil: still in force).
+    public init(id: String, label: String, start: Timestamp, end: Timestamp?) {
+        self.id = id
+        self.label = label
+        self.start = start
+        self.end = end
+    }
 }
 
 /// Mutable state of one experiment run that activities touch through their context.
@@ -144,8 +160,11 @@ final class RunState: Sendable {
         var randomCounter = 0
     }
     private let state = Mutex(State())
+    private let generation = Atomic<Int>(0)
 
     init() {}
+
+    var faultGeneration: Int { generation.load(ordering: .acquiring) }
 
     func nextRandomStream() -> Int {
         state.withLock {
@@ -168,6 +187,7 @@ final class RunState: Sendable {
         state.withLock { s in
             s.faults.removeAll { $0.id == id && $0.end == nil }
             s.faults.append(FaultWindow(id: id, label: label, start: Timestamp.now(), end: nil))
+            generation.add(1, ordering: .releasing)
         }
         return id
     }
@@ -177,6 +197,7 @@ final class RunState: Sendable {
             guard let index = s.faults.lastIndex(where: { $0.id == id && $0.end == nil }) else { return }
             s.faults[index].end = Timestamp.now()
             if let note, !note.isEmpty { s.faults[index].label += " — \(note)" }
+            generation.add(1, ordering: .releasing)
         }
     }
 
@@ -185,6 +206,7 @@ final class RunState: Sendable {
         let now = Timestamp.now()
         state.withLock { s in
             for i in s.faults.indices where s.faults[i].end == nil { s.faults[i].end = now }
+            generation.add(1, ordering: .releasing)
         }
     }
 

@@ -367,6 +367,13 @@ extension ArgumentError {
         var target = node
         var targetPath = path
         for component in (key ?? "").split(separator: ".").map(String.init) where !component.isEmpty {
+            // A number steps into a list (`requests.1.url`), a name into an object.
+            if let index = Int(component), let elements = target.elements {
+                guard elements.indices.contains(index) else { break }
+                target = elements[index]
+                targetPath = targetPath.appending(index)
+                continue
+            }
             guard let child = target[component] else { break }
             target = child
             targetPath = targetPath.appending(component)
