@@ -19,7 +19,8 @@ public struct ProcessProvider: Probe, Action {
         "shell": "run path and a string of arguments through /bin/sh -c, on purpose",
     ]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["timeout": .seconds]
         public var path: String
         public var arguments: CommandArguments
         public var timeout: Double?

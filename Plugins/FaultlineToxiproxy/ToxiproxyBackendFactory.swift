@@ -20,7 +20,8 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
     /// The environment variable `toxiproxy-cli` reads, used when the profile gives no `url`.
     public static let environmentKey = "TOXIPROXY_URL"
 
-    struct Options: Decodable {
+    struct Options: Decodable, NumberRanges {
+        static let numberRanges: [String: NumberRange] = ["connect_timeout": .seconds, "timeout": .seconds]
         var url: String?
         var connectTimeout: Double?
         var timeout: Double?
@@ -78,8 +79,8 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
             throw ToxiproxyBackendError("\(source): \(error.message)" + (error.hint.map { "; \($0)" } ?? ""))
         }
         var timeouts = ToxiproxyClient.Timeouts()
-        if let seconds = parsed.connectTimeout { timeouts.connect = .milliseconds(Int64(seconds * 1000)) }
-        if let seconds = parsed.timeout { timeouts.request = .milliseconds(Int64(seconds * 1000)) }
+        if let seconds = parsed.connectTimeout { timeouts.connect = .seconds(saturating: seconds) }
+        if let seconds = parsed.timeout { timeouts.request = .seconds(saturating: seconds) }
         let client = ToxiproxyClient(address: address, timeouts: timeouts)
         // Fail the run before any experiment when the server is not there (or is not Toxiproxy).
         do {

@@ -31,6 +31,10 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Seed for toxicity rolls and toxic randomness, so a run can be replayed (default: random).")
     var seed: UInt64?
 
+    func validate() throws {
+        if !NumberRange.listenPort.contains(Double(port)) { throw ValidationError(NumberRange.listenPort.message("--port", found: Double(port))) }
+    }
+
     func run() async throws {
         let terminal = Terminal.shared
         let registry = CommandEnvironment.registry

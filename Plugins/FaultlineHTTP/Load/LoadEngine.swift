@@ -53,6 +53,7 @@ public enum ThinkTime: Codable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let value = try Value(from: decoder)
+        try decoder.checkRange(value.numberValue.map { [$0] } ?? value.arrayValue?.compactMap(\.numberValue) ?? [])
         if let seconds = value.numberValue, seconds >= 0 {
             self = .fixed(seconds)
         } else if let bounds = value.arrayValue?.compactMap(\.numberValue), bounds.count == 2, value.arrayValue?.count == 2, bounds[0] >= 0,
@@ -161,7 +162,7 @@ final class LoadWorker {
         case .open(let rate, let duration, let maxUsers):
             userLimit = maxUsers / workerCount + (index < maxUsers % workerCount ? 1 : 0)
             arrivals = Int((rate * duration).rounded())
-            arrivalInterval = Int64((1e9 / rate).rounded())
+            arrivalInterval = Int64(nanosecondsIn: 1 / rate)
             nextArrival = index
             scheduleArrivals()
         }

@@ -119,8 +119,9 @@ public struct PreparedActivity: Sendable {
             guard let node else { return nil }
             do {
                 let value = try substitution.substitute(node, path: path)
-                guard let number = value.scalar?.numberValue, number >= 0, number.isFinite else {
-                    sink.report(Diagnostic("\(what) must be a number of seconds (0 or more), found \(describeFound(value))", at: node.location, path: path))
+                guard let number = value.scalar?.numberValue, NumberRange.seconds.contains(number) else {
+                    sink.report(
+                        Diagnostic("\(what) must be \(NumberRange.seconds) (365 days), found \(describeFound(value))", at: node.location, path: path))
                     return nil
                 }
                 return number

@@ -8,6 +8,10 @@
 /// - `Arguments` decodes with the synthesized or a hand-written `init(from:)`. Keys that the
 ///   initializer never looks up are reported as unknown, so declare every key you accept. Make it
 ///   `Codable` too, and `faultline plugins` shows the defaults your initializer fills in.
+/// - Give every number a user writes a range: conform `Arguments` to ``NumberRanges``
+///   (`["timeout": .seconds, "port": .port]`). The decoder rejects a value outside it at load
+///   time, so the provider may compute with the value without overflow checks; convert seconds
+///   with `Duration.seconds(saturating:)`, never `.seconds(_:)` of an unchecked number.
 /// - Put checks that types cannot express (a positive rate, a known signal name) in
 ///   ``validate(_:)``; throw ``ArgumentError`` naming the key, and the message points at it.
 public protocol Provider: Sendable {

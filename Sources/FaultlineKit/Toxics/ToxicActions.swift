@@ -222,7 +222,8 @@ public struct AddToxicAction: Action, RegistryValidating {
         "name": "the toxic's name (default <toxic>_<stream>), for toxic.update and toxic.remove",
     ]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["toxicity": .probability]
         public var proxy: String
         public var toxic: String
         public var attributes: Value
@@ -304,8 +305,10 @@ public struct AddToxicAction: Action, RegistryValidating {
 
 /// Rejects a toxicity outside 0…1.
 public func validateToxicity(_ toxicity: Double) throws {
-    guard (0...1).contains(toxicity) else {
-        throw ArgumentError("toxicity", "toxicity must be between 0 and 1 (found \(toxicity))", hint: "1 applies the toxic to every connection, 0.5 to about half")
+    guard NumberRange.probability.contains(toxicity) else {
+        throw ArgumentError(
+            "toxicity", NumberRange.probability.message("toxicity", found: toxicity),
+            hint: "1 applies the toxic to every connection, 0.5 to about half")
     }
 }
 
@@ -340,7 +343,8 @@ public struct UpdateToxicAction: Action {
         "toxicity": "new probability 0…1; each connection keeps its roll",
     ]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["toxicity": .probability]
         public var proxy: String
         public var name: String
         public var attributes: Value?
