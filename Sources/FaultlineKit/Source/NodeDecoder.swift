@@ -160,10 +160,12 @@ final class NodeDecoding: Decoder {
 
     private func finish() {
         guard state.strict, vendedKeyedContainer, let members = node.members else { return }
-        let known = queriedKeys.union(knownKeys)
+        let known = queriedKeys.union(knownKeys).sorted()
         for member in members where !readKeys.contains(member.key) {
-            let hint = Suggestion.didYouMean(member.key, in: known.sorted())
-                ?? (known.isEmpty ? nil : "known keys: \(known.sorted().joined(separator: ", "))")
+            // Past the sink's limit the diagnostic is only counted: skip the suggestion.
+            let hint =
+                state.sink.isFull
+                ? nil : Suggestion.didYouMean(member.key, in: known) ?? (known.isEmpty ? nil : "known keys: \(known.joined(separator: ", "))")
             state.sink.report(
                 Diagnostic("unknown key \"\(member.key)\"", at: member.keyLocation ?? node.location, path: path.appending(member.key), hint: hint))
         }
