@@ -100,10 +100,12 @@ let package = Package(
         // Thin C wrappers for system calls Swift's Glibc module does not expose.
         .target(name: "CFaultlineSystem"),
 
-        // The demo order system the suite breaks: a RESP store, an order API and a notifier.
+        // The demo order system the suite breaks: a RESP store, an order API and a notifier. It
+        // reads host:port with the kernel's `HostPort`, so it accepts what the suite's addresses accept.
         .target(
             name: "FaultlineDemo",
             dependencies: [
+                "FaultlineKit",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -209,6 +211,8 @@ let package = Package(
             path: "Benchmarks/load",
             exclude: ["run.sh"]
         ),
+        // What writing the journal costs a run of many records (Benchmarks/journal/run.sh).
+        .executableTarget(name: "JournalBenchmark", dependencies: ["FaultlineKit"], path: "Benchmarks/journal", exclude: ["run.sh"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Plain blocking loopback sockets: the load generator and test servers stay simple and cheap, so
@@ -107,6 +107,29 @@ enum Sockets {
     }
 }
 
+/// One admin API call on a fresh connection; the status and body (0 when the server is not there).
+@discardableResult
+func adminRequest(port: Int, _ method: String, _ path: String, _ body: String = "") -> (status: Int, body: String) {
+    guard let fd = try? Sockets.connect(port) else { return (0, "") }
+    defer { close(fd) }
+    // Toxiproxy can take 25 s to answer (and then 503) when a toxic will not come off a busy connection.
+    var timeout = timeval(tv_sec: 40, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let request =
+        "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    _ = Array(request.utf8).withUnsafeBytes { Sockets.writeAll(fd, $0) }
+    var data = [UInt8]()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+        if n <= 0 { break }
+        data += buffer[..<n]
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    let status = Int(text.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    return (status, text.components(separatedBy: "\r\n\r\n").dropFirst().joined())
+}
+
 /// A server on a loopback port whose accept loop runs on its own thread.
 final class TestServer: @unchecked Sendable {
     let port: Int
@@ -176,7 +199,8 @@ func residentBytes(pid: Int32) -> Int {
 /// hypervisor for other guests (a VM's benchmark numbers are only as steady as that part is small).
 func cpuTicks() -> (total: UInt64, steal: UInt64) {
     guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
-          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return (0, 0) }
+        let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") })
+    else { return (0, 0) }
     let fields = line.split(separator: " ").dropFirst().compactMap { UInt64($0) }
     // user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user]
     guard fields.count >= 8 else { return (0, 0) }

@@ -3,6 +3,7 @@
 // connection, the proxy without toxics, or the toxic's target).
 //
 //   swift build -c release && .build/release/ProxyBenchmark [--quick]
+//   .build/release/ProxyBenchmark --churn [--toxiproxy PATH]   (memory under toxic churn, Churn.swift)
 //
 // Goals (issue 3, 2-core machine): throughput ≥ 0.5× direct; added p50 ≤ half the direct round
 // trip; ≥ 15,000 new connections/s; ≤ 16 KB per idle connection; bandwidth within 1 % and
@@ -23,14 +24,19 @@ let only: Set<String>? = CommandLine.arguments.firstIndex(of: "--only").map { in
 func selected(_ section: String) -> Bool { only?.contains(section) ?? true }
 signal(SIGPIPE, SIG_IGN)
 
-// MARK: The proxy under test
-
 let executable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
 let faultlinePath = executable.appendingPathComponent("faultline").path
 guard FileManager.default.isExecutableFile(atPath: faultlinePath) else {
     FileHandle.standardError.write(Data("no faultline beside the benchmark at \(faultlinePath): build with swift build -c release\n".utf8))
     exit(1)
 }
+if CommandLine.arguments.contains("--churn") {
+    ChurnBenchmark.run(faultline: faultlinePath, arguments: CommandLine.arguments)
+    exit(0)
+}
+
+// MARK: The proxy under test
+
 let proxyProcess = Process()
 proxyProcess.executableURL = URL(fileURLWithPath: faultlinePath)
 proxyProcess.arguments = ["proxy", "--port", "0", "--seed", "1"]
@@ -49,20 +55,8 @@ let apiPort = Int(String(decoding: bannerLine, as: UTF8.self).split(separator: "
 /// One admin API call; returns the status and body.
 @discardableResult
 func api(_ method: String, _ path: String, _ body: String = "") -> (Int, String) {
-    let fd = try! Sockets.connect(apiPort)
-    defer { close(fd) }
-    let request = "\(method) \(path) HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-    _ = Array(request.utf8).withUnsafeBytes { Sockets.writeAll(fd, $0) }
-    var data = [UInt8]()
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-        if n <= 0 { break }
-        data += buffer[..<n]
-    }
-    let text = String(decoding: data, as: UTF8.self)
-    let status = Int(text.split(separator: " ").dropFirst().first ?? "0") ?? 0
-    return (status, text.components(separatedBy: "\r\n\r\n").dropFirst().joined())
+    let response = adminRequest(port: apiPort, method, path, body)
+    return (response.status, response.body)
 }
 
 /// Creates a proxy in front of `upstream` and returns its port.

@@ -44,22 +44,13 @@ public struct TCPConnectProbe: Probe {
         }
 
         /// Host and port of `address`.
-        var endpoint: (host: String, port: Int)? {
-            guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
-                return nil
-            }
-            var host = String(address[..<colon])
-            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-            return host.isEmpty ? nil : (host, port)
-        }
+        var endpoint: HostPort { get throws(ArgumentError) { try HostPort.argument(address, key: "address", role: .connect) } }
     }
 
     public init() {}
 
     public static func validate(_ arguments: Arguments) throws {
-        guard arguments.endpoint != nil else {
-            throw ArgumentError("address", "address must be host:port with a port from 1 to 65535, found \"\(arguments.address)\"")
-        }
+        _ = try arguments.endpoint
         guard arguments.timeout > 0 else { throw ArgumentError("timeout", "timeout must be more than 0 seconds") }
         if let expect = arguments.expect, (try? NSRegularExpression(pattern: expect)) == nil {
             throw ArgumentError("expect", "invalid regular expression \"\(expect)\"")
@@ -67,7 +58,8 @@ public struct TCPConnectProbe: Probe {
     }
 
     public func probe(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        let (host, port) = arguments.endpoint!
+        let endpoint = try arguments.endpoint
+        let (host, port) = (endpoint.host, endpoint.port)
         let clock = ContinuousClock()
         let start = clock.now
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>

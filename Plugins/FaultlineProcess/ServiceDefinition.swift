@@ -202,7 +202,7 @@ public struct Readiness: Codable, Sendable, Equatable, NumberRanges {
     }
 
     var check: Check? {
-        if let tcp, let (host, port) = Self.hostPort(tcp) { return .tcp(host: host, port: port) }
+        if let tcp, let address = try? HostPort(parsing: tcp, role: .connect) { return .tcp(host: address.host, port: address.port) }
         if let http, let url = URL(string: http), url.scheme == "http", let host = url.host {
             var target = url.path.isEmpty ? "/" : url.path
             if let query = url.query { target += "?" + query }
@@ -229,8 +229,12 @@ public struct Readiness: Codable, Sendable, Equatable, NumberRanges {
             ]
         }
         var problems: [ArgumentError] = []
-        if let tcp, Self.hostPort(tcp) == nil {
-            problems.append(ArgumentError("tcp", "tcp must be host:port, found \"\(tcp)\"", hint: "e.g. 127.0.0.1:8080 (no scheme, no path)"))
+        if let tcp {
+            do {
+                _ = try HostPort.argument(tcp, key: "tcp", role: .connect)
+            } catch {
+                problems.append(error)
+            }
         }
         if let http {
             if let url = URL(string: http), url.scheme == "https" {
@@ -252,15 +256,6 @@ public struct Readiness: Codable, Sendable, Equatable, NumberRanges {
         }
         if timeout <= 0 { problems.append(ArgumentError("timeout", "timeout must be more than 0 seconds")) }
         return problems
-    }
-
-    /// `host:port`, `[::1]:port`.
-    static func hostPort(_ text: String) -> (String, Int)? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty, !host.contains("/") else { return nil }
-        return (host, port)
     }
 }
 

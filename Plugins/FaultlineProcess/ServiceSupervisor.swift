@@ -454,7 +454,7 @@ final class ServiceLog: Sendable {
 
     /// Appends a line of Faultline's own, marked so it cannot pass for the service's output.
     func note(_ text: String) {
-        write("[faultline \(Timestamp.now())] \(text)")
+        write("[faultline \(Timestamp.now().text)] \(text)")
     }
 }
 

@@ -87,25 +87,28 @@ enum ChaosToolkitFunctions {
                 listenPort = try c.decodeIfPresent(Int.self, forKey: .listenPort) ?? 0
                 enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
             }
+
+            /// Where the proxy listens, an IPv6 host in brackets.
+            var listen: HostPort { HostPort(host: listenHost, port: listenPort) }
         }
 
         static func validate(_ arguments: Arguments) throws {
             if arguments.proxyName.isEmpty { throw ArgumentError("proxy_name", "proxy_name must not be empty") }
-            guard (0...65535).contains(arguments.listenPort) else { throw ArgumentError("listen_port", "listen_port must be 0…65535") }
-            if !arguments.upstreamPort.hasPrefix("env:"), Int(arguments.upstreamPort).map({ (1...65535).contains($0) }) != true {
+            guard HostPort.Role.listen.ports.contains(arguments.listenPort) else { throw ArgumentError("listen_port", "listen_port must be 0…65535") }
+            if !arguments.upstreamPort.hasPrefix("env:"), Int(arguments.upstreamPort).map(HostPort.Role.connect.ports.contains) != true {
                 throw ArgumentError("upstream_port", "upstream_port must be a port number or env:NAME, found \"\(arguments.upstreamPort)\"")
             }
         }
 
         static func exports(_ arguments: Arguments) -> [String: Value] {
-            ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: "\(arguments.listenHost):\(arguments.listenPort)")]
+            ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: arguments.listen.description)]
         }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let host = try resolveEnvironment(arguments.upstreamHost, key: "upstream_host")
             let port = try resolveEnvironment(arguments.upstreamPort, key: "upstream_port")
-            let proxy = ProxyDefinition(
-                name: arguments.proxyName, listen: "\(arguments.listenHost):\(arguments.listenPort)", upstream: "\(host):\(port)", enabled: arguments.enabled)
+            let upstream = Int(port).map { HostPort(host: host, port: $0).description } ?? "\(host):\(port)"
+            let proxy = ProxyDefinition(name: arguments.proxyName, listen: arguments.listen.description, upstream: upstream, enabled: arguments.enabled)
             _ = try await context.createProxy(proxy, on: try context.chaosToolkitBackend())
             return true
         }
@@ -132,8 +135,8 @@ enum ChaosToolkitFunctions {
         }
 
         static func validate(_ arguments: Arguments) throws {
-            try checkHostPort("listen_address", arguments.listenAddress)
-            try checkHostPort("upstream_address", arguments.upstreamAddress)
+            try checkHostPort("listen_address", arguments.listenAddress, role: .listen)
+            try checkHostPort("upstream_address", arguments.upstreamAddress, role: .connect)
         }
 
         static func exports(_ arguments: Arguments) -> [String: Value] {

@@ -106,9 +106,7 @@ public struct AtServer<Inner: Codable & Sendable>: Codable, Sendable, NumberRang
     static var urlHelp: String { "the Toxiproxy server, e.g. http://127.0.0.1:8474 (default: configuration toxiproxy_url, TOXIPROXY_URL, or the profile's)" }
 }
 
-/// Rejects an address that is not `host:port`, naming the argument.
-func checkHostPort(_ key: String, _ address: String?) throws {
-    if let address, !SuiteRunner.isHostPort(address) {
-        throw ArgumentError(key, "\(key) must be host:port, found \"\(address)\"", hint: "write e.g. 127.0.0.1:6379 (no scheme, no path)")
-    }
+/// Rejects an address that is not `host:port` for its role, naming the argument.
+func checkHostPort(_ key: String, _ address: String?, role: HostPort.Role) throws {
+    if let address { _ = try HostPort.argument(address, key: key, role: role) }
 }

@@ -140,8 +140,8 @@ enum ToxiproxyActivities {
             if fields.listen == nil, fields.upstream == nil, fields.enabled == nil {
                 throw ArgumentError("listen", "nothing to change", hint: "give listen, upstream or enabled")
             }
-            try checkHostPort("listen", fields.listen)
-            try checkHostPort("upstream", fields.upstream)
+            try checkHostPort("listen", fields.listen, role: .listen)
+            try checkHostPort("upstream", fields.upstream, role: .connect)
         }
 
         static func exports(_ arguments: Arguments) -> [String: Value] {
@@ -234,8 +234,8 @@ enum ToxiproxyActivities {
             for (index, entry) in arguments.inner.proxies.enumerated() {
                 if entry.name.isEmpty { throw ArgumentError("proxies.\(index).name", "name must not be empty") }
                 if !names.insert(entry.name).inserted { throw ArgumentError("proxies.\(index).name", "duplicate proxy name \"\(entry.name)\"") }
-                try checkHostPort("proxies.\(index).listen", entry.listen)
-                try checkHostPort("proxies.\(index).upstream", entry.upstream)
+                try checkHostPort("proxies.\(index).listen", entry.listen, role: .listen)
+                try checkHostPort("proxies.\(index).upstream", entry.upstream, role: .connect)
             }
         }
 

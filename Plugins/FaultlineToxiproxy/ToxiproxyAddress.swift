@@ -38,16 +38,18 @@ public struct ToxiproxyAddress: Sendable, Hashable, CustomStringConvertible {
         }
         let port: Int
         if let explicit = components.port {
-            guard (1...65535).contains(explicit) else { throw ArgumentError(nil, "port \(explicit) in \"\(text)\" is out of range", hint: example) }
+            guard HostPort.Role.connect.ports.contains(explicit) else {
+                throw ArgumentError(nil, "port \(explicit) in \"\(text)\" is out of range", hint: example)
+            }
             port = explicit
         } else {
             port = hasScheme ? (scheme == "https" ? 443 : 80) : Self.defaultPort
         }
-        let shownHost = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        let address = HostPort(host: host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host, port: port)
         var path = components.percentEncodedPath
         while path.hasSuffix("/") { path.removeLast() }
-        url = "\(scheme)://\(shownHost):\(port)\(path)"
-        hostAndPort = "\(shownHost):\(port)"
+        url = "\(scheme)://\(address)\(path)"
+        hostAndPort = address.description
     }
 
     public var description: String { url }
@@ -79,7 +81,7 @@ public struct ToxiproxyAddress: Sendable, Hashable, CustomStringConvertible {
             port = parsed
         }
         do {
-            return try ToxiproxyAddress(parsing: "http://\(hostText.contains(":") ? "[\(hostText)]" : hostText):\(port)")
+            return try ToxiproxyAddress(parsing: "http://\(HostPort(host: hostText, port: port))")
         } catch let error as ArgumentError {
             throw ArgumentError("toxiproxy_host", "configuration toxiproxy_host/toxiproxy_port: \(error.message)", hint: error.hint)
         }

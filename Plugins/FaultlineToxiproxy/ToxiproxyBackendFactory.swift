@@ -1,4 +1,5 @@
 import FaultlineKit
+import Foundation
 import Logging
 import Synchronization
 
@@ -11,23 +12,31 @@ import Synchronization
 ///     toxics: {backend: toxiproxy, url: http://127.0.0.1:8474}   # or TOXIPROXY_URL
 /// ```
 ///
-/// Options: `url` (default: the `TOXIPROXY_URL` environment variable), `connect_timeout` and
-/// `timeout` (seconds, for every call). The options are checked when the suite loads; at run
-/// start the server is asked its version, so an unreachable server fails the run at once.
+/// Options: `url` (default: the `TOXIPROXY_URL` environment variable), `token` (the server's API
+/// token, best given as `${secret}`; default: the `TOXIPROXY_AUTH_TOKEN` environment variable),
+/// `connect_timeout` and `timeout` (seconds, for every call). The options are checked when the
+/// suite loads; at run start the server is asked its version, so an unreachable server, or one
+/// that refuses the token, fails the run at once.
 public struct ToxiproxyBackendFactory: ToxicBackendFactory {
     public let name = "toxiproxy"
 
     /// The environment variable `toxiproxy-cli` reads, used when the profile gives no `url`.
     public static let environmentKey = "TOXIPROXY_URL"
 
+    /// The environment variable Toxiproxy 2.13 reads its API token from, used when the profile
+    /// gives no `token`.
+    public static let tokenEnvironmentKey = "TOXIPROXY_AUTH_TOKEN"
+
     struct Options: Decodable, NumberRanges {
         static let numberRanges: [String: NumberRange] = ["connect_timeout": .seconds, "timeout": .seconds]
         var url: String?
+        var token: String?
         var connectTimeout: Double?
         var timeout: Double?
 
         enum CodingKeys: String, CodingKey {
             case url
+            case token
             case connectTimeout = "connect_timeout"
             case timeout
         }
@@ -81,13 +90,22 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
         var timeouts = ToxiproxyClient.Timeouts()
         if let seconds = parsed.connectTimeout { timeouts.connect = .seconds(saturating: seconds) }
         if let seconds = parsed.timeout { timeouts.request = .seconds(saturating: seconds) }
-        let client = ToxiproxyClient(address: address, timeouts: timeouts)
-        // Fail the run before any experiment when the server is not there (or is not Toxiproxy).
+        let (token, tokenSource): (String?, String?) =
+            if let token = parsed.token, !token.isEmpty {
+                (token, "the profile's toxics.token")
+            } else if let token = context.environment[Self.tokenEnvironmentKey], !token.isEmpty {
+                (token, Self.tokenEnvironmentKey)
+            } else {
+                (nil, nil)
+            }
+        let client = ToxiproxyClient(address: address, timeouts: timeouts, token: token)
+        // Fail the run before any experiment when the server is not there (or is not Toxiproxy,
+        // or does not take the token).
         do {
             _ = try await client.version(timeout: max(timeouts.connect, .seconds(5)))
         } catch {
             await client.shutdown()
-            throw ToxiproxyBackendError("\(error) (address from \(source))")
+            throw ToxiproxyBackendError("\(error) (address from \(source)" + (tokenSource.map { ", token from \($0)" } ?? "") + ")")
         }
         return ToxiproxyBackend(client: client)
     }
@@ -105,15 +123,19 @@ public struct ToxiproxyBackendError: Error, Sendable, CustomStringConvertible {
 /// the whole run, so that what the run left on each server is removed when it ends.
 public final class ToxiproxyConnections: Sendable {
     private let state = Mutex<(backends: [ToxiproxyAddress: ToxiproxyBackend], closed: Bool)>(([:], false))
+    private let token: String?
 
-    public init() {}
+    /// - Parameter token: sent to every server (`TOXIPROXY_AUTH_TOKEN` by default).
+    public init(token: String? = ProcessInfo.processInfo.environment[ToxiproxyBackendFactory.tokenEnvironmentKey]) {
+        self.token = token
+    }
 
     /// The backend for an address, made on first use.
     public func backend(for address: ToxiproxyAddress) throws -> ToxiproxyBackend {
         try state.withLock { state in
             guard !state.closed else { throw ActivityFailure("the run is ending: no new Toxiproxy connection to \(address.url)") }
             if let backend = state.backends[address] { return backend }
-            let backend = ToxiproxyBackend(client: ToxiproxyClient(address: address))
+            let backend = ToxiproxyBackend(client: ToxiproxyClient(address: address, token: token))
             state.backends[address] = backend
             return backend
         }

@@ -34,6 +34,8 @@ public final class ToxiproxyClient: Sendable {
 
     public let address: ToxiproxyAddress
     public let timeouts: Timeouts
+    /// Sent as `Authorization: Bearer` (Toxiproxy 2.13's `TOXIPROXY_AUTH_TOKEN`); never printed.
+    private let token: String?
     private let http: HTTPClient
     /// Set when the server answered a PATCH with 405 (Toxiproxy before 2.6): updates use POST.
     private let patchUnsupported = Atomic<Bool>(false)
@@ -44,9 +46,11 @@ public final class ToxiproxyClient: Sendable {
     /// - Parameters:
     ///   - address: the server's base URL.
     ///   - timeouts: connect and request timeouts for every call.
-    public init(address: ToxiproxyAddress, timeouts: Timeouts = Timeouts()) {
+    ///   - token: the server's API token, sent with every call; nil or empty for none.
+    public init(address: ToxiproxyAddress, timeouts: Timeouts = Timeouts(), token: String? = nil) {
         self.address = address
         self.timeouts = timeouts
+        self.token = token.flatMap { $0.isEmpty ? nil : $0 }
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow, timeout: .init(connect: TimeAmount(timeouts.connect), read: TimeAmount(timeouts.request)))
         // A refused connection is an answer: the server is not there. Retrying would turn a dead
@@ -244,6 +248,7 @@ public final class ToxiproxyClient: Sendable {
         request.method = method
         request.headers.add(name: "User-Agent", value: Self.userAgent)
         request.headers.add(name: "Accept", value: "application/json")
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(string: JSONWriter.string(body, pretty: false)))
@@ -299,6 +304,16 @@ public final class ToxiproxyClient: Sendable {
     private func httpError(_ response: Response, method: HTTPMethod, path: String, operation: String, subject: Subject) -> ToxiproxyError {
         let server = address.url
         let status = response.status
+        if status == 401 {
+            // The server's words are not needed (and a token is never repeated back).
+            return token == nil
+                ? ToxiproxyError(
+                    .unauthorized, server: server, operation: operation, status: status, reason: "needs a token",
+                    hint: "give the server's token in the profile's toxics: {token: ${secret}} or set TOXIPROXY_AUTH_TOKEN")
+                : ToxiproxyError(
+                    .unauthorized, server: server, operation: operation, status: status, reason: "refused the token",
+                    hint: "the token (profile toxics.token, else TOXIPROXY_AUTH_TOKEN) is not the server's")
+        }
         // Toxiproxy's errors are JSON `{"error": …, "status": …}`, sent as text/plain.
         guard let value = try? JSONReader.value(response.text), let message = value["error"]?.stringValue else {
             switch status {

@@ -13,8 +13,10 @@ public struct ToxiproxyError: Error, Sendable, CustomStringConvertible, Equatabl
         case conflict
         /// 400: a bad body, an unknown toxic type, a bad stream.
         case badRequest
-        /// 403: the server refuses the client (browser user agents).
+        /// 403: the server refuses the client (browser user agents, a Host or Origin it does not answer).
         case forbidden
+        /// 401: the server needs a token, or refused the one sent.
+        case unauthorized
         /// 5xx: a listen address in use, or Toxiproxy's own handler timeout (503).
         case serverError
         /// Nothing answered at the address: connection refused, unknown host, connect timeout.
@@ -48,10 +50,16 @@ public struct ToxiproxyError: Error, Sendable, CustomStringConvertible, Equatabl
 
     /// The message without the server, for callers that name the server themselves.
     public var message: String {
-        "\(operation): \(reason)" + (status.map { " (HTTP \($0))" } ?? "") + (hint.map { "; \($0)" } ?? "")
+        if code == .unauthorized {
+            // `refused the token (add toxic …, HTTP 401)`: the reason is what the server did.
+            return "\(reason) (\(operation)" + (status.map { ", HTTP \($0)" } ?? "") + ")" + (hint.map { "; \($0)" } ?? "")
+        }
+        return "\(operation): \(reason)" + (status.map { " (HTTP \($0))" } ?? "") + (hint.map { "; \($0)" } ?? "")
     }
 
-    public var description: String { "Toxiproxy at \(server): \(message)" }
+    /// `Toxiproxy at URL: add toxic …: proxy not found (HTTP 404); …`, or for a token problem
+    /// `Toxiproxy at URL refused the token (read the version, HTTP 401); …`.
+    public var description: String { "Toxiproxy at \(server)" + (code == .unauthorized ? " " : ": ") + message }
 
     /// The kernel's backend error for this failure (which cleanups and activities understand).
     public var backendError: ToxicBackendError {
@@ -59,7 +67,7 @@ public struct ToxiproxyError: Error, Sendable, CustomStringConvertible, Equatabl
         case .notFound: .notFound(message)
         case .conflict: .conflict(message)
         case .badRequest: .invalid(message)
-        case .forbidden, .serverError, .unreachable, .timedOut, .notToxiproxy: .unavailable(message)
+        case .forbidden, .unauthorized, .serverError, .unreachable, .timedOut, .notToxiproxy: .unavailable(message)
         }
     }
 }

@@ -7,6 +7,9 @@
 #include <unistd.h>
 #include <errno.h>
 #include <signal.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #if defined(__linux__)
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -173,4 +176,20 @@ int faultline_accept(int listener) { errno = ENOSYS; return -1; }
 int faultline_tcp_socket(int family) { errno = ENOSYS; return -1; }
 int faultline_relay_pipe(int fds[2], int size) { errno = ENOSYS; return -1; }
 long faultline_splice(int from, int to, size_t count) { errno = ENOSYS; return -1; }
+#endif
+
+#if defined(__GLIBC__)
+int faultline_malloc_set_mmap_threshold(size_t bytes) { return mallopt(M_MMAP_THRESHOLD, (int)bytes); }
+size_t faultline_malloc_free_bytes(void) {
+#if __GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33)
+    return mallinfo2().fordblks;
+#else
+    return (size_t)(unsigned int)mallinfo().fordblks;
+#endif
+}
+int faultline_malloc_trim(void) { return malloc_trim(0); }
+#else
+int faultline_malloc_set_mmap_threshold(size_t bytes) { return 0; }
+size_t faultline_malloc_free_bytes(void) { return 0; }
+int faultline_malloc_trim(void) { return 0; }
 #endif

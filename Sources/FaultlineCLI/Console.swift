@@ -160,7 +160,7 @@ final class ConsoleObserver: RunObserver, Sendable {
                 line(t.paint("    ⏸ pause \(DurationFormat.seconds(seconds)) \(before ? "before" : "after") \(activity)", .dim))
             }
         case .cleanupFinished(let record):
-            let mark = record.status == "succeeded" ? t.paint("✓", .green) : t.paint("✗", .red)
+            let mark = record.status == .succeeded ? t.paint("✓", .green) : t.paint("✗", .red)
             line("    \(mark) \(record.description)" + (record.error.map { "  " + t.paint($0, .red) } ?? ""))
         case .interrupted(let signal, let count):
             line(t.paint(

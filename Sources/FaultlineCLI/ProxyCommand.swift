@@ -31,6 +31,25 @@ struct ProxyCommand: AsyncParsableCommand {
     @Option(help: "Seed for toxicity rolls and toxic randomness, so a run can be replayed (default: random).")
     var seed: UInt64?
 
+    @Option(
+        help: ArgumentHelp(
+            "Require this file's token as Authorization: Bearer on every API request (default: the TOXIPROXY_AUTH_TOKEN environment variable).",
+            valueName: "path"))
+    var tokenFile: String?
+
+    @Option(
+        name: .customLong("allowed-host"),
+        help: ArgumentHelp(
+            "Also answer requests whose Host is this name (repeatable; .example.com allows its subdomains). This machine's addresses, localhost and its host name are always allowed.",
+            valueName: "name"))
+    var allowedHosts: [String] = []
+
+    @Flag(help: "Listen on a non-loopback address without a token (anyone who reaches the port can then drive the proxies).")
+    var insecure = false
+
+    /// The environment variable Toxiproxy 2.13 reads its API token from.
+    static let tokenVariable = "TOXIPROXY_AUTH_TOKEN"
+
     func validate() throws {
         if !NumberRange.listenPort.contains(Double(port)) { throw ValidationError(NumberRange.listenPort.message("--port", found: Double(port))) }
     }
@@ -43,9 +62,29 @@ struct ProxyCommand: AsyncParsableCommand {
         let termination = TerminationSignal()
         termination.install()
 
+        let token: String?
+        do {
+            token = try readToken()
+        } catch {
+            await server.shutdown()
+            terminal.error("error: \(error)")
+            throw ExitCode(2)
+        }
+        if token == nil, !AdminServer.isLoopback(host: host) {
+            if !insecure {
+                await server.shutdown()
+                terminal.error(
+                    "error: the API would listen on \(host), beyond this machine, without a token: anyone who reaches it could point proxies "
+                        + "anywhere and cut connections. Set \(Self.tokenVariable) (or --token-file), listen on 127.0.0.1, or pass --insecure.")
+                throw ExitCode(2)
+            }
+            terminal.error("warning: the API listens on \(host) without a token (--insecure): anyone who reaches it can drive the proxies")
+        }
+        let configuration = AdminServer.Configuration(access: AdminAccess(token: token, allowedHosts: allowedHosts))
         let admin: AdminServer
         do {
-            admin = try await AdminServer.start(api: AdminAPI(server: server), host: host, port: port, group: server.group)
+            admin = try await AdminServer.start(
+                api: AdminAPI(server: server), host: host, port: port, group: server.group, configuration: configuration)
         } catch {
             await server.shutdown()
             terminal.error("error: cannot listen on \(host):\(port): \(error)")
@@ -62,12 +101,36 @@ struct ProxyCommand: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
-        terminal.write("faultline proxy: API on http://\(admin.address) (Toxiproxy \(AdminAPI.compatibleVersion) compatible), seed \(seed)\n")
+        terminal.write(
+            "faultline proxy: API on http://\(admin.address) (Toxiproxy \(AdminAPI.compatibleVersion) compatible), seed \(seed)"
+                + (token == nil ? "" : ", bearer token required") + "\n")
 
         let signal = await termination.wait()
         terminal.error("\(signal): closing every proxy")
         await admin.stop()
         await server.shutdown()
+    }
+
+    /// The API token: the --token-file's content (without the line end), else the environment's;
+    /// nil when neither gives one. Never printed.
+    private func readToken() throws -> String? {
+        let token: String
+        if let tokenFile {
+            guard let data = FileManager.default.contents(atPath: tokenFile) else {
+                throw ValidationError("--token-file \(tokenFile): cannot read the file")
+            }
+            token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw ValidationError("--token-file \(tokenFile): the file is empty; write the token in it") }
+        } else {
+            guard let value = ProcessInfo.processInfo.environment[Self.tokenVariable], !value.isEmpty else { return nil }
+            token = value
+        }
+        guard token.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F }) else {
+            throw ValidationError(
+                "the token (\(tokenFile.map { "--token-file \($0)" } ?? Self.tokenVariable)) must be printable ASCII without spaces, as an HTTP header carries it"
+            )
+        }
+        return token
     }
 
     private func populate(_ server: ProxyServer, from path: String) async throws {
@@ -82,14 +145,16 @@ struct ProxyCommand: AsyncParsableCommand {
                 ProxyServer.ProxyRequest(
                     name: entry.name ?? "", listen: entry.listen ?? "", upstream: entry.upstream ?? "", enabled: entry.enabled ?? true,
                     toxics: entry.toxics?.map {
-                        ProxyServer.ToxicRequest(name: $0.name, type: $0.type ?? "", stream: $0.stream, toxicity: $0.toxicity, attributes: $0.attributes)
+                        ProxyServer.ToxicRequest(
+                            name: $0.name, type: $0.type ?? "", stream: $0.stream, toxicity: $0.toxicity, attributes: $0.attributes)
                     }))
         }
         let (_, error) = await server.populate(requests)
         guard let error else { return }
         // Point at the entry (or its toxic) the error is about.
         let entry = error.entry.flatMap { elements.indices.contains($0 - 1) ? elements[$0 - 1] : nil }
-        let toxic = error.entryToxic.flatMap { number in entry?["toxics"]?.elements.flatMap { $0.indices.contains(number - 1) ? $0[number - 1] : nil } }
+        let toxic = error.entryToxic.flatMap { number in entry?["toxics"]?.elements.flatMap { $0.indices.contains(number - 1) ? $0[number - 1] : nil }
+        }
         throw Diagnostic(error.message, at: (toxic ?? entry)?.location ?? document.location)
     }
 

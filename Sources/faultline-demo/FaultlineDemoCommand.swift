@@ -26,7 +26,7 @@ struct ListenOptions: ParsableArguments {
     var port = 0
 
     func validate() throws {
-        guard (0...65535).contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
+        guard HostPort.Role.listen.ports.contains(port) else { throw ValidationError("--port must be from 0 to 65535") }
     }
 }
 

@@ -47,7 +47,7 @@ struct DemoSuiteTests {
             let expected = try #require(Self.documented[origin], "unexpected experiment \(origin)")
             #expect(journal.outcome == expected, "\(origin): \(journal.reason ?? "")")
             #expect(journal.verdict == .completed, "\(origin)")
-            #expect(journal.cleanup.allSatisfy { $0.status == "succeeded" }, "\(origin): \(journal.cleanup)")
+            #expect(journal.cleanup.allSatisfy { $0.status == .succeeded }, "\(origin): \(journal.cleanup)")
             #expect(journal.faults.allSatisfy { $0.end != nil }, "\(origin)")
         }
 

@@ -49,6 +49,16 @@ struct LoadProbeTests {
         }
     }
 
+    @Test("the output is the shared LoadResult: it reads back and writes the same text")
+    func outputIsTheSharedContract() async throws {
+        let output = try await closing(TestHTTPServer.start()) { server in
+            try await runLoad(["requests": [["name": "home", "url": .string(server.url + "/ok")], ["name": "gone", "url": .string(server.url + "/status/503")]], "users": 2, "iterations": 3])
+        }
+        let result = try LoadResult(decoding: output)
+        #expect(result.requests.map(\.name) == ["home", "gone"] && result.overall.count == 12 && result.requests[1].stats.serverErrors == 6)
+        #expect(JSONWriter.string(result.value, pretty: false) == JSONWriter.string(output, pretty: false))
+    }
+
     @Test("the time series adds up to the total")
     func timeline() async throws {
         try await closing(TestHTTPServer.start()) { server in
@@ -368,8 +378,9 @@ struct ThresholdGrammarTests {
     ] as [(String, Double, Bool)])
     func judges(text: String, measured: Double, ok: Bool) throws {
         let threshold = try Threshold(parsing: text)
-        let entry = threshold.evaluate(.object([threshold.metric.outputKey: .double(measured)]), scope: "overall")
-        #expect(entry["ok"] == .bool(ok))
-        #expect(entry["measured"] == .double(measured))
+        let stats = try LoadStats(decoding: .object([threshold.metric.outputKey: .double(measured)]))
+        let entry = threshold.evaluate(stats, scope: "overall")
+        #expect(entry.ok == ok)
+        #expect(entry.measured == measured)
     }
 }

@@ -480,7 +480,7 @@ struct EngineTests {
         #expect(journal.reason?.contains("left undone: rollback \"second-rollback\"") == true)
         #expect(!kit.log.contains("second-rollback"))
         #expect(kit.log.suffix(2) == ["slow-rollback cancelled", "undo inject"])
-        #expect(journal.cleanup.map(\.status) == ["succeeded"])
+        #expect(journal.cleanup.map(\.status) == [.succeeded])
     }
 
     @Test("a third interrupt stops the undos too: the one cut short and the ones never started are left undone")
@@ -503,7 +503,7 @@ struct EngineTests {
         let journal = try #require(try await result.journals.first)
         #expect(journal.status == .interrupted)
         #expect(kit.log.suffix(3) == ["undo quick", "undo slow", "undo slow cancelled"])
-        #expect(journal.cleanup.map(\.status) == ["succeeded", "interrupted"])
+        #expect(journal.cleanup.map(\.status) == [.succeeded, .interrupted])
         #expect(journal.leftUndone == ["undo slow", "undo first"])
     }
 

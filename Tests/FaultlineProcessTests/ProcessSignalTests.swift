@@ -29,7 +29,7 @@ struct ProcessSignalTests {
         #expect(journal.run[0].output?["targets"]?[0]?["state"] == "stopped")
         #expect(journal.run[1].output?["processes"]?[0]?["state"] == "T")
         #expect(journal.cleanup.map(\.description) == ["resume pid \(child.pid) (\(child.executable) \(number)) with SIGCONT"])
-        #expect(journal.cleanup.first?.status == "succeeded")
+        #expect(journal.cleanup.first?.status == .succeeded)
         let window = try #require(journal.faults.first)
         #expect(window.label == "pid \(child.pid) frozen (\(child.executable) \(number))")
         #expect(window.end != nil)

@@ -32,7 +32,7 @@ struct ServiceActionTests {
 
         let cleanups = await context.runCleanups()
         #expect(cleanups.map(\.description) == ["restart service api if it is down"])
-        #expect(cleanups.map(\.status) == ["succeeded"])
+        #expect(cleanups.map(\.status) == [.succeeded])
         let restarted = try #require(try await supervisor.service(named: "api").pid)
         #expect(restarted != first.pid)
         #expect(await supervisor.stopAll() == [])
@@ -106,7 +106,7 @@ struct ServiceActionTests {
         let second = try #require(started["pid"]?.intValue)
         #expect(second != Int(first.pid))
         // The restart the stop registered finds the service running and leaves it alone.
-        #expect(await context.runCleanups().map(\.status) == ["succeeded"])
+        #expect(await context.runCleanups().map(\.status) == [.succeeded])
         #expect(try await supervisor.service(named: "api").pid == pid_t(second))
         #expect(await supervisor.stopAll() == [])
     }

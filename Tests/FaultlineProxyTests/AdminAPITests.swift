@@ -15,17 +15,37 @@ struct HTTPReply {
     var json: Value? { try? JSONReader.value(body) }
 }
 
-func http(_ method: String, _ port: Int, _ path: String, body: String? = nil, userAgent: String = "faultline-tests") async throws -> HTTPReply {
+/// - Parameters:
+///   - host: the `Host` header.
+///   - headers: more header fields (`Content-Type` replaces the default `application/json`).
+func http(
+    _ method: String, _ port: Int, _ path: String, body: String? = nil, userAgent: String = "faultline-tests", host: String = "127.0.0.1",
+    headers: [(String, String)] = []
+) async throws -> HTTPReply {
+    var request = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: \(userAgent)\r\nConnection: close\r\n"
+    for (name, value) in headers { request += "\(name): \(value)\r\n" }
+    if let body {
+        if !headers.contains(where: { $0.0.lowercased() == "content-type" }) { request += "Content-Type: application/json\r\n" }
+        request += "Content-Length: \(body.utf8.count)\r\n"
+    }
+    return try await exchange(port, request + "\r\n" + (body ?? ""))
+}
+
+/// Sends raw request bytes and reads one response until the server closes.
+func exchange(_ port: Int, _ request: String) async throws -> HTTPReply {
     try await blocking {
         let socket = try TestSocket(port: port)
         defer { socket.close() }
-        var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: \(userAgent)\r\nConnection: close\r\n"
-        if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
-        request += "\r\n" + (body ?? "")
         try socket.send(request)
         let (bytes, _) = socket.receiveAll()
-        let text = String(decoding: bytes, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { throw SocketFailure("no HTTP response", code: 0) }
+        return try HTTPReply(parsing: String(decoding: bytes, as: UTF8.self))
+    }
+}
+
+extension HTTPReply {
+    /// The first response in `text`.
+    init(parsing text: String) throws {
+        guard let split = text.range(of: "\r\n\r\n") else { throw SocketFailure("no HTTP response in \"\(text.prefix(200))\"", code: 0) }
         let lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
         let status = Int(lines[0].split(separator: " ")[1]) ?? 0
         var headers: [String: String] = [:]
@@ -34,13 +54,13 @@ func http(_ method: String, _ port: Int, _ path: String, body: String? = nil, us
                 headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             }
         }
-        return HTTPReply(status: status, headers: headers, body: String(text[split.upperBound...]))
+        self.init(status: status, headers: headers, body: String(text[split.upperBound...]))
     }
 }
 
 /// Runs `body` with a fresh ``AdminFixture`` and closes it before returning, also when `body` throws.
-func withAdminFixture<T: Sendable>(_ body: (AdminFixture) async throws -> T) async throws -> T {
-    try await closing(try await AdminFixture(), body)
+func withAdminFixture<T: Sendable>(_ configuration: AdminServer.Configuration = .init(), _ body: (AdminFixture) async throws -> T) async throws -> T {
+    try await closing(try await AdminFixture(configuration), body)
 }
 
 /// A request and the answer real Toxiproxy 2.8 gives it (status and body, byte for byte), measured
@@ -98,10 +118,11 @@ final class AdminFixture: TestResource, Sendable {
     let proxies: ProxyFixture
     let admin: AdminServer
 
-    init() async throws {
+    init(_ configuration: AdminServer.Configuration = .init()) async throws {
         proxies = try await ProxyFixture()
         do {
-            admin = try await AdminServer.start(api: AdminAPI(server: proxies.server), host: "127.0.0.1", port: 0, group: proxies.group)
+            admin = try await AdminServer.start(
+                api: AdminAPI(server: proxies.server), host: "127.0.0.1", port: 0, group: proxies.group, configuration: configuration)
         } catch {
             await proxies.close()
             throw error

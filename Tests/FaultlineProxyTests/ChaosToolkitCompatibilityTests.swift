@@ -9,60 +9,31 @@ import Glibc
 #endif
 
 /// `faultline proxy`, built beside this test bundle, as a real child process; ended by its PID.
-final class FaultlineProxyProcess: @unchecked Sendable {
-    // Set in init, then only read; Process is thread-safe for these calls.
-    let process = Process()
+final class FaultlineProxyProcess: TestResource {
+    let child: TestProcess
     /// The admin API's port, from the banner.
     let port: Int
+    var pid: pid_t { child.pid }
 
-    /// Starts `faultline proxy --port 0 …` and waits for its banner.
+    /// Starts `faultline proxy --port 0 …` and waits for its banner. (`TestProcess` keeps the test
+    /// runner's `TOXIPROXY_*` variables away from it: a token there would lock the clients out.)
     init(_ arguments: [String] = []) async throws {
-        let faultline = (try? BuiltProduct.path("faultline")) ?? "faultline"
-        try #require(FileManager.default.isExecutableFile(atPath: faultline), "no faultline executable at \(faultline): run swift build first")
-        process.executableURL = URL(fileURLWithPath: faultline)
-        process.arguments = ["proxy", "--port", "0", "--seed", "7"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let process = process
-        // Stop waiting for the banner if the server never prints it.
-        let watchdog = Task {
-            try await Task.sleep(for: .seconds(20))
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        child = try TestProcess(try BuiltProduct.path("faultline"), ["proxy", "--port", "0", "--seed", "7"] + arguments)
+        do {
+            let banner = try await child.line(startingWith: "faultline proxy: API on", timeout: .seconds(20))
+            port = try #require(
+                banner.split(separator: ":").dropFirst(3).first.flatMap { Int($0.prefix { $0.isNumber }) }, "no API port in \"\(banner)\"")
+        } catch {
+            await child.stop(grace: 0)
+            throw error
         }
-        let banner = try await blocking { () -> String in
-            var line = Data()
-            while true {
-                let byte = output.fileHandleForReading.readData(ofLength: 1)
-                if byte.isEmpty || byte == Data("\n".utf8) { break }
-                line.append(byte)
-            }
-            return String(decoding: line, as: UTF8.self)
-        }
-        watchdog.cancel()
-        guard let port = banner.split(separator: ":").last.flatMap({ Int($0.prefix { $0.isNumber }) }) else {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            throw SocketFailure("no API address in \"\(banner)\"", code: 0)
-        }
-        self.port = port
     }
 
     /// SIGTERM (SIGKILL after 20 s), then the exit status.
-    func stop() async throws -> Int32 {
-        let process = process
-        kill(process.processIdentifier, SIGTERM)
-        let watchdog = Task {
-            try await Task.sleep(for: .seconds(20))
-            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        }
-        defer { watchdog.cancel() }
-        return try await blocking {
-            process.waitUntilExit()
-            return process.terminationStatus
-        }
-    }
+    @discardableResult
+    func stop() async -> Int32 { await child.stop(grace: 20) }
+
+    func close() async { await stop() }
 }
 
 /// Compatibility with Toxiproxy clients no one here wrote, from PyPI (chaostoolkit-toxiproxy and
@@ -87,27 +58,13 @@ struct ChaosToolkitCompatibilityTests {
             FileManager.default.isExecutableFile(atPath: python),
             "the Toxiproxy clients' venv is missing at \(python): run Tests/FaultlineProxyTests/Resources/setup-chaostoxi-venv.sh (.ci/run does)")
         let server = try await FaultlineProxyProcess()
-        let driver = Process()
-        driver.executableURL = URL(fileURLWithPath: python)
-        driver.arguments = [resources.appendingPathComponent(script).path, String(server.port)]
-        let report = Pipe()
-        driver.standardOutput = report
-        driver.standardError = report
-        try driver.run()
-        let driverWatchdog = Task {
-            try await Task.sleep(for: .seconds(120))
-            if driver.isRunning { kill(driver.processIdentifier, SIGKILL) }
-        }
-        let lines = try await blocking { () -> String in
-            let data = report.fileHandleForReading.readDataToEndOfFile()
-            driver.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
-        }
-        driverWatchdog.cancel()
-        let status = try await server.stop()
+        let driver = try TestProcess(python, [resources.appendingPathComponent(script).path, String(server.port)])
+        let driverStatus = await driver.wait(timeout: .seconds(120))
+        let lines = driver.stdout + driver.stderr
+        let status = await server.stop()
         let failures = lines.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
         #expect(failures.isEmpty, "\(failures.joined(separator: "\n"))")
-        #expect(driver.terminationStatus == 0, "driver output:\n\(lines)")
+        #expect(driverStatus == 0, "driver output:\n\(lines)")
         #expect(lines.contains("ok   \(lastCheck)"), "driver output:\n\(lines)")
         // SIGTERM closes everything and exits cleanly.
         #expect(status == 0)
@@ -140,7 +97,7 @@ struct ChaosToolkitCompatibilityTests {
         ).write(to: good)
         let server = try await FaultlineProxyProcess(["--config", good.path])
         let proxies = try await http("GET", server.port, "/proxies").json
-        #expect(try await server.stop() == 0)
+        #expect(await server.stop() == 0)
         #expect(proxies?["db"]?["toxics"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["cut", "latency_downstream"])
         #expect(proxies?["db"]?["toxics"]?[1]?["attributes"] == ["latency": 200, "jitter": 0])
         #expect(proxies?["cache"]?["enabled"] == false)
@@ -155,25 +112,9 @@ struct ChaosToolkitCompatibilityTests {
             ]
             """#.utf8
         ).write(to: bad)
-        let faultline = (try? BuiltProduct.path("faultline")) ?? "faultline"
-        let run = Process()
-        run.executableURL = URL(fileURLWithPath: faultline)
-        run.arguments = ["proxy", "--port", "0", "--config", bad.path]
-        let errors = Pipe()
-        run.standardOutput = FileHandle.nullDevice
-        run.standardError = errors
-        try run.run()
-        let watchdog = Task {
-            try await Task.sleep(for: .seconds(30))
-            if run.isRunning { kill(run.processIdentifier, SIGKILL) }
-        }
-        let message = try await blocking { () -> String in
-            let data = errors.fileHandleForReading.readDataToEndOfFile()
-            run.waitUntilExit()
-            return String(decoding: data, as: UTF8.self)
-        }
-        watchdog.cancel()
-        #expect(run.terminationStatus == 2)
+        let run = try TestProcess(try BuiltProduct.path("faultline"), ["proxy", "--port", "0", "--config", bad.path])
+        #expect(await run.wait(timeout: .seconds(30)) == 2)
+        let message = run.stderr
         #expect(message.contains("\(bad.path):4:15: invalid toxic type at proxy 1, toxic 2"), "\(message)")
     }
 }

@@ -124,7 +124,7 @@ struct ExperimentToxicsTests {
             #expect(during >= 100)
             #expect(outputs.first { $0.0 == "toxics" }?.1 == ["latency_upstream"])
             #expect(first.cleanup.map(\.description) == ["enable proxy echo", "remove toxic thin from echo", "remove toxic latency_upstream from echo"])
-            #expect(first.cleanup.allSatisfy { $0.status == "succeeded" })
+            #expect(first.cleanup.allSatisfy { $0.status == .succeeded })
             let faults = first.faults.map(\.label)
             #expect(faults.contains("proxy echo down"))
             #expect(faults.contains { $0.hasPrefix("latency ") && $0.hasSuffix("on echo (upstream)") })
@@ -159,7 +159,7 @@ struct ExperimentToxicsTests {
             let journal = try #require(result.journals.first)
             #expect(journal.rollbacks.first?.status == .succeeded)
             #expect(journal.cleanup.map(\.description) == ["remove toxic limit_data_downstream from echo", "remove toxic latency_downstream from echo"])
-            #expect(journal.cleanup.allSatisfy { $0.status == "succeeded" })
+            #expect(journal.cleanup.allSatisfy { $0.status == .succeeded })
             #expect(journal.faults.count == 2 && journal.faults.allSatisfy { $0.end != nil })
         }
     }

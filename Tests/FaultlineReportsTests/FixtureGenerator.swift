@@ -150,8 +150,8 @@ struct FixtureGenerator {
     /// of `activity` with a synthetic `http.load` result.
     private func applyLoad(_ journal: inout Journal, activity: String, profile: LoadProfile, seed: UInt64) throws {
         let faults = journal.faults.compactMap { window -> (Date, Date)? in
-            guard let start = Timestamp.date(window.start) else { return nil }
-            return (start, window.end.flatMap(Timestamp.date) ?? journal.end.flatMap(Timestamp.date) ?? start)
+            guard let start = window.start.date else { return nil }
+            return (start, window.end?.date ?? journal.end?.date ?? start)
         }
         var counter = 0
         func rewrite(_ record: inout RunRecord) throws {
@@ -223,8 +223,8 @@ struct FixtureGenerator {
             let u2 = random.nextUnit()
             return sqrt(-2 * log(u1)) * cos(2 * .pi * u2)
         }
-        let started = Timestamp.date(record.start)!
-        let ended = Timestamp.date(record.end)!
+        let started = record.start.date!
+        let ended = record.end.date!
         let elapsed = max(0.5, ended.timeIntervalSince(started))
         let relativeFaults = faults.map { ($0.0.timeIntervalSince(started), $0.1.timeIntervalSince(started)) }
         func coverage(_ from: Double, _ to: Double) -> Double {
@@ -312,13 +312,13 @@ struct FixtureGenerator {
             let inSecond = samples.filter { $0.second == second }
             let secondStats = stats(inSecond)
             timeline.append([
-                "second": .int(second), "at": .string(Timestamp.string(started.addingTimeInterval(Double(second)))), "count": .int(inSecond.count),
+                "second": .int(second), "at": .string(Timestamp(started.addingTimeInterval(Double(second))).text), "count": .int(inSecond.count),
                 "errors": .int(inSecond.filter(\.failed).count), "p50_ms": secondStats["p50_ms"]!, "p99_ms": secondStats["p99_ms"]!,
             ])
         }
         var result: ValueObject = [
             "model": "closed", "users": .int(profile.users), "ramp_up_s": .double(profile.rampUp), "duration_s": .double((record.duration * 10).rounded() / 10),
-            "iterations": .null, "rate": .null, "think_time_s": .double(profile.thinkTime), "started": .string(record.start), "ended": .string(record.end),
+            "iterations": .null, "rate": .null, "think_time_s": .double(profile.thinkTime), "started": .string(record.start.text), "ended": .string(record.end.text),
             "elapsed_s": .double((elapsed * 100).rounded() / 100), "dropped": 0, "overall": overall, "requests": .object(requests),
             "timeline": .array(timeline),
         ]

@@ -95,6 +95,8 @@ import Testing
         return try #require(formatter.date(from: text), "bad timestamp \(text)")
     }
 
+    static func date(_ timestamp: Timestamp) throws -> Date { try date(timestamp.text) }
+
     /// Where a window [from, to] (seconds on an axis of `span` seconds) is drawn between `left` and `right`.
     static func expectedBand(from: Double, to: Double, span: Double, left: Double, right: Double) -> (x: Double, width: Double) {
         func x(_ t: Double) -> Double { left + min(max(t, 0), span) / span * (right - left) }

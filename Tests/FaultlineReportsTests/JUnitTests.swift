@@ -53,7 +53,7 @@ import Testing
             let cases = JUnitReporter.testCases(view, suiteName: nil)
             let probeChecks = view.checks.reduce(0) { $0 + $1.record.probes.count }
             let failingActivities = (journal.run + journal.rollbacks).filter { $0.status == .failed || $0.status == .interrupted }.count
-            let failedCleanups = journal.cleanup.filter { $0.status != "succeeded" }.count
+            let failedCleanups = journal.cleanup.filter { $0.status != .succeeded }.count
             // Method probes judged by a tolerance are testcases too.
             let judgedMethodProbes = journal.run.filter { $0.toleranceMet != nil && $0.status != .failed && $0.status != .interrupted }.count
             let extra = cases.count - probeChecks - failingActivities - failedCleanups - judgedMethodProbes

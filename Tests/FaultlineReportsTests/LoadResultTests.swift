@@ -22,7 +22,7 @@ import Testing
 
     @Test func readsTheContract() throws {
         let result = try #require(LoadResult(Self.output, providerType: "http.load"))
-        #expect(result.model == "closed" && result.users == 5 && result.rampUpSeconds == 1 && result.iterations == nil)
+        #expect(result.model == .closed && result.users == 5 && result.rampUpSeconds == 1 && result.iterations == nil)
         #expect(result.elapsedSeconds == 10.02 && result.spanSeconds == 10.02)
         #expect(result.overall.count == 123 && result.overall.failed == 3 && result.overall.p95Ms == 30)
         #expect(result.overall.statusCodes.map(\.label) == ["200", "404", "503"], "status codes in ascending order")
@@ -62,5 +62,30 @@ import Testing
         #expect(Format.metric("error_rate", 0.02) == "2.00%")
         #expect(Format.metric("rps", 51) == "51.0/s")
         #expect(Format.metric("count", 100) == "100")
+    }
+}
+
+/// Every load output in the fixture journals is the shared ``LoadResult``: the real `http.load`
+/// runs (`journals/demo/`) read and write back the same text; the generated ones (which write
+/// whole limits as `200.0`) read back to the same result.
+@Suite struct LoadResultFixtureTests {
+    @Test func fixtureOutputsReadAndWriteBackUnchanged() throws {
+        var checked = 0
+        for file in try JournalFormatTests.fixtureFiles() {
+            let journal = try Journal.load(path: file)
+            let states = journal.steadyStates
+            let records = (states.before?.probes ?? []) + journal.run + states.during.flatMap(\.probes) + (states.after?.probes ?? []) + journal.rollbacks
+            for record in records where record.providerType == "http.load" {
+                let output = try #require(record.output)
+                let result = try #require(LoadResult(output, providerType: record.providerType))
+                if file.contains("/demo/") {
+                    #expect(JSONWriter.string(result.value, pretty: false) == JSONWriter.string(output, pretty: false), "\(file): \(record.name)")
+                } else {
+                    #expect(try LoadResult(decoding: result.value) == result, "\(file): \(record.name)")
+                }
+                checked += 1
+            }
+        }
+        #expect(checked >= 5)
     }
 }

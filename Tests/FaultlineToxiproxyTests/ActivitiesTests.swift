@@ -55,7 +55,7 @@ struct ActivitiesTests {
             let during = try #require(out["during"]?["theirs"])
             #expect(during["upstream"] == "127.0.0.1:9" && during["enabled"] == false)
             #expect(during["toxics"]?[0]?["toxicity"] == 0.5)
-            #expect(journal.cleanup.allSatisfy { $0.status == "succeeded" }, "\(journal.cleanup)")
+            #expect(journal.cleanup.allSatisfy { $0.status == .succeeded }, "\(journal.cleanup)")
             // Populated and created proxies are gone; theirs has its upstream, state and toxic back.
             #expect(try await client.proxies() == [theirs])
         }

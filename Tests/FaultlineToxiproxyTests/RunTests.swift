@@ -54,7 +54,7 @@ struct RunTests {
         #expect(record(journal, "proxy-still-there")?.output == true)
         #expect(journal.rollbacks.map(\.status) == [.succeeded, .succeeded])
         #expect(journal.cleanup.map(\.description) == ["remove toxic hang from service", "remove toxic slow from service", "delete proxy service"])
-        #expect(journal.cleanup.allSatisfy { $0.status == "succeeded" })
+        #expect(journal.cleanup.allSatisfy { $0.status == .succeeded })
         #expect(journal.faults.count == 2 && journal.faults.allSatisfy { $0.end != nil })
     }
 
@@ -113,7 +113,7 @@ struct RunTests {
                     verdicts[profile] = journals.map(\.outcome)
                     #expect(journals.allSatisfy { $0.verdict == .completed }, "\(profile): an experiment did not end as the suite documents")
                     toxicListings[profile] = journals.last.flatMap { Self.record($0, "toxics")?.output }
-                    #expect(journals.allSatisfy { $0.cleanup.allSatisfy { $0.status == "succeeded" } })
+                    #expect(journals.allSatisfy { $0.cleanup.allSatisfy { $0.status == .succeeded } })
                 }
                 #expect(verdicts["inprocess"] == [.completed, .deviated, .deviated, .completed])
                 #expect(verdicts["inprocess"] == verdicts["toxiproxy"])

@@ -17,9 +17,15 @@ final class ToxiproxyStandIn: Sendable {
     let scratch: ScratchDirectory
     let address: ToxiproxyAddress
 
-    init() async throws {
+    /// The API token the server requires, if any.
+    let token: String?
+
+    /// - Parameter token: started with `TOXIPROXY_AUTH_TOKEN` set to it.
+    init(token: String? = nil) async throws {
         scratch = try ScratchDirectory()
-        child = try TestProcess.faultline(["proxy", "--port", "0", "--seed", "7"], in: scratch)
+        self.token = token
+        child = try TestProcess.faultline(
+            ["proxy", "--port", "0", "--seed", "7"], in: scratch, environment: token.map { ["TOXIPROXY_AUTH_TOKEN": $0] } ?? [:])
         let child = child
         // The first line of standard output names the API address.
         let started = await eventually { child.stdout.contains("\n") || !child.isRunning }
@@ -33,8 +39,12 @@ final class ToxiproxyStandIn: Sendable {
 
     var url: String { address.url }
 
-    /// A client with short timeouts; shut it down when done.
-    func client() -> ToxiproxyClient { ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(2), request: .seconds(10))) }
+    /// A client with short timeouts (and the server's token); shut it down when done.
+    func client() -> ToxiproxyClient { client(token: token) }
+
+    func client(token: String?) -> ToxiproxyClient {
+        ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(2), request: .seconds(10)), token: token)
+    }
 
     /// Stops the server with SIGTERM and waits for it.
     func stop() async -> Int32 {
@@ -52,8 +62,8 @@ extension ToxiproxyClient: TestResource {
 }
 
 /// Runs `body` with a stand-in server and a client for it, stopping both afterwards.
-func withStandIn<T>(_ body: (ToxiproxyStandIn, ToxiproxyClient) async throws -> T) async throws -> T {
-    try await closing(try await ToxiproxyStandIn()) { server in
+func withStandIn<T>(token: String? = nil, _ body: (ToxiproxyStandIn, ToxiproxyClient) async throws -> T) async throws -> T {
+    try await closing(try await ToxiproxyStandIn(token: token)) { server in
         try await closing(server.client()) { client in try await body(server, client) }
     }
 }

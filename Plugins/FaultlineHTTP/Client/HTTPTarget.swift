@@ -1,3 +1,4 @@
+import FaultlineKit
 import Foundation
 
 /// An `http` or `https` URL taken apart into what a connection and a request line need.
@@ -28,19 +29,19 @@ struct HTTPTarget: Sendable, Hashable, CustomStringConvertible {
         isTLS = scheme == "https"
         self.host = host
         port = components.port ?? (isTLS ? 443 : 80)
-        guard (1...65535).contains(port) else { throw TargetError("\"\(text)\" has port \(port), outside 1…65535") }
+        guard HostPort.Role.connect.ports.contains(port) else { throw TargetError("\"\(text)\" has port \(port), outside 1…65535") }
         let path = components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath
         pathAndQuery = components.percentEncodedQuery.map { path + "?" + $0 } ?? path
     }
 
     /// The `Host` header: the port is left out when it is the scheme's default.
-    var hostHeader: String {
-        let name = host.contains(":") ? "[\(host)]" : host
-        return port == (isTLS ? 443 : 80) ? name : "\(name):\(port)"
-    }
+    var hostHeader: String { port == (isTLS ? 443 : 80) ? address.urlHost : address.description }
+
+    /// Where to connect.
+    var address: HostPort { HostPort(host: host, port: port) }
 
     /// Where to connect, for messages and for reusing a connection.
-    var authority: String { "\(host.contains(":") ? "[\(host)]" : host):\(port)" }
+    var authority: String { address.description }
 
     var description: String { "\(isTLS ? "https" : "http")://\(hostHeader)\(pathAndQuery)" }
 

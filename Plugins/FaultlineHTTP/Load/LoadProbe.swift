@@ -287,9 +287,10 @@ public struct LoadProbe: Probe, ToleranceProviding {
         }
         for snapshot in snapshots { timeline.add(snapshot.seconds) }
         timeline.close(before: .max)
-        let output = Self.output(
+        let output = Self.result(
             arguments: arguments, plan: plan, snapshots: snapshots, timeline: timeline, started: wallStart, ended: ended,
-            elapsedSeconds: Stats.seconds(elapsed))
+            elapsedSeconds: Stats.seconds(elapsed)
+        ).value
         if interrupted {
             throw ActivityFailure(
                 "http.load was interrupted after \(DurationFormat.seconds(Stats.seconds(elapsed))); the output holds what was measured until then",
@@ -347,34 +348,24 @@ public struct LoadProbe: Probe, ToleranceProviding {
             readTimeout: Seconds.amount(arguments.request_timeout.read), gracefulStop: Seconds.amount(arguments.graceful_stop))
     }
 
-    /// The shared load output (see the README's "HTTP probes and load testing").
-    static func output(
+    /// The shared load output (``LoadResult``; see the README's "HTTP probes and load testing").
+    static func result(
         arguments: Arguments, plan: LoadPlan, snapshots: [LoadSnapshot], timeline: Timeline, started: Date, ended: Date, elapsedSeconds: Double
-    ) -> Value {
+    ) -> LoadResult {
         var perRequest = Array(repeating: RequestStats(), count: plan.steps.count)
         for snapshot in snapshots {
             for index in perRequest.indices { perRequest[index].add(snapshot.requests[index]) }
         }
         var overall = RequestStats()
         for stats in perRequest { overall.add(stats) }
-        var requests = ValueObject()
-        for (index, step) in plan.steps.enumerated() { requests[step.name] = perRequest[index].value(elapsedSeconds: elapsedSeconds) }
-        let isOpen = arguments.rate != nil
-        return [
-            "model": isOpen ? "open" : "closed",
-            "users": .int(plan.maxUsers),
-            "ramp_up_s": .double(arguments.ramp_up),
-            "duration_s": arguments.duration.map { .double($0) } ?? .null,
-            "iterations": arguments.iterations.map { .int($0) } ?? .null,
-            "rate": arguments.rate.map { .double($0) } ?? .null,
-            "think_time_s": .double(arguments.think_time.mean),
-            "started": .string(Timestamp.string(started)),
-            "ended": .string(Timestamp.string(ended)),
-            "elapsed_s": .double(RequestStats.rounded(elapsedSeconds, places: 3)),
-            "dropped": .int(snapshots.reduce(0) { $0 + $1.dropped }),
-            "overall": overall.value(elapsedSeconds: elapsedSeconds),
-            "requests": .object(requests),
-            "timeline": .array(timeline.entries(elapsedSeconds: elapsedSeconds)),
-        ]
+        return LoadResult(
+            model: arguments.rate != nil ? .open : .closed, users: plan.maxUsers, rampUpSeconds: arguments.ramp_up, durationSeconds: arguments.duration,
+            iterations: arguments.iterations, rate: arguments.rate, thinkTimeSeconds: arguments.think_time.mean, started: Timestamp(started),
+            ended: Timestamp(ended), elapsedSeconds: RequestStats.rounded(elapsedSeconds, places: 3), dropped: snapshots.reduce(0) { $0 + $1.dropped },
+            overall: overall.stats(elapsedSeconds: elapsedSeconds),
+            requests: plan.steps.enumerated().map { index, step in
+                LoadResult.NamedStats(name: step.name, stats: perRequest[index].stats(elapsedSeconds: elapsedSeconds))
+            },
+            timeline: timeline.entries(elapsedSeconds: elapsedSeconds))
     }
 }

@@ -103,29 +103,20 @@ struct RequestStats: Sendable {
         for i in errors.indices { errors[i] += other.errors[i] }
     }
 
-    /// The output's `<Stats>` object.
-    func value(elapsedSeconds: Double) -> Value {
+    /// The output's stats of this request (or of the whole load).
+    func stats(elapsedSeconds: Double) -> LoadStats {
         let measured = latencies.totalCount
-        func ms(_ micros: UInt64) -> Value { .double(Double(micros) / 1000) }
-        func percentile(_ p: Double) -> Value { measured == 0 ? .double(0) : ms(latencies.valueAtPercentile(p)) }
-        var codes = ValueObject()
-        for code in statusCodes.keys.sorted() { codes[String(code)] = .int(statusCodes[code]!) }
-        var errorObject = ValueObject()
-        for key in ErrorKey.allCases { errorObject[key.name] = .int(errors[key.rawValue]) }
+        func ms(_ micros: UInt64) -> Double { Double(micros) / 1000 }
+        func percentile(_ p: Double) -> Double { measured == 0 ? 0 : ms(latencies.valueAtPercentile(p)) }
         let seconds = max(elapsedSeconds, 1e-9)
-        return [
-            "count": .int(count), "ok": .int(ok), "failed": .int(failed),
-            "error_rate": .double(count == 0 ? 0 : Self.rounded(Double(failed) / Double(count), places: 6)),
-            "min_ms": measured == 0 ? .double(0) : ms(minMicros),
-            "avg_ms": .double(measured == 0 ? 0 : Self.rounded(Double(sumMicros) / Double(measured) / 1000, places: 3)),
-            "max_ms": ms(maxMicros),
-            "p50_ms": percentile(50), "p90_ms": percentile(90), "p95_ms": percentile(95), "p99_ms": percentile(99),
-            "p999_ms": percentile(99.9),
-            "rps": .double(Self.rounded(Double(count) / seconds, places: 3)),
-            "bytes_received": .int(bytesReceived), "bytes_sent": .int(bytesSent),
-            "bytes_per_s": .double(Self.rounded(Double(bytesReceived) / seconds, places: 1)),
-            "status_codes": .object(codes), "errors": .object(errorObject),
-        ]
+        return LoadStats(
+            count: count, ok: ok, failed: failed, errorRate: count == 0 ? 0 : Self.rounded(Double(failed) / Double(count), places: 6),
+            minMs: measured == 0 ? 0 : ms(minMicros), avgMs: measured == 0 ? 0 : Self.rounded(Double(sumMicros) / Double(measured) / 1000, places: 3),
+            maxMs: ms(maxMicros), p50Ms: percentile(50), p90Ms: percentile(90), p95Ms: percentile(95), p99Ms: percentile(99),
+            p999Ms: percentile(99.9), rps: Self.rounded(Double(count) / seconds, places: 3), bytesReceived: bytesReceived, bytesSent: bytesSent,
+            bytesPerSecond: Self.rounded(Double(bytesReceived) / seconds, places: 1),
+            statusCodes: statusCodes.keys.sorted().map { LoadStats.Count(label: String($0), count: statusCodes[$0]!) },
+            errors: ErrorKey.allCases.map { LoadStats.Count(label: $0.name, count: errors[$0.rawValue]) })
     }
 
     static func rounded(_ value: Double, places: Int) -> Double {
@@ -148,13 +139,11 @@ struct SecondBucket: Sendable {
     }
 
     /// The finished second as the output's `timeline` entry.
-    func value(second: Int, at start: Date) -> Value {
+    func entry(second: Int, at start: Date) -> LoadSecond {
         let measured = latencies.totalCount > 0
-        return [
-            "second": .int(second), "at": .string(Timestamp.string(start.addingTimeInterval(Double(second)))), "count": .int(count),
-            "errors": .int(errors), "p50_ms": .double(measured ? Double(latencies.valueAtPercentile(50)) / 1000 : 0),
-            "p99_ms": .double(measured ? Double(latencies.valueAtPercentile(99)) / 1000 : 0),
-        ]
+        return LoadSecond(
+            second: second, at: Timestamp(start.addingTimeInterval(Double(second))), count: count, errors: errors,
+            p50Ms: measured ? Double(latencies.valueAtPercentile(50)) / 1000 : 0, p99Ms: measured ? Double(latencies.valueAtPercentile(99)) / 1000 : 0)
     }
 }
 
@@ -222,7 +211,7 @@ struct LoadSnapshot: Sendable {
 /// costs a few dozen bytes a second however many requests it counts.
 struct Timeline: Sendable {
     private var open: [Int: SecondBucket] = [:]
-    private(set) var finished: [Int: Value] = [:]
+    private(set) var finished: [Int: LoadSecond] = [:]
     let wallStart: Date
 
     init(wallStart: Date) { self.wallStart = wallStart }
@@ -234,15 +223,15 @@ struct Timeline: Sendable {
     /// Reduces the merged seconds before `second` to their entries.
     mutating func close(before second: Int) {
         for index in open.keys where index < second {
-            finished[index] = open.removeValue(forKey: index)!.value(second: index, at: wallStart)
+            finished[index] = open.removeValue(forKey: index)!.entry(second: index, at: wallStart)
         }
     }
 
     /// One entry per elapsed second, seconds without a completion included.
-    func entries(elapsedSeconds: Double) -> [Value] {
+    func entries(elapsedSeconds: Double) -> [LoadSecond] {
         let last = max(Int(elapsedSeconds.rounded(.up)) - 1, finished.keys.max() ?? -1)
         guard last >= 0 else { return [] }
-        return (0...last).map { finished[$0] ?? SecondBucket().value(second: $0, at: wallStart) }
+        return (0...last).map { finished[$0] ?? SecondBucket().entry(second: $0, at: wallStart) }
     }
 }
 

@@ -7,7 +7,7 @@ struct Threshold: Sendable, Equatable {
         case percentile(Double)
         case avg, min, max, med, rate, count, rps
 
-        /// The key of the load output's stats object that holds the measurement.
+        /// The key of the load output's stats object that holds the measurement (the threshold's `metric`).
         var outputKey: String {
             switch self {
             case .percentile(let p): Self.percentileKeys[p]!
@@ -18,6 +18,20 @@ struct Threshold: Sendable, Equatable {
             case .rate: "error_rate"
             case .count: "count"
             case .rps: "rps"
+            }
+        }
+
+        /// The measurement in `stats`.
+        func measure(_ stats: LoadStats) -> Double {
+            switch self {
+            case .percentile(let p): [50: stats.p50Ms, 90: stats.p90Ms, 95: stats.p95Ms, 99: stats.p99Ms, 99.9: stats.p999Ms][p] ?? .nan
+            case .avg: stats.avgMs
+            case .min: stats.minMs
+            case .max: stats.maxMs
+            case .med: stats.p50Ms
+            case .rate: stats.errorRate
+            case .count: Double(stats.count)
+            case .rps: stats.rps
             }
         }
 
@@ -104,27 +118,22 @@ struct Threshold: Sendable, Equatable {
         self.limit = limit
     }
 
-    /// Judges the threshold against one stats object of the load output.
-    func evaluate(_ stats: Value, scope: String) -> Value {
-        let measured = stats[metric.outputKey]?.doubleValue ?? .nan
-        let ok = !measured.isNaN && comparison.holds(measured, limit)
-        return [
-            "scope": .string(scope), "expression": .string(expression), "metric": .string(metric.outputKey),
-            "limit": limit.rounded() == limit && abs(limit) < 1e15 ? .int(Int(limit)) : .double(limit),
-            "measured": measured.isNaN ? .null : .double(measured), "ok": .bool(ok),
-        ]
+    /// Judges the threshold against the stats of its scope (nil: the scope measured nothing).
+    func evaluate(_ stats: LoadStats?, scope: String) -> LoadThreshold {
+        let measured = stats.map(metric.measure).flatMap { $0.isNaN ? nil : $0 }
+        return LoadThreshold(
+            scope: scope, expression: expression, metric: metric.outputKey, limit: limit, measured: measured,
+            ok: measured.map { comparison.holds($0, limit) } ?? false)
     }
 
     /// A missed threshold for a person: `p(95) of prediction is 312.4 ms, limit < 200 ms`.
-    static func describeMiss(_ entry: Value) -> String {
-        let expression = entry["expression"]?.stringValue ?? ""
-        let scope = entry["scope"]?.stringValue ?? "overall"
-        let metricText = expression.prefix { !"<>=!".contains($0) }.trimmingCharacters(in: .whitespaces)
-        let parsed = try? Threshold(parsing: expression)
+    static func describeMiss(_ entry: LoadThreshold) -> String {
+        let metricText = entry.expression.prefix { !"<>=!".contains($0) }.trimmingCharacters(in: .whitespaces)
+        let parsed = try? Threshold(parsing: entry.expression)
         let unit = parsed?.metric.unit ?? ""
         let op = parsed?.comparison.rawValue ?? ""
-        let measured = entry["measured"]?.doubleValue.map { Self.format($0) + unit } ?? "not measured"
-        return "\(metricText) of \(scope) is \(measured), limit \(op) \(entry["limit"]?.description ?? "")\(unit)"
+        let measured = entry.measured.map { Self.format($0) + unit } ?? "not measured"
+        return "\(metricText) of \(entry.scope) is \(measured), limit \(op) \(entry.limitText ?? "")\(unit)"
     }
 
     static func format(_ value: Double) -> String {
@@ -192,33 +201,36 @@ struct ThresholdTolerance: ToleranceCheck {
 
     var summary: Value { written }
 
-    /// Every threshold judged against the output, in the order written.
-    func evaluate(_ output: Value) -> [Value] {
+    /// Every threshold judged against the result, in the order written.
+    func evaluate(_ result: LoadResult) -> [LoadThreshold] {
         scopes.flatMap { scope, thresholds in
-            let stats: Value? = scope == "overall" ? output["overall"] : output["requests"]?[scope]
-            return thresholds.map { threshold in
-                threshold.evaluate(stats ?? .null, scope: scope)
-            }
+            thresholds.map { $0.evaluate(result.stats(scope: scope), scope: scope) }
         }
     }
 
+    /// The output as a load result, or nil when it is not one.
+    private static func loadResult(_ output: Value) -> LoadResult? {
+        guard output["overall"] != nil else { return nil }
+        return try? LoadResult(decoding: output)
+    }
+
     func check(_ output: Value) -> ToleranceOutcome {
-        guard output["overall"] != nil else {
+        guard let result = Self.loadResult(output) else {
             return ToleranceOutcome(met: false, message: "thresholds judge an http.load output, got \(output.kindDescription)")
         }
-        let known = output["requests"]?.objectValue?.keys ?? []
+        let known = result.requests.map(\.name)
         var problems: [String] = []
         for (scope, _) in scopes where scope != "overall" && !known.contains(scope) {
             problems.append("no request named \"\(scope)\" (the load has \(known.map { "\"\($0)\"" }.joined(separator: ", ")))")
         }
-        let missed = evaluate(output).filter { $0["ok"] == false }
-        problems += missed.filter { entry in known.contains(entry["scope"]?.stringValue ?? "") || entry["scope"] == "overall" }.map(Threshold.describeMiss)
+        let missed = evaluate(result).filter { !$0.ok }
+        problems += missed.filter { known.contains($0.scope) || $0.scope == "overall" }.map(Threshold.describeMiss)
         return ToleranceOutcome(met: problems.isEmpty, message: problems.isEmpty ? nil : problems.joined(separator: "; "))
     }
 
     func annotate(_ output: Value) -> Value {
-        guard case .object(var object) = output, object["overall"] != nil else { return output }
-        object["thresholds"] = .array(evaluate(output))
-        return .object(object)
+        guard var result = Self.loadResult(output) else { return output }
+        result.thresholds = evaluate(result)
+        return result.value
     }
 }

@@ -318,7 +318,12 @@ public struct AdminAPI: Sendable {
 
     /// Toxiproxy's errors: JSON in a `text/plain` response (Go's `http.Error`), ending in a newline.
     private static func error(_ error: ProxyError) -> Response {
-        text(error.status, JSONWriter.string(["error": .string(error.message), "status": .int(error.status)], pretty: false) + "\n")
+        errorResponse(status: error.status, message: error.message)
+    }
+
+    /// Toxiproxy's error answer for a status and message.
+    static func errorResponse(status: Int, message: String) -> Response {
+        text(status, JSONWriter.string(["error": .string(message), "status": .int(status)], pretty: false) + "\n")
     }
 
     /// `/populate` errors carry the proxies applied before the failure, as JSON.

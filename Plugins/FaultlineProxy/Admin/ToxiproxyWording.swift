@@ -133,20 +133,25 @@ enum ToxiproxyWording {
     /// Splits a listen address as Go's `net.Listen` does, with its words for what is wrong
     /// (`address nonsense: missing port in address`, `address 99999: invalid port`).
     static func splitListen(_ text: String) throws(ProxyError) -> (host: String, port: Int) {
-        guard let colon = text.lastIndex(of: ":") else {
-            throw ProxyError(.serverError, "address \(text): missing port in address")
+        do {
+            let address = try HostPort(parsing: text, role: .listen)
+            return (address.host, address.port)
+        } catch {
+            throw ProxyError(.serverError, goWords(error))
         }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") {
-            host = String(host.dropFirst().dropLast())
-        } else if host.contains(":") {
-            throw ProxyError(.serverError, "address \(text): too many colons in address")
+    }
+
+    /// `net.SplitHostPort`'s and `LookupPort`'s words for an address that is not host:port.
+    private static func goWords(_ error: HostPortError) -> String {
+        switch error.reason {
+        case .missingPort: "address \(error.text): missing port in address"
+        case .tooManyColons: "address \(error.text): too many colons in address"
+        case .missingBracket: "address \(error.text): missing ']' in address"
+        case .unexpectedBracket(let bracket): "address \(error.text): unexpected '\(bracket)' in address"
+        case .invalidPort(let port), .portOutOfRange(let port, _): "address \(port): invalid port"
+        // A listener needs no host.
+        case .missingHost: "address \(error.text): missing host"
         }
-        let portText = String(text[text.index(after: colon)...])
-        guard let port = Int(portText), (0...65535).contains(port) else {
-            throw ProxyError(.serverError, "address \(portText): invalid port")
-        }
-        return (host, port)
     }
 
     /// A listen failure as Toxiproxy reports it: `listen tcp 127.0.0.1:8080: bind: address already

@@ -25,35 +25,23 @@ enum UpstreamTarget: Sendable {
 
     /// Parses `host:port` (`[v6]:port` for IPv6 literals).
     init(_ text: String) throws(ProxyError) {
-        guard let (host, port) = HostPort.split(text), !host.isEmpty else {
+        // Toxiproxy stores any upstream and dials it per connection, so port 0 is taken here too
+        // (and fails when dialled); only what is not host:port at all is refused.
+        guard let address = try? HostPort(parsing: text, role: .listen), !address.host.isEmpty else {
             throw ProxyError(.badRequest, "upstream must be host:port, found \"\(text)\"")
         }
-        if let address = try? SocketAddress(ipAddress: host, port: port) {
-            self = .address(address)
+        if let socketAddress = try? SocketAddress(ipAddress: address.host, port: address.port) {
+            self = .address(socketAddress)
         } else {
-            self = .host(host, port)
+            self = .host(address.host, address.port)
         }
     }
 }
 
-/// `host:port` strings as Toxiproxy writes them.
-enum HostPort {
-    /// Splits `host:port`, `[v6]:port` or `:port`; nil when the port is missing or invalid.
-    static func split(_ text: String) -> (host: String, port: Int)? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
-            return nil
-        }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host, port)
-    }
-
-    /// The text form of a bound address: `127.0.0.1:8080`, `[::]:41547`.
-    static func format(_ address: SocketAddress) -> String {
-        let ip = address.ipAddress ?? "?"
-        let port = address.port ?? 0
-        if case .v6 = address { return "[\(ip)]:\(port)" }
-        return "\(ip):\(port)"
+extension HostPort {
+    /// A bound address as Toxiproxy shows it: `127.0.0.1:8080`, `[::]:41547`.
+    init(_ address: SocketAddress) {
+        self.init(host: address.ipAddress ?? "?", port: address.port ?? 0)
     }
 }
 

@@ -47,6 +47,8 @@ public final class ProxyServer: Sendable {
     /// The fast path for connections without toxics (see ``Relay``), one per core; empty where
     /// there is no epoll or when `FAULTLINE_PROXY_RELAY=off` (every connection then runs on NIO).
     private let relays: [Relay]
+    /// Returns freed connection memory to the system (see ``MemoryReturn``).
+    private let memoryReturn: RepeatedTask
 
     /// - Parameters:
     ///   - toxicTypes: the toxic types proxies accept, by name (the registry's `toxics`).
@@ -66,6 +68,7 @@ public final class ProxyServer: Sendable {
         let relayWanted = relay ?? ProcessInfo.processInfo.environment["FAULTLINE_PROXY_RELAY"].map { $0 != "off" && $0 != "0" } ?? true
         let loops = self.group
         self.relays = relayWanted ? (0..<max(1, System.coreCount)).compactMap { _ in Relay(group: loops, log: logger) } : []
+        memoryReturn = MemoryReturn.start(on: loops.next())
     }
 
     // MARK: Reading
@@ -163,7 +166,7 @@ public final class ProxyServer: Sendable {
             throw ToxiproxyWording.listenFailure(at: nil, "lookup \(host): no such host")
         }
         // Go names the address it tried to bind: resolved, or `:port` when no host was given.
-        let tried = host.isEmpty ? ":\(port)" : HostPort.format(resolved)
+        let tried = host.isEmpty ? ":\(port)" : HostPort(resolved).description
         let runtime = proxy.runtime
         if !relays.isEmpty {
             let fd: Int32
@@ -176,7 +179,7 @@ public final class ProxyServer: Sendable {
             runtime.setAccepting(true)
             for relay in relays { await relay.add(RelayListener(fd: fd, runtime: runtime), exclusive: relays.count > 1) }
             proxy.listener = .relay(fd)
-            proxy.listen = HostPort.format(address)
+            proxy.listen = HostPort(address).description
             return
         }
         runtime.setAccepting(true)
@@ -197,7 +200,7 @@ public final class ProxyServer: Sendable {
         do {
             let channel = try await bootstrap.bind(to: resolved).get()
             proxy.listener = .nio(channel)
-            if let address = channel.localAddress { proxy.listen = HostPort.format(address) }
+            if let address = channel.localAddress { proxy.listen = HostPort(address).description }
         } catch {
             runtime.setAccepting(false)
             throw ToxiproxyWording.listenFailure(at: tried, Self.describe(error))
@@ -253,9 +256,9 @@ public final class ProxyServer: Sendable {
 
     /// Whether two listen addresses name the same place (`localhost:x` is `127.0.0.1:x`).
     static func sameAddress(_ a: String, _ b: String) -> Bool {
-        guard let (hostA, portA) = HostPort.split(a), let (hostB, portB) = HostPort.split(b), portA != 0 else { return false }
+        guard let a = try? HostPort(parsing: a, role: .listen), let b = try? HostPort(parsing: b, role: .listen), a.port != 0 else { return false }
         func canonical(_ host: String) -> String { host == "localhost" ? "127.0.0.1" : host }
-        return portA == portB && canonical(hostA) == canonical(hostB)
+        return a.port == b.port && canonical(a.host) == canonical(b.host)
     }
 
     public func deleteProxy(named name: String) async throws(ProxyError) {
@@ -604,6 +607,7 @@ public final class ProxyServer: Sendable {
             }
         }
         for relay in relays { relay.shutdown() }
+        memoryReturn.cancel()
         if ownsGroup { try? await group.shutdownGracefully() }
     }
 

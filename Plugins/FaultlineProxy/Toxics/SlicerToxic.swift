@@ -50,74 +50,79 @@ public struct SlicerToxic: Toxic {
     }
 }
 
+/// Holds chunks whole and cuts the next piece only when it is sent: a piece costs nothing while
+/// it waits. (Cutting a 256 KiB chunk into 1-byte pieces up front held a queue entry per byte:
+/// ~60 bytes of memory per byte held.)
 final class SlicerStage: ToxicStage {
     private var attributes: SlicerToxic.Attributes
     private var random: SeededRandom
-    /// Pieces waiting for their turn, already cut.
+    /// Chunks waiting, the first one partly sent.
     private var backlog = Backlog()
+    /// What is left to cut of the first chunk: ranges of its bytes, the next piece's on top.
+    private var ranges: [(start: Int, end: Int)] = []
     private var lastSent: UInt64?
     private var timer: (any ToxicTimer)?
+
+    /// Pieces sent in one go before the loop gets a turn (and flushes them): a chunk cut into
+    /// 1-byte pieces would otherwise queue a write per byte at once.
+    static let piecesPerTurn = 1024
 
     init(_ attributes: SlicerToxic.Attributes, random: SeededRandom) {
         self.attributes = attributes
         self.random = random
     }
 
-    /// Piece sizes for `count` bytes, by Toxiproxy's rule: halve around the midpoint ±
-    /// variation until every piece is within `average_size + size_variation`.
-    func sizes(for count: Int) -> [Int] {
+    /// The size of the next piece of a chunk being cut by Toxiproxy's rule: halve around the
+    /// midpoint ± variation until every piece is within `average_size + size_variation`; pieces
+    /// come out in order.
+    private func nextPiece() -> Int? {
         let average = attributes.average_size
         let variation = attributes.size_variation
-        var result: [Int] = []
-        var pending = [(0, count)]
-        while let (start, end) = pending.popLast() {
-            if (end - start) - average <= variation {
-                result.append(end - start)
-                continue
-            }
+        while let (start, end) = ranges.popLast() {
+            if (end - start) - average <= variation { return end - start }
             var middle = start + (end - start) / 2
             if variation > 0 { middle += Int(random.next() % UInt64(variation * 2)) - variation }
-            pending.append((middle, end))
-            pending.append((start, middle))
+            ranges.append((middle, end))
+            ranges.append((start, middle))
         }
-        return result
+        return nil
     }
 
     func receive(_ chunk: ToxicChunk, link: any ToxicLink) {
-        var rest = chunk
-        for size in sizes(for: chunk.count) {
-            let piece: ToxicChunk
-            if size == rest.count {
-                piece = rest
-            } else {
-                (piece, rest) = rest.split(at: size)
-            }
-            if attributes.delay == 0 && backlog.isEmpty {
-                link.forward(piece)
-            } else {
-                backlog.append(piece, link: link)
-            }
-        }
+        backlog.append(chunk, link: link)
         pump(link)
     }
 
     private func pump(_ link: any ToxicLink) {
         guard timer == nil else { return }
         let spacing = Nanoseconds.microseconds(attributes.delay)
-        while !backlog.isEmpty {
+        var sent = 0
+        while let first = backlog.first {
+            if ranges.isEmpty { ranges = [(0, first.chunk.count)] }
             let now = link.now
             if let lastSent, spacing > 0, lastSent + spacing > now {
-                timer = link.schedule(at: lastSent + spacing) { [weak self] in
-                    guard let self else { return }
-                    self.timer = nil
-                    self.pump(link)
-                }
-                break
+                wake(at: lastSent + spacing, link)
+                return
             }
+            if sent == Self.piecesPerTurn {
+                wake(at: now, link)
+                return
+            }
+            guard let size = nextPiece() else { continue }
             lastSent = now
-            backlog.forwardFirst(link)
+            sent += 1
+            // The last range of a chunk takes what is left of it, so `ranges` empties with it.
+            backlog.forwardPrefix(size, link)
         }
         backlog.forwardEndIfDrained(link)
+    }
+
+    private func wake(at deadline: UInt64, _ link: any ToxicLink) {
+        timer = link.schedule(at: deadline) { [weak self] in
+            guard let self else { return }
+            self.timer = nil
+            self.pump(link)
+        }
     }
 
     func endOfStream(link: any ToxicLink) { backlog.endOfStream(link) }
@@ -125,6 +130,7 @@ final class SlicerStage: ToxicStage {
     func stop(link: any ToxicLink) {
         timer?.cancel()
         timer = nil
+        ranges = []
         backlog.forwardAll(link)
     }
 

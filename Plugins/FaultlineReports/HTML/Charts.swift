@@ -201,7 +201,7 @@ enum TimelineChart {
                 journal.cleanup.map { record in
                     let start = experiment.offset(record.start) ?? 0
                     let end = experiment.offset(record.end) ?? start
-                    let title = "\(record.description): \(record.status)" + (record.error.map { " — \($0)" } ?? "")
+                    let title = "\(record.description): \(record.status.rawValue)" + (record.error.map { " — \($0)" } ?? "")
                     return Row(label: record.description, bars: [Bar(start: start, end: end, tone: Label.tone(cleanupStatus: record.status), background: false, title: title)])
                 }
             ))
@@ -220,7 +220,7 @@ enum LoadCharts {
 
     /// When the load started: its `started`, else the activity's start.
     static func origin(_ load: ExperimentView.LoadRun) -> Date? {
-        load.result.started.flatMap(Timestamp.date) ?? Timestamp.date(load.record.start)
+        load.result.started?.date ?? load.record.start.date
     }
 
     /// The faults that overlap the load, as seconds since the load started.

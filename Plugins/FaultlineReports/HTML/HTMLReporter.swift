@@ -161,10 +161,10 @@ public struct HTMLReporter: ComparisonReporter {
             out += HTML.table(
                 ["At", "Undo", "Status", "Duration"], numeric: [0, 3],
                 journal.cleanup.map { record in
-                    let duration = Timestamp.date(record.end).flatMap { end in Timestamp.date(record.start).map { end.timeIntervalSince($0) } } ?? 0
+                    let duration = record.end.date.flatMap { end in record.start.date.map { end.timeIntervalSince($0) } } ?? 0
                     return [
                         experiment.offset(record.start).map(Format.offset) ?? "", HTML.escape(record.description),
-                        HTML.pill(record.status, Label.tone(cleanupStatus: record.status)) + (record.error.map { " " + HTML.escape($0) } ?? ""),
+                        HTML.pill(record.status.rawValue, Label.tone(cleanupStatus: record.status)) + (record.error.map { " " + HTML.escape($0) } ?? ""),
                         Format.duration(duration),
                     ]
                 })
@@ -250,7 +250,7 @@ public struct HTMLReporter: ComparisonReporter {
         let overall = result.overall
         var out = "<section id=\"\(load.anchor)\">\n<h3>Load · \(HTML.escape(load.record.name)) <span class=\"muted\">(\(HTML.escape(load.phase)))</span></h3>\n"
         var shape: [String] = []
-        if result.model == "open" {
+        if result.model == .open {
             if let rate = result.rate { shape.append("\(Format.number(rate)) requests/s, open model") }
         } else {
             if let users = result.users { shape.append("\(users) user\(users == 1 ? "" : "s")") }

@@ -82,11 +82,11 @@ public struct JUnitReporter: Reporter {
             }
             cases.append(TestCase(name: name, classname: classname, time: record.duration, result: result))
         }
-        for cleanup in journal.cleanup where cleanup.status != "succeeded" {
-            let duration = Timestamp.date(cleanup.end).flatMap { end in Timestamp.date(cleanup.start).map { end.timeIntervalSince($0) } } ?? 0
+        for cleanup in journal.cleanup where cleanup.status != .succeeded {
+            let duration = cleanup.end.date.flatMap { end in cleanup.start.date.map { end.timeIntervalSince($0) } } ?? 0
             cases.append(TestCase(
                 name: "cleanup: \(cleanup.description)", classname: classname, time: duration,
-                result: .error(type: "cleanup", message: cleanup.error ?? cleanup.status, text: cleanup.error ?? cleanup.status)))
+                result: .error(type: "cleanup", message: cleanup.error ?? cleanup.status.rawValue, text: cleanup.error ?? cleanup.status.rawValue)))
         }
         let hasProblem = cases.contains { if case .passed = $0.result { false } else if case .skipped = $0.result { false } else { true } }
         if journal.verdict != .completed && !hasProblem {

@@ -169,11 +169,11 @@ public struct MarkdownReporter: ComparisonReporter {
             out += Markdown.table(
                 ["At", "Undo", "Status", "Duration"], align: [.right, .left, .left, .right],
                 journal.cleanup.map { record in
-                    let duration = (Timestamp.date(record.end)?.timeIntervalSince(Timestamp.date(record.start) ?? .distantPast)) ?? 0
+                    let duration = record.end.date?.timeIntervalSince(record.start.date ?? .distantPast) ?? 0
                     let tone = Label.tone(cleanupStatus: record.status)
                     return [
                         experiment.offset(record.start).map(Format.offset) ?? "", Markdown.escape(record.description),
-                        "\(tone.symbol) \(Markdown.escape(record.status))" + (record.error.map { ": " + Markdown.cell($0) } ?? ""), Format.duration(duration),
+                        "\(tone.symbol) \(Markdown.escape(record.status.rawValue))" + (record.error.map { ": " + Markdown.cell($0) } ?? ""), Format.duration(duration),
                     ]
                 })
             out += "\n"
@@ -292,7 +292,7 @@ public struct MarkdownReporter: ComparisonReporter {
     /// Users, ramp-up, rate, duration: how the load was shaped.
     private func loadParameters(_ result: LoadResult) -> [String] {
         var parts: [String] = []
-        if result.model == "open" {
+        if result.model == .open {
             if let rate = result.rate { parts.append("\(Format.number(rate)) requests/s (open model)") }
         } else {
             if let users = result.users { parts.append("\(users) user\(users == 1 ? "" : "s")") }
@@ -301,7 +301,7 @@ public struct MarkdownReporter: ComparisonReporter {
         if let duration = result.durationSeconds { parts.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { parts.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { parts.append("think time \(Format.duration(think))") }
-        if result.model != "open" { parts.append("closed model") }
+        if result.model != .open { parts.append("closed model") }
         return parts
     }
 
@@ -323,7 +323,7 @@ public struct MarkdownReporter: ComparisonReporter {
     private func probesCell(_ probes: [String]) -> String { probes.isEmpty ? "none" : probes.map(Markdown.code).joined(separator: ", ") }
 
     private func runCell(_ experiment: ExperimentView) -> String {
-        (experiment.start.map(Format.dateTime) ?? Markdown.escape(experiment.journal.start)) + " · " + Markdown.code(String(experiment.journal.runID.prefix(8)))
+        (experiment.start.map(Format.dateTime) ?? Markdown.escape(experiment.journal.start.text)) + " · " + Markdown.code(String(experiment.journal.runID.prefix(8)))
     }
 
     private func footer(_ report: ReportView) -> String {

@@ -140,7 +140,7 @@ enum Label {
         }
     }
 
-    static func tone(cleanupStatus: String) -> Tone { cleanupStatus == "succeeded" ? .ok : .bad }
+    static func tone(cleanupStatus: CleanupRecord.Status) -> Tone { cleanupStatus == .succeeded ? .ok : .bad }
 
     enum Tone: String {
         case ok, bad, warn, skip

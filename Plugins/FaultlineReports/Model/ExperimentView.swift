@@ -64,12 +64,12 @@ struct ExperimentView {
         self.journal = journal
         self.number = number
         anchor = "exp-\(number)-\(slug(journal.title))"
-        let start = Timestamp.date(journal.start)
+        let start = journal.start.date
         self.start = start
         let allRecords = Self.allRecords(journal)
-        let lastEnd = allRecords.compactMap { Timestamp.date($0.end) }.max()
+        let lastEnd = allRecords.compactMap(\.end.date).max()
         // A journal left by a crash has no end: the last activity's end is the best guess.
-        let end = journal.end.flatMap(Timestamp.date) ?? lastEnd.map { max($0, start ?? $0) } ?? start.map { $0.addingTimeInterval(journal.duration ?? 0) }
+        let end = journal.end?.date ?? lastEnd.map { max($0, start ?? $0) } ?? start.map { $0.addingTimeInterval(journal.duration ?? 0) }
         self.end = end
         if let duration = journal.duration {
             self.duration = duration
@@ -128,16 +128,16 @@ struct ExperimentView {
                     details: details + Self.evidence(record.output), tone: .bad))
             }
         }
-        for cleanup in journal.cleanup where cleanup.status != "succeeded" {
+        for cleanup in journal.cleanup where cleanup.status != .succeeded {
             failures.append(Failure(
-                phase: "cleanup", name: cleanup.description, kind: "cleanup", message: cleanup.error ?? cleanup.status, details: [], tone: .bad))
+                phase: "cleanup", name: cleanup.description, kind: "cleanup", message: cleanup.error ?? cleanup.status.rawValue, details: [], tone: .bad))
         }
         self.failures = failures
 
         let experimentEnd = end ?? start ?? Date(timeIntervalSince1970: 0)
         faults = journal.faults.compactMap { window in
-            guard let faultStart = Timestamp.date(window.start) else { return nil }
-            let faultEnd = window.end.flatMap(Timestamp.date)
+            guard let faultStart = window.start.date else { return nil }
+            let faultEnd = window.end?.date
             return Fault(window: window, start: faultStart, end: max(faultStart, faultEnd ?? experimentEnd), isOpen: faultEnd == nil)
         }
 
@@ -165,8 +165,8 @@ struct ExperimentView {
     /// Records by start time; the journal lists them as they finished (background activities last).
     static func chronological(_ records: [RunRecord]) -> [RunRecord] {
         records.enumerated().sorted { a, b in
-            let x = Timestamp.date(a.element.start) ?? .distantPast
-            let y = Timestamp.date(b.element.start) ?? .distantPast
+            let x = a.element.start.date ?? .distantPast
+            let y = b.element.start.date ?? .distantPast
             return x != y ? x < y : a.offset < b.offset
         }.map(\.element)
     }
@@ -198,8 +198,8 @@ struct ExperimentView {
     }
 
     /// Seconds from the experiment's start to `timestamp`.
-    func offset(_ timestamp: String) -> Double? {
-        guard let start, let date = Timestamp.date(timestamp) else { return nil }
+    func offset(_ timestamp: Timestamp) -> Double? {
+        guard let start, let date = timestamp.date else { return nil }
         return date.timeIntervalSince(start)
     }
 

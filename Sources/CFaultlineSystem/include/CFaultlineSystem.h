@@ -58,4 +58,16 @@ int faultline_relay_pipe(int fds[2], int size);
 /// socket and a pipe inside the kernel.
 long faultline_splice(int from, int to, size_t count);
 
+// MARK: Memory: giving freed memory back to the system (glibc; no-ops elsewhere).
+
+/// mallopt(M_MMAP_THRESHOLD, bytes): blocks of at least `bytes` get mappings of their own, unmapped
+/// when freed. Setting it also stops glibc from raising the threshold each time such a block is
+/// freed, which otherwise moves later large blocks into the heap, where freed ones stay resident.
+/// 1 on success, 0 where it cannot be set.
+int faultline_malloc_set_mmap_threshold(size_t bytes);
+/// Bytes the allocator holds free in its heaps (mallinfo2's fordblks); 0 where unknown.
+size_t faultline_malloc_free_bytes(void);
+/// malloc_trim(0): returns whole free pages of every heap to the system; 1 if any were.
+int faultline_malloc_trim(void);
+
 #endif

@@ -141,7 +141,7 @@ private final class ExperimentRun: Sendable {
         frequency = max(0.01, options.hypothesisFrequency ?? experiment.runtime.hypothesis?.frequency ?? 1.0)
         failFast = options.failFast ?? experiment.runtime.hypothesis?.fail_fast ?? false
 
-        let start = Timestamp.string(startDate)
+        let start = Timestamp(startDate)
         let journal = Journal(
             faultlineVersion: Engine.version, platform: Self.platform, node: ProcessInfo.processInfo.hostName,
             runID: UUID().uuidString.lowercased(), experimentHash: Engine.hash(of: experiment), profile: options.profile, origin: experiment.origin,
@@ -163,7 +163,9 @@ private final class ExperimentRun: Sendable {
     var observer: any RunObserver { engine.observer }
 
     func execute() async -> Journal {
+        // The journal is on disk, saying `running`, before anything runs.
         recorder.update { _ in }
+        await recorder.flush()
 
         // Main phases: cancelled by the first interrupt.
         let main = Task { await self.mainPhases() }
@@ -183,7 +185,7 @@ private final class ExperimentRun: Sendable {
         await cleanups.value
         interruption.remove(cleanupToken)
 
-        return finalize()
+        return await finalize()
     }
 
     // MARK: Phases
@@ -204,6 +206,8 @@ private final class ExperimentRun: Sendable {
         }
 
         if !experiment.method.isEmpty {
+            // The gate's verdict is on disk before the method injects anything.
+            await recorder.flush()
             observer.handle(.phaseStarted(.method))
             await runMethodWithContinuousHypothesis()
         }
@@ -387,6 +391,8 @@ private final class ExperimentRun: Sendable {
     private func cleanupPhase() async {
         var interrupted: [String] = []
         if !state.pendingCleanups.isEmpty {
+            // What happened is on disk before the undos change the system.
+            await recorder.flush()
             observer.handle(.phaseStarted(.cleanup))
             interrupted = await state.runCleanups { record in
                 var record = record
@@ -394,7 +400,7 @@ private final class ExperimentRun: Sendable {
                 record.error = record.error.map { self.redactor.redact($0) }
                 self.recorder.update { $0.cleanup.append(record) }
                 self.observer.handle(.cleanupFinished(record))
-            }.filter { $0.status == "interrupted" }.map { redactor.redact($0.description) }
+            }.filter { $0.status == .interrupted }.map { redactor.redact($0.description) }
         }
         if Task.isCancelled {
             let pending = interrupted + state.pendingCleanups.reversed().map { redactor.redact($0.description) }
@@ -402,7 +408,7 @@ private final class ExperimentRun: Sendable {
         }
     }
 
-    private func finalize() -> Journal {
+    private func finalize() async -> Journal {
         state.closeFaults()
         let snapshot = progress.withLock { $0 }
         let interrupted = interruption.count > 0
@@ -440,9 +446,10 @@ private final class ExperimentRun: Sendable {
             if !journal.leftUndone.isEmpty {
                 journal.reason = (journal.reason ?? "") + "; left undone: " + journal.leftUndone.joined(separator: ", ")
             }
-            journal.end = Timestamp.string(end)
+            journal.end = Timestamp(end)
             journal.duration = (end.timeIntervalSince(startDate) * 1_000_000).rounded() / 1_000_000
         }
+        await recorder.close()
         return recorder.current
     }
 
@@ -472,6 +479,8 @@ private final class ExperimentRun: Sendable {
             _ = await pause(seconds: before)
         }
 
+        // Before an action changes the system, the journal on disk holds everything before it.
+        if activity.kind == .action, prepared != nil { await recorder.flush() }
         let start = Date()
         var output: Value?
         var status = RecordStatus.succeeded
@@ -562,10 +571,10 @@ private final class ExperimentRun: Sendable {
     ) -> RunRecord {
         let end = Date()
         return RunRecord(
-            activity: redactor.redact(activity.document.value), output: output.map { redactor.redact($0) }, status: status, start: Timestamp.string(start),
-            end: Timestamp.string(end), duration: (end.timeIntervalSince(start) * 1_000_000).rounded() / 1_000_000,
+            activity: redactor.redact(activity.document.value), output: output.map { redactor.redact($0) }, status: status, start: Timestamp(start),
+            end: Timestamp(end), duration: (end.timeIntervalSince(start) * 1_000_000).rounded() / 1_000_000,
             exception: exception.map { $0.map { redactor.redact($0) } }, toleranceMet: tolerance?.met,
-            toleranceMessage: tolerance?.message.map { redactor.redact($0) }, phase: phase.journalName, background: activity.background ? true : nil)
+            toleranceMessage: tolerance?.message.map { redactor.redact($0) }, phase: phase.recordPhase, background: activity.background ? true : nil)
     }
 
     private func judge(_ tolerance: Tolerance, output: Value, receivedTexts: [String: String], variables: Substitution) async -> ToleranceOutcome {

@@ -18,7 +18,7 @@ public struct Journal: Sendable, Codable {
     public var dry: String?
     /// The experiment as written (unsubstituted), with secret values masked.
     public var experiment: Value
-    public var start: String
+    public var start: Timestamp
     /// Chaos Toolkit's status: `completed`, `failed`, `aborted` or `interrupted`; `running` while
     /// the run is in progress (a journal left by a crash says so).
     public var status: JournalStatus
@@ -39,7 +39,7 @@ public struct Journal: Sendable, Codable {
     public var faults: [FaultWindow]
     /// What an aborted rollback phase left undone.
     public var leftUndone: [String]
-    public var end: String?
+    public var end: Timestamp?
     public var duration: Double?
 
     enum CodingKeys: String, CodingKey {
@@ -135,14 +135,14 @@ public struct HypothesisRecord: Sendable, Codable {
     /// Nil when the check could not conclude (interrupted).
     public var steadyStateMet: Bool?
     public var probes: [RunRecord]
-    public var start: String?
-    public var end: String?
+    public var start: Timestamp?
+    public var end: Timestamp?
 
     enum CodingKeys: String, CodingKey {
         case steadyStateMet = "steady_state_met", probes, start, end
     }
 
-    public init(steadyStateMet: Bool?, probes: [RunRecord], start: String? = nil, end: String? = nil) {
+    public init(steadyStateMet: Bool?, probes: [RunRecord], start: Timestamp? = nil, end: Timestamp? = nil) {
         self.steadyStateMet = steadyStateMet
         self.probes = probes
         self.start = start
@@ -156,8 +156,8 @@ public struct RunRecord: Sendable, Codable {
     public var activity: Value
     public var output: Value?
     public var status: RecordStatus
-    public var start: String
-    public var end: String
+    public var start: Timestamp
+    public var end: Timestamp
     /// Seconds, pauses excluded.
     public var duration: Double
     /// Why it failed: the message first, then details.
@@ -166,8 +166,8 @@ public struct RunRecord: Sendable, Codable {
     public var toleranceMet: Bool?
     /// Why the tolerance was not met.
     public var toleranceMessage: String?
-    /// Where the record belongs: `hypothesis`, `method`, `rollbacks`.
-    public var phase: String?
+    /// Where the record belongs.
+    public var phase: Phase?
     public var background: Bool?
 
     enum CodingKeys: String, CodingKey {
@@ -176,8 +176,8 @@ public struct RunRecord: Sendable, Codable {
     }
 
     public init(
-        activity: Value, output: Value? = nil, status: RecordStatus, start: String, end: String, duration: Double, exception: [String]? = nil,
-        toleranceMet: Bool? = nil, toleranceMessage: String? = nil, phase: String? = nil, background: Bool? = nil
+        activity: Value, output: Value? = nil, status: RecordStatus, start: Timestamp, end: Timestamp, duration: Double, exception: [String]? = nil,
+        toleranceMet: Bool? = nil, toleranceMessage: String? = nil, phase: Phase? = nil, background: Bool? = nil
     ) {
         self.activity = activity
         self.output = output
@@ -198,6 +198,14 @@ public struct RunRecord: Sendable, Codable {
     public var kind: String { activity["type"]?.stringValue ?? "probe" }
     /// The provider type.
     public var providerType: String { activity["provider"]?["type"]?.stringValue ?? "" }
+
+    /// The part of the experiment a record belongs to (the journal's `phase`).
+    public enum Phase: String, Sendable, Codable, CaseIterable {
+        /// A probe of the steady-state hypothesis, before, during or after the method.
+        case hypothesis
+        case method
+        case rollbacks
+    }
 }
 
 /// How one activity ended.

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// What happens during a run, as it happens: for live progress and for reporters that watch.
 public enum RunEvent: Sendable {
@@ -25,13 +24,14 @@ public enum RunEvent: Sendable {
         case rollbacks
         case cleanup
 
-        /// The journal's phase name.
-        var journalName: String {
+        /// The phase the journal records an activity of this part under; nil for cleanups,
+        /// which the journal keeps under `cleanup`.
+        var recordPhase: RunRecord.Phase? {
             switch self {
-            case .hypothesisBefore, .hypothesisDuring, .hypothesisAfter: "hypothesis"
-            case .method: "method"
-            case .rollbacks: "rollbacks"
-            case .cleanup: "cleanup"
+            case .hypothesisBefore, .hypothesisDuring, .hypothesisAfter: .hypothesis
+            case .method: .method
+            case .rollbacks: .rollbacks
+            case .cleanup: nil
             }
         }
     }
@@ -59,40 +59,4 @@ public protocol RunObserver: Sendable {
 public struct SilentObserver: RunObserver {
     public init() {}
     public func handle(_ event: RunEvent) {}
-}
-
-/// Holds the journal of a run in progress and rewrites its file after every change, atomically,
-/// so that a crash or `kill -9` leaves a valid journal of what happened so far.
-final class JournalRecorder: Sendable {
-    private let journal: Mutex<Journal>
-    let path: String?
-
-    init(_ journal: Journal, path: String?) {
-        self.journal = Mutex(journal)
-        self.path = path
-    }
-
-    var current: Journal { journal.withLock { $0 } }
-
-    /// Changes the journal and writes it out. The write happens under the lock, so the file
-    /// always holds the newest state.
-    func update(_ change: (inout Journal) -> Void) {
-        journal.withLock { j in
-            change(&j)
-            write(j)
-        }
-    }
-
-    private func write(_ snapshot: Journal) {
-        guard let path else { return }
-        guard let data = try? snapshot.json() else { return }
-        let url = URL(fileURLWithPath: path)
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
-        do {
-            try data.write(to: temporary)
-            if rename(temporary.path, url.path) != 0 { try? FileManager.default.removeItem(at: temporary) }
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-        }
-    }
 }

@@ -105,18 +105,27 @@ public struct Cleanup: Sendable {
 /// What happened to one cleanup.
 public struct CleanupRecord: Sendable, Codable, Equatable {
     public var description: String
-    public var status: String
+    public var status: Status
     public var error: String?
-    public var start: String
-    public var end: String
+    public var start: Timestamp
+    public var end: Timestamp
+
+    /// How a cleanup ended.
+    public enum Status: String, Sendable, Codable, CaseIterable {
+        /// It undid what it undoes, or found it already undone.
+        case succeeded
+        case failed
+        /// An interrupt cut it short.
+        case interrupted
+    }
 }
 
 /// A fault window for reports: when a toxic, a kill or a stop was in force.
 public struct FaultWindow: Sendable, Codable, Equatable {
     public var id: String
     public var label: String
-    public var start: String
-    public var end: String?
+    public var start: Timestamp
+    public var end: Timestamp?
 }
 
 /// Mutable state of one experiment run that activities touch through their context.
@@ -181,14 +190,14 @@ final class RunState: Sendable {
         // Cancellation stops before the next cleanup; the rest stay pending.
         while !Task.isCancelled, let cleanup = state.withLock({ $0.cleanups.popLast() }) {
             let start = Timestamp.now()
-            var record = CleanupRecord(description: cleanup.description, status: "succeeded", error: nil, start: start, end: start)
+            var record = CleanupRecord(description: cleanup.description, status: .succeeded, error: nil, start: start, end: start)
             do {
                 try await cleanup.body()
             } catch where Task.isCancelled {
-                record.status = "interrupted"
+                record.status = .interrupted
                 record.error = "cancelled before it finished"
             } catch {
-                record.status = "failed"
+                record.status = .failed
                 record.error = "\(error)"
             }
             record.end = Timestamp.now()

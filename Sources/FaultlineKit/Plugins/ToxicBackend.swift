@@ -16,8 +16,11 @@ public struct ProxyDefinition: Sendable, Codable, Equatable {
         self.toxics = toxics
     }
 
+    /// The listen address, parsed; nil when `listen` is not `host:port`.
+    public var listenAddress: HostPort? { try? HostPort(parsing: listen, role: .listen) }
+
     /// The port of the bound listen address.
-    public var listenPort: Int? { listen.split(separator: ":").last.flatMap { Int($0) } }
+    public var listenPort: Int? { listenAddress?.port }
 }
 
 /// A toxic as Toxiproxy's API describes it: backend-neutral, attributes as JSON.

@@ -74,10 +74,4 @@ public struct SuiteRunner: Sendable {
     public func run(_ plan: RunPlan, interruption: Interruption = Interruption()) async -> Result {
         await RunLifecycle(registry: registry, observer: observer, logger: logger).run(plan, interruption: interruption)
     }
-
-    /// Whether `text` is `host:port` (no scheme, no path), as Toxiproxy takes listen and upstream.
-    public static func isHostPort(_ text: String) -> Bool {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return false }
-        return !text.contains("/")
-    }
 }

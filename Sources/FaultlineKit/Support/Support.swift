@@ -46,36 +46,6 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
     public mutating func nextUnit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
 }
 
-/// RFC 3339 timestamps in UTC with microseconds, as Chaos Toolkit's journal writes them.
-public enum Timestamp {
-    public static func now() -> String { string(Date()) }
-
-    public static func string(_ date: Date) -> String {
-        let seconds = date.timeIntervalSince1970
-        var whole = floor(seconds)
-        var micros = Int(((seconds - whole) * 1_000_000).rounded())
-        if micros >= 1_000_000 {
-            whole += 1
-            micros -= 1_000_000
-        }
-        var t = time_t(whole)
-        var parts = tm()
-        gmtime_r(&t, &parts)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
-            Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), micros)
-    }
-
-    /// Parses the timestamps this type writes (and RFC 3339 without fractions or with `Z`).
-    public static func date(_ string: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: string) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: string)
-    }
-}
-
 /// Formats durations for people: `850 ms`, `4.2 s`, `2 min 5 s`.
 public enum DurationFormat {
     public static func seconds(_ seconds: Double) -> String {

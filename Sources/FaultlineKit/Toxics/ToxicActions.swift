@@ -476,9 +476,8 @@ public struct CreateProxyAction: Action {
 
     public static func validate(_ arguments: Arguments) throws {
         if arguments.name.isEmpty { throw ArgumentError("name", "name must not be empty") }
-        for (key, address) in [("listen", arguments.listen), ("upstream", arguments.upstream)] where !SuiteRunner.isHostPort(address) {
-            throw ArgumentError(key, "\(key) must be host:port, found \"\(address)\"", hint: "write e.g. 127.0.0.1:6379 (no scheme, no path)")
-        }
+        _ = try HostPort.argument(arguments.listen, key: "listen", role: .listen)
+        _ = try HostPort.argument(arguments.upstream, key: "upstream", role: .connect)
     }
 
     public static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.name)_PORT": exportedPort(listen: arguments.listen)] }
@@ -488,8 +487,8 @@ public struct CreateProxyAction: Action {
     /// port, so that a later `http://127.0.0.1:${db_PORT}/` validates; the run sets the real one.
     /// - Parameter listen: `host:port`, or nil when the port is not known before the run.
     public static func exportedPort(listen: String?) -> Value {
-        guard let listen, let port = listen.split(separator: ":").last.flatMap({ Int($0) }), (1...65535).contains(port) else { return .int(1) }
-        return .int(port)
+        guard let listen, let address = try? HostPort(parsing: listen, role: .listen), address.port != 0 else { return .int(1) }
+        return .int(address.port)
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {

@@ -88,10 +88,12 @@ public struct ToxicBackendExtension: RunExtension {
             if !names.insert(proxy.name).inserted {
                 sink.report(Diagnostic("duplicate proxy name \"\(proxy.name)\"", at: element["name"]?.location, path: path.appending(index).appending("name")))
             }
-            for (key, address) in [("upstream", proxy.upstream), ("listen", proxy.listen ?? "127.0.0.1:0")] where !SuiteRunner.isHostPort(address) {
-                sink.report(Diagnostic(
-                    "\(key) must be host:port, found \"\(address)\"", at: element[key]?.location, path: path.appending(index).appending(key),
-                    hint: "write e.g. 127.0.0.1:6379 (no scheme, no path)"))
+            for (key, address, role) in [("upstream", proxy.upstream, HostPort.Role.connect), ("listen", proxy.listen ?? "127.0.0.1:0", .listen)] {
+                do {
+                    _ = try HostPort(parsing: address, role: role)
+                } catch {
+                    sink.report(Diagnostic(error.message(key: key), at: element[key]?.location, path: path.appending(index).appending(key), hint: error.hint))
+                }
             }
             proxies.append(ProxyDefinition(name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: proxy.upstream, enabled: proxy.enabled ?? true))
         }
@@ -131,7 +133,7 @@ public struct ToxicBackendExtension: RunExtension {
 
     /// What a suite proxy exports: `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream`.
     static func proxyExport(_ proxy: ProxyDefinition) -> Value {
-        let host = proxy.listen.split(separator: ":").dropLast().joined(separator: ":")
+        let host = proxy.listenAddress?.urlHost ?? ""
         return [
             "name": .string(proxy.name), "listen": .string(proxy.listen), "host": .string(host.isEmpty ? "127.0.0.1" : host),
             "port": .int(proxy.listenPort ?? 0), "upstream": .string(proxy.upstream),
