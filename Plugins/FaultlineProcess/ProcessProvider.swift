@@ -93,6 +93,9 @@ public struct ProcessProvider: Probe, Action {
 
     public init() {}
 
+    /// argv is readable by every user in /proc/<pid>/cmdline: no secret there.
+    public static let visibleArgumentKeys = ["path", "arguments"]
+
     public static func validate(_ arguments: Arguments) throws {
         if let timeout = arguments.timeout, timeout <= 0 {
             throw ArgumentError("timeout", "timeout must be more than 0 seconds")

@@ -269,6 +269,11 @@ public struct ServicesExtension: RunExtension {
             do {
                 let substituted = try substitution.substitute(element, path: elementPath, sink: sink)
                 definition = try NodeDecoder().decode(ServiceDefinition.self, from: substituted, path: elementPath, sink: sink)
+                if let command = substituted["command"],
+                    let exposed = substitution.exposedSecret(in: command, key: "command", path: elementPath.appending("command"))
+                {
+                    sink.report(exposed)
+                }
             } catch {
                 sink.report(error, fallbackLocation: element.location, path: elementPath)
                 continue

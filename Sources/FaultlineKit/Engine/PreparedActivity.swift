@@ -93,6 +93,11 @@ public struct PreparedActivity: Sendable {
         let substitutionSink = DiagnosticSink()
         let arguments = (try? substitution.substitute(provider.arguments, path: argumentsPath, sink: substitutionSink)) ?? provider.arguments
         substitutionSink.diagnostics.forEach(sink.report)
+        for key in descriptor.visibleArgumentKeys {
+            if let node = arguments[key], let exposed = substitution.exposedSecret(in: node, key: key, path: argumentsPath.appending(key)) {
+                sink.report(exposed)
+            }
+        }
         var invocation: PreparedInvocation?
         if !substitutionSink.hasErrors {
             do {

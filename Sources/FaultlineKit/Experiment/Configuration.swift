@@ -157,7 +157,9 @@ public struct ResolvedConfiguration: Sendable {
             for (key, value) in secrets[scope]! { variables[key] = value }
         }
         for (key, value) in configuration { variables[key] = value }
-        return Substitution(variables: variables)
+        var substitution = Substitution(variables: variables)
+        substitution.secrets = redactor
+        return substitution
     }
 
     /// Merges layers in order and resolves them.
@@ -199,6 +201,7 @@ public struct ResolvedConfiguration: Sendable {
                 }
             }
         }
+        sink.addSecrets(secrets)
 
         // Configuration values may refer to each other: `url: http://${host}:${port}`. Each value
         // is resolved after the ones it names, and then joins `known`, which later ones look up

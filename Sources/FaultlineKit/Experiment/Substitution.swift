@@ -21,6 +21,9 @@ public struct Substitution: Sendable {
     public var sizeLimit: Int
     /// What a whole load may substitute, when set (the run substitutes without one).
     public var budget: SubstitutionBudget?
+    /// The secret values among ``variables``, so that arguments others can read (a command line)
+    /// are refused when one lands there.
+    public var secrets = Redactor()
 
     public init(variables: [String: Value], sizeLimit: Int = InputLimits.documents.substitutionSize, budget: SubstitutionBudget? = nil) {
         self.variables = variables
@@ -134,6 +137,25 @@ public struct Substitution: Sendable {
             (variables.count <= Suggestion.mostCandidates ? Suggestion.didYouMean(name, in: variables.keys.sorted()) : nil)
             ?? "define it under configuration:, in the profile, or with --var \(name)=…"
         throw Diagnostic("unknown variable \"${\(name)}\"", at: location, path: path, hint: hint)
+    }
+
+    /// A load error when `node`, substituted, is a command line (or anything else every user of the
+    /// machine can read, as in `/proc/<pid>/cmdline`) holding one of ``secrets``; it points at the
+    /// innermost value that does, and does not show the secret.
+    /// - Parameters:
+    ///   - key: the argument's name, for the message.
+    ///   - path: where it is in the document.
+    public func exposedSecret(in node: SourceNode, key: String, path: DocumentPath) -> Diagnostic? {
+        func holder(_ node: SourceNode) -> SourceNode? {
+            guard secrets.redact(node.value) != node.value else { return nil }
+            let children = node.elements ?? node.members?.map(\.value) ?? []
+            return children.lazy.compactMap(holder).first ?? node
+        }
+        guard !secrets.isEmpty, let holder = holder(node) else { return nil }
+        return Diagnostic(
+            "a secret would be in \(key), which every user of this machine can read (a command line is public in /proc/<pid>/cmdline)",
+            at: holder.location ?? node.location, path: path,
+            hint: "pass it in env: (env: {TOKEN: \"${token}\"}) and let the program read its environment")
     }
 
     /// Counts what a substitution produced against the size limit and the load's budget.

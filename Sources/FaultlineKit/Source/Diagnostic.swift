@@ -63,6 +63,15 @@ public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
         self.severity = severity
     }
 
+    /// This diagnostic with the secrets `redactor` knows masked in its message and hint.
+    public func redacted(by redactor: Redactor) -> Diagnostic {
+        guard !redactor.isEmpty else { return self }
+        var copy = self
+        copy.message = redactor.redact(message)
+        copy.hint = hint.map(redactor.redact)
+        return copy
+    }
+
     public var description: String {
         var text = ""
         if let location { text += "\(location): " }
@@ -96,7 +105,14 @@ public final class DiagnosticSink: @unchecked Sendable {
     /// The most diagnostics kept.
     public let limit: Int
 
+    /// Every secret value resolved while loading, masked in what the sink hands out: a secret
+    /// substituted into a path or URL that fails validation is not printed in clear.
+    public private(set) var redactor = Redactor()
+
     public init(limit: Int = 500) { self.limit = limit }
+
+    /// Masks these secrets in every diagnostic, those reported before included.
+    public func addSecrets(_ secrets: [String: [String: Value]]) { redactor.add(secrets: secrets) }
 
     /// Whether the sink keeps no more: validation may stop, and a reporter skip work (a
     /// suggestion) that would only be dropped.
@@ -133,7 +149,7 @@ public final class DiagnosticSink: @unchecked Sendable {
             default:
                 return a.offset < b.offset
             }
-        }.map(\.element)
+        }.map { $0.element.redacted(by: redactor) }
         guard isFull else { return kept }
         return kept + [Diagnostic("validation stopped after \(limit) problems", hint: "fix these and validate again")]
     }
