@@ -183,4 +183,21 @@ struct InputLimitsTests {
         #expect(errors.count == 1)
         #expect(errors.first?.description.hasPrefix("\(file):7:42: this ${…} substitution produces more than 1 MiB") == true, "\(errors)")
     }
+
+    @Test("a FIFO, a device or a directory named like a document is refused at once, not read")
+    func specialFiles() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-limits-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fifo = directory.appendingPathComponent("fifo.yaml").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let folder = directory.appendingPathComponent("folder.yaml").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let device = directory.appendingPathComponent("zero.yaml").path
+        try FileManager.default.createSymbolicLink(atPath: device, withDestinationPath: "/dev/zero")
+        for path in [fifo, folder, device] {
+            let error = try #require(throws: Diagnostic.self) { try DocumentLoader.load(path: path) }
+            #expect(error.description == "cannot read \(path): it is not a regular file (name an experiment or suite file)")
+        }
+    }
 }

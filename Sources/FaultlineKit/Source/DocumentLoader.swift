@@ -39,14 +39,21 @@ public enum DocumentLoader {
         return try parseCounted(text, format: format, file: path, limits: limits)
     }
 
-    /// The file's text, read no further than the limit (a FIFO or `/dev/zero` named `x.yaml` ends
-    /// the read there too).
+    /// The file's text, read no further than the limit. Only regular files are read: a FIFO or
+    /// `/dev/stdin` would wait for a writer, `/dev/zero` never ends.
     private static func read(_ path: String, limits: InputLimits) throws -> String {
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "it is not readable" : "no such file"
+        // Opened without blocking (a FIFO's open waits for a writer), then checked.
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let reason = errno == ENOENT ? "no such file" : "it is not readable"
             throw Diagnostic("cannot read \(path): \(reason)")
         }
-        defer { try? handle.close() }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            throw Diagnostic("cannot read \(path): it is not a regular file", hint: "name an experiment or suite file")
+        }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
         var data = Data()
         while data.count <= limits.documentBytes {
             let chunk: Data?
