@@ -38,9 +38,9 @@ struct InputLimitsTests {
             """
         #expect(text.utf8.count == 351)
         let (errors, file) = try Self.loadErrors(text)
-        // e stands for 66,430 values: the second *e of f crosses 200,000.
+        // e stands for 66,430 values: the first *e of f crosses 100,000.
         #expect(errors.map(\.description) == [
-            "\(file):6:11: the document holds more than 200000 values (each use of a YAML alias counts as a copy) (split it into several files, or use fewer aliases of large anchors)"
+            "\(file):6:8: the document holds more than 100000 values (each use of a YAML alias counts as a copy) (split it into several files, or use fewer aliases of large anchors)"
         ])
     }
 
@@ -54,8 +54,8 @@ struct InputLimitsTests {
         text += "m: {<<: [*l8, *l7]}\n"
         let (errors, file) = try Self.loadErrors(text)
         #expect(errors.count == 1)
-        #expect(errors.first?.description.hasPrefix("\(file):7:14: ") == true, "\(errors)")
-        #expect(errors.first?.message.contains("more than 200000 values") == true)
+        #expect(errors.first?.description.hasPrefix("\(file):6:59: ") == true, "\(errors)")
+        #expect(errors.first?.message.contains("more than 100000 values") == true)
     }
 
     @Test("2,000 chained merge keys are refused where the merged copies cross the limit")
@@ -65,10 +65,10 @@ struct InputLimitsTests {
         let (errors, file) = try Self.loadErrors(text)
         #expect(errors.count == 1)
         let error = try #require(errors.first)
-        #expect(error.message.hasPrefix("the document holds more than 200000 values"))
-        // Mapping m_k stands for about 2k+1 values: the sum passes 200,000 near k = 315.
+        #expect(error.message.hasPrefix("the document holds more than 100000 values"))
+        // Mapping m_k stands for about 2k+1 values: the sum passes 100,000 near k = 223.
         #expect(error.location?.file == file)
-        #expect(error.location?.line == 317)
+        #expect(error.location?.line == 225)
         #expect(error.location?.column == 18)
     }
 
@@ -83,15 +83,15 @@ struct InputLimitsTests {
         #expect(node.value["x"] == ["b": 3, "c": 4, "a": 0])
     }
 
-    @Test("100,000 unknown keys reach the value limit; 90,000 stop after 500 reported problems")
+    @Test("100,000 unknown keys reach the value limit; 45,000 stop after 500 reported problems")
     func unknownKeyFlood() throws {
         var text = "title: unknown\nmethod: []\n"
         for index in 0..<100_000 { text += "unknown\(index): 1\n" }
         let (errors, file) = try Self.loadErrors(text)
-        #expect(errors.map(\.description).first?.hasPrefix("\(file):100000:15: the document holds more than 200000 values") == true, "\(errors.prefix(2))")
+        #expect(errors.map(\.description).first?.hasPrefix("\(file):50000:15: the document holds more than 100000 values") == true, "\(errors.prefix(2))")
 
         var under = "title: unknown\nmethod: []\n"
-        for index in 0..<90_000 { under += "unknown\(index): 1\n" }
+        for index in 0..<45_000 { under += "unknown\(index): 1\n" }
         let flood = try Self.loadErrors(under)
         #expect(flood.errors.count == 501)
         #expect(flood.errors.first?.description.hasPrefix("\(flood.file):3:1: unknown key \"unknown0\"") == true, "\(flood.errors.prefix(2))")
@@ -160,10 +160,10 @@ struct InputLimitsTests {
         try ("experiments:\n" + String(repeating: "  - one.yaml\n", count: 1000)).write(toFile: suite, atomically: true, encoding: .utf8)
         let error = try #require(throws: ValidationError.self) { try SuiteRunner(registry: TestKit().registry()).load(path: suite, options: .init()) }
         let first = try #require(error.diagnostics.first)
-        #expect(first.message.hasPrefix("the run's experiments and the configuration each sees hold more than 300000 values in all"), "\(first)")
-        // one.yaml holds 24,003 values: the 14th entry, on line 15, crosses 300,000.
+        #expect(first.message.hasPrefix("the run's experiments and the configuration each sees hold more than 150000 values in all"), "\(first)")
+        // one.yaml holds 24,003 values: the 7th entry, on line 8, crosses 150,000.
         #expect(first.location?.file == suite)
-        #expect(first.location?.line == 15)
+        #expect(first.location?.line == 8)
     }
 
     @Test("a string whose ${} substitution passes the limit is refused at the string")

@@ -3,7 +3,8 @@
 /// it is refused with its position.
 ///
 /// The defaults are far above any real experiment or suite (the largest in this repository has a
-/// few hundred values) and far below what would strain the machine.
+/// few hundred values) and low enough that validating what they allow takes a few seconds at
+/// most, even in a debug build.
 public struct InputLimits: Sendable, Hashable {
     /// The largest document, in bytes.
     public var documentBytes: Int
@@ -32,7 +33,7 @@ public struct InputLimits: Sendable, Hashable {
 
     /// Experiments, suites, variable files, proxy configurations.
     public static let documents = InputLimits(
-        documentBytes: 4 << 20, depth: 64, values: 200_000, substitutionSize: 1 << 20, substitutionTotal: 32 << 20, planValues: 300_000)
+        documentBytes: 4 << 20, depth: 64, values: 100_000, substitutionSize: 1 << 20, substitutionTotal: 32 << 20, planValues: 150_000)
 
     /// Journals, which a long load test makes large; read back by `faultline report`.
     public static let journals = InputLimits(
