@@ -94,9 +94,10 @@ enum FaultlineFuzz {
         }
         selected = target
         #if FAULTLINE_FUZZING
-        // libFuzzer reads the rest of the command line (corpus directories, -max_total_time, …).
+        // libFuzzer reads the rest of the command line (corpus directories, -max_total_time, …)
+        // after the program's path, without the target's name.
         var argc = CInt(arguments.count - 1)
-        var argv = Array(CommandLine.unsafeArgv[1..<Int(CommandLine.argc)]) + [nil]
+        var argv: [UnsafeMutablePointer<CChar>?] = [CommandLine.unsafeArgv[0]] + (2..<Int(CommandLine.argc)).map { CommandLine.unsafeArgv[$0] } + [nil]
         let status = argv.withUnsafeMutableBufferPointer { buffer in
             var pointer = buffer.baseAddress
             return LLVMFuzzerRunDriver(&argc, &pointer, testOneInput)
