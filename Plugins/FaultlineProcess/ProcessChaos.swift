@@ -420,9 +420,15 @@ enum FaultMarks {
             let label = match.service.map { "service \($0.name) frozen (\(SignalName.name(of: signal)))" } ?? "pid \(process.pid) frozen (\(shortCommand(process)))"
             context.beginFault(label, id: id)
             let service = match.service
+            // In the ledger before the stop, so a run killed while it holds the process frozen
+            // leaves `faultline recover` the CONT to send.
+            let ledger = context.resources.ledger
+            let entry = StoppedProcess(pid: process.pid, startTime: process.startTime, group: service != nil, command: shortCommand(process))
+            let token = ledger.record(entry)
             context.registerCleanup("resume pid \(process.pid) (\(shortCommand(process))) with SIGCONT") {
                 // Whatever runs it now is the same process: the handle pins it.
                 if !handle.hasExited { _ = Signalling.send(SIGCONT, to: handle, service: service) }
+                ledger.remove(token)
                 context.endFault(id)
             }
         } else if !Signalling.harmless.contains(signal), let service = match.service {

@@ -18,5 +18,7 @@ public enum ProcessPlugin: FaultlinePlugin {
         registry.register(action: ProcessRestart())
         registry.register(extension: ServicesExtension())
         PythonStandardLibrary.register(into: &registry)
+        registry.register(recovery: StoppedProcess.Recovery())
+        registry.register(recovery: MarkedProcesses.Recovery())
     }
 }

@@ -163,6 +163,13 @@ public struct ProcessProvider: Probe, Action {
             argv = list
         }
 
+        // Marked and in the ledger, so that if the run is killed while the program runs,
+        // `faultline recover` ends it and whatever it left running.
+        let prefix = ServiceMarker.nextProgramPrefix()
+        environment[ServiceMarker.variable] = prefix
+        let ledger = context.resources.ledger
+        let token = ledger.record(MarkedProcesses(prefix: prefix, what: "the program of activity \"\(context.activityName)\""))
+        defer { ledger.remove(token) }
         let child: ChildProcess
         do {
             child = try ChildProcess(executable: executable, arguments: argv, environment: environment, workingDirectory: arguments.cwd)

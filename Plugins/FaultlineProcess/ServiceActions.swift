@@ -298,7 +298,7 @@ public struct ServicesExtension: RunExtension {
     }
 
     public func start(_ plan: RunSections, setup: RunSetup) async throws -> (any RunExtensionHandle)? {
-        let supervisor = ServiceSupervisor(runDirectory: setup.runDirectory, logger: setup.logger)
+        let supervisor = ServiceSupervisor(runDirectory: setup.runDirectory, logger: setup.logger, ledger: setup.resources.ledger)
         setup.provide(ServicesKey.self, supervisor)
         let handle = Handle(supervisor: supervisor)
         guard let node = setup.sections["services"] else { return handle }

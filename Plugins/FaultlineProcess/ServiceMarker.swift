@@ -4,6 +4,7 @@
     import Darwin
 #endif
 import Foundation
+import Synchronization
 
 /// Finds what a service left behind. Every service process gets `FAULTLINE_SERVICE=<id>` in its
 /// environment, which its descendants inherit even when they leave its process group (a daemon
@@ -17,6 +18,18 @@ enum ServiceMarker {
 
     /// This Faultline process: its pid and a random suffix, so that ids never repeat across runs.
     static let session = "\(getpid())-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+
+    private static let programs = Mutex(0)
+
+    /// A fresh prefix for the program of one `process` activity: `<session>/program/<n>/`, which
+    /// no service's prefix (`<session>/<number>/`) selects.
+    static func nextProgramPrefix() -> String {
+        let number = programs.withLock { n -> Int in
+            n += 1
+            return n
+        }
+        return "\(session)/program/\(number)/"
+    }
 
     /// Live processes whose marker starts with `prefix`.
     static func processes(withPrefix prefix: String) -> [SystemProcess] {

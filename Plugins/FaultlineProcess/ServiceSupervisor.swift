@@ -32,11 +32,18 @@ public actor ServiceSupervisor {
     /// Stops the services if Faultline is killed outright; started with the first service.
     private var guardian: ServiceGuardian?
 
+    /// The run's ledger, and the entry there for this supervisor's processes while any may run.
+    private let ledger: RunLedger
+    private var ledgerToken: LedgerToken?
+
     /// - Parameters:
     ///   - runDirectory: where `service-NAME.log` files go (beside the journals).
-    public init(runDirectory: String, logger: Logger = Logger(label: "faultline.services")) {
+    ///   - ledger: the run's ledger, so that `faultline recover` stops services a killed run (and
+    ///     its killed guardian) left running.
+    public init(runDirectory: String, logger: Logger = Logger(label: "faultline.services"), ledger: RunLedger = .disabled) {
         self.runDirectory = runDirectory
         self.logger = logger
+        self.ledger = ledger
         let number = Self.counter.withLock { n -> Int in
             n += 1
             return n
@@ -59,6 +66,7 @@ public actor ServiceSupervisor {
             return try await existing.start()
         }
         ChildRegistry.shared.adoptOrphans()
+        if ledgerToken == nil { ledgerToken = ledger.record(MarkedProcesses(prefix: markerPrefix, what: "services")) }
         if guardian == nil { guardian = ServiceGuardian(markerPrefix: markerPrefix, logger: logger) }
         try? FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         let logPath = (runDirectory as NSString).appendingPathComponent("service-\(definition.name).log")
@@ -153,6 +161,10 @@ public actor ServiceSupervisor {
         }
         guardian?.release()
         guardian = nil
+        if let token = ledgerToken {
+            ledger.remove(token)
+            ledgerToken = nil
+        }
         return problems
     }
 }

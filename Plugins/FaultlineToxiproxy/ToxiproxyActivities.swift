@@ -388,5 +388,6 @@ public enum ToxiproxyPlugin: FaultlinePlugin {
         registry.register(extension: ToxiproxyConnectionsExtension())
         ToxiproxyActivities.register(into: &registry)
         ChaosToolkitFunctions.register(into: &registry)
+        ToxiproxyRecoveries.register(into: &registry)
     }
 }

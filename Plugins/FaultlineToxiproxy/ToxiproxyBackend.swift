@@ -6,6 +6,9 @@ import Synchronization
 ///
 /// It keeps a ledger of what this run did on the server — proxies it created, toxics it added,
 /// the prior state of proxies and toxics it changed that were there before — so that:
+/// The ledger is also the run's ``RunLedger``: each thing is recorded there before it is done
+/// (see ``ToxiproxyCreatedProxy`` and its siblings), so `faultline recover` undoes what a killed
+/// run left.
 /// - ``shutdown()`` removes the toxics and proxies this run created and restores what it changed,
 ///   even when an activity's own cleanup could not run; it never sends a global `POST /reset`.
 /// - ``reset()`` means "undo this run's faults": every toxic on the proxies the run created and
@@ -15,7 +18,11 @@ import Synchronization
 public final class ToxiproxyBackend: ToxicBackend {
     public let client: ToxiproxyClient
     private let logger: Logger
-    private let ledger = Mutex(Ledger())
+    private let ledger: Mutex<Ledger>
+    /// The run's persistent ledger.
+    private let runLedger: RunLedger
+    /// What runs before the first call: the recovery of what dead runs left on the server.
+    private let firstUse: Mutex<(step: (@Sendable () async -> Void)?, task: Task<Void, Never>?)>
 
     struct ToxicKey: Hashable {
         var proxy: String
@@ -24,6 +31,10 @@ public final class ToxiproxyBackend: ToxicBackend {
 
     /// What this run did on the server, in order.
     struct Ledger {
+        /// The run's persistent ledger, and the entries there that record what is below.
+        let run: RunLedger
+        let server: String
+        var tokens: [Entry: LedgerToken] = [:]
         var createdProxies: [String] = []
         var addedToxics: [ToxicKey] = []
         /// Proxies that were on the server before the run changed them, as they were.
@@ -33,28 +44,91 @@ public final class ToxiproxyBackend: ToxicBackend {
         var toxicSnapshots: [ToxicKey: ToxicDefinition] = [:]
         var shutDown = false
 
+        /// A persistent ledger entry.
+        enum Entry: Hashable {
+            case proxy(String)
+            case toxic(ToxicKey)
+            case proxyChange(String)
+            case toxicChange(ToxicKey)
+        }
+
         func created(_ proxy: String) -> Bool { createdProxies.contains(proxy) }
+
+        /// Removes a persistent entry: what it records is undone.
+        mutating func untrack(_ entry: Entry) {
+            if let token = tokens.removeValue(forKey: entry) { run.remove(token) }
+        }
+
+        /// A proxy the run created (its entry recorded before the call).
+        mutating func created(_ proxy: String, token: LedgerToken) {
+            if let old = tokens.updateValue(token, forKey: .proxy(proxy)) { run.remove(old) }
+            if !created(proxy) { createdProxies.append(proxy) }
+        }
+
+        mutating func added(_ key: ToxicKey, token: LedgerToken) {
+            if let old = tokens.updateValue(token, forKey: .toxic(key)) { run.remove(old) }
+            if !addedToxics.contains(key) { addedToxics.append(key) }
+        }
+
+        mutating func snapshot(_ before: ProxyDefinition) {
+            guard proxySnapshots[before.name] == nil else { return }
+            proxySnapshots[before.name] = before
+            proxySnapshotOrder.append(before.name)
+            tokens[.proxyChange(before.name)] = run.record(ToxiproxyChangedProxy(server: server, before: before))
+        }
+
+        mutating func snapshot(_ before: ToxicDefinition, key: ToxicKey) {
+            guard toxicSnapshots[key] == nil else { return }
+            toxicSnapshots[key] = before
+            tokens[.toxicChange(key)] = run.record(ToxiproxyChangedToxic(server: server, proxy: key.proxy, before: before))
+        }
+
+        mutating func forgetProxySnapshot(_ proxy: String) {
+            proxySnapshots[proxy] = nil
+            proxySnapshotOrder.removeAll { $0 == proxy }
+            untrack(.proxyChange(proxy))
+        }
+
+        mutating func forgetToxicSnapshot(_ key: ToxicKey) {
+            toxicSnapshots[key] = nil
+            untrack(.toxicChange(key))
+        }
+
+        mutating func forgetToxics(on proxy: String) {
+            for key in addedToxics where key.proxy == proxy { untrack(.toxic(key)) }
+            addedToxics.removeAll { $0.proxy == proxy }
+        }
 
         mutating func forgetProxy(_ proxy: String) {
             createdProxies.removeAll { $0 == proxy }
-            addedToxics.removeAll { $0.proxy == proxy }
-            proxySnapshots[proxy] = nil
-            proxySnapshotOrder.removeAll { $0 == proxy }
-            toxicSnapshots = toxicSnapshots.filter { $0.key.proxy != proxy }
+            untrack(.proxy(proxy))
+            forgetToxics(on: proxy)
+            forgetProxySnapshot(proxy)
+            for key in toxicSnapshots.keys where key.proxy == proxy { forgetToxicSnapshot(key) }
         }
 
         mutating func forgetToxic(_ key: ToxicKey) {
             addedToxics.removeAll { $0 == key }
-            toxicSnapshots[key] = nil
+            untrack(.toxic(key))
+            forgetToxicSnapshot(key)
         }
     }
 
     /// - Parameters:
     ///   - client: the server's client; the backend shuts it down in ``shutdown()``.
     ///   - logger: for problems found while cleaning up at the end.
-    public init(client: ToxiproxyClient, logger: Logger = Logger(label: "faultline.toxiproxy")) {
+    ///   - ledger: the run's ledger, where what the backend does on the server is recorded.
+    ///   - firstUse: runs once, before the first call reaches the server (the recovery of what
+    ///     dead runs left there, for a server an activity names).
+    public init(
+        client: ToxiproxyClient, logger: Logger = Logger(label: "faultline.toxiproxy"), ledger: RunLedger = .disabled,
+        firstUse: (@Sendable () async -> Void)? = nil
+    ) {
         self.client = client
         self.logger = logger
+        runLedger = ledger
+        self.firstUse = Mutex((firstUse, nil))
+        self.ledger = Mutex(Ledger(run: ledger, server: client.address.url))
     }
 
     public var address: ToxiproxyAddress { client.address }
@@ -63,11 +137,21 @@ public final class ToxiproxyBackend: ToxicBackend {
 
     /// Runs a client call, turning its error into the kernel's backend error.
     private func call<T>(_ body: () async throws(ToxiproxyError) -> T) async throws(ToxicBackendError) -> T {
+        await prepared()
         do {
             return try await body()
         } catch {
             throw error.backendError
         }
+    }
+
+    /// Waits for the ``init(client:logger:ledger:firstUse:)`` step, started by the first caller.
+    private func prepared() async {
+        let task = firstUse.withLock { state -> Task<Void, Never>? in
+            if state.task == nil, let step = state.step { state.task = Task { await step() } }
+            return state.task
+        }
+        await task?.value
     }
 
     // MARK: ToxicBackend
@@ -82,8 +166,16 @@ public final class ToxiproxyBackend: ToxicBackend {
 
     /// Creates the proxy, then its toxics; if a toxic fails, the proxy is deleted again.
     public func createProxy(_ proxy: ProxyDefinition) async throws -> ProxyDefinition {
-        var created = try await call { () async throws(ToxiproxyError) in try await client.createProxy(proxy) }
-        ledger.withLock { $0.createdProxies.append(proxy.name) }
+        // Recorded before it exists, so a kill between the call and its answer loses nothing.
+        let token = runLedger.record(ToxiproxyCreatedProxy(server: client.address.url, proxy: proxy.name))
+        var created: ProxyDefinition
+        do {
+            created = try await call { () async throws(ToxiproxyError) in try await client.createProxy(proxy) }
+        } catch {
+            runLedger.remove(token)
+            throw error
+        }
+        ledger.withLock { $0.created(proxy.name, token: token) }
         guard !proxy.toxics.isEmpty else { return created }
         do {
             for toxic in proxy.toxics { _ = try await addToxic(toxic, to: proxy.name) }
@@ -116,8 +208,18 @@ public final class ToxiproxyBackend: ToxicBackend {
     }
 
     public func addToxic(_ toxic: ToxicDefinition, to proxy: String) async throws -> ToxicDefinition {
-        let added = try await call { () async throws(ToxiproxyError) in try await client.addToxic(toxic, to: proxy) }
-        ledger.withLock { $0.addedToxics.append(ToxicKey(proxy: proxy, name: added.name)) }
+        // Toxiproxy names an unnamed toxic `<type>_<stream>`.
+        let name = toxic.name.isEmpty ? "\(toxic.type)_\(toxic.stream.rawValue)" : toxic.name
+        let token = runLedger.record(ToxiproxyAddedToxic(server: client.address.url, proxy: proxy, toxic: name))
+        let added: ToxicDefinition
+        do {
+            added = try await call { () async throws(ToxiproxyError) in try await client.addToxic(toxic, to: proxy) }
+        } catch {
+            runLedger.remove(token)
+            throw error
+        }
+        if added.name != name { runLedger.update(token, ToxiproxyAddedToxic(server: client.address.url, proxy: proxy, toxic: added.name)) }
+        ledger.withLock { $0.added(ToxicKey(proxy: proxy, name: added.name), token: token) }
         return added
     }
 
@@ -126,7 +228,7 @@ public final class ToxiproxyBackend: ToxicBackend {
         let needsSnapshot = ledger.withLock { !$0.addedToxics.contains(key) && !$0.created(proxy) && $0.toxicSnapshots[key] == nil }
         if needsSnapshot {
             let before = try await call { () async throws(ToxiproxyError) in try await client.toxic(named: name, on: proxy) }
-            ledger.withLock { if $0.toxicSnapshots[key] == nil { $0.toxicSnapshots[key] = before } }
+            ledger.withLock { $0.snapshot(before, key: key) }
         }
         return try await call { () async throws(ToxiproxyError) in
             try await client.updateToxic(named: name, on: proxy, attributes: attributes, toxicity: toxicity)
@@ -154,17 +256,19 @@ public final class ToxiproxyBackend: ToxicBackend {
         let before = Dictionary(try await self.proxies().map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         ledger.withLock { ledger in
             for proxy in proxies {
-                guard let existing = before[proxy.name], !ledger.created(proxy.name), ledger.proxySnapshots[proxy.name] == nil,
+                guard let existing = before[proxy.name], !ledger.created(proxy.name),
                     existing.listen != proxy.listen || existing.upstream != proxy.upstream
                 else { continue }
-                ledger.proxySnapshots[proxy.name] = existing
-                ledger.proxySnapshotOrder.append(proxy.name)
+                ledger.snapshot(existing)
             }
         }
         let requested = proxies.map(\.name).filter { before[$0] == nil }
+        let intents = requested.map { ($0, runLedger.record(ToxiproxyCreatedProxy(server: client.address.url, proxy: $0))) }
         let record = { (names: [String]) in
             self.ledger.withLock { ledger in
-                for name in names where !ledger.created(name) { ledger.createdProxies.append(name) }
+                for (name, token) in intents {
+                    if names.contains(name) { ledger.created(name, token: token) } else { self.runLedger.remove(token) }
+                }
             }
         }
         do {
@@ -173,7 +277,9 @@ public final class ToxiproxyBackend: ToxicBackend {
             return (result, requested)
         } catch {
             // Toxiproxy stops at the first failure, keeping the proxies it made before it.
-            if let now = try? await self.proxies() { record(requested.filter { name in now.contains { $0.name == name } }) }
+            let now = try? await self.proxies()
+            // Unknown: keep every intent, which recovery finds gone if it never was.
+            record(now.map { now in requested.filter { name in now.contains { $0.name == name } } } ?? requested)
             throw error
         }
     }
@@ -211,74 +317,79 @@ public final class ToxiproxyBackend: ToxicBackend {
         let needed = ledger.withLock { !$0.created(name) && $0.proxySnapshots[name] == nil }
         guard needed else { return }
         let before = try await call { () async throws(ToxiproxyError) in try await client.proxy(named: name) }
-        ledger.withLock {
-            guard $0.proxySnapshots[name] == nil else { return }
-            $0.proxySnapshots[name] = before
-            $0.proxySnapshotOrder.append(name)
-        }
+        ledger.withLock { $0.snapshot(before) }
     }
 
     /// Undoes the ledger, newest first; returns what could not be undone. Something already gone
-    /// counts as undone.
+    /// counts as undone. What could not be undone stays in the ledger (and in the run's, for
+    /// `faultline recover`).
     private func undo(deletingCreatedProxies: Bool) async -> [String] {
         let state = ledger.withLock { $0 }
         var problems: [String] = []
-        func attempt(_ body: () async throws(ToxiproxyError) -> Void) async {
+        func attempt(_ body: () async throws(ToxiproxyError) -> Void) async -> Bool {
             do {
                 try await body()
             } catch where error.code == .notFound {
             } catch {
                 problems.append(error.message)
+                return false
             }
+            return true
         }
 
         // Toxics added to proxies the run did not create (the run's own proxies go as a whole).
         for key in state.addedToxics.reversed() where !state.created(key.proxy) {
-            await attempt { () async throws(ToxiproxyError) in try await client.removeToxic(named: key.name, from: key.proxy) }
-            ledger.withLock { $0.forgetToxic(key) }
+            if await attempt({ () async throws(ToxiproxyError) in try await client.removeToxic(named: key.name, from: key.proxy) }) {
+                ledger.withLock { $0.forgetToxic(key) }
+            }
         }
         // Other users' toxics the run changed, as they were.
         for (key, before) in state.toxicSnapshots {
-            await attempt { () async throws(ToxiproxyError) in
+            let restored = await attempt { () async throws(ToxiproxyError) in
                 _ = try await client.updateToxic(named: key.name, on: key.proxy, attributes: before.attributes, toxicity: before.toxicity)
             }
-            ledger.withLock { $0.toxicSnapshots[key] = nil }
+            if restored { ledger.withLock { $0.forgetToxicSnapshot(key) } }
         }
-        // Other users' proxies the run changed, as they were: only the fields that differ, so an
-        // unchanged listen address does not restart the proxy.
+        // Other users' proxies the run changed, as they were.
         for name in state.proxySnapshotOrder.reversed() {
             guard let before = state.proxySnapshots[name] else { continue }
-            await attempt { () async throws(ToxiproxyError) in
-                let now = try await client.proxy(named: name)
-                let listen = now.listen == before.listen || !before.enabled ? nil : before.listen
-                let upstream = now.upstream == before.upstream ? nil : before.upstream
-                let enabled = now.enabled == before.enabled ? nil : before.enabled
-                if listen != nil || upstream != nil || enabled != nil {
-                    _ = try await client.updateProxy(named: name, listen: listen, upstream: upstream, enabled: enabled)
-                }
-            }
-            ledger.withLock {
-                $0.proxySnapshots[name] = nil
-                $0.proxySnapshotOrder.removeAll { $0 == name }
+            if await attempt({ () async throws(ToxiproxyError) in _ = try await Self.restore(before, on: client) }) {
+                ledger.withLock { $0.forgetProxySnapshot(name) }
             }
         }
         // The run's own proxies: deleted at the end; on reset, cleared of toxics and enabled.
         for name in state.createdProxies.reversed() {
             if deletingCreatedProxies {
-                await attempt { () async throws(ToxiproxyError) in try await client.deleteProxy(named: name) }
-                ledger.withLock { $0.forgetProxy(name) }
+                if await attempt({ () async throws(ToxiproxyError) in try await client.deleteProxy(named: name) }) {
+                    ledger.withLock { $0.forgetProxy(name) }
+                }
             } else {
                 var current: ProxyDefinition?
-                await attempt { () async throws(ToxiproxyError) in current = try await client.proxy(named: name) }
+                var cleared = await attempt { () async throws(ToxiproxyError) in current = try await client.proxy(named: name) }
                 for toxic in current?.toxics ?? [] {
-                    await attempt { () async throws(ToxiproxyError) in try await client.removeToxic(named: toxic.name, from: name) }
+                    let removed = await attempt { () async throws(ToxiproxyError) in try await client.removeToxic(named: toxic.name, from: name) }
+                    cleared = cleared && removed
                 }
                 if current?.enabled == false {
-                    await attempt { () async throws(ToxiproxyError) in _ = try await client.updateProxy(named: name, enabled: true) }
+                    let enabled = await attempt { () async throws(ToxiproxyError) in _ = try await client.updateProxy(named: name, enabled: true) }
+                    cleared = cleared && enabled
                 }
-                ledger.withLock { ledger in ledger.addedToxics.removeAll { $0.proxy == name } }
+                if cleared { ledger.withLock { $0.forgetToxics(on: name) } }
             }
         }
         return problems
+    }
+
+    /// Gives a proxy that was on the server before the run the fields it had, only those that
+    /// differ, so an unchanged listen address does not restart it.
+    /// - Returns: whether anything changed.
+    static func restore(_ before: ProxyDefinition, on client: ToxiproxyClient) async throws(ToxiproxyError) -> Bool {
+        let now = try await client.proxy(named: before.name)
+        let listen = now.listen == before.listen || !before.enabled ? nil : before.listen
+        let upstream = now.upstream == before.upstream ? nil : before.upstream
+        let enabled = now.enabled == before.enabled ? nil : before.enabled
+        guard listen != nil || upstream != nil || enabled != nil else { return false }
+        _ = try await client.updateProxy(named: before.name, listen: listen, upstream: upstream, enabled: enabled)
+        return true
     }
 }

@@ -107,7 +107,11 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
             await client.shutdown()
             throw ToxiproxyBackendError("\(error) (address from \(source)" + (tokenSource.map { ", token from \($0)" } ?? "") + ")")
         }
-        return ToxiproxyBackend(client: client)
+        // What dead runs left on this server goes first (the token the profile gives included).
+        var environment = context.environment
+        if let token { environment[Self.tokenEnvironmentKey] = token }
+        await context.recoverDeadRuns(on: address.url, environment: environment)
+        return ToxiproxyBackend(client: client, ledger: context.ledger)
     }
 }
 
@@ -124,18 +128,30 @@ public struct ToxiproxyBackendError: Error, Sendable, CustomStringConvertible {
 public final class ToxiproxyConnections: Sendable {
     private let state = Mutex<(backends: [ToxiproxyAddress: ToxiproxyBackend], closed: Bool)>(([:], false))
     private let token: String?
+    private let ledger: RunLedger
+    private let recovery: (@Sendable (ToxiproxyAddress) async -> Void)?
 
-    /// - Parameter token: sent to every server (`TOXIPROXY_AUTH_TOKEN` by default).
-    public init(token: String? = ProcessInfo.processInfo.environment[ToxiproxyBackendFactory.tokenEnvironmentKey]) {
+    /// - Parameters:
+    ///   - token: sent to every server (`TOXIPROXY_AUTH_TOKEN` by default).
+    ///   - ledger: the run's ledger, where what is done on each server is recorded.
+    ///   - recovery: recovers what dead runs left on a server, before the run first uses it.
+    public init(
+        token: String? = ProcessInfo.processInfo.environment[ToxiproxyBackendFactory.tokenEnvironmentKey], ledger: RunLedger = .disabled,
+        recovery: (@Sendable (ToxiproxyAddress) async -> Void)? = nil
+    ) {
         self.token = token
+        self.ledger = ledger
+        self.recovery = recovery
     }
 
     /// The backend for an address, made on first use.
     public func backend(for address: ToxiproxyAddress) throws -> ToxiproxyBackend {
-        try state.withLock { state in
+        var firstUse: (@Sendable () async -> Void)?
+        if let recovery { firstUse = { await recovery(address) } }
+        return try state.withLock { state in
             guard !state.closed else { throw ActivityFailure("the run is ending: no new Toxiproxy connection to \(address.url)") }
             if let backend = state.backends[address] { return backend }
-            let backend = ToxiproxyBackend(client: ToxiproxyClient(address: address, token: token))
+            let backend = ToxiproxyBackend(client: ToxiproxyClient(address: address, token: token), ledger: ledger, firstUse: firstUse)
             state.backends[address] = backend
             return backend
         }
@@ -166,7 +182,11 @@ struct ToxiproxyConnectionsExtension: RunExtension {
     func plan(_ sections: RunSections, context: RunPlanContext, sink: DiagnosticSink) -> Void? { () }
 
     func start(_ plan: Void, setup: RunSetup) async throws -> (any RunExtensionHandle)? {
-        let connections = ToxiproxyConnections()
+        let context = BackendContext(
+            seed: setup.seed, environment: setup.environment, registry: setup.registry, ledger: setup.resources.ledger, progress: { setup.step($0) })
+        let connections = ToxiproxyConnections(ledger: setup.resources.ledger) { address in
+            await context.recoverDeadRuns(on: address.url, environment: context.environment)
+        }
         setup.provide(ToxiproxyConnectionsKey.self, connections)
         return Handle(connections: connections)
     }

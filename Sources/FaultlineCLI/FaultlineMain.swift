@@ -71,7 +71,7 @@ struct FaultlineCommand: AsyncParsableCommand {
             Exit codes: 0 completed, 1 deviated/failed/aborted, 2 invalid input, 130 interrupted.
             """,
         version: "faultline \(Engine.version)",
-        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self, ReportCommand.self, ProxyCommand.self],
+        subcommands: [RunCommand.self, ValidateCommand.self, PluginsCommand.self, ReportCommand.self, ProxyCommand.self, RecoverCommand.self],
         defaultSubcommand: nil
     )
 }

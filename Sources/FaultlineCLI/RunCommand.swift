@@ -80,6 +80,8 @@ struct RunCommand: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 completed, 1 deviated, failed or aborted, 2 invalid input, 130 interrupted.
             SIGINT or SIGTERM stops the method and runs the rollbacks; a second one aborts the rollbacks.
+            Before it starts, the run undoes what killed runs left (see faultline recover): those of the same file \
+            on this machine, and any on the Toxiproxy servers it uses.
             """)
 
     @OptionGroup var load: LoadOptions

@@ -45,7 +45,10 @@ struct JournalCrashTests {
         try scratch.write("exp.yaml", Self.longRun(scratch))
         let journalPath = scratch.path("journal.json")
         let run = try TestProcess.faultline(
-            ["run", "exp.yaml", "--journal-path", "journal.json", "--hypothesis-strategy", "continuously", "--hypothesis-frequency", "0.02", "--quiet"],
+            [
+                "run", "exp.yaml", "--journal-path", "journal.json", "--hypothesis-strategy", "continuously", "--hypothesis-frequency", "0.02",
+                "--quiet",
+            ],
             in: scratch)
         var child: pid_t?
         defer { if let child { kill(child, SIGKILL) } }
@@ -72,7 +75,9 @@ struct JournalCrashTests {
         #expect(grew, "the run recorded \(last) probes; stderr: \(run.stderr)")
         #expect(torn == 0, "\(torn) of \(torn + reads) reads found a file that is not a whole journal")
         #expect(await eventually { scratch.exists("long.pid") }, "stderr: \(run.stderr)")
-        child = (try? String(contentsOfFile: scratch.path("long.pid"), encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        child = (try? String(contentsOfFile: scratch.path("long.pid"), encoding: .utf8)).flatMap {
+            pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
 
         run.signal(SIGKILL)
         _ = await run.wait()

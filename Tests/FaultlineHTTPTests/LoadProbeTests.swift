@@ -52,7 +52,10 @@ struct LoadProbeTests {
     @Test("the output is the shared LoadResult: it reads back and writes the same text")
     func outputIsTheSharedContract() async throws {
         let output = try await closing(TestHTTPServer.start()) { server in
-            try await runLoad(["requests": [["name": "home", "url": .string(server.url + "/ok")], ["name": "gone", "url": .string(server.url + "/status/503")]], "users": 2, "iterations": 3])
+            try await runLoad([
+                "requests": [["name": "home", "url": .string(server.url + "/ok")], ["name": "gone", "url": .string(server.url + "/status/503")]],
+                "users": 2, "iterations": 3,
+            ])
         }
         let result = try LoadResult(decoding: output)
         #expect(result.requests.map(\.name) == ["home", "gone"] && result.overall.count == 12 && result.requests[1].stats.serverErrors == 6)
@@ -109,9 +112,11 @@ struct LoadProbeTests {
         }
     }
 
-    @Test("connection failures are counted by class", arguments: [
-        ("/reset", "reset"), ("/hang", "read_timeout"), ("/half", "reset"),
-    ] as [(String, String)])
+    @Test(
+        "connection failures are counted by class",
+        arguments: [
+            ("/reset", "reset"), ("/hang", "read_timeout"), ("/half", "reset"),
+        ] as [(String, String)])
     func errorClasses(path: String, key: String) async throws {
         try await closing(TestHTTPServer.start()) { server in
             let output = try await runLoad(["url": .string(server.url + path), "iterations": 3, "request_timeout": [2, 0.2]])
@@ -157,9 +162,11 @@ struct LoadProbeTests {
         }
     }
 
-    @Test("think time and ramp-up keep every user's requests", arguments: [
-        Value.object(["think_time": 0.02]), ["think_time": [0.01, 0.03]], ["ramp_up": 0.2, "duration": 5],
-    ])
+    @Test(
+        "think time and ramp-up keep every user's requests",
+        arguments: [
+            Value.object(["think_time": 0.02]), ["think_time": [0.01, 0.03]], ["ramp_up": 0.2, "duration": 5],
+        ])
     func pacing(extra: Value) async throws {
         try await closing(TestHTTPServer.start()) { server in
             var arguments: Value = ["url": .string(server.url + "/ok"), "users": 3, "iterations": 4]
@@ -298,12 +305,14 @@ struct LoadExperimentTests {
         }
     }
 
-    @Test("bad threshold syntax is a load error at file, line and column", arguments: [
-        (#"["p(95)<200", "p(95)<2oo"]"#, #""2oo" is not a number"#),
-        (#"["latency<200"]"#, "unknown metric"),
-        (#"["p(75)<200"]"#, "p(75) is not measured"),
-        (#"{home: ["avg 150"]}"#, "needs a comparison"),
-    ] as [(String, String)])
+    @Test(
+        "bad threshold syntax is a load error at file, line and column",
+        arguments: [
+            (#"["p(95)<200", "p(95)<2oo"]"#, #""2oo" is not a number"#),
+            (#"["latency<200"]"#, "unknown metric"),
+            (#"["p(75)<200"]"#, "p(75) is not measured"),
+            (#"{home: ["avg 150"]}"#, "needs a comparison"),
+        ] as [(String, String)])
     func badSyntax(tolerance: String, message: String) async throws {
         let kit = TestKit()
         await #expect {
@@ -338,17 +347,19 @@ struct LoadExperimentTests {
         }
     }
 
-    @Test("argument mistakes are caught before anything runs", arguments: [
-        (Value.object(["iterations": 1]), "needs a url or a list of requests"),
-        (["url": "http://x/", "requests": [["url": "http://x/"]], "iterations": 1], "either url or requests"),
-        (["url": "http://x/"], "needs a duration or iterations"),
-        (["url": "http://x/", "rate": 10], "needs a duration"),
-        (["url": "http://x/", "rate": 10, "duration": 1, "ramp_up": 1], "closed model"),
-        (["url": "http://x/", "duration": 1, "ramp_up": 2], "longer than the duration"),
-        (["requests": [["name": "a", "url": "http://x/"], ["name": "a", "url": "http://x/"]], "iterations": 1], "names must be unique"),
-        (["requests": [["name": "overall", "url": "http://x/"]], "iterations": 1], "cannot name a request"),
-        (["url": "http://x/", "iterations": 1, "think_time": [2, 1]], "think_time must be"),
-    ] as [(Value, String)])
+    @Test(
+        "argument mistakes are caught before anything runs",
+        arguments: [
+            (Value.object(["iterations": 1]), "needs a url or a list of requests"),
+            (["url": "http://x/", "requests": [["url": "http://x/"]], "iterations": 1], "either url or requests"),
+            (["url": "http://x/"], "needs a duration or iterations"),
+            (["url": "http://x/", "rate": 10], "needs a duration"),
+            (["url": "http://x/", "rate": 10, "duration": 1, "ramp_up": 1], "closed model"),
+            (["url": "http://x/", "duration": 1, "ramp_up": 2], "longer than the duration"),
+            (["requests": [["name": "a", "url": "http://x/"], ["name": "a", "url": "http://x/"]], "iterations": 1], "names must be unique"),
+            (["requests": [["name": "overall", "url": "http://x/"]], "iterations": 1], "cannot name a request"),
+            (["url": "http://x/", "iterations": 1, "think_time": [2, 1]], "think_time must be"),
+        ] as [(Value, String)])
     func badArguments(arguments: Value, message: String) throws {
         #expect {
             _ = try prepared(LoadProbe.self, arguments)
@@ -360,12 +371,14 @@ struct LoadExperimentTests {
 
 @Suite("k6 threshold grammar")
 struct ThresholdGrammarTests {
-    @Test("expressions parse into metric, comparison and limit", arguments: [
-        ("p(95)<200", "p95_ms", "<", 200.0), ("p(99.9) <= 1500", "p999_ms", "<=", 1500), ("avg<150", "avg_ms", "<", 150),
-        ("max<1000", "max_ms", "<", 1000), ("min>0.5", "min_ms", ">", 0.5), ("med<100", "p50_ms", "<", 100),
-        ("rate<0.01", "error_rate", "<", 0.01), ("count>100", "count", ">", 100), ("rps>=50", "rps", ">=", 50),
-        ("p(90) != 3", "p90_ms", "!=", 3), ("count===5", "count", "===", 5),
-    ] as [(String, String, String, Double)])
+    @Test(
+        "expressions parse into metric, comparison and limit",
+        arguments: [
+            ("p(95)<200", "p95_ms", "<", 200.0), ("p(99.9) <= 1500", "p999_ms", "<=", 1500), ("avg<150", "avg_ms", "<", 150),
+            ("max<1000", "max_ms", "<", 1000), ("min>0.5", "min_ms", ">", 0.5), ("med<100", "p50_ms", "<", 100),
+            ("rate<0.01", "error_rate", "<", 0.01), ("count>100", "count", ">", 100), ("rps>=50", "rps", ">=", 50),
+            ("p(90) != 3", "p90_ms", "!=", 3), ("count===5", "count", "===", 5),
+        ] as [(String, String, String, Double)])
     func parses(text: String, key: String, comparison: String, limit: Double) throws {
         let threshold = try Threshold(parsing: text)
         #expect(threshold.metric.outputKey == key)
@@ -373,9 +386,11 @@ struct ThresholdGrammarTests {
         #expect(threshold.limit == limit)
     }
 
-    @Test("judging compares the measured value with the limit", arguments: [
-        ("p(95)<200", 199.9, true), ("p(95)<200", 200, false), ("p(95)<=200", 200, true), ("rps>50", 50.5, true), ("rps>50", 49, false),
-    ] as [(String, Double, Bool)])
+    @Test(
+        "judging compares the measured value with the limit",
+        arguments: [
+            ("p(95)<200", 199.9, true), ("p(95)<200", 200, false), ("p(95)<=200", 200, true), ("rps>50", 50.5, true), ("rps>50", 49, false),
+        ] as [(String, Double, Bool)])
     func judges(text: String, measured: Double, ok: Bool) throws {
         let threshold = try Threshold(parsing: text)
         let stats = try LoadStats(decoding: .object([threshold.metric.outputKey: .double(measured)]))

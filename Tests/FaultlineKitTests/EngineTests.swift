@@ -83,16 +83,17 @@ struct EngineTests {
         let kit = TestKit()
         kit.script("health", [200, 503])
         kit.script("other", [1, TestKit.failure("timed out")])
-        let result = try await kit.run(yaml: """
-            title: t
-            steady-state-hypothesis:
-              title: h
-              probes:
-                - {type: probe, name: health, tolerance: 200, provider: {type: test.probe, key: health}}
-                - {type: probe, name: other, tolerance: 1, provider: {type: test.probe, key: other}}
-            method:
-              - {type: action, name: a, provider: {type: test.action, label: a}}
-            """)
+        let result = try await kit.run(
+            yaml: """
+                title: t
+                steady-state-hypothesis:
+                  title: h
+                  probes:
+                    - {type: probe, name: health, tolerance: 200, provider: {type: test.probe, key: health}}
+                    - {type: probe, name: other, tolerance: 1, provider: {type: test.probe, key: other}}
+                method:
+                  - {type: action, name: a, provider: {type: test.action, label: a}}
+                """)
         let journal = try #require(result.journals.first)
         #expect(journal.status == .completed)
         #expect(journal.deviated)
@@ -115,17 +116,18 @@ struct EngineTests {
     @Test("gate probe that raises: failed, no rollbacks")
     func gateRaises() async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: """
-            title: t
-            steady-state-hypothesis:
-              title: h
-              probes:
-                - {type: probe, name: p, tolerance: 1, provider: {type: test.probe, fail: connection refused}}
-            method:
-              - {type: action, name: a, provider: {type: test.action, label: a}}
-            rollbacks:
-              - {type: action, name: r, provider: {type: test.action, label: r}}
-            """)
+        let result = try await kit.run(
+            yaml: """
+                title: t
+                steady-state-hypothesis:
+                  title: h
+                  probes:
+                    - {type: probe, name: p, tolerance: 1, provider: {type: test.probe, fail: connection refused}}
+                method:
+                  - {type: action, name: a, provider: {type: test.action, label: a}}
+                rollbacks:
+                  - {type: action, name: r, provider: {type: test.action, label: r}}
+                """)
         let journal = try #require(result.journals.first)
         #expect(journal.outcome == .failed)
         #expect(journal.steadyStates.before?.probes.first?.exception == ["connection refused"])
@@ -135,10 +137,12 @@ struct EngineTests {
     @Test("a failed action aborts the method; rollbacks still play")
     func actionFails() async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: experiment(extraMethod: """
-              - {type: action, name: broken, provider: {type: test.action, label: broken, fail: no such proxy}}
-              - {type: action, name: never, provider: {type: test.action, label: never}}
-            """))
+        let result = try await kit.run(
+            yaml: experiment(
+                extraMethod: """
+                      - {type: action, name: broken, provider: {type: test.action, label: broken, fail: no such proxy}}
+                      - {type: action, name: never, provider: {type: test.action, label: never}}
+                    """))
         let journal = try #require(result.journals.first)
         #expect(journal.outcome == .aborted)
         #expect(journal.status == .aborted)
@@ -151,23 +155,28 @@ struct EngineTests {
     @Test("a failed probe in the method is recorded and the method goes on")
     func probeFailsInMethod() async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: experiment(extraMethod: """
-              - {type: probe, name: observe, provider: {type: test.probe, fail: timeout}}
-              - {type: action, name: after, provider: {type: test.action, label: after}}
-            """))
+        let result = try await kit.run(
+            yaml: experiment(
+                extraMethod: """
+                      - {type: probe, name: observe, provider: {type: test.probe, fail: timeout}}
+                      - {type: action, name: after, provider: {type: test.action, label: after}}
+                    """))
         let journal = try #require(result.journals.first)
         #expect(journal.outcome == .completed)
         #expect(journal.run.map(\.status) == [.succeeded, .failed, .succeeded])
         #expect(kit.log.contains("after"))
     }
 
-    @Test("a method probe with a tolerance is judged: a miss is a deviation, in the foreground or the background",
-          arguments: [false, true])
+    @Test(
+        "a method probe with a tolerance is judged: a miss is a deviation, in the foreground or the background",
+        arguments: [false, true])
     func methodProbeTolerance(_ background: Bool) async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: experiment(extraMethod: """
-              - {type: probe, name: load, background: \(background), tolerance: {type: range, range: [0, 0.01], target: error_rate}, provider: {type: test.probe, value: {error_rate: 0.2}}}
-            """))
+        let result = try await kit.run(
+            yaml: experiment(
+                extraMethod: """
+                      - {type: probe, name: load, background: \(background), tolerance: {type: range, range: [0, 0.01], target: error_rate}, provider: {type: test.probe, value: {error_rate: 0.2}}}
+                    """))
         let journal = try #require(result.journals.first)
         #expect(journal.outcome == .deviated)
         #expect(journal.run.first { $0.name == "load" }?.toleranceMet == false)
@@ -178,9 +187,11 @@ struct EngineTests {
     @Test("a method probe within its tolerance keeps the run completed")
     func methodProbeWithinTolerance() async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: experiment(extraMethod: """
-              - {type: probe, name: load, tolerance: {type: range, range: [0, 0.01], target: error_rate}, provider: {type: test.probe, value: {error_rate: 0}}}
-            """))
+        let result = try await kit.run(
+            yaml: experiment(
+                extraMethod: """
+                      - {type: probe, name: load, tolerance: {type: range, range: [0, 0.01], target: error_rate}, provider: {type: test.probe, value: {error_rate: 0}}}
+                    """))
         let journal = try #require(result.journals.first)
         #expect(journal.outcome == .completed)
         #expect(journal.run.first { $0.name == "load" }?.toleranceMet == true)
@@ -188,13 +199,15 @@ struct EngineTests {
 
     // MARK: Hypothesis strategies
 
-    @Test("hypothesis strategies decide when the hypothesis runs", arguments: [
-        (HypothesisStrategy.default, true, 0, true),
-        (.beforeMethodOnly, true, 0, false),
-        (.afterMethodOnly, false, 0, true),
-        (.duringMethodOnly, false, 1, false),
-        (.continuously, true, 1, true),
-    ])
+    @Test(
+        "hypothesis strategies decide when the hypothesis runs",
+        arguments: [
+            (HypothesisStrategy.default, true, 0, true),
+            (.beforeMethodOnly, true, 0, false),
+            (.afterMethodOnly, false, 0, true),
+            (.duringMethodOnly, false, 1, false),
+            (.continuously, true, 1, true),
+        ])
     func hypothesisStrategies(_ strategy: HypothesisStrategy, _ before: Bool, _ minimumDuring: Int, _ after: Bool) async throws {
         let kit = TestKit()
         var options = SuiteRunner.Options()
@@ -228,13 +241,17 @@ struct EngineTests {
     @Test("--fail-fast stops the method at the first deviation during it")
     func failFast() async throws {
         let kit = TestKit()
-        kit.script("health", [200, 503])
+        kit.script("health", [200])
         var options = SuiteRunner.Options()
         options.run.hypothesisStrategy = .continuously
         options.run.hypothesisFrequency = 0.01
         options.run.failFast = true
-        let result = try await kit.run(
+        async let running = kit.run(
             yaml: experiment(extraMethod: "  - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}"), options: options)
+        // The hypothesis deviates only once the long action runs, so it is that action the deviation cuts short.
+        while !kit.log.contains("long") { await Task.yield() }
+        kit.script("health", [503])
+        let result = try await running
         let journal = try #require(result.journals.first)
         #expect(journal.deviated)
         #expect(journal.reason?.contains("--fail-fast") == true)
@@ -261,15 +278,17 @@ struct EngineTests {
 
     // MARK: Rollback strategies
 
-    @Test("rollback strategies", arguments: [
-        // strategy, gate passes, after passes → rollback played?
-        (RollbackStrategy.default, true, true, true),
-        (.default, false, true, false),
-        (.always, false, true, true),
-        (.never, true, true, false),
-        (.deviated, true, true, false),
-        (.deviated, true, false, true),
-    ])
+    @Test(
+        "rollback strategies",
+        arguments: [
+            // strategy, gate passes, after passes → rollback played?
+            (RollbackStrategy.default, true, true, true),
+            (.default, false, true, false),
+            (.always, false, true, true),
+            (.never, true, true, false),
+            (.deviated, true, true, false),
+            (.deviated, true, false, true),
+        ])
     func rollbackStrategies(_ strategy: RollbackStrategy, _ gatePasses: Bool, _ afterPasses: Bool, _ played: Bool) async throws {
         let kit = TestKit()
         kit.script("health", [.int(gatePasses ? 200 : 500), .int(afterPasses ? 200 : 500)])
@@ -285,13 +304,14 @@ struct EngineTests {
     func background() async throws {
         let kit = TestKit()
         // Both wait at a barrier for two arrivals: the run only finishes if they overlap.
-        let result = try await kit.run(yaml: """
-            title: bg
-            method:
-              - {type: action, name: one, background: true, provider: {type: test.action, label: one, barrier: meet}}
-              - {type: action, name: two, background: true, provider: {type: test.action, label: two, barrier: meet}}
-              - {type: action, name: three, provider: {type: test.action, label: three}}
-            """)
+        let result = try await kit.run(
+            yaml: """
+                title: bg
+                method:
+                  - {type: action, name: one, background: true, provider: {type: test.action, label: one, barrier: meet}}
+                  - {type: action, name: two, background: true, provider: {type: test.action, label: two, barrier: meet}}
+                  - {type: action, name: three, provider: {type: test.action, label: three}}
+                """)
         let journal = try #require(result.journals.first)
         #expect(journal.outcome == .completed)
         #expect(Set(journal.run.map(\.name)) == ["one", "two", "three"])
@@ -301,17 +321,18 @@ struct EngineTests {
     @Test("ref re-runs a named activity from the hypothesis or method")
     func references() async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: """
-            title: refs
-            steady-state-hypothesis:
-              title: h
-              probes:
-                - {type: probe, name: health, tolerance: 1, provider: {type: test.probe, value: 1}}
-            method:
-              - {type: action, name: poke, provider: {type: test.action, label: poke}}
-              - ref: poke
-              - ref: health
-            """)
+        let result = try await kit.run(
+            yaml: """
+                title: refs
+                steady-state-hypothesis:
+                  title: h
+                  probes:
+                    - {type: probe, name: health, tolerance: 1, provider: {type: test.probe, value: 1}}
+                method:
+                  - {type: action, name: poke, provider: {type: test.action, label: poke}}
+                  - ref: poke
+                  - ref: health
+                """)
         let journal = try #require(result.journals.first)
         #expect(kit.log == ["poke", "poke"])
         #expect(journal.run.map(\.name) == ["poke", "poke", "health"])
@@ -321,17 +342,18 @@ struct EngineTests {
     func referenceForms() async throws {
         let kit = TestKit()
         kit.script("health", [1, 2, 2, 2, 1, 1])
-        let result = try await kit.run(yaml: """
-            title: refs
-            steady-state-hypothesis:
-              title: h
-              probes:
-                - {type: probe, name: health, tolerance: 1, provider: {type: test.probe, key: health}}
-                - {ref: health, tolerance: [1, 2]}
-            method:
-              - {type: probe, ref: health}
-              - {type: probe, name: health, ref: health, tolerance: 1}
-            """)
+        let result = try await kit.run(
+            yaml: """
+                title: refs
+                steady-state-hypothesis:
+                  title: h
+                  probes:
+                    - {type: probe, name: health, tolerance: 1, provider: {type: test.probe, key: health}}
+                    - {ref: health, tolerance: [1, 2]}
+                method:
+                  - {type: probe, ref: health}
+                  - {type: probe, name: health, ref: health, tolerance: 1}
+                """)
         let journal = try #require(result.journals.first)
         // The method saw 2 twice, which the hypothesis tolerance (1) would reject: not judged.
         #expect(journal.run.map(\.toleranceMet) == [nil, nil])
@@ -345,7 +367,9 @@ struct EngineTests {
     func ambiguousReference() async throws {
         let kit = TestKit()
         let directory = try ScratchDirectory()
-        let file = try directory.write("e.yaml", """
+        let file = try directory.write(
+            "e.yaml",
+            """
             title: refs
             steady-state-hypothesis:
               title: h
@@ -356,7 +380,10 @@ struct EngineTests {
               - ref: check
             """)
         let prepared = try SuiteRunner(registry: kit.registry()).load(path: file, options: .init())
-        #expect(prepared.warnings.contains { $0.description.contains("ref \"check\": 2 activities have that name; the last (steady-state-hypothesis.probes[0]) is used") })
+        #expect(
+            prepared.warnings.contains {
+                $0.description.contains("ref \"check\": 2 activities have that name; the last (steady-state-hypothesis.probes[0]) is used")
+            })
         let result = await SuiteRunner(registry: kit.registry()).run(prepared)
         #expect(result.journals.first?.run.last?.output == "hypothesis")
     }
@@ -366,12 +393,13 @@ struct EngineTests {
         let kit = TestKit()
         let clock = ContinuousClock()
         let start = clock.now
-        let result = try await kit.run(yaml: """
-            title: p
-            configuration: {wait: 0.15}
-            method:
-              - {type: action, name: a, pauses: {before: 0.1, after: "${wait}"}, provider: {type: test.action, label: a}}
-            """)
+        let result = try await kit.run(
+            yaml: """
+                title: p
+                configuration: {wait: 0.15}
+                method:
+                  - {type: action, name: a, pauses: {before: 0.1, after: "${wait}"}, provider: {type: test.action, label: a}}
+                """)
         #expect(clock.now - start >= .milliseconds(250))
         let record = try #require(result.journals.first?.run.first)
         // Pauses are not part of the activity's duration.
@@ -382,20 +410,23 @@ struct EngineTests {
         var options = SuiteRunner.Options()
         options.run.dry = .pause
         let dryStart = clock.now
-        _ = try await dryKit.run(yaml: """
-            title: p
-            method:
-              - {type: action, name: a, pauses: {before: 120, after: 120}, provider: {type: test.action, label: a}}
-            """, options: options)
+        _ = try await dryKit.run(
+            yaml: """
+                title: p
+                method:
+                  - {type: action, name: a, pauses: {before: 120, after: 120}, provider: {type: test.action, label: a}}
+                """, options: options)
         #expect(clock.now - dryStart < .seconds(60))
         #expect(dryKit.log == ["a"])
     }
 
-    @Test("dry modes skip what they name", arguments: [
-        (DryMode.probes, ["inject", "rollback", "undo inject"], RecordStatus.skipped),
-        (.actions, [], RecordStatus.succeeded),
-        (.activities, [], RecordStatus.skipped),
-    ])
+    @Test(
+        "dry modes skip what they name",
+        arguments: [
+            (DryMode.probes, ["inject", "rollback", "undo inject"], RecordStatus.skipped),
+            (.actions, [], RecordStatus.succeeded),
+            (.activities, [], RecordStatus.skipped),
+        ])
     func dryModes(_ mode: DryMode, _ log: [String], _ probeStatus: RecordStatus) async throws {
         let kit = TestKit()
         kit.script("health", [500])  // would fail the gate if it ran
@@ -413,11 +444,12 @@ struct EngineTests {
     @Test("an activity timeout cancels the activity and fails it")
     func activityTimeout() async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: """
-            title: t
-            method:
-              - {type: action, name: slow, timeout: 0.1, provider: {type: test.action, label: slow, delay: 30}}
-            """)
+        let result = try await kit.run(
+            yaml: """
+                title: t
+                method:
+                  - {type: action, name: slow, timeout: 0.1, provider: {type: test.action, label: slow, delay: 30}}
+                """)
         let journal = try #require(result.journals.first)
         let record = try #require(journal.run.first)
         #expect(record.status == .failed)
@@ -430,12 +462,13 @@ struct EngineTests {
     @Test("values an activity exports are visible to later activities")
     func exports() async throws {
         let kit = TestKit()
-        _ = try await kit.run(yaml: """
-            title: t
-            method:
-              - {type: action, name: a, provider: {type: test.action, label: first, export: {bound_port: 4242}}}
-              - {type: action, name: b, provider: {type: test.action, label: "port ${bound_port}"}}
-            """)
+        _ = try await kit.run(
+            yaml: """
+                title: t
+                method:
+                  - {type: action, name: a, provider: {type: test.action, label: first, export: {bound_port: 4242}}}
+                  - {type: action, name: b, provider: {type: test.action, label: "port ${bound_port}"}}
+                """)
         #expect(kit.log == ["first", "port 4242"])
     }
 
@@ -445,10 +478,11 @@ struct EngineTests {
     func interrupt() async throws {
         let kit = TestKit()
         let interruption = Interruption()
-        let yaml = experiment(extraMethod: """
-              - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}
-              - {type: action, name: never, provider: {type: test.action, label: never}}
-            """)
+        let yaml = experiment(
+            extraMethod: """
+                  - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}
+                  - {type: action, name: never, provider: {type: test.action, label: never}}
+                """)
         async let result = kit.run(yaml: yaml, interruption: interruption)
         await sendSIGINT(to: interruption, once: kit, recorded: "long")
         let journal = try #require(try await result.journals.first)
@@ -463,15 +497,16 @@ struct EngineTests {
     func secondInterrupt() async throws {
         let kit = TestKit()
         let interruption = Interruption()
-        async let result = kit.run(yaml: """
-            title: t
-            method:
-              - {type: action, name: inject, provider: {type: test.action, label: inject, cleanup: true, fault: true}}
-              - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}
-            rollbacks:
-              - {type: action, name: slow-rollback, provider: {type: test.action, label: slow-rollback, delay: 30}}
-              - {type: action, name: second-rollback, provider: {type: test.action, label: second-rollback}}
-            """, interruption: interruption)
+        async let result = kit.run(
+            yaml: """
+                title: t
+                method:
+                  - {type: action, name: inject, provider: {type: test.action, label: inject, cleanup: true, fault: true}}
+                  - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}
+                rollbacks:
+                  - {type: action, name: slow-rollback, provider: {type: test.action, label: slow-rollback, delay: 30}}
+                  - {type: action, name: second-rollback, provider: {type: test.action, label: second-rollback}}
+                """, interruption: interruption)
         await sendSIGINT(to: interruption, once: kit, recorded: "long")
         await sendSIGINT(to: interruption, once: kit, recorded: "slow-rollback")
         let journal = try #require(try await result.journals.first)
@@ -487,16 +522,17 @@ struct EngineTests {
     func thirdInterrupt() async throws {
         let kit = TestKit()
         let interruption = Interruption()
-        async let result = kit.run(yaml: """
-            title: t
-            method:
-              - {type: action, name: first, provider: {type: test.action, label: first, cleanup: true}}
-              - {type: action, name: slow, provider: {type: test.action, label: slow, cleanup: true, cleanup_delay: 30}}
-              - {type: action, name: quick, provider: {type: test.action, label: quick, cleanup: true}}
-              - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}
-            rollbacks:
-              - {type: action, name: slow-rollback, provider: {type: test.action, label: slow-rollback, delay: 30}}
-            """, interruption: interruption)
+        async let result = kit.run(
+            yaml: """
+                title: t
+                method:
+                  - {type: action, name: first, provider: {type: test.action, label: first, cleanup: true}}
+                  - {type: action, name: slow, provider: {type: test.action, label: slow, cleanup: true, cleanup_delay: 30}}
+                  - {type: action, name: quick, provider: {type: test.action, label: quick, cleanup: true}}
+                  - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}
+                rollbacks:
+                  - {type: action, name: slow-rollback, provider: {type: test.action, label: slow-rollback, delay: 30}}
+                """, interruption: interruption)
         await sendSIGINT(to: interruption, once: kit, recorded: "long")
         await sendSIGINT(to: interruption, once: kit, recorded: "slow-rollback")
         await sendSIGINT(to: interruption, once: kit, recorded: "undo slow")
@@ -519,7 +555,9 @@ struct EngineTests {
         var options = SuiteRunner.Options()
         options.journalPath = path
         let interruption = Interruption()
-        async let result = kit.run(yaml: experiment(extraMethod: "  - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}"), options: options, interruption: interruption)
+        async let result = kit.run(
+            yaml: experiment(extraMethod: "  - {type: action, name: long, provider: {type: test.action, label: long, delay: 30}}"), options: options,
+            interruption: interruption)
         while !kit.log.contains("long") { await Task.yield() }
         let midway = try Journal.load(path: path)
         #expect(midway.status == .running)
@@ -543,20 +581,21 @@ struct EngineTests {
         var options = SuiteRunner.Options()
         options.journalPath = path
         options.environment["T_SECRET_TOKEN"] = "env-secret-9876"
-        let result = try await kit.run(yaml: """
-            title: s
-            secrets:
-              api:
-                token: inline-secret-1234
-                other: {type: env, key: T_SECRET_TOKEN}
-            steady-state-hypothesis:
-              title: h
-              probes:
-                - {type: probe, name: p, tolerance: {type: regex, pattern: "^https"}, provider: {type: test.probe, value: "https://u:${token}@h/?k=${other}"}}
-            method:
-              - {type: action, name: "a", provider: {type: test.action, label: "Bearer ${token}", cleanup: true, fault: true}}
-              - {type: action, name: "b", provider: {type: test.action, label: "b", fail: "rejected ${other}"}}
-            """, options: options)
+        let result = try await kit.run(
+            yaml: """
+                title: s
+                secrets:
+                  api:
+                    token: inline-secret-1234
+                    other: {type: env, key: T_SECRET_TOKEN}
+                steady-state-hypothesis:
+                  title: h
+                  probes:
+                    - {type: probe, name: p, tolerance: {type: regex, pattern: "^https"}, provider: {type: test.probe, value: "https://u:${token}@h/?k=${other}"}}
+                method:
+                  - {type: action, name: "a", provider: {type: test.action, label: "Bearer ${token}", cleanup: true, fault: true}}
+                  - {type: action, name: "b", provider: {type: test.action, label: "b", fail: "rejected ${other}"}}
+                """, options: options)
         let text = try String(contentsOfFile: path, encoding: .utf8)
         #expect(!text.contains("inline-secret-1234"))
         #expect(!text.contains("env-secret-9876"))

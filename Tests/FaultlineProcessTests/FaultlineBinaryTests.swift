@@ -100,12 +100,68 @@ struct FaultlineBinaryTests {
         faultline.signal(SIGKILL)
         #expect(await faultline.wait() == 128 + SIGKILL)
         // Nothing of faultline runs now: only the guardian can stop the services.
-        #expect(await eventually(timeout: .seconds(30)) { ServiceMarker.processes(withPrefix: "\(faultline.pid)-").isEmpty })
-        for name in ["api", "daemon", "forker"] { #expect(liveProcesses(containing: "\(token)-\(name)").isEmpty, "\(name) is still running") }
+        let services = ["api", "daemon", "forker"].map { "\(token)-\($0)" }
+        #expect(await eventually(timeout: .seconds(30)) { services.allSatisfy { liveProcesses(containing: $0).isEmpty } })
         #expect(
             await eventually(timeout: .seconds(30)) {
                 guardians.allSatisfy { guardian in !liveProcesses(containing: "faultline-guardian").contains { $0.pid == guardian.pid } }
             })
+        // The program the experiment was running is not a service: the run's ledger names it,
+        // and faultline recover ends it.
+        #expect(!liveProcesses(containing: "\(token)-action").isEmpty)
+        let recover = try TestProcess.faultline(["recover"], in: directory)
+        #expect(await recover.wait() == 0, "\(recover.stdout)\n\(recover.stderr)")
+        #expect(recover.stdout.contains("undone: the program of activity \"wait\""), "\(recover.stdout)")
+        #expect(ServiceMarker.processes(withPrefix: "\(faultline.pid)-").isEmpty)
+        #expect(liveProcesses(containing: token).isEmpty)
+    }
+
+    @Test("kill -9 of faultline and of its guardian while a process is frozen: faultline recover thaws it and stops the services")
+    func killedWithGuardian() async throws {
+        let directory = try ScratchDirectory(prefix: "faultline-process")
+        let token = uniqueToken()
+        let number = uniqueSleep()
+        let target = try spawn(["sleep", number])
+        defer { target.signal(SIGKILL) }
+        let suite = """
+            name: frozen
+            services:
+              - name: api
+                command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-api"]
+                ready: {log: up, timeout: 30}
+            experiments:
+              - title: freezes
+                description: freezes a process, then waits
+                method:
+                  - {type: action, name: freeze, provider: {type: process.signal, pid: \(target.pid), signal: STOP}}
+                  - {type: action, name: wait, provider: {type: process, path: sh, arguments: [-c, "touch reached; exec python3 -c 'import time; time.sleep(600)' \(token)-action"]}}
+            """
+        let faultline = try startFaultline(suite, in: directory)
+        defer { killLeftovers(token: token, faultline: faultline) }
+        let reached = await eventually(timeout: .seconds(60)) { directory.exists("reached") || !faultline.isRunning }
+        try #require(reached && faultline.isRunning, "faultline did not reach the experiment: \(faultline.stdout)\n\(faultline.stderr)")
+        #expect(SystemProcess.read(target.pid)?.isStopped == true)
+        // The guardian first, so nothing stops the services.
+        for guardian in liveProcesses(containing: "faultline-guardian").filter({ $0.parent == faultline.pid }) { kill(guardian.pid, SIGKILL) }
+        faultline.signal(SIGKILL)
+        #expect(await faultline.wait() == 128 + SIGKILL)
+        #expect(SystemProcess.read(target.pid)?.isStopped == true, "nothing thaws it but recovery")
+        #expect(!liveProcesses(containing: "\(token)-api").isEmpty, "nothing stops the service but recovery")
+
+        let dry = try TestProcess.faultline(["recover", "--dry-run"], in: directory)
+        #expect(await dry.wait() == 0)
+        #expect(dry.stdout.contains("would undo: pid \(target.pid) (\(target.executable) \(number)) stopped with SIGSTOP"), "\(dry.stdout)")
+        #expect(SystemProcess.read(target.pid)?.isStopped == true)
+
+        let recover = try TestProcess.faultline(["recover"], in: directory)
+        #expect(await recover.wait() == 0, "\(recover.stdout)\n\(recover.stderr)")
+        let thawed = "undone: pid \(target.pid) (\(target.executable) \(number)) stopped with SIGSTOP: resumed with SIGCONT"
+        #expect(recover.stdout.contains(thawed), "\(recover.stdout)")
+        #expect(await eventually { SystemProcess.read(target.pid)?.isStopped == false })
+        #expect(liveProcesses(containing: token).isEmpty)
+        let journal = try Journal.load(path: directory.path("journals/01-freezes.json"))
+        #expect(journal.status == .interrupted)
+        #expect(journal.recovery?.first?.undone.count == 3, "\(journal.recovery ?? [])")
     }
 
     @Test("a third SIGINT during a slow teardown exits at once and still kills every service process and daemon")

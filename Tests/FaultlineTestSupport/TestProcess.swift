@@ -25,7 +25,8 @@ public final class TestProcess: Sendable {
     ///     directory when nil).
     ///   - workingDirectory: a different working directory than `directory`.
     ///   - environment: added to this process's environment, without `TOXIPROXY_*` (a developer's
-    ///     Toxiproxy settings must not reach the tests) and with `NO_COLOR=1`.
+    ///     Toxiproxy settings must not reach the tests), with `NO_COLOR=1` and with
+    ///     `FAULTLINE_STATE_DIR` in `directory` (unless given here).
     public init(
         _ executable: String, _ arguments: [String], in directory: ScratchDirectory? = nil, workingDirectory: String? = nil,
         environment: [String: String] = [:]
@@ -37,6 +38,9 @@ public final class TestProcess: Sendable {
         stderrPath = scratch.path("stderr-\(name).txt")
         var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TOXIPROXY_") }
         env["NO_COLOR"] = "1"
+        // Each child keeps its ledgers (and recovers dead runs) in its own directory, so no test
+        // recovers what another test's killed run left.
+        env["FAULTLINE_STATE_DIR"] = scratch.path("state")
         for (key, value) in environment { env[key] = value }
         child = try ChildProcess(
             executable: try ChildProcess.resolveExecutable(executable), arguments: arguments, environment: env,

@@ -24,6 +24,21 @@ struct RunTests {
         return try await client.proxy(named: "theirs")
     }
 
+    /// The method steps of an experiment that injects every kind of fault the Toxiproxy backend
+    /// and driver can, on the suite proxy `service` and on ``preexisting(_:)``'s `theirs`: YAML
+    /// list items indented for `experiments: [{method: …}]`.
+    static func everyKindOfFault(service: Int) -> String {
+        [
+            "{type: action, name: slow, provider: {type: toxic, proxy: service, toxic: latency, attributes: {latency: 100}}}",
+            "{type: action, name: on-theirs, provider: {type: toxic, proxy: theirs, toxic: bandwidth, attributes: {rate: 100}}}",
+            "{type: action, name: theirs-down, provider: {type: proxy.disable, proxy: theirs}}",
+            "{type: action, name: extra, provider: {type: proxy.create, name: extra, upstream: \"127.0.0.1:\(service)\"}}",
+            "{type: action, name: chaostoxi-proxy, provider: {type: python, module: chaostoxi.proxy.actions, func: create_proxy, arguments: {proxy_name: ctk, upstream_host: 127.0.0.1, upstream_port: \(service), listen_host: 127.0.0.1}}}",
+            "{type: action, name: chaostoxi-toxic, provider: {type: python, module: chaostoxi.toxic.actions, func: create_latency_toxic, arguments: {for_proxy: ctk, toxic_name: lag, latency: 10}}}",
+            "{type: action, name: native, provider: {type: toxiproxy.toxic, proxy: extra, toxic: slicer, attributes: {average_size: 64}}}",
+        ].map { "      - " + $0 }.joined(separator: "\n")
+    }
+
     static func record(_ journal: Journal, _ name: String) -> RunRecord? {
         journal.run.first { $0.activity["name"]?.stringValue == name }
     }
@@ -141,17 +156,7 @@ struct RunTests {
                     experiments:
                       - title: held up
                         method:
-                          - {type: action, name: slow, provider: {type: toxic, proxy: service, toxic: latency, attributes: {latency: 100}}}
-                          - {type: action, name: on-theirs, provider: {type: toxic, proxy: theirs, toxic: bandwidth, attributes: {rate: 100}}}
-                          - {type: action, name: theirs-down, provider: {type: proxy.disable, proxy: theirs}}
-                          - {type: action, name: extra, provider: {type: proxy.create, name: extra, upstream: "127.0.0.1:\(service.port)"}}
-                          - type: action
-                            name: chaostoxi-proxy
-                            provider: {type: python, module: chaostoxi.proxy.actions, func: create_proxy, arguments: {proxy_name: ctk, upstream_host: 127.0.0.1, upstream_port: \(service.port), listen_host: 127.0.0.1}}
-                          - type: action
-                            name: chaostoxi-toxic
-                            provider: {type: python, module: chaostoxi.toxic.actions, func: create_latency_toxic, arguments: {for_proxy: ctk, toxic_name: lag, latency: 10}}
-                          - {type: action, name: native, provider: {type: toxiproxy.toxic, proxy: extra, toxic: slicer, attributes: {average_size: 64}}}
+                    \(Self.everyKindOfFault(service: service.port))
                           - {type: probe, name: wait, provider: {type: process, path: sleep, arguments: ["60"]}}
                     profiles:
                       shared: {default: true, toxics: {backend: toxiproxy, url: "\(server.url)"}}

@@ -26,6 +26,8 @@ public struct RunOptions: Sendable {
     public var runDirectory: String
     /// The outcome the experiment is documented to have (a suite entry's `expect:`).
     public var expectedOutcome: Outcome?
+    /// The run's ledger id, written into the journal for `faultline recover`.
+    public var ledgerID: String?
 
     public init(
         dry: DryMode? = nil, rollbackStrategy: RollbackStrategy? = nil, hypothesisStrategy: HypothesisStrategy? = nil,
@@ -147,7 +149,7 @@ private final class ExperimentRun: Sendable {
             runID: UUID().uuidString.lowercased(), experimentHash: Engine.hash(of: experiment), profile: options.profile, origin: experiment.origin,
             seed: options.seed, dry: options.dry?.rawValue, experiment: configuration.redactor.redact(experiment.document.value), start: start,
             status: .running, deviated: false, outcome: .running, expected: options.expectedOutcome, reason: nil, steadyStates: SteadyStates(), run: [], rollbacks: [], cleanup: [],
-            faults: [], leftUndone: [], end: nil, duration: nil)
+            faults: [], leftUndone: [], end: nil, duration: nil, ledger: options.ledgerID)
         recorder = JournalRecorder(journal, path: options.journalPath)
     }
 

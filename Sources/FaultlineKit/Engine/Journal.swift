@@ -5,7 +5,7 @@ import Foundation
 /// Chaos Toolkit's keys keep their names and meaning (`experiment`, `start`, `end`, `duration`,
 /// `status`, `deviated`, `steady_states`, `run`, `rollbacks`), so tools that read its journals
 /// read ours. Ours are additions: `faultline_version`, `run_id`, `experiment_hash`, `profile`,
-/// `seed`, `outcome`, `reason`, `cleanup`, `faults` and `left_undone`.
+/// `seed`, `outcome`, `reason`, `cleanup`, `faults`, `left_undone`, `ledger` and `recovery`.
 public struct Journal: Sendable, Codable {
     public var faultlineVersion: String
     public var platform: String
@@ -41,11 +41,15 @@ public struct Journal: Sendable, Codable {
     public var leftUndone: [String]
     public var end: Timestamp?
     public var duration: Double?
+    /// The run's ledger (``RunLedger``), so that `faultline recover` finds this journal's run.
+    public var ledger: String? = nil
+    /// What `faultline recover` undid after the run was killed, if it was.
+    public var recovery: [RecoveryNote]? = nil
 
     enum CodingKeys: String, CodingKey {
         case faultlineVersion = "faultline_version", platform, node, runID = "run_id", experimentHash = "experiment_hash", profile, origin,
             seed, dry, experiment, start, status, deviated, outcome, expected, reason, steadyStates = "steady_states", run, rollbacks, cleanup, faults,
-            leftUndone = "left_undone", end, duration
+            leftUndone = "left_undone", end, duration, ledger, recovery
     }
 
     /// Reads a journal file.

@@ -138,15 +138,19 @@ final class JournalRecorder: @unchecked Sendable {
 
     /// Writes the journal to a temporary file beside it and renames it over the journal, so a
     /// reader (or a crash) never sees half a journal. A failed write leaves the previous file.
-    private static func write(_ journal: Journal, to path: String) {
-        guard let data = try? journal.json() else { return }
+    /// - Returns: whether it was written.
+    @discardableResult
+    static func write(_ journal: Journal, to path: String) -> Bool {
+        guard let data = try? journal.json() else { return false }
         let url = URL(fileURLWithPath: path)
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(getpid()).tmp")
         do {
             try data.write(to: temporary)
-            if rename(temporary.path, url.path) != 0 { try? FileManager.default.removeItem(at: temporary) }
+            if rename(temporary.path, url.path) == 0 { return true }
+            try? FileManager.default.removeItem(at: temporary)
         } catch {
             try? FileManager.default.removeItem(at: temporary)
         }
+        return false
     }
 }

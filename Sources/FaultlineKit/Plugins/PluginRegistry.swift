@@ -33,6 +33,8 @@ public struct PluginRegistry: Sendable {
     public private(set) var configurationProviders: [String: any ConfigurationProvider] = [:]
     /// Plugin names, in registration order.
     public private(set) var pluginNames: [String] = []
+    /// How to undo each kind of ledger entry a dead run left, by kind.
+    public private(set) var recoveries: [String: LedgerRecoveryDescriptor] = [:]
     /// The plugin that registered each provider type or toxic, for listings.
     public private(set) var owners: [String: String] = [:]
     private var currentPlugin = "(direct)"
@@ -109,6 +111,12 @@ public struct PluginRegistry: Sendable {
     public mutating func register(toxicBackend factory: some ToxicBackendFactory, isDefault: Bool = false) {
         toxicBackends[factory.name] = factory
         if isDefault { defaultToxicBackend = factory.name }
+    }
+
+    /// Registers how to undo a kind of ledger entry (``LedgerEntry``) a dead run left.
+    public mutating func register(recovery: some LedgerRecovery) {
+        let descriptor = LedgerRecoveryDescriptor(recovery)
+        recoveries[descriptor.kind] = descriptor
     }
 
     public mutating func register(configurationProvider provider: some ConfigurationProvider) {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A proxy as Toxiproxy describes it.
 public struct ProxyDefinition: Sendable, Codable, Equatable {
     public var name: String
@@ -131,10 +133,31 @@ public struct BackendContext: Sendable {
     public var seed: UInt64
     public var environment: [String: String]
     public var registry: PluginRegistry
+    /// The run's ledger: a backend on a server records there what it injects (``LedgerEntry``).
+    public var ledger: RunLedger
+    /// Tells the user about a step of setup (what the automatic recovery did).
+    public var progress: @Sendable (String) -> Void
 
-    public init(seed: UInt64, environment: [String: String], registry: PluginRegistry) {
+    public init(
+        seed: UInt64, environment: [String: String], registry: PluginRegistry, ledger: RunLedger = .disabled,
+        progress: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.seed = seed
         self.environment = environment
         self.registry = registry
+        self.ledger = ledger
+        self.progress = progress
+    }
+
+    /// Undoes what dead runs left on `server` (a run of any suite), before this run uses it.
+    /// - Parameters:
+    ///   - server: the server as the backend's ledger entries name it.
+    ///   - environment: the environment the recoveries read credentials from (with the token the
+    ///     profile gives, if any).
+    public func recoverDeadRuns(on server: String, environment: [String: String]) async {
+        let directory = ledger.path.map { ($0 as NSString).deletingLastPathComponent } ?? LedgerDirectory.path(environment: self.environment)
+        let report = await Recovery(registry: registry, directory: directory, context: RecoveryContext(environment: environment))
+            .run(RecoveryScope(servers: [server], includesLocal: false), automatic: true)
+        for line in report.lines { progress(line) }
     }
 }

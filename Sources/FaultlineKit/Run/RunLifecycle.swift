@@ -18,8 +18,11 @@ struct RunLifecycle {
         var result = SuiteRunner.Result(journals: [], journalPaths: [], reportPaths: [], setupError: nil, teardownProblems: [], interrupted: false)
         try? FileManager.default.createDirectory(atPath: plan.journals.runDirectory, withIntermediateDirectories: true)
 
+        let ledger = await openLedger(plan)
+        var resources = Resources()
+        resources[RunLedgerKey.self] = ledger
         let setup = RunSetup(
-            configuration: plan.shared.configuration, resources: Resources(), logger: logger.redacting(plan.shared.redactor), seed: plan.seed,
+            configuration: plan.shared.configuration, resources: resources, logger: logger.redacting(plan.shared.redactor), seed: plan.seed,
             runDirectory: plan.journals.runDirectory, environment: plan.options.environment, registry: registry)
         let teardown = Teardown()
 
@@ -43,7 +46,9 @@ struct RunLifecycle {
             let exports = setup.configuration.filter { plan.shared.configuration[$0.key] == nil || plan.shared.configuration[$0.key] != $0.value }
             for (index, planned) in plan.experiments.enumerated() {
                 if interruption.count > 0 { break }
-                let journal = await runExperiment(planned, index: index, of: plan, exports: exports, resources: setup.resources, interruption: interruption)
+                ledger.noteJournal(planned.journalPath)
+                let journal = await runExperiment(
+                    planned, index: index, of: plan, exports: exports, resources: setup.resources, ledgerID: ledger.id, interruption: interruption)
                 result.journals.append(journal)
                 result.journalPaths.append(planned.journalPath)
             }
@@ -52,6 +57,11 @@ struct RunLifecycle {
 
         if await teardown.hasSteps { observer.handle(.setupStep("tearing down")) }
         result.teardownProblems = await teardown.run()
+        let left = ledger.finish()
+        if !left.isEmpty, let path = ledger.path {
+            let what = left.map(\.summary).joined(separator: "; ")
+            result.teardownProblems.append("what the run could not undo stays in its ledger \(path) (\(what)); faultline recover retries")
+        }
 
         // Reports, also after an interrupt.
         if !plan.reports.formats.isEmpty, !result.journals.isEmpty {
@@ -62,7 +72,8 @@ struct RunLifecycle {
 
     /// Runs one experiment of the plan with the configuration the extensions' exports complete.
     private func runExperiment(
-        _ planned: PlannedExperiment, index: Int, of plan: RunPlan, exports: [String: Value], resources: Resources, interruption: Interruption
+        _ planned: PlannedExperiment, index: Int, of plan: RunPlan, exports: [String: Value], resources: Resources, ledgerID: String?,
+        interruption: Interruption
     ) async -> Journal {
         var options = plan.options.run
         options.seed = plan.seed
@@ -70,10 +81,29 @@ struct RunLifecycle {
         options.runDirectory = plan.journals.runDirectory
         options.journalPath = planned.journalPath
         options.expectedOutcome = planned.expectation
+        options.ledgerID = ledgerID
         let engine = Engine(registry: registry, observer: observer, logger: logger)
         return await engine.run(
             planned.experiment, configuration: plan.configuration(of: planned, exports: exports), resources: resources, options: options,
             interruption: interruption, index: index + 1, total: plan.experiments.count)
+    }
+
+    /// Creates the run's ledger, after undoing what dead runs of the same file left on this
+    /// machine (a process they froze, services that outlived them). What dead runs left on a
+    /// server is for the backend that connects to it. A ledger that cannot be made is a warning:
+    /// the run goes on, unprotected against a kill, as it says.
+    private func openLedger(_ plan: RunPlan) async -> RunLedger {
+        let directory = LedgerDirectory.path(environment: plan.options.environment)
+        let context = RecoveryContext(environment: plan.options.environment, logger: logger)
+        let recovery = Recovery(registry: registry, directory: directory, context: context)
+        let report = await recovery.run(RecoveryScope(file: plan.suite.file, servers: []), automatic: true)
+        for line in report.lines { observer.handle(.setupStep(line)) }
+        do {
+            return try RunLedger.create(in: directory, header: LedgerHeader(file: plan.suite.file, profile: plan.profile?.name))
+        } catch {
+            logger.warning("\(error); what this run injects cannot be recovered if it is killed")
+            return .disabled
+        }
     }
 
     /// Starts the plan's run extensions in order; each one started is added to `teardown`.

@@ -147,7 +147,10 @@ public struct ToxicBackendExtension: RunExtension {
         let backend: any ToxicBackend
         do {
             backend = try await factory.makeBackend(
-                options: plan.options, context: BackendContext(seed: setup.seed, environment: setup.environment, registry: setup.registry))
+                options: plan.options,
+                context: BackendContext(
+                    seed: setup.seed, environment: setup.environment, registry: setup.registry, ledger: setup.resources.ledger,
+                    progress: { setup.step($0) }))
         } catch {
             throw RunSetupFailure("toxic backend \(backendName): \(error)")
         }

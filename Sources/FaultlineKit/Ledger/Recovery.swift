@@ -1,0 +1,284 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+import Foundation
+import Logging
+
+/// Undoes what a dead run left, for one kind of ``LedgerEntry``: what `faultline recover` and
+/// the next run's automatic step call. A plugin registers one per kind of entry it records.
+///
+/// ## Implementation requirements
+/// - Idempotent: finding the thing already undone (a proxy gone, a process exited or its pid now
+///   naming another process) is success.
+/// - Undo only what the entry names, never more: the server and machine are shared.
+/// - Fail fast with a named error when the server is unreachable; the entry then stays in the
+///   ledger for the next try.
+public protocol LedgerRecovery: Sendable {
+    associatedtype Entry: LedgerEntry
+    /// Undoes `entry`.
+    /// - Returns: what it did, in a few words (`deleted proxy store`, `already gone`).
+    func recover(_ entry: Entry, context: RecoveryContext) async throws -> String
+}
+
+/// What a recovery gets.
+public struct RecoveryContext: Sendable {
+    /// The environment to read credentials from (`TOXIPROXY_AUTH_TOKEN`).
+    public var environment: [String: String]
+    public var logger: Logger
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger = Logger(label: "faultline.recover")) {
+        self.environment = environment
+        self.logger = logger
+    }
+}
+
+/// A registered ``LedgerRecovery`` with its entry type opened.
+public struct LedgerRecoveryDescriptor: Sendable {
+    public let kind: String
+    let body: @Sendable (LedgerRecord, RecoveryContext) async throws -> String
+
+    init<R: LedgerRecovery>(_ recovery: R) {
+        kind = R.Entry.kind
+        body = { record, context in try await recovery.recover(try record.decode(R.Entry.self), context: context) }
+    }
+}
+
+/// What a recovery did to a dead run's journal: kept in the journal (`recovery`) and the ledger.
+public struct RecoveryNote: Sendable, Codable, Equatable {
+    public var at: Timestamp
+    /// The pid of the `faultline` that recovered.
+    public var by: Int32
+    /// True for the step a run takes before it starts.
+    public var automatic: Bool
+    /// What was undone, one line each.
+    public var undone: [String]
+    /// What could not be undone, and why; it stays in the ledger.
+    public var failed: [String]
+}
+
+/// Which dead runs and entries a recovery touches.
+public struct RecoveryScope: Sendable {
+    /// Only runs of this suite or experiment file (any spelling of its path).
+    public var file: String?
+    /// Only runs of this profile.
+    public var profile: String?
+    /// Only entries on these servers (URLs as the entries give them); nil for any server.
+    public var servers: Set<String>?
+    /// Entries on this machine (stopped processes, services) too.
+    public var includesLocal: Bool
+
+    public init(file: String? = nil, profile: String? = nil, servers: Set<String>? = nil, includesLocal: Bool = true) {
+        self.file = file
+        self.profile = profile
+        self.servers = servers
+        self.includesLocal = includesLocal
+    }
+
+    /// A server URL as ledger entries write it: `127.0.0.1:8474` and `http://127.0.0.1:8474/`
+    /// are `http://127.0.0.1:8474`.
+    public static func normalizedServer(_ text: String) -> String {
+        var url = text.contains("://") ? text : "http://" + text
+        while url.hasSuffix("/") { url.removeLast() }
+        return url
+    }
+
+    func matches(_ header: LedgerHeader) -> Bool {
+        (file.map { URL(fileURLWithPath: $0).standardizedFileURL.path == header.absoluteFile } ?? true)
+            && (profile.map { $0 == header.profile } ?? true)
+    }
+
+    func matches(_ record: LedgerRecord) -> Bool {
+        guard let server = record.server else { return includesLocal }
+        return servers.map { $0.contains(Self.normalizedServer(server)) } ?? true
+    }
+}
+
+/// What a recovery found and did.
+public struct RecoveryReport: Sendable {
+    /// One dead run's ledger.
+    public struct Run: Sendable {
+        public var header: LedgerHeader
+        public var path: String
+        public var undone: [String] = []
+        public var failed: [String] = []
+        /// In a dry run: what would be undone.
+        public var pending: [String] = []
+        /// Its ledger is empty now and was deleted.
+        public var removed = false
+        /// Journals that now record the recovery.
+        public var journals: [String] = []
+    }
+
+    public var runs: [Run] = []
+    /// Ledgers another live process holds (a running run, or a recovery under way).
+    public var live: [LedgerHeader] = []
+    /// Ledgers that could not be read.
+    public var problems: [String] = []
+
+    /// Whether anything was left to undo.
+    public var isEmpty: Bool { runs.allSatisfy { $0.undone.isEmpty && $0.failed.isEmpty && $0.pending.isEmpty } }
+    public var failedCount: Int { runs.reduce(0) { $0 + $1.failed.count } }
+
+    /// The report for people, a line each: per dead run what was undone, what could not be
+    /// (and stays in its ledger), what a dry run would undo, and the journals that record it.
+    public var lines: [String] {
+        var lines: [String] = []
+        for run in runs {
+            let header = run.header
+            let verb = run.pending.isEmpty ? "recovered" : "would recover"
+            lines.append(
+                "\(verb) what a dead run left: \(header.file)\(header.profile.map { " --profile \($0)" } ?? ""), pid \(header.pid), started \(header.start)"
+            )
+            lines += run.undone.map { "  undone: \($0)" }
+            lines += run.failed.map { "  not undone (kept in \(run.path)): \($0)" }
+            lines += run.pending.map { "  would undo: \($0)" }
+            lines += run.journals.map { "  journal: \($0)" }
+        }
+        lines += problems
+        return lines
+    }
+}
+
+/// Finds the ledgers of dead runs and undoes what they hold, through the plugins' registered
+/// ``LedgerRecovery``s: `faultline recover`, and the step a run takes before it starts.
+///
+/// A ledger is a dead run's when its `flock` can be taken: the kernel released the lock the run
+/// held. The recovery keeps the lock while it works, so two recoveries never undo one ledger
+/// twice, and a live run's ledger is never touched. Entries are undone newest first; each undone
+/// one is dropped from the ledger at once, so a recovery that fails part-way leaves exactly the
+/// rest. An emptied ledger is deleted.
+public struct Recovery: Sendable {
+    public let registry: PluginRegistry
+    /// The ledger directory (``LedgerDirectory``).
+    public let directory: String
+    public let context: RecoveryContext
+
+    public init(registry: PluginRegistry, directory: String, context: RecoveryContext = RecoveryContext()) {
+        self.registry = registry
+        self.directory = directory
+        self.context = context
+    }
+
+    /// Recovers every dead run in `scope`.
+    /// - Parameters:
+    ///   - dryRun: only say what would be undone.
+    ///   - automatic: the step a run takes before it starts (recorded as such).
+    public func run(_ scope: RecoveryScope = RecoveryScope(), dryRun: Bool = false, automatic: Bool = false) async -> RecoveryReport {
+        var report = RecoveryReport()
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+        for name in names {
+            let path = (directory as NSString).appendingPathComponent(name)
+            if name.hasPrefix("."), name.hasSuffix(LedgerDirectory.suffix + ".new") {
+                // A run killed before its ledger got its name: it recorded nothing yet.
+                removeAbandoned(path)
+                continue
+            }
+            guard name.hasSuffix(LedgerDirectory.suffix) else { continue }
+            let fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+                if let header = LedgerContents.read(path: path)?.header { report.live.append(header) }
+                continue
+            }
+            guard let contents = LedgerContents.read(path: path), let header = contents.header else {
+                report.problems.append("\(path): not a ledger; left as it is")
+                continue
+            }
+            guard scope.matches(header) else { continue }
+            // Unlinked by a recovery that finished while this one waited to open it.
+            guard FileManager.default.fileExists(atPath: path) else { continue }
+            report.runs.append(await recover(contents, header: header, path: path, fd: fd, scope: scope, dryRun: dryRun, automatic: automatic))
+        }
+        report.runs.removeAll { $0.undone.isEmpty && $0.failed.isEmpty && $0.pending.isEmpty && !$0.removed }
+        return report
+    }
+
+    private func recover(
+        _ contents: LedgerContents, header: LedgerHeader, path: String, fd: Int32, scope: RecoveryScope, dryRun: Bool, automatic: Bool
+    ) async -> RecoveryReport.Run {
+        var run = RecoveryReport.Run(header: header, path: path)
+        let selected = contents.entries.filter { scope.matches($0.value) }.sorted { $0.key > $1.key }
+        for (id, record) in selected {
+            if dryRun {
+                run.pending.append(record.summary)
+                continue
+            }
+            guard let recovery = registry.recoveries[record.kind] else {
+                run.failed.append(
+                    "\(record.summary): no plugin registered recovers \"\(record.kind)\" entries; run faultline with the plugin that made it")
+                continue
+            }
+            do {
+                let done = try await recovery.body(record, context)
+                _ = LedgerLine.append(.drop(id: id), to: fd)
+                run.undone.append("\(record.summary): \(done)")
+            } catch {
+                run.failed.append("\(record.summary): \(error)")
+            }
+        }
+        guard !dryRun else { return run }
+        let left = contents.entries.count - run.undone.count
+        if left == 0 {
+            unlink(path)
+            run.removed = true
+        }
+        guard !run.undone.isEmpty || !run.failed.isEmpty else { return run }
+        let note = RecoveryNote(at: .now(), by: getpid(), automatic: automatic, undone: run.undone, failed: run.failed)
+        if !run.removed { _ = LedgerLine.append(.recovered(note), to: fd) }
+        for journal in Set(contents.journals).sorted() where Self.record(note, header: header, in: journal) {
+            run.journals.append(journal)
+        }
+        return run
+    }
+
+    /// Adds the recovery to a journal of the dead run (one whose `ledger` is the run's). A journal
+    /// the run left `running` becomes `interrupted`, Chaos Toolkit's status for a run stopped from
+    /// outside, with a reason that says so.
+    /// - Returns: whether the journal was changed.
+    static func record(_ note: RecoveryNote, header: LedgerHeader, in path: String) -> Bool {
+        guard var journal = try? Journal.load(path: path), journal.ledger == header.runID else { return false }
+        if journal.status == .running {
+            journal.status = .interrupted
+            journal.outcome = .interrupted
+            journal.reason = "faultline (pid \(header.pid)) was killed before this experiment ended; faultline recover undid what it left"
+        }
+        journal.recovery = (journal.recovery ?? []) + [note]
+        return JournalRecorder.write(journal, to: path)
+    }
+
+    private func removeAbandoned(_ path: String) {
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
+    }
+}
+
+/// A ledger file as read back.
+struct LedgerContents {
+    var header: LedgerHeader?
+    /// What is not yet undone, by id.
+    var entries: [Int: LedgerRecord] = [:]
+    var journals: [String] = []
+
+    /// Reads a ledger; a line that does not parse (a torn last line after a power cut) is skipped.
+    static func read(path: String) -> LedgerContents? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        var contents = LedgerContents()
+        let decoder = JSONDecoder()
+        for line in data.split(separator: UInt8(ascii: "\n")) {
+            guard let parsed = try? decoder.decode(LedgerLine.self, from: Data(line)) else { continue }
+            switch parsed {
+            case .header(let header): contents.header = header
+            case .put(let id, let record): contents.entries[id] = record
+            case .drop(let id): contents.entries[id] = nil
+            case .journal(let path): contents.journals.append(path)
+            case .recovered: break
+            }
+        }
+        return contents
+    }
+}
