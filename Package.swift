@@ -194,7 +194,9 @@ let package = Package(
         .testTarget(
             name: "FaultlineCLITests",
             // Depends on the executables so that `swift test` builds the binaries these tests run.
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "FaultlineTestSupport", "faultline", "faultline-fuzz"],
+            dependencies: [
+                "FaultlineCLI", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "FaultlineTestSupport", "faultline", "faultline-fuzz",
+            ],
             // Inputs the fuzz targets once crashed or hung on, replayed by FuzzRegressionTests.
             exclude: ["Fixtures"]
         ),

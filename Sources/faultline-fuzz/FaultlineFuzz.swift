@@ -94,27 +94,28 @@ enum FaultlineFuzz {
         }
         selected = target
         #if FAULTLINE_FUZZING
-        // libFuzzer reads the rest of the command line (corpus directories, -max_total_time, …)
-        // after the program's path, without the target's name.
-        var argc = CInt(arguments.count - 1)
-        var argv: [UnsafeMutablePointer<CChar>?] = [CommandLine.unsafeArgv[0]] + (2..<Int(CommandLine.argc)).map { CommandLine.unsafeArgv[$0] } + [nil]
-        let status = argv.withUnsafeMutableBufferPointer { buffer in
-            var pointer = buffer.baseAddress
-            return LLVMFuzzerRunDriver(&argc, &pointer, testOneInput)
-        }
-        Loader.shared.removeDirectory()
-        exit(status)
-        #else
-        // Without libFuzzer: run each input file once (a crash reproduces).
-        for path in arguments.dropFirst(2) {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                FileHandle.standardError.write(Data("cannot read \(path)\n".utf8))
-                exit(2)
+            // libFuzzer reads the rest of the command line (corpus directories, -max_total_time, …)
+            // after the program's path, without the target's name.
+            var argc = CInt(arguments.count - 1)
+            var argv: [UnsafeMutablePointer<CChar>?] =
+                [CommandLine.unsafeArgv[0]] + (2..<Int(CommandLine.argc)).map { CommandLine.unsafeArgv[$0] } + [nil]
+            let status = argv.withUnsafeMutableBufferPointer { buffer in
+                var pointer = buffer.baseAddress
+                return LLVMFuzzerRunDriver(&argc, &pointer, testOneInput)
             }
-            data.withUnsafeBytes { target.run($0.bindMemory(to: UInt8.self)) }
-            print("ok \(path)")
-        }
-        if target == .loader { Loader.shared.removeDirectory() }
+            Loader.shared.removeDirectory()
+            exit(status)
+        #else
+            // Without libFuzzer: run each input file once (a crash reproduces).
+            for path in arguments.dropFirst(2) {
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    FileHandle.standardError.write(Data("cannot read \(path)\n".utf8))
+                    exit(2)
+                }
+                data.withUnsafeBytes { target.run($0.bindMemory(to: UInt8.self)) }
+                print("ok \(path)")
+            }
+            if target == .loader { Loader.shared.removeDirectory() }
         #endif
     }
 }
@@ -123,14 +124,14 @@ enum FaultlineFuzz {
 nonisolated(unsafe) var selected = Target.loader
 
 #if FAULTLINE_FUZZING
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
-) -> CInt
+    @_silgen_name("LLVMFuzzerRunDriver")
+    func LLVMFuzzerRunDriver(
+        _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+        _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+    ) -> CInt
 
-func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    selected.run(UnsafeBufferPointer(start: data, count: size))
-    return 0
-}
+    func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+        selected.run(UnsafeBufferPointer(start: data, count: size))
+        return 0
+    }
 #endif

@@ -39,9 +39,10 @@ struct InputLimitsTests {
         #expect(text.utf8.count == 351)
         let (errors, file) = try Self.loadErrors(text)
         // e stands for 66,430 values: the first *e of f crosses 100,000.
-        #expect(errors.map(\.description) == [
-            "\(file):6:8: the document holds more than 100000 values (each use of a YAML alias counts as a copy) (split it into several files, or use fewer aliases of large anchors)"
-        ])
+        #expect(
+            errors.map(\.description) == [
+                "\(file):6:8: the document holds more than 100000 values (each use of a YAML alias counts as a copy) (split it into several files, or use fewer aliases of large anchors)"
+            ])
     }
 
     @Test("aliases used as keys and merged are counted as copies too")
@@ -88,14 +89,17 @@ struct InputLimitsTests {
         var text = "title: unknown\nmethod: []\n"
         for index in 0..<100_000 { text += "unknown\(index): 1\n" }
         let (errors, file) = try Self.loadErrors(text)
-        #expect(errors.map(\.description).first?.hasPrefix("\(file):50000:15: the document holds more than 100000 values") == true, "\(errors.prefix(2))")
+        #expect(
+            errors.map(\.description).first?.hasPrefix("\(file):50000:15: the document holds more than 100000 values") == true, "\(errors.prefix(2))")
 
         var under = "title: unknown\nmethod: []\n"
         for index in 0..<45_000 { under += "unknown\(index): 1\n" }
         let flood = try Self.loadErrors(under)
         #expect(flood.errors.count == 501)
         #expect(flood.errors.first?.description.hasPrefix("\(flood.file):3:1: unknown key \"unknown0\"") == true, "\(flood.errors.prefix(2))")
-        #expect(flood.errors.last?.description == "error: validation stopped after 500 problems (fix these and validate again)" || flood.errors.last?.message == "validation stopped after 500 problems")
+        #expect(
+            flood.errors.last?.description == "error: validation stopped after 500 problems (fix these and validate again)"
+                || flood.errors.last?.message == "validation stopped after 500 problems")
     }
 
     @Test("a ${} nesting bomb of 570 bytes is refused at the value whose substitution passes 1 MiB")
@@ -105,9 +109,10 @@ struct InputLimitsTests {
         for level in 2...9 { text += "  v\(level): \"" + String(repeating: "${v\(level - 1)}", count: 10) + "\"\n" }
         let (errors, file) = try Self.loadErrors(text)
         // v5 would be 15 × 10⁵ bytes.
-        #expect(errors.map(\.description) == [
-            "\(file):8:7: this ${…} substitution produces more than 1 MiB (a configuration value that refers to others several times grows with each level; refer to it once) at configuration.v5"
-        ])
+        #expect(
+            errors.map(\.description) == [
+                "\(file):8:7: this ${…} substitution produces more than 1 MiB (a configuration value that refers to others several times grows with each level; refer to it once) at configuration.v5"
+            ])
     }
 
     @Test("a ${} bomb of lists is refused by its size in values")
@@ -128,7 +133,8 @@ struct InputLimitsTests {
         text += "  c0: end\n"
         let (errors, file) = try Self.loadErrors(text)
         let first = try #require(errors.first)
-        #expect(first.description.hasPrefix("\(file):67:9: configuration \"c536\" is at the end of a chain of more than 64 ${…} references"), "\(first)")
+        #expect(
+            first.description.hasPrefix("\(file):67:9: configuration \"c536\" is at the end of a chain of more than 64 ${…} references"), "\(first)")
     }
 
     @Test("nesting deeper than 64 is refused where it crosses, in YAML and JSON")
@@ -137,15 +143,18 @@ struct InputLimitsTests {
         let yaml = try Self.loadErrors("title: deep\nx: " + String(repeating: "[", count: 100_000) + "\n")
         #expect(yaml.errors.map(\.description) == ["\(yaml.file):2:5: lists and objects nest more than 64 deep (flatten the structure)"])
         let json = try Self.loadErrors("{\"title\": \"deep\", \"x\": " + String(repeating: "[", count: 100_000) + "}", name: "deep.json")
-        #expect(json.errors.first?.description.hasPrefix("\(json.file):1:88: invalid JSON: lists and objects nest more than 64 deep") == true, "\(json.errors)")
+        #expect(
+            json.errors.first?.description.hasPrefix("\(json.file):1:88: invalid JSON: lists and objects nest more than 64 deep") == true,
+            "\(json.errors)")
     }
 
     @Test("a document over 4 MiB is refused before it is parsed")
     func size() throws {
         let (errors, file) = try Self.loadErrors("title: big\nx: \"" + String(repeating: "x", count: 5 << 20) + "\"\n")
-        #expect(errors.map(\.description) == [
-            "\(file):1:1: \(file) is larger than 4 MiB (an experiment or suite is a few kilobytes; split a generated one into several files)"
-        ])
+        #expect(
+            errors.map(\.description) == [
+                "\(file):1:1: \(file) is larger than 4 MiB (an experiment or suite is a few kilobytes; split a generated one into several files)"
+            ])
     }
 
     @Test("a suite naming a large experiment many times is refused at the entry that crosses the plan's limit")

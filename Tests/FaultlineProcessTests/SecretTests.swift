@@ -51,7 +51,8 @@ struct SecretTests {
         }
     }
 
-    static let script = #"printf %s "$TOKEN" > received; printf %s "$TOKEN" | grep -l -a -F -f - /proc/[0-9]*/cmdline; printf "cmdline: %s\n" "$(tr "\0" " " < /proc/$$/cmdline)"; true"#
+    static let script =
+        #"printf %s "$TOKEN" > received; printf %s "$TOKEN" | grep -l -a -F -f - /proc/[0-9]*/cmdline; printf "cmdline: %s\n" "$(tr "\0" " " < /proc/$$/cmdline)"; true"#
 
     @Test("a secret in a process's path or arguments is a load error at its position, and no message shows it", arguments: ["validate", "run"])
     func refusedInCommandLine(_ command: String) async throws {

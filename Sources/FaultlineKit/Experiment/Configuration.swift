@@ -187,10 +187,11 @@ public struct ResolvedConfiguration: Sendable {
         // Every secret is masked in every string a run writes: thousands would make that slow.
         let secretCount = secretEntries.values.reduce(0) { $0 + $1.count }
         if secretCount > Self.mostSecrets {
+            let first = secretEntries.values.flatMap { $0.values.compactMap(\.location) }
+                .min { ($0.file, $0.line, $0.column) < ($1.file, $1.line, $1.column) }
             sink.report(
                 Diagnostic(
-                    "\(secretCount) secrets: more than \(Self.mostSecrets)",
-                    at: secretEntries.values.flatMap { $0.values.compactMap(\.location) }.min { ($0.file, $0.line, $0.column) < ($1.file, $1.line, $1.column) },
+                    "\(secretCount) secrets: more than \(Self.mostSecrets)", at: first,
                     hint: "a run needs a few secrets; keep other values under configuration:"))
             secretEntries = [:]
         }

@@ -155,7 +155,8 @@ final class YAMLComposer {
                 let sources = value.node.elements ?? [value.node]
                 for source in sources {
                     guard let members = source.members else {
-                        sink.report(Diagnostic("a merge key (<<) takes a mapping or a list of mappings, found \(describeFound(source))", at: source.location))
+                        sink.report(
+                            Diagnostic("a merge key (<<) takes a mapping or a list of mappings, found \(describeFound(source))", at: source.location))
                         continue
                     }
                     for member in members where mergedKeys.insert(member.key).inserted { merged.append(member) }
@@ -214,7 +215,8 @@ final class YAMLComposer {
         }
         if problem.hasPrefix("Maximum nesting level reached") {
             // libyaml's own limit (1000), met while it scans ahead of the events.
-            return Diagnostic("lists and objects nest more than \(limits.depth) deep", at: location(parser.pointee.problem_mark), hint: "flatten the structure")
+            return Diagnostic(
+                "lists and objects nest more than \(limits.depth) deep", at: location(parser.pointee.problem_mark), hint: "flatten the structure")
         }
         var message = "invalid YAML: \(problem)"
         if let context = parser.pointee.context {
