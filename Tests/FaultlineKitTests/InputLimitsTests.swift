@@ -209,4 +209,18 @@ struct InputLimitsTests {
             #expect(error.description == "cannot read \(path): it is not a regular file (name an experiment or suite file)")
         }
     }
+
+    @Test("bytes that are not UTF-8 and a configuration cycle are errors at their position (found by scripts/fuzz)")
+    func locatedFuzzFindings() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("faultline-limits-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("latin1.yaml").path
+        try Data("title: t\ndescription: caf".utf8 + [0xE9] + Data("\n".utf8)).write(to: URL(fileURLWithPath: file))
+        let error = try #require(throws: Diagnostic.self) { try DocumentLoader.load(path: file) }
+        #expect(error.description == "\(file):2:17: \(file) is not UTF-8 text (save it as UTF-8)")
+
+        let (errors, cycle) = try Self.loadErrors("title: t\nconfiguration:\n  a: \"${b}\"\n  b: \"x${a}\"\n")
+        #expect(errors.map(\.description).contains { $0.hasPrefix("\(cycle):3:6: configuration \"a\" refers to itself through ${…}") }, "\(errors)")
+    }
 }

@@ -221,7 +221,10 @@ public struct ResolvedConfiguration: Sendable {
         func resolveKey(_ key: String, depth: Int) -> Value? {
             if state[key] == true { return resolved.configuration[key] }
             if state[key] == false {
-                sink.report(Diagnostic("configuration \"\(key)\" refers to itself through ${…}", hint: "break the cycle"))
+                sink.report(
+                    Diagnostic(
+                        "configuration \"\(key)\" refers to itself through ${…}", at: location(key),
+                        path: DocumentPath([.key("configuration"), .key(key)]), hint: "break the cycle"))
                 return nil
             }
             guard let value = raw[key] else { return nil }

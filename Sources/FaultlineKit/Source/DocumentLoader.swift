@@ -70,8 +70,25 @@ public enum DocumentLoader {
                 "\(path) is larger than \(InputLimits.bytes(limits.documentBytes))", at: SourceLocation(file: path, line: 1, column: 1),
                 hint: "an experiment or suite is a few kilobytes; split a generated one into several files")
         }
-        guard let text = String(data: data, encoding: .utf8) else { throw Diagnostic("cannot read \(path): it is not readable UTF-8 text") }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Diagnostic("\(path) is not UTF-8 text", at: firstInvalidUTF8(data, file: path), hint: "save it as UTF-8")
+        }
         return text
+    }
+
+    /// Where the first byte that is not UTF-8 is.
+    private static func firstInvalidUTF8(_ data: Data, file: String) -> SourceLocation {
+        var parser = Unicode.UTF8.ForwardParser()
+        var bytes = data.makeIterator()
+        var (line, column) = (1, 1)
+        while true {
+            switch parser.parseScalar(from: &bytes) {
+            case .valid(let scalar):
+                if scalar.count == 1, scalar.first == UInt8(ascii: "\n") { (line, column) = (line + 1, 1) } else { column += 1 }
+            case .emptyInput, .error:
+                return SourceLocation(file: file, line: line, column: column)
+            }
+        }
     }
 
     /// Parses text in the given format; `file` names it in locations.
