@@ -130,6 +130,8 @@ nonisolated(unsafe) var selected = Target.loader
         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
     ) -> CInt
 
+    // Also under libFuzzer's own name: a debug link pulls in libFuzzer's main, which calls it.
+    @_cdecl("LLVMFuzzerTestOneInput")
     func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         selected.run(UnsafeBufferPointer(start: data, count: size))
         return 0
