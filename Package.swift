@@ -54,6 +54,12 @@ let package = Package(
             name: "faultline",
             dependencies: ["FaultlineCLI"]
         ),
+        // libFuzzer targets for the loader and the admin API parser (scripts/fuzz); an ordinary
+        // build replays inputs.
+        .executableTarget(
+            name: "faultline-fuzz",
+            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineProxy"]
+        ),
         .target(name: "FaultlineTesting", dependencies: ["FaultlineKit"]),
 
         // Run-time plugin modules (see Plugins/README.md).
@@ -187,8 +193,12 @@ let package = Package(
         ),
         .testTarget(
             name: "FaultlineCLITests",
-            // Depends on the executable so that `swift test` builds the binary these tests run.
-            dependencies: ["FaultlineCLI", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "FaultlineTestSupport", "faultline"]
+            // Depends on the executables so that `swift test` builds the binaries these tests run.
+            dependencies: [
+                "FaultlineCLI", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "FaultlineTestSupport", "faultline", "faultline-fuzz",
+            ],
+            // Inputs the fuzz targets once crashed or hung on, replayed by FuzzRegressionTests.
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "FaultlineDemoTests",

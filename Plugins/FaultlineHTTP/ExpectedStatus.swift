@@ -11,6 +11,10 @@ public struct ExpectedStatus: Codable, Sendable, Equatable, CustomStringConverti
     /// What a load counts as a success unless told otherwise: 2xx and 3xx, as JMeter and k6.
     public static let success = ExpectedStatus([200...399])
 
+    /// The range of a status code, for the arguments' ``NumberRanges`` (the decoder above checks it
+    /// itself, in its own words).
+    public static let range = NumberRange(100...599, unit: "(HTTP status)", integer: true)
+
     public func contains(_ status: Int) -> Bool { ranges.contains { $0.contains(status) } }
 
     public var description: String {

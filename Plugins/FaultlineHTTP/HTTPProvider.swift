@@ -25,7 +25,10 @@ public struct HTTPProvider: Probe, Action {
         "follow_redirects": "follow 301, 302, 303, 307 and 308 (at most 30)",
     ]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = [
+            "timeout": .seconds, "max_retries": .count(1000), "expected_status": ExpectedStatus.range,
+        ]
         public var url: String
         public var method: String
         public var headers: [String: String]
@@ -207,6 +210,7 @@ public struct RequestTimeout: Codable, Sendable, Equatable {
         let value = try Value(from: decoder)
         let numbers: [Double]? =
             if let single = value.numberValue { [single, single] } else { value.arrayValue?.compactMap(\.numberValue) }
+        try decoder.checkRange(numbers ?? [])
         guard let numbers, numbers.count == 2, value.arrayValue.map({ $0.count == 2 }) ?? true, numbers.allSatisfy({ $0 > 0 && $0.isFinite })
         else {
             throw DecodingError.dataCorrupted(

@@ -19,7 +19,8 @@ public struct TCPConnectProbe: Probe {
         "expect": "regular expression the answer must contain; the probe reads until it matches",
     ]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["timeout": .seconds]
         public var address: String
         public var timeout: Double
         public var send: String?
@@ -64,7 +65,7 @@ public struct TCPConnectProbe: Probe {
         let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .connectTimeout(.milliseconds(Int64(arguments.timeout * 1000)))
+                .connectTimeout(.nanoseconds(Int64(nanosecondsIn: arguments.timeout)))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
                 }
@@ -113,7 +114,7 @@ public struct TCPConnectProbe: Probe {
                         "\(arguments.address) closed the connection without an answer matching /\(expect)/", details: text.isEmpty ? [] : ["got: \(text.prefix(200))"])
                 }
                 group.addTask {
-                    try await Task.sleep(for: .seconds(arguments.timeout))
+                    try await Task.sleep(for: .seconds(saturating: arguments.timeout))
                     return nil
                 }
                 defer { group.cancelAll() }

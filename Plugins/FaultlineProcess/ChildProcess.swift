@@ -239,7 +239,7 @@ public final class ChildProcess: Sendable {
 
     /// Resolves a command name the way a shell does (`~` expanded, `PATH` searched).
     /// - Throws: ``SpawnError`` saying whether it was not found or not executable.
-    public static func resolveExecutable(_ path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+    public static func resolveExecutable(_ path: String, environment: [String: String]? = nil) throws -> String {
         let expanded = (path as NSString).expandingTildeInPath
         func check(_ candidate: String) -> String? {
             var info = stat()
@@ -253,7 +253,9 @@ public final class ChildProcess: Sendable {
             guard isExecutable(expanded) else { throw SpawnError(executable: path, reason: "it is not executable (chmod +x \(expanded))") }
             return expanded
         }
-        let searchPath = environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        // Only PATH is read: copying the whole environment per call made validating thousands of
+        // process activities slow.
+        let searchPath = (environment.map { $0["PATH"] } ?? getenv("PATH").map { String(cString: $0) }) ?? "/usr/local/bin:/usr/bin:/bin"
         var foundNotExecutable: String?
         for directory in searchPath.split(separator: ":") {
             let candidate = "\(directory)/\(expanded)"

@@ -7,7 +7,9 @@ import FaultlineKit
 import Foundation
 
 /// The selection and the safety options `process.kill` and `process.signal` share.
-public struct ProcessTargeting: Codable, Sendable {
+public struct ProcessTargeting: Codable, Sendable, NumberRanges {
+    public static let numberRanges = ProcessSelection.numberRanges.merging(["count": .count(100_000)]) { a, _ in a }
+
     /// Which processes match.
     public var selection: ProcessSelection
     /// Pick this many of several matches at random (with the run's seed).
@@ -86,7 +88,8 @@ public struct ProcessKill: Action {
     ]) { a, _ in a }
 
     /// `process.kill`'s arguments: a selection, `signal` and `grace`.
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges = ProcessTargeting.numberRanges.merging(["grace": .seconds]) { a, _ in a }
         public var targeting: ProcessTargeting
         /// A name (`TERM`, `SIGTERM`) or a number.
         public var signal: String
@@ -221,7 +224,8 @@ public struct ProcessSignal: Action {
     public static let argumentHelp = ProcessTargeting.help.merging(["signal": "signal name or number, e.g. STOP, CONT, HUP, USR1"]) { a, _ in a }
 
     /// `process.signal`'s arguments: a selection and the signal.
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges = ProcessTargeting.numberRanges
         public var targeting: ProcessTargeting
         /// A name (`STOP`, `SIGCONT`) or a number.
         public var signal: String

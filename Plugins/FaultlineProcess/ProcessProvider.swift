@@ -19,7 +19,8 @@ public struct ProcessProvider: Probe, Action {
         "shell": "run path and a string of arguments through /bin/sh -c, on purpose",
     ]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["timeout": .seconds]
         public var path: String
         public var arguments: CommandArguments
         public var timeout: Double?
@@ -91,6 +92,9 @@ public struct ProcessProvider: Probe, Action {
     }
 
     public init() {}
+
+    /// argv is readable by every user in /proc/<pid>/cmdline: no secret there.
+    public static let visibleArgumentKeys = ["path", "arguments"]
 
     public static func validate(_ arguments: Arguments) throws {
         if let timeout = arguments.timeout, timeout <= 0 {

@@ -8,7 +8,11 @@ import Foundation
 
 /// Which processes a `process.*` activity acts on. Several selectors narrow each other: `name:
 /// python` with `port: 8080` is the python process listening on 8080.
-public struct ProcessSelection: Codable, Sendable, Equatable {
+public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
+    /// Linux's largest pid (`/proc/sys/kernel/pid_max` can be at most 2^22).
+    static let pidRange = NumberRange(1...4_194_304, unit: "(process id)", integer: true)
+    public static let numberRanges: [String: NumberRange] = ["pid": pidRange, "port": .port]
+
     /// A process id.
     public var pid: Int?
     /// A file holding a pid (as daemons write to /run/NAME.pid).
@@ -82,8 +86,12 @@ public struct ProcessSelection: Codable, Sendable, Equatable {
             return [ArgumentError(nil, "no process selector", hint: "give pid, pidfile, name, pattern, port or service")]
         }
         var problems: [ArgumentError] = []
-        if let pid, pid <= 0 { problems.append(ArgumentError("pid", "pid must be a positive number, found \(pid)")) }
-        if let port, !HostPort.Role.connect.ports.contains(port) { problems.append(ArgumentError("port", "port must be between 1 and 65535, found \(port)")) }
+        if let pid, !Self.pidRange.contains(Double(pid)) {
+            problems.append(ArgumentError("pid", Self.pidRange.message("pid", found: Double(pid))))
+        }
+        if let port, !NumberRange.port.contains(Double(port)) {
+            problems.append(ArgumentError("port", NumberRange.port.message("port", found: Double(port))))
+        }
         if let name, name.isEmpty || name.contains("/") {
             problems.append(ArgumentError("name", "name is an executable name without a path, found \"\(name)\"", hint: "to match a path, use pattern"))
         }
@@ -126,7 +134,7 @@ public struct ProcessSelection: Codable, Sendable, Equatable {
             candidates = SystemProcess.read(pid).map { [$0] } ?? []
             searched = "pidfile \(pidfile) (pid \(pid)\(candidates.isEmpty ? ", not running" : ""))"
         } else if let pid {
-            candidates = SystemProcess.read(pid_t(pid)).map { [$0] } ?? []
+            candidates = pid_t(exactly: pid).flatMap(SystemProcess.read).map { [$0] } ?? []
             searched = "pid \(pid)\(candidates.isEmpty ? " (no such process)" : "")"
         } else {
             candidates = SystemProcess.all()

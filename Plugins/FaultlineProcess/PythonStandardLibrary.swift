@@ -15,6 +15,9 @@ import FaultlineKit
 /// Chaos Toolkit lets any function be a probe or an action, so each is registered as both.
 /// Relative paths are relative to Faultline's working directory, as they are to `chaos run`'s.
 enum PythonStandardLibrary {
+    /// Permission bits: 0 to 0o7777.
+    static let modeRange = NumberRange(0...0o7777, unit: "(permission bits)", integer: true)
+
     static func register(into registry: inout PluginRegistry) {
         func both<F: Probe & Action>(_ function: F, _ module: String, _ name: String) {
             registry.register(probe: function, asPythonFunction: name, inModule: module)
@@ -186,7 +189,8 @@ enum PythonStandardLibrary {
         static let type = "os.mkdir"
         static let summary = "Create a directory; returns null; fails when it exists"
         static let argumentHelp = ["path": "the directory", "mode": "permission bits (default 0o777, less the umask)"]
-        struct Arguments: Codable, Sendable {
+        struct Arguments: Codable, Sendable, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["mode": PythonStandardLibrary.modeRange]
             var path: String
             var mode: Int
             init(from decoder: any Decoder) throws {
@@ -204,7 +208,8 @@ enum PythonStandardLibrary {
         static let type = "os.makedirs"
         static let summary = "Create a directory and its parents; returns null; fails when it exists unless exist_ok"
         static let argumentHelp = ["name": "the directory", "mode": "permission bits (default 0o777)", "exist_ok": "an existing directory is fine"]
-        struct Arguments: Codable, Sendable {
+        struct Arguments: Codable, Sendable, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["mode": PythonStandardLibrary.modeRange]
             var name: String
             var mode: Int
             var exist_ok: Bool

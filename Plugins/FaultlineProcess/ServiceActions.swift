@@ -18,7 +18,8 @@ public struct ProcessStart: Action {
     ]
 
     /// A service's name, and its settings when it is a new one.
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges = ServiceSettings.numberRanges
         public var service: String
         /// Without a command: start the known service `service` again.
         public var settings: ServiceSettings
@@ -160,7 +161,9 @@ public struct ProcessRestart: Action {
 }
 
 /// `process.stop` and `process.restart`: a service, and optionally how to stop it.
-public struct ServiceStopArguments: Codable, Sendable {
+public struct ServiceStopArguments: Codable, Sendable, NumberRanges {
+    public static let numberRanges: [String: NumberRange] = ["grace": .seconds]
+
     /// The service's name.
     public var service: String
     /// Overrides the service's `stop_signal`.
@@ -266,6 +269,11 @@ public struct ServicesExtension: RunExtension {
             do {
                 let substituted = try substitution.substitute(element, path: elementPath, sink: sink)
                 definition = try NodeDecoder().decode(ServiceDefinition.self, from: substituted, path: elementPath, sink: sink)
+                if let command = substituted["command"],
+                    let exposed = substitution.exposedSecret(in: command, key: "command", path: elementPath.appending("command"))
+                {
+                    sink.report(exposed)
+                }
             } catch {
                 sink.report(error, fallbackLocation: element.location, path: elementPath)
                 continue

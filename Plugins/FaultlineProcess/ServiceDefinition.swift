@@ -13,7 +13,9 @@ import Foundation
 ///     stop_signal: TERM
 ///     stop_grace: 5
 /// ```
-public struct ServiceDefinition: Codable, Sendable, Equatable {
+public struct ServiceDefinition: Codable, Sendable, Equatable, NumberRanges {
+    public static let numberRanges = ServiceSettings.numberRanges
+
     /// Names the service in `${services.NAME.pid}`, in `service:` selectors and in its log file.
     public var name: String
     /// How to run it.
@@ -55,7 +57,9 @@ public struct ServiceDefinition: Codable, Sendable, Equatable {
 }
 
 /// How to run a service: everything but its name.
-public struct ServiceSettings: Codable, Sendable, Equatable {
+public struct ServiceSettings: Codable, Sendable, Equatable, NumberRanges {
+    public static let numberRanges: [String: NumberRange] = ["stop_grace": .seconds]
+
     /// argv; never run through a shell (write `[sh, -c, "…"]` for one).
     public var command: [String]?
     /// Added to Faultline's environment.
@@ -136,7 +140,11 @@ public struct ServiceSettings: Codable, Sendable, Equatable {
 }
 
 /// When a service counts as started: a TCP connect, an HTTP status, or a line of its output.
-public struct Readiness: Codable, Sendable, Equatable {
+public struct Readiness: Codable, Sendable, Equatable, NumberRanges {
+    public static let numberRanges: [String: NumberRange] = [
+        "timeout": .seconds, "status": NumberRange(100...599, unit: "(HTTP status)", integer: true),
+    ]
+
     /// `host:port` that accepts a connection.
     public var tcp: String?
     /// An `http://` URL answering with an accepted status.

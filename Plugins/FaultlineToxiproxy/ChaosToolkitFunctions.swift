@@ -64,7 +64,8 @@ enum ChaosToolkitFunctions {
             "enabled": "false creates it down",
         ]
 
-        struct Arguments: Codable, Sendable {
+        struct Arguments: Codable, Sendable, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["listen_port": .listenPort]
             var proxyName: String
             var upstreamHost: String
             var upstreamPort: String
@@ -306,7 +307,8 @@ enum ChaosToolkitFunctions {
             "attributes": "the toxic's attributes, in Toxiproxy's names and units",
         ]
 
-        struct Arguments: ToxicCreation {
+        struct Arguments: ToxicCreation, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["toxicity": .probability]
             var forProxy: String
             var toxicName: String
             var toxicType: String
@@ -354,7 +356,8 @@ enum ChaosToolkitFunctions {
         static let summary = "Delay data from the server (downstream) by latency ± jitter ms, until the experiment ends"
         static let argumentHelp = ["for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "latency": "ms added to each chunk", "jitter": "± ms, uniform"]
 
-        struct Arguments: ToxicCreation {
+        struct Arguments: ToxicCreation, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["latency": .milliseconds, "jitter": .milliseconds]
             var forProxy: String
             var toxicName: String
             var latency: Int
@@ -384,7 +387,8 @@ enum ChaosToolkitFunctions {
         static let summary = "Limit data from the server (downstream) to rate KB/s per connection, until the experiment ends"
         static let argumentHelp = ["for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "rate": "KB/s (1 KB = 1000 bytes)"]
 
-        struct Arguments: ToxicCreation {
+        struct Arguments: ToxicCreation, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["rate": NumberRange(0...1_000_000_000, unit: "KB/s", integer: true)]
             var forProxy: String
             var toxicName: String
             var rate: Int
@@ -403,7 +407,8 @@ enum ChaosToolkitFunctions {
         static let summary = "Delay the close of connections by delay ms, until the experiment ends"
         static let argumentHelp = ["for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "delay": "ms before a close is passed on"]
 
-        struct Arguments: ToxicCreation {
+        struct Arguments: ToxicCreation, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["delay": .milliseconds]
             var forProxy: String
             var toxicName: String
             var delay: Int
@@ -422,7 +427,8 @@ enum ChaosToolkitFunctions {
         static let summary = "Drop data from the server and close connections after timeout ms (0: hold them open), until the experiment ends"
         static let argumentHelp = ["for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "timeout": "ms before the connection is closed; 0 never closes"]
 
-        struct Arguments: ToxicCreation {
+        struct Arguments: ToxicCreation, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["timeout": .milliseconds]
             var forProxy: String
             var toxicName: String
             var timeout: Int
@@ -444,7 +450,8 @@ enum ChaosToolkitFunctions {
             "delay": "µs between slices",
         ]
 
-        struct Arguments: ToxicCreation {
+        struct Arguments: ToxicCreation, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["average_size": .bytes, "size_variation": .bytes, "delay": .microseconds]
             var forProxy: String
             var toxicName: String
             var averageSize: Int
@@ -470,7 +477,8 @@ enum ChaosToolkitFunctions {
         static let summary = "Close connections once bytes_limit bytes came from the server, until the experiment ends"
         static let argumentHelp = ["for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "bytes_limit": "bytes passed before the connection is closed"]
 
-        struct Arguments: ToxicCreation {
+        struct Arguments: ToxicCreation, NumberRanges {
+            static let numberRanges: [String: NumberRange] = ["bytes_limit": .bytes]
             var forProxy: String
             var toxicName: String
             var bytesLimit: Int

@@ -70,7 +70,10 @@ func activityCall<T>(_ backend: any ToxicBackend, _ body: () async throws -> T) 
 
 /// The arguments of a `toxiproxy.*` activity: those of the backend-neutral activity it mirrors,
 /// plus the server's `url`.
-public struct AtServer<Inner: Codable & Sendable>: Codable, Sendable {
+public struct AtServer<Inner: Codable & Sendable>: Codable, Sendable, NumberRanges {
+    /// The inner arguments' ranges: they decode from the same object.
+    public static var numberRanges: [String: NumberRange] { (Inner.self as? any NumberRanges.Type)?.numberRanges ?? [:] }
+
     /// The server (default: configuration `toxiproxy_url`, then `TOXIPROXY_URL`, then the run's
     /// Toxiproxy backend).
     public var url: String?

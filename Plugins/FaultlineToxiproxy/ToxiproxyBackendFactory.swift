@@ -27,7 +27,8 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
     /// gives no `token`.
     public static let tokenEnvironmentKey = "TOXIPROXY_AUTH_TOKEN"
 
-    struct Options: Decodable {
+    struct Options: Decodable, NumberRanges {
+        static let numberRanges: [String: NumberRange] = ["connect_timeout": .seconds, "timeout": .seconds]
         var url: String?
         var token: String?
         var connectTimeout: Double?
@@ -93,8 +94,8 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
             throw ToxiproxyBackendError("\(source): \(error.message)" + (error.hint.map { "; \($0)" } ?? ""))
         }
         var timeouts = ToxiproxyClient.Timeouts()
-        if let seconds = parsed.connectTimeout { timeouts.connect = .milliseconds(Int64(seconds * 1000)) }
-        if let seconds = parsed.timeout { timeouts.request = .milliseconds(Int64(seconds * 1000)) }
+        if let seconds = parsed.connectTimeout { timeouts.connect = .seconds(saturating: seconds) }
+        if let seconds = parsed.timeout { timeouts.request = .seconds(saturating: seconds) }
         let (token, tokenSource): (String?, String?) =
             if let token = parsed.token, !token.isEmpty {
                 (token, "the profile's toxics.token")

@@ -50,6 +50,10 @@ struct ProxyCommand: AsyncParsableCommand {
     /// The environment variable Toxiproxy 2.13 reads its API token from.
     static let tokenVariable = "TOXIPROXY_AUTH_TOKEN"
 
+    func validate() throws {
+        if !NumberRange.listenPort.contains(Double(port)) { throw ValidationError(NumberRange.listenPort.message("--port", found: Double(port))) }
+    }
+
     func run() async throws {
         let terminal = Terminal.shared
         let registry = CommandEnvironment.registry

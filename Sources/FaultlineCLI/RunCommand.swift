@@ -125,6 +125,13 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Print debug logs.")
     var verbose = false
 
+    func validate() throws {
+        // The range every `frequency` in an experiment has, so that a flag cannot trap the run either.
+        if let hypothesisFrequency, !NumberRange.seconds.contains(hypothesisFrequency) {
+            throw ValidationError(NumberRange.seconds.message("--hypothesis-frequency", found: hypothesisFrequency))
+        }
+    }
+
     func run() async throws {
         LogSettings.level = verbose ? .debug : (quiet ? .error : .warning)
         let registry = CommandEnvironment.registry

@@ -93,6 +93,7 @@ struct PluginsCommand: AsyncParsableCommand {
                 let name = field["name"]?.stringValue ?? ""
                 let type = field["type"]?.stringValue ?? ""
                 var line = "\(indent)\(t.paint(name, .cyan)): \(type)"
+                if let range = field["range"].flatMap({ try? NodeDecoder().decode(NumberRange.self, from: $0) }) { line += " in \(range)" }
                 if field["required"]?.boolValue == true {
                     line += t.paint(" (required)", .yellow)
                 } else if let value = field["default"], !value.isNull {

@@ -99,7 +99,8 @@ public struct ScriptedProbe: Probe {
     public static let type = "test.probe"
     public static let summary = "Test probe: returns a scripted or fixed value"
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["delay": .seconds, "barrier_count": .count(1000)]
         /// Script key (see ``TestKit/script(_:_:)``).
         public var key: String?
         public var value: Value?
@@ -118,7 +119,7 @@ public struct ScriptedProbe: Probe {
 
     public func probe(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
         if let barrier = arguments.barrier { await kit.arrive(at: barrier, count: arguments.barrier_count ?? 2) }
-        if let delay = arguments.delay { try await Task.sleep(for: .seconds(delay)) }
+        if let delay = arguments.delay { try await Task.sleep(for: .seconds(saturating: delay)) }
         if let fail = arguments.fail { throw ActivityFailure(fail) }
         if let key = arguments.key, let output = kit.nextOutput(key) {
             if let failure = output["test.probe.failure"]?.stringValue { throw ActivityFailure(failure) }
@@ -134,7 +135,8 @@ public struct RecordingAction: Action {
     public static let summary = "Test action: records what it did"
     public static let handlesDryRun = false
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["delay": .seconds, "cleanup_delay": .seconds, "barrier_count": .count(1000)]
         public var label: String
         public var fail: String?
         public var delay: Double?
@@ -171,7 +173,7 @@ public struct RecordingAction: Action {
                 kit.record("undo \(label)")
                 if let delay {
                     do {
-                        try await Task.sleep(for: .seconds(delay))
+                        try await Task.sleep(for: .seconds(saturating: delay))
                     } catch {
                         kit.record("undo \(label) cancelled")
                         throw error
@@ -182,7 +184,7 @@ public struct RecordingAction: Action {
         }
         if let delay = arguments.delay {
             do {
-                try await Task.sleep(for: .seconds(delay))
+                try await Task.sleep(for: .seconds(saturating: delay))
             } catch {
                 kit.record("\(arguments.label) cancelled")
                 throw error

@@ -130,7 +130,7 @@ struct ValidationTests {
                     name: a
                     pauses: {after: -1}
                     provider: {type: test.action, label: x}
-                """, expected: "5:21: a pause must be a number of seconds (0 or more), found an integer -1 at method[0].pauses.after"),
+                """, expected: "5:21: a pause must be 0…31536000 seconds (365 days), found an integer -1 at method[0].pauses.after"),
         Malformed(
             name: "duplicate key", document: """
                 title: t

@@ -123,8 +123,9 @@ struct ProcessKillTests {
         #expect(message.hasPrefix("no process matches command line matching /\(token)/ (searched "))
         #expect(message.hasSuffix(" processes)"))
 
-        let noPid = await failure { try await run(["pid": 999_999_999]) }
-        #expect(noPid?.message == "no process matches pid 999999999 (searched pid 999999999 (no such process))")
+        // pid_max is at most 2^22 and never reached: no process can have this pid.
+        let noPid = await failure { try await run(["pid": 4_194_304]) }
+        #expect(noPid?.message == "no process matches pid 4194304 (searched pid 4194304 (no such process))")
     }
 
     @Test(
@@ -257,9 +258,17 @@ struct ProcessKillTests {
         #expect(try problem(["pid": 1, "signal": "TREM"]) == "signal: unknown signal \"TREM\"")
         #expect(try problem(["pattern": "(unclosed"]) == "pattern: invalid regular expression \"(unclosed\"")
         #expect(try problem(["name": "/usr/bin/sleep"])?.hasPrefix("name: name is an executable name without a path") == true)
-        #expect(try problem(["port": 70000]) == "port: port must be between 1 and 65535, found 70000")
         #expect(try problem(["pid": 5, "count": 2, "all": true]) == "all: give count or all, not both")
-        #expect(try problem(["pid": 5, "grace": -1]) == "grace: grace cannot be negative")
+        // Numbers out of their range are refused as the arguments decode.
+        for (value, message) in [
+            (["port": 70000] as Value, "port must be 1…65535 (TCP port), found 70000"),
+            (["pid": 5, "grace": -1], "grace must be 0…31536000 seconds, found -1"),
+        ] {
+            let error = try #require(throws: Diagnostic.self) { try arguments(ProcessKill.Arguments.self, value) }
+            #expect(error.message == message)
+        }
+        // A pid may arrive as text, so it is checked with the other selectors.
+        #expect(try problem(["pid": 99_999_999_999]) == "pid: pid must be 1…4194304 (process id), found 99999999999")
         #expect(throws: (any Error).self) { try arguments(ProcessKill.Arguments.self, ["pid": 5, "graec": 1]) }
     }
 }

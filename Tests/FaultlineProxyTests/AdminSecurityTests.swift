@@ -331,6 +331,12 @@ struct AdminHTTPParserTests {
         #expect(error.status == 431)
     }
 
+    @Test("a chunk size with a sign is a 400, not a trap (found by scripts/fuzz)", arguments: ["-5", "+5", "-0", " -1"])
+    func signedChunkSize(_ size: String) {
+        let outcome = Self.parse("POST /proxies HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\(size)\r\nabcde\r\n0\r\n\r\n")
+        #expect(outcome == .failure(AdminHTTPError(400, "invalid chunk size")))
+    }
+
     @Test("any bytes give an outcome, never a trap")
     func arbitraryBytes() {
         var random = SeededRandom(seed: 15)

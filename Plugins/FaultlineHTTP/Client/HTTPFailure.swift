@@ -111,8 +111,8 @@ enum Seconds {
     static func text(_ amount: TimeAmount) -> String { text(Double(amount.nanoseconds) / 1e9) }
 
     static func text(_ seconds: Double) -> String {
-        seconds.rounded() == seconds ? "\(Int(seconds)) s" : "\(seconds) s"
+        seconds.rounded() == seconds && abs(seconds) < 1e15 ? "\(Int(seconds)) s" : "\(seconds) s"
     }
 
-    static func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64((seconds * 1e9).rounded())) }
+    static func amount(_ seconds: Double) -> TimeAmount { .nanoseconds(Int64(nanosecondsIn: seconds)) }
 }

@@ -59,6 +59,7 @@ public enum ThinkTime: Codable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let value = try Value(from: decoder)
+        try decoder.checkRange(value.numberValue.map { [$0] } ?? value.arrayValue?.compactMap(\.numberValue) ?? [])
         if let seconds = value.numberValue, seconds >= 0 {
             self = .fixed(seconds)
         } else if let bounds = value.arrayValue?.compactMap(\.numberValue), bounds.count == 2, value.arrayValue?.count == 2, bounds[0] >= 0,
@@ -188,7 +189,7 @@ final class LoadWorker {
         case .open(let rate, let duration, let maxUsers):
             userLimit = maxUsers / workerCount + (index < maxUsers % workerCount ? 1 : 0)
             arrivals = plan.ramp?.arrivals ?? Int((rate * duration).rounded())
-            arrivalInterval = rate > 0 ? Int64((1e9 / rate).rounded()) : 0
+            arrivalInterval = rate > 0 ? Int64(nanosecondsIn: 1 / rate) : 0
             nextArrival = index
             scheduleArrivals()
         }

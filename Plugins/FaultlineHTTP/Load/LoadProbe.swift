@@ -42,7 +42,8 @@ public struct LoadProbe: Probe, ToleranceProviding {
     ]
 
     /// One request of the sequence.
-    public struct Request: Codable, Sendable {
+    public struct Request: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["expected_status": ExpectedStatus.range]
         public var name: String?
         public var url: String
         public var method: String
@@ -72,7 +73,12 @@ public struct LoadProbe: Probe, ToleranceProviding {
         }
     }
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = [
+            "expected_status": ExpectedStatus.range, "users": .count(100_000), "ramp_up": .seconds, "duration": .seconds,
+            "iterations": .count(1_000_000_000), "think_time": .seconds, "rate": NumberRange(0.001...1_000_000, unit: "iterations a second"),
+            "request_timeout": .seconds, "graceful_stop": .seconds,
+        ]
         public var url: String?
         public var name: String?
         public var method: String

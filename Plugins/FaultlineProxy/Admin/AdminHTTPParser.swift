@@ -287,7 +287,10 @@ public enum AdminHTTPParser {
             case .success(let found?): sizeLine = found
             }
             let digits = sizeLine.content.prefix { $0 != UInt8(ascii: ";") }.filter { $0 != 0x20 && $0 != 0x09 }
-            guard !digits.isEmpty, digits.count <= 15, let size = Int(String(decoding: digits, as: UTF8.self), radix: 16) else {
+            // Hex digits only: Int(_:radix:) also takes a sign, and a chunk of size -5 is no chunk.
+            guard !digits.isEmpty, digits.count <= 15, digits.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0 | 0x20) }),
+                let size = Int(String(decoding: digits, as: UTF8.self), radix: 16)
+            else {
                 return .failure(AdminHTTPError(400, "invalid chunk size"))
             }
             index = sizeLine.next

@@ -450,6 +450,7 @@ public final class ProxyServer: Sendable {
         guard let descriptor = toxicTypes[request.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
         if names.contains(name) { throw ProxyError(.conflict, "toxic already exists") }
         let prepared = try Self.prepare(descriptor, request.attributes ?? .object([:]))
+        try Self.checkToxicity(request.toxicity)
         return try ActiveToxic(
             definition: ToxicDefinition(
                 name: name, type: request.type, stream: stream, toxicity: request.toxicity ?? 1, attributes: prepared.attributes,
@@ -505,6 +506,7 @@ public final class ProxyServer: Sendable {
                 for (key, value) in changes where !value.isNull { merged[key] = value }
             }
             let prepared = try Self.prepare(descriptor, .object(merged))
+            try Self.checkToxicity(toxicity)
             var definition = current.definition
             definition.attributes = prepared.attributes
             if let toxicity { definition.toxicity = toxicity }
@@ -530,6 +532,12 @@ public final class ProxyServer: Sendable {
             }
             await ProxyRuntime.broadcast(change, to: connections)
         }
+    }
+
+    /// A toxicity outside 0…1 is refused (Toxiproxy takes any float and treats it as 0 or 1).
+    private static func checkToxicity(_ toxicity: Double?) throws(ProxyError) {
+        guard let toxicity, !NumberRange.probability.contains(toxicity) else { return }
+        throw ProxyError(.badRequest, "bad request body: " + NumberRange.probability.message("toxicity", found: toxicity))
     }
 
     /// Decodes attributes as Toxiproxy does (unknown keys ignored, null ones absent, wrong JSON

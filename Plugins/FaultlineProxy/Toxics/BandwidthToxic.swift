@@ -7,7 +7,9 @@ public struct BandwidthToxic: Toxic {
     public static let summary = "Limit throughput to rate KB/s per connection and direction"
     public static let attributeHelp = ["rate": "kilobytes per second (1 KB = 1000 bytes), more than 0"]
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        /// Up to 1 TB/s: the rate in bytes per second, times the nanoseconds in a second, stays in UInt64.
+        public static let numberRanges: [String: NumberRange] = ["rate": NumberRange(0...1_000_000_000, unit: "KB/s", integer: true)]
         public var rate: Int
 
         public init(rate: Int = 0) { self.rate = rate }

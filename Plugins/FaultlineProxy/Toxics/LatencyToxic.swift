@@ -11,7 +11,8 @@ public struct LatencyToxic: Toxic {
         "jitter": "uniform random variation in milliseconds, ± around latency",
     ]
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["latency": .milliseconds, "jitter": .milliseconds]
         public var latency: Int
         public var jitter: Int
 

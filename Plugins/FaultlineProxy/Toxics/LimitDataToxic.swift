@@ -6,7 +6,8 @@ public struct LimitDataToxic: Toxic {
     public static let summary = "Close the connection after bytes bytes have passed"
     public static let attributeHelp = ["bytes": "bytes to pass before closing; the count survives updates"]
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["bytes": .bytes]
         public var bytes: Int
 
         public init(bytes: Int = 0) { self.bytes = bytes }

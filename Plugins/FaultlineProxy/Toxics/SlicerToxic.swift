@@ -11,7 +11,8 @@ public struct SlicerToxic: Toxic {
         "delay": "microseconds between pieces",
     ]
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["average_size": .bytes, "size_variation": .bytes, "delay": .microseconds]
         public var average_size: Int
         public var size_variation: Int
         public var delay: Int

@@ -6,7 +6,8 @@ public struct SlowCloseToxic: Toxic {
     public static let summary = "Delay the close of a direction by delay milliseconds"
     public static let attributeHelp = ["delay": "milliseconds between the source's close and passing it on"]
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["delay": .milliseconds]
         public var delay: Int
 
         public init(delay: Int = 0) { self.delay = delay }

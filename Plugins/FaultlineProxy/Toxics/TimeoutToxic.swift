@@ -19,7 +19,8 @@ public struct TimeoutToxic: Toxic {
 }
 
 /// `{timeout}` in milliseconds, the attributes of `timeout` and `reset_peer`.
-public struct TimeoutAttributes: Codable, Sendable, Equatable {
+public struct TimeoutAttributes: Codable, Sendable, Equatable, NumberRanges {
+    public static let numberRanges: [String: NumberRange] = ["timeout": .milliseconds]
     public var timeout: Int
 
     public init(timeout: Int = 0) { self.timeout = timeout }

@@ -104,7 +104,7 @@ final class Latch: Sendable {
                 return self.isSet
             }
             group.addTask {
-                try? await Task.sleep(for: .seconds(seconds))
+                try? await Task.sleep(for: .seconds(saturating: seconds))
                 return self.isSet
             }
             let result = await group.next() ?? false
@@ -126,7 +126,7 @@ func withTimeout<T: Sendable>(_ seconds: Double?, _ operation: @escaping @Sendab
     return try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await operation() }
         group.addTask {
-            try await Task.sleep(for: .seconds(seconds))
+            try await Task.sleep(for: .seconds(saturating: seconds))
             throw ActivityTimeout(seconds: seconds)
         }
         defer { group.cancelAll() }
@@ -138,7 +138,7 @@ func withTimeout<T: Sendable>(_ seconds: Double?, _ operation: @escaping @Sendab
 func pause(seconds: Double) async -> Bool {
     guard seconds > 0 else { return !Task.isCancelled }
     do {
-        try await Task.sleep(for: .seconds(seconds))
+        try await Task.sleep(for: .seconds(saturating: seconds))
         return true
     } catch {
         return false

@@ -54,7 +54,7 @@ public struct Journal: Sendable, Codable {
 
     /// Reads a journal file.
     public static func load(path: String) throws -> Journal {
-        let node = try DocumentLoader.load(path: path)
+        let node = try DocumentLoader.load(path: path, limits: .journals)
         return try NodeDecoder(rejectsUnknownKeys: false).decode(Journal.self, from: node)
     }
 

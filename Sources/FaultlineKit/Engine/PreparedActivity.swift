@@ -93,6 +93,11 @@ public struct PreparedActivity: Sendable {
         let substitutionSink = DiagnosticSink()
         let arguments = (try? substitution.substitute(provider.arguments, path: argumentsPath, sink: substitutionSink)) ?? provider.arguments
         substitutionSink.diagnostics.forEach(sink.report)
+        for key in descriptor.visibleArgumentKeys {
+            if let node = arguments[key], let exposed = substitution.exposedSecret(in: node, key: key, path: argumentsPath.appending(key)) {
+                sink.report(exposed)
+            }
+        }
         var invocation: PreparedInvocation?
         if !substitutionSink.hasErrors {
             do {
@@ -119,8 +124,9 @@ public struct PreparedActivity: Sendable {
             guard let node else { return nil }
             do {
                 let value = try substitution.substitute(node, path: path)
-                guard let number = value.scalar?.numberValue, number >= 0, number.isFinite else {
-                    sink.report(Diagnostic("\(what) must be a number of seconds (0 or more), found \(describeFound(value))", at: node.location, path: path))
+                guard let number = value.scalar?.numberValue, NumberRange.seconds.contains(number) else {
+                    sink.report(
+                        Diagnostic("\(what) must be \(NumberRange.seconds) (365 days), found \(describeFound(value))", at: node.location, path: path))
                     return nil
                 }
                 return number
@@ -144,18 +150,27 @@ public struct PreparedActivity: Sendable {
 public enum ExperimentValidator {
     /// Validates every activity in execution order, so that values exported by earlier
     /// activities (a bound port) are known to later ones.
-    public static func validate(_ experiment: Experiment, configuration: ResolvedConfiguration, registry: PluginRegistry, sink: DiagnosticSink) {
+    /// - Parameter budget: what the substitutions of the whole load may produce, shared by every
+    ///   experiment of a plan (nil: a budget of this experiment's own).
+    public static func validate(
+        _ experiment: Experiment, configuration: ResolvedConfiguration, registry: PluginRegistry, sink: DiagnosticSink,
+        budget: SubstitutionBudget? = nil
+    ) {
         var substitution = configuration.substitution
+        substitution.budget = budget ?? SubstitutionBudget(total: InputLimits.documents.substitutionTotal)
         let hypothesisProbes = experiment.hypothesis?.probes ?? []
         func check(_ activity: Activity) {
+            // A ref that names nothing was reported already; past the sink's limit nothing more is shown.
+            guard !(activity.referencedName != nil && activity.provider.type.isEmpty), !sink.isFull else { return }
             guard let prepared = try? PreparedActivity.prepare(activity, substitution: substitution, registry: registry, sink: sink) else { return }
             for (key, value) in prepared.invocation.exports where substitution.variables[key] == nil {
                 substitution.variables[key] = value
             }
             if case .probe(let probe)? = prepared.tolerance {
-                var withValue = substitution
-                withValue.variables["value"] = .null
-                _ = try? PreparedActivity.prepare(probe, substitution: withValue, registry: registry, sink: sink)
+                // Set and restored in place: a copy of every variable per probe would be quadratic.
+                let previous = substitution.variables.updateValue(.null, forKey: "value")
+                _ = try? PreparedActivity.prepare(probe, substitution: substitution, registry: registry, sink: sink)
+                substitution.variables["value"] = previous
             }
         }
         hypothesisProbes.forEach(check)

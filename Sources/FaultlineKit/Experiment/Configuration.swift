@@ -157,7 +157,9 @@ public struct ResolvedConfiguration: Sendable {
             for (key, value) in secrets[scope]! { variables[key] = value }
         }
         for (key, value) in configuration { variables[key] = value }
-        return Substitution(variables: variables)
+        var substitution = Substitution(variables: variables)
+        substitution.secrets = redactor
+        return substitution
     }
 
     /// Merges layers in order and resolves them.
@@ -182,6 +184,17 @@ public struct ResolvedConfiguration: Sendable {
             if let value = evaluate(entries[key]!, name: key, isSecret: false, environment: environment, sources: sources, sink: sink) { raw[key] = value }
         }
         var secrets: [String: [String: Value]] = [:]
+        // Every secret is masked in every string a run writes: thousands would make that slow.
+        let secretCount = secretEntries.values.reduce(0) { $0 + $1.count }
+        if secretCount > Self.mostSecrets {
+            let first = secretEntries.values.flatMap { $0.values.compactMap(\.location) }
+                .min { ($0.file, $0.line, $0.column) < ($1.file, $1.line, $1.column) }
+            sink.report(
+                Diagnostic(
+                    "\(secretCount) secrets: more than \(Self.mostSecrets)", at: first,
+                    hint: "a run needs a few secrets; keep other values under configuration:"))
+            secretEntries = [:]
+        }
         for (scope, keys) in secretEntries {
             for (key, entry) in keys {
                 if let value = evaluate(entry, name: "\(scope).\(key)", isSecret: true, environment: environment, sources: sources, sink: sink) {
@@ -189,53 +202,76 @@ public struct ResolvedConfiguration: Sendable {
                 }
             }
         }
+        sink.addSecrets(secrets)
 
-        // Configuration values may refer to each other: `url: http://${host}:${port}`.
+        // Configuration values may refer to each other: `url: http://${host}:${port}`. Each value
+        // is resolved after the ones it names, and then joins `known`, which later ones look up
+        // (configuration over secrets, as ``substitution`` orders them).
         var resolved = ResolvedConfiguration(configuration: [:], secrets: secrets)
+        var known = resolved.substitution
+        known.budget = SubstitutionBudget(total: InputLimits.documents.substitutionTotal)
         var state: [String: Bool] = [:]  // false = in progress, true = done
-        func resolveKey(_ key: String) -> Value? {
+        func location(_ key: String) -> SourceLocation? {
+            switch entries[key]! {
+            case .literal(let node): node.location
+            case .evaluated(_, let location): location
+            default: nil
+            }
+        }
+        func resolveKey(_ key: String, depth: Int) -> Value? {
             if state[key] == true { return resolved.configuration[key] }
             if state[key] == false {
-                sink.report(Diagnostic("configuration \"\(key)\" refers to itself through ${…}", hint: "break the cycle"))
+                sink.report(
+                    Diagnostic(
+                        "configuration \"\(key)\" refers to itself through ${…}", at: location(key),
+                        path: DocumentPath([.key("configuration"), .key(key)]), hint: "break the cycle"))
                 return nil
             }
             guard let value = raw[key] else { return nil }
-            if case .resolved = entries[key]! {
-                state[key] = true
-                resolved.configuration[key] = value
-                return value
-            }
             state[key] = false
-            var lookups = resolved.substitution
-            for name in references(in: value) where lookups.variables[name] == nil && raw[name] != nil {
-                lookups.variables[name] = resolveKey(name)
-            }
-            for name in references(in: value) where raw[name] == nil && lookups.lookup(name) == nil {
-                // Allow dotted lookups into configuration objects.
-                if let head = name.split(separator: ".").first.map(String.init), raw[head] != nil {
-                    lookups.variables[head] = resolveKey(head)
-                }
-            }
-            let result: Value
-            do {
-                result = try lookups.substitute(value)
-            } catch {
-                let location: SourceLocation? =
-                    switch entries[key]! {
-                    case .literal(let node): node.location
-                    case .evaluated(_, let location): location
-                    default: nil
+            var result = value
+            if case .resolved = entries[key]! {
+            } else if depth >= Self.referenceDepth {
+                sink.report(
+                    Diagnostic(
+                        "configuration \"\(key)\" is at the end of a chain of more than \(Self.referenceDepth) ${…} references", at: location(key),
+                        path: DocumentPath([.key("configuration"), .key(key)]), hint: "refer to the values directly"))
+            } else {
+                let names = references(in: value)
+                for name in names {
+                    if raw[name] != nil {
+                        _ = resolveKey(name, depth: depth + 1)
+                    } else if let head = name.split(separator: ".").first.map(String.init), raw[head] != nil {
+                        // A dotted lookup into a configuration object.
+                        _ = resolveKey(head, depth: depth + 1)
                     }
-                sink.report(error, fallbackLocation: location, path: DocumentPath([.key("configuration"), .key(key)]))
-                result = value
+                }
+                let path = DocumentPath([.key("configuration"), .key(key)])
+                do {
+                    result = try known.substitute(value)
+                } catch var diagnostic as Diagnostic {
+                    // A value keeps no positions: point at the entry.
+                    if diagnostic.location == nil { (diagnostic.location, diagnostic.path) = (location(key), path) }
+                    sink.report(diagnostic)
+                } catch {
+                    sink.report(error, fallbackLocation: location(key), path: path)
+                }
             }
             state[key] = true
             resolved.configuration[key] = result
+            known.variables[key] = result
             return result
         }
-        for key in order { _ = resolveKey(key) }
+        for key in order { _ = resolveKey(key, depth: 0) }
         return resolved
     }
+
+    /// The longest chain of configuration values referring to each other that is resolved (each
+    /// link is a level of recursion).
+    static let referenceDepth = 64
+
+    /// The most secret values a run may have.
+    static let mostSecrets = 1000
 
     /// Evaluates one entry: reads the environment, or asks a plugin for a value of its type.
     /// - Returns: the value, or nil having reported why to `sink`.

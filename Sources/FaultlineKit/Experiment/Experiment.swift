@@ -37,7 +37,8 @@ public struct Experiment: Sendable {
         public struct Rollbacks: Sendable, Decodable {
             public var strategy: RollbackStrategy?
         }
-        public struct HypothesisRuntime: Sendable, Decodable {
+        public struct HypothesisRuntime: Sendable, Decodable, NumberRanges {
+            public static let numberRanges: [String: NumberRange] = ["frequency": .seconds]
             public var strategy: HypothesisStrategy?
             /// Seconds between iterations of a `continuously`/`during-method-only` hypothesis.
             public var frequency: Double?

@@ -215,10 +215,12 @@ public enum ExperimentParser {
             definitions[activity.name, default: []].append(activity)
         }
         var warned: Set<String> = []
+        let definitionNames = definitions.keys.sorted()
         func resolve(_ activity: Activity, inHypothesis: Bool) -> Activity {
             guard let name = activity.referencedName else { return activity }
             guard let targets = definitions[name], let target = targets.last else {
-                let hint = Suggestion.didYouMean(name, in: definitions.keys.sorted())
+                let hint =
+                    (sink.isFull || definitionNames.count > Suggestion.mostCandidates ? nil : Suggestion.didYouMean(name, in: definitionNames))
                     ?? "a ref names an activity of the hypothesis or the method"
                 sink.report(Diagnostic("ref \"\(name)\" names no activity", at: activity.location, path: activity.path.appending("ref"), hint: hint))
                 return activity

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// `${name}` substitution, Chaos Toolkit style, with the holes closed.
 ///
@@ -10,10 +11,25 @@ import Foundation
 ///   text like `$HOME` survives — Chaos Toolkit would substitute it).
 /// - `${a.b}` reads member `b` of object `a` when there is no key named `a.b`.
 /// - An unknown name is an error with a suggestion, never silently left in place.
+/// - What one `${…}` produces is bounded (``InputLimits/substitutionSize``: the length of a
+///   string, the size of a value), and so, while a plan loads, is the sum of everything
+///   substituted (a ``SubstitutionBudget``): a 500-byte nesting of references cannot expand into
+///   gigabytes.
 public struct Substitution: Sendable {
     public var variables: [String: Value]
+    /// The most one substitution may produce, in bytes and values.
+    public var sizeLimit: Int
+    /// What a whole load may substitute, when set (the run substitutes without one).
+    public var budget: SubstitutionBudget?
+    /// The secret values among ``variables``, so that arguments others can read (a command line)
+    /// are refused when one lands there.
+    public var secrets = Redactor()
 
-    public init(variables: [String: Value]) { self.variables = variables }
+    public init(variables: [String: Value], sizeLimit: Int = InputLimits.documents.substitutionSize, budget: SubstitutionBudget? = nil) {
+        self.variables = variables
+        self.sizeLimit = sizeLimit
+        self.budget = budget
+    }
 
     /// A piece of a template string.
     enum Part: Equatable {
@@ -92,23 +108,70 @@ public struct Substitution: Sendable {
             throw Diagnostic(error.message, at: location, path: path)
         }
         if parts.count == 1, case .variable(let name) = parts[0] {
-            return try resolve(name, location, path)
+            let value = try resolve(name, location, path)
+            try charge(value.weight(upTo: sizeLimit), name, location, path)
+            return value
         }
         var result = ""
         for part in parts {
+            let piece: String
             switch part {
-            case .text(let text): result += text
-            case .variable(let name): result += try resolve(name, location, path).pythonText
+            case .text(let text): piece = text
+            case .variable(let name):
+                let value = try resolve(name, location, path)
+                // The value's size first: its Python text is about as long.
+                if value.weight(upTo: sizeLimit) > sizeLimit { throw tooLarge(name, location, path) }
+                piece = value.pythonText
             }
+            guard result.utf8.count + piece.utf8.count <= sizeLimit else { throw tooLarge(nil, location, path) }
+            result += piece
         }
+        try charge(result.utf8.count, nil, location, path)
         return .string(result)
     }
 
     private func resolve(_ name: String, _ location: SourceLocation?, _ path: DocumentPath?) throws -> Value {
         if let value = lookup(name) { return value }
-        let hint = Suggestion.didYouMean(name, in: variables.keys.sorted())
+        // Among thousands of names a suggestion helps nobody, and costs a distance to each.
+        let hint =
+            (variables.count <= Suggestion.mostCandidates ? Suggestion.didYouMean(name, in: variables.keys.sorted()) : nil)
             ?? "define it under configuration:, in the profile, or with --var \(name)=…"
         throw Diagnostic("unknown variable \"${\(name)}\"", at: location, path: path, hint: hint)
+    }
+
+    /// A load error when `node`, substituted, is a command line (or anything else every user of the
+    /// machine can read, as in `/proc/<pid>/cmdline`) holding one of ``secrets``; it points at the
+    /// innermost value that does, and does not show the secret.
+    /// - Parameters:
+    ///   - key: the argument's name, for the message.
+    ///   - path: where it is in the document.
+    public func exposedSecret(in node: SourceNode, key: String, path: DocumentPath) -> Diagnostic? {
+        func holder(_ node: SourceNode) -> SourceNode? {
+            guard secrets.redact(node.value) != node.value else { return nil }
+            let children = node.elements ?? node.members?.map(\.value) ?? []
+            return children.lazy.compactMap(holder).first ?? node
+        }
+        guard !secrets.isEmpty, let holder = holder(node) else { return nil }
+        return Diagnostic(
+            "a secret would be in \(key), which every user of this machine can read (a command line is public in /proc/<pid>/cmdline)",
+            at: holder.location ?? node.location, path: path,
+            hint: "pass it in env: (env: {TOKEN: \"${token}\"}) and let the program read its environment")
+    }
+
+    /// Counts what a substitution produced against the size limit and the load's budget.
+    private func charge(_ size: Int, _ name: String?, _ location: SourceLocation?, _ path: DocumentPath?) throws {
+        guard size <= sizeLimit else { throw tooLarge(name, location, path) }
+        guard budget?.spend(size) ?? true else {
+            throw Diagnostic(
+                "${…} substitutions produce more than \(InputLimits.bytes(budget!.total)) in all", at: location, path: path,
+                hint: "refer to large values less often")
+        }
+    }
+
+    private func tooLarge(_ name: String?, _ location: SourceLocation?, _ path: DocumentPath?) -> Diagnostic {
+        Diagnostic(
+            "\(name.map { "${\($0)}" } ?? "this ${…} substitution") produces more than \(InputLimits.bytes(sizeLimit))", at: location, path: path,
+            hint: "a configuration value that refers to others several times grows with each level; refer to it once")
     }
 
     /// How a value reads in a message: strings as they are, whole numbers without a fraction,
@@ -165,4 +228,45 @@ public struct Substitution: Sendable {
 /// A malformed `${…}` reference.
 struct TemplateSyntaxError: Error {
     var message: String
+}
+
+/// What the `${…}` substitutions of one load may produce in all (``InputLimits/substitutionTotal``),
+/// shared by the copies of a ``Substitution`` that the load makes.
+public final class SubstitutionBudget: Sendable {
+    /// The budget, in bytes and values.
+    public let total: Int
+    private let spent = Atomic<Int>(0)
+
+    public init(total: Int) { self.total = total }
+
+    /// Counts `amount`; false once the total is exceeded.
+    func spend(_ amount: Int) -> Bool {
+        let (old, _) = spent.add(amount, ordering: .relaxed)
+        return old <= total - amount
+    }
+}
+
+extension Value {
+    /// The size of the value — one per value, plus the bytes of its strings — counted no further
+    /// than just past `limit`, so that measuring a huge value costs no more than the limit.
+    func weight(upTo limit: Int) -> Int {
+        var total = 0
+        func walk(_ value: Value) -> Bool {
+            total += 1
+            switch value {
+            case .string(let s): total += s.utf8.count
+            case .array(let elements):
+                for element in elements where total <= limit { guard walk(element) else { return false } }
+            case .object(let object):
+                for (key, member) in object where total <= limit {
+                    total += key.utf8.count
+                    guard walk(member) else { return false }
+                }
+            default: break
+            }
+            return total <= limit
+        }
+        _ = walk(self)
+        return total
+    }
 }

@@ -12,9 +12,14 @@ public struct ArgumentSchema: Sendable, Codable, Equatable {
         public var choices: [String]?
         public var help: String?
         public var fields: [Field]?
+        /// The range the field's numbers must fall in (``NumberRanges``).
+        public var range: NumberRange?
+        /// Whether the field reads a number anywhere in its value (a plain number, or inside a
+        /// type such as `seconds or [connect, read]`): such a field must declare a range.
+        public var readsNumber = false
 
         enum CodingKeys: String, CodingKey {
-            case name, type, required, defaultValue = "default", choices, help, fields
+            case name, type, required, defaultValue = "default", choices, help, fields, range
         }
     }
 
@@ -22,7 +27,7 @@ public struct ArgumentSchema: Sendable, Codable, Equatable {
 
     /// Records the schema of `type`, with help texts by key.
     public static func of<T: Decodable>(_ type: T.Type, help: [String: String] = [:]) -> ArgumentSchema {
-        let recorder = SchemaRecorder()
+        let recorder = SchemaRecorder(ranges: numberRanges(of: T.self), inherited: nil)
         let instance = try? T(from: recorder)
         var fields = recorder.fields
         if let encodable = instance as? any Encodable, case .object(let encoded)? = try? ValueEncoder().encode(AnyEncodable(encodable)) {
@@ -75,28 +80,47 @@ public func schemaName<T>(of type: T.Type) -> String {
     }
 }
 
+/// The ranges a type declares, if it does.
+func numberRanges<T>(of type: T.Type) -> [String: NumberRange] {
+    (type as? any NumberRanges.Type)?.numberRanges ?? [:]
+}
+
 /// A decoder that decodes a type from nothing and records the keys its initializer asks for.
 final class SchemaRecorder: Decoder {
     var codingPath: [any CodingKey] = []
     var userInfo: [CodingUserInfoKey: Any] { [:] }
     var fields: [ArgumentSchema.Field] = []
+    /// The ranges of the type being recorded, and the range its enclosing key gave it.
+    let ranges: [String: NumberRange]
+    let inherited: NumberRange?
+    /// Whether the type read a number through a single-value container.
+    var readsNumber = false
 
-    func record<T>(_ key: String, _ type: T.Type, required: Bool, nested: [ArgumentSchema.Field]?) {
-        guard !fields.contains(where: { $0.name == key }) else { return }
-        fields.append(
-            ArgumentSchema.Field(
-                name: key, type: schemaName(of: type), required: required, defaultValue: nil, choices: stringChoices(of: type), help: nil,
-                fields: nested?.isEmpty == false ? nested : nil))
+    init(ranges: [String: NumberRange] = [:], inherited: NumberRange? = nil) {
+        self.ranges = ranges
+        self.inherited = inherited
     }
 
-    /// A placeholder value of T built from nothing, and the fields T itself records.
-    func placeholder<T: Decodable>(_ type: T.Type) -> (T?, [ArgumentSchema.Field]) {
+    func record<T>(_ key: String, _ type: T.Type, required: Bool, nested: [ArgumentSchema.Field]?, readsNumber: Bool = false) {
+        guard !fields.contains(where: { $0.name == key }) else { return }
+        var field = ArgumentSchema.Field(
+            name: key, type: schemaName(of: type), required: required, defaultValue: nil, choices: stringChoices(of: type), help: nil,
+            fields: nested?.isEmpty == false ? nested : nil)
+        field.readsNumber = readsNumber || field.type.hasSuffix("number") || field.type.hasSuffix("integer")
+        if field.readsNumber { field.range = ranges[key] ?? inherited }
+        fields.append(field)
+    }
+
+    /// A placeholder value of T built from nothing, the fields T itself records, and whether it
+    /// reads a number.
+    func placeholder<T: Decodable>(_ type: T.Type, key: String) -> (T?, [ArgumentSchema.Field], Bool) {
         if let choices = stringChoices(of: type), let first = choices.first {
-            return (try? NodeDecoder().decode(T.self, from: .string(first)), [])
+            return (try? NodeDecoder().decode(T.self, from: .string(first)), [], false)
         }
-        let child = SchemaRecorder()
+        if T.self == Value.self || T.self == SourceNode.self { return (try? T(from: SchemaRecorder()), [], false) }
+        let child = SchemaRecorder(ranges: numberRanges(of: T.self), inherited: ranges[key] ?? inherited)
         let value = try? T(from: child)
-        return (value, child.fields)
+        return (value, child.fields, child.readsNumber)
     }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
@@ -105,7 +129,7 @@ final class SchemaRecorder: Decoder {
 
     func unkeyedContainer() throws -> any UnkeyedDecodingContainer { Unkeyed() }
 
-    func singleValueContainer() throws -> any SingleValueDecodingContainer { Single() }
+    func singleValueContainer() throws -> any SingleValueDecodingContainer { Single(recorder: self) }
 
     struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
         let recorder: SchemaRecorder
@@ -120,8 +144,8 @@ final class SchemaRecorder: Decoder {
         func decodeNil(forKey key: Key) throws -> Bool { true }
 
         func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-            let (value, nested) = recorder.placeholder(type)
-            recorder.record(key.stringValue, type, required: true, nested: nested)
+            let (value, nested, readsNumber) = recorder.placeholder(type, key: key.stringValue)
+            recorder.record(key.stringValue, type, required: true, nested: nested, readsNumber: readsNumber)
             guard let value else {
                 throw DecodingError.valueNotFound(type, .init(codingPath: [key], debugDescription: "schema placeholder"))
             }
@@ -133,8 +157,8 @@ final class SchemaRecorder: Decoder {
         }
 
         private func decodeIfPresent<T: Decodable>(generic type: T.Type, forKey key: Key) throws -> T? {
-            let (_, nested) = recorder.placeholder(type)
-            recorder.record(key.stringValue, type, required: false, nested: nested)
+            let (_, nested, readsNumber) = recorder.placeholder(type, key: key.stringValue)
+            recorder.record(key.stringValue, type, required: false, nested: nested, readsNumber: readsNumber)
             return nil
         }
 
@@ -186,26 +210,33 @@ final class SchemaRecorder: Decoder {
     }
 
     struct Single: SingleValueDecodingContainer {
+        let recorder: SchemaRecorder
         var codingPath: [any CodingKey] { [] }
         func decodeNil() -> Bool { false }
         func decode(_ type: Bool.Type) throws -> Bool { false }
         func decode(_ type: String.Type) throws -> String { "" }
-        func decode(_ type: Double.Type) throws -> Double { 0 }
-        func decode(_ type: Float.Type) throws -> Float { 0 }
-        func decode(_ type: Int.Type) throws -> Int { 0 }
-        func decode(_ type: Int8.Type) throws -> Int8 { 0 }
-        func decode(_ type: Int16.Type) throws -> Int16 { 0 }
-        func decode(_ type: Int32.Type) throws -> Int32 { 0 }
-        func decode(_ type: Int64.Type) throws -> Int64 { 0 }
-        func decode(_ type: UInt.Type) throws -> UInt { 0 }
-        func decode(_ type: UInt8.Type) throws -> UInt8 { 0 }
-        func decode(_ type: UInt16.Type) throws -> UInt16 { 0 }
-        func decode(_ type: UInt32.Type) throws -> UInt32 { 0 }
-        func decode(_ type: UInt64.Type) throws -> UInt64 { 0 }
+        func decode(_ type: Double.Type) throws -> Double { number() }
+        func decode(_ type: Float.Type) throws -> Float { number() }
+        func decode(_ type: Int.Type) throws -> Int { number() }
+        func decode(_ type: Int8.Type) throws -> Int8 { number() }
+        func decode(_ type: Int16.Type) throws -> Int16 { number() }
+        func decode(_ type: Int32.Type) throws -> Int32 { number() }
+        func decode(_ type: Int64.Type) throws -> Int64 { number() }
+        func decode(_ type: UInt.Type) throws -> UInt { number() }
+        func decode(_ type: UInt8.Type) throws -> UInt8 { number() }
+        func decode(_ type: UInt16.Type) throws -> UInt16 { number() }
+        func decode(_ type: UInt32.Type) throws -> UInt32 { number() }
+        func decode(_ type: UInt64.Type) throws -> UInt64 { number() }
         func decode<T: Decodable>(_ type: T.Type) throws -> T {
-            let (value, _) = SchemaRecorder().placeholder(type)
+            let (value, _, readsNumber) = recorder.placeholder(type, key: "")
+            if readsNumber { recorder.readsNumber = true }
             guard let value else { throw DecodingError.valueNotFound(type, .init(codingPath: [], debugDescription: "schema placeholder")) }
             return value
+        }
+
+        private func number<N: Numeric>() -> N {
+            recorder.readsNumber = true
+            return 0
         }
     }
 }

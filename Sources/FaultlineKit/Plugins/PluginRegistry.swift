@@ -156,6 +156,8 @@ public struct ProviderDescriptor: Sendable {
     /// `module.func` for Chaos Toolkit python functions.
     public let pythonName: String?
     public let argumentHelp: [String: String]
+    /// The provider's ``Provider/visibleArgumentKeys``.
+    public let visibleArgumentKeys: [String]
     /// The provider's ``Provider/isSuccess(_:)``.
     let successJudge: @Sendable (Value) -> Bool?
     let schemaMaker: @Sendable () -> ArgumentSchema
@@ -172,6 +174,7 @@ public struct ProviderDescriptor: Sendable {
         handlesDryRun = P.handlesDryRun
         self.pythonName = pythonName
         argumentHelp = P.argumentHelp
+        visibleArgumentKeys = P.visibleArgumentKeys
         successJudge = { P.isSuccess($0) }
         schemaMaker = { ArgumentSchema.of(P.Arguments.self, help: P.argumentHelp) }
         preparer = { node, path, sink, registry in
@@ -194,6 +197,7 @@ public struct ProviderDescriptor: Sendable {
         handlesDryRun = A.handlesDryRun
         self.pythonName = pythonName
         argumentHelp = A.argumentHelp
+        visibleArgumentKeys = A.visibleArgumentKeys
         successJudge = { A.isSuccess($0) }
         schemaMaker = { ArgumentSchema.of(A.Arguments.self, help: A.argumentHelp) }
         preparer = { node, path, sink, registry in

@@ -8,6 +8,10 @@
 /// - `Arguments` decodes with the synthesized or a hand-written `init(from:)`. Keys that the
 ///   initializer never looks up are reported as unknown, so declare every key you accept. Make it
 ///   `Codable` too, and `faultline plugins` shows the defaults your initializer fills in.
+/// - Give every number a user writes a range: conform `Arguments` to ``NumberRanges``
+///   (`["timeout": .seconds, "port": .port]`). The decoder rejects a value outside it at load
+///   time, so the provider may compute with the value without overflow checks; convert seconds
+///   with `Duration.seconds(saturating:)`, never `.seconds(_:)` of an unchecked number.
 /// - Put checks that types cannot express (a positive rate, a known signal name) in
 ///   ``validate(_:)``; throw ``ArgumentError`` naming the key, and the message points at it.
 public protocol Provider: Sendable {
@@ -40,6 +44,10 @@ public protocol Provider: Sendable {
     /// runs it (a process that exited 0, an HTTP 2xx). Nil, the default, judges the output by its
     /// truthiness. The engine asks the provider, so it never guesses an output's kind from its keys.
     static func isSuccess(_ output: Value) -> Bool?
+    /// Argument keys whose values every user of the machine can read while the provider runs — a
+    /// process's `path` and `arguments` are its command line, public in `/proc/<pid>/cmdline`. A
+    /// secret substituted into one is a load error at its position (pass it in the environment).
+    static var visibleArgumentKeys: [String] { get }
 }
 
 extension Provider {
@@ -50,6 +58,7 @@ extension Provider {
     public static func timeLimit(_ arguments: Arguments) -> Double? { nil }
     public static func exports(_ arguments: Arguments) -> [String: Value] { [:] }
     public static func isSuccess(_ output: Value) -> Bool? { nil }
+    public static var visibleArgumentKeys: [String] { [] }
 }
 
 /// Observes the system and returns what it saw. Pure observation: a probe changes nothing.

@@ -22,6 +22,8 @@ public enum ToxicStream: String, Sendable, Codable, CaseIterable {
 /// ## Implementation requirements
 /// - `Attributes` decodes every attribute with a default when absent (as Toxiproxy does: a
 ///   missing number is 0) and encodes all of them, so the API can echo the full attribute set.
+/// - `Attributes` conforms to ``NumberRanges``, giving every attribute its range (`.milliseconds`,
+///   `.bytes`): the registry rejects values outside it in experiments and in the admin API (400).
 /// - ``validate(_:)`` rejects values that would hang or crash the stream (a zero rate, a zero
 ///   slice size): throw ``ArgumentError`` naming the attribute. The registry validates when an
 ///   experiment loads and when the admin API receives a toxic, so a stage may trust its attributes.

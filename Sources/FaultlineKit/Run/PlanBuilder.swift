@@ -31,11 +31,20 @@ struct PlanBuilder {
 
         let journals = JournalLayout(suite: suite, journalPath: options.journalPath)
         var experiments: [PlannedExperiment] = []
-        for (index, (experiment, expectation)) in entries.enumerated() {
+        let budget = SubstitutionBudget(total: InputLimits.documents.substitutionTotal)
+        // Each experiment resolves its configuration over the shared one: count that too.
+        let sharedValues = shared.configuration.count + shared.secrets.values.reduce(0) { $0 + $1.count }
+        var planValues = entries.reduce(0) { $0 + $1.values }
+        for (index, (experiment, expectation, _)) in entries.enumerated() {
+            planValues += sharedValues
+            guard planValues <= InputLimits.documents.planValues else {
+                sink.report(Self.tooLarge(at: experiment.document.location))
+                break
+            }
             let evaluated = ConfigurationLayers.evaluate(
                 experiment.configuration, exports: placeholders, shared: shared, environment: options.environment, sources: sources, sink: sink)
             let configuration = ConfigurationLayers.experiment(evaluated, exports: placeholders, shared: shared, sink: sink)
-            ExperimentValidator.validate(experiment, configuration: configuration, registry: registry, sink: sink)
+            ExperimentValidator.validate(experiment, configuration: configuration, registry: registry, sink: sink, budget: budget)
             ToxicBackendExtension.checkToxics(experiment, profile: profile, registry: registry, sink: sink)
             experiments.append(
                 PlannedExperiment(
@@ -73,16 +82,31 @@ struct PlanBuilder {
             profiles: [], reports: nil, extensionSections: [:], isSuiteFile: false)
     }
 
-    /// The suite's experiments, parsed, with their documented outcomes; only those `--only` names.
-    private func selectedExperiments(_ suite: Suite) -> [(Experiment, Outcome?)] {
+    static func tooLarge(at location: SourceLocation?) -> Diagnostic {
+        Diagnostic(
+            "the run's experiments and the configuration each sees hold more than \(InputLimits.documents.planValues) values in all", at: location,
+            hint: "run the suite in parts (--only), or share less configuration")
+    }
+
+    /// The suite's experiments, parsed, with their documented outcomes and the number of values
+    /// each holds; only those `--only` names.
+    private func selectedExperiments(_ suite: Suite) -> [(Experiment, Outcome?, values: Int)] {
         let baseDirectory = (path as NSString).deletingLastPathComponent
-        var experiments: [(Experiment, Outcome?)] = []
+        var experiments: [(Experiment, Outcome?, values: Int)] = []
+        // A file the suite names several times is read once.
+        var loaded: [String: (node: SourceNode, values: Int)] = [:]
+        var planValues = 0
         for entry in suite.entries {
             if let file = entry.path {
                 let resolved = file.hasPrefix("/") || baseDirectory.isEmpty ? file : (baseDirectory as NSString).appendingPathComponent(file)
-                let node: SourceNode
+                let document: (node: SourceNode, values: Int)
                 do {
-                    node = try DocumentLoader.load(path: resolved)
+                    if let known = loaded[resolved] {
+                        document = known
+                    } else {
+                        document = try DocumentLoader.loadCounted(path: resolved, limits: .documents)
+                        loaded[resolved] = document
+                    }
                 } catch let diagnostic as Diagnostic where diagnostic.location == nil {
                     sink.report(Diagnostic(diagnostic.message, at: entry.location, path: entry.documentPath, hint: diagnostic.hint))
                     continue
@@ -90,18 +114,24 @@ struct PlanBuilder {
                     sink.report(error, fallbackLocation: entry.location, path: entry.documentPath)
                     continue
                 }
-                if let experiment = ExperimentParser.parse(node, origin: resolved, sink: sink) {
-                    experiments.append((experiment, entry.expect))
+                planValues += document.values
+                guard planValues <= InputLimits.documents.planValues else {
+                    sink.report(Self.tooLarge(at: entry.location))
+                    break
+                }
+                if let experiment = ExperimentParser.parse(document.node, origin: resolved, sink: sink) {
+                    experiments.append((experiment, entry.expect, document.values))
                 }
             } else if let inline = entry.inline {
                 let origin = suite.isSuiteFile ? "\(path) (\(entry.documentPath))" : path
                 if let experiment = ExperimentParser.parse(inline, origin: origin, path: entry.documentPath, sink: sink) {
-                    experiments.append((experiment, entry.expect))
+                    // Counted with the suite's own document.
+                    experiments.append((experiment, entry.expect, 0))
                 }
             }
         }
         guard !options.only.isEmpty else { return experiments }
-        let kept = experiments.filter { experiment, _ in
+        let kept = experiments.filter { experiment, _, _ in
             options.only.contains { experiment.title.localizedCaseInsensitiveContains($0) || experiment.origin.localizedCaseInsensitiveContains($0) }
         }
         if kept.isEmpty {

@@ -63,6 +63,15 @@ public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
         self.severity = severity
     }
 
+    /// This diagnostic with the secrets `redactor` knows masked in its message and hint.
+    public func redacted(by redactor: Redactor) -> Diagnostic {
+        guard !redactor.isEmpty else { return self }
+        var copy = self
+        copy.message = redactor.redact(message)
+        copy.hint = hint.map(redactor.redact)
+        return copy
+    }
+
     public var description: String {
         var text = ""
         if let location { text += "\(location): " }
@@ -86,14 +95,32 @@ public struct ValidationError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Collects diagnostics so that validation can report all problems, not only the first.
+///
+/// Like a compiler's error limit, it keeps the first ``limit`` problems and drops the rest, so that
+/// a document with a hundred thousand mistakes is reported in a moment, not printed for minutes.
 public final class DiagnosticSink: @unchecked Sendable {
     // Used by one loading pass at a time; never shared across tasks.
     public private(set) var diagnostics: [Diagnostic] = []
+    private var seen: Set<Diagnostic> = []
+    /// The most diagnostics kept.
+    public let limit: Int
 
-    public init() {}
+    /// Every secret value resolved while loading, masked in what the sink hands out: a secret
+    /// substituted into a path or URL that fails validation is not printed in clear.
+    public private(set) var redactor = Redactor()
+
+    public init(limit: Int = 500) { self.limit = limit }
+
+    /// Masks these secrets in every diagnostic, those reported before included.
+    public func addSecrets(_ secrets: [String: [String: Value]]) { redactor.add(secrets: secrets) }
+
+    /// Whether the sink keeps no more: validation may stop, and a reporter skip work (a
+    /// suggestion) that would only be dropped.
+    public var isFull: Bool { diagnostics.count >= limit }
 
     public func report(_ diagnostic: Diagnostic) {
-        if !diagnostics.contains(diagnostic) { diagnostics.append(diagnostic) }
+        guard !isFull, seen.insert(diagnostic).inserted else { return }
+        diagnostics.append(diagnostic)
     }
 
     public func report(_ error: any Error, fallbackLocation: SourceLocation?, path: DocumentPath?) {
@@ -107,11 +134,12 @@ public final class DiagnosticSink: @unchecked Sendable {
         }
     }
 
-    public var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
+    public var hasErrors: Bool { isFull || diagnostics.contains { $0.severity == .error } }
 
-    /// The collected diagnostics sorted by position, so output follows the file.
+    /// The collected diagnostics sorted by position, so output follows the file, and a last one
+    /// counting those dropped beyond the limit.
     public var sorted: [Diagnostic] {
-        diagnostics.enumerated().sorted { a, b in
+        let kept = diagnostics.enumerated().sorted { a, b in
             let la = a.element.location, lb = b.element.location
             switch (la, lb) {
             case let (la?, lb?) where la.file == lb.file:
@@ -121,7 +149,9 @@ public final class DiagnosticSink: @unchecked Sendable {
             default:
                 return a.offset < b.offset
             }
-        }.map(\.element)
+        }.map { $0.element.redacted(by: redactor) }
+        guard isFull else { return kept }
+        return kept + [Diagnostic("validation stopped after \(limit) problems", hint: "fix these and validate again")]
     }
 
     /// Throws a ``ValidationError`` holding everything collected, if any of it is an error.
@@ -132,17 +162,28 @@ public final class DiagnosticSink: @unchecked Sendable {
 
 /// Suggests the closest known word for a misspelt one, the way compilers do.
 public enum Suggestion {
+    /// Words longer than this get no suggestion: nobody mistypes a 100-character name, and the
+    /// edit distance costs the product of the lengths.
+    static let longestWord = 100
+    /// Among more candidates than this a suggestion helps nobody, and costs a distance to each:
+    /// callers with open-ended lists (variables, activity names) offer none.
+    public static let mostCandidates = 1000
+
     /// The candidate nearest to `word`, if it is close enough to be a plausible typo.
     public static func closest(to word: String, in candidates: some Sequence<String>) -> String? {
+        guard word.utf8.count <= longestWord else { return nil }
         let lowered = word.lowercased()
+        let length = lowered.count
         var best: (String, Int)?
-        for candidate in candidates {
-            let distance = editDistance(lowered, candidate.lowercased())
-            if best == nil || distance < best!.1 { best = (candidate, distance) }
+        for candidate in candidates where candidate.utf8.count <= longestWord {
+            let lowercased = candidate.lowercased()
+            // A distance is at least the difference in length: skip what cannot be close.
+            let limit = max(1, min(length, lowercased.count) / 3)
+            if abs(lowercased.count - length) > limit { continue }
+            let distance = editDistance(lowered, lowercased)
+            if distance <= limit, best == nil || distance < best!.1 { best = (candidate, distance) }
         }
-        guard let (candidate, distance) = best else { return nil }
-        let limit = max(1, min(word.count, candidate.count) / 3)
-        return distance <= limit ? candidate : nil
+        return best?.0
     }
 
     /// `did you mean "x"?` for the closest candidate, or nil.

@@ -1,5 +1,4 @@
 import Foundation
-import Yams
 
 /// Reads YAML and JSON documents into ``SourceNode`` trees with a location on every value.
 ///
@@ -20,158 +19,94 @@ public enum DocumentLoader {
     }
 
     /// Reads and parses a file.
-    /// - Parameter path: a `.yaml`, `.yml` or `.json` file.
-    /// - Throws: a ``Diagnostic`` with the position of a syntax error, or naming the unreadable file.
-    public static func load(path: String) throws -> SourceNode {
+    /// - Parameters:
+    ///   - path: a `.yaml`, `.yml` or `.json` file.
+    ///   - limits: how large a document may be and make the loader build.
+    /// - Throws: a ``Diagnostic`` with the position of a syntax error or of an exceeded limit, or
+    ///   naming the unreadable file.
+    public static func load(path: String, limits: InputLimits = .documents) throws -> SourceNode {
+        try loadCounted(path: path, limits: limits).node
+    }
+
+    /// The document and the number of values it holds (aliases counted as copies).
+    static func loadCounted(path: String, limits: InputLimits) throws -> (node: SourceNode, values: Int) {
         guard let format = format(forPath: path) else {
             throw Diagnostic(
                 "cannot read \(path): only .yaml, .yml and .json files are supported",
                 hint: "rename the file with one of these extensions")
         }
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "it is not readable UTF-8 text" : "no such file"
+        let text = try read(path, limits: limits)
+        return try parseCounted(text, format: format, file: path, limits: limits)
+    }
+
+    /// The file's text, read no further than the limit. Only regular files are read: a FIFO or
+    /// `/dev/stdin` would wait for a writer, `/dev/zero` never ends.
+    private static func read(_ path: String, limits: InputLimits) throws -> String {
+        // Opened without blocking (a FIFO's open waits for a writer), then checked.
+        let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            let reason = errno == ENOENT ? "no such file" : "it is not readable"
             throw Diagnostic("cannot read \(path): \(reason)")
         }
-        return try parse(text, format: format, file: path)
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            close(descriptor)
+            throw Diagnostic("cannot read \(path): it is not a regular file", hint: "name an experiment or suite file")
+        }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        var data = Data()
+        while data.count <= limits.documentBytes {
+            let chunk: Data?
+            do {
+                chunk = try handle.read(upToCount: min(1 << 20, limits.documentBytes + 1 - data.count))
+            } catch {
+                throw Diagnostic("cannot read \(path): \(error.localizedDescription)")
+            }
+            guard let chunk, !chunk.isEmpty else { break }
+            data.append(chunk)
+        }
+        guard data.count <= limits.documentBytes else {
+            throw Diagnostic(
+                "\(path) is larger than \(InputLimits.bytes(limits.documentBytes))", at: SourceLocation(file: path, line: 1, column: 1),
+                hint: "an experiment or suite is a few kilobytes; split a generated one into several files")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw Diagnostic("\(path) is not UTF-8 text", at: firstInvalidUTF8(data, file: path), hint: "save it as UTF-8")
+        }
+        return text
+    }
+
+    /// Where the first byte that is not UTF-8 is.
+    private static func firstInvalidUTF8(_ data: Data, file: String) -> SourceLocation {
+        var parser = Unicode.UTF8.ForwardParser()
+        var bytes = data.makeIterator()
+        var (line, column) = (1, 1)
+        while true {
+            switch parser.parseScalar(from: &bytes) {
+            case .valid(let scalar):
+                if scalar.count == 1, scalar.first == UInt8(ascii: "\n") { (line, column) = (line + 1, 1) } else { column += 1 }
+            case .emptyInput, .error:
+                return SourceLocation(file: file, line: line, column: column)
+            }
+        }
     }
 
     /// Parses text in the given format; `file` names it in locations.
-    public static func parse(_ text: String, format: Format, file: String) throws -> SourceNode {
+    public static func parse(_ text: String, format: Format, file: String, limits: InputLimits = .documents) throws -> SourceNode {
+        try parseCounted(text, format: format, file: file, limits: limits).node
+    }
+
+    static func parseCounted(_ text: String, format: Format, file: String, limits: InputLimits) throws -> (node: SourceNode, values: Int) {
+        guard text.utf8.count <= limits.documentBytes else {
+            throw Diagnostic("\(file) is larger than \(InputLimits.bytes(limits.documentBytes))", at: SourceLocation(file: file, line: 1, column: 1))
+        }
         switch format {
-        case .json: return try JSONReader.parse(text, file: file)
-        case .yaml: return try parseYAML(text, file: file)
+        case .json: return try JSONReader.parseCounted(text, file: file, limits: limits)
+        case .yaml: return try YAMLComposer.compose(text, file: file, limits: limits)
         }
     }
 
-    private static func parseYAML(_ text: String, file: String) throws -> SourceNode {
-        let node: Node?
-        do {
-            node = try Yams.compose(yaml: text, .basic)
-        } catch let error as YamlError {
-            throw diagnostic(for: error, file: file, text: text)
-        }
-        guard let node else {
-            return SourceNode(.scalar(.null, raw: nil), at: SourceLocation(file: file, line: 1, column: 1))
-        }
-        let sink = DiagnosticSink()
-        let result = convert(node, file: file, sink: sink)
-        try sink.throwIfErrors()
-        return result
-    }
-
-    private static func diagnostic(for error: YamlError, file: String, text: String) -> Diagnostic {
-        switch error {
-        case .duplicatedKeysInMapping(let duplicates, let context):
-            // Yams points at the first occurrence; point at the repeat, which is what to remove.
-            let key = duplicates.first ?? "?"
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-            var location = SourceLocation(file: file, line: context.mark.line, column: context.mark.column)
-            for index in context.mark.line..<lines.count {
-                let line = lines[index]
-                let indent = line.prefix { $0 == " " }.count
-                if indent == context.mark.column - 1, line.dropFirst(indent).hasPrefix("\(key):") || line.dropFirst(indent).hasPrefix("\"\(key)\":") {
-                    location = SourceLocation(file: file, line: index + 1, column: indent + 1)
-                    break
-                }
-            }
-            return Diagnostic(
-                "duplicate key \"\(key)\"", at: location,
-                hint: "a key may appear only once in an object; the first is at line \(context.mark.line)")
-        case .scanner(let context, let problem, let mark, _),
-            .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
-            var message = "invalid YAML: \(problem)"
-            if let context { message += " (\(context.text) at line \(context.mark.line))" }
-            var hint: String?
-            if problem.contains("found character that cannot start any token") {
-                hint = "quote values that start with '@', '`', '%' or contain tabs; indent with spaces"
-            } else if problem.contains("mapping values are not allowed") {
-                hint = "quote a value that contains ': ', or check the indentation of the line above"
-            } else if problem.contains("did not find expected") {
-                hint = "check the indentation, and quote strings such as \"${name}\" inside [ ] or { }"
-            }
-            return Diagnostic(message, at: SourceLocation(file: file, line: mark.line, column: mark.column), hint: hint)
-        case .reader(let problem, _, _, _):
-            return Diagnostic("invalid YAML: \(problem)", at: SourceLocation(file: file, line: 1, column: 1))
-        default:
-            return Diagnostic("invalid YAML: \(error)", at: SourceLocation(file: file, line: 1, column: 1))
-        }
-    }
-
-    private static func location(_ mark: Mark?, _ file: String) -> SourceLocation? {
-        mark.map { SourceLocation(file: file, line: $0.line, column: $0.column) }
-    }
-
-    private static func convert(_ node: Node, file: String, sink: DiagnosticSink) -> SourceNode {
-        switch node {
-        case .scalar(let scalar):
-            return SourceNode(resolve(scalar), at: location(scalar.mark, file))
-        case .sequence(let sequence):
-            return SourceNode(.array(sequence.map { convert($0, file: file, sink: sink) }), at: location(sequence.mark, file))
-        case .mapping(let mapping):
-            var members: [SourceNode.Member] = []
-            var seen: Set<String> = []
-            for (keyNode, valueNode) in mapping {
-                let keyLocation = location(keyNode.mark, file)
-                guard case .scalar(let keyScalar) = keyNode else {
-                    sink.report(Diagnostic("a key must be a plain string, not a list or object", at: keyLocation))
-                    continue
-                }
-                let key = keyScalar.string
-                if key == "<<" {
-                    // YAML merge key: splice the referenced mapping's members in, without overriding.
-                    for merged in mergeSources(valueNode) {
-                        for member in convert(merged, file: file, sink: sink).members ?? [] where !seen.contains(member.key) {
-                            seen.insert(member.key)
-                            members.append(member)
-                        }
-                    }
-                    continue
-                }
-                if seen.contains(key) {
-                    sink.report(Diagnostic("duplicate key \"\(key)\"", at: keyLocation, hint: "a key may appear only once in an object; remove one"))
-                    continue
-                }
-                seen.insert(key)
-                members.append(.init(key: key, keyLocation: keyLocation, value: convert(valueNode, file: file, sink: sink)))
-            }
-            return SourceNode(.object(members), at: location(mapping.mark, file))
-        case .alias(let alias):
-            sink.report(Diagnostic("unresolved YAML alias *\(alias.anchor.rawValue)", at: location(alias.mark, file)))
-            return SourceNode(.scalar(.null, raw: nil), at: location(alias.mark, file))
-        }
-    }
-
-    private static func mergeSources(_ node: Node) -> [Node] {
-        switch node {
-        case .mapping: [node]
-        case .sequence(let sequence): Array(sequence)
-        default: []
-        }
-    }
-
-    private static func resolve(_ scalar: Node.Scalar) -> SourceNode.Content {
-        let text = scalar.string
-        let tag = scalar.tag.rawValue
-        let implicit = tag.isEmpty || tag == "!" || tag == "?" || tag == Tag.Name.str.rawValue
-        if !implicit || scalar.style != .plain {
-            // Quoted, or explicitly tagged: honour the tag.
-            switch tag {
-            case Tag.Name.int.rawValue: if let i = Int(text) { return .scalar(.int(i), raw: text) }
-            case Tag.Name.float.rawValue: if let d = Double(text) { return .scalar(.double(d), raw: text) }
-            case Tag.Name.bool.rawValue: if let b = coreBool(text) { return .scalar(.bool(b), raw: text) }
-            case Tag.Name.null.rawValue: return .scalar(.null, raw: text)
-            default: break
-            }
-            return .scalar(.string(text), raw: nil)
-        }
-        return .scalar(resolvePlain(text), raw: text)
-    }
-
-    private static func coreBool(_ text: String) -> Bool? {
+    static func coreBool(_ text: String) -> Bool? {
         switch text {
         case "true", "True", "TRUE": true
         case "false", "False", "FALSE": false

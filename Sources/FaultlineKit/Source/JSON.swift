@@ -91,6 +91,9 @@ public struct JSONReader {
     private let bytes: [UInt8]
     private let file: String
     private let rejectsDuplicateKeys: Bool
+    private let limits: InputLimits
+    /// Values read so far, for ``InputLimits/values``.
+    private(set) var values = 0
     private var index = 0
     private var line = 1
     private var lineStart = 0
@@ -98,35 +101,49 @@ public struct JSONReader {
     /// from the line's start each time (a journal written on one line would be quadratic).
     private var columnMark = (index: 0, column: 1)
 
-    private init(_ bytes: [UInt8], file: String, rejectsDuplicateKeys: Bool) {
+    private init(_ bytes: [UInt8], file: String, rejectsDuplicateKeys: Bool, limits: InputLimits) {
         self.bytes = bytes
         self.file = file
         self.rejectsDuplicateKeys = rejectsDuplicateKeys
+        self.limits = limits
     }
 
     /// Parses a whole JSON document.
     /// - Parameters:
     ///   - text: the document.
     ///   - file: the name used in locations and errors.
-    /// - Throws: a ``Diagnostic`` naming the position of the first syntax error or repeated key.
-    public static func parse(_ text: String, file: String) throws -> SourceNode {
-        try parse(text, file: file, rejectsDuplicateKeys: true)
+    ///   - limits: how deep the document may nest and how many values it may hold.
+    /// - Throws: a ``Diagnostic`` naming the position of the first syntax error, repeated key or
+    ///   exceeded limit.
+    public static func parse(_ text: String, file: String, limits: InputLimits = .documents) throws -> SourceNode {
+        try parseCounted(text, file: file, limits: limits).node
     }
 
-    private static func parse(_ text: String, file: String, rejectsDuplicateKeys: Bool) throws -> SourceNode {
-        var reader = JSONReader(Array(text.utf8), file: file, rejectsDuplicateKeys: rejectsDuplicateKeys)
-        reader.skipWhitespace()
-        let node = try reader.parseValue(depth: 0)
-        reader.skipWhitespace()
-        if reader.index < reader.bytes.count {
-            throw reader.error("unexpected text after the JSON document")
+    /// The document and the number of values it holds.
+    static func parseCounted(_ text: String, file: String, limits: InputLimits) throws -> (node: SourceNode, values: Int) {
+        var reader = JSONReader(Array(text.utf8), file: file, rejectsDuplicateKeys: true, limits: limits)
+        let node = try reader.document()
+        return (node, reader.values)
+    }
+
+    private static func parse(_ text: String, file: String, rejectsDuplicateKeys: Bool, limits: InputLimits) throws -> SourceNode {
+        var reader = JSONReader(Array(text.utf8), file: file, rejectsDuplicateKeys: rejectsDuplicateKeys, limits: limits)
+        return try reader.document()
+    }
+
+    private mutating func document() throws -> SourceNode {
+        skipWhitespace()
+        let node = try parseValue(depth: 0)
+        skipWhitespace()
+        if index < bytes.count {
+            throw error("unexpected text after the JSON document")
         }
         return node
     }
 
     /// Parses JSON into a plain ``Value`` (locations dropped); a repeated key keeps its last value.
     public static func value(_ text: String) throws -> Value {
-        try parse(text, file: "<json>", rejectsDuplicateKeys: false).value
+        try parse(text, file: "<json>", rejectsDuplicateKeys: false, limits: .journals).value
     }
 
     private var location: SourceLocation {
@@ -162,7 +179,9 @@ public struct JSONReader {
     }
 
     private mutating func parseValue(depth: Int) throws -> SourceNode {
-        guard depth < 512 else { throw error("nested too deeply") }
+        guard depth <= limits.depth else { throw error("lists and objects nest more than \(limits.depth) deep") }
+        values += 1
+        guard values <= limits.values else { throw error("the document holds more than \(limits.values) values") }
         guard index < bytes.count else { throw error("unexpected end of input, expected a value") }
         let start = location
         switch bytes[index] {

@@ -126,12 +126,17 @@ final class NodeDecoding: Decoder {
     var readKeys: Set<String> = []
     var knownKeys: [String] = []
     var vendedKeyedContainer = false
+    /// The range every number in this node must fall in (from the nearest ``NumberRanges`` table).
+    let range: NumberRange?
+    /// The ranges of the keys of the type being decoded here, when it declares them.
+    var ranges: [String: NumberRange] = [:]
 
-    init(node: SourceNode, path: DocumentPath, codingPath: [any CodingKey], state: DecodingState) {
+    init(node: SourceNode, path: DocumentPath, codingPath: [any CodingKey], state: DecodingState, range: NumberRange? = nil) {
         self.node = node
         self.path = path
         self.codingPath = codingPath
         self.state = state
+        self.range = range
     }
 
     func mismatch(_ expected: String) -> Diagnostic {
@@ -142,6 +147,7 @@ final class NodeDecoding: Decoder {
     func decodeValue<T: Decodable>(_ type: T.Type) throws -> T {
         if T.self == SourceNode.self { return node as! T }
         if T.self == Value.self { return node.value as! T }
+        if let ranged = T.self as? any NumberRanges.Type { ranges = ranged.numberRanges }
         if let choices = stringChoices(of: T.self), case .scalar(.string(let s), _) = node.content, !choices.contains(s) {
             let suggestion = Suggestion.closest(to: s, in: choices)
             let hint = suggestion.map { "did you mean \"\($0)\"?" } ?? "expected one of: \(choices.joined(separator: ", "))"
@@ -154,10 +160,12 @@ final class NodeDecoding: Decoder {
 
     private func finish() {
         guard state.strict, vendedKeyedContainer, let members = node.members else { return }
-        let known = queriedKeys.union(knownKeys)
+        let known = queriedKeys.union(knownKeys).sorted()
         for member in members where !readKeys.contains(member.key) {
-            let hint = Suggestion.didYouMean(member.key, in: known.sorted())
-                ?? (known.isEmpty ? nil : "known keys: \(known.sorted().joined(separator: ", "))")
+            // Past the sink's limit the diagnostic is only counted: skip the suggestion.
+            let hint =
+                state.sink.isFull
+                ? nil : Suggestion.didYouMean(member.key, in: known) ?? (known.isEmpty ? nil : "known keys: \(known.joined(separator: ", "))")
             state.sink.report(
                 Diagnostic("unknown key \"\(member.key)\"", at: member.keyLocation ?? node.location, path: path.appending(member.key), hint: hint))
         }
@@ -181,7 +189,16 @@ final class NodeDecoding: Decoder {
     func singleValueContainer() throws -> any SingleValueDecodingContainer { SingleValue(decoder: self) }
 
     func child(_ node: SourceNode, key: any CodingKey, path: DocumentPath) -> NodeDecoding {
-        NodeDecoding(node: node, path: path, codingPath: codingPath + [key], state: state)
+        let range = key.intValue == nil ? ranges[key.stringValue] ?? range : range
+        return NodeDecoding(node: node, path: path, codingPath: codingPath + [key], state: state, range: range)
+    }
+
+    /// Rejects a number outside this node's range, at the number's position.
+    func checkRange(_ number: Double) throws {
+        guard let range, !range.contains(number) else { return }
+        let keys = path.components.compactMap { component -> String? in if case .key(let key) = component { key } else { nil } }
+        let key = keys.last ?? "the value"
+        throw Diagnostic(range.message(key, found: number), at: node.location, path: path)
     }
 }
 
@@ -336,6 +353,7 @@ private struct SingleValue: SingleValueDecodingContainer {
 
     func decode(_ type: Double.Type) throws -> Double {
         guard let d = node.scalar?.doubleValue ?? writtenNumber?.doubleValue else { throw decoder.mismatch("a number") }
+        try decoder.checkRange(d)
         return d
     }
 
@@ -350,6 +368,8 @@ private struct SingleValue: SingleValueDecodingContainer {
     func decode(_ type: Float.Type) throws -> Float { Float(try decode(Double.self)) }
 
     private func integer<I: FixedWidthInteger>(_ type: I.Type) throws -> I {
+        // The range first: 9999999999999999999 is out of range, not "not an integer".
+        if let number = node.scalar?.doubleValue ?? writtenNumber?.doubleValue { try decoder.checkRange(number) }
         guard let i = node.scalar?.intValue ?? writtenNumber?.intValue else { throw decoder.mismatch("an integer") }
         guard let value = I(exactly: i) else {
             throw Diagnostic("\(i) is out of range (\(I.min)…\(I.max))", at: node.location, path: decoder.path)

@@ -13,7 +13,10 @@ public struct Redactor: Sendable {
     /// other text would make journals unreadable and still reveal nothing about the secret.
     public private(set) var exact: Set<String> = []
 
-    public init(secrets: [String: [String: Value]] = [:]) {
+    public init(secrets: [String: [String: Value]] = [:]) { add(secrets: secrets) }
+
+    /// Adds the values of secret scopes (`scope → key → value`), every string and number inside.
+    public mutating func add(secrets: [String: [String: Value]]) {
         var values: [String] = []
         func collect(_ value: Value) {
             switch value {

@@ -49,6 +49,7 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
 /// Formats durations for people: `850 ms`, `4.2 s`, `2 min 5 s`.
 public enum DurationFormat {
     public static func seconds(_ seconds: Double) -> String {
+        guard seconds.isFinite, abs(seconds) < 1e15 else { return "\(seconds) s" }
         if seconds < 1 { return "\(Int((seconds * 1000).rounded())) ms" }
         if seconds < 60 { return String(format: "%.1f s", seconds) }
         let minutes = Int(seconds / 60)

@@ -226,7 +226,8 @@ public struct AddToxicAction: Action, RegistryValidating {
         "clients": "only connections from these addresses or CIDR blocks (e.g. [127.0.0.1, 10.0.0.0/8, ::1]); default every client",
     ]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["toxicity": .probability]
         public var proxy: String
         public var toxic: String
         public var attributes: Value
@@ -317,8 +318,10 @@ public struct AddToxicAction: Action, RegistryValidating {
 
 /// Rejects a toxicity outside 0…1.
 public func validateToxicity(_ toxicity: Double) throws {
-    guard (0...1).contains(toxicity) else {
-        throw ArgumentError("toxicity", "toxicity must be between 0 and 1 (found \(toxicity))", hint: "1 applies the toxic to every connection, 0.5 to about half")
+    guard NumberRange.probability.contains(toxicity) else {
+        throw ArgumentError(
+            "toxicity", NumberRange.probability.message("toxicity", found: toxicity),
+            hint: "1 applies the toxic to every connection, 0.5 to about half")
     }
 }
 
@@ -353,7 +356,8 @@ public struct UpdateToxicAction: Action {
         "toxicity": "new probability 0…1; each connection keeps its roll",
     ]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["toxicity": .probability]
         public var proxy: String
         public var name: String
         public var attributes: Value?

@@ -12,7 +12,9 @@ public struct DNSResolveProbe: ProbePlugin {
     public static let summary = "Resolve a host name; output {addresses, elapsed_ms}"
     public static let argumentHelp = ["host": "the name to resolve", "timeout": "seconds before the probe fails"]
 
-    public struct Arguments: Codable, Sendable {
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        /// Every number a user writes has a range, checked when the experiment loads.
+        public static let numberRanges: [String: NumberRange] = ["timeout": .seconds]
         public var host: String
         public var timeout: Double
 
@@ -37,7 +39,7 @@ public struct DNSResolveProbe: ProbePlugin {
         let addresses: [String] = try await withThrowingTaskGroup(of: [String]?.self) { group in
             group.addTask { try await Self.resolve(arguments.host) }
             group.addTask {
-                try await Task.sleep(for: .seconds(arguments.timeout))
+                try await Task.sleep(for: .seconds(saturating: arguments.timeout))
                 return nil
             }
             defer { group.cancelAll() }
