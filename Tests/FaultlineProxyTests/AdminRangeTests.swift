@@ -22,7 +22,7 @@ struct AdminRangeTests {
         try await withAdminFixture { fixture in
             let port = fixture.port
             for (toxic, attribute, range) in Self.attributes {
-                for value in ["9223372036854775807", "-9223372036854775808", "\(Int64(range.upperBound) + 1)", "-1"] {
+                for value in ["9223372036854775807", "-9223372036854775808", "\(Int64(range.upperBound) + 1)", "\(Int64(range.lowerBound) - 1)"] {
                     let body = #"{"name":"t","type":"\#(toxic)","attributes":{"\#(attribute)":\#(value)}}"#
                     let reply = try await http("POST", port, "/proxies/test/toxics", body: body)
                     #expect(reply.status == 400, "\(body): \(reply.status) \(reply.body)")

@@ -76,7 +76,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
     public struct Arguments: Codable, Sendable, NumberRanges {
         public static let numberRanges: [String: NumberRange] = [
             "expected_status": ExpectedStatus.range, "users": .count(100_000), "ramp_up": .seconds, "duration": .seconds,
-            "iterations": .count(1_000_000_000), "think_time": .seconds, "rate": NumberRange(0.001...1_000_000, unit: "iterations a second"),
+            "iterations": .count(1_000_000_000), "think_time": .seconds, "rate": NumberRange(0...1_000_000, unit: "iterations a second"),
             "request_timeout": .seconds, "graceful_stop": .seconds,
         ]
         public var url: String?

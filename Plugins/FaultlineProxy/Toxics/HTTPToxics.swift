@@ -26,7 +26,8 @@ public struct HTTPAbortToxic: HTTPToxic {
         "headers": "extra response headers, name: value",
     ])
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["status": NumberRange(100...599, unit: "(HTTP status)", integer: true)]
         public var status: Int
         public var body: String
         public var headers: [String: String]
@@ -87,7 +88,8 @@ public struct HTTPLatencyToxic: HTTPToxic {
         "jitter": "uniform random variation in milliseconds, ± around latency (seeded per request)",
     ])
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["latency": .milliseconds, "jitter": .milliseconds]
         public var latency: Int
         public var jitter: Int
         public var match: HTTPRequestMatch
@@ -142,7 +144,8 @@ public struct HTTPResetToxic: HTTPToxic {
         "body_bytes": "bytes of the body (as sent, chunk framing included) forwarded before the reset; 0 resets right after the head"
     ])
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["body_bytes": .bytes]
         public var bodyBytes: Int
         public var match: HTTPRequestMatch
 
@@ -255,7 +258,8 @@ public struct HTTPBodyToxic: HTTPToxic {
         "truncate": "bytes of the body (as sent) to keep before closing the connection; -1 keeps all (default)",
     ])
 
-    public struct Attributes: Codable, Sendable, Equatable {
+    public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
+        public static let numberRanges: [String: NumberRange] = ["truncate": NumberRange(-1...1_099_511_627_776, unit: "bytes", integer: true)]
         public var body: String?
         public var truncate: Int
         public var match: HTTPRequestMatch
