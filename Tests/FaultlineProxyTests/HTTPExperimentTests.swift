@@ -85,7 +85,7 @@ struct HTTPExperimentTests {
                 name: d
                 provider: {type: toxic, proxy: db, toxic: http_abort, attributes: {path_prefix: api}}
             """)
-        #expect(errors.contains { $0.hasPrefix("experiment.yaml:5:") && $0.contains("status must be an HTTP status code 100…599") }, "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("experiment.yaml:5:") && $0.contains("status must be 100…599 (HTTP status)") }, "\(errors)")
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:8:") && $0.contains("unknown key \"pth\" (did you mean \"path\"?)") }, "\(errors)")
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:11:") && $0.contains("the prefix length must be 0…32") }, "\(errors)")
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:14:") && $0.contains("path_prefix must start with /") }, "\(errors)")
@@ -143,7 +143,7 @@ struct HTTPAdminTests {
             #expect(created.json?["clients"] == ["127.0.0.0/8"])
             let refused = try await http("POST", fixture.port, "/proxies/test/toxics", body: #"{"type":"http_abort","attributes":{"status":99}}"#)
             #expect(refused.status == 400)
-            #expect(refused.body.contains("status must be an HTTP status code"))
+            #expect(refused.body.contains("status must be 100…599 (HTTP status), found 99"))
             let badClients = try await http("POST", fixture.port, "/proxies/test/toxics", body: #"{"type":"latency","name":"x","clients":["nope"]}"#)
             #expect(badClients.status == 400)
             #expect(badClients.body.contains("is not an IP address or CIDR block"))
