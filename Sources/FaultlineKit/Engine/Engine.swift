@@ -416,7 +416,7 @@ private final class ExperimentRun: Sendable {
         let interrupted = interruption.count > 0
         let end = Date()
         recorder.update { journal in
-            journal.faults = state.faults.map { fault in
+            journal.faults = state.recordedFaults.map { fault in
                 var fault = fault
                 fault.id = redactor.redact(fault.id)
                 fault.label = redactor.redact(fault.label)

@@ -67,8 +67,9 @@ public struct ActivityContext: Sendable {
         run.endFault(id: id)
     }
 
-    /// Marks the end of a fault window and adds what the fault did to its label (`… — affected
-    /// 12 of 40 matching requests`).
+    /// Marks the end of a fault window and tells what the fault did; the journal adds it to the
+    /// label (`… — affected 12 of 40 matching requests`), while ``faultWindows`` keeps the label the
+    /// window began with (load phases are named by it).
     public func endFault(_ id: String, note: String?) {
         run.endFault(id: id, note: note)
     }
@@ -157,6 +158,9 @@ final class RunState: Sendable {
         var exports: [String: Value] = [:]
         var exportOrder: [String] = []
         var faults: [FaultWindow] = []
+        /// What a fault did, told when it ended (`affected 12 of 40 matching requests`), by window;
+        /// kept beside the label so the label a load phase is named by stays the one it began with.
+        var faultNotes: [String: String] = [:]
         var randomCounter = 0
     }
     private let state = Mutex(State())
@@ -196,7 +200,7 @@ final class RunState: Sendable {
         state.withLock { s in
             guard let index = s.faults.lastIndex(where: { $0.id == id && $0.end == nil }) else { return }
             s.faults[index].end = Timestamp.now()
-            if let note, !note.isEmpty { s.faults[index].label += " — \(note)" }
+            if let note, !note.isEmpty { s.faultNotes[Self.noteKey(s.faults[index])] = note }
             generation.add(1, ordering: .releasing)
         }
     }
@@ -211,6 +215,20 @@ final class RunState: Sendable {
     }
 
     var faults: [FaultWindow] { state.withLock { $0.faults } }
+
+    /// The fault windows as the journal records them: each label followed by what the fault did.
+    var recordedFaults: [FaultWindow] {
+        state.withLock { s in
+            s.faults.map { fault in
+                guard let note = s.faultNotes[Self.noteKey(fault)] else { return fault }
+                var noted = fault
+                noted.label += " — \(note)"
+                return noted
+            }
+        }
+    }
+
+    private static func noteKey(_ fault: FaultWindow) -> String { fault.id + "@" + fault.start.text }
 
     var pendingCleanups: [Cleanup] { state.withLock { $0.cleanups } }
 
