@@ -217,7 +217,9 @@ let package = Package(
         .executableTarget(name: "ProxyBenchmark", path: "Benchmarks/proxy"),
         .executableTarget(
             name: "FaultlineLoadBenchmark",
-            dependencies: ["FaultlineHTTP", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: [
+                "FaultlineHTTP", "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Benchmarks/load",
             exclude: ["run.sh"]
         ),

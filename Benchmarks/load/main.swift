@@ -82,7 +82,9 @@ func run(_ path: String, _ arguments: [String]) throws -> String {
     try process.run()
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw BenchmarkError.failed("\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)") }
+    guard process.terminationStatus == 0 else {
+        throw BenchmarkError.failed("\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+    }
     return String(decoding: data, as: UTF8.self)
 }
 
@@ -247,16 +249,21 @@ func compare(_ options: Options, nginx: Nginx) async throws {
     let cores = ProcessInfo.processInfo.activeProcessorCount
 
     print(
-        "http.load vs wrk: nginx (1 worker) on 127.0.0.1, \(options.connections) connections, \(options.threads) threads/event loops, \(Int(options.duration)) s a run, \(options.rounds) rounds, \(cores) cores")
+        "http.load vs wrk: nginx (1 worker) on 127.0.0.1, \(options.connections) connections, \(options.threads) threads/event loops, \(Int(options.duration)) s a run, \(options.rounds) rounds, \(cores) cores"
+    )
     print("(the tools take turns, in alternating order, so that other load on the machine hits both alike)")
     // A short warm-up so that neither tool pays for nginx's first connections.
     _ = try runWrk(url: nginx.url, connections: options.connections, threads: options.threads, duration: 1)
     var wrkRuns: [Measurement] = []
     var loadRuns: [Measurement] = []
     print("")
-    print(pad("round", 8) + pad("wrk req/s", 12) + pad("load req/s", 12) + pad("ratio", 8) + pad("wrk p50", 10) + pad("load p50", 10) + pad("wrk p99", 10) + pad("load p99", 10) + pad("wrk cpu/req", 13) + pad("load cpu/req", 13))
+    print(
+        pad("round", 8) + pad("wrk req/s", 12) + pad("load req/s", 12) + pad("ratio", 8) + pad("wrk p50", 10) + pad("load p50", 10)
+            + pad("wrk p99", 10) + pad("load p99", 10) + pad("wrk cpu/req", 13) + pad("load cpu/req", 13))
     for round in 1...options.rounds {
-        func wrkRun() throws { wrkRuns.append(try runWrk(url: nginx.url, connections: options.connections, threads: options.threads, duration: options.duration)) }
+        func wrkRun() throws {
+            wrkRuns.append(try runWrk(url: nginx.url, connections: options.connections, threads: options.threads, duration: options.duration))
+        }
         func loadRun() async throws {
             let cpuBefore = cpuSeconds(RUSAGE_SELF)
             var m = measurement(try await runLoad(url: nginx.url, connections: options.connections, duration: options.duration))
@@ -286,12 +293,16 @@ func compare(_ options: Options, nginx: Nginx) async throws {
     print("")
     print("medians" + pad("requests/s", 12) + pad("p50 ms", 10) + pad("p99 ms", 10))
     for (name, m) in [("wrk", wrk), ("http.load", load)] {
-        print(name + String(repeating: " ", count: 7 - min(7, name.count)) + pad(fixed(m.requestsPerSecond, 0), 12) + pad(fixed(m.p50), 10) + pad(fixed(m.p99), 10))
+        print(
+            name + String(repeating: " ", count: 7 - min(7, name.count)) + pad(fixed(m.requestsPerSecond, 0), 12) + pad(fixed(m.p50), 10)
+                + pad(fixed(m.p99), 10))
     }
     let ratio = load.requestsPerSecond / wrk.requestsPerSecond
     let p50Difference = (load.p50 - wrk.p50) / wrk.p50 * 100
     let p99Difference = (load.p99 - wrk.p99) / wrk.p99 * 100
-    print("ratio  " + pad(String(format: "%.2f×", ratio), 12) + pad(String(format: "%+.1f %%", p50Difference), 10) + pad(String(format: "%+.1f %%", p99Difference), 10))
+    print(
+        "ratio  " + pad(String(format: "%.2f×", ratio), 12) + pad(String(format: "%+.1f %%", p50Difference), 10)
+            + pad(String(format: "%+.1f %%", p99Difference), 10))
     // A lower p50 than wrk's is no fault: the goal is not to add latency wrk would not see.
     let met = ratio >= 0.8 && p50Difference <= 10
     print("goal: ≥ 0.80× wrk's requests/s, p50 at most 10 % above wrk's: \(met ? "met" : "NOT met")")
@@ -309,7 +320,9 @@ func compare(_ options: Options, nginx: Nginx) async throws {
     for size in sizes {
         let text = try run(CommandLine.arguments[0], ["--memory-child", nginx.url, String(size), String(options.connections), String(options.loops)])
         let fields = text.split(whereSeparator: \.isWhitespace)
-        guard fields.count == 3, let count = Int(fields[0]), let kib = Double(fields[1]) else { throw BenchmarkError.failed("memory child said: \(text)") }
+        guard fields.count == 3, let count = Int(fields[0]), let kib = Double(fields[1]) else {
+            throw BenchmarkError.failed("memory child said: \(text)")
+        }
         peaks.append(kib / 1024)
         print(pad(String(count), 12) + pad(fixed(kib / 1024, 1), 12) + pad(String(fields[2]), 14))
     }

@@ -13,7 +13,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 let quick = CommandLine.arguments.contains("--quick")
@@ -67,8 +67,9 @@ func proxy(_ name: String, to upstream: Int) -> Int {
 }
 
 func row(_ what: String, _ measured: String, _ reference: String, _ verdict: String) {
-    print(what.padding(toLength: 44, withPad: " ", startingAt: 0) + measured.padding(toLength: 22, withPad: " ", startingAt: 0)
-        + reference.padding(toLength: 26, withPad: " ", startingAt: 0) + verdict)
+    print(
+        what.padding(toLength: 44, withPad: " ", startingAt: 0) + measured.padding(toLength: 22, withPad: " ", startingAt: 0)
+            + reference.padding(toLength: 26, withPad: " ", startingAt: 0) + verdict)
 }
 
 /// A value shared with server threads.
@@ -131,8 +132,12 @@ if selected("throughput") {
         (direct: throughput(sink.port, bytes: size, received: received), proxied: throughput(viaProxy, bytes: size, received: received))
     }.sorted { $0.proxied / $0.direct < $1.proxied / $1.direct }
     let (direct, proxied) = pairs[pairs.count / 2]
-    let ratios = pairs.count > 1 ? String(format: "; pairs %.2f–%.2f×", pairs[0].proxied / pairs[0].direct, pairs[pairs.count - 1].proxied / pairs[pairs.count - 1].direct) : ""
-    row("throughput, one stream of \(size >> 20) MiB", String(format: "%.2f GiB/s", proxied), String(format: "direct %.2f GiB/s", direct),
+    let ratios =
+        pairs.count > 1
+        ? String(format: "; pairs %.2f–%.2f×", pairs[0].proxied / pairs[0].direct, pairs[pairs.count - 1].proxied / pairs[pairs.count - 1].direct)
+        : ""
+    row(
+        "throughput, one stream of \(size >> 20) MiB", String(format: "%.2f GiB/s", proxied), String(format: "direct %.2f GiB/s", direct),
         goal(proxied >= 0.5 * direct, String(format: "%.2f× direct (≥ 0.5×", proxied / direct) + ratios + ")"))
 }
 
@@ -169,7 +174,8 @@ if selected("roundtrip") {
     let direct = roundTrips(echo.port, count: count)
     let proxied = roundTrips(echoProxy, count: count)
     let (d50, d99, p50, p99) = (percentile(direct, 0.5), percentile(direct, 0.99), percentile(proxied, 0.5), percentile(proxied, 0.99))
-    row("round trip of 64 bytes, p50", String(format: "%.1f µs (+%.1f)", p50, p50 - d50), String(format: "direct %.1f µs", d50),
+    row(
+        "round trip of 64 bytes, p50", String(format: "%.1f µs (+%.1f)", p50, p50 - d50), String(format: "direct %.1f µs", d50),
         goal(p50 - d50 <= d50 / 2, String(format: "added %.1f ≤ %.1f µs", p50 - d50, d50 / 2)))
     row("round trip of 64 bytes, p99", String(format: "%.1f µs (+%.1f)", p99, p99 - d99), String(format: "direct %.1f µs", d99), "")
 }
@@ -219,7 +225,8 @@ if selected("connections") {
     }
     let direct = rounds.map(\.direct).sorted()[rounds.count / 2]
     let proxied = rounds.map(\.proxied).sorted()[rounds.count / 2]
-    row("new connections per second", String(format: "%.0f /s", proxied), String(format: "direct %.0f /s", direct),
+    row(
+        "new connections per second", String(format: "%.0f /s", proxied), String(format: "direct %.0f /s", direct),
         goal(proxied >= 15_000, "≥ 15,000 /s"))
 }
 
@@ -238,7 +245,9 @@ if selected("memory") {
     let warm = openIdle(500)
     waitHeld(500)
     warm.forEach { close($0) }
-    held.withLock { $0.forEach { close($0) }; $0.removeAll() }
+    held.withLock {
+        $0.forEach { close($0) }; $0.removeAll()
+    }
     sleep(1)
     let before = residentBytes(pid: proxyProcess.processIdentifier)
     let clients = openIdle(count)
@@ -246,9 +255,12 @@ if selected("memory") {
     sleep(1)
     let after = residentBytes(pid: proxyProcess.processIdentifier)
     clients.forEach { close($0) }
-    held.withLock { $0.forEach { close($0) }; $0.removeAll() }
+    held.withLock {
+        $0.forEach { close($0) }; $0.removeAll()
+    }
     let perConnection = Double(after - before) / Double(count) / 1024
-    row("memory per idle connection (\(count))", String(format: "%.1f KB", perConnection),
+    row(
+        "memory per idle connection (\(count))", String(format: "%.1f KB", perConnection),
         String(format: "proxy RSS idle %.1f MiB", Double(before) / 1_048_576), goal(perConnection <= 16, "≤ 16 KB"))
     sleep(1)
 }
@@ -293,7 +305,9 @@ if selected("bandwidth") {
         let error = (measured - Double(rate)) / Double(rate) * 100
         worst = max(worst, abs(error))
         let label = rate >= 1_000_000 ? "\(rate / 1_000_000) GB/s" : rate >= 1000 ? "\(rate / 1000) MB/s" : "\(rate) KB/s"
-        row("bandwidth \(label)", String(format: "%.1f KB/s", measured), "target \(rate) KB/s", goal(abs(error) <= 1, String(format: "%+.2f %% (±1 %%)", error)))
+        row(
+            "bandwidth \(label)", String(format: "%.1f KB/s", measured), "target \(rate) KB/s",
+            goal(abs(error) <= 1, String(format: "%+.2f %% (±1 %%)", error)))
     }
     api("DELETE", "/proxies/source/toxics/bw")
 }
@@ -309,7 +323,8 @@ if selected("latency") {
         api("DELETE", "/proxies/echo/toxics/lat")
         let added = (median - baseline) / 1000
         let error = added - Double(latency)
-        row("latency \(latency) ms, p50 added", String(format: "%.3f ms", added), String(format: "no toxic %.1f µs", baseline),
+        row(
+            "latency \(latency) ms, p50 added", String(format: "%.3f ms", added), String(format: "no toxic %.1f µs", baseline),
             goal(abs(error) <= 0.5, String(format: "%+.3f ms (±0.5 ms)", error)))
     }
 }
@@ -317,8 +332,9 @@ if selected("latency") {
 let ticksAtEnd = cpuTicks()
 if ticksAtEnd.total > ticksAtStart.total {
     let steal = Double(ticksAtEnd.steal - ticksAtStart.steal) / Double(ticksAtEnd.total - ticksAtStart.total) * 100
-    print(String(format: "CPU time stolen by the hypervisor during this run: %.1f %%", steal)
-        + (steal >= 5 ? " (a noisy neighbour: numbers vary more than usual)" : ""))
+    print(
+        String(format: "CPU time stolen by the hypervisor during this run: %.1f %%", steal)
+            + (steal >= 5 ? " (a noisy neighbour: numbers vary more than usual)" : ""))
 }
 
 proxyProcess.terminate()

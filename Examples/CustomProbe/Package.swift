@@ -7,7 +7,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         // In your project: .package(url: "https://github.com/<you>/faultline", from: "…")
-        .package(name: "Faultline", path: "../.."),
+        .package(name: "Faultline", path: "../..")
     ],
     targets: [
         // Edit 1 of 3: the probe's module.

@@ -167,7 +167,8 @@ public struct HTTPProvider: Probe, Action {
             }
             if let expected = arguments.expected_status, !expected.contains(status) {
                 throw ActivityFailure(
-                    "\(described) returned \(status), expected \(expected)", details: ["body: " + ResponseOutput.preview(result.body)], output: output)
+                    "\(described) returned \(status), expected \(expected)", details: ["body: " + ResponseOutput.preview(result.body)], output: output
+                )
             }
             return output
         }

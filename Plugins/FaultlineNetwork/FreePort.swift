@@ -36,7 +36,8 @@ public struct FreePortProvider: ConfigurationProvider {
         do {
             return .int(try FreePorts.shared.take(on: address))
         } catch {
-            throw Diagnostic("cannot find a free port on \(host) for \"\(key)\": \((error as? FreePorts.Failure)?.reason ?? "\(error)")", at: node.location)
+            throw Diagnostic(
+                "cannot find a free port on \(host) for \"\(key)\": \((error as? FreePorts.Failure)?.reason ?? "\(error)")", at: node.location)
         }
     }
 }

@@ -11,7 +11,8 @@ import NIOPosix
 /// the address and the cause.
 public struct TCPConnectProbe: Probe {
     public static let type = "tcp.connect"
-    public static let summary = "Open a TCP connection (optionally send a line and expect an answer); output {connected, connect_ms, response, elapsed_ms}"
+    public static let summary =
+        "Open a TCP connection (optionally send a line and expect an answer); output {connected, connect_ms, response, elapsed_ms}"
     public static let argumentHelp = [
         "address": "host:port to connect to",
         "timeout": "seconds for the connect, and again for the answer",
@@ -111,7 +112,8 @@ public struct TCPConnectProbe: Probe {
                         if text.utf8.count > 1 << 20 { break }
                     }
                     throw ActivityFailure(
-                        "\(arguments.address) closed the connection without an answer matching /\(expect)/", details: text.isEmpty ? [] : ["got: \(text.prefix(200))"])
+                        "\(arguments.address) closed the connection without an answer matching /\(expect)/",
+                        details: text.isEmpty ? [] : ["got: \(text.prefix(200))"])
                 }
                 group.addTask {
                     try await Task.sleep(for: .seconds(saturating: arguments.timeout))
@@ -121,7 +123,8 @@ public struct TCPConnectProbe: Probe {
                 return try await group.next() ?? nil
             }
             guard let answer else {
-                throw ActivityFailure("no answer matching /\(expect)/ from \(arguments.address) within \(Substitution.interpolated(.double(arguments.timeout))) s")
+                throw ActivityFailure(
+                    "no answer matching /\(expect)/ from \(arguments.address) within \(Substitution.interpolated(.double(arguments.timeout))) s")
             }
             answerText = answer
         }
@@ -137,7 +140,8 @@ public struct TCPConnectProbe: Probe {
     static func describe(_ error: any Error, timeout: Double) -> String {
         if case ChannelError.connectTimeout = error { return "timed out after \(Substitution.interpolated(.double(timeout))) s" }
         if let connection = error as? NIOConnectionError {
-            return connection.connectionErrors.first.map { describe($0.error, timeout: timeout) } ?? connection.dnsAAAAError.map { "\($0)" } ?? "\(error)"
+            return connection.connectionErrors.first.map { describe($0.error, timeout: timeout) } ?? connection.dnsAAAAError.map { "\($0)" }
+                ?? "\(error)"
         }
         if let io = error as? IOError {
             switch io.errnoCode {

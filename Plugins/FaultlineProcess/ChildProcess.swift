@@ -248,7 +248,8 @@ public final class ChildProcess: Sendable {
         }
         if expanded.contains("/") {
             guard check(expanded) != nil else {
-                throw SpawnError(executable: path, reason: FileManager.default.fileExists(atPath: expanded) ? "it is not a regular file" : "no such file")
+                throw SpawnError(
+                    executable: path, reason: FileManager.default.fileExists(atPath: expanded) ? "it is not a regular file" : "no such file")
             }
             guard isExecutable(expanded) else { throw SpawnError(executable: path, reason: "it is not executable (chmod +x \(expanded))") }
             return expanded

@@ -62,7 +62,9 @@ public struct ProcessTargeting: Codable, Sendable, NumberRanges {
 
     /// Resolves, screens and picks the targets.
     /// - Throws: `ActivityFailure` saying what was searched when nothing may be acted on.
-    func targets(context: ActivityContext) async throws -> (chosen: [ProcessSelection.Match], matched: Int, refused: [(ProcessSelection.Match, String)]) {
+    func targets(context: ActivityContext) async throws -> (
+        chosen: [ProcessSelection.Match], matched: Int, refused: [(ProcessSelection.Match, String)]
+    ) {
         let services = context.resources[ServicesKey.self]
         let (matches, searched) = try await selection.resolve(services: services)
         if matches.isEmpty, let name = selection.service, let service = try? await services?.service(named: name), await !service.isRunning {
@@ -137,14 +139,17 @@ public struct ProcessKill: Action {
         let signal = SignalName.number(arguments.signal) ?? SIGTERM
         let (chosen, matched, refused) = try await arguments.targeting.targets(context: context)
         var output: ValueObject = [
-            "signal": .string(SignalName.name(of: signal)), "grace": .double(arguments.grace), "selector": .string(arguments.targeting.selection.summary),
+            "signal": .string(SignalName.name(of: signal)), "grace": .double(arguments.grace),
+            "selector": .string(arguments.targeting.selection.summary),
             "matched": .int(matched),
         ]
         if !refused.isEmpty { output["refused"] = .array(refused.map { TargetPolicy.describe($0.0.process, ["reason": .string($0.1)]) }) }
         if context.isDryRun {
             output["dry_run"] = true
-            let plan = signal == SIGKILL ? "SIGKILL" : "\(SignalName.name(of: signal)), then SIGKILL after \(ManagedService.format(arguments.grace)) s"
-            output["targets"] = .array(chosen.map { TargetPolicy.describe($0.process, ["would": .string(plan), "service": $0.service.map { .string($0.name) } ?? .null]) })
+            let plan =
+                signal == SIGKILL ? "SIGKILL" : "\(SignalName.name(of: signal)), then SIGKILL after \(ManagedService.format(arguments.grace)) s"
+            output["targets"] = .array(
+                chosen.map { TargetPolicy.describe($0.process, ["would": .string(plan), "service": $0.service.map { .string($0.name) } ?? .null]) })
             return .object(output)
         }
         let results = await withTaskGroup(of: (Int, Value, Bool).self) { group in
@@ -203,7 +208,8 @@ public struct ProcessKill: Action {
                 : "ignored \(name) and was still running \(ManagedService.format(killWait)) s after SIGKILL"
         }
         var extra: ValueObject = [
-            "signal": .string(name), "ended": .string(ended), "escalated": .bool(escalated), "seconds": .double((ContinuousClock.now - began).seconds),
+            "signal": .string(name), "ended": .string(ended), "escalated": .bool(escalated),
+            "seconds": .double((ContinuousClock.now - began).seconds),
         ]
         if let service = match.service {
             extra["service"] = .string(service.name)
@@ -296,7 +302,8 @@ public struct ProcessSignal: Action {
             } else {
                 state = Signalling.describeState(handle)
             }
-            targets.append(TargetPolicy.describe(match.process, ["state": .string(state), "service": match.service.map { .string($0.name) } ?? .null]))
+            targets.append(
+                TargetPolicy.describe(match.process, ["state": .string(state), "service": match.service.map { .string($0.name) } ?? .null]))
         }
         output["targets"] = .array(targets)
         if !failures.isEmpty { throw ActivityFailure("could not signal \(failures.count) process(es)", details: failures, output: .object(output)) }
@@ -346,10 +353,15 @@ struct RunningTolerance: ToleranceCheck {
             let actual = output["running"]?.boolValue ?? false
             return actual == running
                 ? ToleranceOutcome(met: true)
-                : ToleranceOutcome(met: false, message: running ? "no matching process runs" : "\(output["count"]?.intValue ?? 0) matching process(es) run: pids \(output["pids"]?.description ?? "[]")")
+                : ToleranceOutcome(
+                    met: false,
+                    message: running
+                        ? "no matching process runs"
+                        : "\(output["count"]?.intValue ?? 0) matching process(es) run: pids \(output["pids"]?.description ?? "[]")")
         default:
             let count = output["count"]?.intValue ?? 0
-            return count == expected.intValue ? ToleranceOutcome(met: true) : ToleranceOutcome(met: false, message: "\(count) matching process(es) run, expected \(expected)")
+            return count == expected.intValue
+                ? ToleranceOutcome(met: true) : ToleranceOutcome(met: false, message: "\(count) matching process(es) run, expected \(expected)")
         }
     }
 
@@ -408,7 +420,8 @@ enum FaultMarks {
             await restartWhenExperimentEnds(service, context: context)
             return id
         }
-        return context.beginFault("\(name) pid \(match.process.pid) (\(shortCommand(match.process)))", id: "kill:\(match.process.pid):\(match.process.startTime)")
+        return context.beginFault(
+            "\(name) pid \(match.process.pid) (\(shortCommand(match.process)))", id: "kill:\(match.process.pid):\(match.process.startTime)")
     }
 
     /// Before a `process.signal`: a stop opens a freeze window and registers the CONT that ends
@@ -417,7 +430,9 @@ enum FaultMarks {
         let process = match.process
         if Signalling.stops.contains(signal) {
             let id = freezeFault(process)
-            let label = match.service.map { "service \($0.name) frozen (\(SignalName.name(of: signal)))" } ?? "pid \(process.pid) frozen (\(shortCommand(process)))"
+            let label =
+                match.service.map { "service \($0.name) frozen (\(SignalName.name(of: signal)))" }
+                ?? "pid \(process.pid) frozen (\(shortCommand(process)))"
             context.beginFault(label, id: id)
             let service = match.service
             // In the ledger before the stop, so a run killed while it holds the process frozen

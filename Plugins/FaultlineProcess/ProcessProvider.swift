@@ -30,7 +30,10 @@ public struct ProcessProvider: Probe, Action {
 
         enum CodingKeys: String, CodingKey { case path, arguments, timeout, env, cwd, shell }
 
-        public init(path: String, arguments: CommandArguments = .list([]), timeout: Double? = nil, env: [String: String] = [:], cwd: String? = nil, shell: Bool = false) {
+        public init(
+            path: String, arguments: CommandArguments = .list([]), timeout: Double? = nil, env: [String: String] = [:], cwd: String? = nil,
+            shell: Bool = false
+        ) {
             self.path = path
             self.arguments = arguments
             self.timeout = timeout

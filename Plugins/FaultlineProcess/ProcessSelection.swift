@@ -48,7 +48,8 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
             }
             pid = number
         case nil, .null?: pid = nil
-        case let other?: throw DecodingError.dataCorruptedError(forKey: .pid, in: c, debugDescription: "pid must be a number, found \(other.kindDescription)")
+        case let other?:
+            throw DecodingError.dataCorruptedError(forKey: .pid, in: c, debugDescription: "pid must be a number, found \(other.kindDescription)")
         }
         pidfile = try c.decodeIfPresent(String.self, forKey: .pidfile)
         name = try c.decodeIfPresent(String.self, forKey: .name)
@@ -93,7 +94,8 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
             problems.append(ArgumentError("port", NumberRange.port.message("port", found: Double(port))))
         }
         if let name, name.isEmpty || name.contains("/") {
-            problems.append(ArgumentError("name", "name is an executable name without a path, found \"\(name)\"", hint: "to match a path, use pattern"))
+            problems.append(
+                ArgumentError("name", "name is an executable name without a path, found \"\(name)\"", hint: "to match a path, use pattern"))
         }
         if let pattern {
             do {
@@ -147,7 +149,9 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
 
         if let name { candidates = candidates.filter { $0.hasExecutableName(name) } }
         if let pattern, let regex = try? NSRegularExpression(pattern: pattern) {
-            candidates = candidates.filter { regex.firstMatch(in: $0.commandLine, range: NSRange($0.commandLine.startIndex..., in: $0.commandLine)) != nil }
+            candidates = candidates.filter {
+                regex.firstMatch(in: $0.commandLine, range: NSRange($0.commandLine.startIndex..., in: $0.commandLine)) != nil
+            }
         }
         if let port {
             let inodes = ListeningSockets.inodes(port: port)
@@ -159,7 +163,8 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
                 let holding = Set(holders)
                 candidates = candidates.filter { holding.contains($0.pid) }
                 if candidates.isEmpty && unreadable > 0 {
-                    searched += "; port \(port) is listened on, but \(unreadable) processes' descriptors could not be read (they belong to other users)"
+                    searched +=
+                        "; port \(port) is listened on, but \(unreadable) processes' descriptors could not be read (they belong to other users)"
                 }
             }
         }
@@ -199,7 +204,9 @@ enum TargetPolicy {
     }
 
     /// Splits matches into those that may be signalled and refusals.
-    static func screen(_ matches: [ProcessSelection.Match], allowForeign: Bool) -> (allowed: [ProcessSelection.Match], refused: [(ProcessSelection.Match, String)]) {
+    static func screen(_ matches: [ProcessSelection.Match], allowForeign: Bool) -> (
+        allowed: [ProcessSelection.Match], refused: [(ProcessSelection.Match, String)]
+    ) {
         let lineage = SystemProcess.ownLineage()
         var allowed: [ProcessSelection.Match] = []
         var refused: [(ProcessSelection.Match, String)] = []

@@ -79,7 +79,9 @@ public struct SystemProcess: Sendable, Equatable {
         // A process caught in the middle of exec shows its new name but no arguments yet (the
         // kernel sets them up a moment later); kernel threads, which never have any, have no exe.
         var attempts = 0
-        while cmdline.isEmpty, parsed.state != "Z", attempts < 50, (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) != nil {
+        while cmdline.isEmpty, parsed.state != "Z", attempts < 50,
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) != nil
+        {
             sched_yield()
             attempts += 1
             cmdline = readData("/proc/\(pid)/cmdline") ?? Data()

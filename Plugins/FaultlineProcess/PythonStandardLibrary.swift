@@ -412,7 +412,7 @@ enum PythonStandardLibrary {
                 }
                 do {
                     try Self.remove(arguments.path)
-                } catch where arguments.ignore_errors {}
+                } catch  where arguments.ignore_errors {}
             }
             return .null
         }

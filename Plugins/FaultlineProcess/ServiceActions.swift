@@ -54,7 +54,8 @@ public struct ProcessStart: Action {
         if let definition = arguments.definition {
             if let first = definition.problems().first { throw first }
         } else if !arguments.settings.isDefault {
-            throw ArgumentError("command", "settings without a command", hint: "give a command to define a new service, or only service: to start a known one again")
+            throw ArgumentError(
+                "command", "settings without a command", hint: "give a command to define a new service, or only service: to start a known one again")
         } else if !ServiceDefinition.isValidName(arguments.service) {
             throw ArgumentError("service", "service name \"\(arguments.service)\" may hold only letters, digits, - and _")
         }
@@ -81,7 +82,8 @@ public struct ProcessStart: Action {
         }
         ServiceActions.export(arguments.service, start, context: context)
         return [
-            "service": .string(arguments.service), "pid": .int(Int(start.pid)), "started": .bool(start.started), "ready_after_s": .double(start.readyAfter),
+            "service": .string(arguments.service), "pid": .int(Int(start.pid)), "started": .bool(start.started),
+            "ready_after_s": .double(start.readyAfter),
             "log": .string(start.logPath),
         ]
     }
@@ -257,9 +259,10 @@ public struct ServicesExtension: RunExtension {
         guard let node = sections["services"] else { return }
         let path = DocumentPath([.key("services")])
         guard let elements = node.elements else {
-            sink.report(Diagnostic(
-                "expected a list of services ({name, command, ready, …}), found \(node.kindDescription)", at: node.location, path: path,
-                hint: "write services: [{name: api, command: [./api, --port, \"8080\"]}]"))
+            sink.report(
+                Diagnostic(
+                    "expected a list of services ({name, command, ready, …}), found \(node.kindDescription)", at: node.location, path: path,
+                    hint: "write services: [{name: api, command: [./api, --port, \"8080\"]}]"))
             return
         }
         var seen: [String: SourceLocation?] = [:]
@@ -280,9 +283,10 @@ public struct ServicesExtension: RunExtension {
             }
             for problem in definition.problems() { sink.report(problem.located(in: element, path: elementPath)) }
             if let earlier = seen[definition.name] {
-                sink.report(Diagnostic(
-                    "service \"\(definition.name)\" is defined twice", at: element["name"]?.location, path: elementPath.appending("name"),
-                    hint: earlier.map { "first defined at \($0)" }))
+                sink.report(
+                    Diagnostic(
+                        "service \"\(definition.name)\" is defined twice", at: element["name"]?.location, path: elementPath.appending("name"),
+                        hint: earlier.map { "first defined at \($0)" }))
             }
             seen[definition.name] = element["name"]?.location
         }

@@ -43,10 +43,15 @@ public struct ServiceDefinition: Codable, Sendable, Equatable, NumberRanges {
     public func problems() -> [ArgumentError] {
         var problems: [ArgumentError] = []
         if !Self.isValidName(name) {
-            problems.append(ArgumentError("name", "service name \"\(name)\" may hold only letters, digits, - and _", hint: "it names the log file and ${services.\(name).pid}"))
+            problems.append(
+                ArgumentError(
+                    "name", "service name \"\(name)\" may hold only letters, digits, - and _",
+                    hint: "it names the log file and ${services.\(name).pid}"))
         }
         if settings.command == nil {
-            problems.append(ArgumentError("command", "a service needs a command", hint: "write the argv as a list, e.g. command: [python3, -m, http.server, \"8080\"]"))
+            problems.append(
+                ArgumentError(
+                    "command", "a service needs a command", hint: "write the argv as a list, e.g. command: [python3, -m, http.server, \"8080\"]"))
         }
         return problems + settings.problems()
     }
@@ -79,7 +84,10 @@ public struct ServiceSettings: Codable, Sendable, Equatable, NumberRanges {
         case stopGrace = "stop_grace"
     }
 
-    public init(command: [String]?, env: [String: String] = [:], cwd: String? = nil, ready: Readiness? = nil, stopSignal: String = "TERM", stopGrace: Double = 5) {
+    public init(
+        command: [String]?, env: [String: String] = [:], cwd: String? = nil, ready: Readiness? = nil, stopSignal: String = "TERM",
+        stopGrace: Double = 5
+    ) {
         self.command = command
         self.env = env
         self.cwd = cwd
@@ -238,7 +246,8 @@ public struct Readiness: Codable, Sendable, Equatable, NumberRanges {
         }
         if let http {
             if let url = URL(string: http), url.scheme == "https" {
-                problems.append(ArgumentError("http", "the readiness check speaks plain HTTP only", hint: "check the port with tcp: host:port, or a log line"))
+                problems.append(
+                    ArgumentError("http", "the readiness check speaks plain HTTP only", hint: "check the port with tcp: host:port, or a log line"))
             } else if URL(string: http)?.scheme != "http" || URL(string: http)?.host == nil {
                 problems.append(ArgumentError("http", "http must be a URL like http://127.0.0.1:8080/health, found \"\(http)\""))
             }
@@ -278,6 +287,7 @@ struct SignalArgument: Codable, Sendable, SchemaTypeNamed {
 extension SignalName {
     /// A hint for an unknown signal: the closest name, or the list.
     static func hint(for text: String) -> String {
-        Suggestion.didYouMean(text.uppercased().replacingOccurrences(of: "SIG", with: ""), in: names) ?? "use a name such as TERM, KILL, STOP, CONT, HUP or a number"
+        Suggestion.didYouMean(text.uppercased().replacingOccurrences(of: "SIG", with: ""), in: names)
+            ?? "use a name such as TERM, KILL, STOP, CONT, HUP or a number"
     }
 }

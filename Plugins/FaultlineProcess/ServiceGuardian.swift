@@ -47,7 +47,8 @@ final class ServiceGuardian: Sendable {
         guard FileManager.default.fileExists(atPath: "/proc/self/environ") else { return nil }
         var fds: [Int32] = [0, 0]
         guard faultline_pipe_cloexec(&fds) == 0 else {
-            logger.warning("services will not be stopped if faultline is killed outright: no pipe for a guardian: \(String(cString: strerror(errno)))")
+            logger.warning(
+                "services will not be stopped if faultline is killed outright: no pipe for a guardian: \(String(cString: strerror(errno)))")
             return nil
         }
         let environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "LC_ALL": "C"]

@@ -61,7 +61,8 @@ public actor ServiceSupervisor {
                 throw ServiceError(service: definition.name, message: "is already running (pid \(await existing.pid ?? 0))")
             }
             if existing.definition != definition || existing.owner != owner {
-                throw ServiceError(service: definition.name, message: "is already defined by the \(existing.owner == .suite ? "suite" : "experiment")")
+                throw ServiceError(
+                    service: definition.name, message: "is already defined by the \(existing.owner == .suite ? "suite" : "experiment")")
             }
             return try await existing.start()
         }
@@ -71,7 +72,8 @@ public actor ServiceSupervisor {
         try? FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         let logPath = (runDirectory as NSString).appendingPathComponent("service-\(definition.name).log")
         let service = ManagedService(
-            definition: definition, owner: owner, logPath: logPath, appendsToLog: logs.contains(logPath), markerPrefix: markerPrefix + definition.name + "/",
+            definition: definition, owner: owner, logPath: logPath, appendsToLog: logs.contains(logPath),
+            markerPrefix: markerPrefix + definition.name + "/",
             logger: logger)
         logs.insert(logPath)
         services[definition.name] = service
@@ -118,7 +120,8 @@ public actor ServiceSupervisor {
             let known = order
             throw ServiceError(
                 service: name, message: "is not a service of this run",
-                hint: known.isEmpty ? "the run has no services" : Suggestion.didYouMean(name, in: known) ?? "services: \(known.joined(separator: ", "))")
+                hint: known.isEmpty
+                    ? "the run has no services" : Suggestion.didYouMean(name, in: known) ?? "services: \(known.joined(separator: ", "))")
         }
         return service
     }
@@ -157,7 +160,9 @@ public actor ServiceSupervisor {
         }
         let strays = await ServiceMarker.sweep(prefix: markerPrefix, excluding: ChildRegistry.shared.live)
         if !strays.isEmpty {
-            problems.append("killed \(strays.count) process\(strays.count == 1 ? "" : "es") the services left running: " + strays.map { "\($0.pid) (\($0.commandLine))" }.joined(separator: ", "))
+            problems.append(
+                "killed \(strays.count) process\(strays.count == 1 ? "" : "es") the services left running: "
+                    + strays.map { "\($0.pid) (\($0.commandLine))" }.joined(separator: ", "))
         }
         guardian?.release()
         guardian = nil
@@ -319,7 +324,8 @@ public actor ManagedService {
                 watch?.offer(line)
             }
             process = try ChildProcess(
-                executable: executable, arguments: Array((settings.command ?? []).dropFirst()), environment: environment, workingDirectory: settings.cwd,
+                executable: executable, arguments: Array((settings.command ?? []).dropFirst()), environment: environment,
+                workingDirectory: settings.cwd,
                 stdout: .lines(onLine), stderr: .lines(onLine))
         } catch {
             throw ServiceError(service: name, message: "cannot start: \(error)")
@@ -366,7 +372,8 @@ public actor ManagedService {
         case .notReady(let reason):
             _ = await stop(signal: nil, grace: nil)
             throw ServiceError(
-                service: name, message: "was not ready after \(Self.format(ready.timeout)) s (\(reason)); it was stopped", lastLines: process.lastLines(),
+                service: name, message: "was not ready after \(Self.format(ready.timeout)) s (\(reason)); it was stopped",
+                lastLines: process.lastLines(),
                 logPath: logPath)
         case .cancelled:
             _ = await stop(signal: nil, grace: nil)
@@ -423,7 +430,9 @@ public actor ManagedService {
         guard child === process, readyProcess === process, !exitExpected else { return }
         _ = await process.collectedOutput()
         let lines = process.lastLines(5)
-        let message = "service \"\(name)\" (pid \(process.pid)) \(termination) during the run" + (lines.isEmpty ? "" : "; last lines: " + lines.joined(separator: " ⏎ "))
+        let message =
+            "service \"\(name)\" (pid \(process.pid)) \(termination) during the run"
+            + (lines.isEmpty ? "" : "; last lines: " + lines.joined(separator: " ⏎ "))
         problems.append(message)
         logger.warning("\(message)")
     }

@@ -14,9 +14,10 @@ public struct InProcessBackendFactory: ToxicBackendFactory {
 
     public func validate(options: SourceNode?, sink: DiagnosticSink) {
         for member in options?.members ?? [] {
-            sink.report(Diagnostic(
-                "unknown option \"\(member.key)\" for the inprocess toxic backend", at: member.keyLocation,
-                hint: "the inprocess backend takes no options besides backend: inprocess"))
+            sink.report(
+                Diagnostic(
+                    "unknown option \"\(member.key)\" for the inprocess toxic backend", at: member.keyLocation,
+                    hint: "the inprocess backend takes no options besides backend: inprocess"))
         }
     }
 }

@@ -8,10 +8,11 @@ public enum ProxyPlugin: FaultlinePlugin {
     public static let name = "proxy"
 
     /// The built-in toxic types, Toxiproxy's names and units.
-    public static let toxics: [any Toxic.Type] = [
-        LatencyToxic.self, BandwidthToxic.self, SlowCloseToxic.self, TimeoutToxic.self, ResetPeerToxic.self, SlicerToxic.self,
-        LimitDataToxic.self, NoopToxic.self,
-    ] + httpToxics
+    public static let toxics: [any Toxic.Type] =
+        [
+            LatencyToxic.self, BandwidthToxic.self, SlowCloseToxic.self, TimeoutToxic.self, ResetPeerToxic.self, SlicerToxic.self,
+            LimitDataToxic.self, NoopToxic.self,
+        ] + httpToxics
 
     /// The HTTP toxics: Faultline's own, run by the in-process proxy only (a Toxiproxy server has none).
     public static let httpToxics: [any Toxic.Type] = [

@@ -108,7 +108,8 @@ enum ChaosToolkitFunctions {
             let host = try resolveEnvironment(arguments.upstreamHost, key: "upstream_host")
             let port = try resolveEnvironment(arguments.upstreamPort, key: "upstream_port")
             let upstream = Int(port).map { HostPort(host: host, port: $0).description } ?? "\(host):\(port)"
-            let proxy = ProxyDefinition(name: arguments.proxyName, listen: arguments.listen.description, upstream: upstream, enabled: arguments.enabled)
+            let proxy = ProxyDefinition(
+                name: arguments.proxyName, listen: arguments.listen.description, upstream: upstream, enabled: arguments.enabled)
             _ = try await context.createProxy(proxy, on: try context.chaosToolkitBackend())
             return true
         }
@@ -165,7 +166,9 @@ enum ChaosToolkitFunctions {
         static let argumentHelp = ["proxy_name": proxyNameHelp]
         typealias Arguments = ProxyNameArguments
 
-        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: nil)] }
+        static func exports(_ arguments: Arguments) -> [String: Value] {
+            ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: nil)]
+        }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let proxy = try await context.disableProxy(named: arguments.proxyName, on: try context.chaosToolkitBackend())
@@ -181,7 +184,9 @@ enum ChaosToolkitFunctions {
         static let argumentHelp = ["proxy_name": proxyNameHelp]
         typealias Arguments = ProxyNameArguments
 
-        static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: nil)] }
+        static func exports(_ arguments: Arguments) -> [String: Value] {
+            ["\(arguments.proxyName)_PORT": CreateProxyAction.exportedPort(listen: nil)]
+        }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let proxy = try await context.enableProxy(named: arguments.proxyName, on: try context.chaosToolkitBackend())
@@ -302,7 +307,8 @@ enum ChaosToolkitFunctions {
         static let type = "chaostoxi.toxic.actions.create_toxic"
         static let summary = "Add a toxic of any type, stream and toxicity until the experiment ends"
         static let argumentHelp = [
-            "for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "toxic_type": "latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data",
+            "for_proxy": forProxyHelp, "toxic_name": toxicNameHelp,
+            "toxic_type": "latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data",
             "stream": "downstream (server → client) or upstream", "toxicity": "probability 0…1 that the toxic applies to a connection",
             "attributes": "the toxic's attributes, in Toxiproxy's names and units",
         ]
@@ -354,7 +360,9 @@ enum ChaosToolkitFunctions {
     struct CreateLatencyToxic: ToxicCreator {
         static let type = "chaostoxi.toxic.actions.create_latency_toxic"
         static let summary = "Delay data from the server (downstream) by latency ± jitter ms, until the experiment ends"
-        static let argumentHelp = ["for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "latency": "ms added to each chunk", "jitter": "± ms, uniform"]
+        static let argumentHelp = [
+            "for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "latency": "ms added to each chunk", "jitter": "± ms, uniform",
+        ]
 
         struct Arguments: ToxicCreation, NumberRanges {
             static let numberRanges: [String: NumberRange] = ["latency": .milliseconds, "jitter": .milliseconds]
@@ -425,7 +433,9 @@ enum ChaosToolkitFunctions {
     struct CreateTimeoutToxic: ToxicCreator {
         static let type = "chaostoxi.toxic.actions.create_timeout_toxic"
         static let summary = "Drop data from the server and close connections after timeout ms (0: hold them open), until the experiment ends"
-        static let argumentHelp = ["for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "timeout": "ms before the connection is closed; 0 never closes"]
+        static let argumentHelp = [
+            "for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "timeout": "ms before the connection is closed; 0 never closes",
+        ]
 
         struct Arguments: ToxicCreation, NumberRanges {
             static let numberRanges: [String: NumberRange] = ["timeout": .milliseconds]
@@ -446,7 +456,8 @@ enum ChaosToolkitFunctions {
         static let type = "chaostoxi.toxic.actions.create_slicer_toxic"
         static let summary = "Slice data from the server into small pieces with a delay between them, until the experiment ends"
         static let argumentHelp = [
-            "for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "average_size": "bytes per slice", "size_variation": "± bytes (less than average_size)",
+            "for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "average_size": "bytes per slice",
+            "size_variation": "± bytes (less than average_size)",
             "delay": "µs between slices",
         ]
 
@@ -464,7 +475,8 @@ enum ChaosToolkitFunctions {
 
             var toxic: ToxicDefinition {
                 ToxicDefinition(
-                    name: toxicName, type: "slicer", attributes: ["average_size": .int(averageSize), "size_variation": .int(sizeVariation), "delay": .int(delay)])
+                    name: toxicName, type: "slicer",
+                    attributes: ["average_size": .int(averageSize), "size_variation": .int(sizeVariation), "delay": .int(delay)])
             }
 
             static let attributeKeys: [String: String]? = [:]
@@ -475,7 +487,9 @@ enum ChaosToolkitFunctions {
     struct CreateLimiterToxic: ToxicCreator {
         static let type = "chaostoxi.toxic.actions.create_limiter_toxic"
         static let summary = "Close connections once bytes_limit bytes came from the server, until the experiment ends"
-        static let argumentHelp = ["for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "bytes_limit": "bytes passed before the connection is closed"]
+        static let argumentHelp = [
+            "for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "bytes_limit": "bytes passed before the connection is closed",
+        ]
 
         struct Arguments: ToxicCreation, NumberRanges {
             static let numberRanges: [String: NumberRange] = ["bytes_limit": .bytes]
@@ -514,7 +528,8 @@ extension ToxicCreator {
         if toxic.name.isEmpty { throw ArgumentError("toxic_name", "toxic_name must not be empty") }
         do {
             _ = try AddToxicAction.normalizedAttributes(
-                AddToxicAction.Arguments(proxy: arguments.forProxy, toxic: toxic.type, attributes: toxic.attributes, stream: toxic.stream, toxicity: toxic.toxicity),
+                AddToxicAction.Arguments(
+                    proxy: arguments.forProxy, toxic: toxic.type, attributes: toxic.attributes, stream: toxic.stream, toxicity: toxic.toxicity),
                 registry: registry)
         } catch var error as ArgumentError {
             if error.key == "toxic" { error.key = "toxic_type" }

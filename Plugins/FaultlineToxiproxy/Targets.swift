@@ -53,7 +53,8 @@ extension ActivityContext {
         if let backend = resources[ToxicBackendKey.self] as? ToxiproxyBackend, backend.address == address { return backend }
         guard let connections = resources[ToxiproxyConnectionsKey.self] else {
             throw ActivityFailure(
-                "no Toxiproxy connections in this run", details: ["register ToxiproxyPlugin: its run extension connects to the servers activities name"])
+                "no Toxiproxy connections in this run",
+                details: ["register ToxiproxyPlugin: its run extension connects to the servers activities name"])
         }
         return try connections.backend(for: address)
     }
@@ -103,7 +104,9 @@ public struct AtServer<Inner: Codable & Sendable>: Codable, Sendable, NumberRang
         }
     }
 
-    static var urlHelp: String { "the Toxiproxy server, e.g. http://127.0.0.1:8474 (default: configuration toxiproxy_url, TOXIPROXY_URL, or the profile's)" }
+    static var urlHelp: String {
+        "the Toxiproxy server, e.g. http://127.0.0.1:8474 (default: configuration toxiproxy_url, TOXIPROXY_URL, or the profile's)"
+    }
 }
 
 /// Rejects an address that is not `host:port` for its role, naming the argument.

@@ -77,7 +77,8 @@ enum ToxiproxyActivities {
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let inner = arguments.inner
             let updated = try await context.updateToxic(
-                named: inner.name, on: inner.proxy, attributes: inner.attributes, toxicity: inner.toxicity, backend: try context.toxiproxyBackend(url: arguments.url))
+                named: inner.name, on: inner.proxy, attributes: inner.attributes, toxicity: inner.toxicity,
+                backend: try context.toxiproxyBackend(url: arguments.url))
             return toxicOutput(updated, proxy: inner.proxy)
         }
     }
@@ -157,7 +158,8 @@ enum ToxiproxyActivities {
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let fields = arguments.inner
             let updated = try await context.changeProxy(
-                named: fields.proxy, listen: fields.listen, upstream: fields.upstream, enabled: fields.enabled, on: try context.toxiproxyBackend(url: arguments.url))
+                named: fields.proxy, listen: fields.listen, upstream: fields.upstream, enabled: fields.enabled,
+                on: try context.toxiproxyBackend(url: arguments.url))
             return output(updated)
         }
     }
@@ -246,12 +248,16 @@ enum ToxiproxyActivities {
         }
 
         static func exports(_ arguments: Arguments) -> [String: Value] {
-            Dictionary(arguments.inner.proxies.map { ("\($0.name)_PORT", CreateProxyAction.exportedPort(listen: $0.listen)) }, uniquingKeysWith: { first, _ in first })
+            Dictionary(
+                arguments.inner.proxies.map { ("\($0.name)_PORT", CreateProxyAction.exportedPort(listen: $0.listen)) },
+                uniquingKeysWith: { first, _ in first })
         }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
             let backend = try context.toxiproxyBackend(url: arguments.url)
-            let requested = arguments.inner.proxies.map { ProxyDefinition(name: $0.name, listen: $0.listen, upstream: $0.upstream, enabled: $0.enabled) }
+            let requested = arguments.inner.proxies.map {
+                ProxyDefinition(name: $0.name, listen: $0.listen, upstream: $0.upstream, enabled: $0.enabled)
+            }
             let (proxies, created) = try await activityCall(backend) { try await backend.populate(requested) }
             for name in created {
                 context.registerCleanup("delete proxy \(name)") {

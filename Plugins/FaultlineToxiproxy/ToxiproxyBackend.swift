@@ -295,10 +295,12 @@ public final class ToxiproxyBackend: ToxicBackend {
     /// Removes what the run left on the server (toxics, proxies, changes), then closes the client.
     /// Idempotent.
     public func shutdown() async {
-        guard ledger.withLock({ state in
-            defer { state.shutDown = true }
-            return !state.shutDown
-        }) else { return }
+        guard
+            ledger.withLock({ state in
+                defer { state.shutDown = true }
+                return !state.shutDown
+            })
+        else { return }
         for problem in await undo(deletingCreatedProxies: true) {
             logger.warning("\(description): could not clean up: \(problem)")
         }
@@ -329,7 +331,7 @@ public final class ToxiproxyBackend: ToxicBackend {
         func attempt(_ body: () async throws(ToxiproxyError) -> Void) async -> Bool {
             do {
                 try await body()
-            } catch where error.code == .notFound {
+            } catch  where error.code == .notFound {
             } catch {
                 problems.append(error.message)
                 return false

@@ -69,8 +69,10 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
         }
         for (key, value) in [("connect_timeout", parsed.connectTimeout), ("timeout", parsed.timeout)] {
             if let value, !(value > 0 && value.isFinite) {
-                sink.report(Diagnostic(
-                    "\(key) must be a number of seconds above 0, found \(Substitution.interpolated(.double(value)))", at: options[key]?.location ?? options.location))
+                sink.report(
+                    Diagnostic(
+                        "\(key) must be a number of seconds above 0, found \(Substitution.interpolated(.double(value)))",
+                        at: options[key]?.location ?? options.location))
             }
         }
     }
@@ -85,7 +87,8 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
             (source, text) = (Self.environmentKey, url)
         } else {
             throw ToxiproxyBackendError(
-                "no Toxiproxy address: give url: in the profile's toxics: section (e.g. toxics: {backend: toxiproxy, url: http://127.0.0.1:8474}) or set \(Self.environmentKey)")
+                "no Toxiproxy address: give url: in the profile's toxics: section (e.g. toxics: {backend: toxiproxy, url: http://127.0.0.1:8474}) or set \(Self.environmentKey)"
+            )
         }
         let address: ToxiproxyAddress
         do {

@@ -112,7 +112,9 @@ public final class ToxiproxyClient: Sendable {
     /// - Returns: the proxy with the address it bound (port 0 becomes the chosen port).
     public func createProxy(_ proxy: ProxyDefinition) async throws(ToxiproxyError) -> ProxyDefinition {
         let operation = "create proxy \(proxy.name)"
-        let body: Value = ["name": .string(proxy.name), "listen": .string(proxy.listen), "upstream": .string(proxy.upstream), "enabled": .bool(proxy.enabled)]
+        let body: Value = [
+            "name": .string(proxy.name), "listen": .string(proxy.listen), "upstream": .string(proxy.upstream), "enabled": .bool(proxy.enabled),
+        ]
         let response = try await send(.POST, "/proxies", body: body, operation: operation, subject: .proxy(proxy.name))
         return try self.proxy(from: try decode(response, operation: operation), response: response, operation: operation)
     }
@@ -142,7 +144,9 @@ public final class ToxiproxyClient: Sendable {
         if let listen { body["listen"] = .string(listen) }
         if let upstream { body["upstream"] = .string(upstream) }
         if let enabled { body["enabled"] = .bool(enabled) }
-        let what = enabled == false && listen == nil && upstream == nil ? "disable" : enabled == true && listen == nil && upstream == nil ? "enable" : "update"
+        let what =
+            enabled == false && listen == nil && upstream == nil
+            ? "disable" : enabled == true && listen == nil && upstream == nil ? "enable" : "update"
         let operation = "\(what) proxy \(name)"
         let response = try await sendUpdate("/proxies/\(Self.escape(name))", body: .object(body), operation: operation, subject: .proxy(name))
         return try proxy(from: try decode(response, operation: operation), response: response, operation: operation)
@@ -184,7 +188,8 @@ public final class ToxiproxyClient: Sendable {
             "attributes": toxic.attributes,
         ]
         let response = try await send(
-            .POST, "/proxies/\(Self.escape(proxy))/toxics", body: body, operation: operation, subject: .toxic(toxic.name, proxy: proxy, type: toxic.type))
+            .POST, "/proxies/\(Self.escape(proxy))/toxics", body: body, operation: operation,
+            subject: .toxic(toxic.name, proxy: proxy, type: toxic.type))
         return try self.toxic(from: try decode(response, operation: operation), response: response, operation: operation)
     }
 
@@ -233,7 +238,7 @@ public final class ToxiproxyClient: Sendable {
         if !patchUnsupported.load(ordering: .relaxed) {
             do {
                 return try await send(.PATCH, path, body: body, operation: operation, subject: subject)
-            } catch where error.status == 405 {
+            } catch  where error.status == 405 {
                 patchUnsupported.store(true, ordering: .relaxed)
             }
         }
@@ -268,7 +273,9 @@ public final class ToxiproxyClient: Sendable {
 
     private func transportError(_ error: any Error, operation: String, timeout: Duration) -> ToxiproxyError {
         let server = address.url
-        let seconds = { (duration: Duration) in Substitution.interpolated(.double(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)) }
+        let seconds = { (duration: Duration) in
+            Substitution.interpolated(.double(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18))
+        }
         if error is CancellationError {
             return ToxiproxyError(.timedOut, server: server, operation: operation, reason: "cancelled")
         }
@@ -280,7 +287,8 @@ public final class ToxiproxyClient: Sendable {
                     hint: "the server accepted the connection but did not answer; is this a Toxiproxy API, and is it overloaded?")
             case .connectTimeout, .getConnectionFromPoolTimeout:
                 return ToxiproxyError(
-                    .unreachable, server: server, operation: operation, reason: "no connection to \(address.hostAndPort) within \(seconds(timeouts.connect)) s",
+                    .unreachable, server: server, operation: operation,
+                    reason: "no connection to \(address.hostAndPort) within \(seconds(timeouts.connect)) s",
                     hint: "check the address and that nothing drops packets on the way")
             case .cancelled:
                 return ToxiproxyError(.timedOut, server: server, operation: operation, reason: "cancelled")
@@ -293,7 +301,10 @@ public final class ToxiproxyClient: Sendable {
         let text = String(describing: error)
         let refused = text.contains("refused") || text.contains("ECONNREFUSED") || text.contains("errno: 111")
         let lookup = text.lowercased().contains("resolv") || text.contains("lookup") || text.contains("NXDOMAIN")
-        let reason = refused ? "connection refused at \(address.hostAndPort)" : lookup ? "cannot resolve \(address.hostAndPort)" : "cannot reach \(address.hostAndPort): \(text)"
+        let reason =
+            refused
+            ? "connection refused at \(address.hostAndPort)"
+            : lookup ? "cannot resolve \(address.hostAndPort)" : "cannot reach \(address.hostAndPort): \(text)"
         return ToxiproxyError(
             .unreachable, server: server, operation: operation, reason: reason,
             hint: "is toxiproxy-server (or faultline proxy) running there? Start it, or fix the address (toxics.url, TOXIPROXY_URL, toxiproxy_url)")
@@ -318,7 +329,8 @@ public final class ToxiproxyClient: Sendable {
         guard let value = try? JSONReader.value(response.text), let message = value["error"]?.stringValue else {
             switch status {
             case 403:
-                return ToxiproxyError(.forbidden, server: server, operation: operation, status: status, reason: Self.firstLine(response.text, or: "forbidden"))
+                return ToxiproxyError(
+                    .forbidden, server: server, operation: operation, status: status, reason: Self.firstLine(response.text, or: "forbidden"))
             case 404, 405:
                 return ToxiproxyError(
                     .notToxiproxy, server: server, operation: operation, status: status,
@@ -326,7 +338,9 @@ public final class ToxiproxyClient: Sendable {
             case 503:
                 return ToxiproxyError(
                     .serverError, server: server, operation: operation, status: status, reason: "the server timed out handling the request",
-                    hint: "Toxiproxy gives up after 25 s when a toxic cannot be removed from a busy connection (toxiproxy#558); retry, or restart the server")
+                    hint:
+                        "Toxiproxy gives up after 25 s when a toxic cannot be removed from a busy connection (toxiproxy#558); retry, or restart the server"
+                )
             default:
                 return ToxiproxyError(
                     status >= 500 ? .serverError : .notToxiproxy, server: server, operation: operation, status: status,
@@ -360,7 +374,8 @@ public final class ToxiproxyClient: Sendable {
         case 400:
             var hint = "check the fields against Toxiproxy's API"
             if message.contains("invalid toxic type"), case .toxic(_, _, let type?) = subject {
-                hint = "the server has no toxic type \"\(type)\"; Toxiproxy 2.x has latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data"
+                hint =
+                    "the server has no toxic type \"\(type)\"; Toxiproxy 2.x has latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data"
             } else if message.contains("stream") {
                 hint = "stream is upstream or downstream"
             } else if message.contains("missing required field") {
@@ -374,7 +389,8 @@ public final class ToxiproxyClient: Sendable {
             } else if message.contains("cannot assign requested address") || message.contains("missing port") {
                 hint = "the listen address must be host:port on the server's machine"
             }
-            return ToxiproxyError(status >= 500 ? .serverError : .notToxiproxy, server: server, operation: operation, status: status, reason: message, hint: hint)
+            return ToxiproxyError(
+                status >= 500 ? .serverError : .notToxiproxy, server: server, operation: operation, status: status, reason: message, hint: hint)
         }
     }
 

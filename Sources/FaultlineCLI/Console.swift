@@ -124,7 +124,8 @@ final class ConsoleObserver: RunObserver, Sendable {
         case .phaseStarted(let phase):
             line("  " + t.paint(phase.rawValue, .blue))
         case .activityStarted(let name, let kind, _, let background):
-            let text = "    \(t.paint("…", .dim)) \(kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) \(name)\(background ? t.paint(" (background)", .dim) : "")"
+            let text =
+                "    \(t.paint("…", .dim)) \(kind.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) \(name)\(background ? t.paint(" (background)", .dim) : "")"
             if t.isInteractive && !background {
                 state.withLock { s in
                     if s.pending != nil { terminal.write("\n") }
@@ -170,10 +171,12 @@ final class ConsoleObserver: RunObserver, Sendable {
             let mark = record.status == .succeeded ? t.paint("✓", .green) : t.paint("✗", .red)
             line("    \(mark) \(record.description)" + (record.error.map { "  " + t.paint($0, .red) } ?? ""))
         case .interrupted(let signal, let count):
-            line(t.paint(
-                count == 1
-                    ? "⚠ \(signal): stopping the method, then rolling back (send again to abort the rollbacks)"
-                    : "⚠ \(signal) again: aborting the rollbacks; still removing the faults Faultline injected (send a third time to exit at once)", .yellow))
+            line(
+                t.paint(
+                    count == 1
+                        ? "⚠ \(signal): stopping the method, then rolling back (send again to abort the rollbacks)"
+                        : "⚠ \(signal) again: aborting the rollbacks; still removing the faults Faultline injected (send a third time to exit at once)",
+                    .yellow))
         case .experimentFinished(let journal):
             let verdict = Self.describe(journal, t)
             var text = "  ⇒ \(verdict) " + t.paint("(\(DurationFormat.seconds(journal.duration ?? 0)))", .dim)
@@ -219,7 +222,9 @@ enum SummaryTable {
             }
             var status = journal.outcome.rawValue
             if let expected = journal.expected { status += journal.isUnexpected ? " (expected \(expected.rawValue))" : " (as expected)" }
-            rows.append([journal.title, status, DurationFormat.seconds(journal.duration ?? 0), deviated.isEmpty ? "-" : deviated.joined(separator: ", ")])
+            rows.append([
+                journal.title, status, DurationFormat.seconds(journal.duration ?? 0), deviated.isEmpty ? "-" : deviated.joined(separator: ", "),
+            ])
             outcomes.append(journal.verdict)
         }
         var widths = header.map(\.count)
@@ -229,7 +234,9 @@ enum SummaryTable {
             row.enumerated().map { i, cell in
                 var text = cell.count > widths[i] ? String(cell.prefix(widths[i] - 1)) + "…" : cell
                 let padding = String(repeating: " ", count: max(0, widths[i] - text.count))
-                if i == 1, let paintStatus { text = t.paint(text, paintStatus == .completed ? .green : (paintStatus == .interrupted ? .yellow : .red)) }
+                if i == 1, let paintStatus {
+                    text = t.paint(text, paintStatus == .completed ? .green : (paintStatus == .interrupted ? .yellow : .red))
+                }
                 return text + padding
             }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
         }

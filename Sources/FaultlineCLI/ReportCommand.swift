@@ -71,7 +71,8 @@ struct ReportRequest {
         let reporter = try self.reporter(registry)
         if compare {
             guard inputs.count == 2 else {
-                throw Failure(message: "--compare needs two inputs, BASELINE then AFTER (a journal or a directory of journals each); got \(inputs.count)")
+                throw Failure(
+                    message: "--compare needs two inputs, BASELINE then AFTER (a journal or a directory of journals each); got \(inputs.count)")
             }
             guard let comparing = reporter as? any ComparisonReporter else {
                 let able = registry.reporters.values.filter { $0 is any ComparisonReporter }.map(\.format).sorted()
@@ -113,7 +114,9 @@ struct ReportRequest {
             let extensionName = (outputPath as NSString).pathExtension.lowercased()
             let aliases = ["markdown": "md", "htm": "html"]
             let wanted = aliases[extensionName] ?? extensionName
-            if let reporter = registry.reporters.values.sorted(by: { $0.format < $1.format }).first(where: { $0.fileExtension == wanted || $0.format == wanted }) {
+            if let reporter = registry.reporters.values.sorted(by: { $0.format < $1.format }).first(where: {
+                $0.fileExtension == wanted || $0.format == wanted
+            }) {
                 return reporter
             }
         }

@@ -13,13 +13,19 @@ struct LoadOptions: ParsableArguments {
     @Option(help: "The suite profile to run (default: the suite's default profile).")
     var profile: String?
 
-    @Option(name: .customLong("var"), help: ArgumentHelp("Set a configuration value: key=value or key:type=value (type: str, int, float, bool, json).", valueName: "key[:type]=value"))
+    @Option(
+        name: .customLong("var"),
+        help: ArgumentHelp(
+            "Set a configuration value: key=value or key:type=value (type: str, int, float, bool, json).", valueName: "key[:type]=value"))
     var variables: [String] = []
 
-    @Option(name: .customLong("var-file"), help: ArgumentHelp("Load configuration and secrets from a JSON/YAML file, or KEY=VALUE lines from a .env file.", valueName: "file"))
+    @Option(
+        name: .customLong("var-file"),
+        help: ArgumentHelp("Load configuration and secrets from a JSON/YAML file, or KEY=VALUE lines from a .env file.", valueName: "file"))
     var variableFiles: [String] = []
 
-    @Option(name: .customLong("only"), help: ArgumentHelp("Run only experiments whose title or file contains this text (repeatable).", valueName: "text"))
+    @Option(
+        name: .customLong("only"), help: ArgumentHelp("Run only experiments whose title or file contains this text (repeatable).", valueName: "text"))
     var only: [String] = []
 
     /// The file to load, checking the default exists.
@@ -43,7 +49,8 @@ struct LoadOptions: ParsableArguments {
             guard let key = parts.first, !key.isEmpty else { throw ValidationError("--var \(text): the key is empty") }
             guard parts.count == 2 else { return (key, .string(raw)) }
             guard let type = EnvironmentValueType(rawValue: parts[1]) else {
-                throw ValidationError("--var \(text): unknown type \(parts[1]) (use \(EnvironmentValueType.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw ValidationError(
+                    "--var \(text): unknown type \(parts[1]) (use \(EnvironmentValueType.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             do {
                 return (key, try type.convert(raw))
@@ -86,7 +93,10 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var load: LoadOptions
 
-    @Option(help: ArgumentHelp("For one experiment, the journal file (default journal.json); for a suite, the journal directory (default journals/).", valueName: "path"))
+    @Option(
+        help: ArgumentHelp(
+            "For one experiment, the journal file (default journal.json); for a suite, the journal directory (default journals/).", valueName: "path")
+    )
     var journalPath: String?
 
     @Option(help: "When rollbacks play: default (after any method activity started), always, never, deviated.")

@@ -68,7 +68,8 @@ struct PluginsCommand: AsyncParsableCommand {
         for type in registry.toxics.keys.sorted() {
             let toxic = registry.toxics[type]!
             toxics.append([
-                "type": .string(type), "summary": .string(toxic.summary), "attributes": (try? ValueEncoder().encode(toxic.schema.fields)) ?? .array([]),
+                "type": .string(type), "summary": .string(toxic.summary),
+                "attributes": (try? ValueEncoder().encode(toxic.schema.fields)) ?? .array([]),
             ])
         }
         return [
@@ -76,9 +77,10 @@ struct PluginsCommand: AsyncParsableCommand {
             "plugins": .array(registry.pluginNames.map { .string($0) }),
             "providers": .array(providers),
             "toxics": .array(toxics),
-            "reporters": .array(registry.reporters.keys.sorted().map { format in
-                ["format": .string(format), "summary": .string(registry.reporters[format]!.summary)]
-            }),
+            "reporters": .array(
+                registry.reporters.keys.sorted().map { format in
+                    ["format": .string(format), "summary": .string(registry.reporters[format]!.summary)]
+                }),
             "toxic_backends": .array(registry.toxicBackends.keys.sorted().map { .string($0) }),
             "suite_sections": .array(registry.extensionSuiteKeys.map { .string($0) }),
         ]
@@ -127,7 +129,9 @@ struct PluginsCommand: AsyncParsableCommand {
             }
         }
         if let backends = listing["toxic_backends"]?.arrayValue, !backends.isEmpty {
-            out += "\n" + t.paint("Toxic backends", .bold) + " (profile toxics: {backend: …}): " + backends.compactMap(\.stringValue).joined(separator: ", ") + "\n"
+            out +=
+                "\n" + t.paint("Toxic backends", .bold) + " (profile toxics: {backend: …}): "
+                + backends.compactMap(\.stringValue).joined(separator: ", ") + "\n"
         }
         if let sections = listing["suite_sections"]?.arrayValue, !sections.isEmpty {
             out += t.paint("Suite sections from plugins", .bold) + ": " + sections.compactMap(\.stringValue).joined(separator: ", ") + "\n"

@@ -193,7 +193,9 @@ enum HTTPClient {
                 // the body is complete, so a separate write of the empty end part could find the
                 // connection already closed. A server may also answer before reading the whole
                 // request (a 413): a failed write matters only if no response comes.
-                var request: [HTTPClientRequestPart] = [.head(HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.basePath + path, headers: headers))]
+                var request: [HTTPClientRequestPart] = [
+                    .head(HTTPRequestHead(version: .http1_1, method: method, uri: endpoint.basePath + path, headers: headers))
+                ]
                 if let body { request.append(.body(.byteBuffer(body))) }
                 request.append(.end(nil))
                 var writeFailure: (any Error)?

@@ -53,9 +53,10 @@ final class KeyValueStore: Sendable {
             return .bulkString(withLive(now) { $0[arguments[0]]?.value })
         case "DEL":
             if let error = arity({ $0 >= 1 }) { return error }
-            return .integer(withLive(now) { entries in
-                Int64(arguments.reduce(0) { count, key in count + (entries.removeValue(forKey: key) == nil ? 0 : 1) })
-            })
+            return .integer(
+                withLive(now) { entries in
+                    Int64(arguments.reduce(0) { count, key in count + (entries.removeValue(forKey: key) == nil ? 0 : 1) })
+                })
         case "EXISTS":
             if let error = arity({ $0 >= 1 }) { return error }
             return .integer(withLive(now) { entries in Int64(arguments.filter { entries[$0] != nil }.count) })
@@ -74,29 +75,32 @@ final class KeyValueStore: Sendable {
             if let error = arity({ $0 == 2 }) { return error }
             guard let amount = integer(arguments[1]) else { return .error("ERR value is not an integer or out of range") }
             let ttl: TimeAmount = name == "EXPIRE" ? .seconds(amount) : .milliseconds(amount)
-            return .integer(withLive(now) { entries in
-                guard entries[arguments[0]] != nil else { return 0 }
-                if amount <= 0 {
-                    entries[arguments[0]] = nil
-                } else {
-                    entries[arguments[0]]!.expiresAt = now + ttl
-                }
-                return 1
-            })
+            return .integer(
+                withLive(now) { entries in
+                    guard entries[arguments[0]] != nil else { return 0 }
+                    if amount <= 0 {
+                        entries[arguments[0]] = nil
+                    } else {
+                        entries[arguments[0]]!.expiresAt = now + ttl
+                    }
+                    return 1
+                })
         case "TTL", "PTTL":
             if let error = arity({ $0 == 1 }) { return error }
-            return .integer(withLive(now) { entries in
-                guard let entry = entries[arguments[0]] else { return -2 }
-                guard let expiresAt = entry.expiresAt else { return -1 }
-                let milliseconds = (expiresAt - now).nanoseconds / 1_000_000
-                return name == "PTTL" ? milliseconds : (milliseconds + 500) / 1000
-            })
+            return .integer(
+                withLive(now) { entries in
+                    guard let entry = entries[arguments[0]] else { return -2 }
+                    guard let expiresAt = entry.expiresAt else { return -1 }
+                    let milliseconds = (expiresAt - now).nanoseconds / 1_000_000
+                    return name == "PTTL" ? milliseconds : (milliseconds + 500) / 1000
+                })
         case "KEYS":
             if let error = arity({ $0 == 1 }) { return error }
             let pattern = Array(arguments[0].readableBytesView)
-            return .array(withLive(now) { entries in
-                entries.keys.filter { Glob.matches(pattern, Array($0.readableBytesView)) }.map { .bulkString($0) }
-            })
+            return .array(
+                withLive(now) { entries in
+                    entries.keys.filter { Glob.matches(pattern, Array($0.readableBytesView)) }.map { .bulkString($0) }
+                })
         case "DBSIZE":
             if let error = arity({ $0 == 0 }) { return error }
             return .integer(withLive(now) { Int64($0.count) })

@@ -207,11 +207,13 @@ final class OrderService: Sendable {
     private func statistics() async -> HTTPResponse {
         let breaker = await store.breakerState
         let counters = stats.update { $0 }
-        return .json(.ok, StatsBody(
-            orders: counters.orders, storeErrors: counters.storeErrors, retries: counters.retries,
-            reconnects: counters.reconnects, breaker: breaker, breakerRejections: counters.breakerRejections,
-            notificationsSent: counters.notificationsSent, notificationsFailed: counters.notificationsFailed
-        ))
+        return .json(
+            .ok,
+            StatsBody(
+                orders: counters.orders, storeErrors: counters.storeErrors, retries: counters.retries,
+                reconnects: counters.reconnects, breaker: breaker, breakerRejections: counters.breakerRejections,
+                notificationsSent: counters.notificationsSent, notificationsFailed: counters.notificationsFailed
+            ))
     }
 
     /// Tells the notifier; returns why it failed, or `nil` when it succeeded.
@@ -230,7 +232,9 @@ final class OrderService: Sendable {
             defer { counters.notifierFailing = failure != nil }
             return counters.notifierFailing != (failure != nil)
         }
-        if changed { log(failure.map { "notifications to \(options.notifier) failing: \($0)" } ?? "notifications to \(options.notifier) succeed again") }
+        if changed {
+            log(failure.map { "notifications to \(options.notifier) failing: \($0)" } ?? "notifications to \(options.notifier) succeed again")
+        }
         return failure
     }
 

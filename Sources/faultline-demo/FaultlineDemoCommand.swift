@@ -120,7 +120,9 @@ struct OrderAPICommand: AsyncParsableCommand {
             notifyPolicy: notify
         )
         let log = logger("order-api")
-        log("store \(store) (timeout \(storeTimeoutMs) ms, retries \(retries), breaker threshold \(breakerThreshold)); notifier \(notifier) (\(notify.rawValue))")
+        log(
+            "store \(store) (timeout \(storeTimeoutMs) ms, retries \(retries), breaker threshold \(breakerThreshold)); notifier \(notifier) (\(notify.rawValue))"
+        )
         try await serve(try await OrderAPI.bind(host: listen.host, port: listen.port, options: options, log: log))
     }
 }

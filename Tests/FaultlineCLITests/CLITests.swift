@@ -74,17 +74,21 @@ struct CLITests {
         #expect(journal.end == nil)
     }
 
-    @Test("exit codes: completed 0, deviated 1, failed 1, aborted 1, invalid 2", arguments: [
-        ("completed", "0", "0", "true", Int32(0)),
-        ("deviated", "0", "1", "true", 1),
-        ("failed", "1", "0", "true", 1),
-        ("aborted", "0", "0", "false", 1),
-    ])
+    @Test(
+        "exit codes: completed 0, deviated 1, failed 1, aborted 1, invalid 2",
+        arguments: [
+            ("completed", "0", "0", "true", Int32(0)),
+            ("deviated", "0", "1", "true", 1),
+            ("failed", "1", "0", "true", 1),
+            ("aborted", "0", "0", "false", 1),
+        ])
     func exitCodes(_ outcome: String, _ before: String, _ after: String, _ action: String, _ expected: Int32) async throws {
         let scratch = try ScratchDirectory()
         // The probe exits with the status in the file `state`; the action rewrites it.
         try scratch.write("state", before)
-        try scratch.write("exp.yaml", """
+        try scratch.write(
+            "exp.yaml",
+            """
             title: \(outcome)
             steady-state-hypothesis:
               title: state is 0
@@ -108,7 +112,9 @@ struct CLITests {
         for command in ["run", "validate"] {
             let run = try TestProcess.faultline([command, "exp.yaml"], in: scratch)
             #expect(await run.wait() == 2)
-            #expect(run.stderr.contains("exp.yaml:5:22: unknown provider type \"proces\" (did you mean \"process\"?) at method[0].provider.type"), "\(run.stderr)")
+            #expect(
+                run.stderr.contains("exp.yaml:5:22: unknown provider type \"proces\" (did you mean \"process\"?) at method[0].provider.type"),
+                "\(run.stderr)")
         }
         #expect(!scratch.exists("journal.json"))
     }
@@ -116,7 +122,9 @@ struct CLITests {
     @Test("Chaos Toolkit forms load: a bound port in a later URL, ports as text, runtime.python, contributions as a list")
     func chaosToolkitForms() async throws {
         let scratch = try ScratchDirectory()
-        try scratch.write("exp.json", """
+        try scratch.write(
+            "exp.json",
+            """
             {
               "title": "proxied",
               "description": "ports known only when the proxies are created",
@@ -140,7 +148,9 @@ struct CLITests {
     @Test("secrets are masked on the console and in logs, not only in the journal")
     func consoleRedaction() async throws {
         let scratch = try ScratchDirectory()
-        try scratch.write("exp.yaml", """
+        try scratch.write(
+            "exp.yaml",
+            """
             title: leaky
             secrets:
               db: {password: {type: env, key: T_DB_PASSWORD}}
@@ -161,7 +171,9 @@ struct CLITests {
     func experimentSecretInVerboseOutput() async throws {
         let scratch = try ScratchDirectory()
         // Nothing listens on port 1: the http provider logs its retry, and the run names the URL.
-        try scratch.write("exp.yaml", """
+        try scratch.write(
+            "exp.yaml",
+            """
             title: leaky log
             secrets:
               db: {password: {type: env, key: T_DB_PASSWORD}}
@@ -204,12 +216,16 @@ struct CLITests {
     @Test("a suite runs on its default profile, --profile picks another, and the summary names each experiment")
     func suiteProfiles() async throws {
         let scratch = try ScratchDirectory()
-        try scratch.write("one.yaml", """
+        try scratch.write(
+            "one.yaml",
+            """
             title: writes the profile's word
             method:
               - {type: action, name: write, provider: {type: process, path: sh, arguments: ["-c", "echo ${word} >> words"]}}
             """)
-        try scratch.write("experiments.yaml", """
+        try scratch.write(
+            "experiments.yaml",
+            """
             name: words
             experiments:
               - one.yaml
@@ -241,7 +257,9 @@ struct SuiteFileTests {
     func expectations() async throws {
         let scratch = try ScratchDirectory()
         // The probe exits with the status in `state`; the method writes ${after} there.
-        try scratch.write("weak.yaml", """
+        try scratch.write(
+            "weak.yaml",
+            """
             title: shows a known weakness
             steady-state-hypothesis:
               title: state is 0
@@ -250,7 +268,9 @@ struct SuiteFileTests {
             method:
               - {type: action, name: break-it, provider: {type: process, path: sh, arguments: ["-c", "echo ${after} > state"]}}
             """)
-        try scratch.write("experiments.yaml", """
+        try scratch.write(
+            "experiments.yaml",
+            """
             name: documented
             experiments:
               - {path: weak.yaml, expect: deviated}
@@ -277,7 +297,9 @@ struct SuiteFileTests {
         let scratch = try ScratchDirectory()
         try scratch.write("vars.yaml", "configuration: {word: from-yaml, other: kept}\nsecrets: {s: {token: tok-from-file-123}}\n")
         try scratch.write("vars.env", "# a comment\nexport word=from-env\nquoted=\"two words\"\n")
-        try scratch.write("exp.yaml", """
+        try scratch.write(
+            "exp.yaml",
+            """
             title: vars
             configuration: {word: default, other: default, quoted: default}
             method:

@@ -20,11 +20,13 @@ struct ExecutableTests {
         let (store, storeAddress) = try await start("store")
         let (notifier, notifierAddress) = try await start("notifier")
         let notifierURL = "http://\(notifierAddress)"
-        let (api, apiAddress) = try await start("order-api", [
-            "--store", "\(storeAddress)", "--notifier", notifierURL, "--retries", "1",
-            // The default 1 s is for experiments; a loaded test machine can be slower than that.
-            "--notify-timeout-ms", "10000",
-        ])
+        let (api, apiAddress) = try await start(
+            "order-api",
+            [
+                "--store", "\(storeAddress)", "--notifier", notifierURL, "--retries", "1",
+                // The default 1 s is for experiments; a loaded test machine can be slower than that.
+                "--notify-timeout-ms", "10000",
+            ])
         let endpoint = HTTPEndpoint(host: apiAddress.host, port: apiAddress.port)
 
         let created = try await HTTPClient.request(
@@ -46,13 +48,15 @@ struct ExecutableTests {
         #expect(await store.wait() == 0)
     }
 
-    @Test("bad options are refused with a usage error naming the fix", arguments: [
-        (["order-api", "--store", "nope", "--notifier", "http://127.0.0.1:1"], "is not HOST:PORT"),
-        (["order-api", "--store", "127.0.0.1:6379", "--notifier", "127.0.0.1:1"], "is not an http:// URL"),
-        (["order-api", "--store", "127.0.0.1:6379", "--notifier", "http://127.0.0.1:1", "--retries=-1"], "--retries must be 0 or more"),
-        (["order-api", "--store", "127.0.0.1:6379", "--notifier", "http://127.0.0.1:1", "--notify", "maybe"], "maybe"),
-        (["store", "--port", "70000"], "--port must be from 0 to 65535"),
-    ])
+    @Test(
+        "bad options are refused with a usage error naming the fix",
+        arguments: [
+            (["order-api", "--store", "nope", "--notifier", "http://127.0.0.1:1"], "is not HOST:PORT"),
+            (["order-api", "--store", "127.0.0.1:6379", "--notifier", "127.0.0.1:1"], "is not an http:// URL"),
+            (["order-api", "--store", "127.0.0.1:6379", "--notifier", "http://127.0.0.1:1", "--retries=-1"], "--retries must be 0 or more"),
+            (["order-api", "--store", "127.0.0.1:6379", "--notifier", "http://127.0.0.1:1", "--notify", "maybe"], "maybe"),
+            (["store", "--port", "70000"], "--port must be from 0 to 65535"),
+        ])
     func badOptions(_ arguments: [String], _ message: String) async throws {
         let result = try await run(demoBinary, arguments)
         #expect(result.status == 64)

@@ -39,15 +39,17 @@ struct OrderAPITests {
         #expect("\(stats["breaker"]!)" == "off")
     }
 
-    @Test("bad orders are refused with a message", arguments: [
-        (#"{"quantity": 1}"#, "item is required"),
-        (#"{"item": "", "quantity": 1}"#, "item is required"),
-        (#"{"item": 5, "quantity": 1}"#, "item must be a non-empty string"),
-        (#"{"item": "book"}"#, "quantity is required"),
-        (#"{"item": "book", "quantity": 0}"#, "quantity must be a positive integer"),
-        (#"{"item": "book", "quantity": "two"}"#, "quantity must be a positive integer"),
-        ("not json", "the body must be a JSON object"),
-    ])
+    @Test(
+        "bad orders are refused with a message",
+        arguments: [
+            (#"{"quantity": 1}"#, "item is required"),
+            (#"{"item": "", "quantity": 1}"#, "item is required"),
+            (#"{"item": 5, "quantity": 1}"#, "item must be a non-empty string"),
+            (#"{"item": "book"}"#, "quantity is required"),
+            (#"{"item": "book", "quantity": 0}"#, "quantity must be a positive integer"),
+            (#"{"item": "book", "quantity": "two"}"#, "quantity must be a positive integer"),
+            ("not json", "the body must be a JSON object"),
+        ])
     func badInput(_ body: String, _ message: String) async throws {
         try await OrderSystem.with { system throws in
             let response = try await system.post("/orders", body)

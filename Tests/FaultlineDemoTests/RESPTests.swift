@@ -60,27 +60,31 @@ struct RESPTests {
         }
     }
 
-    @Test("the wire form is Redis's", arguments: [
-        (RESPValue.simpleString("OK"), "+OK\r\n"),
-        (.error("ERR x"), "-ERR x\r\n"),
-        (.integer(7), ":7\r\n"),
-        (.null, "$-1\r\n"),
-        (.array(nil), "*-1\r\n"),
-        (.command(["GET", "k"]), "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
-    ])
+    @Test(
+        "the wire form is Redis's",
+        arguments: [
+            (RESPValue.simpleString("OK"), "+OK\r\n"),
+            (.error("ERR x"), "-ERR x\r\n"),
+            (.integer(7), ":7\r\n"),
+            (.null, "$-1\r\n"),
+            (.array(nil), "*-1\r\n"),
+            (.command(["GET", "k"]), "*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+        ])
     func wireForm(_ value: RESPValue, _ wire: String) {
         var buffer = ByteBuffer()
         value.write(to: &buffer)
         #expect(String(buffer: buffer) == wire)
     }
 
-    @Test("malformed streams are protocol errors", arguments: [
-        ("?x\r\n", false),  // not a type marker (and inline commands are a server's)
-        ("$3\r\nabcde\r\n", true),  // bulk not followed by CRLF
-        ("*2\n", true),  // LF without CR
-        ("$-5\r\n", true),  // negative length
-        (":12a\r\n", true),  // not a number
-    ])
+    @Test(
+        "malformed streams are protocol errors",
+        arguments: [
+            ("?x\r\n", false),  // not a type marker (and inline commands are a server's)
+            ("$3\r\nabcde\r\n", true),  // bulk not followed by CRLF
+            ("*2\n", true),  // LF without CR
+            ("$-5\r\n", true),  // negative length
+            (":12a\r\n", true),  // not a number
+        ])
     func malformed(_ text: String, _ allowInline: Bool) {
         #expect(throws: RESPProtocolError.self) {
             var buffer = ByteBuffer(string: text)
@@ -88,12 +92,14 @@ struct RESPTests {
         }
     }
 
-    @Test("KEYS patterns match like Redis's", arguments: [
-        ("*", "anything", true), ("order:*", "order:12", true), ("order:*", "orders:seq", false),
-        ("h?llo", "hello", true), ("h?llo", "hllo", false), ("h[ae]llo", "hallo", true), ("h[ae]llo", "hillo", false),
-        ("h[^e]llo", "hallo", true), ("h[^e]llo", "hello", false), ("h[a-c]llo", "hbllo", true),
-        ("h\\*llo", "h*llo", true), ("h\\*llo", "hello", false), ("*:seq", "orders:seq", true), ("", "", true),
-    ])
+    @Test(
+        "KEYS patterns match like Redis's",
+        arguments: [
+            ("*", "anything", true), ("order:*", "order:12", true), ("order:*", "orders:seq", false),
+            ("h?llo", "hello", true), ("h?llo", "hllo", false), ("h[ae]llo", "hallo", true), ("h[ae]llo", "hillo", false),
+            ("h[^e]llo", "hallo", true), ("h[^e]llo", "hello", false), ("h[a-c]llo", "hbllo", true),
+            ("h\\*llo", "h*llo", true), ("h\\*llo", "hello", false), ("*:seq", "orders:seq", true), ("", "", true),
+        ])
     func glob(_ pattern: String, _ key: String, _ matches: Bool) {
         #expect(Glob.matches(Array(pattern.utf8), Array(key.utf8)) == matches)
     }

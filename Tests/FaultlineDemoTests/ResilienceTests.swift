@@ -15,10 +15,13 @@ struct ResilienceTests {
     ) async throws {
         var relay: TCPRelay?
         defer { relay?.close() }
-        try await OrderSystem.with(storeOptions: options, storeAddress: { store in
-            relay = try await TCPRelay(to: HostPort(host: store.host, port: store.port))
-            return relay!.address
-        }) { system throws in
+        try await OrderSystem.with(
+            storeOptions: options,
+            storeAddress: { store in
+                relay = try await TCPRelay(to: HostPort(host: store.host, port: store.port))
+                return relay!.address
+            }
+        ) { system throws in
             try await body(system, relay!)
         }
     }

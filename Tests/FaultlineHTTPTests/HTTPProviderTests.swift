@@ -161,9 +161,11 @@ struct HTTPProviderTests {
         }
     }
 
-    @Test("a status outside expected_status fails with the status and the start of the body", arguments: [
-        Value.int(200), "200-299", "2xx", [200, 204],
-    ])
+    @Test(
+        "a status outside expected_status fails with the status and the start of the body",
+        arguments: [
+            Value.int(200), "200-299", "2xx", [200, 204],
+        ])
     func expectedStatusMismatch(expected: Value) async throws {
         try await closing(TestHTTPServer.start()) { server in
             let failure = try await failingHTTP(["url": .string(server.url + "/status/503"), "expected_status": expected])
@@ -327,22 +329,26 @@ struct HTTPArgumentTests {
         }
     }
 
-    @Test("defaults", arguments: [
-        ("method", "\"GET\""), ("timeout", "[5.0,30.0]"), ("verify_tls", "true"), ("max_retries", "0"), ("follow_redirects", "true"),
-    ] as [(String, String)])
+    @Test(
+        "defaults",
+        arguments: [
+            ("method", "\"GET\""), ("timeout", "[5.0,30.0]"), ("verify_tls", "true"), ("max_retries", "0"), ("follow_redirects", "true"),
+        ] as [(String, String)])
     func defaults(key: String, expected: String) throws {
         let arguments = try NodeDecoder().decode(HTTPProvider.Arguments.self, from: ["url": "http://x/"])
         let encoded = try ValueEncoder().encode(arguments)
         #expect(encoded[key]?.description == expected)
     }
 
-    @Test("unparseable values are rejected", arguments: [
-        (Value.object(["url": "ftp://x/"]), "only http and https"),
-        (["url": "http://x/", "expected_status": "20x"], "not a status"),
-        (["url": "http://x/", "expected_status": 99], "not an HTTP status"),
-        (["url": "http://x/", "method": "GE T"], "not an HTTP method"),
-        (["url": "http://x/", "timeout": 0], "more than 0"),
-    ] as [(Value, String)])
+    @Test(
+        "unparseable values are rejected",
+        arguments: [
+            (Value.object(["url": "ftp://x/"]), "only http and https"),
+            (["url": "http://x/", "expected_status": "20x"], "not a status"),
+            (["url": "http://x/", "expected_status": 99], "not an HTTP status"),
+            (["url": "http://x/", "method": "GE T"], "not an HTTP method"),
+            (["url": "http://x/", "timeout": 0], "more than 0"),
+        ] as [(Value, String)])
     func rejected(arguments: Value, message: String) throws {
         #expect {
             _ = try prepared(HTTPProvider.self, arguments)
@@ -351,9 +357,11 @@ struct HTTPArgumentTests {
         }
     }
 
-    @Test("expected_status forms", arguments: [
-        (Value.int(204), [204...204]), ("2xx", [200...299]), ("200-299", [200...299]), (["200", 301, "5xx"], [200...200, 301...301, 500...599]),
-    ] as [(Value, [ClosedRange<Int>])])
+    @Test(
+        "expected_status forms",
+        arguments: [
+            (Value.int(204), [204...204]), ("2xx", [200...299]), ("200-299", [200...299]), (["200", 301, "5xx"], [200...200, 301...301, 500...599]),
+        ] as [(Value, [ClosedRange<Int>])])
     func expectedStatusForms(value: Value, ranges: [ClosedRange<Int>]) throws {
         #expect(try NodeDecoder().decode(ExpectedStatus.self, from: value).ranges == ranges)
     }

@@ -4,7 +4,9 @@ import Testing
 @testable import FaultlineHTTP
 
 /// Feeds `text` to a parser in pieces of `split` bytes and collects what it makes.
-private func parse(_ text: String, head: Bool = false, split: Int = .max, close: Bool = false) throws -> (status: Int?, keepAlive: Bool?, headers: [(String, String)], body: String, ended: Bool) {
+private func parse(_ text: String, head: Bool = false, split: Int = .max, close: Bool = false) throws -> (
+    status: Int?, keepAlive: Bool?, headers: [(String, String)], body: String, ended: Bool
+) {
     var parser = ResponseParser()
     parser.begin(headRequest: head, collectHeaders: true)
     var status: Int?
@@ -73,21 +75,25 @@ struct ResponseParserTests {
         #expect(r.status == 201 && r.body == "ok" && r.ended)
     }
 
-    @Test("keep-alive follows the version and Connection", arguments: [
-        ("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false),
-        ("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Upgrade\r\nContent-Length: 0\r\n\r\n", true),
-        ("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false),
-        ("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", true),
-    ] as [(String, Bool)])
+    @Test(
+        "keep-alive follows the version and Connection",
+        arguments: [
+            ("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false),
+            ("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, Upgrade\r\nContent-Length: 0\r\n\r\n", true),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false),
+            ("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", true),
+        ] as [(String, Bool)])
     func keepAlive(text: String, expected: Bool) throws {
         #expect(try parse(text).keepAlive == expected)
     }
 
-    @Test("malformed responses are errors, not hangs", arguments: [
-        "SSH-2.0-OpenSSH_9.2\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-    ])
+    @Test(
+        "malformed responses are errors, not hangs",
+        arguments: [
+            "SSH-2.0-OpenSSH_9.2\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ])
     func malformed(text: String) throws {
         #expect(throws: HTTPFailure.self) { _ = try parse(text) }
     }

@@ -28,8 +28,14 @@ import Testing
         ("db:http", .connect, .invalidPort("http"), "the port \"http\" is not a number; write e.g. db:8080"),
         ("[::1:80", .connect, .missingBracket, "\"[\" has no matching \"]\"; write an IPv6 address in brackets before the port, e.g. [::1]:8080"),
         ("a]:80", .connect, .unexpectedBracket("]"), "unexpected \"]\"; write an IPv6 address in brackets before the port, e.g. [::1]:8080"),
-        ("db:0", .connect, .portOutOfRange("0", allowed: 1...65535), "the port 0 is outside 1…65535; a connection needs a port from 1 to 65535, e.g. db:8080"),
-        ("db:65536", .listen, .portOutOfRange("65536", allowed: 0...65535), "the port 65536 is outside 0…65535; use a port from 0 (any free port) to 65535, e.g. db:0"),
+        (
+            "db:0", .connect, .portOutOfRange("0", allowed: 1...65535),
+            "the port 0 is outside 1…65535; a connection needs a port from 1 to 65535, e.g. db:8080"
+        ),
+        (
+            "db:65536", .listen, .portOutOfRange("65536", allowed: 0...65535),
+            "the port 65536 is outside 0…65535; use a port from 0 (any free port) to 65535, e.g. db:0"
+        ),
         (":8080", .connect, .missingHost, "the host is missing; write e.g. 127.0.0.1:8080"),
     ])
     func rejects(_ text: String, _ role: HostPort.Role, _ reason: HostPortError.Reason, _ hint: String) {

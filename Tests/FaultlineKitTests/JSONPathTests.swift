@@ -9,10 +9,12 @@ import Testing
 @Suite("JSONPath as jsonpath2 reads it")
 struct JSONPathTests {
     static let documentTexts: [String: String] = [
-        "shop": #"{"store": {"book": [{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], "open": true, "name": "shop"}, "count": 3, "items": [1, "2", 3.0, true, null]}"#,
+        "shop":
+            #"{"store": {"book": [{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], "open": true, "name": "shop"}, "count": 3, "items": [1, "2", 3.0, true, null]}"#,
         "nested": #"{"foo": {"a": {"baz": 1}, "b": {"bar": 2}, "c": [{"baz": 3}], "d": {"baz": null}}}"#,
         "list": #"[{"id": 1, "status": "up", "ms": 120}, {"id": 2, "status": "down", "ms": 900}, {"id": 3, "status": "up"}]"#,
-        "health": #"{"status": "UP", "components": {"db": {"status": "UP", "details": {"database": "PostgreSQL"}}, "diskSpace": {"status": "DOWN", "details": {"total": 100, "free": 50}}}}"#,
+        "health":
+            #"{"status": "UP", "components": {"db": {"status": "UP", "details": {"database": "PostgreSQL"}}, "diskSpace": {"status": "DOWN", "details": {"total": 100, "free": 50}}}}"#,
     ]
 
     static let documents: [String: Value] = documentTexts.mapValues { try! JSONReader.value($0) }
@@ -59,10 +61,31 @@ struct JSONPathTests {
         Row(#"$.store.book[2,0,2].title"#, ["shop": #"["C", "A", "C"]"#]),
         Row(#"$..title"#, ["shop": #"["A", "B", "C"]"#]),
         Row(#"$..price"#, ["shop": #"[8, 12.5, 22]"#]),
-        Row(#"$..*"#, ["shop": #"[{"book": [{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], "open": true, "name": "shop"}, 3, [1, "2", 3.0, true, null], [{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], true, "shop", {"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}, "A", 8, ["x", "y"], "x", "y", "B", 12.5, null, "C", 22, false, 1, "2", 3.0, true, null]"#, "nested": #"[{"a": {"baz": 1}, "b": {"bar": 2}, "c": [{"baz": 3}], "d": {"baz": null}}, {"baz": 1}, {"bar": 2}, [{"baz": 3}], {"baz": null}, 1, 2, {"baz": 3}, 3, null]"#, "list": #"[{"id": 1, "status": "up", "ms": 120}, {"id": 2, "status": "down", "ms": 900}, {"id": 3, "status": "up"}, 1, "up", 120, 2, "down", 900, 3, "up"]"#, "health": #"["UP", {"db": {"status": "UP", "details": {"database": "PostgreSQL"}}, "diskSpace": {"status": "DOWN", "details": {"total": 100, "free": 50}}}, {"status": "UP", "details": {"database": "PostgreSQL"}}, {"status": "DOWN", "details": {"total": 100, "free": 50}}, "UP", {"database": "PostgreSQL"}, "PostgreSQL", "DOWN", {"total": 100, "free": 50}, 100, 50]"#]),
-        Row(#"$.store.*"#, ["shop": #"[[{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], true, "shop"]"#]),
+        Row(
+            #"$..*"#,
+            [
+                "shop":
+                    #"[{"book": [{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], "open": true, "name": "shop"}, 3, [1, "2", 3.0, true, null], [{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], true, "shop", {"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}, "A", 8, ["x", "y"], "x", "y", "B", 12.5, null, "C", 22, false, 1, "2", 3.0, true, null]"#,
+                "nested":
+                    #"[{"a": {"baz": 1}, "b": {"bar": 2}, "c": [{"baz": 3}], "d": {"baz": null}}, {"baz": 1}, {"bar": 2}, [{"baz": 3}], {"baz": null}, 1, 2, {"baz": 3}, 3, null]"#,
+                "list":
+                    #"[{"id": 1, "status": "up", "ms": 120}, {"id": 2, "status": "down", "ms": 900}, {"id": 3, "status": "up"}, 1, "up", 120, 2, "down", 900, 3, "up"]"#,
+                "health":
+                    #"["UP", {"db": {"status": "UP", "details": {"database": "PostgreSQL"}}, "diskSpace": {"status": "DOWN", "details": {"total": 100, "free": 50}}}, {"status": "UP", "details": {"database": "PostgreSQL"}}, {"status": "DOWN", "details": {"total": 100, "free": 50}}, "UP", {"database": "PostgreSQL"}, "PostgreSQL", "DOWN", {"total": 100, "free": 50}, 100, 50]"#,
+            ]),
+        Row(
+            #"$.store.*"#,
+            [
+                "shop":
+                    #"[[{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], true, "shop"]"#
+            ]),
         Row(#"$..book[1]"#, ["shop": #"[{"title": "B", "price": 12.5, "isbn": null}]"#]),
-        Row(#"$..[0]"#, ["shop": #"[{"title": "A", "price": 8, "tags": ["x", "y"]}, "x", 1]"#, "nested": #"[{"baz": 3}]"#, "list": #"[{"id": 1, "status": "up", "ms": 120}]"#]),
+        Row(
+            #"$..[0]"#,
+            [
+                "shop": #"[{"title": "A", "price": 8, "tags": ["x", "y"]}, "x", 1]"#, "nested": #"[{"baz": 3}]"#,
+                "list": #"[{"id": 1, "status": "up", "ms": 120}]"#,
+            ]),
         Row(#"$.store.book[?(@.price > 10)]"#, [:]),
         Row(#"$.store.book[*][?(@.price > 10)].title"#, ["shop": #"["B", "C"]"#]),
         Row(#"$.store.book[*][?(@.price >= 12.5)].title"#, ["shop": #"["B", "C"]"#]),
@@ -86,7 +109,12 @@ struct JSONPathTests {
         Row(#"$.items[*][?(@ = null)]"#, ["shop": #"[null]"#]),
         Row(#"$.items[*][?(@ = "2")]"#, ["shop": #"["2"]"#]),
         Row(#"$.items[?(@[0] = 1)]"#, ["shop": #"[[1, "2", 3.0, true, null]]"#]),
-        Row(#"$[?(@.count)]"#, ["shop": #"[{"store": {"book": [{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], "open": true, "name": "shop"}, "count": 3, "items": [1, "2", 3.0, true, null]}]"#]),
+        Row(
+            #"$[?(@.count)]"#,
+            [
+                "shop":
+                    #"[{"store": {"book": [{"title": "A", "price": 8, "tags": ["x", "y"]}, {"title": "B", "price": 12.5, "isbn": null}, {"title": "C", "price": 22, "available": false}], "open": true, "name": "shop"}, "count": 3, "items": [1, "2", 3.0, true, null]}]"#
+            ]),
         Row(#"$[?(@.count = 3)].count"#, ["shop": #"[3]"#]),
         Row(#"$[?(true)].count"#, ["shop": #"[3]"#]),
         Row(#"$[?(0)].count"#, [:]),
@@ -164,14 +192,16 @@ struct JSONPathTests {
         }
     }
 
-    @Test("the usual mistakes are refused with what jsonpath2 wants instead", arguments: [
-        ("$.items[*][?(@.ok == true)]", "jsonpath2 writes equality as a single ="),
-        ("$['items']", "jsonpath2 strings take double quotes"),
-        ("$.items[*][?(@.a = 1 && @.b = 2)]", "combine conditions with and, or"),
-        ("items.id", "a path starts with $"),
-        ("$.true", "write [\"true\"]"),
-        ("$.items[status]", "a name in brackets is quoted in jsonpath2"),
-    ])
+    @Test(
+        "the usual mistakes are refused with what jsonpath2 wants instead",
+        arguments: [
+            ("$.items[*][?(@.ok == true)]", "jsonpath2 writes equality as a single ="),
+            ("$['items']", "jsonpath2 strings take double quotes"),
+            ("$.items[*][?(@.a = 1 && @.b = 2)]", "combine conditions with and, or"),
+            ("items.id", "a path starts with $"),
+            ("$.true", "write [\"true\"]"),
+            ("$.items[status]", "a name in brackets is quoted in jsonpath2"),
+        ])
     func hints(_ path: String, _ hint: String) {
         #expect {
             try JSONPath(path)
@@ -203,14 +233,18 @@ struct JSONPathTests {
                 answers[path] = per_document
             json.dump(answers, sys.stdout)
             """
-        let request: Value = ["paths": .array(rows.map { .string($0.path) }), "documents": .object(ValueObject(documents.map { ($0.key, $0.value) }))]
+        let request: Value = [
+            "paths": .array(rows.map { .string($0.path) }), "documents": .object(ValueObject(documents.map { ($0.key, $0.value) })),
+        ]
         let answer = try JSONReader.value(try ChaosToolkitOracle.runPython(script, input: JSONWriter.string(request, pretty: false)))
         var answers: [String: [String: Value?]?] = [:]
         for (path, perDocument) in answer.objectValue ?? [:] {
             // updateValue: assigning nil through the subscript would remove the key. (Value is
             // ExpressibleByNilLiteral, so "no answer" is spelled Value?.none.)
             answers.updateValue(
-                perDocument.objectValue.map { object in Dictionary(uniqueKeysWithValues: object.map { ($0.key, $0.value.isNull ? Value?.none : $0.value) }) },
+                perDocument.objectValue.map { object in
+                    Dictionary(uniqueKeysWithValues: object.map { ($0.key, $0.value.isNull ? Value?.none : $0.value) })
+                },
                 forKey: path)
         }
         return answers
@@ -231,7 +265,9 @@ struct JSONPathTests {
             let path = try JSONPath(row.path)
             for (name, document) in Self.documents {
                 let expected = perDocument[name] ?? nil
-                #expect(Value.array(path.evaluate(document)) == expected, "\(row.path) on \(name): jsonpath2 gives \(expected.map { "\($0)" } ?? "nothing")")
+                #expect(
+                    Value.array(path.evaluate(document)) == expected,
+                    "\(row.path) on \(name): jsonpath2 gives \(expected.map { "\($0)" } ?? "nothing")")
             }
         }
     }

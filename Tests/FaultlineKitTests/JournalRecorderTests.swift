@@ -8,13 +8,16 @@ import Testing
     static func journal() -> Journal {
         Journal(
             faultlineVersion: "test", platform: "test", node: "test", runID: "run", experimentHash: "0", profile: nil, origin: "test.yaml", seed: 0,
-            dry: nil, experiment: ["title": "recorder"], start: Timestamp(Date()), status: .running, deviated: false, outcome: .running, expected: nil,
+            dry: nil, experiment: ["title": "recorder"], start: Timestamp(Date()), status: .running, deviated: false, outcome: .running,
+            expected: nil,
             reason: nil, steadyStates: SteadyStates(), run: [], rollbacks: [], cleanup: [], faults: [], leftUndone: [], end: nil, duration: nil)
     }
 
     static func record(_ index: Int) -> RunRecord {
         let now = Timestamp(Date())
-        return RunRecord(activity: ["name": .string("probe-\(index)"), "type": "probe"], output: .int(index), status: .succeeded, start: now, end: now, duration: 0, phase: .method)
+        return RunRecord(
+            activity: ["name": .string("probe-\(index)"), "type": "probe"], output: .int(index), status: .succeeded, start: now, end: now,
+            duration: 0, phase: .method)
     }
 
     static func withJournalPath(_ body: (String) async throws -> Void) async throws {

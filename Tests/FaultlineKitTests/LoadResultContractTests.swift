@@ -17,16 +17,18 @@ import Testing
 
     @Test func writesTheDocumentedKeysInOrderWithNullsForWhatIsNotSet() throws {
         let value = Self.result.value
-        #expect(value.objectValue?.keys == [
-            "model", "users", "ramp_up_s", "duration_s", "iterations", "rate", "think_time_s", "started", "ended", "elapsed_s", "dropped",
-            "overall", "requests", "timeline",
-        ])
+        #expect(
+            value.objectValue?.keys == [
+                "model", "users", "ramp_up_s", "duration_s", "iterations", "rate", "think_time_s", "started", "ended", "elapsed_s", "dropped",
+                "overall", "requests", "timeline",
+            ])
         #expect(value["model"] == "open" && value["iterations"] == .null && value["rate"] == .double(20))
         #expect(value["started"] == "2026-01-01T00:00:00.000000+00:00")
-        #expect(value["overall"]?.objectValue?.keys == [
-            "count", "ok", "failed", "error_rate", "min_ms", "avg_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "rps",
-            "bytes_received", "bytes_sent", "bytes_per_s", "status_codes", "errors",
-        ])
+        #expect(
+            value["overall"]?.objectValue?.keys == [
+                "count", "ok", "failed", "error_rate", "min_ms", "avg_ms", "max_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms", "rps",
+                "bytes_received", "bytes_sent", "bytes_per_s", "status_codes", "errors",
+            ])
         #expect(value["overall"]?["status_codes"] == ["200": 99])
         #expect(value["overall"]?["errors"]?.objectValue?.keys == ["refused", "http_5xx"])
         #expect(value["requests"]?["home"]?["count"] == 100)
@@ -48,12 +50,15 @@ import Testing
     }
 
     @Test func readsOldAndPartialOutputsLeniently() throws {
-        let sparse = try LoadResult(decoding: ["overall": ["count": 3, "failed": 1, "status_codes": ["503": 1, "200": 2]], "timeline": [["count": "x"], 7]])
+        let sparse = try LoadResult(decoding: [
+            "overall": ["count": 3, "failed": 1, "status_codes": ["503": 1, "200": 2]], "timeline": [["count": "x"], 7],
+        ])
         #expect(sparse.version == 1 && sparse.model == .closed && sparse.elapsedSeconds == 0 && sparse.dropped == 0)
         #expect(sparse.overall.count == 3 && sparse.overall.p95Ms == 0, "missing numbers read as zero")
         #expect(sparse.overall.errorRate == 1.0 / 3.0, "an old output without error_rate gets it from its counts")
         #expect(sparse.overall.statusCodes.map(\.label) == ["200", "503"])
-        #expect(sparse.timeline == [LoadSecond(second: 0, at: nil, count: 0, errors: 0, p50Ms: 0, p99Ms: 0)], "an entry that is no object is left out")
+        #expect(
+            sparse.timeline == [LoadSecond(second: 0, at: nil, count: 0, errors: 0, p50Ms: 0, p99Ms: 0)], "an entry that is no object is left out")
         #expect(sparse.thresholds.isEmpty && sparse.requests.isEmpty && sparse.started == nil)
         #expect(throws: (any Error).self) { try LoadResult(decoding: "not a load") }
     }

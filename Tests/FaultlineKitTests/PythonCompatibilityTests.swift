@@ -11,12 +11,14 @@ struct PythonCompatibilityTests {
         var ratio: Double
     }
 
-    @Test("a declared number takes a string that is exactly a number", arguments: [
-        (#"{port: "8080", ratio: "0.25"}"#, 8080, 0.25),
-        (#"{port: "-1", ratio: "1e3"}"#, -1, 1000),
-        (#"{port: "+7", ratio: "5"}"#, 7, 5),
-        ("{port: 8080, ratio: 0.5}", 8080, 0.5),
-    ])
+    @Test(
+        "a declared number takes a string that is exactly a number",
+        arguments: [
+            (#"{port: "8080", ratio: "0.25"}"#, 8080, 0.25),
+            (#"{port: "-1", ratio: "1e3"}"#, -1, 1000),
+            (#"{port: "+7", ratio: "5"}"#, 7, 5),
+            ("{port: 8080, ratio: 0.5}", 8080, 0.5),
+        ])
     func numbersAsText(_ yaml: String, _ port: Int, _ ratio: Double) throws {
         let node = try DocumentLoader.parse(yaml, format: .yaml, file: "t.yaml")
         let typed = try NodeDecoder().decode(Typed.self, from: node)
@@ -24,10 +26,12 @@ struct PythonCompatibilityTests {
         #expect(typed.ratio == ratio)
     }
 
-    @Test("text that is not exactly a number is still an error at its position", arguments: [
-        #"{port: "80 80", ratio: 1}"#, #"{port: "8080.5", ratio: 1}"#, #"{port: "0x50", ratio: 1}"#, #"{port: 1, ratio: "inf"}"#,
-        #"{port: " 8080", ratio: 1}"#, #"{port: 1, ratio: "1,5"}"#,
-    ])
+    @Test(
+        "text that is not exactly a number is still an error at its position",
+        arguments: [
+            #"{port: "80 80", ratio: 1}"#, #"{port: "8080.5", ratio: 1}"#, #"{port: "0x50", ratio: 1}"#, #"{port: 1, ratio: "inf"}"#,
+            #"{port: " 8080", ratio: 1}"#, #"{port: 1, ratio: "1,5"}"#,
+        ])
     func notNumbers(_ yaml: String) throws {
         let node = try DocumentLoader.parse(yaml, format: .yaml, file: "t.yaml")
         #expect {
@@ -42,7 +46,8 @@ struct PythonCompatibilityTests {
         ("true", "True"), ("false", "False"), ("null", "None"), ("1", "1"), ("-3", "-3"), ("1.0", "1.0"), ("1.5", "1.5"),
         ("0.1", "0.1"), ("100.0", "100.0"), ("1e16", "1e+16"), ("1e15", "1000000000000000.0"), ("0.0001", "0.0001"), ("0.00001", "1e-05"),
         ("-2.5e-7", "-2.5e-07"), ("123456789.125", "123456789.125"), ("\"text\"", "text"), ("[1, \"a\", null, true]", "[1, 'a', None, True]"),
-        (#"{"a": {"b": [1.0]}, "c": "it's"}"#, #"{'a': {'b': [1.0]}, 'c': "it's"}"#), (#"["say \"hi\"", "both ' and \""]"#, #"['say "hi"', 'both \' and "']"#),
+        (#"{"a": {"b": [1.0]}, "c": "it's"}"#, #"{'a': {'b': [1.0]}, 'c': "it's"}"#),
+        (#"["say \"hi\"", "both ' and \""]"#, #"['say "hi"', 'both \' and "']"#),
         (#"["tab\there", "back\\slash", "nl\n"]"#, #"['tab\there', 'back\\slash', 'nl\n']"#), ("[]", "[]"), ("{}", "{}"),
     ]
 

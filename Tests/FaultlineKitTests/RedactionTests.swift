@@ -37,7 +37,9 @@ struct RedactionTests {
     @Test("what a provider writes to its logger has the experiment's own secrets and the suite's masked")
     func providerLogs() async throws {
         let scratch = try ScratchDirectory()
-        try scratch.write("experiments.yaml", """
+        try scratch.write(
+            "experiments.yaml",
+            """
             name: s
             secrets: {shared: {api_key: suite-secret-4321}}
             experiments:

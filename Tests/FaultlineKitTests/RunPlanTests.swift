@@ -10,7 +10,10 @@ final class FreshNumbers: ConfigurationProvider {
     let calls = Mutex(0)
 
     func value(for node: SourceNode, key: String) throws -> Value {
-        .int(calls.withLock { $0 += 1; return $0 })
+        .int(
+            calls.withLock {
+                $0 += 1; return $0
+            })
     }
 
     var count: Int { calls.withLock { $0 } }
@@ -163,7 +166,8 @@ struct RunPlanTests {
             var registry = TestKit().registry()
             registry.register(extension: RecordingExtension(name: "early", stage: .network, log: log))
             registry.register(
-                extension: RecordingExtension(name: "late", stage: .services, log: log, behaviour: failing == "fail" ? .fail : .interrupt(interruption)))
+                extension: RecordingExtension(
+                    name: "late", stage: .services, log: log, behaviour: failing == "fail" ? .fail : .interrupt(interruption)))
             let (runner, plan) = try load("name: s\nexperiments: [{title: t, method: []}]\n", registry: registry)
             let result = await runner.run(plan, interruption: interruption)
             #expect(log.all == ["start early", "start late", "stop early"], "\(failing)")

@@ -58,7 +58,8 @@ struct SubstitutionTests {
     func configurationReferences() throws {
         let sink = DiagnosticSink()
         let doc = try DocumentLoader.parse(
-            "{host: localhost, port: 9000, url: 'http://${host}:${port}', health: '${url}/health', a: '${b}', b: '${a}'}", format: .yaml, file: "c.yaml")
+            "{host: localhost, port: 9000, url: 'http://${host}:${port}', health: '${url}/health', a: '${b}', b: '${a}'}", format: .yaml,
+            file: "c.yaml")
         let layer = ConfigurationLayer.parse(name: "t", configuration: doc, secrets: nil, path: .root, sink: sink)
         let resolved = ResolvedConfiguration.resolve([layer], environment: [:], sink: sink)
         #expect(resolved.configuration["health"] == "http://localhost:9000/health")
@@ -89,10 +90,12 @@ struct SubstitutionTests {
         #expect(missing.description.hasPrefix("e.yaml:5:12: environment variable T_MISSING is not set"))
     }
 
-    @Test("--var types convert like Chaos Toolkit's", arguments: [
-        ("int", "42", Value.int(42)), ("float", "1.5", .double(1.5)), ("bool", "false", .bool(false)), ("bool", "yes", .bool(true)),
-        ("json", "{\"a\": [1]}", ["a": [1]]), ("str", "007", "007"),
-    ] as [(String, String, Value)])
+    @Test(
+        "--var types convert like Chaos Toolkit's",
+        arguments: [
+            ("int", "42", Value.int(42)), ("float", "1.5", .double(1.5)), ("bool", "false", .bool(false)), ("bool", "yes", .bool(true)),
+            ("json", "{\"a\": [1]}", ["a": [1]]), ("str", "007", "007"),
+        ] as [(String, String, Value)])
     func varTypes(_ type: String, _ text: String, _ expected: Value) throws {
         #expect(try EnvironmentValueType(rawValue: type)!.convert(text) == expected)
     }

@@ -10,7 +10,10 @@ final class CountingProvider: ConfigurationProvider {
     let calls = Mutex(0)
     func value(for node: SourceNode, key: String) throws -> Value {
         if node["fail"] != nil { throw Diagnostic("counter refused", at: node.location) }
-        return .int(calls.withLock { $0 += 1; return $0 } * 100)
+        return .int(
+            calls.withLock {
+                $0 += 1; return $0
+            } * 100)
     }
 }
 
@@ -25,18 +28,19 @@ struct SuiteTests {
     @Test("a plugin-defined configuration value is computed once per run, so validation and the run agree")
     func providedValues() async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: """
-            name: s
-            configuration:
-              port: {type: counter}
-            experiments:
-              - title: first
-                method:
-                  - {type: action, name: a, provider: {type: test.action, label: "first ${port}"}}
-              - title: second
-                method:
-                  - {type: action, name: a, provider: {type: test.action, label: "second ${port}"}}
-            """, plugins: [CounterPlugin.self])
+        let result = try await kit.run(
+            yaml: """
+                name: s
+                configuration:
+                  port: {type: counter}
+                experiments:
+                  - title: first
+                    method:
+                      - {type: action, name: a, provider: {type: test.action, label: "first ${port}"}}
+                  - title: second
+                    method:
+                      - {type: action, name: a, provider: {type: test.action, label: "second ${port}"}}
+                """, plugins: [CounterPlugin.self])
         #expect(result.exitCode == 0)
         #expect(kit.log.count == 2)
         let first = try #require(kit.log.first?.split(separator: " ").last)
@@ -54,15 +58,16 @@ struct SuiteTests {
     @Test("suite proxies are created through the toxic backend, exported, and deleted at the end")
     func proxies() async throws {
         let kit = TestKit()
-        let result = try await kit.run(yaml: """
-            name: s
-            proxies:
-              - {name: db, upstream: "127.0.0.1:5432"}
-            experiments:
-              - title: uses the proxy
-                method:
-                  - {type: action, name: a, provider: {type: test.action, label: "port ${proxies.db.port} on ${proxies.db.host}"}}
-            """)
+        let result = try await kit.run(
+            yaml: """
+                name: s
+                proxies:
+                  - {name: db, upstream: "127.0.0.1:5432"}
+                experiments:
+                  - title: uses the proxy
+                    method:
+                      - {type: action, name: a, provider: {type: test.action, label: "port ${proxies.db.port} on ${proxies.db.host}"}}
+                """)
         #expect(result.exitCode == 0)
         #expect(kit.log == ["port 20001 on 127.0.0.1"])
         #expect(try await kit.backend.proxies().isEmpty)
@@ -72,12 +77,13 @@ struct SuiteTests {
     func badProxies() async throws {
         let kit = TestKit()
         let error = try await #require(throws: ValidationError.self) {
-            _ = try await kit.run(yaml: """
-                name: s
-                proxies:
-                  - {name: db, upstream: "http://db:5432/x"}
-                experiments: [{title: t, method: []}]
-                """)
+            _ = try await kit.run(
+                yaml: """
+                    name: s
+                    proxies:
+                      - {name: db, upstream: "http://db:5432/x"}
+                    experiments: [{title: t, method: []}]
+                    """)
         }
         #expect(error.description.contains(":3:26: upstream must be host:port, found \"http://db:5432/x\""), "\(error)")
     }

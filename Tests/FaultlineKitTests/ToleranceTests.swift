@@ -10,7 +10,9 @@ struct ToleranceTests {
         var testDescription: String { "\(tolerance) vs \(output) → \(met)" }
     }
 
-    static let http200: Value = ["status": 200, "headers": ["content-type": "application/json"], "body": ["items": [["id": 1, "ok": true], ["id": 2, "ok": false]]]]
+    static let http200: Value = [
+        "status": 200, "headers": ["content-type": "application/json"], "body": ["items": [["id": 1, "ok": true], ["id": 2, "ok": false]]],
+    ]
     static let process0: Value = ["status": 0, "stdout": "ready: 3 workers\n", "stderr": ""]
 
     static let cases: [Case] = [
@@ -108,16 +110,18 @@ struct ToleranceTests {
         #expect(!tolerance.check("12 13").met)
     }
 
-    @Test("malformed tolerances are located errors", arguments: [
-        ("{type: rnage, range: [1, 2]}", "unknown tolerance type \"rnage\"", "did you mean \"range\"?"),
-        ("{type: range, range: [1]}", "range needs exactly two numbers", nil),
-        ("{type: range, range: [5, 1]}", "lower bound 5.0 is above the upper bound 1.0", nil),
-        ("{type: regex, pattern: '(unclosed'}", "invalid regular expression", nil),
-        ("{type: jsonpath, path: '$.a[?(@.x ~ 1)]'}", "invalid JSONPath", nil),
-        ("{type: jsonpath, path: '$.a[*][?(@.x == 1)]'}", "invalid JSONPath", "jsonpath2 writes equality as a single ="),
-        ("{type: regex, pattern: x, tragte: body}", "unknown key \"tragte\"", "did you mean \"target\"?"),
-        ("{range: [1, 2]}", "a tolerance object needs a type", nil),
-    ] as [(String, String, String?)])
+    @Test(
+        "malformed tolerances are located errors",
+        arguments: [
+            ("{type: rnage, range: [1, 2]}", "unknown tolerance type \"rnage\"", "did you mean \"range\"?"),
+            ("{type: range, range: [1]}", "range needs exactly two numbers", nil),
+            ("{type: range, range: [5, 1]}", "lower bound 5.0 is above the upper bound 1.0", nil),
+            ("{type: regex, pattern: '(unclosed'}", "invalid regular expression", nil),
+            ("{type: jsonpath, path: '$.a[?(@.x ~ 1)]'}", "invalid JSONPath", nil),
+            ("{type: jsonpath, path: '$.a[*][?(@.x == 1)]'}", "invalid JSONPath", "jsonpath2 writes equality as a single ="),
+            ("{type: regex, pattern: x, tragte: body}", "unknown key \"tragte\"", "did you mean \"target\"?"),
+            ("{range: [1, 2]}", "a tolerance object needs a type", nil),
+        ] as [(String, String, String?)])
     func malformed(_ text: String, _ message: String, _ hint: String?) throws {
         let node = try DocumentLoader.parse("tolerance: \(text)", format: .yaml, file: "t.yaml")
         let error = try #require(throws: (any Error).self) { try Tolerance.parse(node["tolerance"]!, path: DocumentPath([.key("tolerance")])) }

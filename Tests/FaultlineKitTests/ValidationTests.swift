@@ -16,24 +16,28 @@ struct ValidationTests {
 
     static let malformed: [Malformed] = [
         Malformed(
-            name: "misspelt top-level key", document: """
+            name: "misspelt top-level key",
+            document: """
                 title: t
                 steady-state-hypotesis:
                   title: x
                 """, expected: "2:1: unknown key \"steady-state-hypotesis\" (did you mean \"steady-state-hypothesis\"?) at steady-state-hypotesis"),
         Malformed(
-            name: "YAML syntax error", document: """
+            name: "YAML syntax error",
+            document: """
                 title: t
                 method:
                   - type: action
                    name: x
                 """, expected: "4:4: invalid YAML: did not find expected '-' indicator"),
         Malformed(
-            name: "missing title", document: """
+            name: "missing title",
+            document: """
                 method: []
                 """, expected: "1:1: missing required key \"title\""),
         Malformed(
-            name: "activity type typo", document: """
+            name: "activity type typo",
+            document: """
                 title: t
                 method:
                   - type: acton
@@ -41,7 +45,8 @@ struct ValidationTests {
                     provider: {type: test.action, label: x}
                 """, expected: "3:11: invalid value \"acton\" (did you mean \"action\"?) at method[0].type"),
         Malformed(
-            name: "unknown provider type", document: """
+            name: "unknown provider type",
+            document: """
                 title: t
                 method:
                   - type: action
@@ -49,7 +54,8 @@ struct ValidationTests {
                     provider: {type: test.actoin, label: x}
                 """, expected: "5:22: unknown provider type \"test.actoin\" (did you mean \"test.action\"?) at method[0].provider.type"),
         Malformed(
-            name: "wrong argument type", document: """
+            name: "wrong argument type",
+            document: """
                 title: t
                 method:
                   - type: action
@@ -60,7 +66,8 @@ struct ValidationTests {
                       delay: soon
                 """, expected: "8:14: expected a number, found the string \"soon\" at method[0].provider.delay"),
         Malformed(
-            name: "unknown argument", document: """
+            name: "unknown argument",
+            document: """
                 title: t
                 method:
                   - type: action
@@ -68,7 +75,8 @@ struct ValidationTests {
                     provider: {type: test.action, lable: x}
                 """, expected: "5:35: unknown key \"lable\" (did you mean \"label\"?) at method[0].provider.lable"),
         Malformed(
-            name: "missing required argument", document: """
+            name: "missing required argument",
+            document: """
                 title: t
                 method:
                   - type: action
@@ -76,7 +84,8 @@ struct ValidationTests {
                     provider: {type: test.action}
                 """, expected: "5:15: missing required key \"label\" (add label: …) at method[0].provider"),
         Malformed(
-            name: "unknown variable", document: """
+            name: "unknown variable",
+            document: """
                 title: t
                 configuration: {label: hello}
                 method:
@@ -85,7 +94,8 @@ struct ValidationTests {
                     provider: {type: test.action, label: "${lable}"}
                 """, expected: "6:42: unknown variable \"${lable}\" (did you mean \"label\"?) at method[0].provider.label"),
         Malformed(
-            name: "hypothesis probe without tolerance", document: """
+            name: "hypothesis probe without tolerance",
+            document: """
                 title: t
                 steady-state-hypothesis:
                   title: h
@@ -95,7 +105,8 @@ struct ValidationTests {
                       provider: {type: test.probe, value: 1}
                 """, expected: "5:7: hypothesis probe \"p\" has no tolerance"),
         Malformed(
-            name: "action in the hypothesis", document: """
+            name: "action in the hypothesis",
+            document: """
                 title: t
                 steady-state-hypothesis:
                   title: h
@@ -104,9 +115,13 @@ struct ValidationTests {
                       name: p
                       tolerance: 1
                       provider: {type: test.action, label: x}
-                """, expected: "5:7: the steady-state hypothesis holds probes only; \"p\" is an action (move it to method:, or write type: probe) at steady-state-hypothesis.probes[0].type"),
+                """,
+            expected:
+                "5:7: the steady-state hypothesis holds probes only; \"p\" is an action (move it to method:, or write type: probe) at steady-state-hypothesis.probes[0].type"
+        ),
         Malformed(
-            name: "probe used as action", document: """
+            name: "probe used as action",
+            document: """
                 title: t
                 method:
                   - type: action
@@ -114,7 +129,8 @@ struct ValidationTests {
                     provider: {type: test.probe, value: 1}
                 """, expected: "3:5: test.probe is a probe, but the activity says type: action (write type: probe) at method[0].type"),
         Malformed(
-            name: "ref to nothing", document: """
+            name: "ref to nothing",
+            document: """
                 title: t
                 method:
                   - type: action
@@ -123,7 +139,8 @@ struct ValidationTests {
                   - ref: injct
                 """, expected: "6:5: ref \"injct\" names no activity (did you mean \"inject\"?) at method[1].ref"),
         Malformed(
-            name: "negative pause", document: """
+            name: "negative pause",
+            document: """
                 title: t
                 method:
                   - type: action
@@ -132,12 +149,14 @@ struct ValidationTests {
                     provider: {type: test.action, label: x}
                 """, expected: "5:21: a pause must be 0…31536000 seconds (365 days), found an integer -1 at method[0].pauses.after"),
         Malformed(
-            name: "duplicate key", document: """
+            name: "duplicate key",
+            document: """
                 title: t
                 title: u
                 """, expected: "2:1: duplicate key \"title\""),
         Malformed(
-            name: "unsupported python module", document: """
+            name: "unsupported python module",
+            document: """
                 title: t
                 method:
                   - type: action
@@ -145,7 +164,8 @@ struct ValidationTests {
                     provider: {type: python, module: chaosk8s.pod.actions, func: terminate_pods}
                 """, expected: "5:38: python module \"chaosk8s.pod.actions\" is not supported"),
         Malformed(
-            name: "bad tolerance", document: """
+            name: "bad tolerance",
+            document: """
                 title: t
                 steady-state-hypothesis:
                   title: h
@@ -179,13 +199,13 @@ struct ValidationTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("bad.yaml").path
         try """
-            title: t
-            rolbacks: []
-            method:
-              - {type: action, name: a, provider: {type: test.action, lable: x}}
-              - {type: probe, name: b, provider: {type: test.prob}}
-              - {type: action, name: c, provider: {type: test.action, label: "${nope}"}}
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+        title: t
+        rolbacks: []
+        method:
+          - {type: action, name: a, provider: {type: test.action, lable: x}}
+          - {type: probe, name: b, provider: {type: test.prob}}
+          - {type: action, name: c, provider: {type: test.action, label: "${nope}"}}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
         let error = try #require(throws: ValidationError.self) { try SuiteRunner(registry: kit.registry()).load(path: file, options: .init()) }
         #expect(error.errors.count == 4, "\(error)")
         // In file order.
@@ -201,13 +221,13 @@ struct ValidationTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("bad.json").path
         try """
-            {
-              "title": "t",
-              "method": [
-                {"type": "action", "name": "a", "provider": {"type": "test.action", "label": 3, "delay": "x"}}
-              ]
-            }
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+        {
+          "title": "t",
+          "method": [
+            {"type": "action", "name": "a", "provider": {"type": "test.action", "label": 3, "delay": "x"}}
+          ]
+        }
+        """.write(toFile: file, atomically: true, encoding: .utf8)
         let error = try #require(throws: ValidationError.self) { try SuiteRunner(registry: kit.registry()).load(path: file, options: .init()) }
         #expect(error.description.contains("\(file):4:94: expected a number, found the string \"x\" at method[0].provider.delay"), "\(error)")
 
@@ -217,15 +237,17 @@ struct ValidationTests {
 
         // Python's json.load would keep the second "method" silently; here it is an error at the repeat.
         try """
-            {
-              "title": "t",
-              "method": "experiment",
-              "tags": [],
-              "method": []
-            }
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+        {
+          "title": "t",
+          "method": "experiment",
+          "tags": [],
+          "method": []
+        }
+        """.write(toFile: file, atomically: true, encoding: .utf8)
         let duplicate = try #require(throws: ValidationError.self) { try SuiteRunner(registry: kit.registry()).load(path: file, options: .init()) }
-        #expect(duplicate.description.contains("\(file):5:3: duplicate key \"method\" (a key may appear only once in an object; the first is at line 3"), "\(duplicate)")
+        #expect(
+            duplicate.description.contains("\(file):5:3: duplicate key \"method\" (a key may appear only once in an object; the first is at line 3"),
+            "\(duplicate)")
         // A response body repeating a key keeps the last value, as Python does.
         #expect(try JSONReader.value(#"{"a": 1, "a": 2}"#) == ["a": 2])
     }
@@ -238,13 +260,13 @@ struct ValidationTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("experiments.yaml").path
         try """
-            name: s
-            experiments:
-              - {title: t, method: []}
-            profiles:
-              local: {default: true}
-              ci: {}
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+        name: s
+        experiments:
+          - {title: t, method: []}
+        profiles:
+          local: {default: true}
+          ci: {}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
         var options = SuiteRunner.Options()
         options.profile = "cii"
         let error = try #require(throws: ValidationError.self) { try SuiteRunner(registry: kit.registry()).load(path: file, options: options) }

@@ -57,9 +57,11 @@ struct TCPConnectProbeTests {
         }
     }
 
-    @Test("bad arguments are validation errors", arguments: [
-        ("localhost", "address"), ("127.0.0.1:99999", "address"), ("127.0.0.1:80", "expect"),
-    ])
+    @Test(
+        "bad arguments are validation errors",
+        arguments: [
+            ("localhost", "address"), ("127.0.0.1:99999", "address"), ("127.0.0.1:80", "expect"),
+        ])
     func validation(_ address: String, _ key: String) throws {
         let arguments = TCPConnectProbe.Arguments(address: address, expect: key == "expect" ? "(unclosed" : nil)
         let error = try #require(throws: ArgumentError.self) { try TCPConnectProbe.validate(arguments) }

@@ -226,7 +226,9 @@ struct ProcessKillTests {
         #expect(result?.details == ["pid \(getpid()) (\(SystemProcess.read(getpid())!.commandLine)): it is faultline itself"])
     }
 
-    @Test("another user's process is refused unless allow_foreign is set", .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
+    @Test(
+        "another user's process is refused unless allow_foreign is set",
+        .enabled(if: getuid() == 0 && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv")))
     func foreignProcesses() async throws {
         let number = uniqueSleep()
         let child = try spawn(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sleep", number])

@@ -51,7 +51,8 @@ struct ProcessProviderTests {
         let output = try await run("{path: sh, arguments: ['-c', 'echo $GREETING; pwd'], env: {GREETING: hi, N: 5}, cwd: '\(directory)'}")
         let lines = output["stdout"]?.stringValue?.split(separator: "\n").map(String.init) ?? []
         #expect(lines.first == "hi")
-        #expect(URL(fileURLWithPath: lines.last ?? "").resolvingSymlinksInPath().path == URL(fileURLWithPath: directory).resolvingSymlinksInPath().path)
+        #expect(
+            URL(fileURLWithPath: lines.last ?? "").resolvingSymlinksInPath().path == URL(fileURLWithPath: directory).resolvingSymlinksInPath().path)
     }
 
     @Test("a timeout stops the whole process group and fails the activity")
@@ -95,11 +96,13 @@ struct ProcessProviderTests {
         if case .success = await task.result { Issue.record("a cancelled process run should not succeed") }
     }
 
-    @Test("a path that is missing or not executable is a clear validation error", arguments: [
-        ("/nonexistent/tool", "cannot run /nonexistent/tool: no such file"),
-        ("no-such-tool-xyz", "cannot run no-such-tool-xyz: not found in PATH"),
-        ("NOT-EXECUTABLE", "cannot run NOT-EXECUTABLE: it is not executable (chmod +x NOT-EXECUTABLE)"),
-    ])
+    @Test(
+        "a path that is missing or not executable is a clear validation error",
+        arguments: [
+            ("/nonexistent/tool", "cannot run /nonexistent/tool: no such file"),
+            ("no-such-tool-xyz", "cannot run no-such-tool-xyz: not found in PATH"),
+            ("NOT-EXECUTABLE", "cannot run NOT-EXECUTABLE: it is not executable (chmod +x NOT-EXECUTABLE)"),
+        ])
     func badPath(_ template: String, _ messageTemplate: String) throws {
         let plain = FileManager.default.temporaryDirectory.appendingPathComponent("plain-\(UUID().uuidString).txt").path
         _ = FileManager.default.createFile(atPath: plain, contents: Data("x".utf8), attributes: [.posixPermissions: 0o644])
@@ -124,17 +127,19 @@ struct ProcessProviderTests {
     func toleranceProbe() async throws {
         let kit = TestKit()
         func verdict(_ exit: Int) async throws -> Outcome {
-            let journal = try await kit.run(yaml: """
-                title: t
-                steady-state-hypothesis:
-                  title: h
-                  probes:
-                    - type: probe
-                      name: p
-                      provider: {type: test.probe, value: {status: \(exit), stdout: ""}}
-                      tolerance: {type: probe, name: judge, provider: {type: process, path: sh, arguments: ["-c", "exit \(exit)"]}}
-                method: []
-                """, plugins: [ProcessPlugin.self]).journals[0]
+            let journal = try await kit.run(
+                yaml: """
+                    title: t
+                    steady-state-hypothesis:
+                      title: h
+                      probes:
+                        - type: probe
+                          name: p
+                          provider: {type: test.probe, value: {status: \(exit), stdout: ""}}
+                          tolerance: {type: probe, name: judge, provider: {type: process, path: sh, arguments: ["-c", "exit \(exit)"]}}
+                    method: []
+                    """, plugins: [ProcessPlugin.self]
+            ).journals[0]
             return journal.outcome
         }
         #expect(try await verdict(0) == .completed)

@@ -81,7 +81,8 @@ struct ProcessSignalTests {
         let children = try (0..<2).map { _ in try spawn(["sleep", number]) }
         defer { children.forEach { $0.signal(SIGKILL) } }
         let probe = ProcessRunning()
-        let found = try await probe.probe(ProcessSelection(pattern: number.replacingOccurrences(of: ".", with: "\\.")), context: makeContext(kind: .probe))
+        let found = try await probe.probe(
+            ProcessSelection(pattern: number.replacingOccurrences(of: ".", with: "\\.")), context: makeContext(kind: .probe))
         #expect(found["running"] == true)
         #expect(found["count"] == 2)
         #expect(Set(found["pids"]?.arrayValue?.compactMap(\.intValue) ?? []) == Set(children.map { Int($0.pid) }))

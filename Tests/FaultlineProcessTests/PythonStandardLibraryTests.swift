@@ -116,22 +116,26 @@ struct PythonStandardLibraryTests {
         return entries.sorted()
     }
 
-    @Test("return values and errors, as Python gives them", arguments: [
-        (0, Outcome.returned(true)), (1, .returned(false)), (5, .returned(true)), (9, .returned(6)),
-        (10, .raised("FileNotFoundError: [Errno 2] No such file or directory: 'DIR/missing'")),
-        (11, .returned(nil)),
-        (13, .raised("IsADirectoryError: [Errno 21] Is a directory: 'DIR/sub'")),
-        (16, .raised("FileNotFoundError: [Errno 2] No such file or directory: 'DIR/missing' -> 'DIR/b.txt'")),
-        (19, .raised("FileExistsError: [Errno 17] File exists: 'DIR/sub'")),
-        (24, .raised("OSError: [Errno 39] Directory not empty: 'DIR/sub'")),
-        (25, .returned(["inner.txt"])), (28, .returned("fallback")), (31, .returned("DIR/sub/a.txt")), (32, .returned("DIR/empty/a.txt")),
-    ])
+    @Test(
+        "return values and errors, as Python gives them",
+        arguments: [
+            (0, Outcome.returned(true)), (1, .returned(false)), (5, .returned(true)), (9, .returned(6)),
+            (10, .raised("FileNotFoundError: [Errno 2] No such file or directory: 'DIR/missing'")),
+            (11, .returned(nil)),
+            (13, .raised("IsADirectoryError: [Errno 21] Is a directory: 'DIR/sub'")),
+            (16, .raised("FileNotFoundError: [Errno 2] No such file or directory: 'DIR/missing' -> 'DIR/b.txt'")),
+            (19, .raised("FileExistsError: [Errno 17] File exists: 'DIR/sub'")),
+            (24, .raised("OSError: [Errno 39] Directory not empty: 'DIR/sub'")),
+            (25, .returned(["inner.txt"])), (28, .returned("fallback")), (31, .returned("DIR/sub/a.txt")), (32, .returned("DIR/empty/a.txt")),
+        ])
     func outcomes(_ index: Int, _ expected: Outcome) async throws {
         let directory = try Self.makeDirectory()
         #expect(await Self.faultline(Self.calls[index], in: directory) == expected, "\(Self.calls[index])")
     }
 
-    @Test("Python agrees on every call: what it returns or raises, and what it leaves on disk", .enabled(if: ChaosToolkitOracle.isAvailable, "\(ChaosToolkitOracle.missing)"))
+    @Test(
+        "Python agrees on every call: what it returns or raises, and what it leaves on disk",
+        .enabled(if: ChaosToolkitOracle.isAvailable, "\(ChaosToolkitOracle.missing)"))
     func pythonAgrees() async throws {
         try ChaosToolkitOracle.require()
         let script = """
@@ -151,8 +155,9 @@ struct PythonStandardLibraryTests {
             let request: Value = ["module": .string(call.module), "function": .string(call.function), "arguments": arguments]
             let answer = try JSONReader.value(try ChaosToolkitOracle.runPython(script, input: JSONWriter.string(request, pretty: false)))
             let python: Outcome =
-                if let line = answer["raised"]?.stringValue { .raised(line.replacingOccurrences(of: theirs.url.path, with: "DIR")) }
-                else { .returned((answer["returned"] ?? .null).mapStrings { .string($0.replacingOccurrences(of: theirs.url.path, with: "DIR")) }) }
+                if let line = answer["raised"]?.stringValue { .raised(line.replacingOccurrences(of: theirs.url.path, with: "DIR")) } else {
+                    .returned((answer["returned"] ?? .null).mapStrings { .string($0.replacingOccurrences(of: theirs.url.path, with: "DIR")) })
+                }
             #expect(outcome == python, "\(call)")
             #expect(Self.tree(ours) == Self.tree(theirs), "what \(call) left on disk")
         }

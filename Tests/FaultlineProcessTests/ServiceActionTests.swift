@@ -44,13 +44,16 @@ struct ServiceActionTests {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let token = uniqueToken()
-        let script = "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\nprint('port', s.getsockname()[1], flush=True)\ntime.sleep(3000)"
+        let script =
+            "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\nprint('port', s.getsockname()[1], flush=True)\ntime.sleep(3000)"
         let start = try await supervisor.start(
-            ServiceDefinition(name: "db", settings: ServiceSettings(command: ["python3", "-c", script, token], ready: Readiness(log: "port"))), owner: .suite)
+            ServiceDefinition(name: "db", settings: ServiceSettings(command: ["python3", "-c", script, token], ready: Readiness(log: "port"))),
+            owner: .suite)
         let log = try String(contentsOfFile: start.logPath, encoding: .utf8)
         let port = try #require(log.split(separator: "\n").first { $0.hasPrefix("port ") }.flatMap { Int($0.dropFirst(5)) })
         let context = makeContext(supervisor: supervisor)
-        let output = try await ProcessKill().perform(try arguments(ProcessKill.Arguments.self, ["port": .int(port), "signal": "KILL"]), context: context)
+        let output = try await ProcessKill().perform(
+            try arguments(ProcessKill.Arguments.self, ["port": .int(port), "signal": "KILL"]), context: context)
         #expect(output["targets"]?[0]?["service"] == "db")
         #expect(await context.runCleanups().map(\.description) == ["restart service db if it is down"])
         #expect(try await supervisor.service(named: "db").isRunning)
@@ -98,7 +101,9 @@ struct ServiceActionTests {
         #expect(liveProcesses(containing: number).isEmpty)
         let again = try await ProcessStop().perform(ServiceStopArguments(service: "api"), context: context)
         #expect(again["note"] == "was not running")
-        let killStopped = await failure { try await ProcessKill().perform(try arguments(ProcessKill.Arguments.self, ["service": "api"]), context: context) }
+        let killStopped = await failure {
+            try await ProcessKill().perform(try arguments(ProcessKill.Arguments.self, ["service": "api"]), context: context)
+        }
         #expect(killStopped?.message == #"service "api" is not running"#)
 
         let started = try await ProcessStart().perform(ProcessStart.Arguments(service: "api"), context: context)
@@ -145,7 +150,9 @@ struct ServiceActionTests {
 
     @Test("process.start without a command only restarts a known service")
     func startValidation() throws {
-        #expect(throws: ArgumentError.self) { try ProcessStart.validate(ProcessStart.Arguments(service: "x", settings: ServiceSettings(command: nil, cwd: "/tmp"))) }
+        #expect(throws: ArgumentError.self) {
+            try ProcessStart.validate(ProcessStart.Arguments(service: "x", settings: ServiceSettings(command: nil, cwd: "/tmp")))
+        }
         #expect(throws: Never.self) { try ProcessStart.validate(ProcessStart.Arguments(service: "x")) }
         #expect(ProcessStart.exports(ProcessStart.Arguments(service: "x")).keys.sorted() == ["services.x.log", "services.x.pid"])
     }

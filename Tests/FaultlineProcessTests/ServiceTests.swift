@@ -30,7 +30,8 @@ struct ServiceTests {
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let token = uniqueToken()
         let port = try FreePort.take()
-        let start = try await supervisor.start(service("db", slowListener(port: port, token: token), ready: Readiness(tcp: "127.0.0.1:\(port)", timeout: 20)), owner: .suite)
+        let start = try await supervisor.start(
+            service("db", slowListener(port: port, token: token), ready: Readiness(tcp: "127.0.0.1:\(port)", timeout: 20)), owner: .suite)
         // Ready means connectable now, not eventually.
         let connected = await onThread { SocketConnection.open(host: "127.0.0.1", port: port, timeout: 1) }
         if case .success(let connection) = connected { connection.disconnect() }
@@ -41,7 +42,8 @@ struct ServiceTests {
         #expect(liveProcesses(containing: token).isEmpty)
     }
 
-    @Test("a port that already accepts before the service starts is another program's: the start fails and spawns nothing", arguments: ["tcp", "http"])
+    @Test(
+        "a port that already accepts before the service starts is another program's: the start fails and spawns nothing", arguments: ["tcp", "http"])
     func portTaken(_ kind: String) async throws {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
@@ -61,7 +63,9 @@ struct ServiceTests {
         let error = await #expect(throws: ServiceError.self) {
             try await supervisor.start(service("store", ["sleep", "30", token], ready: ready), owner: .suite)
         }
-        #expect(error?.message.hasPrefix("cannot start: 127.0.0.1:\(port), where its readiness check looks, already accepts connections before it runs") == true, "\(String(describing: error))")
+        #expect(
+            error?.message.hasPrefix("cannot start: 127.0.0.1:\(port), where its readiness check looks, already accepts connections before it runs")
+                == true, "\(String(describing: error))")
         #expect(liveProcesses(containing: token).isEmpty)
         #expect(await supervisor.names == [])
     }
@@ -72,7 +76,8 @@ struct ServiceTests {
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let port = try FreePort.take()
         let command = ["python3", "-m", "http.server", "--bind", "127.0.0.1", String(port)]
-        _ = try await supervisor.start(service("web", command, ready: Readiness(http: "http://127.0.0.1:\(port)/", status: [200], timeout: 20)), owner: .suite)
+        _ = try await supervisor.start(
+            service("web", command, ready: Readiness(http: "http://127.0.0.1:\(port)/", status: [200], timeout: 20)), owner: .suite)
         let status = await onThread { HTTPStatusProbe.get(host: "127.0.0.1", port: port, target: "/", timeout: 2) }
         #expect((try? status.get()) == 200)
         #expect(await supervisor.stopAll() == [])
@@ -81,7 +86,8 @@ struct ServiceTests {
         let wrongStatus = try FreePort.take()
         let command2 = ["python3", "-m", "http.server", "--bind", "127.0.0.1", String(wrongStatus)]
         let error = await #expect(throws: ServiceError.self) {
-            try await other.start(service("web", command2, ready: Readiness(http: "http://127.0.0.1:\(wrongStatus)/", status: [204], timeout: 2)), owner: .suite)
+            try await other.start(
+                service("web", command2, ready: Readiness(http: "http://127.0.0.1:\(wrongStatus)/", status: [204], timeout: 2)), owner: .suite)
         }
         #expect(error?.message == "was not ready after 2 s (GET http://127.0.0.1:\(wrongStatus)/ answered 200); it was stopped")
         #expect(await other.names == [])
@@ -151,7 +157,9 @@ struct ServiceTests {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let number = uniqueSleep()
-        _ = try await supervisor.start(service("stubborn", ["sh", "-c", "trap '' TERM; echo ready; exec sleep \(number)"], ready: Readiness(log: "ready"), stopGrace: 0.2), owner: .suite)
+        _ = try await supervisor.start(
+            service("stubborn", ["sh", "-c", "trap '' TERM; echo ready; exec sleep \(number)"], ready: Readiness(log: "ready"), stopGrace: 0.2),
+            owner: .suite)
         let stop = try #require(try await supervisor.stop("stubborn"))
         #expect(stop.killed)
         #expect(stop.termination == .signalled(SIGKILL))
@@ -163,7 +171,8 @@ struct ServiceTests {
     func stopFrozen() async throws {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
-        let start = try await supervisor.start(service("frozen", ["sh", "-c", "echo ready; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready"), stopGrace: 60), owner: .suite)
+        let start = try await supervisor.start(
+            service("frozen", ["sh", "-c", "echo ready; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready"), stopGrace: 60), owner: .suite)
         kill(-start.pid, SIGSTOP)
         #expect(await eventually { SystemProcess.read(start.pid)?.isStopped == true })
         let stop = try #require(try await supervisor.stop("frozen"))
@@ -178,7 +187,8 @@ struct ServiceTests {
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
         let token = uniqueToken()
         let daemon = "setsid python3 -c 'import time; time.sleep(3000)' \(token) </dev/null >/dev/null 2>&1 &"
-        _ = try await supervisor.start(service("forker", ["sh", "-c", "\(daemon) echo ready; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready")), owner: .suite)
+        _ = try await supervisor.start(
+            service("forker", ["sh", "-c", "\(daemon) echo ready; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready")), owner: .suite)
         #expect(await eventually { !liveProcesses(containing: token).isEmpty })
         let daemonProcess = try #require(liveProcesses(containing: token).first)
         #expect(daemonProcess.processGroup == daemonProcess.pid)  // out of the service's group
@@ -192,7 +202,9 @@ struct ServiceTests {
     func unexpectedExit() async throws {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
-        let start = try await supervisor.start(service("fragile", ["sh", "-c", "echo ready; echo 'about to crash'; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready")), owner: .suite)
+        let start = try await supervisor.start(
+            service("fragile", ["sh", "-c", "echo ready; echo 'about to crash'; exec sleep \(uniqueSleep())"], ready: Readiness(log: "ready")),
+            owner: .suite)
         kill(start.pid, SIGKILL)
         #expect(await eventually { SystemProcess.read(start.pid)?.isZombie ?? true })
         let problems = await supervisor.stopAll()
@@ -206,7 +218,9 @@ struct ServiceTests {
             var environment = ProcessInfo.processInfo.environment
             environment[ServiceMarker.variable] = prefix + name + "/1"
             let trap = ignoringTERM ? "trap '' TERM; " : ""
-            return try await spawnAndReadLine(["sh", "-c", "\(trap)echo ready; exec sleep \(uniqueSleep())", "\(token)-\(name)"], environment: environment).0
+            return try await spawnAndReadLine(
+                ["sh", "-c", "\(trap)echo ready; exec sleep \(uniqueSleep())", "\(token)-\(name)"], environment: environment
+            ).0
         }
         let abandonedPrefix = "test-\(token)/1/"
         let polite = try await marked(abandonedPrefix, "polite")
@@ -235,7 +249,8 @@ struct ServiceTests {
         let prefix = await supervisor.markerPrefix
         func guardians() -> [SystemProcess] { liveProcesses(containing: "faultline-guardian").filter { $0.arguments.contains(prefix) } }
         #expect(guardians().isEmpty)
-        _ = try await supervisor.start(service("api", ["sh", "-c", "echo up; exec sleep \(uniqueSleep())"], ready: Readiness(log: "up", timeout: 10)), owner: .suite)
+        _ = try await supervisor.start(
+            service("api", ["sh", "-c", "echo up; exec sleep \(uniqueSleep())"], ready: Readiness(log: "up", timeout: 10)), owner: .suite)
         #expect(guardians().count == 1)
         #expect(await supervisor.stopAll() == [])
         #expect(await eventually { guardians().isEmpty })
@@ -250,12 +265,20 @@ struct ServiceTests {
         #expect(problems(ServiceSettings(command: ["no-such-program-here"])) == ["command: cannot run no-such-program-here: not found in PATH"])
         #expect(problems(ServiceSettings(command: ["sleep"]), name: "a b") == [#"name: service name "a b" may hold only letters, digits, - and _"#])
         #expect(problems(ServiceSettings(command: ["sleep"], ready: Readiness())) == ["ready: ready needs a check"])
-        #expect(problems(ServiceSettings(command: ["sleep"], ready: Readiness(tcp: "x", log: "y"))) == ["ready: ready has tcp and log; give exactly one"])
-        #expect(problems(ServiceSettings(command: ["sleep"], ready: Readiness(tcp: "localhost"))) == [#"ready.tcp: tcp must be host:port, found "localhost""#])
-        #expect(problems(ServiceSettings(command: ["sleep"], ready: Readiness(http: "https://x/"))) == ["ready.http: the readiness check speaks plain HTTP only"])
-        #expect(problems(ServiceSettings(command: ["sleep"], ready: Readiness(log: "(", timeout: 0))) == [
-            #"ready.log: invalid regular expression "(""#, "ready.timeout: timeout must be more than 0 seconds",
-        ])
+        #expect(
+            problems(ServiceSettings(command: ["sleep"], ready: Readiness(tcp: "x", log: "y"))) == ["ready: ready has tcp and log; give exactly one"])
+        #expect(
+            problems(ServiceSettings(command: ["sleep"], ready: Readiness(tcp: "localhost"))) == [
+                #"ready.tcp: tcp must be host:port, found "localhost""#
+            ])
+        #expect(
+            problems(ServiceSettings(command: ["sleep"], ready: Readiness(http: "https://x/"))) == [
+                "ready.http: the readiness check speaks plain HTTP only"
+            ])
+        #expect(
+            problems(ServiceSettings(command: ["sleep"], ready: Readiness(log: "(", timeout: 0))) == [
+                #"ready.log: invalid regular expression "(""#, "ready.timeout: timeout must be more than 0 seconds",
+            ])
         #expect(problems(ServiceSettings(command: ["sleep"], stopSignal: "TERN")) == [#"stop_signal: unknown signal "TERN""#])
     }
 

@@ -94,7 +94,8 @@ struct SuiteServicesTests {
             """
         let method = "      - {type: action, name: never runs, provider: {type: test.action, label: never}}"
         let kit = TestKit()
-        let result = try await kit.run(yaml: suite(token: token, method: method, extraServices: broken), options: options(directory), plugins: [ProcessPlugin.self])
+        let result = try await kit.run(
+            yaml: suite(token: token, method: method, extraServices: broken), options: options(directory), plugins: [ProcessPlugin.self])
         let setupError = try #require(result.setupError)
         #expect(setupError.hasPrefix(#"services: service "broken" exited during startup (exited with status 2); last lines of "#))
         #expect(setupError.hasSuffix("\n  | error: port 5432 already in use"))

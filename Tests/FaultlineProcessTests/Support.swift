@@ -21,9 +21,12 @@ func uniqueSleep() -> String {
 }
 
 /// Starts a real child process in its own process group.
-func spawn(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment, output: ChildProcess.Output = .discard) throws -> ChildProcess {
+func spawn(_ argv: [String], environment: [String: String] = ProcessInfo.processInfo.environment, output: ChildProcess.Output = .discard) throws
+    -> ChildProcess
+{
     try ChildProcess(
-        executable: try ChildProcess.resolveExecutable(argv[0]), arguments: Array(argv.dropFirst()), environment: environment, stdout: output, stderr: output)
+        executable: try ChildProcess.resolveExecutable(argv[0]), arguments: Array(argv.dropFirst()), environment: environment, stdout: output,
+        stderr: output)
 }
 
 /// Starts a child and waits for its first line of output (a port, "ready").

@@ -85,31 +85,44 @@ struct ToxiproxyAnswer: Sendable, CustomTestStringConvertible {
         .error("POST", "/proxies", "", 400, "bad request body: EOF"),
         .error("POST", "/proxies", "[]", 400, "bad request body: json: cannot unmarshal array into Go value of type toxiproxy.Proxy"),
         .error("POST", "/proxies", "null", 400, "missing required field: name"),
-        .error("POST", "/proxies", #"{"name":5,"upstream":"x:1"}"#, 400, "bad request body: json: cannot unmarshal number into Go struct field Proxy.name of type string"),
-        .error("POST", "/proxies", #"{"name":"a","upstream":"x:1","enabled":"yes"}"#, 400,
-               "bad request body: json: cannot unmarshal string into Go struct field Proxy.enabled of type bool"),
-        .error("POST", "/proxies", #"{"name":"a","upstream":"x:1","listen":"nonsense"}"#, 500, "listen tcp: address nonsense: missing port in address"),
+        .error(
+            "POST", "/proxies", #"{"name":5,"upstream":"x:1"}"#, 400,
+            "bad request body: json: cannot unmarshal number into Go struct field Proxy.name of type string"),
+        .error(
+            "POST", "/proxies", #"{"name":"a","upstream":"x:1","enabled":"yes"}"#, 400,
+            "bad request body: json: cannot unmarshal string into Go struct field Proxy.enabled of type bool"),
+        .error(
+            "POST", "/proxies", #"{"name":"a","upstream":"x:1","listen":"nonsense"}"#, 500, "listen tcp: address nonsense: missing port in address"),
         .error("POST", "/proxies", #"{"name":"a","upstream":"x:1","listen":"127.0.0.1:99999"}"#, 500, "listen tcp: address 99999: invalid port"),
         .error("PATCH", "/proxies/test", "{", 400, "bad request body: unexpected EOF"),
-        .error("POST", "/proxies/test/toxics", #"{"type":"latncy","stream":"sideways"}"#, 400, "stream was invalid, can be either upstream or downstream"),
+        .error(
+            "POST", "/proxies/test/toxics", #"{"type":"latncy","stream":"sideways"}"#, 400, "stream was invalid, can be either upstream or downstream"
+        ),
         .error("POST", "/proxies/test/toxics", #"{"type":"latency","stream":""}"#, 400, "stream was invalid, can be either upstream or downstream"),
-        .error("POST", "/proxies/test/toxics", #"{"type":"latency","attributes":5}"#, 400,
-               "bad request body: json: cannot unmarshal number into Go struct field ToxicWrapper.attributes of type toxics.NoopToxic"),
-        .error("POST", "/proxies/test/toxics", #"{"type":"latency","attributes":{"latency":"x"}}"#, 400,
-               "bad request body: json: cannot unmarshal string into Go struct field LatencyToxic.attributes.latency of type int64"),
-        .error("POST", "/proxies/test/toxics", #"{"type":"latency","attributes":{"latency":1.5}}"#, 400,
-               "bad request body: json: cannot unmarshal number 1.5 into Go struct field LatencyToxic.attributes.latency of type int64"),
-        .error("POST", "/proxies/test/toxics", #"{"type":"latency","toxicity":"x"}"#, 400,
-               "bad request body: json: cannot unmarshal string into Go struct field ToxicWrapper.toxicity of type float32"),
+        .error(
+            "POST", "/proxies/test/toxics", #"{"type":"latency","attributes":5}"#, 400,
+            "bad request body: json: cannot unmarshal number into Go struct field ToxicWrapper.attributes of type toxics.NoopToxic"),
+        .error(
+            "POST", "/proxies/test/toxics", #"{"type":"latency","attributes":{"latency":"x"}}"#, 400,
+            "bad request body: json: cannot unmarshal string into Go struct field LatencyToxic.attributes.latency of type int64"),
+        .error(
+            "POST", "/proxies/test/toxics", #"{"type":"latency","attributes":{"latency":1.5}}"#, 400,
+            "bad request body: json: cannot unmarshal number 1.5 into Go struct field LatencyToxic.attributes.latency of type int64"),
+        .error(
+            "POST", "/proxies/test/toxics", #"{"type":"latency","toxicity":"x"}"#, 400,
+            "bad request body: json: cannot unmarshal string into Go struct field ToxicWrapper.toxicity of type float32"),
         .error("POST", "/proxies/test/toxics", "[]", 400, "bad request body: json: cannot unmarshal array into Go value of type toxics.ToxicWrapper"),
         ToxiproxyAnswer(method: "POST", path: "/populate", body: "[]", status: 201, answer: #"{"proxies":null}"#),
         ToxiproxyAnswer(method: "POST", path: "/populate", body: "null", status: 201, answer: #"{"proxies":null}"#),
         ToxiproxyAnswer(
             method: "POST", path: "/populate", body: "{}", status: 400,
-            answer: #"{"error":"bad request body: json: cannot unmarshal object into Go value of type []struct { toxiproxy.Proxy; Enabled *bool \"json:\\\"enabled\\\"\" }","status":400,"proxies":null}"#),
+            answer:
+                #"{"error":"bad request body: json: cannot unmarshal object into Go value of type []struct { toxiproxy.Proxy; Enabled *bool \"json:\\\"enabled\\\"\" }","status":400,"proxies":null}"#
+        ),
         ToxiproxyAnswer(
             method: "POST", path: "/populate", body: #"[{"name":5}]"#, status: 400,
-            answer: #"{"error":"bad request body: json: cannot unmarshal number into Go struct field .name of type string","status":400,"proxies":null}"#),
+            answer:
+                #"{"error":"bad request body: json: cannot unmarshal number into Go struct field .name of type string","status":400,"proxies":null}"#),
     ]
 }
 
@@ -225,9 +238,12 @@ struct AdminAPITests {
 
             let created = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","attributes":{"latency":100}}"#)
             #expect(created.status == 200)
-            #expect(created.body == #"{"attributes":{"latency":100,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
+            #expect(
+                created.body
+                    == #"{"attributes":{"latency":100,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
             let upstreamToxic = try await http(
-                "POST", port, "/proxies/test/toxics", body: #"{"name":"cut","type":"limit_data","stream":"UpStream","toxicity":0.5,"attributes":{"bytes":10,"unknown":1}}"#)
+                "POST", port, "/proxies/test/toxics",
+                body: #"{"name":"cut","type":"limit_data","stream":"UpStream","toxicity":0.5,"attributes":{"bytes":10,"unknown":1}}"#)
             #expect(upstreamToxic.status == 200)
             #expect(upstreamToxic.body == #"{"attributes":{"bytes":10},"name":"cut","type":"limit_data","stream":"upstream","toxicity":0.5}"#)
 
@@ -245,8 +261,10 @@ struct AdminAPITests {
             let badAttribute = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"bandwidth","attributes":{"rate":"fast"}}"#)
             #expect(badAttribute.status == 400)
             #expect(badAttribute.json?["error"]?.stringValue?.hasPrefix("bad request body: ") == true)
-            for body in [#"{"type":"bandwidth","attributes":{"rate":0}}"#, #"{"type":"slicer","attributes":{"average_size":0}}"#,
-                         #"{"type":"slicer","attributes":{"average_size":10,"size_variation":10}}"#] {
+            for body in [
+                #"{"type":"bandwidth","attributes":{"rate":0}}"#, #"{"type":"slicer","attributes":{"average_size":0}}"#,
+                #"{"type":"slicer","attributes":{"average_size":10,"size_variation":10}}"#,
+            ] {
                 #expect(try await http("POST", port, "/proxies/test/toxics", body: body).status == 400)
             }
             #expect(try await http("POST", port, "/proxies/nope/toxics", body: #"{"type":"latency"}"#).status == 404)
@@ -256,9 +274,12 @@ struct AdminAPITests {
             let missing = try await http("GET", port, "/proxies/test/toxics/nope")
             #expect(missing.body == "{\"error\":\"toxic not found\",\"status\":404}\n")
 
-            let updated = try await http("PATCH", port, "/proxies/test/toxics/latency_downstream", body: #"{"attributes":{"jitter":5},"name":"ignored","type":"timeout"}"#)
+            let updated = try await http(
+                "PATCH", port, "/proxies/test/toxics/latency_downstream", body: #"{"attributes":{"jitter":5},"name":"ignored","type":"timeout"}"#)
             #expect(updated.status == 200)
-            #expect(updated.body == #"{"attributes":{"latency":100,"jitter":5},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
+            #expect(
+                updated.body
+                    == #"{"attributes":{"latency":100,"jitter":5},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
             let toxicity = try await http("POST", port, "/proxies/test/toxics/latency_downstream", body: #"{"toxicity":0.25}"#)
             #expect(toxicity.json?["toxicity"] == 0.25)
             #expect(toxicity.json?["attributes"]?["jitter"] == 5)
@@ -275,7 +296,11 @@ struct AdminAPITests {
         try await withAdminFixture { fixture in
             let port = fixture.port
             let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
-            let first = try await http("POST", port, "/populate", body: #"[{"name":"a","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"b","listen":"127.0.0.1:0","upstream":"\#(upstream)","enabled":false}]"#)
+            let first = try await http(
+                "POST", port, "/populate",
+                body:
+                    #"[{"name":"a","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"b","listen":"127.0.0.1:0","upstream":"\#(upstream)","enabled":false}]"#
+            )
             #expect(first.status == 201)
             let created = try #require(first.json?["proxies"]?.arrayValue)
             #expect(created.map { $0["name"] } == ["a", "b"])
@@ -297,7 +322,10 @@ struct AdminAPITests {
             let notArray = try await http("POST", port, "/populate", body: #"{"name":"a"}"#)
             #expect(notArray.status == 400)
 
-            let clash = try await http("POST", port, "/populate", body: #"[{"name":"e","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"f","listen":"\#(aListen)","upstream":"\#(upstream)"}]"#)
+            let clash = try await http(
+                "POST", port, "/populate",
+                body:
+                    #"[{"name":"e","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"f","listen":"\#(aListen)","upstream":"\#(upstream)"}]"#)
             #expect(clash.status == 500)
             #expect(clash.json?["proxies"]?.arrayValue?.map { $0["name"] } == ["e"])
         }
@@ -318,10 +346,13 @@ struct AdminAPITests {
             let port = fixture.port
             let created = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"latency","attributes":null,"toxicity":null}"#)
             #expect(created.status == 200)
-            #expect(created.body == #"{"attributes":{"latency":0,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
+            #expect(
+                created.body
+                    == #"{"attributes":{"latency":0,"jitter":0},"name":"latency_downstream","type":"latency","stream":"downstream","toxicity":1}"#)
             let absent = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"limit_data","stream":"upstream"}"#)
             #expect(absent.body == #"{"attributes":{"bytes":0},"name":"limit_data_upstream","type":"limit_data","stream":"upstream","toxicity":1}"#)
-            _ = try await http("PATCH", port, "/proxies/test/toxics/latency_downstream", body: #"{"attributes":{"latency":7,"jitter":3},"toxicity":0.5}"#)
+            _ = try await http(
+                "PATCH", port, "/proxies/test/toxics/latency_downstream", body: #"{"attributes":{"latency":7,"jitter":3},"toxicity":0.5}"#)
             for body in [#"{"attributes":null}"#, "{}", #"{"attributes":{"latency":null}}"#, #"{"toxicity":null}"#, "null"] {
                 let kept = try await http("PATCH", port, "/proxies/test/toxics/latency_downstream", body: body)
                 #expect(kept.status == 200, "\(body)")
@@ -335,7 +366,8 @@ struct AdminAPITests {
     func listenConflict() async throws {
         try await withAdminFixture { fixture in
             let taken = fixture.proxies.proxyPort
-            let reply = try await http("POST", fixture.port, "/proxies", body: #"{"name":"b","listen":"localhost:\#(taken)","upstream":"127.0.0.1:1"}"#)
+            let reply = try await http(
+                "POST", fixture.port, "/proxies", body: #"{"name":"b","listen":"localhost:\#(taken)","upstream":"127.0.0.1:1"}"#)
             #expect(reply.status == 500)
             #expect(reply.body == "{\"error\":\"listen tcp 127.0.0.1:\(taken): bind: address already in use\",\"status\":500}\n")
             // Naming the bound address by another name changes nothing and reports the bound one.
@@ -361,7 +393,8 @@ struct AdminAPITests {
             let port = fixture.port
             let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
             let listen = "127.0.0.1:\(try FreePort.take())"
-            let entry = #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)","toxics":[{"type":"latency","attributes":{"latency":150}},{"name":"cut","type":"limit_data","attributes":{"bytes":4}}]}"#
+            let entry =
+                #"{"name":"db","listen":"\#(listen)","upstream":"\#(upstream)","toxics":[{"type":"latency","attributes":{"latency":150}},{"name":"cut","type":"limit_data","attributes":{"bytes":4}}]}"#
             let created = try await http("POST", port, "/populate", body: "[\(entry)]")
             #expect(created.status == 201)
             let toxics = try #require(created.json?["proxies"]?[0]?["toxics"]?.arrayValue)
@@ -383,7 +416,9 @@ struct AdminAPITests {
             // A bad toxic fails the whole request, and nothing is applied.
             let bad = try await http(
                 "POST", port, "/populate",
-                body: #"[{"name":"new","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"db2","upstream":"\#(upstream)","toxics":[{"type":"latncy"}]}]"#)
+                body:
+                    #"[{"name":"new","listen":"127.0.0.1:0","upstream":"\#(upstream)"},{"name":"db2","upstream":"\#(upstream)","toxics":[{"type":"latncy"}]}]"#
+            )
             #expect(bad.status == 400)
             #expect(bad.body == #"{"error":"invalid toxic type at proxy 2, toxic 1","status":400,"proxies":null}"#)
             #expect(try await http("GET", port, "/proxies/new").status == 404)
@@ -452,7 +487,9 @@ struct AdminAPITests {
             #expect(lines.contains("toxiproxy_proxy_received_bytes_total{direction=\"upstream\",\(labels)} 10"))
             #expect(lines.contains("toxiproxy_proxy_sent_bytes_total{direction=\"downstream\",\(labels)} 10"))
             #expect(lines.contains("toxiproxy_proxy_connections_open{proxy=\"test\"} 1"))
-            #expect(lines.contains("toxiproxy_proxy_toxic_toxicity{proxy=\"test\",stream=\"downstream\",toxic=\"latency_downstream\",type=\"latency\"} 1.0"))
+            #expect(
+                lines.contains(
+                    "toxiproxy_proxy_toxic_toxicity{proxy=\"test\",stream=\"downstream\",toxic=\"latency_downstream\",type=\"latency\"} 1.0"))
         }
     }
 }

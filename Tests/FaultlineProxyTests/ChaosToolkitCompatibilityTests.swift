@@ -5,7 +5,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `faultline proxy`, built beside this test bundle, as a real child process; ended by its PID.
@@ -70,7 +70,8 @@ struct ChaosToolkitCompatibilityTests {
         #expect(status == 0)
     }
 
-    @Test("chaostoolkit-toxiproxy: create_proxy, every create_*_toxic, delete_toxic, disable/enable and reset work unchanged", .timeLimit(.minutes(3)))
+    @Test(
+        "chaostoolkit-toxiproxy: create_proxy, every create_*_toxic, delete_toxic, disable/enable and reset work unchanged", .timeLimit(.minutes(3)))
     func chaostoxi() async throws {
         try await Self.drive("chaostoxi_drive.py", lastCheck: "delete_proxy")
     }

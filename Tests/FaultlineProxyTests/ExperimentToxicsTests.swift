@@ -92,7 +92,8 @@ struct ExperimentToxicsTests {
     func lifecycle() async throws {
         let group = ProxyFixture.sharedGroup
         try await closing(TestTCPServer(.echo, group: group)) { upstream in
-            let result = try await runSuite("""
+            let result = try await runSuite(
+                """
                 name: network faults
                 proxies:
                   - {name: echo, upstream: "127.0.0.1:\(upstream.port)"}
@@ -123,7 +124,8 @@ struct ExperimentToxicsTests {
             // The toxic adds at least its 100 ms (a lower bound only: a busy machine is slower).
             #expect(during >= 100)
             #expect(outputs.first { $0.0 == "toxics" }?.1 == ["latency_upstream"])
-            #expect(first.cleanup.map(\.description) == ["enable proxy echo", "remove toxic thin from echo", "remove toxic latency_upstream from echo"])
+            #expect(
+                first.cleanup.map(\.description) == ["enable proxy echo", "remove toxic thin from echo", "remove toxic latency_upstream from echo"])
             #expect(first.cleanup.allSatisfy { $0.status == .succeeded })
             let faults = first.faults.map(\.label)
             #expect(faults.contains("proxy echo down"))
@@ -142,7 +144,8 @@ struct ExperimentToxicsTests {
     func interrupted() async throws {
         try await closing(TestTCPServer(.echo, group: ProxyFixture.sharedGroup)) { upstream in
             let interruption = Interruption()
-            let result = try await runSuite("""
+            let result = try await runSuite(
+                """
                 name: interrupted
                 proxies:
                   - {name: echo, upstream: "127.0.0.1:\(upstream.port)"}
@@ -158,7 +161,8 @@ struct ExperimentToxicsTests {
             #expect(result.interrupted)
             let journal = try #require(result.journals.first)
             #expect(journal.rollbacks.first?.status == .succeeded)
-            #expect(journal.cleanup.map(\.description) == ["remove toxic limit_data_downstream from echo", "remove toxic latency_downstream from echo"])
+            #expect(
+                journal.cleanup.map(\.description) == ["remove toxic limit_data_downstream from echo", "remove toxic latency_downstream from echo"])
             #expect(journal.cleanup.allSatisfy { $0.status == .succeeded })
             #expect(journal.faults.count == 2 && journal.faults.allSatisfy { $0.end != nil })
         }
@@ -166,7 +170,8 @@ struct ExperimentToxicsTests {
 
     @Test("a misspelt toxic type or attribute is a load error at its line and column")
     func loadErrors() throws {
-        let errors = try validationErrors("""
+        let errors = try validationErrors(
+            """
             title: typos
             method:
               - type: action
@@ -189,7 +194,9 @@ struct ExperimentToxicsTests {
                 name: e
                 provider: {type: toxic, proxy: db, toxic: latency, toxicity: 2}
             """)
-        #expect(errors.contains("experiment.yaml:5:47: unknown toxic type \"latncy\" (did you mean \"latency\"?) at method[0].provider.toxic"), "\(errors)")
+        #expect(
+            errors.contains("experiment.yaml:5:47: unknown toxic type \"latncy\" (did you mean \"latency\"?) at method[0].provider.toxic"),
+            "\(errors)")
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:12:25: bandwidth: unknown key \"rte\" (did you mean \"rate\"?)") }, "\(errors)")
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:15:77:") && $0.contains("rate must be more than 0") }, "\(errors)")
         #expect(errors.contains { $0.contains("size_variation (10) must be less than average_size (10)") }, "\(errors)")

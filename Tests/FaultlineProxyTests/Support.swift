@@ -95,8 +95,11 @@ final class ProxyFixture: TestResource, Sendable {
     }
 
     @discardableResult
-    func addToxic(_ type: String, stream: String = "downstream", toxicity: Double? = nil, name: String? = nil, _ attributes: Value) async throws -> ToxicDefinition {
-        try await server.addToxic(ProxyServer.ToxicRequest(name: name, type: type, stream: stream, toxicity: toxicity, attributes: attributes), to: "test")
+    func addToxic(_ type: String, stream: String = "downstream", toxicity: Double? = nil, name: String? = nil, _ attributes: Value) async throws
+        -> ToxicDefinition
+    {
+        try await server.addToxic(
+            ProxyServer.ToxicRequest(name: name, type: type, stream: stream, toxicity: toxicity, attributes: attributes), to: "test")
     }
 
     /// Waits until the proxy has no open connection (or a few seconds pass); returns how many are open.

@@ -17,8 +17,11 @@ import Testing
     }
 
     @Test func metricsHaveDirectionsAndVerdicts() throws {
-        let before = try LoadStats(decoding: Self.stats(count: 1000, failed: 120, avg: 400, p95: 1200, rps: 80, codes: ["200": 880, "503": 100], errors: ["refused": 20, "http_5xx": 100]))
-        let after = try LoadStats(decoding: Self.stats(count: 1100, failed: 2, avg: 120, p95: 180, rps: 95, codes: ["200": 1098, "503": 2], errors: ["http_5xx": 2]))
+        let before = try LoadStats(
+            decoding: Self.stats(
+                count: 1000, failed: 120, avg: 400, p95: 1200, rps: 80, codes: ["200": 880, "503": 100], errors: ["refused": 20, "http_5xx": 100]))
+        let after = try LoadStats(
+            decoding: Self.stats(count: 1100, failed: 2, avg: 120, p95: 180, rps: 95, codes: ["200": 1098, "503": 2], errors: ["http_5xx": 2]))
         let metrics = Dictionary(uniqueKeysWithValues: Comparison.metrics(before, after).map { ($0.name, $0) })
         for name in ["Error rate", "Avg response time", "p95", "Throughput", "Connection errors", "5xx responses"] {
             #expect(metrics[name] != nil, "the table has \(name)")

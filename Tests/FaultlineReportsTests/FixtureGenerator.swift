@@ -74,7 +74,9 @@ struct FixtureGenerator {
         }
     }
 
-    private func run(_ kit: TestKit, _ file: String, journalPath: String, interruption: Interruption = Interruption()) async throws -> SuiteRunner.Result {
+    private func run(_ kit: TestKit, _ file: String, journalPath: String, interruption: Interruption = Interruption()) async throws
+        -> SuiteRunner.Result
+    {
         var options = SuiteRunner.Options()
         options.journalPath = journalPath
         options.seed = 42
@@ -115,8 +117,10 @@ struct FixtureGenerator {
         /// k6 thresholds on the overall stats; for hypothesis probes they become the tolerance.
         var thresholds: [String]
 
-        static let productsRequest = RequestSpec(name: "GET /products", method: "GET", path: "/products", baseMs: 18, status: "200", bytes: 2300, sent: 160)
-        static let checkoutRequest = RequestSpec(name: "POST /checkout", method: "POST", path: "/checkout", baseMs: 42, status: "201", bytes: 640, sent: 420)
+        static let productsRequest = RequestSpec(
+            name: "GET /products", method: "GET", path: "/products", baseMs: 18, status: "200", bytes: 2300, sent: 160)
+        static let checkoutRequest = RequestSpec(
+            name: "POST /checkout", method: "POST", path: "/checkout", baseMs: 42, status: "201", bytes: 640, sent: 420)
 
         static let checkout = LoadProfile(
             users: 20, rampUp: 1, thinkTime: 0.1, requests: [productsRequest, checkoutRequest], faultLatencyMs: 300, faultErrorRate: 0.015,
@@ -124,14 +128,16 @@ struct FixtureGenerator {
         static let orders = LoadProfile(
             users: 12, rampUp: 0.5, thinkTime: 0.05,
             requests: [RequestSpec(name: "GET /orders", method: "GET", path: "/orders", baseMs: 35, status: "200", bytes: 1800, sent: 150)],
-            faultLatencyMs: 260, faultErrorRate: 0.06, faultErrors: ["503", "500", "refused", "reset"], baseErrorRate: 0, thresholds: ["p(95)<200", "rate<0.05"])
+            faultLatencyMs: 260, faultErrorRate: 0.06, faultErrors: ["503", "500", "refused", "reset"], baseErrorRate: 0,
+            thresholds: ["p(95)<200", "rate<0.05"])
         static let searchBefore = LoadProfile(
             users: 16, rampUp: 1, thinkTime: 0.1,
             requests: [
                 RequestSpec(name: "GET /search", method: "GET", path: "/search?q=lamp", baseMs: 24, status: "200", bytes: 5200, sent: 170),
                 RequestSpec(name: "GET /product", method: "GET", path: "/product/42", baseMs: 15, status: "200", bytes: 3100, sent: 160),
             ],
-            faultLatencyMs: 820, faultErrorRate: 0.32, faultErrors: ["504", "504", "503", "read_timeout", "refused"], baseErrorRate: 0.002, thresholds: [])
+            faultLatencyMs: 820, faultErrorRate: 0.32, faultErrors: ["504", "504", "503", "read_timeout", "refused"], baseErrorRate: 0.002,
+            thresholds: [])
         static let searchAfter = LoadProfile(
             users: 16, rampUp: 1, thinkTime: 0.1, requests: searchBefore.requests, faultLatencyMs: 60, faultErrorRate: 0.004, faultErrors: ["503"],
             baseErrorRate: 0.001, thresholds: [])
@@ -169,7 +175,8 @@ struct FixtureGenerator {
                 let message = missed.map { threshold -> String in
                     let metric = threshold["metric"]?.stringValue ?? ""
                     let measured = threshold["measured"]?.doubleValue ?? 0
-                    return "\(threshold["expression"]?.stringValue ?? ""): \(metric) was \(String(format: "%.1f", metric == "error_rate" ? measured * 100 : measured))\(metric == "error_rate" ? "%" : " ms")"
+                    return
+                        "\(threshold["expression"]?.stringValue ?? ""): \(metric) was \(String(format: "%.1f", metric == "error_rate" ? measured * 100 : measured))\(metric == "error_rate" ? "%" : " ms")"
                 }.joined(separator: "; ")
                 if let old = record.toleranceMessage, !met {
                     journal.reason = journal.reason?.replacingOccurrences(of: old, with: message)
@@ -200,7 +207,8 @@ struct FixtureGenerator {
         [
             "type": "http.load", "users": .int(profile.users), "ramp_up": .double(profile.rampUp), "duration": .double(duration.rounded()),
             "think_time": .double(profile.thinkTime),
-            "requests": .array(profile.requests.map { ["name": .string($0.name), "method": .string($0.method), "url": .string("${api_url}\($0.path)")] }),
+            "requests": .array(
+                profile.requests.map { ["name": .string($0.name), "method": .string($0.method), "url": .string("${api_url}\($0.path)")] }),
         ]
     }
 
@@ -236,7 +244,9 @@ struct FixtureGenerator {
         var next = 0
         for second in 0..<Int(elapsed.rounded(.up)) {
             let length = min(1, elapsed - Double(second))
-            let users = profile.rampUp > 0 ? min(profile.users, max(1, Int((Double(profile.users) * Double(second + 1) / profile.rampUp).rounded(.up)))) : profile.users
+            let users =
+                profile.rampUp > 0
+                ? min(profile.users, max(1, Int((Double(profile.users) * Double(second + 1) / profile.rampUp).rounded(.up)))) : profile.users
             let faulted = coverage(Double(second), Double(second) + length)
             let meanLatency = averageBase + faulted * profile.faultLatencyMs
             let count = Int((Double(users) * length * 1000 / (meanLatency + profile.thinkTime * 1000)).rounded())
@@ -284,7 +294,9 @@ struct FixtureGenerator {
                     codes[sample.outcome, default: 0] += 1
                     received += sample.failed ? 180 : spec.bytes
                     sent += spec.sent
-                    if sample.failed { errors[code >= 500 ? "http_5xx" : "http_4xx"] = .int((errors[code >= 500 ? "http_5xx" : "http_4xx"]?.intValue ?? 0) + 1) }
+                    if sample.failed {
+                        errors[code >= 500 ? "http_5xx" : "http_4xx"] = .int((errors[code >= 500 ? "http_5xx" : "http_4xx"]?.intValue ?? 0) + 1)
+                    }
                 } else {
                     errors[sample.outcome] = .int((errors[sample.outcome]?.intValue ?? 0) + 1)
                     if sample.outcome != "refused" { sent += spec.sent }
@@ -317,20 +329,24 @@ struct FixtureGenerator {
             ])
         }
         var result: ValueObject = [
-            "model": "closed", "users": .int(profile.users), "ramp_up_s": .double(profile.rampUp), "duration_s": .double((record.duration * 10).rounded() / 10),
-            "iterations": .null, "rate": .null, "think_time_s": .double(profile.thinkTime), "started": .string(record.start.text), "ended": .string(record.end.text),
+            "model": "closed", "users": .int(profile.users), "ramp_up_s": .double(profile.rampUp),
+            "duration_s": .double((record.duration * 10).rounded() / 10),
+            "iterations": .null, "rate": .null, "think_time_s": .double(profile.thinkTime), "started": .string(record.start.text),
+            "ended": .string(record.end.text),
             "elapsed_s": .double((elapsed * 100).rounded() / 100), "dropped": 0, "overall": overall, "requests": .object(requests),
             "timeline": .array(timeline),
         ]
         if !profile.thresholds.isEmpty {
-            result["thresholds"] = .array(profile.thresholds.map { expression in
-                let (metric, limit) = Self.parseThreshold(expression)
-                let measured = overall[metric]?.doubleValue ?? 0
-                return [
-                    "scope": "overall", "expression": .string(expression), "metric": .string(metric), "limit": .double(limit), "measured": .double(measured),
-                    "ok": .bool(measured < limit),
-                ]
-            })
+            result["thresholds"] = .array(
+                profile.thresholds.map { expression in
+                    let (metric, limit) = Self.parseThreshold(expression)
+                    let measured = overall[metric]?.doubleValue ?? 0
+                    return [
+                        "scope": "overall", "expression": .string(expression), "metric": .string(metric), "limit": .double(limit),
+                        "measured": .double(measured),
+                        "ok": .bool(measured < limit),
+                    ]
+                })
         }
         return .object(result)
     }

@@ -70,7 +70,8 @@ import Testing
     func deterministic(_ fixture: Case) throws {
         let journals = try fixture.journals
         let reread = try journals.map { journal in
-            try NodeDecoder(rejectsUnknownKeys: false).decode(Journal.self, from: JSONReader.parse(String(decoding: try journal.json(), as: UTF8.self), file: "x"))
+            try NodeDecoder(rejectsUnknownKeys: false).decode(
+                Journal.self, from: JSONReader.parse(String(decoding: try journal.json(), as: UTF8.self), file: "x"))
         }
         for reporter in Self.reporters {
             let first = try reporter.render(journals, options: fixture.options)

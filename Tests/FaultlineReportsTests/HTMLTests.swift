@@ -45,7 +45,8 @@ import Testing
             try HTMLReporter().render(try Self.allJournals(), options: ReportOptions(title: "all fixtures")),
             try HTMLReporter().render([try Fixtures.journal("interrupted.json")], options: ReportOptions()),
             try HTMLReporter().renderComparison(
-                baseline: [try Fixtures.journal("compare-baseline.json")], after: [try Fixtures.journal("compare-after.json")], options: ReportOptions()),
+                baseline: [try Fixtures.journal("compare-baseline.json")], after: [try Fixtures.journal("compare-after.json")],
+                options: ReportOptions()),
         ]
         for html in pages {
             let page = try await Self.inspect(html)

@@ -20,7 +20,9 @@ import Testing
     }
 
     static func allJournals() throws -> [Journal] {
-        try Fixtures.suiteJournals() + Fixtures.suiteJournals("demo") + [try Fixtures.journal("interrupted.json"), try Fixtures.journal("compare-baseline.json")]
+        try Fixtures.suiteJournals() + Fixtures.suiteJournals("demo") + [
+            try Fixtures.journal("interrupted.json"), try Fixtures.journal("compare-baseline.json"),
+        ]
     }
 
     @Test(arguments: schemas)

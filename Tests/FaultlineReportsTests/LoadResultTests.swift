@@ -13,7 +13,9 @@ import Testing
             "count": 123, "ok": 120, "failed": 3, "error_rate": 0.0244, "min_ms": 1.5, "avg_ms": 12.0, "max_ms": 99.0, "p50_ms": 10.0,
             "p90_ms": 20.0, "p95_ms": 30.0, "p99_ms": 60.0, "p999_ms": 99.0, "rps": 12.3, "bytes_received": 4096, "bytes_sent": 1024,
             "bytes_per_s": 409.6, "status_codes": ["503": 2, "200": 120, "404": 1],
-            "errors": ["refused": 0, "connect_timeout": 0, "reset": 0, "read_timeout": 0, "tls": 0, "dns": 0, "http_4xx": 1, "http_5xx": 2, "other": 0],
+            "errors": [
+                "refused": 0, "connect_timeout": 0, "reset": 0, "read_timeout": 0, "tls": 0, "dns": 0, "http_4xx": 1, "http_5xx": 2, "other": 0,
+            ],
         ],
         "requests": ["login": ["count": 60], "prediction": ["count": 63]],
         "timeline": [["second": 0, "at": "2026-01-01T00:00:00.000000+00:00", "count": 12, "errors": 0, "p50_ms": 3.1, "p99_ms": 9.8]],
@@ -74,7 +76,8 @@ import Testing
         for file in try JournalFormatTests.fixtureFiles() {
             let journal = try Journal.load(path: file)
             let states = journal.steadyStates
-            let records = (states.before?.probes ?? []) + journal.run + states.during.flatMap(\.probes) + (states.after?.probes ?? []) + journal.rollbacks
+            let records =
+                (states.before?.probes ?? []) + journal.run + states.during.flatMap(\.probes) + (states.after?.probes ?? []) + journal.rollbacks
             for record in records where record.providerType == "http.load" {
                 let output = try #require(record.output)
                 let result = try #require(LoadResult(output, providerType: record.providerType))

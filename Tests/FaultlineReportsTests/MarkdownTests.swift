@@ -52,7 +52,9 @@ import Testing
     @Test func summaryFactsOfOneExperiment() throws {
         let journal = try Fixtures.journal("interrupted.json")
         let markdown = try MarkdownReporter().render([journal], options: ReportOptions())
-        #expect(markdown.hasPrefix("# Inventory sync survives a network partition\n\n⚠️ **interrupted** — interrupted by SIGINT; steady state was not met during"))
+        #expect(
+            markdown.hasPrefix(
+                "# Inventory sync survives a network partition\n\n⚠️ **interrupted** — interrupted by SIGINT; steady state was not met during"))
         for row in ["| Status | interrupted |", "| Deviated | yes |", "| Started | ", "| Ended | ", "| Duration | "] {
             #expect(markdown.contains(row), "missing \(row)")
         }

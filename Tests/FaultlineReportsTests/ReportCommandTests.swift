@@ -14,7 +14,8 @@ import Testing
     }
 
     @Test func directoryOfJournalsGivesOneSuiteReport() throws {
-        let request = ReportRequest(inputs: [Fixtures.path("journals/suite")], format: "md", outputPath: nil, compare: false, title: "checkout-resilience")
+        let request = ReportRequest(
+            inputs: [Fixtures.path("journals/suite")], format: "md", outputPath: nil, compare: false, title: "checkout-resilience")
         let text = try request.render(registry: Self.registry)
         #expect(text == (try MarkdownReporter().render(try Fixtures.suiteJournals(), options: ReportOptions(title: "checkout-resilience"))))
     }
@@ -26,7 +27,8 @@ import Testing
     }
 
     @Test func unknownFormatSuggestsTheClosest() {
-        let request = ReportRequest(inputs: [Fixtures.path("journals/interrupted.json")], format: "jnuit", outputPath: nil, compare: false, title: nil)
+        let request = ReportRequest(
+            inputs: [Fixtures.path("journals/interrupted.json")], format: "jnuit", outputPath: nil, compare: false, title: nil)
         #expect(throws: ReportRequest.Failure.self) { try request.render(registry: Self.registry) }
         do {
             _ = try request.render(registry: Self.registry)
@@ -40,7 +42,8 @@ import Testing
         #expect(throws: ReportRequest.Failure(message: "/nonexistent/journal.json: no such file or directory")) {
             try missing.render(registry: Self.registry)
         }
-        let notAJournal = ReportRequest(inputs: [Fixtures.path("experiments/compare.yaml")], format: "md", outputPath: nil, compare: false, title: nil)
+        let notAJournal = ReportRequest(
+            inputs: [Fixtures.path("experiments/compare.yaml")], format: "md", outputPath: nil, compare: false, title: nil)
         do {
             _ = try notAJournal.render(registry: Self.registry)
             Issue.record("an experiment file is not a journal")

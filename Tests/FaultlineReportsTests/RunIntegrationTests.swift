@@ -60,7 +60,10 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: directory) }
         #expect(result.outcome == .completed)
         let names = result.reportPaths.map { ($0 as NSString).lastPathComponent }.sorted()
-        #expect(names == ["reports-are-written-when-a-run-ends.html", "reports-are-written-when-a-run-ends.md", "reports-are-written-when-a-run-ends.xml"])
+        #expect(
+            names == [
+                "reports-are-written-when-a-run-ends.html", "reports-are-written-when-a-run-ends.md", "reports-are-written-when-a-run-ends.xml",
+            ])
         for path in result.reportPaths {
             let text = try String(contentsOfFile: path, encoding: .utf8)
             #expect(text.contains("Reports are written when a run ends"))

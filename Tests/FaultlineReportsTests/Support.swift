@@ -31,7 +31,9 @@ enum Fixtures {
             return
         }
         guard let expected = try? String(contentsOfFile: file, encoding: .utf8) else {
-            Issue.record("no golden file \(name); write it with FAULTLINE_UPDATE_GOLDEN=1 swift test --filter FaultlineReportsTests", sourceLocation: sourceLocation)
+            Issue.record(
+                "no golden file \(name); write it with FAULTLINE_UPDATE_GOLDEN=1 swift test --filter FaultlineReportsTests",
+                sourceLocation: sourceLocation)
             return
         }
         if expected == text { return }

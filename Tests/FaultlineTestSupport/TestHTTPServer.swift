@@ -97,57 +97,57 @@ public final class TestHTTPServer: Sendable {
     }
 
     static let certificatePEM = """
------BEGIN CERTIFICATE-----
-MIIDJzCCAg+gAwIBAgIUIIzFMYL8xCeBwyQUVCWvN29h0zYwDQYJKoZIhvcNAQEL
-BQAwFDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMzA4MjgwNloYDzIxMjYx
-MDMwMDgyODA2WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwggEiMA0GCSqGSIb3DQEB
-AQUAA4IBDwAwggEKAoIBAQDEZnMw0fEfwXJgMIM6gTHFaEh/fCq4dii58JPNbNG5
-0cOg7xK0kN36l/H1JZHdfnAc6Efpp+TozvBmpuzjXejE+Url39TTi0xDYvdIGBRu
-SqI8YZs8Tqp5AiiitbXxm3P/0axsBtazLRJjD6dCMTPU8oMc1CKYwjF9HLFW84fs
-Jt4UbbYmlC1IQ9T18DQh9xo67OxDEI9n3F+I+zcJXUh1nilnxMqKrmkXCyWIjGNa
-McTBJTLb1Y6aWNHbYjqMySHPnOUptbirIidvIum+mkq/P5RHbUNC24hD2+yP1Y3j
-yF5YG+SIH3mY98PfGKhgE2cbniKTJPHqQT01VY9RTR3XAgMBAAGjbzBtMB0GA1Ud
-DgQWBBS8rMicCs2bAcIBBe3IoMXTB4VMVjAfBgNVHSMEGDAWgBS8rMicCs2bAcIB
-Be3IoMXTB4VMVjAPBgNVHRMBAf8EBTADAQH/MBoGA1UdEQQTMBGCCWxvY2FsaG9z
-dIcEfwAAATANBgkqhkiG9w0BAQsFAAOCAQEAbyCYHWEm9OcGm+cj/HTGkUzjhwHr
-cE6/WeF2KCRVw4DbZO0lgyAOIRxejMmqmshqMHp9fnXvQGng2BNAlT2BSOY+traF
-LIWjerqDm3JDzgNW5IIQ0vF7c/Ehh08lzfy9H4Vq9DU0Kic7kDcIqtfBz9+0YFsy
-SGnrvnTubGW6LnEyNKv07ew2zAVMSv9FBt8Lya65aSzconkM1KijicIyluZAkUSH
-O7AhAf1UP61BevM1PtIvoFiu8zaBrCE2TmHCCm+LAiNJsyZqRMqurfNlmMwyom79
-7UDK0ZjAg19RW2n1DM2ieXinADgaSYhletnkIEpCpiLSh9iKwCTEKApNZQ==
------END CERTIFICATE-----
-"""
+        -----BEGIN CERTIFICATE-----
+        MIIDJzCCAg+gAwIBAgIUIIzFMYL8xCeBwyQUVCWvN29h0zYwDQYJKoZIhvcNAQEL
+        BQAwFDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMzA4MjgwNloYDzIxMjYx
+        MDMwMDgyODA2WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwggEiMA0GCSqGSIb3DQEB
+        AQUAA4IBDwAwggEKAoIBAQDEZnMw0fEfwXJgMIM6gTHFaEh/fCq4dii58JPNbNG5
+        0cOg7xK0kN36l/H1JZHdfnAc6Efpp+TozvBmpuzjXejE+Url39TTi0xDYvdIGBRu
+        SqI8YZs8Tqp5AiiitbXxm3P/0axsBtazLRJjD6dCMTPU8oMc1CKYwjF9HLFW84fs
+        Jt4UbbYmlC1IQ9T18DQh9xo67OxDEI9n3F+I+zcJXUh1nilnxMqKrmkXCyWIjGNa
+        McTBJTLb1Y6aWNHbYjqMySHPnOUptbirIidvIum+mkq/P5RHbUNC24hD2+yP1Y3j
+        yF5YG+SIH3mY98PfGKhgE2cbniKTJPHqQT01VY9RTR3XAgMBAAGjbzBtMB0GA1Ud
+        DgQWBBS8rMicCs2bAcIBBe3IoMXTB4VMVjAfBgNVHSMEGDAWgBS8rMicCs2bAcIB
+        Be3IoMXTB4VMVjAPBgNVHRMBAf8EBTADAQH/MBoGA1UdEQQTMBGCCWxvY2FsaG9z
+        dIcEfwAAATANBgkqhkiG9w0BAQsFAAOCAQEAbyCYHWEm9OcGm+cj/HTGkUzjhwHr
+        cE6/WeF2KCRVw4DbZO0lgyAOIRxejMmqmshqMHp9fnXvQGng2BNAlT2BSOY+traF
+        LIWjerqDm3JDzgNW5IIQ0vF7c/Ehh08lzfy9H4Vq9DU0Kic7kDcIqtfBz9+0YFsy
+        SGnrvnTubGW6LnEyNKv07ew2zAVMSv9FBt8Lya65aSzconkM1KijicIyluZAkUSH
+        O7AhAf1UP61BevM1PtIvoFiu8zaBrCE2TmHCCm+LAiNJsyZqRMqurfNlmMwyom79
+        7UDK0ZjAg19RW2n1DM2ieXinADgaSYhletnkIEpCpiLSh9iKwCTEKApNZQ==
+        -----END CERTIFICATE-----
+        """
 
     static let privateKeyPEM = """
------BEGIN PRIVATE KEY-----
-MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDEZnMw0fEfwXJg
-MIM6gTHFaEh/fCq4dii58JPNbNG50cOg7xK0kN36l/H1JZHdfnAc6Efpp+TozvBm
-puzjXejE+Url39TTi0xDYvdIGBRuSqI8YZs8Tqp5AiiitbXxm3P/0axsBtazLRJj
-D6dCMTPU8oMc1CKYwjF9HLFW84fsJt4UbbYmlC1IQ9T18DQh9xo67OxDEI9n3F+I
-+zcJXUh1nilnxMqKrmkXCyWIjGNaMcTBJTLb1Y6aWNHbYjqMySHPnOUptbirIidv
-Ium+mkq/P5RHbUNC24hD2+yP1Y3jyF5YG+SIH3mY98PfGKhgE2cbniKTJPHqQT01
-VY9RTR3XAgMBAAECggEAJjxn2q5UykDoGo/3THGQlgUqcB9lVcozPZf3vnucDRgo
-hPFma970SHBCe96Xmk6eVxJlxbiZGTYImYOQBOfohEiga0Z7cb/h1hCzYcbGW36O
-PUEnbsNF7w8biCnmRSZlm/1fGxztua5hsQWAI6PemmuoWPl3ztOnvNrUL8Bzyuai
-snXlMn9GA/OOYNd1pqxrp6jI8Se40JIeghS+8Lq8qtc4yxlfvUXJoGKqWJaOoTLI
-izUs7kTgucJ0vzsUK8vk25Cvb49ti5cTR9kHd6bwKO4oFxIoF5ERGodCqtAzOyZT
-wP+QxhsZF4i8nMcHxT/7Iyb3dPEo/Z/1cdRzvk+KMQKBgQDxmyF4QwsXyHjM6KX+
-628iuC688D6D33yYceG17T/nH0KIiHlYijHBq+qbmOk4gG5UD6rO8O6eLGKMieTU
-YfxlksLLf0/1Es4kiWA1btEuSLou9g+jtXNNT4ZnPMyCbLO3zKqEM1BGWPrgINTD
-3X+vSS0RkCWk0FbH2bzewHNymQKBgQDQGdw61MdfjUjtmWbjz0JG7GmfOR/5q22A
-BMF7YcjNJq/8ZiSvNHuh+kJ+MYKjisg9oUBxIYp7rs5aT9P35X8X8TgFZVGoU8vW
-dOmz9Pdxf3vDtzT9ZgSOwD1rcKH+apbo5AUsnLjnopZMTtC7l+kLKpT4IkPctJzE
-p/FsJsPJ7wKBgQDTd+a5rmS9MliZcWApWcRybSdrdBQjtK8Hd1YJuFjgYLoJavpb
-Bso6K9Ey04n+TFtE9Fmau8L/avXu8Jr7UbBq7yPUneBML2ODE0LEQfSRQFLF29Ug
-gycimeKX5d1SovZCf78X6xnuGN+s4M+Zh/vEXpY18ycftMLgNbJcfbIOsQKBgCal
-ltPKLlideXy+r3ABTrKzNw5d4oVQg95xg6kxSMRouegq5AcxvQAg5PZgpX1Pyc5A
-QyJ/cyNzHFmDV79C/K5qmtfNsDONlF54iepkxQtr/IUlYg7pQlFsfDuWyE7iZrJL
-nnZhiKlj9Xuoa3VbSelL+Cx42JeFZ1PSSLCoJlY7AoGBAMUEoYAnP7fenEudlSfh
-Cl3KrYghgCbMig9hIeS2QmD0EO1vNL2WUhMZi8tYWHLINI6XuoLSyaSpaYPqGYVY
-BwXPqb7++I+5PXJ42VCwaDaWnG1aoAXq8Rh2zg/OavtaQ98wrVFkCx+OoCW9aeQf
-MgdDMTR6L2hP1i/Z3BtrVIlY
------END PRIVATE KEY-----
-"""
+        -----BEGIN PRIVATE KEY-----
+        MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDEZnMw0fEfwXJg
+        MIM6gTHFaEh/fCq4dii58JPNbNG50cOg7xK0kN36l/H1JZHdfnAc6Efpp+TozvBm
+        puzjXejE+Url39TTi0xDYvdIGBRuSqI8YZs8Tqp5AiiitbXxm3P/0axsBtazLRJj
+        D6dCMTPU8oMc1CKYwjF9HLFW84fsJt4UbbYmlC1IQ9T18DQh9xo67OxDEI9n3F+I
+        +zcJXUh1nilnxMqKrmkXCyWIjGNaMcTBJTLb1Y6aWNHbYjqMySHPnOUptbirIidv
+        Ium+mkq/P5RHbUNC24hD2+yP1Y3jyF5YG+SIH3mY98PfGKhgE2cbniKTJPHqQT01
+        VY9RTR3XAgMBAAECggEAJjxn2q5UykDoGo/3THGQlgUqcB9lVcozPZf3vnucDRgo
+        hPFma970SHBCe96Xmk6eVxJlxbiZGTYImYOQBOfohEiga0Z7cb/h1hCzYcbGW36O
+        PUEnbsNF7w8biCnmRSZlm/1fGxztua5hsQWAI6PemmuoWPl3ztOnvNrUL8Bzyuai
+        snXlMn9GA/OOYNd1pqxrp6jI8Se40JIeghS+8Lq8qtc4yxlfvUXJoGKqWJaOoTLI
+        izUs7kTgucJ0vzsUK8vk25Cvb49ti5cTR9kHd6bwKO4oFxIoF5ERGodCqtAzOyZT
+        wP+QxhsZF4i8nMcHxT/7Iyb3dPEo/Z/1cdRzvk+KMQKBgQDxmyF4QwsXyHjM6KX+
+        628iuC688D6D33yYceG17T/nH0KIiHlYijHBq+qbmOk4gG5UD6rO8O6eLGKMieTU
+        YfxlksLLf0/1Es4kiWA1btEuSLou9g+jtXNNT4ZnPMyCbLO3zKqEM1BGWPrgINTD
+        3X+vSS0RkCWk0FbH2bzewHNymQKBgQDQGdw61MdfjUjtmWbjz0JG7GmfOR/5q22A
+        BMF7YcjNJq/8ZiSvNHuh+kJ+MYKjisg9oUBxIYp7rs5aT9P35X8X8TgFZVGoU8vW
+        dOmz9Pdxf3vDtzT9ZgSOwD1rcKH+apbo5AUsnLjnopZMTtC7l+kLKpT4IkPctJzE
+        p/FsJsPJ7wKBgQDTd+a5rmS9MliZcWApWcRybSdrdBQjtK8Hd1YJuFjgYLoJavpb
+        Bso6K9Ey04n+TFtE9Fmau8L/avXu8Jr7UbBq7yPUneBML2ODE0LEQfSRQFLF29Ug
+        gycimeKX5d1SovZCf78X6xnuGN+s4M+Zh/vEXpY18ycftMLgNbJcfbIOsQKBgCal
+        ltPKLlideXy+r3ABTrKzNw5d4oVQg95xg6kxSMRouegq5AcxvQAg5PZgpX1Pyc5A
+        QyJ/cyNzHFmDV79C/K5qmtfNsDONlF54iepkxQtr/IUlYg7pQlFsfDuWyE7iZrJL
+        nnZhiKlj9Xuoa3VbSelL+Cx42JeFZ1PSSLCoJlY7AoGBAMUEoYAnP7fenEudlSfh
+        Cl3KrYghgCbMig9hIeS2QmD0EO1vNL2WUhMZi8tYWHLINI6XuoLSyaSpaYPqGYVY
+        BwXPqb7++I+5PXJ42VCwaDaWnG1aoAXq8Rh2zg/OavtaQ98wrVFkCx+OoCW9aeQf
+        MgdDMTR6L2hP1i/Z3BtrVIlY
+        -----END PRIVATE KEY-----
+        """
 }
 
 extension TestHTTPServer: TestResource {
@@ -203,7 +203,9 @@ private final class Routes: ChannelInboundHandler {
         case "ok":
             send(context, .ok, "hello", keepAlive: head.isKeepAlive)
         case "json":
-            send(context, .ok, #"{"name":"faultline","values":[1,2,3],"nested":{"ok":true}}"#, type: "application/json; charset=utf-8", keepAlive: head.isKeepAlive)
+            send(
+                context, .ok, #"{"name":"faultline","values":[1,2,3],"nested":{"ok":true}}"#, type: "application/json; charset=utf-8",
+                keepAlive: head.isKeepAlive)
         case "echo":
             var headers: [String: String] = [:]
             for (name, value) in head.headers { headers[name.lowercased()] = value }
@@ -245,7 +247,8 @@ private final class Routes: ChannelInboundHandler {
             context.close(promise: nil)
         case "chunked":
             // No Content-Length: NIO's encoder sends the body chunked.
-            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Content-Type": "application/json"]))), promise: nil)
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Content-Type": "application/json"]))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: #"{"parts":"#)))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "[1,2]}")))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)

@@ -10,7 +10,9 @@ import Testing
 @Suite("Toxiproxy activities in experiments")
 struct ActivitiesTests {
     static func outputs(_ journal: Journal) -> [String: Value] {
-        Dictionary(journal.run.compactMap { record in record.activity["name"]?.stringValue.map { ($0, record.output ?? .null) } }, uniquingKeysWith: { a, _ in a })
+        Dictionary(
+            journal.run.compactMap { record in record.activity["name"]?.stringValue.map { ($0, record.output ?? .null) } },
+            uniquingKeysWith: { a, _ in a })
     }
 
     @Test("toxiproxy.* name a server whatever the profile; what they did is undone at the end, and only that")
@@ -134,7 +136,8 @@ struct PluginsListingTests {
         let listing = try JSONReader.value(run.stdout)
         #expect(listing["toxic_backends"]?.arrayValue?.contains("toxiproxy") == true)
         let providers = listing["providers"]?.arrayValue ?? []
-        let byType = Dictionary(providers.compactMap { provider in provider["type"]?.stringValue.map { ($0, provider) } }, uniquingKeysWith: { a, _ in a })
+        let byType = Dictionary(
+            providers.compactMap { provider in provider["type"]?.stringValue.map { ($0, provider) } }, uniquingKeysWith: { a, _ in a })
         for type in [
             "toxiproxy.toxic", "toxiproxy.toxic.update", "toxiproxy.toxic.remove", "toxiproxy.proxy.create", "toxiproxy.proxy.update",
             "toxiproxy.proxy.delete", "toxiproxy.proxy.disable", "toxiproxy.proxy.enable", "toxiproxy.populate", "toxiproxy.reset",
@@ -147,7 +150,8 @@ struct PluginsListingTests {
             "chaostoxi.proxy.actions": ["create_proxy", "modify_proxy", "disable_proxy", "enable_proxy", "delete_proxy", "reset"],
             "chaostoxi.proxy.probes": ["proxy_exist", "get_proxy_attribute"],
             "chaostoxi.toxic.actions": [
-                "create_toxic", "create_latency_toxic", "create_bandwith_degradation_toxic", "create_slow_connection_close_toxic", "create_timeout_toxic",
+                "create_toxic", "create_latency_toxic", "create_bandwith_degradation_toxic", "create_slow_connection_close_toxic",
+                "create_timeout_toxic",
                 "create_slicer_toxic", "create_limiter_toxic", "delete_toxic",
             ],
         ]

@@ -21,7 +21,9 @@ struct BackendTests {
     /// What a run does: its own proxy and toxics, a toxic on their proxy, their proxy down, their toxic changed.
     static func meddle(_ backend: ToxiproxyBackend) async throws {
         _ = try await backend.createProxy(
-            ProxyDefinition(name: "mine", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:2", toxics: [ToxicDefinition(name: "my_latency", type: "latency")]))
+            ProxyDefinition(
+                name: "mine", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:2",
+                toxics: [ToxicDefinition(name: "my_latency", type: "latency")]))
         _ = try await backend.addToxic(ToxicDefinition(name: "my_cut", type: "limit_data", attributes: ["bytes": 5]), to: "mine")
         _ = try await backend.addToxic(ToxicDefinition(name: "my_slice", type: "slicer", attributes: ["average_size": 10]), to: "theirs")
         _ = try await backend.updateProxy(named: "theirs", listen: nil, upstream: "127.0.0.1:3", enabled: false)
@@ -89,7 +91,10 @@ struct BackendTests {
             """)
         #expect(result.journals.isEmpty)
         let error = try #require(result.setupError)
-        #expect(error.contains("toxic backend toxiproxy: Toxiproxy at http://127.0.0.1:\(port): read the version: connection refused at 127.0.0.1:\(port)"), "\(error)")
+        #expect(
+            error.contains(
+                "toxic backend toxiproxy: Toxiproxy at http://127.0.0.1:\(port): read the version: connection refused at 127.0.0.1:\(port)"),
+            "\(error)")
         #expect(error.contains("the profile's toxics.url"))
     }
 

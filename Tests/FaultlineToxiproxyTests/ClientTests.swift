@@ -17,7 +17,8 @@ struct ClientTests {
                 #expect(try await client.proxies().isEmpty)
 
                 // Create: port 0 comes back bound.
-                let created = try await client.createProxy(ProxyDefinition(name: "web", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(upstream.port)"))
+                let created = try await client.createProxy(
+                    ProxyDefinition(name: "web", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(upstream.port)"))
                 let port = try #require(created.listenPort)
                 #expect(port > 0)
                 #expect(created.enabled && created.upstream == "127.0.0.1:\(upstream.port)" && created.toxics.isEmpty)
@@ -84,7 +85,10 @@ struct ClientTests {
 
             let missing = await #expect(throws: ToxiproxyError.self) { try await client.proxy(named: "nope") }
             #expect(missing?.code == .notFound && missing?.status == 404)
-            #expect(missing?.description.hasPrefix("Toxiproxy at \(server.url): read proxy nope: proxy not found (HTTP 404); the server has no proxy named \"nope\"") == true, "\(missing!)")
+            #expect(
+                missing?.description.hasPrefix(
+                    "Toxiproxy at \(server.url): read proxy nope: proxy not found (HTTP 404); the server has no proxy named \"nope\"") == true,
+                "\(missing!)")
 
             let toxicOnMissing = await #expect(throws: ToxiproxyError.self) {
                 try await client.addToxic(ToxicDefinition(name: "t", type: "latency"), to: "nope")
@@ -143,7 +147,9 @@ struct ClientTests {
             // the time limit); refused means refused.
             let error = await #expect(throws: ToxiproxyError.self) { try await client.version() }
             #expect(error?.code == .unreachable)
-            #expect(error?.description.contains("Toxiproxy at http://127.0.0.1:\(port): read the version: connection refused at 127.0.0.1:\(port)") == true, "\(error!)")
+            #expect(
+                error?.description.contains("Toxiproxy at http://127.0.0.1:\(port): read the version: connection refused at 127.0.0.1:\(port)")
+                    == true, "\(error!)")
             #expect(error?.hint?.contains("toxiproxy-server") == true)
         }
     }
@@ -179,7 +185,8 @@ struct ClientTests {
                 #expect(try await client.createProxy(ProxyDefinition(name: "web", listen: "127.0.0.1:9", upstream: "127.0.0.1:1")).name == "web")
                 #expect(try await client.updateProxy(named: "web", enabled: false).enabled == false)
                 #expect(try await client.updateToxic(named: "slow", on: "web", attributes: ["latency": 9]).attributes["latency"] == 9)
-                #expect(old.requests == ["GET /version", "POST /proxies", "PATCH /proxies/web", "POST /proxies/web", "POST /proxies/web/toxics/slow"])
+                #expect(
+                    old.requests == ["GET /version", "POST /proxies", "PATCH /proxies/web", "POST /proxies/web", "POST /proxies/web/toxics/slow"])
 
                 let notToxiproxy = await #expect(throws: ToxiproxyError.self) { try await client.proxies() }
                 #expect(notToxiproxy?.code == .notToxiproxy)
@@ -188,13 +195,15 @@ struct ClientTests {
         }
     }
 
-    @Test("addresses: URLs, host:port and host as toxiproxy-cli takes them; bad ones say how to write them", arguments: [
-        ("http://127.0.0.1:8474", "http://127.0.0.1:8474"),
-        ("127.0.0.1:9000", "http://127.0.0.1:9000"),
-        ("localhost", "http://localhost:8474"),
-        ("https://toxiproxy.example.com/base/", "https://toxiproxy.example.com:443/base"),
-        ("http://[::1]:8474", "http://[::1]:8474"),
-    ])
+    @Test(
+        "addresses: URLs, host:port and host as toxiproxy-cli takes them; bad ones say how to write them",
+        arguments: [
+            ("http://127.0.0.1:8474", "http://127.0.0.1:8474"),
+            ("127.0.0.1:9000", "http://127.0.0.1:9000"),
+            ("localhost", "http://localhost:8474"),
+            ("https://toxiproxy.example.com/base/", "https://toxiproxy.example.com:443/base"),
+            ("http://[::1]:8474", "http://[::1]:8474"),
+        ])
     func addresses(_ text: String, _ url: String) throws {
         #expect(try ToxiproxyAddress(parsing: text).url == url)
     }

@@ -7,7 +7,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `faultline run` as a real child process, with `faultline proxy` as a real child process standing
@@ -48,7 +48,8 @@ struct RunTests {
         try await closing(TestHTTPServer.start()) { service in
             let scratch = try ScratchDirectory()
             let run = try TestProcess.faultline(
-                ["run", Self.chaosToolkitExperiment, "--journal-path", "journal.json"], in: scratch, environment: ["SERVICE_PORT": String(service.port)])
+                ["run", Self.chaosToolkitExperiment, "--journal-path", "journal.json"], in: scratch,
+                environment: ["SERVICE_PORT": String(service.port)])
             let status = await run.wait()
             #expect(status == 0, "\(run.stdout)\n\(run.stderr)")
             let journal = try Journal.load(path: scratch.path("journal.json"))
@@ -97,14 +98,16 @@ struct RunTests {
             let scratch = try ScratchDirectory()
             let run = try TestProcess.faultline(
                 [
-                    "run", Self.chaosToolkitExperiment, "--journal-path", "journal.json", "--var", "toxiproxy_host=127.0.0.1", "--var", "toxiproxy_port=\(port)",
+                    "run", Self.chaosToolkitExperiment, "--journal-path", "journal.json", "--var", "toxiproxy_host=127.0.0.1", "--var",
+                    "toxiproxy_port=\(port)",
                 ], in: scratch, environment: ["SERVICE_PORT": String(service.port)])
             #expect(await run.wait() == 1)
             let journal = try Journal.load(path: scratch.path("journal.json"))
             let failure = try #require(Self.record(journal, "proxy-the-service"))
             #expect(failure.status == .failed)
             #expect(
-                failure.exception?.first?.hasPrefix("Toxiproxy at http://127.0.0.1:\(port): create proxy service: connection refused at 127.0.0.1:\(port)") == true,
+                failure.exception?.first?.hasPrefix(
+                    "Toxiproxy at http://127.0.0.1:\(port): create proxy service: connection refused at 127.0.0.1:\(port)") == true,
                 "\(failure.exception ?? [])")
         }
     }
@@ -123,7 +126,8 @@ struct RunTests {
                         environment: ["SERVICE_PORT": String(service.port)])
                     let status = await run.wait()
                     #expect(status == 0, "\(profile): every experiment ends as the suite expects\n\(run.stdout)\n\(run.stderr)")
-                    let files = try FileManager.default.contentsOfDirectory(atPath: scratch.path("journals")).filter { $0.hasSuffix(".json") }.sorted()
+                    let files = try FileManager.default.contentsOfDirectory(atPath: scratch.path("journals")).filter { $0.hasSuffix(".json") }
+                        .sorted()
                     let journals = try files.map { try Journal.load(path: scratch.path("journals/\($0)")) }
                     verdicts[profile] = journals.map(\.outcome)
                     #expect(journals.allSatisfy { $0.verdict == .completed }, "\(profile): an experiment did not end as the suite documents")

@@ -230,7 +230,8 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         isReusable = false
         if awaitingHandshake {
-            let failure = closeReason ?? HTTPFailure(.tls, "TLS handshake with \(peer) did not complete: the connection closed (is it an HTTPS server?)")
+            let failure =
+                closeReason ?? HTTPFailure(.tls, "TLS handshake with \(peer) did not complete: the connection closed (is it an HTTPS server?)")
             if closeReason == nil { closeReason = failure }
             fail(failure)
             context.fireChannelInactive()

@@ -206,7 +206,9 @@ struct ResponseParser {
             var length = 0
             guard !value.isEmpty, value.count <= 18 else { throw HTTPFailure(.other, "the server sent a malformed Content-Length") }
             for byte in value {
-                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw HTTPFailure(.other, "the server sent a malformed Content-Length") }
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else {
+                    throw HTTPFailure(.other, "the server sent a malformed Content-Length")
+                }
                 length = length * 10 + Int(byte - UInt8(ascii: "0"))
             }
             if let existing = contentLength, existing != length { throw HTTPFailure(.other, "the server sent two different Content-Lengths") }

@@ -177,10 +177,11 @@ final class LoadWorker {
                 users.append(user)
                 running += 1
                 let offset = Seconds.amount(rampUp * Double(number) / Double(total))
-                timers.append(isolated.scheduleTask(deadline: start + offset) { [weak self, user] in
-                    guard let self, !self.stopping else { return }
-                    user.runNext()
-                })
+                timers.append(
+                    isolated.scheduleTask(deadline: start + offset) { [weak self, user] in
+                        guard let self, !self.stopping else { return }
+                        user.runNext()
+                    })
             }
             if let duration {
                 timers.append(isolated.scheduleTask(deadline: start + Seconds.amount(duration)) { [weak self] in self?.stop() })

@@ -53,7 +53,10 @@ public struct LoadProbe: Probe, ToleranceProviding {
 
         enum CodingKeys: String, CodingKey { case name, url, method, headers, body, expected_status }
 
-        public init(name: String? = nil, url: String, method: String = "GET", headers: [String: String] = [:], body: Value? = nil, expected_status: ExpectedStatus = .success) {
+        public init(
+            name: String? = nil, url: String, method: String = "GET", headers: [String: String] = [:], body: Value? = nil,
+            expected_status: ExpectedStatus = .success
+        ) {
             self.name = name
             self.url = url
             self.method = method
@@ -227,12 +230,15 @@ public struct LoadProbe: Probe, ToleranceProviding {
             guard arguments.duration != nil || arguments.stages != nil else {
                 throw ArgumentError("duration", "the open model (rate) needs a duration", hint: "add duration: seconds")
             }
-            if arguments.iterations != nil { throw ArgumentError("iterations", "iterations belong to the closed model; with rate, the duration sets how many") }
+            if arguments.iterations != nil {
+                throw ArgumentError("iterations", "iterations belong to the closed model; with rate, the duration sets how many")
+            }
             if arguments.ramp_up != 0 { throw ArgumentError("ramp_up", "ramp_up belongs to the closed model (users), not to rate") }
             if arguments.think_time != .fixed(0) { throw ArgumentError("think_time", "think_time belongs to the closed model (users), not to rate") }
         } else {
             if arguments.duration == nil, arguments.iterations == nil, arguments.stages == nil {
-                throw ArgumentError(nil, "http.load needs a duration or iterations", hint: "add duration: seconds, iterations: N per user, or rate and duration")
+                throw ArgumentError(
+                    nil, "http.load needs a duration or iterations", hint: "add duration: seconds, iterations: N per user, or rate and duration")
             }
             if let iterations = arguments.iterations, iterations < 1 { throw ArgumentError("iterations", "iterations must be 1 or more") }
             if arguments.ramp_up < 0 { throw ArgumentError("ramp_up", "ramp_up must be 0 or more seconds") }

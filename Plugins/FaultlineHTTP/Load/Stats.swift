@@ -192,7 +192,8 @@ struct SecondBucket: Sendable {
     var count = 0
     var errors = 0
     /// Two significant digits are plenty for a chart and keep a second to a few kilobytes.
-    var latencies = Histogram<UInt32>(lowestDiscernibleValue: 1, highestTrackableValue: RequestStats.highestMicros, numberOfSignificantValueDigits: .two)
+    var latencies = Histogram<UInt32>(
+        lowestDiscernibleValue: 1, highestTrackableValue: RequestStats.highestMicros, numberOfSignificantValueDigits: .two)
 
     mutating func add(_ other: SecondBucket) {
         count += other.count
@@ -205,7 +206,8 @@ struct SecondBucket: Sendable {
         let measured = latencies.totalCount > 0
         return LoadSecond(
             second: second, at: Timestamp(start.addingTimeInterval(Double(second))), count: count, errors: errors,
-            p50Ms: measured ? Double(latencies.valueAtPercentile(50)) / 1000 : 0, p99Ms: measured ? Double(latencies.valueAtPercentile(99)) / 1000 : 0)
+            p50Ms: measured ? Double(latencies.valueAtPercentile(50)) / 1000 : 0, p99Ms: measured ? Double(latencies.valueAtPercentile(99)) / 1000 : 0
+        )
     }
 }
 

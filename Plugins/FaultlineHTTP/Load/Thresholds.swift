@@ -170,7 +170,8 @@ struct ThresholdTolerance: ToleranceCheck {
             guard !members.contains(where: { $0.key == "type" }) else { return nil }
             guard !members.isEmpty else {
                 throw Diagnostic(
-                    "the thresholds object is empty", at: node.location, path: path, hint: "write e.g. {overall: [\"p(95)<200\"], login: [\"rate<0.01\"]}")
+                    "the thresholds object is empty", at: node.location, path: path,
+                    hint: "write e.g. {overall: [\"p(95)<200\"], login: [\"rate<0.01\"]}")
             }
             let scopes = try members.map { member in
                 (member.key, try thresholds(member.value, path: path.appending(member.key)))

@@ -189,7 +189,8 @@ public struct AdminAPI: Sendable {
                 let attributes = Self.present(ToxiproxyWording.field(body, "attributes"))
                 if let attributes {
                     guard case .object(let object) = attributes else {
-                        throw ToxiproxyWording.attributesNotObject(attributes, owner: "", target: ToxiproxyWording.attributesTarget(type: current.type))
+                        throw ToxiproxyWording.attributesNotObject(
+                            attributes, owner: "", target: ToxiproxyWording.attributesTarget(type: current.type))
                     }
                     try ToxiproxyWording.checkAttributes(object, type: current.type)
                 }
@@ -217,12 +218,14 @@ public struct AdminAPI: Sendable {
                 var toxics: [ProxyServer.ToxicRequest]?
                 switch ToxiproxyWording.field(object, "toxics") {
                 case nil, .null?: toxics = nil
-                case .array(let list)?: toxics = try list.map { (toxic: Value) throws(ProxyError) in try Self.toxicRequest(try Self.object(toxic, as: .toxic)) }
+                case .array(let list)?:
+                    toxics = try list.map { (toxic: Value) throws(ProxyError) in try Self.toxicRequest(try Self.object(toxic, as: .toxic)) }
                 case let other?: throw ToxiproxyWording.badBody("toxics must be a list of toxics, found \(other.kindDescription)")
                 }
                 requests.append(
                     ProxyServer.ProxyRequest(
-                        name: fields.name ?? "", listen: fields.listen ?? "", upstream: fields.upstream ?? "", enabled: fields.enabled ?? true, toxics: toxics))
+                        name: fields.name ?? "", listen: fields.listen ?? "", upstream: fields.upstream ?? "", enabled: fields.enabled ?? true,
+                        toxics: toxics))
             }
         } catch {
             return Self.populateError(error, proxies: [])
@@ -307,7 +310,8 @@ public struct AdminAPI: Sendable {
 
     /// A toxic as Toxiproxy writes it (attributes first, toxicity a float that prints `1`, not `1.0`).
     public static func encode(_ toxic: ToxicDefinition) -> Value {
-        let toxicity: Value = toxic.toxicity.rounded() == toxic.toxicity && abs(toxic.toxicity) < 1e15 ? .int(Int(toxic.toxicity)) : .double(toxic.toxicity)
+        let toxicity: Value =
+            toxic.toxicity.rounded() == toxic.toxicity && abs(toxic.toxicity) < 1e15 ? .int(Int(toxic.toxicity)) : .double(toxic.toxicity)
         var encoded: Value = [
             "attributes": toxic.attributes, "name": .string(toxic.name), "type": .string(toxic.type), "stream": .string(toxic.stream.rawValue),
             "toxicity": toxicity,
@@ -325,7 +329,8 @@ public struct AdminAPI: Sendable {
     }
 
     private static func text(_ status: Int, _ body: String) -> Response {
-        Response(status: status, headers: [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")], body: Array(body.utf8))
+        Response(
+            status: status, headers: [("Content-Type", "text/plain; charset=utf-8"), ("X-Content-Type-Options", "nosniff")], body: Array(body.utf8))
     }
 
     private static func empty() -> Response { Response(status: 204, headers: [], body: []) }
@@ -343,7 +348,8 @@ public struct AdminAPI: Sendable {
     /// `/populate` errors carry the proxies applied before the failure, as JSON.
     private static func populateError(_ error: ProxyError, proxies: [ProxyDefinition]) -> Response {
         let body: Value = ["error": .string(error.message), "status": .int(error.status), "proxies": encode(proxies)]
-        return Response(status: error.status, headers: [("Content-Type", "application/json")], body: Array(JSONWriter.string(body, pretty: false).utf8))
+        return Response(
+            status: error.status, headers: [("Content-Type", "application/json")], body: Array(JSONWriter.string(body, pretty: false).utf8))
     }
 }
 
@@ -372,7 +378,7 @@ final class RequestIDs: Sendable {
 }
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif

@@ -6,9 +6,9 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The in-process proxy: any number of named TCP proxies with Toxiproxy's toxics, managed the way
@@ -229,7 +229,9 @@ public final class ProxyServer: Sendable {
 
     /// Changes listen, upstream or enabled; nil keeps the current value. A new listen or upstream
     /// restarts the proxy (dropping its connections), as in Toxiproxy; toxics are kept.
-    public func updateProxy(named name: String, listen: String? = nil, upstream: String? = nil, enabled: Bool? = nil) async throws(ProxyError) -> ProxyDefinition {
+    public func updateProxy(named name: String, listen: String? = nil, upstream: String? = nil, enabled: Bool? = nil) async throws(ProxyError)
+        -> ProxyDefinition
+    {
         try await serially { () throws(ProxyError) in
             var proxy = try self.managed(name)
             let newListen = listen.map { $0.isEmpty ? "127.0.0.1:0" : $0 }
@@ -492,7 +494,9 @@ public final class ProxyServer: Sendable {
 
     /// Merges `attributes` into the toxic's and sets its toxicity when given; live connections keep
     /// their per-connection state (bytes counted, toxicity roll). A null attribute keeps its value.
-    public func updateToxic(named name: String, on proxyName: String, attributes: Value?, toxicity: Double?) async throws(ProxyError) -> ToxicDefinition {
+    public func updateToxic(named name: String, on proxyName: String, attributes: Value?, toxicity: Double?) async throws(ProxyError)
+        -> ToxicDefinition
+    {
         try await serially { () throws(ProxyError) in
             let proxy = try self.managed(proxyName)
             guard let current = proxy.runtime.toxic(named: name), let descriptor = self.toxicTypes[current.definition.type] else {
@@ -544,7 +548,8 @@ public final class ProxyServer: Sendable {
     /// types in Go's words) and validates them.
     private static func prepare(_ descriptor: ToxicDescriptor, _ attributes: Value) throws(ProxyError) -> PreparedToxic {
         guard case .object(let object) = attributes else {
-            throw ToxiproxyWording.attributesNotObject(attributes, owner: "ToxicWrapper", target: ToxiproxyWording.attributesTarget(type: descriptor.type))
+            throw ToxiproxyWording.attributesNotObject(
+                attributes, owner: "ToxicWrapper", target: ToxiproxyWording.attributesTarget(type: descriptor.type))
         }
         try ToxiproxyWording.checkAttributes(object, type: descriptor.type)
         let known = Set(descriptor.attributeNames)
@@ -591,10 +596,11 @@ public final class ProxyServer: Sendable {
             accepted.append((labels([("proxy", proxy.name)]), String(metrics.accepted.load(ordering: .relaxed))))
             enabled.append((labels([("proxy", proxy.name)]), proxy.enabled ? "1" : "0"))
             for toxic in proxy.runtime.toxics {
-                toxics.append((
-                    labels([("proxy", proxy.name), ("stream", toxic.stream.rawValue), ("toxic", toxic.name), ("type", toxic.type)]),
-                    JSONWriter.string(.double(toxic.toxicity), pretty: false)
-                ))
+                toxics.append(
+                    (
+                        labels([("proxy", proxy.name), ("stream", toxic.stream.rawValue), ("toxic", toxic.name), ("type", toxic.type)]),
+                        JSONWriter.string(.double(toxic.toxicity), pretty: false)
+                    ))
             }
         }
         family("toxiproxy_proxy_received_bytes_total", "counter", "Bytes read from the source of each direction of the proxy.", received)

@@ -7,9 +7,9 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// The proxy's fast path: threads (one per core) with their own epoll that accept every proxy's
@@ -191,7 +191,8 @@ final class Relay: @unchecked Sendable {
                 } else if tag & 3 == 1 {
                     if let listener = listeners[Int32(truncatingIfNeeded: tag >> 2)] { acceptAll(listener) }
                 } else {
-                    event(slot: Int((tag >> 3) & 0x1FFF_FFFF), generation: UInt32(truncatingIfNeeded: tag >> 32), side: Int((tag >> 2) & 1), mask: mask)
+                    event(
+                        slot: Int((tag >> 3) & 0x1FFF_FFFF), generation: UInt32(truncatingIfNeeded: tag >> 32), side: Int((tag >> 2) & 1), mask: mask)
                 }
             }
             if !timed.isEmpty { scanDeadlines() }
@@ -274,11 +275,13 @@ final class Relay: @unchecked Sendable {
     private func admit(_ fd: Int32, _ listener: RelayListener) {
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let slot = freeSlots.popLast() ?? {
-            slots.append(nil)
-            generations.append(0)
-            return slots.count - 1
-        }()
+        let slot =
+            freeSlots.popLast()
+            ?? {
+                slots.append(nil)
+                generations.append(0)
+                return slots.count - 1
+            }()
         let ref = RelayedRef(relay: self, slot: slot, generation: generations[slot])
         switch listener.runtime.admit(.relayed(ref)) {
         case .refused:
@@ -385,7 +388,9 @@ final class Relay: @unchecked Sendable {
                 // A bulk stream: from here on the kernel moves its bytes through a pipe.
                 connection.bulk[direction] = false
                 var fds: (Int32, Int32) = (-1, -1)
-                let capacity = withUnsafeMutableBytes(of: &fds) { faultline_relay_pipe($0.baseAddress!.assumingMemoryBound(to: Int32.self), Int32(Self.maximumHeld)) }
+                let capacity = withUnsafeMutableBytes(of: &fds) {
+                    faultline_relay_pipe($0.baseAddress!.assumingMemoryBound(to: Int32.self), Int32(Self.maximumHeld))
+                }
                 if capacity > 0 {
                     connection.pipes[direction] = SplicePipe(read: fds.0, write: fds.1, capacity: Int(capacity))
                     return splice(connection, direction: direction, counters: counters)
@@ -619,7 +624,8 @@ final class Relay: @unchecked Sendable {
             connection.pending[direction] = bytes
         }
         connection.closePipes()
-        let handover = Handover(number: connection.number, client: connection.fds[0], server: server, pending: [connection.pending[0], connection.pending[1]])
+        let handover = Handover(
+            number: connection.number, client: connection.fds[0], server: server, pending: [connection.pending[0], connection.pending[1]])
         let ref = RelayedRef(relay: self, slot: connection.slot, generation: connection.generation)
         release(connection)
         let done = ProxyConnection.adopt(handover, runtime: connection.runtime, on: group.next())

@@ -80,12 +80,15 @@ enum Charts {
         let plotWidth = scale.right - scale.left
         let anchorEnd = x1 > scale.left + plotWidth * 0.7
         let textX = anchorEnd ? min(x2, scale.right) - 4 : x1 + 4
-        let title = "\(label): \(Format.number((from * 1000).rounded() / 1000)) s → " + (isOpen ? "end (never removed)" : "\(Format.number((to * 1000).rounded() / 1000)) s")
+        let title =
+            "\(label): \(Format.number((from * 1000).rounded() / 1000)) s → "
+            + (isOpen ? "end (never removed)" : "\(Format.number((to * 1000).rounded() / 1000)) s")
         var out = "<g class=\"fault\" data-fault=\"\(HTML.escape(id))\"><title>\(HTML.escape(title))</title>"
         out += "<rect class=\"fault-band\" x=\"\(n(x1))\" y=\"\(n(labelY))\" width=\"\(n(x2 - x1))\" height=\"\(n(bottom - labelY))\"/>"
         out += "<line class=\"fault-edge\" x1=\"\(n(x1))\" y1=\"\(n(labelY))\" x2=\"\(n(x1))\" y2=\"\(n(bottom))\"/>"
         if !isOpen { out += "<line class=\"fault-edge\" x1=\"\(n(x2))\" y1=\"\(n(labelY))\" x2=\"\(n(x2))\" y2=\"\(n(bottom))\"/>" }
-        out += "<text class=\"fault-label\" x=\"\(n(textX))\" y=\"\(n(labelY + 11))\"\(anchorEnd ? " text-anchor=\"end\"" : "")>⚡ \(HTML.escape(label))</text>"
+        out +=
+            "<text class=\"fault-label\" x=\"\(n(textX))\" y=\"\(n(labelY + 11))\"\(anchorEnd ? " text-anchor=\"end\"" : "")>⚡ \(HTML.escape(label))</text>"
         return out + "</g>\n"
     }
 }
@@ -135,11 +138,13 @@ enum TimelineChart {
             out += "<line class=\"group-rule\" x1=\"8\" y1=\"\(Charts.n(y + 0.5))\" x2=\"\(Charts.n(plotRight))\" y2=\"\(Charts.n(y + 0.5))\"/>\n"
             y += rowHeight
             for row in rows {
-                out += "<text class=\"row-label\" x=\"20\" y=\"\(Charts.n(y + 14))\">\(HTML.escape(Format.truncate(row.label, 34)))<title>\(HTML.escape(row.label))</title></text>"
+                out +=
+                    "<text class=\"row-label\" x=\"20\" y=\"\(Charts.n(y + 14))\">\(HTML.escape(Format.truncate(row.label, 34)))<title>\(HTML.escape(row.label))</title></text>"
                 for bar in row.bars {
                     let x1 = scale.x(bar.start)
                     let x2 = max(scale.x(bar.end), x1 + 3)
-                    out += "<rect class=\"bar \(bar.tone.rawValue)\(bar.background ? " background" : "")\" x=\"\(Charts.n(x1))\" y=\"\(Charts.n(y + 5))\" "
+                    out +=
+                        "<rect class=\"bar \(bar.tone.rawValue)\(bar.background ? " background" : "")\" x=\"\(Charts.n(x1))\" y=\"\(Charts.n(y + 5))\" "
                     out += "width=\"\(Charts.n(x2 - x1))\" height=\"10\" rx=\"2\"><title>\(HTML.escape(bar.title))</title></rect>"
                 }
                 out += "\n"
@@ -196,15 +201,18 @@ enum TimelineChart {
         }
         if !experiment.rollbacks.isEmpty { groups.append(("Rollbacks", rows(experiment.rollbacks, "rollbacks"))) }
         if !journal.cleanup.isEmpty {
-            groups.append((
-                "Cleanup",
-                journal.cleanup.map { record in
-                    let start = experiment.offset(record.start) ?? 0
-                    let end = experiment.offset(record.end) ?? start
-                    let title = "\(record.description): \(record.status.rawValue)" + (record.error.map { " — \($0)" } ?? "")
-                    return Row(label: record.description, bars: [Bar(start: start, end: end, tone: Label.tone(cleanupStatus: record.status), background: false, title: title)])
-                }
-            ))
+            groups.append(
+                (
+                    "Cleanup",
+                    journal.cleanup.map { record in
+                        let start = experiment.offset(record.start) ?? 0
+                        let end = experiment.offset(record.end) ?? start
+                        let title = "\(record.description): \(record.status.rawValue)" + (record.error.map { " — \($0)" } ?? "")
+                        return Row(
+                            label: record.description,
+                            bars: [Bar(start: start, end: end, tone: Label.tone(cleanupStatus: record.status), background: false, title: title)])
+                    }
+                ))
         }
         return groups.filter { !$0.1.isEmpty }
     }
@@ -254,7 +262,8 @@ enum LoadCharts {
                 out += "<rect class=\"swatch \(style)\" x=\"\(Charts.n(x))\" y=\"\(Charts.n(bottom + 26))\" width=\"14\" height=\"8\" rx=\"2\"/>"
                 out += "<text x=\"\(Charts.n(x + 19))\" y=\"\(Charts.n(bottom + 34))\">\(HTML.escape(label))</text>"
             }
-            out += "</g>\n<text class=\"axis-note\" x=\"\(Charts.n(plotLeft))\" y=\"\(Charts.n(bottom + 34))\">seconds since the load started</text>\n"
+            out +=
+                "</g>\n<text class=\"axis-note\" x=\"\(Charts.n(plotLeft))\" y=\"\(Charts.n(bottom + 34))\">seconds since the load started</text>\n"
             return out + "</svg>\n"
         }
     }
@@ -270,9 +279,10 @@ enum LoadCharts {
         let (grid, axisTop) = Charts.valueAxis(maximum: maximum, left: plotLeft, right: plotRight, top: plotTop, bottom: plotBottom, format: format)
         svg += grid + Charts.timeAxis(scale, top: plotTop, bottom: plotBottom)
         for (index, (fault, from, to)) in faults.enumerated() {
-            svg += Charts.faultBand(
-                id: fault.window.id, label: fault.window.label, from: from, to: to, scale: scale, labelY: top + Double(index) * faultRowHeight,
-                bottom: plotBottom, isOpen: fault.isOpen) ?? ""
+            svg +=
+                Charts.faultBand(
+                    id: fault.window.id, label: fault.window.label, from: from, to: to, scale: scale, labelY: top + Double(index) * faultRowHeight,
+                    bottom: plotBottom, isOpen: fault.isOpen) ?? ""
         }
         return Frame(scale: scale, top: plotTop, bottom: plotBottom, axisTop: axisTop, svg: svg)
     }
@@ -353,9 +363,11 @@ enum LoadCharts {
             let ok = max(0, point.count - point.errors)
             let when = width == 1 ? "second \(point.second)" : "seconds \(point.second)–\(point.second + width - 1), per second"
             let title = "<title>\(when): \(Format.integer(point.count)) requests, \(Format.integer(point.errors)) failed</title>"
-            frame.svg += "<rect class=\"req\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(ok)))\" width=\"\(barWidth)\" height=\"\(Charts.n(barHeight(ok)))\">\(title)</rect>"
+            frame.svg +=
+                "<rect class=\"req\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(ok)))\" width=\"\(barWidth)\" height=\"\(Charts.n(barHeight(ok)))\">\(title)</rect>"
             if point.errors > 0 {
-                frame.svg += "<rect class=\"err\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(point.count)))\" width=\"\(barWidth)\" "
+                frame.svg +=
+                    "<rect class=\"err\" x=\"\(Charts.n(x1 + gap))\" y=\"\(Charts.n(frame.bottom - barHeight(point.count)))\" width=\"\(barWidth)\" "
                 frame.svg += "height=\"\(Charts.n(max(1.5, barHeight(point.errors))))\">\(title)</rect>"
             }
         }
@@ -368,17 +380,20 @@ enum LoadCharts {
     static func statusCodes(_ load: ExperimentView.LoadRun) -> String {
         let overall = load.result.overall
         var rows: [(label: String, count: Int, style: String)] = overall.statusCodes.map { code in
-            let style = code.label.first.map { first -> String in
-                switch first {
-                case "2": "s2xx"
-                case "3": "s3xx"
-                case "4": "s4xx"
-                default: "s5xx"
-                }
-            } ?? "s5xx"
+            let style =
+                code.label.first.map { first -> String in
+                    switch first {
+                    case "2": "s2xx"
+                    case "3": "s3xx"
+                    case "4": "s4xx"
+                    default: "s5xx"
+                    }
+                } ?? "s5xx"
             return (reasonPhrase(code.label), code.count, style)
         }
-        rows += overall.errors.filter { LoadStats.connectionErrorClasses.contains($0.label) && $0.count > 0 }.map { (Label.errorClass($0.label), $0.count, "conn") }
+        rows += overall.errors.filter { LoadStats.connectionErrorClasses.contains($0.label) && $0.count > 0 }.map {
+            (Label.errorClass($0.label), $0.count, "conn")
+        }
         let total = max(overall.count, rows.reduce(0) { $0 + $1.count }, 1)
         let labelWidth = 200.0
         let barLeft = 210.0
@@ -392,10 +407,14 @@ enum LoadCharts {
             let y = 6 + Double(index) * 26
             let share = Double(row.count) / Double(total)
             let width = max(2, share * (barRight - barLeft))
-            out += "<text class=\"row-label\" x=\"\(Charts.n(labelWidth))\" y=\"\(Charts.n(y + 15))\" text-anchor=\"end\">\(HTML.escape(row.label))</text>"
-            out += "<rect class=\"track\" x=\"\(Charts.n(barLeft))\" y=\"\(Charts.n(y + 3))\" width=\"\(Charts.n(barRight - barLeft))\" height=\"16\" rx=\"3\"/>"
-            out += "<rect class=\"status-bar \(row.style)\" x=\"\(Charts.n(barLeft))\" y=\"\(Charts.n(y + 3))\" width=\"\(Charts.n(width))\" height=\"16\" rx=\"3\"/>"
-            out += "<text class=\"value\" x=\"\(Charts.n(barRight + 10))\" y=\"\(Charts.n(y + 15))\">\(Format.integer(row.count)) · \(Format.percent(share))</text>\n"
+            out +=
+                "<text class=\"row-label\" x=\"\(Charts.n(labelWidth))\" y=\"\(Charts.n(y + 15))\" text-anchor=\"end\">\(HTML.escape(row.label))</text>"
+            out +=
+                "<rect class=\"track\" x=\"\(Charts.n(barLeft))\" y=\"\(Charts.n(y + 3))\" width=\"\(Charts.n(barRight - barLeft))\" height=\"16\" rx=\"3\"/>"
+            out +=
+                "<rect class=\"status-bar \(row.style)\" x=\"\(Charts.n(barLeft))\" y=\"\(Charts.n(y + 3))\" width=\"\(Charts.n(width))\" height=\"16\" rx=\"3\"/>"
+            out +=
+                "<text class=\"value\" x=\"\(Charts.n(barRight + 10))\" y=\"\(Charts.n(y + 15))\">\(Format.integer(row.count)) · \(Format.percent(share))</text>\n"
         }
         return out + "</svg>\n"
     }

@@ -8,7 +8,8 @@ import Foundation
 public struct HTMLReporter: ComparisonReporter {
     public let format = "html"
     public let fileExtension = "html"
-    public let summary = "Self-contained HTML with inline SVG charts (timeline with fault windows, latency, errors, status codes); light/dark, printable"
+    public let summary =
+        "Self-contained HTML with inline SVG charts (timeline with fault windows, latency, errors, status codes); light/dark, printable"
 
     public init() {}
 
@@ -27,7 +28,8 @@ public struct HTMLReporter: ComparisonReporter {
     public func renderComparison(baseline: [Journal], after: [Journal], options: ReportOptions) throws -> String {
         let comparison = Comparison(baseline: baseline, after: after, options: options)
         var body = "<header>\n<p class=\"eyebrow\">Faultline · before and after</p>\n<h1>\(HTML.escape(comparison.title))</h1>\n"
-        body += "<p class=\"lead\">The same experiment before and after a change: each metric with its direction (▲ up, ▼ down) and whether that is better or worse.</p>\n"
+        body +=
+            "<p class=\"lead\">The same experiment before and after a change: each metric with its direction (▲ up, ▼ down) and whether that is better or worse.</p>\n"
         body += "</header>\n<main>\n"
         for pair in comparison.pairs { body += comparisonCard(pair, showTitle: comparison.pairs.count > 1) }
         body += "</main>\n"
@@ -93,7 +95,8 @@ public struct HTMLReporter: ComparisonReporter {
             let load = experiment.headlineLoad?.result.overall
             var notes = journal.reason ?? ""
             if notes.isEmpty, !experiment.deviatedProbes.isEmpty { notes = "deviated: " + experiment.deviatedProbes.joined(separator: ", ") }
-            let title = "<a href=\"#\(experiment.anchor)\">\(HTML.escape(journal.title))</a>"
+            let title =
+                "<a href=\"#\(experiment.anchor)\">\(HTML.escape(journal.title))</a>"
                 + (notes.isEmpty ? "" : "<div class=\"muted small\">\(HTML.escape(Format.truncate(notes, 160)))</div>")
             return [
                 "\(experiment.number)", title, HTML.pill(Label.outcome(journal), Label.tone(journal)), Format.duration(experiment.duration),
@@ -102,7 +105,9 @@ public struct HTMLReporter: ComparisonReporter {
             ]
         }
         return "<section class=\"card\">\n<h2>Summary</h2>\n"
-            + HTML.table(["#", "Experiment", "Outcome", "Duration", "Faults", "Requests", "Errors", "p95"], numeric: [0, 3, 4, 5, 6, 7], classes: "summary", rows)
+            + HTML.table(
+                ["#", "Experiment", "Outcome", "Duration", "Faults", "Requests", "Errors", "p95"], numeric: [0, 3, 4, 5, 6, 7], classes: "summary",
+                rows)
             + "</section>\n"
     }
 
@@ -112,7 +117,11 @@ public struct HTMLReporter: ComparisonReporter {
         let journal = experiment.journal
         let tone = Label.tone(journal)
         var out = "<article class=\"card\" id=\"\(experiment.anchor)\">\n<div class=\"exp-head\">"
-        if inSuite { out += "<span class=\"num\">\(experiment.number)</span><h2>\(HTML.escape(journal.title))</h2>" } else { out += "<h2>Result</h2>" }
+        if inSuite {
+            out += "<span class=\"num\">\(experiment.number)</span><h2>\(HTML.escape(journal.title))</h2>"
+        } else {
+            out += "<h2>Result</h2>"
+        }
         out += HTML.pill(Label.outcome(journal), tone).replacingOccurrences(of: "class=\"pill ", with: "class=\"pill big ") + "</div>\n"
         if let description = experiment.description, !description.isEmpty { out += "<p class=\"description\">\(HTML.escape(description))</p>\n" }
         if let reason = journal.reason { out += "<div class=\"reason \(tone.rawValue)\">\(HTML.escape(reason))</div>\n" }
@@ -125,7 +134,8 @@ public struct HTMLReporter: ComparisonReporter {
         if !experiment.failures.isEmpty {
             out += "<h3>Failures</h3>\n"
             for failure in experiment.failures {
-                out += "<div class=\"failure \(failure.tone.rawValue)\"><div class=\"where\">\(HTML.escape(failure.phase)) · \(HTML.escape(failure.kind))</div>"
+                out +=
+                    "<div class=\"failure \(failure.tone.rawValue)\"><div class=\"where\">\(HTML.escape(failure.phase)) · \(HTML.escape(failure.kind))</div>"
                 out += "<div><strong>\(HTML.escape(failure.name))</strong>: \(HTML.escape(failure.message))</div>"
                 if !failure.details.isEmpty { out += "<pre>\(HTML.escape(failure.details.joined(separator: "\n")))</pre>" }
                 out += "</div>\n"
@@ -164,7 +174,8 @@ public struct HTMLReporter: ComparisonReporter {
                     let duration = record.end.date.flatMap { end in record.start.date.map { end.timeIntervalSince($0) } } ?? 0
                     return [
                         experiment.offset(record.start).map(Format.offset) ?? "", HTML.escape(record.description),
-                        HTML.pill(record.status.rawValue, Label.tone(cleanupStatus: record.status)) + (record.error.map { " " + HTML.escape($0) } ?? ""),
+                        HTML.pill(record.status.rawValue, Label.tone(cleanupStatus: record.status))
+                            + (record.error.map { " " + HTML.escape($0) } ?? ""),
                         Format.duration(duration),
                     ]
                 })
@@ -214,17 +225,20 @@ public struct HTMLReporter: ComparisonReporter {
         let missed = checks.filter { $0.record.steadyStateMet == false }.count
         var out = "<div class=\"check-title\">During the method <span class=\"muted\">\(checks.count) check\(checks.count == 1 ? "" : "s"), "
         out += "\(missed) not met</span></div>\n"
-        return out + HTML.table(
-            ["#", "At", "Result", "Not met"], numeric: [0, 1],
-            checks.enumerated().map { index, check in
-                let met = check.record.steadyStateMet
-                let misses = ExperimentView.misses(check.record)
-                return [
-                    "\(index + 1)", check.record.start.flatMap(experiment.offset).map(Format.offset) ?? "",
-                    met == true ? HTML.pill("met", .ok) : (met == false ? HTML.pill("not met", .bad) : HTML.pill("not concluded", .warn)),
-                    misses.isEmpty ? "<span class=\"muted\">—</span>" : misses.map { "\(HTML.code($0.name)): \(HTML.escape($0.why))" }.joined(separator: "<br>"),
-                ]
-            })
+        return out
+            + HTML.table(
+                ["#", "At", "Result", "Not met"], numeric: [0, 1],
+                checks.enumerated().map { index, check in
+                    let met = check.record.steadyStateMet
+                    let misses = ExperimentView.misses(check.record)
+                    return [
+                        "\(index + 1)", check.record.start.flatMap(experiment.offset).map(Format.offset) ?? "",
+                        met == true ? HTML.pill("met", .ok) : (met == false ? HTML.pill("not met", .bad) : HTML.pill("not concluded", .warn)),
+                        misses.isEmpty
+                            ? "<span class=\"muted\">—</span>"
+                            : misses.map { "\(HTML.code($0.name)): \(HTML.escape($0.why))" }.joined(separator: "<br>"),
+                    ]
+                })
     }
 
     private func timeline(_ records: [RunRecord], _ experiment: ExperimentView) -> String {
@@ -248,7 +262,8 @@ public struct HTMLReporter: ComparisonReporter {
     private func load(_ load: ExperimentView.LoadRun, _ experiment: ExperimentView) -> String {
         let result = load.result
         let overall = result.overall
-        var out = "<section id=\"\(load.anchor)\">\n<h3>Load · \(HTML.escape(load.record.name)) <span class=\"muted\">(\(HTML.escape(load.phase)))</span></h3>\n"
+        var out =
+            "<section id=\"\(load.anchor)\">\n<h3>Load · \(HTML.escape(load.record.name)) <span class=\"muted\">(\(HTML.escape(load.phase)))</span></h3>\n"
         var shape: [String] = []
         if result.model == .open {
             if let rate = result.rate { shape.append("\(Format.number(rate)) requests/s, open model") }
@@ -277,10 +292,14 @@ public struct HTMLReporter: ComparisonReporter {
         out += "<div class=\"charts-2\">\n"
         out += "<figure>\n" + LoadCharts.latency(load, experiment) + "<figcaption>Latency per second: p50 and p99, the band between them shaded"
         out += experiment.faults.isEmpty ? ".</figcaption>\n</figure>\n" : "; fault windows shaded.</figcaption>\n</figure>\n"
-        out += "<figure>\n" + LoadCharts.throughput(load, experiment) + "<figcaption>Requests per second: succeeded in grey, failed in red.</figcaption>\n</figure>\n"
+        out +=
+            "<figure>\n" + LoadCharts.throughput(load, experiment)
+            + "<figcaption>Requests per second: succeeded in grey, failed in red.</figcaption>\n</figure>\n"
         out += "</div>\n"
         out += phaseTable(result)
-        out += "<h4>Status codes</h4>\n<figure>\n" + LoadCharts.statusCodes(load) + "<figcaption>Share of all \(Format.integer(overall.count)) requests; failures without a response listed by class.</figcaption>\n</figure>\n"
+        out +=
+            "<h4>Status codes</h4>\n<figure>\n" + LoadCharts.statusCodes(load)
+            + "<figcaption>Share of all \(Format.integer(overall.count)) requests; failures without a response listed by class.</figcaption>\n</figure>\n"
 
         var rows = result.requests.map { statsRow(HTML.code($0.name), $0.stats) }
         if result.requests.count != 1 { rows.append(statsRow("All requests", overall)) }
@@ -293,7 +312,9 @@ public struct HTMLReporter: ComparisonReporter {
         out += "<h4>Per request</h4>\n" + table
         let errorClasses = overall.errors.filter { $0.count > 0 }
         if !errorClasses.isEmpty {
-            out += "<p class=\"small muted\">Failures by class: " + errorClasses.map { "\(HTML.escape(Label.errorClass($0.label))) \(Format.integer($0.count))" }.joined(separator: " · ") + "</p>\n"
+            out +=
+                "<p class=\"small muted\">Failures by class: "
+                + errorClasses.map { "\(HTML.escape(Label.errorClass($0.label))) \(Format.integer($0.count))" }.joined(separator: " · ") + "</p>\n"
         }
         if !result.thresholds.isEmpty {
             out += "<h4>Thresholds</h4>\n"
@@ -301,7 +322,8 @@ public struct HTMLReporter: ComparisonReporter {
                 ["Scope", "Threshold", "Measured", "Result"], numeric: [2],
                 result.thresholds.map { threshold in
                     [
-                        HTML.code(threshold.scope), HTML.code(threshold.expression), threshold.measured.map { Format.metric(threshold.metric, $0) } ?? "—",
+                        HTML.code(threshold.scope), HTML.code(threshold.expression),
+                        threshold.measured.map { Format.metric(threshold.metric, $0) } ?? "—",
                         threshold.ok ? HTML.pill("passed", .ok) : HTML.pill("missed", .bad),
                     ]
                 })
@@ -336,7 +358,8 @@ public struct HTMLReporter: ComparisonReporter {
         let codes = stats.statusCodes.map { code in
             "<span>\(HTML.escape(code.label)) × \(Format.integer(code.count)) <span class=\"muted\">\(Format.percent(stats.count > 0 ? Double(code.count) / Double(stats.count) : 0))</span></span>"
         }
-        let errors = Format.percent(stats.errorRate) + (stats.failed > 0 ? "<div class=\"small muted\">\(Format.integer(stats.failed)) failed</div>" : "")
+        let errors =
+            Format.percent(stats.errorRate) + (stats.failed > 0 ? "<div class=\"small muted\">\(Format.integer(stats.failed)) failed</div>" : "")
         return [
             name, Format.integer(stats.count), errors, Format.ms(stats.minMs), Format.ms(stats.avgMs), Format.ms(stats.maxMs), Format.ms(stats.p50Ms),
             Format.ms(stats.p90Ms), Format.ms(stats.p95Ms), Format.ms(stats.p99Ms),
@@ -355,7 +378,8 @@ public struct HTMLReporter: ComparisonReporter {
         var out = "<details>\n<summary>Activity outputs (\(records.count))</summary>\n<div class=\"output\">\n"
         for (phase, record) in records {
             let text = JSONWriter.string(record.output ?? .null, pretty: true)
-            out += "<h4>\(HTML.escape(record.name)) <span class=\"muted small\">\(HTML.escape(phase))</span></h4>\n<pre>\(HTML.escape(Format.truncate(text, 4000)))</pre>\n"
+            out +=
+                "<h4>\(HTML.escape(record.name)) <span class=\"muted small\">\(HTML.escape(phase))</span></h4>\n<pre>\(HTML.escape(Format.truncate(text, 4000)))</pre>\n"
         }
         return out + "</div>\n</details>\n"
     }
@@ -379,8 +403,13 @@ public struct HTMLReporter: ComparisonReporter {
             ["", "Baseline", "After"],
             [
                 [
-                    "Run", cell(pair.baseline) { ($0.start.map(Format.dateTime) ?? "") + " · <span class=\"mono\">\(HTML.escape(String($0.journal.runID.prefix(8))))</span>" },
-                    cell(pair.after) { ($0.start.map(Format.dateTime) ?? "") + " · <span class=\"mono\">\(HTML.escape(String($0.journal.runID.prefix(8))))</span>" },
+                    "Run",
+                    cell(pair.baseline) {
+                        ($0.start.map(Format.dateTime) ?? "") + " · <span class=\"mono\">\(HTML.escape(String($0.journal.runID.prefix(8))))</span>"
+                    },
+                    cell(pair.after) {
+                        ($0.start.map(Format.dateTime) ?? "") + " · <span class=\"mono\">\(HTML.escape(String($0.journal.runID.prefix(8))))</span>"
+                    },
                 ],
                 [
                     "Outcome", cell(pair.baseline) { HTML.pill(Label.outcome($0.journal), Label.tone($0.journal)) },
@@ -388,7 +417,8 @@ public struct HTMLReporter: ComparisonReporter {
                 ],
                 ["Duration", cell(pair.baseline) { Format.duration($0.duration) }, cell(pair.after) { Format.duration($0.duration) }],
                 [
-                    "Deviated probes", cell(pair.baseline) { $0.deviatedProbes.isEmpty ? "none" : $0.deviatedProbes.map(HTML.code).joined(separator: ", ") },
+                    "Deviated probes",
+                    cell(pair.baseline) { $0.deviatedProbes.isEmpty ? "none" : $0.deviatedProbes.map(HTML.code).joined(separator: ", ") },
                     cell(pair.after) { $0.deviatedProbes.isEmpty ? "none" : $0.deviatedProbes.map(HTML.code).joined(separator: ", ") },
                 ],
             ])
@@ -398,15 +428,22 @@ public struct HTMLReporter: ComparisonReporter {
             if let headline = Comparison.headline(load) { out += "<p><strong>\(HTML.escape(headline))</strong></p>\n" }
             if let chart = LoadCharts.comparison(load, after: pair.after) {
                 out += "<figure>\n" + chart + "<figcaption>p99 latency per second: the baseline in grey, the run after the change in colour"
-                out += (pair.after?.faults.isEmpty ?? true) ? ".</figcaption>\n</figure>\n" : "; shaded: the later run's fault windows.</figcaption>\n</figure>\n"
+                out +=
+                    (pair.after?.faults.isEmpty ?? true)
+                    ? ".</figcaption>\n</figure>\n" : "; shaded: the later run's fault windows.</figcaption>\n</figure>\n"
             }
             out += HTML.table(
                 ["Metric", "Before", "After", "Change", ""], numeric: [1, 2, 3],
                 load.metrics.map { metric in
                     let verdict = metric.verdict
-                    let change = verdict == .better || verdict == .worse ? "<span class=\"\(verdict.rawValue)\">\(HTML.escape(metric.change))</span>" : HTML.escape(metric.change)
+                    let change =
+                        verdict == .better || verdict == .worse
+                        ? "<span class=\"\(verdict.rawValue)\">\(HTML.escape(metric.change))</span>" : HTML.escape(metric.change)
                     let word = verdict.word.isEmpty ? "" : " " + HTML.pill(verdict.word, verdict == .better ? .ok : .bad)
-                    return [HTML.escape(metric.name), HTML.escape(metric.format(metric.before)), HTML.escape(metric.format(metric.after)), change + word, bars(metric)]
+                    return [
+                        HTML.escape(metric.name), HTML.escape(metric.format(metric.before)), HTML.escape(metric.format(metric.after)), change + word,
+                        bars(metric),
+                    ]
                 })
             if load.requests.count > 1 || (load.requests.count == 1 && load.requests[0].name != "request") {
                 out += "<h4>Per request</h4>\n" + pairTable("Request", load.requests)

@@ -84,18 +84,22 @@ public struct JUnitReporter: Reporter {
         }
         for cleanup in journal.cleanup where cleanup.status != .succeeded {
             let duration = cleanup.end.date.flatMap { end in cleanup.start.date.map { end.timeIntervalSince($0) } } ?? 0
-            cases.append(TestCase(
-                name: "cleanup: \(cleanup.description)", classname: classname, time: duration,
-                result: .error(type: "cleanup", message: cleanup.error ?? cleanup.status.rawValue, text: cleanup.error ?? cleanup.status.rawValue)))
+            cases.append(
+                TestCase(
+                    name: "cleanup: \(cleanup.description)", classname: classname, time: duration,
+                    result: .error(type: "cleanup", message: cleanup.error ?? cleanup.status.rawValue, text: cleanup.error ?? cleanup.status.rawValue)
+                ))
         }
         let hasProblem = cases.contains { if case .passed = $0.result { false } else if case .skipped = $0.result { false } else { true } }
         if journal.verdict != .completed && !hasProblem {
             var lines = ["outcome: \(Label.outcome(journal))"]
             if let reason = journal.reason { lines.append(reason) }
             lines += journal.leftUndone.map { "left undone: \($0)" }
-            cases.append(TestCase(
-                name: "outcome", classname: classname, time: experiment.duration,
-                result: .error(type: journal.outcome.rawValue, message: journal.reason ?? journal.outcome.rawValue, text: lines.joined(separator: "\n"))))
+            cases.append(
+                TestCase(
+                    name: "outcome", classname: classname, time: experiment.duration,
+                    result: .error(
+                        type: journal.outcome.rawValue, message: journal.reason ?? journal.outcome.rawValue, text: lines.joined(separator: "\n"))))
         }
         return cases
     }
@@ -142,7 +146,8 @@ public struct JUnitReporter: Reporter {
         out += "    </properties>\n"
 
         for testCase in cases {
-            out += "    <testcase\(attribute("name", testCase.name))\(attribute("classname", testCase.classname))\(attribute("time", Self.seconds(testCase.time)))"
+            out +=
+                "    <testcase\(attribute("name", testCase.name))\(attribute("classname", testCase.classname))\(attribute("time", Self.seconds(testCase.time)))"
             switch testCase.result {
             case .passed:
                 out += "/>\n"
@@ -155,7 +160,8 @@ public struct JUnitReporter: Reporter {
             }
         }
         out += "    <system-out>\(Self.escape(systemOut(experiment)))</system-out>\n"
-        out += "    <system-err>\(Self.escape(experiment.failures.map { "\($0.phase): \($0.name): \($0.message)" }.joined(separator: "\n")))</system-err>\n"
+        out +=
+            "    <system-err>\(Self.escape(experiment.failures.map { "\($0.phase): \($0.name): \($0.message)" }.joined(separator: "\n")))</system-err>\n"
         out += "  </testsuite>\n"
         return out
     }
@@ -172,7 +178,8 @@ public struct JUnitReporter: Reporter {
             let overall = load.result.overall
             lines.append(
                 "load \(load.record.name) (\(load.phase)): \(Format.integer(overall.count)) requests, \(Format.percent(overall.errorRate)) errors, "
-                    + "avg \(Format.ms(overall.avgMs)), p95 \(Format.ms(overall.p95Ms)), p99 \(Format.ms(overall.p99Ms)), \(Format.rate(overall.rps))")
+                    + "avg \(Format.ms(overall.avgMs)), p95 \(Format.ms(overall.p95Ms)), p99 \(Format.ms(overall.p99Ms)), \(Format.rate(overall.rps))"
+            )
         }
         return lines.joined(separator: "\n")
     }

@@ -108,16 +108,22 @@ public struct MarkdownReporter: ComparisonReporter {
         if let reason = journal.reason { out += " — \(Markdown.escape(reason))" }
         out += "\n\n"
         if let description = experiment.description, !description.isEmpty {
-            out += "> " + description.split(separator: "\n", omittingEmptySubsequences: false).map { Markdown.escape(String($0)) }.joined(separator: "\n> ") + "\n\n"
+            out +=
+                "> "
+                + description.split(separator: "\n", omittingEmptySubsequences: false).map { Markdown.escape(String($0)) }.joined(separator: "\n> ")
+                + "\n\n"
         }
         out += facts(experiment)
 
         if !experiment.failures.isEmpty {
             out += "\(h3) Failures\n\n"
             for failure in experiment.failures {
-                out += "- \(failure.tone.symbol) **\(Markdown.escape(failure.phase))** › \(Markdown.code(failure.name)): \(Markdown.escape(failure.message))\n"
+                out +=
+                    "- \(failure.tone.symbol) **\(Markdown.escape(failure.phase))** › \(Markdown.code(failure.name)): \(Markdown.escape(failure.message))\n"
                 if !failure.details.isEmpty {
-                    out += "\n" + Markdown.block(failure.details.joined(separator: "\n")).split(separator: "\n", omittingEmptySubsequences: false)
+                    out +=
+                        "\n"
+                        + Markdown.block(failure.details.joined(separator: "\n")).split(separator: "\n", omittingEmptySubsequences: false)
                         .map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")
                 }
             }
@@ -164,7 +170,8 @@ public struct MarkdownReporter: ComparisonReporter {
                     let tone = Label.tone(cleanupStatus: record.status)
                     return [
                         experiment.offset(record.start).map(Format.offset) ?? "", Markdown.escape(record.description),
-                        "\(tone.symbol) \(Markdown.escape(record.status.rawValue))" + (record.error.map { ": " + Markdown.cell($0) } ?? ""), Format.duration(duration),
+                        "\(tone.symbol) \(Markdown.escape(record.status.rawValue))" + (record.error.map { ": " + Markdown.cell($0) } ?? ""),
+                        Format.duration(duration),
                     ]
                 })
             out += "\n"
@@ -239,7 +246,8 @@ public struct MarkdownReporter: ComparisonReporter {
                     status += ": " + Markdown.cell(Format.truncate(message, 120))
                 }
                 return [
-                    experiment.offset(record.start).map(Format.offset) ?? "", Markdown.code(record.name) + (record.background == true ? " (background)" : ""),
+                    experiment.offset(record.start).map(Format.offset) ?? "",
+                    Markdown.code(record.name) + (record.background == true ? " (background)" : ""),
                     record.kind, status, record.status == .skipped ? "—" : Format.duration(record.duration),
                 ]
             })
@@ -307,7 +315,9 @@ public struct MarkdownReporter: ComparisonReporter {
         out += phaseTable(result)
         let errorClasses = overall.errors.filter { $0.count > 0 }
         if !errorClasses.isEmpty {
-            out += "Failures by class: " + errorClasses.map { "\(Markdown.escape(Label.errorClass($0.label))) \(Format.integer($0.count))" }.joined(separator: " · ") + "\n\n"
+            out +=
+                "Failures by class: "
+                + errorClasses.map { "\(Markdown.escape(Label.errorClass($0.label))) \(Format.integer($0.count))" }.joined(separator: " · ") + "\n\n"
         }
         if !result.thresholds.isEmpty {
             out += "**Thresholds**\n\n"
@@ -343,12 +353,15 @@ public struct MarkdownReporter: ComparisonReporter {
 
     private func statsRow(_ name: String, _ stats: LoadStats, total: Int) -> [String] {
         [
-            name, Format.integer(stats.count), Format.integer(stats.failed), Format.percent(stats.errorRate), Format.ms(stats.minMs), Format.ms(stats.avgMs),
+            name, Format.integer(stats.count), Format.integer(stats.failed), Format.percent(stats.errorRate), Format.ms(stats.minMs),
+            Format.ms(stats.avgMs),
             Format.ms(stats.maxMs), Format.ms(stats.p50Ms), Format.ms(stats.p95Ms), Format.ms(stats.p99Ms), Format.rate(stats.rps),
             stats.statusCodes.isEmpty
                 ? "—"
-                : stats.statusCodes.map { "\($0.label): \(Format.integer($0.count)) (\(Format.percent(total > 0 ? Double($0.count) / Double(total) : 0)))" }
-                    .joined(separator: "<br>"),
+                : stats.statusCodes.map {
+                    "\($0.label): \(Format.integer($0.count)) (\(Format.percent(total > 0 ? Double($0.count) / Double(total) : 0)))"
+                }
+                .joined(separator: "<br>"),
         ]
     }
 
@@ -359,7 +372,8 @@ public struct MarkdownReporter: ComparisonReporter {
     private func probesCell(_ probes: [String]) -> String { probes.isEmpty ? "none" : probes.map(Markdown.code).joined(separator: ", ") }
 
     private func runCell(_ experiment: ExperimentView) -> String {
-        (experiment.start.map(Format.dateTime) ?? Markdown.escape(experiment.journal.start.text)) + " · " + Markdown.code(String(experiment.journal.runID.prefix(8)))
+        (experiment.start.map(Format.dateTime) ?? Markdown.escape(experiment.journal.start.text)) + " · "
+            + Markdown.code(String(experiment.journal.runID.prefix(8)))
     }
 
     private func footer(_ report: ReportView) -> String {

@@ -104,7 +104,9 @@ struct Comparison {
         let before = baseline.enumerated().map { ExperimentView($0.element, number: $0.offset + 1) }
         let later = after.enumerated().map { ExperimentView($0.element, number: $0.offset + 1) }
         pairs = Self.pairExperiments(before, later)
-        title = options.title ?? (pairs.count == 1 ? "Before and after: \(pairs[0].title)" : "Before and after" + (options.suiteName.map { ": \($0)" } ?? ""))
+        title =
+            options.title
+            ?? (pairs.count == 1 ? "Before and after: \(pairs[0].title)" : "Before and after" + (options.suiteName.map { ": \($0)" } ?? ""))
     }
 
     /// The metrics of the table, from the issue teams file after a fix.
@@ -131,7 +133,9 @@ struct Comparison {
         let wanted = ["Error rate", "p95", "Throughput"]
         let parts = pair.metrics.filter { wanted.contains($0.name) }.compactMap { metric -> String? in
             guard let before = metric.before, let after = metric.after else { return nil }
-            let verb = before == after ? "stayed at \(metric.format(after))" : "\(after < before ? "fell" : "rose") from \(metric.format(before)) to \(metric.format(after))"
+            let verb =
+                before == after
+                ? "stayed at \(metric.format(after))" : "\(after < before ? "fell" : "rose") from \(metric.format(before)) to \(metric.format(after))"
             return "\(metric.name == "p95" ? "p95" : metric.name.lowercased()) \(verb)"
         }
         guard !parts.isEmpty else { return nil }

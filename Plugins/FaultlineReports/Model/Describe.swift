@@ -47,7 +47,8 @@ enum ToleranceText {
             }
             // Scoped thresholds: {overall: ["p(95)<200"], login: ["p(99)<10"]}.
             if object.allSatisfy({ $0.value.arrayValue?.allSatisfy { $0.stringValue != nil } ?? false }) {
-                return object.map { "\($0.key): " + ($0.value.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ") }.joined(separator: "; ")
+                return object.map { "\($0.key): " + ($0.value.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ") }.joined(
+                    separator: "; ")
             }
             return Format.compact(tolerance)
         }
@@ -62,7 +63,8 @@ enum ToleranceText {
     static func judgedValue(_ record: RunRecord) -> String? {
         guard let output = record.output else { return nil }
         if let load = LoadResult(output, providerType: record.providerType) {
-            return "p95 \(Format.ms(load.overall.p95Ms)) · \(Format.percent(load.overall.errorRate)) errors · \(Format.integer(load.overall.count)) requests"
+            return
+                "p95 \(Format.ms(load.overall.p95Ms)) · \(Format.percent(load.overall.errorRate)) errors · \(Format.integer(load.overall.count)) requests"
         }
         if let target = record.activity["tolerance"]?["target"]?.stringValue, let picked = pick(output, path: target) {
             return short(picked)
@@ -79,7 +81,8 @@ enum ToleranceText {
 
     private static func short(_ value: Value) -> String {
         switch value {
-        case .string(let text): return "\"\(Format.truncate(text.replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces), 60))\""
+        case .string(let text):
+            return "\"\(Format.truncate(text.replacingOccurrences(of: "\n", with: " ").trimmingCharacters(in: .whitespaces), 60))\""
         default: return Format.compact(value, limit: 60)
         }
     }

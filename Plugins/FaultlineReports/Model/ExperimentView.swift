@@ -116,21 +116,26 @@ struct ExperimentView {
             if record.status == .failed || record.status == .interrupted {
                 let exception = record.exception ?? []
                 let message = exception.first ?? (record.status == .interrupted ? "interrupted" : "failed")
-                failures.append(Failure(
-                    phase: phase, name: record.name, kind: record.kind, message: message, details: Array(exception.dropFirst()) + Self.evidence(record.output),
-                    tone: Label.tone(record)))
+                failures.append(
+                    Failure(
+                        phase: phase, name: record.name, kind: record.kind, message: message,
+                        details: Array(exception.dropFirst()) + Self.evidence(record.output),
+                        tone: Label.tone(record)))
             } else if record.toleranceMet == false {
                 var details: [String] = []
                 if let tolerance = ToleranceText.of(record) { details.append("tolerance: \(tolerance)") }
                 if let value = ToleranceText.judgedValue(record) { details.append("value: \(value)") }
-                failures.append(Failure(
-                    phase: phase, name: record.name, kind: record.kind, message: record.toleranceMessage ?? "tolerance not met",
-                    details: details + Self.evidence(record.output), tone: .bad))
+                failures.append(
+                    Failure(
+                        phase: phase, name: record.name, kind: record.kind, message: record.toleranceMessage ?? "tolerance not met",
+                        details: details + Self.evidence(record.output), tone: .bad))
             }
         }
         for cleanup in journal.cleanup where cleanup.status != .succeeded {
-            failures.append(Failure(
-                phase: "cleanup", name: cleanup.description, kind: "cleanup", message: cleanup.error ?? cleanup.status.rawValue, details: [], tone: .bad))
+            failures.append(
+                Failure(
+                    phase: "cleanup", name: cleanup.description, kind: "cleanup", message: cleanup.error ?? cleanup.status.rawValue, details: [],
+                    tone: .bad))
         }
         self.failures = failures
 
@@ -265,6 +270,8 @@ struct ReportView {
                 counts.append((label, Label.tone(journal), Label.symbol(journal), 1, (journal.verdict, journal.outcome)))
             }
         }
-        return counts.sorted { $0.rank.0 != $1.rank.0 ? $0.rank.0 < $1.rank.0 : $0.rank.1 < $1.rank.1 }.map { ($0.label, $0.tone, $0.symbol, $0.count) }
+        return counts.sorted { $0.rank.0 != $1.rank.0 ? $0.rank.0 < $1.rank.0 : $0.rank.1 < $1.rank.1 }.map {
+            ($0.label, $0.tone, $0.symbol, $0.count)
+        }
     }
 }

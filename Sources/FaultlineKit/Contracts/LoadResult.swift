@@ -361,7 +361,8 @@ public struct LoadStats: Sendable, Equatable, Codable {
 
     /// Nothing measured.
     public init(
-        count: Int = 0, ok: Int = 0, failed: Int = 0, errorRate: Double = 0, minMs: Double = 0, avgMs: Double = 0, maxMs: Double = 0, p50Ms: Double = 0,
+        count: Int = 0, ok: Int = 0, failed: Int = 0, errorRate: Double = 0, minMs: Double = 0, avgMs: Double = 0, maxMs: Double = 0,
+        p50Ms: Double = 0,
         p90Ms: Double = 0, p95Ms: Double = 0, p99Ms: Double = 0, p999Ms: Double = 0, rps: Double = 0, bytesReceived: Int = 0, bytesSent: Int = 0,
         bytesPerSecond: Double = 0, statusCodes: [Count] = [], errors: [Count] = []
     ) {

@@ -129,7 +129,10 @@ private final class ExperimentRun: Sendable {
     }
     private let progress = Mutex(Progress())
 
-    init(engine: Engine, experiment: Experiment, configuration: ResolvedConfiguration, resources: Resources, options: RunOptions, interruption: Interruption) {
+    init(
+        engine: Engine, experiment: Experiment, configuration: ResolvedConfiguration, resources: Resources, options: RunOptions,
+        interruption: Interruption
+    ) {
         self.engine = engine
         self.experiment = experiment
         self.configuration = configuration
@@ -148,7 +151,8 @@ private final class ExperimentRun: Sendable {
             faultlineVersion: Engine.version, platform: Self.platform, node: ProcessInfo.processInfo.hostName,
             runID: UUID().uuidString.lowercased(), experimentHash: Engine.hash(of: experiment), profile: options.profile, origin: experiment.origin,
             seed: options.seed, dry: options.dry?.rawValue, experiment: configuration.redactor.redact(experiment.document.value), start: start,
-            status: .running, deviated: false, outcome: .running, expected: options.expectedOutcome, reason: nil, steadyStates: SteadyStates(), run: [], rollbacks: [], cleanup: [],
+            status: .running, deviated: false, outcome: .running, expected: options.expectedOutcome, reason: nil, steadyStates: SteadyStates(),
+            run: [], rollbacks: [], cleanup: [],
             faults: [], leftUndone: [], end: nil, duration: nil, ledger: options.ledgerID)
         recorder = JournalRecorder(journal, path: options.journalPath)
     }
@@ -345,7 +349,9 @@ private final class ExperimentRun: Sendable {
                 case .hypothesisBefore: journal.steadyStates.before = record
                 case .hypothesisAfter: journal.steadyStates.after = record
                 default:
-                    if let duringIndex, journal.steadyStates.during.indices.contains(duringIndex) { journal.steadyStates.during[duringIndex] = record }
+                    if let duringIndex, journal.steadyStates.during.indices.contains(duringIndex) {
+                        journal.steadyStates.during[duringIndex] = record
+                    }
                 }
             }
         }
@@ -542,7 +548,8 @@ private final class ExperimentRun: Sendable {
         if status == .failed, isHypothesis, toleranceOutcome == nil { toleranceOutcome = ToleranceOutcome(met: false) }
 
         record = makeRecord(
-            activity, phase: phase, start: start, status: status, output: output, exception: failure.map { [$0.0] + $0.1 }, tolerance: toleranceOutcome)
+            activity, phase: phase, start: start, status: status, output: output, exception: failure.map { [$0.0] + $0.1 },
+            tolerance: toleranceOutcome)
         return await finish(
             record, activity: activity, phase: phase, recordInPhaseList: recordInPhaseList, pauseAfter: skipPauses ? nil : prepared?.pauseAfter)
     }
@@ -570,7 +577,8 @@ private final class ExperimentRun: Sendable {
     }
 
     private func makeRecord(
-        _ activity: Activity, phase: RunEvent.Phase, start: Date, status: RecordStatus, output: Value?, exception: [String]?, tolerance: ToleranceOutcome?
+        _ activity: Activity, phase: RunEvent.Phase, start: Date, status: RecordStatus, output: Value?, exception: [String]?,
+        tolerance: ToleranceOutcome?
     ) -> RunRecord {
         let end = Date()
         return RunRecord(

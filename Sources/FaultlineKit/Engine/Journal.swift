@@ -48,7 +48,8 @@ public struct Journal: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case faultlineVersion = "faultline_version", platform, node, runID = "run_id", experimentHash = "experiment_hash", profile, origin,
-            seed, dry, experiment, start, status, deviated, outcome, expected, reason, steadyStates = "steady_states", run, rollbacks, cleanup, faults,
+            seed, dry, experiment, start, status, deviated, outcome, expected, reason, steadyStates = "steady_states", run, rollbacks, cleanup,
+            faults,
             leftUndone = "left_undone", end, duration, ledger, recovery
     }
 

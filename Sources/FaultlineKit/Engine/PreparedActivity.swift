@@ -62,8 +62,10 @@ public struct PreparedActivity: Sendable {
                 let functions = registry.providers.values.compactMap { $0.pythonName }
                     .filter { $0.hasPrefix(python.module + ".") }.map { String($0.dropFirst(python.module.count + 1)) }
                 throw Diagnostic(
-                    "\(python.module) has no function \"\(python.function)\"", at: provider.typeLocation ?? provider.location, path: provider.path.appending("func"),
-                    hint: Suggestion.didYouMean(python.function, in: functions) ?? "its functions: \(Set(functions).sorted().joined(separator: ", "))")
+                    "\(python.module) has no function \"\(python.function)\"", at: provider.typeLocation ?? provider.location,
+                    path: provider.path.appending("func"),
+                    hint: Suggestion.didYouMean(python.function, in: functions) ?? "its functions: \(Set(functions).sorted().joined(separator: ", "))"
+                )
             }
             throw Diagnostic(
                 "python module \"\(python.module)\" is not supported: Faultline runs no Python", at: provider.typeLocation ?? provider.location,
@@ -78,7 +80,9 @@ public struct PreparedActivity: Sendable {
                 ?? "known types: \(registry.providerTypes.joined(separator: ", ")) (faultline plugins describes them)")
     }
 
-    private static func prepare(_ activity: Activity, substitution: Substitution, registry: PluginRegistry, into sink: DiagnosticSink) -> PreparedActivity? {
+    private static func prepare(_ activity: Activity, substitution: Substitution, registry: PluginRegistry, into sink: DiagnosticSink)
+        -> PreparedActivity?
+    {
         let descriptor: ProviderDescriptor
         do {
             descriptor = try self.descriptor(for: activity, registry: registry)
@@ -141,7 +145,8 @@ public struct PreparedActivity: Sendable {
 
         guard let invocation, !sink.hasErrors else { return nil }
         return PreparedActivity(
-            activity: activity, descriptor: descriptor, invocation: invocation, tolerance: tolerance, pauseBefore: pauseBefore, pauseAfter: pauseAfter,
+            activity: activity, descriptor: descriptor, invocation: invocation, tolerance: tolerance, pauseBefore: pauseBefore,
+            pauseAfter: pauseAfter,
             timeout: timeout)
     }
 }

@@ -93,7 +93,9 @@ public struct ConfigurationLayer: Sendable {
     }
 
     /// Reads a `configuration:` object.
-    public static func parse(name: String, configuration: SourceNode?, secrets: SourceNode?, path: DocumentPath, sink: DiagnosticSink) -> ConfigurationLayer {
+    public static func parse(name: String, configuration: SourceNode?, secrets: SourceNode?, path: DocumentPath, sink: DiagnosticSink)
+        -> ConfigurationLayer
+    {
         var layer = ConfigurationLayer(name: name)
         if let configuration {
             if let members = configuration.members {
@@ -103,7 +105,10 @@ public struct ConfigurationLayer: Sendable {
                     }
                 }
             } else if !configuration.isNull {
-                sink.report(Diagnostic("expected an object of name: value, found \(describeFound(configuration))", at: configuration.location, path: path.appending("configuration")))
+                sink.report(
+                    Diagnostic(
+                        "expected an object of name: value, found \(describeFound(configuration))", at: configuration.location,
+                        path: path.appending("configuration")))
             }
         }
         if let secrets {
@@ -113,15 +118,18 @@ public struct ConfigurationLayer: Sendable {
                         sink.report(
                             Diagnostic(
                                 "expected a scope object of name: value, found \(describeFound(scope.value))", at: scope.value.location,
-                                path: path.appending("secrets").appending(scope.key), hint: "secrets are grouped by scope: secrets: {scope: {name: value}}"))
+                                path: path.appending("secrets").appending(scope.key),
+                                hint: "secrets are grouped by scope: secrets: {scope: {name: value}}"))
                         continue
                     }
                     for key in keys {
                         let keyPath = path.appending("secrets").appending(scope.key).appending(key.key)
-                        if case .environment(_, let defaultValue?, _, _)? = ConfigurationEntry.parse(key.value, path: keyPath, sink: DiagnosticSink()) {
+                        if case .environment(_, let defaultValue?, _, _)? = ConfigurationEntry.parse(key.value, path: keyPath, sink: DiagnosticSink())
+                        {
                             sink.report(
                                 Diagnostic(
-                                    "secrets read from the environment take no default", at: defaultValue.location, path: keyPath.appending("default"),
+                                    "secrets read from the environment take no default", at: defaultValue.location,
+                                    path: keyPath.appending("default"),
                                     hint: "remove default:, so that a missing secret is an error rather than a silent fallback"))
                         }
                         if let entry = ConfigurationEntry.parse(key.value, path: keyPath, sink: sink) {
@@ -130,7 +138,9 @@ public struct ConfigurationLayer: Sendable {
                     }
                 }
             } else if !secrets.isNull {
-                sink.report(Diagnostic("expected an object of scopes, found \(describeFound(secrets))", at: secrets.location, path: path.appending("secrets")))
+                sink.report(
+                    Diagnostic("expected an object of scopes, found \(describeFound(secrets))", at: secrets.location, path: path.appending("secrets"))
+                )
             }
         }
         return layer
@@ -181,7 +191,9 @@ public struct ResolvedConfiguration: Sendable {
 
         var raw: [String: Value] = [:]
         for key in order {
-            if let value = evaluate(entries[key]!, name: key, isSecret: false, environment: environment, sources: sources, sink: sink) { raw[key] = value }
+            if let value = evaluate(entries[key]!, name: key, isSecret: false, environment: environment, sources: sources, sink: sink) {
+                raw[key] = value
+            }
         }
         var secrets: [String: [String: Value]] = [:]
         // Every secret is masked in every string a run writes: thousands would make that slow.
@@ -368,7 +380,9 @@ extension ConfigurationLayer {
             }
         }
         for (scope, key, entry) in secrets where !overriddenSecrets.contains([scope, key]) {
-            if let value = ResolvedConfiguration.evaluate(entry, name: "\(scope).\(key)", isSecret: true, environment: environment, sources: sources, sink: sink) {
+            if let value = ResolvedConfiguration.evaluate(
+                entry, name: "\(scope).\(key)", isSecret: true, environment: environment, sources: sources, sink: sink)
+            {
                 layer.secrets.append((scope, key, .evaluated(value, location: entry.location)))
             }
         }

@@ -27,20 +27,25 @@ public enum ExperimentParser {
             name: "experiment \(origin)", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: path, sink: sink)
         let extensions = reader.decode([Value].self, "extensions") ?? []
         for (index, ext) in extensions.enumerated() where ext["name"]?.stringValue?.isEmpty ?? true {
-            sink.report(Diagnostic("each extension needs a non-empty name", at: node["extensions"]?.elements?[index].location, path: path.appending("extensions").appending(index)))
+            sink.report(
+                Diagnostic(
+                    "each extension needs a non-empty name", at: node["extensions"]?.elements?[index].location,
+                    path: path.appending("extensions").appending(index)))
         }
         if let controls = reader.node("controls") {
-            sink.report(Diagnostic(
-                "controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"),
-                severity: .warning))
+            sink.report(
+                Diagnostic(
+                    "controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"),
+                    severity: .warning))
         }
         _ = reader.node("dry")
         let runtime = reader.decode(Experiment.Runtime.self, "runtime") ?? Experiment.Runtime()
         if runtime.python != nil, let python = node["runtime"]?["python"] {
-            sink.report(Diagnostic(
-                "runtime.python is ignored: it asks Chaos Toolkit to install Python packages with uv, and Faultline runs no Python",
-                at: python.location, path: path.appending("runtime").appending("python"),
-                hint: "python providers of the supported modules run natively (faultline plugins lists them)", severity: .warning))
+            sink.report(
+                Diagnostic(
+                    "runtime.python is ignored: it asks Chaos Toolkit to install Python packages with uv, and Faultline runs no Python",
+                    at: python.location, path: path.appending("runtime").appending("python"),
+                    hint: "python providers of the supported modules run natively (faultline plugins lists them)", severity: .warning))
         }
 
         var hypothesis: Experiment.Hypothesis?
@@ -67,9 +72,11 @@ public enum ExperimentParser {
             return Dictionary(members.map { ($0.key, $0.value.stringValue!) }, uniquingKeysWith: { $1 })
         }
         if node.elements?.isEmpty == true || node.members?.isEmpty == true { return [:] }
-        sink.report(Diagnostic(
-            "contributions are ignored: expected an object such as {reliability: high}, found \(describeFound(node))", at: node.location, path: path,
-            severity: .warning))
+        sink.report(
+            Diagnostic(
+                "contributions are ignored: expected an object such as {reliability: high}, found \(describeFound(node))", at: node.location,
+                path: path,
+                severity: .warning))
         return [:]
     }
 
@@ -79,24 +86,32 @@ public enum ExperimentParser {
         let title = reader.nonEmptyString("title", required: true, hint: "add title: what steady state means, in a few words")
         var probes = parseActivities(reader.node("probes"), path: path.appending("probes"), sink: sink)
         if let controls = reader.node("controls") {
-            sink.report(Diagnostic("controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"), severity: .warning))
+            sink.report(
+                Diagnostic(
+                    "controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"),
+                    severity: .warning))
         }
         reader.reportUnknownKeys()
         for (index, probe) in probes.enumerated() where probe.referencedName == nil {
             if probe.kind != .probe {
-                sink.report(Diagnostic(
-                    "the steady-state hypothesis holds probes only; \"\(probe.name)\" is an action", at: probe.location, path: probe.path.appending("type"),
-                    hint: "move it to method:, or write type: probe"))
+                sink.report(
+                    Diagnostic(
+                        "the steady-state hypothesis holds probes only; \"\(probe.name)\" is an action", at: probe.location,
+                        path: probe.path.appending("type"),
+                        hint: "move it to method:, or write type: probe"))
             }
             // A misspelt `tolerance` key is already reported as unknown, with the suggestion.
-            let misspelt = probe.document.members?.contains { $0.key != "tolerance" && Suggestion.closest(to: $0.key, in: ["tolerance"]) != nil } ?? false
+            let misspelt =
+                probe.document.members?.contains { $0.key != "tolerance" && Suggestion.closest(to: $0.key, in: ["tolerance"]) != nil } ?? false
             if probe.tolerance == nil && !misspelt {
-                sink.report(Diagnostic(
-                    "hypothesis probe \"\(probe.name)\" has no tolerance", at: probe.location, path: probe.path,
-                    hint: "add tolerance: the value (or range, regex, jsonpath) that means the system is fine"))
+                sink.report(
+                    Diagnostic(
+                        "hypothesis probe \"\(probe.name)\" has no tolerance", at: probe.location, path: probe.path,
+                        hint: "add tolerance: the value (or range, regex, jsonpath) that means the system is fine"))
             }
             if probe.background {
-                sink.report(Diagnostic("hypothesis probes cannot run in the background", at: probe.location, path: probe.path.appending("background")))
+                sink.report(
+                    Diagnostic("hypothesis probes cannot run in the background", at: probe.location, path: probe.path.appending("background")))
                 probes[index].background = false
             }
         }
@@ -106,7 +121,10 @@ public enum ExperimentParser {
     static func parseActivities(_ node: SourceNode?, path: DocumentPath, sink: DiagnosticSink) -> [Activity] {
         guard let node, !node.isNull else { return [] }
         guard let elements = node.elements else {
-            sink.report(Diagnostic("expected a list of activities, found \(describeFound(node))", at: node.location, path: path, hint: "start each activity with \"- \""))
+            sink.report(
+                Diagnostic(
+                    "expected a list of activities, found \(describeFound(node))", at: node.location, path: path,
+                    hint: "start each activity with \"- \""))
             return []
         }
         return elements.enumerated().compactMap { parseActivity($0.element, path: path.appending($0.offset), sink: sink) }
@@ -125,9 +143,10 @@ public enum ExperimentParser {
             let background = reader.decode(Bool.self, "background") ?? false
             for ignored in ["provider", "pauses", "timeout", "controls"] {
                 if let n = reader.node(ignored) {
-                    sink.report(Diagnostic(
-                        "\(ignored) on a ref is ignored: the referenced activity's is used (as Chaos Toolkit does)", at: n.location,
-                        path: path.appending(ignored), hint: "remove it, or write a separate activity", severity: .warning))
+                    sink.report(
+                        Diagnostic(
+                            "\(ignored) on a ref is ignored: the referenced activity's is used (as Chaos Toolkit does)", at: n.location,
+                            path: path.appending(ignored), hint: "remove it, or write a separate activity", severity: .warning))
                 }
             }
             reader.reportUnknownKeys()
@@ -152,13 +171,17 @@ public enum ExperimentParser {
         let background = reader.decode(Bool.self, "background") ?? false
         let timeout = reader.node("timeout")
         if let controls = reader.node("controls") {
-            sink.report(Diagnostic("controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"), severity: .warning))
+            sink.report(
+                Diagnostic(
+                    "controls are Chaos Toolkit Python hooks and are ignored", at: controls.location, path: path.appending("controls"),
+                    severity: .warning))
         }
         for ignored in ["configuration", "secrets"] {
             if let n = reader.node(ignored) {
-                sink.report(Diagnostic(
-                    "activity-level \(ignored) is not used (Chaos Toolkit ignores it too)", at: n.location, path: path.appending(ignored),
-                    hint: "declare it at the top of the experiment", severity: .warning))
+                sink.report(
+                    Diagnostic(
+                        "activity-level \(ignored) is not used (Chaos Toolkit ignores it too)", at: n.location, path: path.appending(ignored),
+                        hint: "declare it at the top of the experiment", severity: .warning))
             }
         }
         _ = reader.node("dry")
@@ -177,11 +200,15 @@ public enum ExperimentParser {
             return nil
         }
         guard let typeNode = node["type"] else {
-            sink.report(Diagnostic("missing required key \"type\"", at: node.location, path: path, hint: "name a provider type, e.g. type: http or type: process; `faultline plugins` lists them"))
+            sink.report(
+                Diagnostic(
+                    "missing required key \"type\"", at: node.location, path: path,
+                    hint: "name a provider type, e.g. type: http or type: process; `faultline plugins` lists them"))
             return nil
         }
         guard let type = typeNode.stringValue, !type.isEmpty else {
-            sink.report(Diagnostic("expected a provider type name, found \(describeFound(typeNode))", at: typeNode.location, path: path.appending("type")))
+            sink.report(
+                Diagnostic("expected a provider type name, found \(describeFound(typeNode))", at: typeNode.location, path: path.appending("type")))
             return nil
         }
         if type == "python" {
@@ -194,7 +221,8 @@ public enum ExperimentParser {
             reader.reportUnknownKeys()
             guard let module, let function else { return nil }
             return ProviderReference(
-                type: type, python: (module, function), arguments: arguments, location: node.location, typeLocation: node["module"]?.location, path: path)
+                type: type, python: (module, function), arguments: arguments, location: node.location, typeLocation: node["module"]?.location,
+                path: path)
         }
         // Native providers take their arguments at the provider level, as Chaos Toolkit's http and
         // process providers do. `secrets` (a list of scopes) is Chaos Toolkit's and not an argument.
@@ -226,9 +254,10 @@ public enum ExperimentParser {
                 return activity
             }
             if targets.count > 1, warned.insert(name).inserted {
-                sink.report(Diagnostic(
-                    "ref \"\(name)\": \(targets.count) activities have that name; the last (\(target.path)) is used, as Chaos Toolkit does",
-                    at: activity.location, path: activity.path.appending("ref"), hint: "give them distinct names", severity: .warning))
+                sink.report(
+                    Diagnostic(
+                        "ref \"\(name)\": \(targets.count) activities have that name; the last (\(target.path)) is used, as Chaos Toolkit does",
+                        at: activity.location, path: activity.path.appending("ref"), hint: "give them distinct names", severity: .warning))
             }
             var resolved = target
             resolved.location = activity.location

@@ -387,7 +387,9 @@ public struct JSONPath: Sendable, CustomStringConvertible {
 
         mutating func parseCall(_ name: String) throws(JSONPathError) -> Subscript {
             guard let function = Function(rawValue: name) else {
-                throw fail("jsonpath2 has no function \"\(name)\"", hint: "its functions: \(Function.allCases.map { "\($0.rawValue)()" }.joined(separator: ", "))")
+                throw fail(
+                    "jsonpath2 has no function \"\(name)\"",
+                    hint: "its functions: \(Function.allCases.map { "\($0.rawValue)()" }.joined(separator: ", "))")
             }
             try expect(.parenLeft, "(")
             var operands: [Operand] = []

@@ -63,7 +63,8 @@ public struct ObjectReader {
         for member in members where !known.contains(member.key) {
             // Past the sink's limit the diagnostic is only counted: skip the suggestion.
             let hint = sink.isFull ? nil : Suggestion.didYouMean(member.key, in: known) ?? "known keys: \(known.joined(separator: ", "))"
-            sink.report(Diagnostic("unknown key \"\(member.key)\"", at: member.keyLocation ?? node.location, path: path.appending(member.key), hint: hint))
+            sink.report(
+                Diagnostic("unknown key \"\(member.key)\"", at: member.keyLocation ?? node.location, path: path.appending(member.key), hint: hint))
         }
     }
 }

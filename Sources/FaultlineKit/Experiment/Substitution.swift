@@ -213,9 +213,11 @@ public struct Substitution: Sendable {
                 at: node.location)
         case .object(let members):
             return SourceNode(
-                .object(try members.map {
-                    SourceNode.Member(key: $0.key, keyLocation: $0.keyLocation, value: try substitute($0.value, path: path.appending($0.key), sink: sink))
-                }), at: node.location)
+                .object(
+                    try members.map {
+                        SourceNode.Member(
+                            key: $0.key, keyLocation: $0.keyLocation, value: try substitute($0.value, path: path.appending($0.key), sink: sink))
+                    }), at: node.location)
         }
     }
 

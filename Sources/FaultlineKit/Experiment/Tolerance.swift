@@ -40,7 +40,8 @@ public enum Tolerance: Sendable {
         if let custom, let check = try custom(node, path) { return .custom(check) }
         switch node.content {
         case .scalar(.null, _):
-            throw Diagnostic("a tolerance cannot be null", at: node.location, path: path, hint: "write the value that means steady state, e.g. tolerance: 200")
+            throw Diagnostic(
+                "a tolerance cannot be null", at: node.location, path: path, hint: "write the value that means steady state, e.g. tolerance: 200")
         case .scalar(let value, _):
             return .equals(value)
         case .array(let elements):
@@ -61,10 +62,16 @@ public enum Tolerance: Sendable {
                 let bounds = reader.decode([Double].self, "range", required: true, hint: "write range: [lower, upper]")
                 let target = reader.decode(String.self, "target")
                 if let bounds, bounds.count != 2 {
-                    sink.report(Diagnostic("range needs exactly two numbers [lower, upper], found \(bounds.count)", at: node["range"]?.location, path: path.appending("range")))
+                    sink.report(
+                        Diagnostic(
+                            "range needs exactly two numbers [lower, upper], found \(bounds.count)", at: node["range"]?.location,
+                            path: path.appending("range")))
                 }
                 if let bounds, bounds.count == 2, bounds[0] > bounds[1] {
-                    sink.report(Diagnostic("range lower bound \(bounds[0]) is above the upper bound \(bounds[1])", at: node["range"]?.location, path: path.appending("range")))
+                    sink.report(
+                        Diagnostic(
+                            "range lower bound \(bounds[0]) is above the upper bound \(bounds[1])", at: node["range"]?.location,
+                            path: path.appending("range")))
                 }
                 tolerance = bounds.flatMap { $0.count == 2 ? .range(lower: $0[0], upper: $0[1], target: target) : nil }
             case "regex":
@@ -74,7 +81,8 @@ public enum Tolerance: Sendable {
                     do {
                         _ = try NSRegularExpression(pattern: Self.icuPattern(pattern))
                     } catch {
-                        sink.report(Diagnostic("invalid regular expression \"\(pattern)\"", at: node["pattern"]?.location, path: path.appending("pattern")))
+                        sink.report(
+                            Diagnostic("invalid regular expression \"\(pattern)\"", at: node["pattern"]?.location, path: path.appending("pattern")))
                     }
                 }
                 tolerance = pattern.map { .regex(pattern: $0, target: target) }
@@ -88,9 +96,10 @@ public enum Tolerance: Sendable {
                     do {
                         jsonPath = try JSONPath(pathText)
                     } catch {
-                        sink.report(Diagnostic(
-                            "invalid JSONPath \"\(pathText)\": \(error.message)", at: node["path"]?.location, path: path.appending("path"),
-                            hint: error.hint ?? "Chaos Toolkit reads paths with jsonpath2; see the README's tolerance reference"))
+                        sink.report(
+                            Diagnostic(
+                                "invalid JSONPath \"\(pathText)\": \(error.message)", at: node["path"]?.location, path: path.appending("path"),
+                                hint: error.hint ?? "Chaos Toolkit reads paths with jsonpath2; see the README's tolerance reference"))
                     }
                 }
                 tolerance = jsonPath.map { .jsonpath(path: $0, expect: expect, count: count, target: target) }
@@ -98,7 +107,10 @@ public enum Tolerance: Sendable {
                 let probeSink = DiagnosticSink()
                 var probeNode = node
                 if case .object(let members) = node.content, !members.contains(where: { $0.key == "name" }) {
-                    probeNode = SourceNode(.object(members + [.init(key: "name", keyLocation: node.location, value: SourceNode(.string("tolerance"), at: node.location))]), at: node.location)
+                    probeNode = SourceNode(
+                        .object(
+                            members + [.init(key: "name", keyLocation: node.location, value: SourceNode(.string("tolerance"), at: node.location))]),
+                        at: node.location)
                 }
                 let activity = ExperimentParser.parseActivity(probeNode, path: path, sink: probeSink)
                 probeSink.diagnostics.forEach(sink.report)
@@ -171,7 +183,8 @@ public enum Tolerance: Sendable {
         case .range(let lo, let hi, let target):
             let (picked, _) = Self.pick(output, target: target, defaults: ["status"])
             guard let v = Self.decimal(picked), !v.isNaN else {
-                return ToleranceOutcome(met: false, message: "range needs a number, got \(Self.describe(picked))\(target == nil ? " (set target:)" : "")")
+                return ToleranceOutcome(
+                    met: false, message: "range needs a number, got \(Self.describe(picked))\(target == nil ? " (set target:)" : "")")
             }
             let met = lo <= v && v <= hi
             return ToleranceOutcome(met: met, message: met ? nil : "\(Self.describe(picked)) is outside [\(Self.number(lo)), \(Self.number(hi))]")
@@ -247,7 +260,8 @@ public enum Tolerance: Sendable {
         // Underscores only between digits, as in Python's numeric literals.
         let characters = Array(text)
         for (i, c) in characters.enumerated() where c == "_" {
-            guard i > 0, i < characters.count - 1, characters[i - 1].isASCII, characters[i - 1].isNumber, characters[i + 1].isASCII, characters[i + 1].isNumber
+            guard i > 0, i < characters.count - 1, characters[i - 1].isASCII, characters[i - 1].isNumber, characters[i + 1].isASCII,
+                characters[i + 1].isNumber
             else { return nil }
         }
         text.removeAll { $0 == "_" }

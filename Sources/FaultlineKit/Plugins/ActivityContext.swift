@@ -241,7 +241,7 @@ final class RunState: Sendable {
             var record = CleanupRecord(description: cleanup.description, status: .succeeded, error: nil, start: start, end: start)
             do {
                 try await cleanup.body()
-            } catch where Task.isCancelled {
+            } catch  where Task.isCancelled {
                 record.status = .interrupted
                 record.error = "cancelled before it finished"
             } catch {

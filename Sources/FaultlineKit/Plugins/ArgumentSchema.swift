@@ -178,7 +178,6 @@ final class SchemaRecorder: Decoder {
         func decodeIfPresent(_ type: UInt32.Type, forKey key: Key) throws -> UInt32? { try decodeIfPresent(generic: type, forKey: key) }
         func decodeIfPresent(_ type: UInt64.Type, forKey key: Key) throws -> UInt64? { try decodeIfPresent(generic: type, forKey: key) }
 
-
         func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
             recorder.record(key.stringValue, Value.self, required: true, nested: nil)
             return KeyedDecodingContainer(Keyed<NestedKey>(recorder: SchemaRecorder()))

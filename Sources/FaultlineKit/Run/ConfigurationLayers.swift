@@ -18,7 +18,8 @@ enum ConfigurationLayers {
     /// ``experiment(_:exports:shared:sink:)``: what the exports or the shared configuration
     /// override is left out, as resolving would ignore it.
     static func evaluate(
-        _ own: ConfigurationLayer, exports: [String: Value], shared: ResolvedConfiguration, environment: [String: String], sources: ConfigurationSources,
+        _ own: ConfigurationLayer, exports: [String: Value], shared: ResolvedConfiguration, environment: [String: String],
+        sources: ConfigurationSources,
         sink: DiagnosticSink
     ) -> ConfigurationLayer {
         own.evaluated(under: overlays(exports: exports, shared: shared), environment: environment, sources: sources, sink: sink)
@@ -27,7 +28,9 @@ enum ConfigurationLayers {
     /// An experiment's configuration: its own layer (evaluated) < what the run's extensions export
     /// < the shared configuration. Nothing is read or computed again: exports and the shared
     /// configuration are taken as they are, and only the experiment's `${…}` references resolve.
-    static func experiment(_ own: ConfigurationLayer, exports: [String: Value], shared: ResolvedConfiguration, sink: DiagnosticSink) -> ResolvedConfiguration {
+    static func experiment(_ own: ConfigurationLayer, exports: [String: Value], shared: ResolvedConfiguration, sink: DiagnosticSink)
+        -> ResolvedConfiguration
+    {
         ResolvedConfiguration.resolve([own] + overlays(exports: exports, shared: shared), environment: [:], sources: .none, sink: sink)
     }
 

@@ -78,7 +78,8 @@ struct PlanBuilder {
         }
         return Suite(
             file: path, name: ((path as NSString).lastPathComponent as NSString).deletingPathExtension, description: nil, seed: nil,
-            configuration: ConfigurationLayer(name: "suite"), entries: [Suite.Entry(path: nil, inline: document, location: document.location, documentPath: .root)],
+            configuration: ConfigurationLayer(name: "suite"),
+            entries: [Suite.Entry(path: nil, inline: document, location: document.location, documentPath: .root)],
             profiles: [], reports: nil, extensionSections: [:], isSuiteFile: false)
     }
 
@@ -135,7 +136,9 @@ struct PlanBuilder {
             options.only.contains { experiment.title.localizedCaseInsensitiveContains($0) || experiment.origin.localizedCaseInsensitiveContains($0) }
         }
         if kept.isEmpty {
-            sink.report(Diagnostic("no experiment matches --only \(options.only.joined(separator: ", "))", at: SourceLocation(file: path, line: 1, column: 1)))
+            sink.report(
+                Diagnostic("no experiment matches --only \(options.only.joined(separator: ", "))", at: SourceLocation(file: path, line: 1, column: 1))
+            )
         }
         return kept
     }

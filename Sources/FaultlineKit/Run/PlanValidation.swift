@@ -35,9 +35,11 @@ enum PlanValidation {
     static func checkReportFormats(_ formats: [String], file: String, registry: PluginRegistry, sink: DiagnosticSink) {
         for format in formats where registry.reporters[format] == nil {
             let known = registry.reporters.keys.sorted()
-            sink.report(Diagnostic(
-                "unknown report format \"\(format)\"", at: SourceLocation(file: file, line: 1, column: 1),
-                hint: Suggestion.didYouMean(format, in: known) ?? (known.isEmpty ? "no reporters are registered" : "known formats: \(known.joined(separator: ", "))")))
+            sink.report(
+                Diagnostic(
+                    "unknown report format \"\(format)\"", at: SourceLocation(file: file, line: 1, column: 1),
+                    hint: Suggestion.didYouMean(format, in: known)
+                        ?? (known.isEmpty ? "no reporters are registered" : "known formats: \(known.joined(separator: ", "))")))
         }
     }
 }

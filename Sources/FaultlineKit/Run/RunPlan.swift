@@ -36,7 +36,9 @@ public struct RunPlan: Sendable {
         self.reports = reports
         self.options = options
         var redactor = shared.redactor
-        for experiment in experiments { redactor.add(Array(experiment.configuration.redactor.needles) + Array(experiment.configuration.redactor.exact)) }
+        for experiment in experiments {
+            redactor.add(Array(experiment.configuration.redactor.needles) + Array(experiment.configuration.redactor.exact))
+        }
         self.redactor = redactor
     }
 

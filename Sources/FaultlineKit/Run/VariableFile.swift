@@ -8,7 +8,8 @@ enum VariableFile {
         do {
             let node = try DocumentLoader.load(path: file)
             var reader = ObjectReader(node, path: .root, sink: sink, what: "an object with configuration and/or secrets")
-            let layer = ConfigurationLayer.parse(name: file, configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: .root, sink: sink)
+            let layer = ConfigurationLayer.parse(
+                name: file, configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: .root, sink: sink)
             reader.reportUnknownKeys()
             return layer
         } catch {
@@ -33,7 +34,9 @@ enum VariableFile {
                 continue
             }
             var value = String(body[body.index(after: equals)...]).trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first { value = String(value.dropFirst().dropLast()) }
+            if value.count >= 2, let first = value.first, first == "\"" || first == "'", value.last == first {
+                value = String(value.dropFirst().dropLast())
+            }
             let key = String(body[..<equals]).trimmingCharacters(in: .whitespaces)
             layer.entries.append((key, .literal(SourceNode(.string(value), at: SourceLocation(file: file, line: number + 1, column: 1)))))
         }

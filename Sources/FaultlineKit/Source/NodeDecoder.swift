@@ -218,7 +218,8 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         decoder.queriedKeys.insert(key.stringValue)
         guard let member = members.first(where: { $0.key == key.stringValue }) else {
             // A misspelling of the missing key is the likelier story: say that.
-            if let typo = members.first(where: { !decoder.readKeys.contains($0.key) && Suggestion.closest(to: $0.key, in: [key.stringValue]) != nil }) {
+            if let typo = members.first(where: { !decoder.readKeys.contains($0.key) && Suggestion.closest(to: $0.key, in: [key.stringValue]) != nil })
+            {
                 throw Diagnostic(
                     "unknown key \"\(typo.key)\"", at: typo.keyLocation ?? decoder.node.location, path: decoder.path.appending(typo.key),
                     hint: "did you mean \"\(key.stringValue)\"?")
@@ -390,4 +391,3 @@ private struct SingleValue: SingleValueDecodingContainer {
 
     func decode<T: Decodable>(_ type: T.Type) throws -> T { try decoder.decodeValue(T.self) }
 }
-

@@ -81,7 +81,8 @@ public struct Suite: Sendable {
         let name = reader.decode(String.self, "name") ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension
         let description = reader.decode(String.self, "description")
         let seed = reader.decode(UInt64.self, "seed")
-        let configuration = ConfigurationLayer.parse(name: "suite", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: .root, sink: sink)
+        let configuration = ConfigurationLayer.parse(
+            name: "suite", configuration: reader.node("configuration"), secrets: reader.node("secrets"), path: .root, sink: sink)
         var entries: [Entry] = []
         if let list = reader.node("experiments", required: true) {
             if let elements = list.elements {
@@ -94,9 +95,11 @@ public struct Suite: Sendable {
                         var entryReader = ObjectReader(element, path: path, sink: sink)
                         let expect = entryReader.decode(Outcome.self, "expect")
                         if let expect, expect == .running || expect == .interrupted {
-                            sink.report(Diagnostic(
-                                "expect: \(expect.rawValue) is not an outcome an experiment can be documented to have", at: element["expect"]?.location,
-                                path: path.appending("expect"), hint: "write completed, deviated, failed or aborted"))
+                            sink.report(
+                                Diagnostic(
+                                    "expect: \(expect.rawValue) is not an outcome an experiment can be documented to have",
+                                    at: element["expect"]?.location,
+                                    path: path.appending("expect"), hint: "write completed, deviated, failed or aborted"))
                         }
                         if let file = entryReader.nonEmptyString("path") {
                             entries.append(Entry(path: file, inline: nil, location: element.location, documentPath: path, expect: expect))
@@ -105,12 +108,16 @@ public struct Suite: Sendable {
                     case .object:
                         entries.append(Entry(path: nil, inline: element, location: element.location, documentPath: path))
                     default:
-                        sink.report(Diagnostic(
-                            "expected an experiment file name or an inline experiment, found \(describeFound(element))", at: element.location, path: path))
+                        sink.report(
+                            Diagnostic(
+                                "expected an experiment file name or an inline experiment, found \(describeFound(element))", at: element.location,
+                                path: path))
                     }
                 }
             } else {
-                sink.report(Diagnostic("expected a list of experiments, found \(describeFound(list))", at: list.location, path: DocumentPath([.key("experiments")])))
+                sink.report(
+                    Diagnostic(
+                        "expected a list of experiments, found \(describeFound(list))", at: list.location, path: DocumentPath([.key("experiments")])))
             }
         }
         var profiles: [Profile] = []
@@ -118,12 +125,14 @@ public struct Suite: Sendable {
             if let members = profilesNode.members {
                 for member in members {
                     let path = DocumentPath([.key("profiles"), .key(member.key)])
-                    var profileReader = ObjectReader(member.value, path: path, sink: sink, what: "a profile (an object with configuration, toxics, …)")
+                    var profileReader = ObjectReader(
+                        member.value, path: path, sink: sink, what: "a profile (an object with configuration, toxics, …)")
                     guard profileReader.isObject else { continue }
                     let isDefault = profileReader.decode(Bool.self, "default") ?? false
                     let profileDescription = profileReader.decode(String.self, "description")
                     let layer = ConfigurationLayer.parse(
-                        name: "profile \(member.key)", configuration: profileReader.node("configuration"), secrets: profileReader.node("secrets"), path: path, sink: sink)
+                        name: "profile \(member.key)", configuration: profileReader.node("configuration"), secrets: profileReader.node("secrets"),
+                        path: path, sink: sink)
                     var profileSections: [String: SourceNode] = [:]
                     for key in profileKeys {
                         if let section = profileReader.node(key) { profileSections[key] = section }
@@ -131,19 +140,27 @@ public struct Suite: Sendable {
                     let profileSeed = profileReader.decode(UInt64.self, "seed")
                     let reports = profileReader.decode(ReportSettings.self, "reports")
                     profileReader.reportUnknownKeys()
-                    profiles.append(Profile(
-                        name: member.key, isDefault: isDefault, description: profileDescription, configuration: layer, extensionSections: profileSections,
-                        seed: profileSeed,
-                        reports: reports, location: member.keyLocation))
+                    profiles.append(
+                        Profile(
+                            name: member.key, isDefault: isDefault, description: profileDescription, configuration: layer,
+                            extensionSections: profileSections,
+                            seed: profileSeed,
+                            reports: reports, location: member.keyLocation))
                 }
                 let defaults = profiles.filter(\.isDefault)
                 if defaults.count > 1 {
-                    sink.report(Diagnostic(
-                        "\(defaults.count) profiles are marked default: \(defaults.map(\.name).joined(separator: ", "))", at: defaults[1].location,
-                        path: DocumentPath([.key("profiles"), .key(defaults[1].name), .key("default")]), hint: "mark exactly one profile default: true"))
+                    sink.report(
+                        Diagnostic(
+                            "\(defaults.count) profiles are marked default: \(defaults.map(\.name).joined(separator: ", "))",
+                            at: defaults[1].location,
+                            path: DocumentPath([.key("profiles"), .key(defaults[1].name), .key("default")]),
+                            hint: "mark exactly one profile default: true"))
                 }
             } else {
-                sink.report(Diagnostic("expected an object of named profiles, found \(describeFound(profilesNode))", at: profilesNode.location, path: DocumentPath([.key("profiles")])))
+                sink.report(
+                    Diagnostic(
+                        "expected an object of named profiles, found \(describeFound(profilesNode))", at: profilesNode.location,
+                        path: DocumentPath([.key("profiles")])))
             }
         }
         let reports = reader.decode(ReportSettings.self, "reports")

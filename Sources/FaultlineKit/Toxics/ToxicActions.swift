@@ -101,7 +101,9 @@ extension ActivityContext {
     }
 
     /// Changes a toxic's attributes (merged) or toxicity.
-    public func updateToxic(named name: String, on proxy: String, attributes: Value?, toxicity: Double?, backend: any ToxicBackend) async throws -> ToxicDefinition {
+    public func updateToxic(named name: String, on proxy: String, attributes: Value?, toxicity: Double?, backend: any ToxicBackend) async throws
+        -> ToxicDefinition
+    {
         try await backendCall(backend) { try await backend.updateToxic(named: name, on: proxy, attributes: attributes, toxicity: toxicity) }
     }
 
@@ -131,9 +133,13 @@ extension ActivityContext {
     /// Changes a proxy's listen address, upstream or state until the experiment ends, when what
     /// changed gets its previous value back; exports `<name>_PORT`, the port it listens on now.
     /// Changing listen or upstream drops the proxy's connections.
-    public func changeProxy(named name: String, listen: String?, upstream: String?, enabled: Bool?, on backend: any ToxicBackend) async throws -> ProxyDefinition {
+    public func changeProxy(named name: String, listen: String?, upstream: String?, enabled: Bool?, on backend: any ToxicBackend) async throws
+        -> ProxyDefinition
+    {
         let before = try await backendCall(backend) { try await backend.proxy(named: name) }
-        let after = try await backendCall(backend) { try await backend.updateProxy(named: name, listen: listen, upstream: upstream, enabled: enabled) }
+        let after = try await backendCall(backend) {
+            try await backend.updateProxy(named: name, listen: listen, upstream: upstream, enabled: enabled)
+        }
         let faultID = ToxicFault.down(name)
         if enabled == false, before.enabled { beginFault("proxy \(name) down", id: faultID) }
         if enabled == true { endFault(faultID) }
@@ -378,7 +384,8 @@ public struct UpdateToxicAction: Action {
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
         let updated = try await context.updateToxic(
-            named: arguments.name, on: arguments.proxy, attributes: arguments.attributes, toxicity: arguments.toxicity, backend: try context.toxicBackend())
+            named: arguments.name, on: arguments.proxy, attributes: arguments.attributes, toxicity: arguments.toxicity,
+            backend: try context.toxicBackend())
         return toxicOutput(updated, proxy: arguments.proxy)
     }
 }
@@ -506,8 +513,12 @@ public struct CreateProxyAction: Action {
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
         let created = try await context.createProxy(
-            ProxyDefinition(name: arguments.name, listen: arguments.listen, upstream: arguments.upstream, enabled: arguments.enabled), on: try context.toxicBackend())
-        return ["name": .string(arguments.name), "listen": .string(created.listen), "upstream": .string(created.upstream), "enabled": .bool(created.enabled)]
+            ProxyDefinition(name: arguments.name, listen: arguments.listen, upstream: arguments.upstream, enabled: arguments.enabled),
+            on: try context.toxicBackend())
+        return [
+            "name": .string(arguments.name), "listen": .string(created.listen), "upstream": .string(created.upstream),
+            "enabled": .bool(created.enabled),
+        ]
     }
 }
 

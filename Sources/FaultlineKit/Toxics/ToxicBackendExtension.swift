@@ -65,11 +65,14 @@ public struct ToxicBackendExtension: RunExtension {
         return Plan(backend: backend.name, options: backend.options, proxies: proxies)
     }
 
-    private func planProxies(_ sections: RunSections, substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink) -> [ProxyDefinition]? {
+    private func planProxies(_ sections: RunSections, substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink)
+        -> [ProxyDefinition]?
+    {
         guard let node = sections["proxies"] else { return nil }
         let path = DocumentPath([.key("proxies")])
         guard let elements = node.elements else {
-            sink.report(Diagnostic("expected a list of proxies ({name, listen, upstream}), found \(describeFound(node))", at: node.location, path: path))
+            sink.report(
+                Diagnostic("expected a list of proxies ({name, listen, upstream}), found \(describeFound(node))", at: node.location, path: path))
             return nil
         }
         var proxies: [ProxyDefinition] = []
@@ -86,16 +89,20 @@ public struct ToxicBackendExtension: RunExtension {
                 continue
             }
             if !names.insert(proxy.name).inserted {
-                sink.report(Diagnostic("duplicate proxy name \"\(proxy.name)\"", at: element["name"]?.location, path: path.appending(index).appending("name")))
+                sink.report(
+                    Diagnostic("duplicate proxy name \"\(proxy.name)\"", at: element["name"]?.location, path: path.appending(index).appending("name"))
+                )
             }
             for (key, address, role) in [("upstream", proxy.upstream, HostPort.Role.connect), ("listen", proxy.listen ?? "127.0.0.1:0", .listen)] {
                 do {
                     _ = try HostPort(parsing: address, role: role)
                 } catch {
-                    sink.report(Diagnostic(error.message(key: key), at: element[key]?.location, path: path.appending(index).appending(key), hint: error.hint))
+                    sink.report(
+                        Diagnostic(error.message(key: key), at: element[key]?.location, path: path.appending(index).appending(key), hint: error.hint))
                 }
             }
-            proxies.append(ProxyDefinition(name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: proxy.upstream, enabled: proxy.enabled ?? true))
+            proxies.append(
+                ProxyDefinition(name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: proxy.upstream, enabled: proxy.enabled ?? true))
         }
         if registry.toxicBackends.isEmpty {
             sink.report(Diagnostic("the suite declares proxies, but no toxic backend plugin is registered", at: node.location, path: path))
@@ -110,14 +117,18 @@ public struct ToxicBackendExtension: RunExtension {
         guard let toxics = sections.profile["toxics"] else { return (registry.defaultToxicBackend, nil) }
         let path = sections.path(of: "toxics")
         guard let backend = toxics["backend"]?.stringValue else {
-            sink.report(Diagnostic("toxics needs backend: (one of \(registry.toxicBackends.keys.sorted().joined(separator: ", ")))", at: toxics.location, path: path))
+            sink.report(
+                Diagnostic(
+                    "toxics needs backend: (one of \(registry.toxicBackends.keys.sorted().joined(separator: ", ")))", at: toxics.location, path: path)
+            )
             return (nil, nil)
         }
         guard let factory = registry.toxicBackends[backend] else {
             let known = registry.toxicBackends.keys.sorted()
-            sink.report(Diagnostic(
-                "unknown toxic backend \"\(backend)\"", at: toxics["backend"]?.location, path: path.appending("backend"),
-                hint: Suggestion.didYouMean(backend, in: known) ?? "known backends: \(known.joined(separator: ", "))"))
+            sink.report(
+                Diagnostic(
+                    "unknown toxic backend \"\(backend)\"", at: toxics["backend"]?.location, path: path.appending("backend"),
+                    hint: Suggestion.didYouMean(backend, in: known) ?? "known backends: \(known.joined(separator: ", "))"))
             return (nil, nil)
         }
         let options = Self.backendOptions(toxics)
