@@ -246,8 +246,9 @@ final class LoadRecorder {
 
     /// The segment a moment (microseconds since the start) falls in, created on first use.
     private func segment(at micros: Int64) -> Int {
+        // Odd: a window is changing right now; the windows are read under its lock, after it.
         let now = faults.generation
-        if now != generation {
+        if now != generation || now % 2 != 0 {
             windows = faults.windows()
             generation = now
             lastSegment = nil

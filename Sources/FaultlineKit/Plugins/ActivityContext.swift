@@ -79,7 +79,9 @@ public struct ActivityContext: Sendable {
     public var faultWindows: [FaultWindow] { run.faults }
 
     /// A number that changes whenever a fault window begins or ends: cheap to read (no lock), so a
-    /// load generator can check it per request and re-read ``faultWindows`` only when it moved.
+    /// load generator can check it per request and re-read ``faultWindows`` only when it moved. It
+    /// is odd while a window is changing (it moves before the change takes its timestamp): re-read
+    /// then too, which waits for the change.
     public var faultGeneration: Int { run.faultGeneration }
 
     /// Creates a context for tests and for providers used outside an experiment.
@@ -164,11 +166,23 @@ final class RunState: Sendable {
         var randomCounter = 0
     }
     private let state = Mutex(State())
+    /// Odd while a window is being changed, even otherwise (a sequence lock): it moves before the
+    /// change takes its timestamp, so a reader that saw it unchanged knows no window began or ended
+    /// before that moment, and one that sees it odd re-reads the windows under the lock.
     private let generation = Atomic<Int>(0)
 
     init() {}
 
     var faultGeneration: Int { generation.load(ordering: .acquiring) }
+
+    /// Changes the fault windows between the two steps of ``generation``.
+    private func changingFaults<T>(_ change: (inout State) -> T) -> T {
+        state.withLock { s in
+            generation.add(1, ordering: .sequentiallyConsistent)
+            defer { generation.add(1, ordering: .releasing) }
+            return change(&s)
+        }
+    }
 
     func nextRandomStream() -> Int {
         state.withLock {
@@ -188,29 +202,26 @@ final class RunState: Sendable {
     var exports: [String: Value] { state.withLock { $0.exports } }
 
     func beginFault(label: String, id: String) -> String {
-        state.withLock { s in
+        changingFaults { s in
             s.faults.removeAll { $0.id == id && $0.end == nil }
             s.faults.append(FaultWindow(id: id, label: label, start: Timestamp.now(), end: nil))
-            generation.add(1, ordering: .releasing)
         }
         return id
     }
 
     func endFault(id: String, note: String? = nil) {
-        state.withLock { s in
+        changingFaults { s in
             guard let index = s.faults.lastIndex(where: { $0.id == id && $0.end == nil }) else { return }
             s.faults[index].end = Timestamp.now()
             if let note, !note.isEmpty { s.faultNotes[Self.noteKey(s.faults[index])] = note }
-            generation.add(1, ordering: .releasing)
         }
     }
 
     /// Closes every open fault window (at the end of the run).
     func closeFaults() {
-        let now = Timestamp.now()
-        state.withLock { s in
+        changingFaults { s in
+            let now = Timestamp.now()
             for i in s.faults.indices where s.faults[i].end == nil { s.faults[i].end = now }
-            generation.add(1, ordering: .releasing)
         }
     }
 
