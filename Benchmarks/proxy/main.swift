@@ -37,20 +37,9 @@ if CommandLine.arguments.contains("--churn") {
 
 // MARK: The proxy under test
 
-let proxyProcess = Process()
-proxyProcess.executableURL = URL(fileURLWithPath: faultlinePath)
-proxyProcess.arguments = ["proxy", "--port", "0", "--seed", "1"]
-let banner = Pipe()
-proxyProcess.standardOutput = banner
-proxyProcess.standardError = FileHandle.nullDevice
-try proxyProcess.run()
-var bannerLine = Data()
-while true {
-    let byte = banner.fileHandleForReading.readData(ofLength: 1)
-    if byte.isEmpty || byte == Data("\n".utf8) { break }
-    bannerLine.append(byte)
-}
-let apiPort = Int(String(decoding: bannerLine, as: UTF8.self).split(separator: ":").last!.prefix { $0.isNumber })!
+let proxyServer = try ChurnBenchmark.startFaultline(faultlinePath)
+let proxyProcess = proxyServer.process
+let apiPort = proxyServer.apiPort
 
 /// One admin API call; returns the status and body.
 @discardableResult

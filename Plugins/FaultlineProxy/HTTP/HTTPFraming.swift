@@ -123,14 +123,7 @@ struct HTTPFraming {
         // The usual case, a whole head in one read: sliced from the read, not copied.
         if start == 0, let end = Self.headEnd(in: input, from: 0) {
             let raw = input.readSlice(length: end)!
-            guard let head = parse(raw) else {
-                var all = raw
-                all.writeImmutableBuffer(input)
-                input.moveReaderIndex(forwardBy: input.readableBytes)
-                state = .opaque
-                return .notHTTP("malformed HTTP/1.x head", all)
-            }
-            return head
+            return headOrOpaque(raw, rest: &input)
         }
         // Look for the blank line from a few bytes before the new ones (it may straddle reads).
         pending.writeImmutableBuffer(input)
@@ -147,6 +140,12 @@ struct HTTPFraming {
         input.moveReaderIndex(forwardBy: used)
         let raw = pending.readSlice(length: end)!
         pending = ByteBuffer()
+        return headOrOpaque(raw, rest: &input)
+    }
+
+    /// The parsed head, or, when it is malformed, the end of framing: the head and everything
+    /// after it pass through untouched.
+    private mutating func headOrOpaque(_ raw: ByteBuffer, rest input: inout ByteBuffer) -> Event {
         guard let head = parse(raw) else {
             var all = raw
             all.writeImmutableBuffer(input)
