@@ -1,7 +1,6 @@
 import FaultlineNetwork
 import FaultlineTesting
 import Foundation
-import Testing
 
 /// A real nginx (the Debian package) on a free loopback port, with its own configuration, prefix
 /// and logs in a scratch directory; one process (`master_process off`), ended by its PID in

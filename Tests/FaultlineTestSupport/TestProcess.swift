@@ -5,7 +5,6 @@ import FaultlineProcess
 import FaultlineTesting
 import Foundation
 import Synchronization
-import Testing
 
 /// A child process a test runs — a built product of this package (`faultline`, `faultline-demo`)
 /// or a program on PATH (`redis-server`) — with its stdout and stderr in files, readable while it
@@ -81,7 +80,10 @@ public final class TestProcess: Sendable {
     /// Waits for a line that starts with `prefix` (a banner with a port) and returns it.
     public func line(startingWith prefix: String, timeout: Duration = .seconds(30)) async throws -> String {
         _ = await eventually(timeout: timeout) { lines.contains { $0.hasPrefix(prefix) } || !isRunning }
-        return try #require(lines.first { $0.hasPrefix(prefix) }, "no line \"\(prefix)…\" from \(child.executable); it wrote: \(lines.suffix(20))")
+        guard let line = lines.first(where: { $0.hasPrefix(prefix) }) else {
+            throw TestFailure("no line \"\(prefix)…\" from \(child.executable); it wrote: \(lines.suffix(20))")
+        }
+        return line
     }
 
     deinit {
