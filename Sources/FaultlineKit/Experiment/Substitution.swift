@@ -84,7 +84,8 @@ public struct Substitution: Sendable {
         if let value = variables[name] { return value }
         guard name.contains(".") else { return nil }
         let components = name.split(separator: ".").map(String.init)
-        guard var current = variables[components[0]] else { return nil }
+        // `${.}` and the like have no first component.
+        guard let first = components.first, var current = variables[first] else { return nil }
         for component in components.dropFirst() {
             if let index = Int(component), let element = current[index] {
                 current = element
