@@ -93,6 +93,35 @@ struct ShardCLITests {
         }
     }
 
+    @Test("a run whose services are ready only after --start-at (and its lateness) fails before any experiment, saying how late")
+    func lateStart() async throws {
+        let scratch = try ScratchDirectory()
+        let go = scratch.path("go")
+        // The service is ready when the test says so, which it does only once the instant and
+        // the lateness allowed have passed: however fast or slow the machine, the run is late.
+        try scratch.write(
+            "suite.yaml",
+            """
+            name: late
+            services:
+              - name: slow
+                command: [sh, -c, "while [ ! -e '\(go)' ]; do sleep 0.05; done; echo ready; exec sleep 60"]
+                ready: {log: ready, timeout: 60}
+            experiments: [exp.yaml]
+            """)
+        try scratch.write("exp.yaml", "title: t\nmethod: []\n")
+        let instant = Date().addingTimeInterval(5)
+        let run = try TestProcess.faultline(
+            ["run", "suite.yaml", "--start-at", Timestamp(instant).text, "--start-lateness", "0.5"], in: scratch)
+        let late = instant.addingTimeInterval(1).timeIntervalSinceNow
+        if late > 0 { try await Task.sleep(for: .seconds(late)) }
+        try scratch.write("go", "")
+        #expect(await run.wait() == 1, "\(run.lines)")
+        #expect(run.stderr.contains("the run was ready"), "\(run.stderr)")
+        #expect(run.stderr.contains("after --start-at"))
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("journals/exp.json")))
+    }
+
     @Test(
         "bad --shard, --shard-count and --start-at are exit 2 with what to write",
         arguments: [
