@@ -54,8 +54,11 @@ struct ReportCommand: ParsableCommand {
         do {
             let text: String
             if merge {
-                let (rendered, groups) = try request.renderMerge(registry: CommandEnvironment.registry)
+                let (rendered, groups, skipped) = try request.renderMerge(registry: CommandEnvironment.registry)
                 text = rendered
+                for path in skipped {
+                    t.error(t.paint("note: ", .dim) + "\(path): no sharded load in this journal, nothing to merge; left out of the report")
+                }
                 for group in groups {
                     t.error(t.paint("merged · \(group.merged.title): \(group.merged.outcome.rawValue)", .bold))
                     for load in group.loads {
@@ -121,14 +124,14 @@ struct ReportRequest {
     }
 
     /// The report of a sharded run (`--merge`): per experiment, the merged run, then each shard.
-    func renderMerge(registry: PluginRegistry) throws -> (text: String, groups: [ShardMerge.Group]) {
+    func renderMerge(registry: PluginRegistry) throws -> (text: String, groups: [ShardMerge.Group], skipped: [String]) {
         let reporter = try self.reporter(registry)
         guard !inputs.isEmpty else {
             throw Failure(message: "--merge needs the journals of every shard (files, or each shard's journal directory)")
         }
-        let groups = try ShardMerge.merge(try inputs.flatMap(Self.journalFiles(at:)))
+        let (groups, skipped) = try ShardMerge.merge(try inputs.flatMap(Self.journalFiles(at:)))
         let journals = groups.flatMap { [$0.merged] + $0.shards }
-        return (try reporter.render(journals, options: ReportOptions(title: title)), groups)
+        return (try reporter.render(journals, options: ReportOptions(title: title)), groups, skipped)
     }
 
     /// Writes the report, creating the directory it goes in.

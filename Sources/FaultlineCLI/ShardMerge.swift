@@ -22,22 +22,29 @@ struct ShardMerge {
     typealias Failure = ReportRequest.Failure
 
     /// Merges journals (with the paths they were read from, for messages), grouped by experiment.
-    /// - Throws: ``ReportRequest/Failure`` when a journal is not a shard's, or the shards of an
+    /// A journal with no sharded load (a suite's experiment without `http.load`) has nothing to
+    /// merge: it is left out and named in `skipped`.
+    /// - Throws: ``ReportRequest/Failure`` when no journal is a shard's, or the shards of an
     ///   experiment do not make one run (a different experiment, N, or loads; a shard twice or missing).
-    static func merge(_ journals: [(path: String, journal: Journal)]) throws(Failure) -> [Group] {
+    static func merge(_ journals: [(path: String, journal: Journal)]) throws(Failure) -> (groups: [Group], skipped: [String]) {
         guard !journals.isEmpty else { throw Failure(message: "--merge needs the shards' journals (files or directories)") }
         var order: [String] = []
         var byTitle: [String: [(path: String, journal: Journal, shard: LoadShardInfo)]] = [:]
+        var skipped: [String] = []
         for (path, journal) in journals {
             guard let shard = loads(of: journal).lazy.compactMap({ $0.result.shard }).first else {
-                throw Failure(
-                    message: "\(path): not a load shard's journal (no http.load in it ran with faultline run --shard I/N); "
-                        + "--merge takes the journals of every shard of a run")
+                skipped.append(path)
+                continue
             }
             if byTitle[journal.title] == nil { order.append(journal.title) }
             byTitle[journal.title, default: []].append((path, journal, shard))
         }
-        return try order.map { title throws(Failure) in try mergeGroup(byTitle[title]!) }
+        guard !order.isEmpty else {
+            throw Failure(
+                message: "no load shard's journal in \(journals.count == 1 ? journals[0].path : "\(journals.count) journals") "
+                    + "(no http.load in them ran with faultline run --shard I/N); --merge takes the journals of every shard of a run")
+        }
+        return (try order.map { title throws(Failure) in try mergeGroup(byTitle[title]!) }, skipped)
     }
 
     /// The load outputs of a journal with where they are: (section, position in it).

@@ -90,6 +90,17 @@ struct ShardCLITests {
             let alone = try TestProcess.faultline(["report", "--merge", "holds-1.json"], in: scratch)
             #expect(await alone.wait() == 2)
             #expect(alone.stderr.contains("shard 0 of 2 missing"))
+
+            // A journal without a sharded load (a suite's other experiment) is left out, saying so;
+            // with nothing sharded at all, there is nothing to merge.
+            let plain = try TestProcess.faultline(["run", "holds.yaml", "--journal-path", "plain.json"], in: scratch)
+            #expect(await plain.wait() == 0, "\(plain.lines)")
+            let mixed = try TestProcess.faultline(["report", "--merge", "holds-0.json", "holds-1.json", "plain.json"], in: scratch)
+            #expect(await mixed.wait() == 0, "\(mixed.lines)")
+            #expect(mixed.stderr.contains("plain.json: no sharded load in this journal"))
+            let none = try TestProcess.faultline(["report", "--merge", "plain.json"], in: scratch)
+            #expect(await none.wait() == 2)
+            #expect(none.stderr.contains("no load shard's journal in plain.json"), "\(none.stderr)")
         }
     }
 
