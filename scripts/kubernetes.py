@@ -28,13 +28,6 @@ from datetime import datetime, timedelta, timezone
 
 import yaml
 
-# Flags the manifests use before the binary has them: the load-sharding part of issue 17 adds them
-# (deploy/kubernetes/load-shards.yaml and load-merge.yaml say so). Once --help lists them they are
-# checked like the others, and the smoke test runs the Jobs that use them.
-PENDING_FLAGS = {
-    ("faultline", "run"): {"--shard", "--start-at"},
-    ("faultline", "report"): {"--merge"},
-}
 # Made with kubectl at apply time (deploy/kubernetes/README.md), so no manifest holds them: their
 # keys, and how the smoke test fills them in.
 CREATED_BY_KUBECTL = {
@@ -56,7 +49,6 @@ WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 PROGRAMS = {"faultline", "faultline-demo"}
 
 problems = []
-notes = set()
 
 
 class SmokeFailure(RuntimeError):
@@ -265,17 +257,6 @@ def help_flags(run, program, subcommand, cache):
     return cache[key]
 
 
-def pending_flags(command, run, cache):
-    """The flags of a faultline or faultline-demo command that are pending (not in --help yet)."""
-    program = os.path.basename(command[0])
-    subcommand = next((token for token in command[1:] if not token.startswith("-")), None)
-    if program not in PROGRAMS or subcommand is None:
-        return set()
-    accepted = help_flags(run, program, subcommand, cache) or set()
-    flags = {token.split("=", 1)[0] for token in command[1:] if token.startswith("--")}
-    return {flag for flag in flags - accepted if flag in PENDING_FLAGS.get((program, subcommand), set())}
-
-
 # MARK: check
 
 
@@ -292,13 +273,7 @@ def check_command(where, command, run, cache):
         flag = token.split("=", 1)[0]
         if not flag.startswith("--") or flag in accepted:
             continue
-        if flag in PENDING_FLAGS.get((program, subcommand), set()):
-            if (where, flag) in notes:
-                continue
-            notes.add((where, flag))
-            print(f"scripts/kubernetes: note: {where}: `{program} {subcommand} {flag}` is pending (issue 17's load sharding adds it)")
-        else:
-            problem(where, f"`{program} {subcommand}` does not accept {flag} (see `{program} {subcommand} --help`)")
+        problem(where, f"`{program} {subcommand}` does not accept {flag} (see `{program} {subcommand} --help`)")
 
 
 def check_pods(resources, image, run):
@@ -700,18 +675,16 @@ def run_jobs(pod, resources, data):
     """Runs each Job's pods to completion (all of an Indexed Job's at once) and checks they succeed."""
     jobs = [(path, r) for path, r in resources if r["kind"] == "Job"]
     jobs.sort(key=lambda job: JOB_ORDER.index(job[1]["metadata"]["name"]) if job[1]["metadata"]["name"] in JOB_ORDER else len(JOB_ORDER))
-    cache = {}
-    run = lambda program: ["podman", "run", "--rm", *pod.options, "--entrypoint", f"/usr/local/bin/{program}", pod.image]
     ran = []
     for path, job in jobs:
         name = job["metadata"]["name"]
         spec = pod_spec(job)
         container = spec["containers"][0]
-        argv = argv_of(container, pod.entrypoint)
-        pending = set().union(*(pending_flags(command, run, cache) for command in commands_in([expand(t, {}) for t in argv])))
-        if pending:
-            print(f"scripts/kubernetes: note: {name_of(job)} not run: it needs {', '.join(sorted(pending))}, which faultline does not have yet")
-            continue
+        # What kubectl makes just before a Job (the load schedule's instant) is made again now,
+        # so an instant a few seconds ahead is still ahead when the Job's pods start.
+        for key, values in CREATED_BY_KUBECTL.items():
+            if key[0] == "ConfigMap":
+                data[key] = {value_name: make() for value_name, make in values.items()}
         indexed = job["spec"].get("completionMode") == "Indexed"
         completions = job["spec"].get("completions", 1)
         names, began = [], time.monotonic()

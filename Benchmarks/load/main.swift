@@ -2,7 +2,8 @@
 // the peak memory of http.load from 10^4 to 10^7 requests. Run with Benchmarks/load/run.sh
 // (it installs wrk and nginx from Debian and builds in release mode).
 //
-// Usage: FaultlineLoadBenchmark [--connections N] [--duration S] [--max-requests N]
+// Usage: FaultlineLoadBenchmark [--connections N] [--duration S] [--max-requests N] [--rounds N]
+//        FaultlineLoadBenchmark --shards [--connections N] [--duration S] [--rounds N]   (Shards.swift)
 //        FaultlineLoadBenchmark --memory-child URL REQUESTS CONNECTIONS   (internal)
 import FaultlineHTTP
 import FaultlineKit
@@ -18,6 +19,10 @@ struct Options {
     var rounds = 3
     /// Event loops for http.load; wrk gets as many threads.
     var loops = min(ProcessInfo.processInfo.activeProcessorCount, 2)
+    /// Compare one shard on one core with two on two cores (Shards.swift) instead of wrk.
+    var shards = false
+    /// The `faultline` binary the shards run (default: beside this program).
+    var faultline = (CommandLine.arguments[0] as NSString).deletingLastPathComponent + "/faultline"
 
     init(_ arguments: [String]) {
         var iterator = arguments.makeIterator()
@@ -30,6 +35,8 @@ struct Options {
                 threads = max(1, Int(iterator.next() ?? "") ?? threads)
                 loops = threads
             case "--rounds": rounds = max(1, Int(iterator.next() ?? "") ?? rounds)
+            case "--shards": shards = true
+            case "--faultline": faultline = iterator.next() ?? faultline
             default: break
             }
         }
@@ -342,7 +349,11 @@ for signalNumber in [SIGINT, SIGTERM] {
     }
 }
 do {
-    try await compare(options, nginx: nginx)
+    if options.shards {
+        try await compareShards(options, nginx: nginx)
+    } else {
+        try await compare(options, nginx: nginx)
+    }
     nginx.stop()
 } catch {
     nginx.stop()

@@ -24,6 +24,8 @@ enum LoadSummary {
         var head = "\(name): \(overall.count) requests in \(DurationFormat.seconds(result.elapsedSeconds)), \(rate(overall.rps))/s, "
         head += "\(percent(overall.errorRate)) errors"
         if result.dropped > 0 { head += ", \(result.dropped) dropped" }
+        if let shard = result.shard { head += " (shard \(shard.index)/\(shard.count): its thresholds are judged by faultline report --merge)" }
+        if let merged = result.mergedShards { head += " (\(merged) shards merged)" }
         var out = [indent + t.paint(head, .bold)]
         var rows = [["", "requests", "rate/s", "errors", "p50", "p95", "p99"] + (result.model == .open ? ["dropped"] : [])]
         func row(_ label: String, _ stats: LoadStats, dropped: Int) -> [String] {

@@ -14,8 +14,15 @@ struct ReportCommand: ParsableCommand {
               faultline report journals/ --format html --output reports/suite.html
               faultline report journal.json --format junit -o junit.xml
               faultline report --compare before.json after.json --format html -o compare.html
+              faultline report --merge shard-0/ shard-1/ shard-2/ --format html -o merged.html
 
-            Exit codes: 0 written, 2 invalid input (unreadable journal, unknown format).
+            --merge takes the journals of every shard of a run (faultline run --shard I/N): per experiment,
+            the shards' loads merge exactly (their latency histograms add up), the load thresholds are judged
+            on the merged data, and the report shows the merged run first, then each shard.
+
+            Exit codes: 0 written (with --merge: and every merged run completed), 1 with --merge: the report
+            was written and a merged run did not complete (a merged threshold missed, or a shard's run
+            failed), 2 invalid input (unreadable journal, unknown format, shards that do not make one run).
             """)
 
     @Argument(help: ArgumentHelp("Journal files or directories of journals; with --compare, BASELINE then AFTER.", valueName: "journal"))
@@ -30,14 +37,39 @@ struct ReportCommand: ParsableCommand {
     @Flag(help: "Compare two runs: the first journal (or directory) is the baseline, the second the run after the change.")
     var compare = false
 
+    @Flag(help: "Merge the journals of a run's shards (faultline run --shard I/N): exact merged loads, thresholds judged on them.")
+    var merge = false
+
     @Option(help: ArgumentHelp("The report's title (default: the experiment's title).", valueName: "text"))
     var title: String?
 
+    func validate() throws {
+        if merge && compare { throw ValidationError("give --merge or --compare, not both") }
+    }
+
     func run() throws {
         let t = Terminal.shared
-        let request = ReportRequest(inputs: journals, format: format, outputPath: output, compare: compare, title: title)
+        let request = ReportRequest(inputs: journals, format: format, outputPath: output, compare: compare, title: title, merge: merge)
+        var failed = false
         do {
-            let text = try request.render(registry: CommandEnvironment.registry)
+            let text: String
+            if merge {
+                let (rendered, groups, skipped) = try request.renderMerge(registry: CommandEnvironment.registry)
+                text = rendered
+                for path in skipped {
+                    t.error(t.paint("note: ", .dim) + "\(path): no sharded load in this journal, nothing to merge; left out of the report")
+                }
+                for group in groups {
+                    t.error(t.paint("merged · \(group.merged.title): \(group.merged.outcome.rawValue)", .bold))
+                    for load in group.loads {
+                        for line in LoadSummary.lines(load.result, name: load.name, indent: "  ", onlyFailures: false, terminal: t) { t.error(line) }
+                    }
+                    if let reason = group.merged.reason, group.merged.verdict != .completed { t.error("  " + t.paint(reason, .red)) }
+                }
+                failed = groups.contains { $0.merged.verdict != .completed }
+            } else {
+                text = try request.render(registry: CommandEnvironment.registry)
+            }
             if let output {
                 try request.write(text, to: output)
                 t.error(t.paint("report: \(output)", .dim))
@@ -48,6 +80,7 @@ struct ReportCommand: ParsableCommand {
             t.error(t.paint("error: ", .red) + error.message)
             throw ExitCode(2)
         }
+        if failed { throw ExitCode(1) }
     }
 }
 
@@ -59,6 +92,7 @@ struct ReportRequest {
     var outputPath: String?
     var compare: Bool
     var title: String?
+    var merge = false
 
     /// A problem with the input, in one line a user can act on.
     struct Failure: Error, Equatable, CustomStringConvertible {
@@ -87,6 +121,17 @@ struct ReportRequest {
         }
         let journals = try inputs.flatMap(Self.journals(at:))
         return try reporter.render(journals, options: ReportOptions(title: title))
+    }
+
+    /// The report of a sharded run (`--merge`): per experiment, the merged run, then each shard.
+    func renderMerge(registry: PluginRegistry) throws -> (text: String, groups: [ShardMerge.Group], skipped: [String]) {
+        let reporter = try self.reporter(registry)
+        guard !inputs.isEmpty else {
+            throw Failure(message: "--merge needs the journals of every shard (files, or each shard's journal directory)")
+        }
+        let (groups, skipped) = try ShardMerge.merge(try inputs.flatMap(Self.journalFiles(at:)))
+        let journals = groups.flatMap { [$0.merged] + $0.shards }
+        return (try reporter.render(journals, options: ReportOptions(title: title)), groups, skipped)
     }
 
     /// Writes the report, creating the directory it goes in.
@@ -128,6 +173,11 @@ struct ReportRequest {
 
     /// The journals at a path: the file itself, or every `*.json` in a directory, in name order.
     static func journals(at path: String) throws -> [Journal] {
+        try journalFiles(at: path).map(\.journal)
+    }
+
+    /// The journals at a path with the files they were read from.
+    static func journalFiles(at path: String) throws -> [(path: String, journal: Journal)] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw Failure(message: "\(path): no such file or directory")
@@ -140,7 +190,7 @@ struct ReportRequest {
         }
         return try files.map { file in
             do {
-                return try Journal.load(path: file)
+                return (file, try Journal.load(path: file))
             } catch {
                 throw Failure(message: "\(file) is not a readable Faultline journal: \(error)")
             }

@@ -86,6 +86,9 @@ struct RunCommand: AsyncParsableCommand {
         abstract: "Run a suite (default ./experiments.yaml on its default profile) or one experiment.",
         discussion: """
             Exit codes: 0 completed, 1 deviated, failed or aborted, 2 invalid input, 130 interrupted.
+            With --shard, load thresholds are not judged in the run (it reports how its share did): \
+            faultline report --merge judges them on every shard's requests. With --start-at, a run ready more than \
+            --start-lateness seconds after the instant fails before any experiment.
             SIGINT or SIGTERM stops the method and runs the rollbacks; a second one aborts the rollbacks.
             Before it starts, the run undoes what killed runs left (see faultline recover): those of the same file \
             on this machine, and any on the Toxiproxy servers it uses.
@@ -129,6 +132,28 @@ struct RunCommand: AsyncParsableCommand {
                 + "as docs/summary.schema.json describes.", valueName: "file"))
     var summaryJson: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Run every http.load as shard I (from 0) of N: its share of the users or rate, for faultline report --merge.",
+            valueName: "I/N"))
+    var shard: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Like --shard, with I from JOB_COMPLETION_INDEX (set in each pod of a Kubernetes Indexed Job).", valueName: "N"))
+    var shardCount: Int?
+
+    @Option(
+        help: ArgumentHelp(
+            "Start the experiments at this RFC 3339 instant (e.g. 2026-01-01T09:30:00Z), once services and proxies are up, "
+                + "so that every shard keeps one schedule.", valueName: "instant"))
+    var startAt: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "How many seconds late a run may be ready for --start-at and still start (at once); later, it fails.", valueName: "seconds"))
+    var startLateness: Double = 1
+
     @Flag(name: .shortAndLong, help: "Print only the summary, errors and missed load thresholds.")
     var quiet = false
 
@@ -140,6 +165,69 @@ struct RunCommand: AsyncParsableCommand {
         if let hypothesisFrequency, !NumberRange.seconds.contains(hypothesisFrequency) {
             throw ValidationError(NumberRange.seconds.message("--hypothesis-frequency", found: hypothesisFrequency))
         }
+        _ = try shardingOptions()
+    }
+
+    /// `--shard`/`--shard-count` and `--start-at`, checked; a problem is invalid input (exit 2),
+    /// like a malformed experiment, since a shard that cannot run breaks the whole sharded run.
+    func shardingOptions() throws -> (shard: LoadShard?, startAt: Date?) {
+        do {
+            return (try loadShard(environment: ProcessInfo.processInfo.environment), try startInstant(now: Date()))
+        } catch let error as ArgumentParser.ValidationError {
+            let t = Terminal.shared
+            t.error(t.paint("error: ", .red) + error.message)
+            throw ExitCode(2)
+        }
+    }
+
+    /// `--shard I/N`, or `--shard-count N` with I from `JOB_COMPLETION_INDEX`; nil when neither is given.
+    func loadShard(environment: [String: String]) throws -> LoadShard? {
+        switch (shard, shardCount) {
+        case (_?, _?):
+            throw ValidationError("give --shard I/N or --shard-count N (with JOB_COMPLETION_INDEX), not both")
+        case (let text?, nil):
+            do {
+                return try LoadShard(parsing: text)
+            } catch {
+                throw ValidationError("--shard \(text): \(error)")
+            }
+        case (nil, let count?):
+            guard let index = environment["JOB_COMPLETION_INDEX"] else {
+                throw ValidationError(
+                    "--shard-count takes the shard's index from JOB_COMPLETION_INDEX, which Kubernetes sets in an Indexed Job's pods; "
+                        + "it is not set here: give --shard I/\(count)")
+            }
+            guard let number = Int(index) else { throw ValidationError("JOB_COMPLETION_INDEX is \"\(index)\", not a number") }
+            do {
+                return try LoadShard(index: number, count: count)
+            } catch {
+                throw ValidationError("--shard-count \(count) with JOB_COMPLETION_INDEX=\(index): \(error) (is the Job's completions \(count)?)")
+            }
+        case (nil, nil):
+            return nil
+        }
+    }
+
+    /// `--start-at` as a moment; nil when not given.
+    func startInstant(now: Date) throws -> Date? {
+        guard let startAt else { return nil }
+        if !(0...3600).contains(startLateness) {
+            throw ValidationError(NumberRange(0...3600, unit: "seconds").message("--start-lateness", found: startLateness))
+        }
+        guard let date = Timestamp(text: startAt).date else {
+            throw ValidationError(
+                "--start-at \(startAt): not an RFC 3339 instant; write e.g. 2026-01-01T09:30:00Z (UTC) or 2026-01-01T10:30:00+01:00")
+        }
+        let ahead = date.timeIntervalSince(now)
+        if ahead < -startLateness {
+            throw ValidationError(
+                "--start-at \(startAt) passed \(DurationFormat.seconds(-ahead)) ago: shards starting late would not line up; "
+                    + "give every shard an instant far enough ahead for all of them to be ready")
+        }
+        if ahead > 86_400 {
+            throw ValidationError("--start-at \(startAt) is \(DurationFormat.seconds(ahead)) ahead; at most 24 hours")
+        }
+        return date
     }
 
     func run() async throws {
@@ -155,6 +243,13 @@ struct RunCommand: AsyncParsableCommand {
         options.run.failFast = failFast ? true : nil
         options.reportFormats = report.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         options.reportDirectory = reportDir
+        let sharding = try shardingOptions()
+        options.run.loadShard = sharding.shard
+        if let instant = sharding.startAt {
+            options.startAt = instant
+            options.startLateness = startLateness
+            options.run.scheduledStart = Timestamp(instant)
+        }
 
         let observer = ConsoleObserver(verbosity: quiet ? .quiet : (verbose ? .verbose : .normal))
         let runner = SuiteRunner(registry: registry, observer: observer, logger: Logger(label: "faultline"))

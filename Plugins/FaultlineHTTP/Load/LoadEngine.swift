@@ -42,6 +42,8 @@ struct LoadPlan: Sendable {
     var faults = FaultClock(context: nil, origin: 0)
     /// Whether every exchange is kept for the records file.
     var keepsRecords = false
+    /// The shard of the load this runner sends (`--shard I/N`); nil: all of it.
+    var shard: LoadShard? = nil
 
     /// The most connections the load opens.
     var maxUsers: Int {
@@ -49,6 +51,34 @@ struct LoadPlan: Sendable {
         case .closed(let users, _, _, _, _): users
         case .open(_, _, let maxUsers): maxUsers
         }
+    }
+
+    /// The most connections this runner opens: its shard's share (at least one in the open
+    /// model, which needs a connection for its arrivals).
+    var localUsers: Int {
+        guard let shard else { return maxUsers }
+        if case .open = model { return max(1, shard.share(of: maxUsers)) }
+        return shard.share(of: maxUsers)
+    }
+
+    /// The users (closed model) one event loop of this runner runs, by their number in the whole
+    /// load: the shard's (every `count`-th user), dealt round-robin to its `workers` loops.
+    func userNumbers(of total: Int, worker: Int, workers: Int) -> [Int] {
+        let mine = Array(stride(from: shard?.index ?? 0, to: total, by: shard?.count ?? 1))
+        return stride(from: worker, to: mine.count, by: workers).map { mine[$0] }
+    }
+
+    /// Open model: the first arrival (by number in the whole load) one event loop of this runner
+    /// starts, and the step to its next: the shard's arrivals (every `count`-th), round-robin to its loops.
+    func arrivalNumbers(worker: Int, workers: Int) -> (first: Int, step: Int) {
+        let count = shard?.count ?? 1
+        return ((shard?.index ?? 0) + count * worker, count * workers)
+    }
+
+    /// Open model: the iterations the whole load starts.
+    var arrivals: Int {
+        guard case .open(let rate, let duration, _) = model else { return 0 }
+        return ramp?.arrivals ?? Int((rate * duration).rounded())
     }
 }
 
@@ -126,6 +156,8 @@ final class LoadWorker {
 
     /// Open model: the next arrival this loop handles (arrivals are dealt round-robin).
     private var nextArrival = 0
+    /// How far apart this loop's arrivals are: the loops of every shard take turns.
+    private var arrivalStep = 1
     private var arrivals = 0
     private var arrivalInterval: Int64 = 0
 
@@ -152,7 +184,7 @@ final class LoadWorker {
         switch plan.model {
         case .closed(let total, _, let duration?, _, _) where plan.ramp != nil:
             // User n runs while the ramp's target is n + 1 or more, and finishes its request when it drops.
-            for number in stride(from: index, to: total, by: workerCount) {
+            for number in plan.userNumbers(of: total, worker: index, workers: workerCount) {
                 let active = plan.ramp!.intervals(atLeast: Double(number + 1))
                 guard !active.isEmpty else { continue }
                 let user = LoadUser(worker: self, active: false)
@@ -172,7 +204,7 @@ final class LoadWorker {
             timers.append(isolated.scheduleTask(deadline: start + Seconds.amount(duration)) { [weak self] in self?.stop() })
             if running == 0 { stop() }
         case .closed(let total, let rampUp, let duration, _, _):
-            for number in stride(from: index, to: total, by: workerCount) {
+            for number in plan.userNumbers(of: total, worker: index, workers: workerCount) {
                 let user = LoadUser(worker: self)
                 users.append(user)
                 running += 1
@@ -187,11 +219,12 @@ final class LoadWorker {
                 timers.append(isolated.scheduleTask(deadline: start + Seconds.amount(duration)) { [weak self] in self?.stop() })
             }
             if running == 0 { stop() }
-        case .open(let rate, let duration, let maxUsers):
-            userLimit = maxUsers / workerCount + (index < maxUsers % workerCount ? 1 : 0)
-            arrivals = plan.ramp?.arrivals ?? Int((rate * duration).rounded())
+        case .open(let rate, _, _):
+            let connections = plan.localUsers
+            userLimit = connections / workerCount + (index < connections % workerCount ? 1 : 0)
+            arrivals = plan.arrivals
             arrivalInterval = rate > 0 ? Int64(nanosecondsIn: 1 / rate) : 0
-            nextArrival = index
+            (nextArrival, arrivalStep) = plan.arrivalNumbers(worker: index, workers: workerCount)
             scheduleArrivals()
         }
     }
@@ -207,7 +240,7 @@ final class LoadWorker {
         let now = NIODeadline.now()
         while nextArrival < arrivals, arrivalTime(nextArrival) <= now {
             arrive(scheduled: arrivalTime(nextArrival))
-            nextArrival += workerCount
+            nextArrival += arrivalStep
         }
         if nextArrival < arrivals {
             timers.append(loop.assumeIsolated().scheduleTask(deadline: arrivalTime(nextArrival)) { [weak self] in self?.scheduleArrivals() })

@@ -301,8 +301,9 @@ public struct LoadProbe: Probe, ToleranceProviding {
     ///   partial output, so the journal keeps what was measured).
     public static func run(_ arguments: Arguments, context: ActivityContext, group: MultiThreadedEventLoopGroup = .singleton) async throws -> Value {
         var plan = try await makePlan(arguments)
+        plan.shard = context.loadShard
         let loops = Array(group.makeIterator())
-        let workerCount = max(1, min(loops.count, plan.maxUsers))
+        let workerCount = max(1, min(loops.count, plan.localUsers))
         var random = context.makeRandom()
         let wallStart = Date()
         let start = NIODeadline.now()
@@ -323,7 +324,9 @@ public struct LoadProbe: Probe, ToleranceProviding {
         let workers = created
         let done = workers.map { worker in worker.eventLoop.flatSubmit { worker.value.done } }
         for worker in workers { worker.eventLoop.execute { worker.value.begin() } }
-        context.logger.debug("http.load started: \(plan.steps.count) request(s), \(plan.maxUsers) user(s) on \(workerCount) event loop(s)")
+        let shardText = plan.shard.map { ", shard \($0)" } ?? ""
+        context.logger.debug(
+            "http.load started: \(plan.steps.count) request(s), \(plan.localUsers) user(s) on \(workerCount) event loop(s)\(shardText)")
 
         let (interrupted, ticked) = await withTaskCancellationHandler {
             await withTaskGroup(of: Timeline?.self) { group -> (Bool, Timeline) in
@@ -369,7 +372,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
         var split = PhaseSplit(windows: windows, end: Int64((Stats.seconds(elapsed) * 1e6).rounded()))
         var result = Self.result(
             arguments: arguments, plan: plan, snapshots: snapshots, timeline: timeline, started: started, ended: ended,
-            elapsedSeconds: Stats.seconds(elapsed), split: &split)
+            elapsedSeconds: Stats.seconds(elapsed), split: &split, scheduledStart: context.scheduledStart)
         if arguments.records {
             let names = split.phases.map(\.name)
             let loops = snapshots.map { snapshot in
@@ -440,8 +443,10 @@ public struct LoadProbe: Probe, ToleranceProviding {
     /// its phases split by `split`.
     static func result(
         arguments: Arguments, plan: LoadPlan, snapshots: [LoadSnapshot], timeline: Timeline, started: Timestamp, ended: Date, elapsedSeconds: Double,
-        split: inout PhaseSplit
+        split: inout PhaseSplit, scheduledStart: Timestamp? = nil
     ) -> LoadResult {
+        // A shard writes every latency, so that the shards' outputs merge exactly.
+        let histograms = plan.shard != nil
         var perRequest = Array(repeating: RequestStats(), count: plan.steps.count)
         var segments: [Segment: (stats: [RequestStats], dropped: Int)] = [:]
         for snapshot in snapshots {
@@ -464,9 +469,14 @@ public struct LoadProbe: Probe, ToleranceProviding {
             ended: Timestamp(ended), elapsedSeconds: RequestStats.rounded(elapsedSeconds, places: 3),
             dropped: snapshots.reduce(0) { $0 + $1.drops.reduce(0, +) }, overall: overall.stats(elapsedSeconds: elapsedSeconds),
             requests: plan.steps.enumerated().map { index, step in
-                LoadResult.NamedStats(name: step.name, stats: perRequest[index].stats(elapsedSeconds: elapsedSeconds))
+                LoadResult.NamedStats(name: step.name, stats: perRequest[index].stats(elapsedSeconds: elapsedSeconds, histogram: histograms))
             },
-            timeline: timeline.entries(elapsedSeconds: elapsedSeconds), phases: split.loadPhases(segments),
-            stages: (arguments.stages ?? []).map { LoadStage(durationSeconds: $0.duration, target: $0.target) })
+            timeline: timeline.entries(elapsedSeconds: elapsedSeconds), phases: split.loadPhases(segments, histograms: histograms),
+            stages: (arguments.stages ?? []).map { LoadStage(durationSeconds: $0.duration, target: $0.target) },
+            shard: plan.shard.map { shard in
+                LoadShardInfo(
+                    index: shard.index, count: shard.count, users: plan.localUsers,
+                    arrivals: arguments.rate != nil ? shard.share(of: plan.arrivals) : nil, startAt: scheduledStart)
+            })
     }
 }

@@ -84,7 +84,8 @@ struct PhaseSplit {
     /// The output's phases, each the merge of its segments' measurements.
     /// - Parameters:
     ///   - segments: per segment, its stats per request and its dropped sends.
-    mutating func loadPhases(_ segments: [Segment: (stats: [RequestStats], dropped: Int)]) -> [LoadPhase] {
+    ///   - histograms: whether each phase writes every latency too (a shard's output, for merging).
+    mutating func loadPhases(_ segments: [Segment: (stats: [RequestStats], dropped: Int)], histograms: Bool = false) -> [LoadPhase] {
         var merged: [Int: (stats: RequestStats, dropped: Int)] = [:]
         for (segment, measured) in segments {
             var total = RequestStats()
@@ -100,7 +101,8 @@ struct PhaseSplit {
             return LoadPhase(
                 name: phase.name, kind: phase.kind, fault: phase.fault, fromSeconds: Double(phase.spans.first?.from ?? 0) / 1e6,
                 toSeconds: Double(phase.spans.last?.to ?? 0) / 1e6, seconds: seconds,
-                stats: (merged[index]?.stats ?? RequestStats()).stats(elapsedSeconds: seconds), dropped: merged[index]?.dropped ?? 0)
+                stats: (merged[index]?.stats ?? RequestStats()).stats(elapsedSeconds: seconds, histogram: histograms),
+                dropped: merged[index]?.dropped ?? 0)
         }
     }
 }

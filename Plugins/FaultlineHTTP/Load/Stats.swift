@@ -84,6 +84,17 @@ struct ExactLatencies: Sendable {
     }
 }
 
+extension ExactLatencies {
+    /// The latencies of a journal's histogram (a shard's), to merge.
+    init(_ histogram: LatencyHistogram) {
+        for (micros, count) in histogram.counts { counts[micros, default: 0] += count }
+        total = histogram.total
+    }
+
+    /// The counts as the load output writes them for merging.
+    var histogram: LatencyHistogram { LatencyHistogram(counts.map { (micros: $0.key, count: $0.value) }) }
+}
+
 /// Everything measured for one named request in one segment of the load (or, merged, for a
 /// request, a phase or the whole load), exactly and in memory that does not grow with the count.
 struct RequestStats: Sendable {
@@ -145,7 +156,9 @@ struct RequestStats: Sendable {
 
     /// The output's stats over `elapsedSeconds` (for the rates). Latencies are milliseconds to
     /// the microsecond; percentiles are k6's (see ``ExactLatencies/percentiles(_:)``).
-    func stats(elapsedSeconds: Double) -> LoadStats {
+    /// - Parameters:
+    ///   - histogram: whether to write every latency too (a shard's output, for merging).
+    func stats(elapsedSeconds: Double, histogram: Bool = false) -> LoadStats {
         let measured = latencies.total
         func ms(_ micros: Double) -> Double { Self.rounded(micros / 1000, places: 3) }
         let p = latencies.percentiles([0.5, 0.9, 0.95, 0.99, 0.999]).map(ms)
@@ -157,7 +170,8 @@ struct RequestStats: Sendable {
             rps: Self.rounded(Double(count) / seconds, places: 3), bytesReceived: bytesReceived, bytesSent: bytesSent,
             bytesPerSecond: Self.rounded(Double(bytesReceived) / seconds, places: 1),
             statusCodes: statusCodes.keys.sorted().map { LoadStats.Count(label: String($0), count: statusCodes[$0]!) },
-            errors: ErrorKey.allCases.map { LoadStats.Count(label: $0.name, count: errors[$0.rawValue]) })
+            errors: ErrorKey.allCases.map { LoadStats.Count(label: $0.name, count: errors[$0.rawValue]) },
+            histogram: histogram ? latencies.histogram : nil)
     }
 
     static func rounded(_ value: Double, places: Int) -> Double {

@@ -273,6 +273,7 @@ public struct HTMLReporter: ComparisonReporter {
             shape.append("closed model")
         }
         if let stages = Format.stages(result) { shape.append(stages) }
+        if let shard = Format.shard(result) { shape.append(shard) }
         if let duration = result.durationSeconds { shape.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { shape.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { shape.append("think time \(Format.duration(think))") }

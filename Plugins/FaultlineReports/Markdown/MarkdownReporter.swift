@@ -344,6 +344,7 @@ public struct MarkdownReporter: ComparisonReporter {
             if let ramp = result.rampUpSeconds { parts.append("ramp-up \(Format.duration(ramp))") }
         }
         if let stages = Format.stages(result) { parts.append(stages) }
+        if let shard = Format.shard(result) { parts.append(shard) }
         if let duration = result.durationSeconds { parts.append("\(Format.duration(duration)) planned") }
         if let iterations = result.iterations { parts.append("\(iterations) iterations") }
         if let think = result.thinkTimeSeconds, think > 0 { parts.append("think time \(Format.duration(think))") }

@@ -64,6 +64,18 @@ enum Format {
         return "stages " + result.stages.map { "\(duration($0.durationSeconds)) → \(number($0.target))" }.joined(separator: ", ")
     }
 
+    /// Which share of a sharded load an output is, or how many shards it merges:
+    /// `shard 1/3: 33 users`, `3 shards merged`; nil for an unsharded load.
+    static func shard(_ result: LoadResult) -> String? {
+        if let merged = result.mergedShards { return "\(merged) shard\(merged == 1 ? "" : "s") merged" }
+        guard let shard = result.shard else { return nil }
+        let share =
+            result.model == .open
+            ? "\(shard.arrivals.map { "\(integer($0)) iterations, " } ?? "")at most \(shard.users) connections"
+            : "\(shard.users) user\(shard.users == 1 ? "" : "s")"
+        return "shard \(shard.index)/\(shard.count): \(share)"
+    }
+
     static func offset(_ seconds: Double) -> String {
         String(format: "+%.3f s", max(0, seconds))
     }

@@ -50,6 +50,11 @@ public struct LoadResult: Sendable, Equatable, Codable {
     public var recordsFile: String?
     /// A ramping load's stages (users or rate moving to each target), in order; empty otherwise.
     public var stages: [LoadStage]
+    /// The shard of the load this output measured, when the run was one of several
+    /// (`faultline run --shard I/N`); `users`, `rate` and `stages` above are the whole load's.
+    public var shard: LoadShardInfo?
+    /// The number of shards merged into this output (`faultline report --merge`); nil otherwise.
+    public var mergedShards: Int?
 
     /// How the load was driven.
     public enum Model: String, Sendable, Codable, CaseIterable {
@@ -74,7 +79,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
         model: Model, users: Int?, rampUpSeconds: Double?, durationSeconds: Double?, iterations: Int?, rate: Double?, thinkTimeSeconds: Double?,
         started: Timestamp?, ended: Timestamp?, elapsedSeconds: Double, dropped: Int, overall: LoadStats, requests: [NamedStats],
         timeline: [LoadSecond], thresholds: [LoadThreshold] = [], phases: [LoadPhase] = [], recordsFile: String? = nil,
-        stages: [LoadStage] = []
+        stages: [LoadStage] = [], shard: LoadShardInfo? = nil, mergedShards: Int? = nil
     ) {
         version = Self.currentVersion
         self.model = model
@@ -95,6 +100,8 @@ public struct LoadResult: Sendable, Equatable, Codable {
         self.phases = phases
         self.recordsFile = recordsFile
         self.stages = stages
+        self.shard = shard
+        self.mergedShards = mergedShards
     }
 
     /// Reads a load output from a journal or a probe, leniently (see "Evolving it").
@@ -161,7 +168,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case version, model, users, rampUpSeconds = "ramp_up_s", durationSeconds = "duration_s", iterations, rate, thinkTimeSeconds = "think_time_s",
             started, ended, elapsedSeconds = "elapsed_s", dropped, overall, requests, timeline, thresholds, phases,
-            recordsFile = "records_file", stages
+            recordsFile = "records_file", stages, shard, mergedShards = "merged_shards"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -185,6 +192,8 @@ public struct LoadResult: Sendable, Equatable, Codable {
         phases = c.lenientList(.phases) ?? []
         recordsFile = c.lenient(.recordsFile)
         stages = c.lenientList(.stages) ?? []
+        shard = c.lenient(.shard)
+        mergedShards = c.lenient(.mergedShards)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -210,6 +219,8 @@ public struct LoadResult: Sendable, Equatable, Codable {
         if !phases.isEmpty { try c.encode(phases, forKey: .phases) }
         try c.encodeIfPresent(recordsFile, forKey: .recordsFile)
         if !stages.isEmpty { try c.encode(stages, forKey: .stages) }
+        try c.encodeIfPresent(shard, forKey: .shard)
+        try c.encodeIfPresent(mergedShards, forKey: .mergedShards)
     }
 }
 
@@ -236,6 +247,48 @@ public struct LoadStage: Sendable, Equatable, Codable {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(durationSeconds, forKey: .durationSeconds)
         try c.encode(target, forKey: .target)
+    }
+}
+
+/// Which shard of a load an output measured, and its share (see ``LoadShard``).
+public struct LoadShardInfo: Sendable, Equatable, Codable {
+    /// From 0.
+    public var index: Int
+    /// How many shards the load was split into.
+    public var count: Int
+    /// Closed model: the users this shard ran; open model: the most connections it opened.
+    public var users: Int
+    /// Open model: the iterations scheduled for this shard (every `count`-th of the load's).
+    public var arrivals: Int?
+    /// The instant every shard's run started at (`--start-at`), when one was given.
+    public var startAt: Timestamp?
+
+    public init(index: Int, count: Int, users: Int, arrivals: Int?, startAt: Timestamp?) {
+        self.index = index
+        self.count = count
+        self.users = users
+        self.arrivals = arrivals
+        self.startAt = startAt
+    }
+
+    enum CodingKeys: String, CodingKey { case index, count, users, arrivals, startAt = "start_at" }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        index = c.lenient(.index) ?? 0
+        count = c.lenient(.count) ?? 1
+        users = c.lenient(.users) ?? 0
+        arrivals = c.lenient(.arrivals)
+        startAt = c.lenient(.startAt)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index)
+        try c.encode(count, forKey: .count)
+        try c.encode(users, forKey: .users)
+        try c.encodeIfPresent(arrivals, forKey: .arrivals)
+        try c.encodeIfPresent(startAt, forKey: .startAt)
     }
 }
 
@@ -344,6 +397,9 @@ public struct LoadStats: Sendable, Equatable, Codable {
     /// Failures by class (`refused`, `connect_timeout`, `reset`, `read_timeout`, `tls`, `dns`,
     /// `http_4xx`, `http_5xx`, `other`), in that order.
     public var errors: [Count]
+    /// Every latency measured, losslessly; written by shards (`--shard`) so that their outputs
+    /// merge exactly, nil otherwise.
+    public var histogram: LatencyHistogram?
 
     /// A label with a count.
     public struct Count: Sendable, Equatable {
@@ -364,7 +420,7 @@ public struct LoadStats: Sendable, Equatable, Codable {
         count: Int = 0, ok: Int = 0, failed: Int = 0, errorRate: Double = 0, minMs: Double = 0, avgMs: Double = 0, maxMs: Double = 0,
         p50Ms: Double = 0,
         p90Ms: Double = 0, p95Ms: Double = 0, p99Ms: Double = 0, p999Ms: Double = 0, rps: Double = 0, bytesReceived: Int = 0, bytesSent: Int = 0,
-        bytesPerSecond: Double = 0, statusCodes: [Count] = [], errors: [Count] = []
+        bytesPerSecond: Double = 0, statusCodes: [Count] = [], errors: [Count] = [], histogram: LatencyHistogram? = nil
     ) {
         self.count = count
         self.ok = ok
@@ -384,6 +440,7 @@ public struct LoadStats: Sendable, Equatable, Codable {
         self.bytesPerSecond = bytesPerSecond
         self.statusCodes = statusCodes
         self.errors = errors
+        self.histogram = histogram
     }
 
     /// Reads stats from a load output's `overall` or one of its `requests`, leniently.
@@ -406,7 +463,7 @@ public struct LoadStats: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case count, ok, failed, errorRate = "error_rate", minMs = "min_ms", avgMs = "avg_ms", maxMs = "max_ms", p50Ms = "p50_ms", p90Ms = "p90_ms",
             p95Ms = "p95_ms", p99Ms = "p99_ms", p999Ms = "p999_ms", rps, bytesReceived = "bytes_received", bytesSent = "bytes_sent",
-            bytesPerSecond = "bytes_per_s", statusCodes = "status_codes", errors
+            bytesPerSecond = "bytes_per_s", statusCodes = "status_codes", errors, histogram
     }
 
     public init(from decoder: any Decoder) throws {
@@ -430,6 +487,7 @@ public struct LoadStats: Sendable, Equatable, Codable {
         statusCodes = c.lenientObject(.statusCodes).map { Count(label: $0, count: $1 ?? 0) }
             .sorted { (Int($0.label) ?? Int.max, $0.label) < (Int($1.label) ?? Int.max, $1.label) }
         errors = c.lenientObject(.errors).map { Count(label: $0, count: $1 ?? 0) }
+        histogram = c.lenient(.histogram)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -454,6 +512,7 @@ public struct LoadStats: Sendable, Equatable, Codable {
         for code in statusCodes { try codes.encode(code.count, forKey: AnyKey(code.label)) }
         var errorClasses = c.nestedContainer(keyedBy: AnyKey.self, forKey: .errors)
         for error in errors { try errorClasses.encode(error.count, forKey: AnyKey(error.label)) }
+        try c.encodeIfPresent(histogram, forKey: .histogram)
     }
 }
 

@@ -28,6 +28,10 @@ public struct RunOptions: Sendable {
     public var expectedOutcome: Outcome?
     /// The run's ledger id, written into the journal for `faultline recover`.
     public var ledgerID: String?
+    /// The shard of every load this run sends (`--shard I/N`); nil: the whole load.
+    public var loadShard: LoadShard?
+    /// The instant the run's experiments started at (`--start-at`), for loads to record.
+    public var scheduledStart: Timestamp?
 
     public init(
         dry: DryMode? = nil, rollbackStrategy: RollbackStrategy? = nil, hypothesisStrategy: HypothesisStrategy? = nil,
@@ -517,7 +521,8 @@ private final class ExperimentRun: Sendable {
                 let context = ActivityContext(
                     activityName: activity.name, kind: activity.kind, configuration: currentConfiguration(), secrets: configuration.secrets,
                     logger: Self.activityLogger(logger, activity: activity.name), isDryRun: dryCovers, resources: resources,
-                    runDirectory: options.runDirectory, seed: options.seed, run: state)
+                    runDirectory: options.runDirectory, seed: options.seed, loadShard: options.loadShard,
+                    scheduledStart: options.scheduledStart, run: state)
                 let limit = prepared.enforcedTimeout
                 do {
                     output = try await withTimeout(limit) { try await prepared.invocation(context) }
@@ -601,7 +606,8 @@ private final class ExperimentRun: Sendable {
             let context = ActivityContext(
                 activityName: probe.name, kind: .probe, configuration: probeConfiguration, secrets: configuration.secrets,
                 logger: Self.activityLogger(logger, activity: probe.name), isDryRun: false, resources: resources,
-                runDirectory: options.runDirectory, seed: options.seed, run: state)
+                runDirectory: options.runDirectory, seed: options.seed, loadShard: options.loadShard,
+                scheduledStart: options.scheduledStart, run: state)
             let limit = prepared.enforcedTimeout
             let result = try await withTimeout(limit) { try await prepared.invocation(context) }
             let met = prepared.descriptor.isSuccess(result)

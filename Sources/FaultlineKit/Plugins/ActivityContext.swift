@@ -20,6 +20,11 @@ public struct ActivityContext: Sendable {
     public let runDirectory: String
     /// The run's seed; ``makeRandom()`` derives this activity's generator from it.
     public let seed: UInt64
+    /// The shard of the load this run sends (`faultline run --shard I/N`): a load generator sends
+    /// only this shard's share (see ``LoadShard``) and records what merging needs. Nil: the whole load.
+    public let loadShard: LoadShard?
+    /// The instant every shard's run started at (`--start-at`), when one was given.
+    public let scheduledStart: Timestamp?
     let run: RunState
     let received = ReceivedTexts()
 
@@ -88,14 +93,14 @@ public struct ActivityContext: Sendable {
     public static func standalone(
         name: String = "activity", kind: ActivityKind = .probe, configuration: [String: Value] = [:],
         resources: Resources = Resources(), runDirectory: String = ".", seed: UInt64 = 0, isDryRun: Bool = false,
-        logger: Logger = Logger(label: "faultline")
+        logger: Logger = Logger(label: "faultline"), loadShard: LoadShard? = nil
     ) -> ActivityContext {
         ActivityContext(
             activityName: name, kind: kind, configuration: configuration, secrets: [:], logger: logger, isDryRun: isDryRun,
-            resources: resources, runDirectory: runDirectory, seed: seed, run: RunState())
+            resources: resources, runDirectory: runDirectory, seed: seed, loadShard: loadShard, scheduledStart: nil, run: RunState())
     }
 
-    /// Registered cleanups, for tests driving providers with ``standalone(name:kind:configuration:resources:runDirectory:seed:isDryRun:logger:)``.
+    /// Registered cleanups, for tests driving providers with ``standalone(name:kind:configuration:resources:runDirectory:seed:isDryRun:logger:loadShard:)``.
     public func runCleanups() async -> [CleanupRecord] {
         await run.runCleanups()
     }

@@ -42,6 +42,13 @@ struct RunLifecycle {
             result.setupError = setupError
         }
 
+        if result.setupError == nil && !result.interrupted, let startAt = plan.options.startAt {
+            if let late = await waitUntil(startAt, lateness: plan.options.startLateness, interruption: interruption) {
+                result.setupError = late
+            }
+            if interruption.count > 0 { result.interrupted = true }
+        }
+
         if result.setupError == nil && !result.interrupted {
             let exports = setup.configuration.filter { plan.shared.configuration[$0.key] == nil || plan.shared.configuration[$0.key] != $0.value }
             for (index, planned) in plan.experiments.enumerated() {
@@ -104,6 +111,24 @@ struct RunLifecycle {
             logger.warning("\(error); what this run injects cannot be recovered if it is killed")
             return .disabled
         }
+    }
+
+    /// Waits for `--start-at`, or until the first interrupt.
+    /// - Returns: why the run cannot start: it was ready more than `lateness` seconds after the instant.
+    private func waitUntil(_ instant: Date, lateness: Double, interruption: Interruption) async -> String? {
+        let wait = instant.timeIntervalSinceNow
+        let text = Timestamp(instant).text
+        if wait < -lateness {
+            return "the run was ready \(DurationFormat.seconds(-wait)) after --start-at \(text) (at most \(DurationFormat.seconds(lateness)) "
+                + "late may start): a late start would not line up with the other shards; give every shard a later instant"
+        }
+        guard wait > 0 else { return nil }
+        observer.handle(.setupStep("waiting \(DurationFormat.seconds(wait)) for --start-at \(text)"))
+        let sleeper = Task { try? await Task.sleep(for: .seconds(wait)) }
+        let token = interruption.on(count: 1) { sleeper.cancel() }
+        await sleeper.value
+        interruption.remove(token)
+        return nil
     }
 
     /// Starts the plan's run extensions in order; each one started is added to `teardown`.

@@ -35,6 +35,12 @@ public struct SuiteRunner: Sendable {
         public var only: [String] = []
         public var reportFormats: [String]?
         public var reportDirectory: String?
+        /// `--start-at`: the experiments start at this instant, after the run's services and
+        /// proxies are up, so that shards on several runners keep one schedule.
+        public var startAt: Date?
+        /// How late the run may be ready for ``startAt`` and still start (it then starts at once);
+        /// later, it fails before any experiment.
+        public var startLateness: Double = 1
 
         public init() {}
     }
