@@ -326,6 +326,9 @@ struct SuiteFileTests {
         #expect(remote.stdout.contains("1 experiment"), "\(remote.stdout)")
         #expect(remote.stdout.contains("skipped on profile remote (skip_profiles): needs the local backend"), "\(remote.stdout)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path("remote-journals")).filter { $0.hasSuffix(".json") }.count == 1)
+        let validate = try TestProcess.faultline(["validate", "--profile", "remote"], in: scratch)
+        #expect(await validate.wait() == 0)
+        #expect(validate.stdout.contains("1 experiment valid (profile remote; 1 skipped there by skip_profiles)"), "\(validate.stdout)")
         // --only that matches only skipped experiments says why nothing is left.
         let only = try TestProcess.faultline(["run", "--profile", "remote", "--only", "local backend"], in: scratch)
         #expect(await only.wait() == 2)
