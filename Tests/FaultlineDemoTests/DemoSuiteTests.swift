@@ -75,6 +75,7 @@ struct DemoSuiteTests {
         #expect(printed.contains("✓ p(95)<1000 on during: "))
 
         try Self.checkNotifierExperiments(journals: journals, files: files, reports: reports)
+        #expect(printed.contains(/Under load, a notifier answering 503.*deviated \(as expected\) +[0-9.]+ m?s +orders-under-load/), "\(printed)")
 
         // Reports.
         for format in ["md", "html"] {
@@ -161,6 +162,8 @@ extension DemoSuiteTests {
         }
         let markdown = try String(contentsOfFile: (reports as NSString).appendingPathComponent("notifier-503.md"), encoding: .utf8)
         #expect(markdown.contains("**Error rate fell from "), "\(markdown)")
+        // The plain API's load missed its thresholds: that probe is what deviated, in the report and the terminal.
+        #expect(markdown.contains("| Deviated probes | `orders-under-load` | none |"), "\(markdown)")
     }
 
     /// Whether a TCP connection to 127.0.0.1:port succeeds.
