@@ -390,11 +390,15 @@ struct SuiteFileTests {
             reports:
               compare:
                 - {name: slow-vs-fast, baseline: befor.yaml, after: after.yaml}
+            profiles:
+              local: {default: true, reports: {compare: [{name: other, baseline: before.yaml, after: aftr.yaml}]}}
             """)
         let typo = try TestProcess.faultline(["validate"], in: scratch)
         #expect(await typo.wait() == 2)
         #expect(typo.stderr.contains("experiments.yaml:5:"), "\(typo.stderr)")
         #expect(typo.stderr.contains("reports.compare baseline \"befor.yaml\" is not an experiment file of the suite"), "\(typo.stderr)")
+        #expect(typo.stderr.contains("experiments.yaml:7:"), "a profile's comparisons are checked too: \(typo.stderr)")
+        #expect(typo.stderr.contains("reports.compare after \"aftr.yaml\" is not an experiment file of the suite"), "\(typo.stderr)")
     }
 
     @Test("--var-file reads YAML configuration and secrets, and .env lines; --var wins")

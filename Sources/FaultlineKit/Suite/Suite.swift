@@ -188,7 +188,14 @@ public struct Suite: Sendable {
         }
         checkSkippedProfiles(entries, profiles: profiles.map(\.name), sink: sink)
         let reports = reader.decode(ReportSettings.self, "reports")
-        checkComparisons(reports?.compare ?? [], at: node["reports"]?["compare"], entries: entries, sink: sink)
+        checkComparisons(
+            reports?.compare ?? [], at: node["reports"]?["compare"], path: DocumentPath([.key("reports"), .key("compare")]), entries: entries,
+            sink: sink)
+        for profile in profiles {
+            checkComparisons(
+                profile.reports?.compare ?? [], at: node["profiles"]?[profile.name]?["reports"]?["compare"],
+                path: DocumentPath([.key("profiles"), .key(profile.name), .key("reports"), .key("compare")]), entries: entries, sink: sink)
+        }
         var sections: [String: SourceNode] = [:]
         for key in extensionKeys {
             if let section = reader.node(key) { sections[key] = section }
@@ -219,12 +226,14 @@ public struct Suite: Sendable {
     }
 
     /// A comparison names two experiment files of the suite's list, and a report name of its own.
-    private static func checkComparisons(_ comparisons: [ComparisonSettings], at list: SourceNode?, entries: [Entry], sink: DiagnosticSink) {
+    private static func checkComparisons(
+        _ comparisons: [ComparisonSettings], at list: SourceNode?, path listPath: DocumentPath, entries: [Entry], sink: DiagnosticSink
+    ) {
         let files = entries.compactMap(\.path)
         var names: Set<String> = []
         for (index, comparison) in comparisons.enumerated() {
             let element = list?.elements?[index]
-            let path = DocumentPath([.key("reports"), .key("compare"), .index(index)])
+            let path = listPath.appending(index)
             for (key, file) in [("baseline", comparison.baseline), ("after", comparison.after)] where !files.contains(file) {
                 sink.report(
                     Diagnostic(
