@@ -215,6 +215,10 @@ enum SummaryTable {
             where record.toleranceMet == false || record.status == .failed {
                 if !deviated.contains(record.name) { deviated.append(record.name) }
             }
+            // A method probe whose tolerance missed deviates the experiment too (a load's thresholds).
+            for record in journal.run where record.kind == "probe" && record.toleranceMet == false {
+                if !deviated.contains(record.name) { deviated.append(record.name) }
+            }
             if journal.outcome == .failed {
                 for record in journal.steadyStates.before?.probes ?? [] where record.toleranceMet == false || record.status == .failed {
                     if !deviated.contains(record.name) { deviated.append(record.name + " (before)") }

@@ -20,7 +20,9 @@ struct ValidateCommand: AsyncParsableCommand {
             printDiagnostics(plan.warnings)
             let count = plan.experiments.count
             var text = t.paint("✓", .green) + " \(file): \(count) experiment\(count == 1 ? "" : "s") valid"
-            if let profile = plan.profile { text += " (profile \(profile.name))" }
+            if let profile = plan.profile {
+                text += " (profile \(profile.name)" + (plan.skipped.isEmpty ? ")" : "; \(plan.skipped.count) skipped there by skip_profiles)")
+            }
             t.write(text + "\n")
         } catch let error as FaultlineKit.ValidationError {
             printDiagnostics(error.diagnostics)

@@ -24,6 +24,12 @@ public struct OrderAPIOptions: Sendable {
     public var notifyTimeout: Duration?
     /// What a failed notification does to the order.
     public var notifyPolicy: NotifyPolicy
+    /// Consecutive failed notifications that open the notifier's circuit breaker (its own, not the
+    /// store's); 0 turns it off. While it is open, orders are not notified and the notifier is not
+    /// called.
+    public var notifyBreakerThreshold: Int
+    /// How long the notifier's open breaker skips notifications before it lets one trial through.
+    public var notifyBreakerCooldown: Duration
 
     /// - Parameters: See the properties.
     public init(
@@ -31,13 +37,17 @@ public struct OrderAPIOptions: Sendable {
         notifier: HTTPEndpoint,
         storeOptions: StoreOptions = StoreOptions(),
         notifyTimeout: Duration? = .seconds(1),
-        notifyPolicy: NotifyPolicy = .bestEffort
+        notifyPolicy: NotifyPolicy = .bestEffort,
+        notifyBreakerThreshold: Int = 0,
+        notifyBreakerCooldown: Duration = .seconds(2)
     ) {
         self.store = store
         self.notifier = notifier
         self.storeOptions = storeOptions
         self.notifyTimeout = notifyTimeout
         self.notifyPolicy = notifyPolicy
+        self.notifyBreakerThreshold = notifyBreakerThreshold
+        self.notifyBreakerCooldown = notifyBreakerCooldown
     }
 }
 
@@ -46,7 +56,7 @@ public struct OrderAPIOptions: Sendable {
 ///
 /// - `POST /orders` `{"item": "book", "quantity": 2}` → 201 `{"id", "item", "quantity", "notified"}`;
 ///   400 on bad input; 500 `{"error": "store: …"}` when the store fails; 503 when the breaker is open;
-///   502 when the notification fails and `--notify required`.
+///   502 when the notification fails (or the notifier's open breaker skips it) and `--notify required`.
 /// - `GET /orders/{id}` → 200 with the stored order, or 404.
 /// - `GET /health` → 200 (liveness: no store call); `GET /health/ready` → 200 or 503 after a store PING.
 /// - `GET /stats` → the counters in `OrderStats`.
@@ -106,6 +116,8 @@ final class OrderStats: Sendable {
         var breakerRejections = 0
         var notificationsSent = 0
         var notificationsFailed = 0
+        /// Notifications the notifier's open breaker skipped (the notifier was not called).
+        var notificationsSkipped = 0
         /// Whether the last notification failed; failures are logged when this changes, not one per order.
         var notifierFailing = false
     }
@@ -124,6 +136,7 @@ final class OrderService: Sendable {
     private let stats: OrderStats
     private let log: @Sendable (String) -> Void
     private let group: any EventLoopGroup
+    private let notifyBreaker: Mutex<CircuitBreaker>
 
     init(store: StoreClient, options: OrderAPIOptions, stats: OrderStats, log: @escaping @Sendable (String) -> Void, group: any EventLoopGroup) {
         self.store = store
@@ -131,6 +144,7 @@ final class OrderService: Sendable {
         self.stats = stats
         self.log = log
         self.group = group
+        self.notifyBreaker = Mutex(CircuitBreaker(threshold: options.notifyBreakerThreshold, cooldown: options.notifyBreakerCooldown))
     }
 
     func handle(_ request: HTTPRequest) async -> HTTPResponse {
@@ -212,12 +226,19 @@ final class OrderService: Sendable {
             StatsBody(
                 orders: counters.orders, storeErrors: counters.storeErrors, retries: counters.retries,
                 reconnects: counters.reconnects, breaker: breaker, breakerRejections: counters.breakerRejections,
-                notificationsSent: counters.notificationsSent, notificationsFailed: counters.notificationsFailed
+                notificationsSent: counters.notificationsSent, notificationsFailed: counters.notificationsFailed,
+                notifierBreaker: notifyBreaker.withLock { $0.stateName }, notificationsSkipped: counters.notificationsSkipped
             ))
     }
 
-    /// Tells the notifier; returns why it failed, or `nil` when it succeeded.
+    /// Tells the notifier, unless its breaker is open; returns why it failed or was skipped, or
+    /// `nil` when it succeeded.
     private func notify(orderID: Int64) async -> String? {
+        // nil: the open breaker skips this notification.
+        guard let isTrial = notifyBreaker.withLock({ try? $0.admit(now: .now) }) else {
+            stats.update { $0.notificationsSkipped += 1 }
+            return "notifier circuit breaker open"
+        }
         var failure: String?
         do {
             let body = ByteBuffer(string: #"{"order_id":\#(orderID)}"#)
@@ -227,6 +248,18 @@ final class OrderService: Sendable {
         } catch {
             failure = NetworkError.describe(error)
         }
+        let opened = notifyBreaker.withLock { breaker in
+            if failure == nil {
+                breaker.recordSuccess()
+                return false
+            }
+            if isTrial && Task.isCancelled {
+                breaker.abandonTrial()
+                return false
+            }
+            return breaker.recordFailure(now: .now)
+        }
+        if opened { log("notifier circuit breaker opened; notifications skipped for \(options.notifyBreakerCooldown.milliseconds) ms") }
         let changed = stats.update { counters in
             if failure == nil { counters.notificationsSent += 1 } else { counters.notificationsFailed += 1 }
             defer { counters.notifierFailing = failure != nil }
@@ -337,6 +370,8 @@ struct StatsBody: Encodable {
     var breakerRejections: Int
     var notificationsSent: Int
     var notificationsFailed: Int
+    var notifierBreaker: String
+    var notificationsSkipped: Int
 
     enum CodingKeys: String, CodingKey {
         case orders, retries, reconnects, breaker
@@ -344,5 +379,7 @@ struct StatsBody: Encodable {
         case breakerRejections = "breaker_rejections"
         case notificationsSent = "notifications_sent"
         case notificationsFailed = "notifications_failed"
+        case notifierBreaker = "notifier_breaker"
+        case notificationsSkipped = "notifications_skipped"
     }
 }

@@ -93,11 +93,18 @@ struct OrderAPICommand: AsyncParsableCommand {
     @Option(help: "best-effort: a failed notification still answers 201 with \"notified\": false; required: 502.")
     var notify = NotifyPolicy.bestEffort
 
+    @Option(help: "Open the notifier's own circuit breaker after this many consecutive failed notifications (skipping them); 0 turns it off.")
+    var notifyBreakerThreshold = 0
+
+    @Option(help: "How long the notifier's open breaker skips notifications before it lets one trial through.")
+    var notifyBreakerCooldownMs = 2000
+
     func validate() throws {
         let counts = [
             ("--store-timeout-ms", storeTimeoutMs), ("--retries", retries), ("--backoff-ms", backoffMs),
             ("--backoff-max-ms", backoffMaxMs), ("--breaker-threshold", breakerThreshold),
             ("--breaker-cooldown-ms", breakerCooldownMs), ("--notify-timeout-ms", notifyTimeoutMs),
+            ("--notify-breaker-threshold", notifyBreakerThreshold), ("--notify-breaker-cooldown-ms", notifyBreakerCooldownMs),
         ]
         for (name, value) in counts where value < 0 {
             throw ValidationError("\(name) must be 0 or more, not \(value)")
@@ -117,11 +124,13 @@ struct OrderAPICommand: AsyncParsableCommand {
                 breakerCooldown: .milliseconds(breakerCooldownMs)
             ),
             notifyTimeout: notifyTimeoutMs > 0 ? .milliseconds(notifyTimeoutMs) : nil,
-            notifyPolicy: notify
+            notifyPolicy: notify,
+            notifyBreakerThreshold: notifyBreakerThreshold,
+            notifyBreakerCooldown: .milliseconds(notifyBreakerCooldownMs)
         )
         let log = logger("order-api")
         log(
-            "store \(store) (timeout \(storeTimeoutMs) ms, retries \(retries), breaker threshold \(breakerThreshold)); notifier \(notifier) (\(notify.rawValue))"
+            "store \(store) (timeout \(storeTimeoutMs) ms, retries \(retries), breaker threshold \(breakerThreshold)); notifier \(notifier) (\(notify.rawValue), breaker threshold \(notifyBreakerThreshold))"
         )
         try await serve(try await OrderAPI.bind(host: listen.host, port: listen.port, options: options, log: log))
     }

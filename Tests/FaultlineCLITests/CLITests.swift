@@ -292,6 +292,115 @@ struct SuiteFileTests {
         #expect(journal.verdict == .deviated)
     }
 
+    @Test("skip_profiles leaves an experiment out on those profiles and says so; an unknown profile there is a load error")
+    func skipProfiles() async throws {
+        let scratch = try ScratchDirectory()
+        try scratch.write(
+            "local-only.yaml",
+            """
+            title: needs the local backend
+            method:
+              - {type: action, name: write, provider: {type: process, path: sh, arguments: ["-c", "echo ran >> ran"]}}
+            """)
+        try scratch.write("everywhere.yaml", "title: runs everywhere\nmethod: [{type: probe, name: p, provider: {type: process, path: \"true\"}}]\n")
+        try scratch.write(
+            "experiments.yaml",
+            """
+            name: skipping
+            experiments:
+              - {path: local-only.yaml, skip_profiles: [remote]}
+              - everywhere.yaml
+            profiles:
+              local: {default: true}
+              remote: {}
+            """)
+        let local = try TestProcess.faultline(["run"], in: scratch)
+        #expect(await local.wait() == 0, "\(local.stdout)\(local.stderr)")
+        #expect(scratch.exists("ran"))
+        #expect(!local.stdout.contains("skipped on profile"))
+
+        try FileManager.default.removeItem(atPath: scratch.path("ran"))
+        let remote = try TestProcess.faultline(["run", "--profile", "remote", "--journal-path", "remote-journals"], in: scratch)
+        #expect(await remote.wait() == 0, "\(remote.stdout)\(remote.stderr)")
+        #expect(!scratch.exists("ran"), "the skipped experiment did not run")
+        #expect(remote.stdout.contains("1 experiment"), "\(remote.stdout)")
+        #expect(remote.stdout.contains("skipped on profile remote (skip_profiles): needs the local backend"), "\(remote.stdout)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.path("remote-journals")).filter { $0.hasSuffix(".json") }.count == 1)
+        let validate = try TestProcess.faultline(["validate", "--profile", "remote"], in: scratch)
+        #expect(await validate.wait() == 0)
+        #expect(validate.stdout.contains("1 experiment valid (profile remote; 1 skipped there by skip_profiles)"), "\(validate.stdout)")
+        // --only that matches only skipped experiments says why nothing is left.
+        let only = try TestProcess.faultline(["run", "--profile", "remote", "--only", "local backend"], in: scratch)
+        #expect(await only.wait() == 2)
+        #expect(only.stderr.contains("no experiment that runs on profile remote matches --only local backend"), "\(only.stderr)")
+
+        try scratch.write(
+            "experiments.yaml",
+            """
+            name: skipping
+            experiments:
+              - {path: local-only.yaml, skip_profiles: [remot]}
+            profiles:
+              local: {default: true}
+              remote: {}
+            """)
+        let typo = try TestProcess.faultline(["validate"], in: scratch)
+        #expect(await typo.wait() == 2)
+        #expect(typo.stderr.contains("experiments.yaml:3:"), "\(typo.stderr)")
+        #expect(typo.stderr.contains("skip_profiles names an unknown profile \"remot\""), "\(typo.stderr)")
+        #expect(typo.stderr.contains("remote"), "did you mean")
+    }
+
+    @Test("reports.compare writes a before/after comparison of two of the suite's experiments, naming both")
+    func suiteComparison() async throws {
+        let scratch = try ScratchDirectory()
+        for (file, title) in [("before.yaml", "the slow variant"), ("after.yaml", "the fast variant")] {
+            try scratch.write(file, "title: \(title)\nmethod: [{type: probe, name: p, provider: {type: process, path: \"true\"}}]\n")
+        }
+        try scratch.write(
+            "experiments.yaml",
+            """
+            name: compared
+            experiments: [before.yaml, after.yaml]
+            reports:
+              formats: [md, html, junit]
+              dir: out
+              compare:
+                - {name: slow-vs-fast, baseline: before.yaml, after: after.yaml}
+            """)
+        let run = try TestProcess.faultline(["run"], in: scratch)
+        #expect(await run.wait() == 0, "\(run.stdout)\(run.stderr)")
+        for format in ["md", "html"] {
+            let text = try String(contentsOfFile: scratch.path("out/slow-vs-fast.\(format)"), encoding: .utf8)
+            #expect(text.contains("Before and after: the slow variant vs. the fast variant"), "\(text)")
+            #expect(text.contains("Experiment"), "a row names each side's experiment")
+        }
+        #expect(!scratch.exists("out/slow-vs-fast.xml"), "JUnit cannot compare")
+        #expect(scratch.exists("out/compared.xml"))
+        // Only one of the two ran: no comparison.
+        let only = try TestProcess.faultline(["run", "--only", "slow", "--report-dir", "only"], in: scratch)
+        #expect(await only.wait() == 0)
+        #expect(scratch.exists("only/compared.md") && !scratch.exists("only/slow-vs-fast.md"))
+
+        try scratch.write(
+            "experiments.yaml",
+            """
+            name: compared
+            experiments: [before.yaml, after.yaml]
+            reports:
+              compare:
+                - {name: slow-vs-fast, baseline: befor.yaml, after: after.yaml}
+            profiles:
+              local: {default: true, reports: {compare: [{name: other, baseline: before.yaml, after: aftr.yaml}]}}
+            """)
+        let typo = try TestProcess.faultline(["validate"], in: scratch)
+        #expect(await typo.wait() == 2)
+        #expect(typo.stderr.contains("experiments.yaml:5:"), "\(typo.stderr)")
+        #expect(typo.stderr.contains("reports.compare baseline \"befor.yaml\" is not an experiment file of the suite"), "\(typo.stderr)")
+        #expect(typo.stderr.contains("experiments.yaml:7:"), "a profile's comparisons are checked too: \(typo.stderr)")
+        #expect(typo.stderr.contains("reports.compare after \"aftr.yaml\" is not an experiment file of the suite"), "\(typo.stderr)")
+    }
+
     @Test("--var-file reads YAML configuration and secrets, and .env lines; --var wins")
     func variableFiles() async throws {
         let scratch = try ScratchDirectory()

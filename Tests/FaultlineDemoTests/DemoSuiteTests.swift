@@ -15,6 +15,7 @@ struct DemoSuiteTests {
         "01-baseline": .completed, "02-store-latency": .completed, "03-store-bandwidth": .completed, "04-store-timeout": .deviated,
         "04b-store-timeout-resilient": .completed, "05-store-slow-close": .completed, "06-store-slicer": .completed,
         "07-store-limit-data": .completed, "08-load-with-a-fault": .completed, "09-notifier-killed": .completed,
+        "10-notifier-503": .deviated, "11-notifier-503-resilient": .completed,
     ]
 
     @Test("every experiment ends as documented, reports are written, and no process or proxy is left")
@@ -73,6 +74,9 @@ struct DemoSuiteTests {
         #expect(printed.contains("    fault latency latency=300"))
         #expect(printed.contains("✓ p(95)<1000 on during: "))
 
+        try Self.checkNotifierExperiments(journals: journals, files: files, reports: reports)
+        #expect(printed.contains(/Under load, a notifier answering 503.*deviated \(as expected\) +[0-9.]+ m?s +orders-under-load/), "\(printed)")
+
         // Reports.
         for format in ["md", "html"] {
             #expect(FileManager.default.fileExists(atPath: (reports as NSString).appendingPathComponent("orders.\(format)")))
@@ -99,6 +103,69 @@ struct DemoSuiteTests {
 }
 
 extension DemoSuiteTests {
+    /// The second study: the same load under the same HTTP fault (half of the notifier's calls
+    /// answered 503) fails orders of the API as written and none of the resilient API's, whose
+    /// notifier breaker opened; the suite's comparison report sets the two side by side.
+    static func checkNotifierExperiments(journals: String, files: [String], reports: String) throws {
+        func load(_ origin: String) throws -> (Journal, LoadResult) {
+            let file = try #require(
+                try files.first { file in
+                    let journal = try Journal.load(path: (journals as NSString).appendingPathComponent(file))
+                    return ((journal.origin as NSString).lastPathComponent as NSString).deletingPathExtension == origin
+                }, "no journal of \(origin)")
+            let journal = try Journal.load(path: (journals as NSString).appendingPathComponent(file))
+            let record = try #require(journal.run.first { $0.providerType == "http.load" })
+            return (journal, try LoadResult(decoding: try #require(record.output)))
+        }
+        let (plainJournal, plain) = try load("10-notifier-503")
+        let (resilientJournal, resilient) = try load("11-notifier-503-resilient")
+        // One fault window each, the HTTP toxic's, and it says what it did.
+        for journal in [plainJournal, resilientJournal] {
+            #expect(journal.faults.count == 1 && journal.faults[0].label.hasPrefix("http_abort"), "\(journal.faults.map(\.label))")
+        }
+        #expect(plainJournal.faults.first?.label.contains("affected") == true, "\(plainJournal.faults.map(\.label))")
+
+        // The API as written: orders sent before the fault succeeded; during it, orders failed
+        // with 502 (the notifier's 503 passed on).
+        #expect(plain.phases.map(\.kind) == [.before, .fault, .after], "\(plain.phases.map(\.name))")
+        let plainBefore = try #require(plain.phase(named: "before")).stats
+        let plainDuring = try #require(plain.phase(named: "during")).stats
+        // Requests count in the phase they were sent in: one of the five users' orders sent just
+        // before the toxic came in may meet it, no more.
+        #expect(plainBefore.failed <= 5, "\(plainBefore)")
+        let badGateway = plainDuring.statusCodes.first { $0.label == "502" }?.count ?? 0
+        #expect(badGateway > 0 && plainDuring.failed == badGateway, "\(plainDuring.statusCodes)")
+        // About half (the toxicity), well away from none and from all.
+        #expect(plainDuring.errorRate > 0.2 && plainDuring.errorRate < 0.8, "\(plainDuring.errorRate)")
+        #expect(plainJournal.run.first { $0.providerType == "http.load" }?.toleranceMet == false, "its thresholds were missed")
+
+        // The resilient API: every order answered 201, during the fault too, and its notifier
+        // breaker opened (the probe after the load read notifications_skipped from /stats).
+        let resilientDuring = try #require(resilient.phase(named: "during")).stats
+        #expect(resilient.overall.count > 0 && resilient.overall.failed == 0, "\(resilient.overall.statusCodes)")
+        #expect(resilientDuring.count > 0 && resilientDuring.failed == 0)
+        let breaker = try #require(resilientJournal.run.first { $0.name == "the-notifier-breaker-opened" })
+        #expect(breaker.toleranceMet == true, "\(breaker.output ?? .null)")
+        #expect((breaker.output?["body"]?["notifications_skipped"]?.intValue ?? 0) >= 1)
+
+        // The comparison report: both APIs' experiments, the error rate that fell, and the fault's phase.
+        for format in ["md", "html"] {
+            let path = (reports as NSString).appendingPathComponent("notifier-503.\(format)")
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            #expect(text.contains("the API as written vs. the resilient API"))
+            for journal in [plainJournal, resilientJournal] {
+                let title = format == "html" ? journal.title.replacingOccurrences(of: "'", with: "&#39;") : journal.title
+                #expect(text.contains(title), "\(format) comparison names \(journal.title)")
+            }
+            #expect(text.contains("Error rate"))
+            #expect(text.contains("http_abort"), "the fault's phase row")
+        }
+        let markdown = try String(contentsOfFile: (reports as NSString).appendingPathComponent("notifier-503.md"), encoding: .utf8)
+        #expect(markdown.contains("**Error rate fell from "), "\(markdown)")
+        // The plain API's load missed its thresholds: that probe is what deviated, in the report and the terminal.
+        #expect(markdown.contains("| Deviated probes | `orders-under-load` | none |"), "\(markdown)")
+    }
+
     /// Whether a TCP connection to 127.0.0.1:port succeeds.
     static func accepts(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

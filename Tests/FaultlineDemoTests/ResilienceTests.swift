@@ -3,6 +3,8 @@ import FaultlineNetwork
 import FaultlineTestSupport
 import Foundation
 import NIOCore
+import NIOPosix
+import Synchronization
 import Testing
 
 /// Each resilience option, observed through the API with the store link broken by a relay.
@@ -166,6 +168,67 @@ struct ResilienceTests {
             let response = try await system.order()
             #expect(response.status == .badGateway)
             #expect(response["error"] == "notifier: no response within 100 ms")
+        }
+    }
+
+    /// A notifier that answers 503 while `failing` is set and 204 otherwise, counting the calls it gets.
+    final class FlakyNotifier: Sendable {
+        let failing = Atomic<Bool>(true)
+        let calls = Atomic<Int>(0)
+
+        func bind() async throws -> DemoServer {
+            try await HTTPServer.bind(name: "flaky-notifier", host: "127.0.0.1", port: 0, group: MultiThreadedEventLoopGroup.singleton) { _ in
+                self.calls.add(1, ordering: .relaxed)
+                return self.failing.load(ordering: .relaxed) ? .error(.serviceUnavailable, "busy") : HTTPResponse(status: .noContent)
+            }
+        }
+    }
+
+    @Test("the notifier's breaker opens after N failed notifications: orders are confirmed without calling the notifier")
+    func notifierBreakerOpens() async throws {
+        let flaky = FlakyNotifier()
+        let notifier = try await flaky.bind()
+        try await withRunning([notifier]) {
+            try await OrderSystem.with(
+                notifyBreakerThreshold: 2, notifyBreakerCooldown: .seconds(60),
+                notifierAddress: HTTPEndpoint(host: notifier.host, port: notifier.port)
+            ) { system throws in
+                for _ in 0..<3 {
+                    let response = try await system.order()
+                    #expect(response.status == .created)
+                    #expect(response["notified"] == "0" || response["notified"] == "false", "\(response.text)")
+                }
+                #expect(flaky.calls.load(ordering: .relaxed) == 2, "the third order's notification was skipped, not sent")
+                let stats = try await system.stats()
+                #expect("\(stats["notifier_breaker"]!)" == "open")
+                #expect("\(stats["notifications_failed"]!)" == "2")
+                #expect("\(stats["notifications_skipped"]!)" == "1")
+                #expect("\(stats["breaker"]!)" == "off", "the store's breaker is another one")
+            }
+        }
+    }
+
+    @Test("after the notifier breaker's cooldown a trial notification goes through, and its success closes the breaker")
+    func notifierBreakerRecovers() async throws {
+        let flaky = FlakyNotifier()
+        let notifier = try await flaky.bind()
+        try await withRunning([notifier]) {
+            try await OrderSystem.with(
+                notifyPolicy: .required, notifyBreakerThreshold: 2, notifyBreakerCooldown: .milliseconds(200),
+                notifierAddress: HTTPEndpoint(host: notifier.host, port: notifier.port)
+            ) { system throws in
+                #expect(try await system.order().status == .badGateway)
+                #expect(try await system.order().status == .badGateway)
+                #expect("\(try await system.stats()["notifier_breaker"]!)" == "open")
+                flaky.failing.store(false, ordering: .relaxed)
+                // The cooldown is a duration by design: poll until it has passed.
+                #expect(
+                    await eventually {
+                        let notified = (try? await system.order())?["notified"]
+                        return notified == "1" || notified == "true"
+                    })
+                #expect("\(try await system.stats()["notifier_breaker"]!)" == "closed")
+            }
         }
     }
 }

@@ -35,6 +35,8 @@ struct OrderSystem {
         storeOptions: StoreOptions = StoreOptions(),
         notifyTimeout: Duration? = .seconds(10),  // longer than the binary's 1 s: test machines are loaded
         notifyPolicy: NotifyPolicy = .bestEffort,
+        notifyBreakerThreshold: Int = 0,
+        notifyBreakerCooldown: Duration = .seconds(2),
         storeAddress: ((DemoServer) async throws -> HostPort)? = nil,
         notifierAddress: HTTPEndpoint? = nil,
         _ body: (OrderSystem) async throws -> Void
@@ -46,7 +48,9 @@ struct OrderSystem {
             notifier: notifierAddress ?? HTTPEndpoint(host: notifier.host, port: notifier.port),
             storeOptions: storeOptions,
             notifyTimeout: notifyTimeout,
-            notifyPolicy: notifyPolicy
+            notifyPolicy: notifyPolicy,
+            notifyBreakerThreshold: notifyBreakerThreshold,
+            notifyBreakerCooldown: notifyBreakerCooldown
         )
         let system = OrderSystem(store: store, notifier: notifier, api: try await OrderAPI.bind(options: options))
         try await withRunning([store, notifier, system.api]) { try await body(system) }

@@ -28,8 +28,10 @@ public struct HTMLReporter: ComparisonReporter {
     public func renderComparison(baseline: [Journal], after: [Journal], options: ReportOptions) throws -> String {
         let comparison = Comparison(baseline: baseline, after: after, options: options)
         var body = "<header>\n<p class=\"eyebrow\">Faultline · before and after</p>\n<h1>\(HTML.escape(comparison.title))</h1>\n"
-        body +=
-            "<p class=\"lead\">The same experiment before and after a change: each metric with its direction (▲ up, ▼ down) and whether that is better or worse.</p>\n"
+        let what =
+            comparison.pairs.contains(where: \.comparesTwoExperiments)
+            ? "Two experiments side by side, the baseline first" : "The same experiment before and after a change"
+        body += "<p class=\"lead\">\(what): each metric with its direction (▲ up, ▼ down) and whether that is better or worse.</p>\n"
         body += "</header>\n<main>\n"
         for pair in comparison.pairs { body += comparisonCard(pair, showTitle: comparison.pairs.count > 1) }
         body += "</main>\n"
@@ -400,9 +402,12 @@ public struct HTMLReporter: ComparisonReporter {
         var out = "<section class=\"card\">\n"
         if showTitle { out += "<h2>\(HTML.escape(pair.title))</h2>\n" }
         func cell(_ view: ExperimentView?, _ body: (ExperimentView) -> String) -> String { view.map(body) ?? "<span class=\"muted\">not run</span>" }
+        let experimentRow =
+            pair.comparesTwoExperiments
+            ? [["Experiment", cell(pair.baseline) { HTML.escape($0.journal.title) }, cell(pair.after) { HTML.escape($0.journal.title) }]] : []
         out += HTML.table(
             ["", "Baseline", "After"],
-            [
+            experimentRow + [
                 [
                     "Run",
                     cell(pair.baseline) {

@@ -28,9 +28,18 @@ public struct MarkdownReporter: ComparisonReporter {
         var out = "# \(Markdown.escape(comparison.title))\n\n"
         for pair in comparison.pairs {
             if comparison.pairs.count > 1 { out += "## \(Markdown.escape(pair.title))\n\n" }
+            let experimentRow =
+                pair.comparesTwoExperiments
+                ? [
+                    [
+                        "Experiment", pair.baseline.map { Markdown.escape($0.journal.title) } ?? "—",
+                        pair.after.map { Markdown.escape($0.journal.title) } ?? "—",
+                    ]
+                ]
+                : []
             out += Markdown.table(
                 ["", "Baseline", "After"],
-                [
+                experimentRow + [
                     ["Run", pair.baseline.map(runCell) ?? "—", pair.after.map(runCell) ?? "—"],
                     ["Outcome", pair.baseline.map { outcomeCell($0.journal) } ?? "—", pair.after.map { outcomeCell($0.journal) } ?? "—"],
                     ["Duration", pair.baseline.map { Format.duration($0.duration) } ?? "—", pair.after.map { Format.duration($0.duration) } ?? "—"],

@@ -12,6 +12,13 @@ struct Comparison {
         let baseline: ExperimentView?
         let after: ExperimentView?
         let loads: [LoadPair]
+
+        /// Two different experiments set side by side (two APIs under the same fault, say) rather
+        /// than one experiment before and after a change: the reports then name both.
+        var comparesTwoExperiments: Bool {
+            guard let baseline, let after else { return false }
+            return baseline.journal.title != after.journal.title
+        }
     }
 
     /// One load probe in both runs.
@@ -106,7 +113,11 @@ struct Comparison {
         pairs = Self.pairExperiments(before, later)
         title =
             options.title
-            ?? (pairs.count == 1 ? "Before and after: \(pairs[0].title)" : "Before and after" + (options.suiteName.map { ": \($0)" } ?? ""))
+            ?? (pairs.count == 1
+                ? "Before and after: "
+                    + (pairs[0].comparesTwoExperiments
+                        ? "\(pairs[0].baseline!.journal.title) vs. \(pairs[0].after!.journal.title)" : pairs[0].title)
+                : "Before and after" + (options.suiteName.map { ": \($0)" } ?? ""))
     }
 
     /// The metrics of the table, from the issue teams file after a fix.

@@ -152,6 +152,10 @@ struct ExperimentView {
                 if !deviated.contains(record.name) { deviated.append(record.name) }
             }
         }
+        // A method probe whose tolerance missed deviates the experiment too (a load's thresholds).
+        for record in journal.run where record.kind == "probe" && record.toleranceMet == false {
+            if !deviated.contains(record.name) { deviated.append(record.name) }
+        }
         deviatedProbes = deviated
     }
 

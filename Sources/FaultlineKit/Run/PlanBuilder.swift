@@ -22,7 +22,7 @@ struct PlanBuilder {
             return nil
         }
         let layers = ConfigurationLayers.shared(suite: suite, profile: profile, options: options, sink: sink)
-        let entries = selectedExperiments(suite)
+        let (entries, skipped) = selectedExperiments(suite, profile: profile?.name)
 
         let sources = ConfigurationSources(providers: registry.configurationProviders)
         let shared = ResolvedConfiguration.resolve(layers, environment: options.environment, sources: sources, sink: sink)
@@ -52,15 +52,19 @@ struct PlanBuilder {
                     journalPath: journals.path(of: index, experiment)))
         }
 
-        let reports = ReportPlan(
+        var reports = ReportPlan(
             formats: options.reportFormats ?? profile?.reports?.formats ?? suite.reports?.formats ?? [],
             directory: options.reportDirectory ?? profile?.reports?.dir ?? suite.reports?.dir ?? "reports")
+        reports.comparisons = (profile?.reports?.compare ?? suite.reports?.compare ?? []).map { comparison in
+            ComparisonReportPlan(
+                name: comparison.name, title: comparison.title, baselineOrigin: resolve(comparison.baseline), afterOrigin: resolve(comparison.after))
+        }
         PlanValidation.checkReportFormats(reports.formats, file: path, registry: registry, sink: sink)
 
         let seed = options.seed ?? profile?.seed ?? suite.seed ?? UInt64.random(in: 1..<UInt64(Int64.max))
         return RunPlan(
-            suite: suite, profile: profile, shared: shared, extensions: extensions.planned, experiments: experiments, seed: seed, journals: journals,
-            reports: reports, options: options)
+            suite: suite, profile: profile, shared: shared, extensions: extensions.planned, experiments: experiments, skipped: skipped, seed: seed,
+            journals: journals, reports: reports, options: options)
     }
 
     /// The suite the file holds, or a one-entry suite around the experiment it holds.
@@ -89,17 +93,24 @@ struct PlanBuilder {
             hint: "run the suite in parts (--only), or share less configuration")
     }
 
-    /// The suite's experiments, parsed, with their documented outcomes and the number of values
-    /// each holds; only those `--only` names.
-    private func selectedExperiments(_ suite: Suite) -> [(Experiment, Outcome?, values: Int)] {
+    /// A file the suite names, as an experiment's `origin` names it: relative to the suite's directory.
+    private func resolve(_ file: String) -> String {
         let baseDirectory = (path as NSString).deletingLastPathComponent
+        return file.hasPrefix("/") || baseDirectory.isEmpty ? file : (baseDirectory as NSString).appendingPathComponent(file)
+    }
+
+    /// The suite's experiments, parsed, with their documented outcomes and the number of values
+    /// each holds; only those `--only` names; those whose entry skips the profile are left out
+    /// (still parsed, so a mistake in one shows on every profile) and returned beside them.
+    private func selectedExperiments(_ suite: Suite, profile: String?) -> ([(Experiment, Outcome?, values: Int)], skipped: [SkippedExperiment]) {
         var experiments: [(Experiment, Outcome?, values: Int)] = []
+        var skipped: [SkippedExperiment] = []
         // A file the suite names several times is read once.
         var loaded: [String: (node: SourceNode, values: Int)] = [:]
         var planValues = 0
         for entry in suite.entries {
             if let file = entry.path {
-                let resolved = file.hasPrefix("/") || baseDirectory.isEmpty ? file : (baseDirectory as NSString).appendingPathComponent(file)
+                let resolved = resolve(file)
                 let document: (node: SourceNode, values: Int)
                 do {
                     if let known = loaded[resolved] {
@@ -121,7 +132,11 @@ struct PlanBuilder {
                     break
                 }
                 if let experiment = ExperimentParser.parse(document.node, origin: resolved, sink: sink) {
-                    experiments.append((experiment, entry.expect, document.values))
+                    if let profile, entry.skipProfiles.contains(profile) {
+                        skipped.append(SkippedExperiment(title: experiment.title, origin: resolved, profile: profile))
+                    } else {
+                        experiments.append((experiment, entry.expect, document.values))
+                    }
                 }
             } else if let inline = entry.inline {
                 let origin = suite.isSuiteFile ? "\(path) (\(entry.documentPath))" : path
@@ -131,15 +146,20 @@ struct PlanBuilder {
                 }
             }
         }
-        guard !options.only.isEmpty else { return experiments }
-        let kept = experiments.filter { experiment, _, _ in
-            options.only.contains { experiment.title.localizedCaseInsensitiveContains($0) || experiment.origin.localizedCaseInsensitiveContains($0) }
+        guard !options.only.isEmpty else { return (experiments, skipped) }
+        func selected(_ title: String, _ origin: String) -> Bool {
+            options.only.contains { title.localizedCaseInsensitiveContains($0) || origin.localizedCaseInsensitiveContains($0) }
         }
+        let kept = experiments.filter { experiment, _, _ in selected(experiment.title, experiment.origin) }
+        skipped = skipped.filter { selected($0.title, $0.origin) }
         if kept.isEmpty {
+            let skippedNote = skipped.isEmpty ? "" : " that runs on profile \(profile ?? "")"
             sink.report(
-                Diagnostic("no experiment matches --only \(options.only.joined(separator: ", "))", at: SourceLocation(file: path, line: 1, column: 1))
-            )
+                Diagnostic(
+                    "no experiment\(skippedNote) matches --only \(options.only.joined(separator: ", "))",
+                    at: SourceLocation(file: path, line: 1, column: 1),
+                    hint: skipped.isEmpty ? nil : "skip_profiles leaves out \(skipped.map(\.origin).joined(separator: ", ")) on this profile"))
         }
-        return kept
+        return (kept, skipped)
     }
 }

@@ -15,6 +15,9 @@ struct RunLifecycle {
 
     func run(_ plan: RunPlan, interruption: Interruption) async -> SuiteRunner.Result {
         observer.handle(.suiteStarted(name: plan.suite.name, profile: plan.profile?.name, experiments: plan.experiments.count))
+        for skipped in plan.skipped {
+            observer.handle(.setupStep("skipped on profile \(skipped.profile) (skip_profiles): \(skipped.title) (\(skipped.origin))"))
+        }
         var result = SuiteRunner.Result(journals: [], journalPaths: [], reportPaths: [], setupError: nil, teardownProblems: [], interrupted: false)
         try? FileManager.default.createDirectory(atPath: plan.journals.runDirectory, withIntermediateDirectories: true)
 

@@ -11,6 +11,8 @@ public struct RunPlan: Sendable {
     public let extensions: [PlannedExtension]
     /// The experiments to run, in order, after `--only`.
     public let experiments: [PlannedExperiment]
+    /// The experiments the profile skips (their entries' `skip_profiles`), in suite order.
+    public let skipped: [SkippedExperiment]
     /// The seed of every random choice: `--seed`, the profile's, the suite's, or a random one.
     public let seed: UInt64
     public let journals: JournalLayout
@@ -24,13 +26,14 @@ public struct RunPlan: Sendable {
 
     init(
         suite: Suite, profile: Suite.Profile?, shared: ResolvedConfiguration, extensions: [PlannedExtension], experiments: [PlannedExperiment],
-        seed: UInt64, journals: JournalLayout, reports: ReportPlan, options: SuiteRunner.Options
+        skipped: [SkippedExperiment] = [], seed: UInt64, journals: JournalLayout, reports: ReportPlan, options: SuiteRunner.Options
     ) {
         self.suite = suite
         self.profile = profile
         self.shared = shared
         self.extensions = extensions
         self.experiments = experiments
+        self.skipped = skipped
         self.seed = seed
         self.journals = journals
         self.reports = reports
@@ -72,9 +75,29 @@ public struct PlannedExperiment: Sendable {
     public let journalPath: String
 }
 
+/// An experiment of the suite that the run's profile skips (`skip_profiles`).
+public struct SkippedExperiment: Sendable, Equatable {
+    public let title: String
+    /// Its file.
+    public let origin: String
+    /// The profile that skips it.
+    public let profile: String
+}
+
 /// Which reports a run writes when it ends, and where.
 public struct ReportPlan: Sendable {
     /// Report formats (`md`, `html`, `junit`), each a registered reporter.
     public let formats: [String]
     public let directory: String
+    /// Before/after comparisons of two experiments (`reports.compare`), written with the reports.
+    public var comparisons: [ComparisonReportPlan] = []
+}
+
+/// One `reports.compare` entry: the two experiments' files as their journals' `origin` names them.
+public struct ComparisonReportPlan: Sendable {
+    /// The report's file name, without extension.
+    public let name: String
+    public let title: String?
+    public let baselineOrigin: String
+    public let afterOrigin: String
 }

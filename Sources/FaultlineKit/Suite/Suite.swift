@@ -9,6 +9,7 @@ import Foundation
 /// experiments:
 ///   - experiments/baseline.yaml
 ///   - path: experiments/latency.yaml
+///   - {path: experiments/http-fault.yaml, skip_profiles: [ci]}
 ///   - title: inline experiment
 ///     method: [...]
 /// profiles:
@@ -46,6 +47,11 @@ public struct Suite: Sendable {
         /// The outcome the experiment is documented to have (`expect: deviated` for one that
         /// shows a known weakness); the run passes when it ends so.
         public var expect: Outcome?
+        /// Profiles this experiment does not run on (`skip_profiles: [toxiproxy]` for one whose
+        /// faults that profile's backend cannot inject); each names a profile of the suite.
+        public var skipProfiles: [String] = []
+        /// Where `skip_profiles` is written, for errors about it.
+        public var skipProfilesLocation: SourceLocation?
     }
 
     /// A named overlay: configuration values, seed, reports, and sections run extensions own
@@ -66,6 +72,18 @@ public struct Suite: Sendable {
     public struct ReportSettings: Sendable, Decodable {
         public var formats: [String]?
         public var dir: String?
+        /// Before/after comparisons of two of the suite's experiments, written beside the reports.
+        public var compare: [ComparisonSettings]?
+    }
+
+    /// `reports.compare[]`: `{name, baseline, after, title}` — two experiment files of the suite
+    /// (as its `experiments:` list names them) whose journals a comparison report sets side by
+    /// side, in `<dir>/<name>.<ext>` for each report format that can compare (`md`, `html`).
+    public struct ComparisonSettings: Sendable, Decodable {
+        public var name: String
+        public var baseline: String
+        public var after: String
+        public var title: String?
     }
 
     /// Whether a document is a suite (it has `experiments:`) rather than an experiment.
@@ -101,8 +119,13 @@ public struct Suite: Sendable {
                                     at: element["expect"]?.location,
                                     path: path.appending("expect"), hint: "write completed, deviated, failed or aborted"))
                         }
+                        let skipProfiles = entryReader.decode([String].self, "skip_profiles") ?? []
                         if let file = entryReader.nonEmptyString("path") {
-                            entries.append(Entry(path: file, inline: nil, location: element.location, documentPath: path, expect: expect))
+                            entries.append(
+                                Entry(
+                                    path: file, inline: nil, location: element.location, documentPath: path, expect: expect,
+                                    skipProfiles: skipProfiles,
+                                    skipProfilesLocation: element["skip_profiles"]?.location))
                         }
                         entryReader.reportUnknownKeys()
                     case .object:
@@ -163,7 +186,16 @@ public struct Suite: Sendable {
                         path: DocumentPath([.key("profiles")])))
             }
         }
+        checkSkippedProfiles(entries, profiles: profiles.map(\.name), sink: sink)
         let reports = reader.decode(ReportSettings.self, "reports")
+        checkComparisons(
+            reports?.compare ?? [], at: node["reports"]?["compare"], path: DocumentPath([.key("reports"), .key("compare")]), entries: entries,
+            sink: sink)
+        for profile in profiles {
+            checkComparisons(
+                profile.reports?.compare ?? [], at: node["profiles"]?[profile.name]?["reports"]?["compare"],
+                path: DocumentPath([.key("profiles"), .key(profile.name), .key("reports"), .key("compare")]), entries: entries, sink: sink)
+        }
         var sections: [String: SourceNode] = [:]
         for key in extensionKeys {
             if let section = reader.node(key) { sections[key] = section }
@@ -172,6 +204,51 @@ public struct Suite: Sendable {
         return Suite(
             file: file, name: name, description: description, seed: seed, configuration: configuration, entries: entries, profiles: profiles,
             reports: reports, extensionSections: sections, isSuiteFile: true)
+    }
+
+    /// Every name in an entry's `skip_profiles` must be a profile of the suite: a misspelt one
+    /// would otherwise run the experiment on the profile it meant to skip.
+    private static func checkSkippedProfiles(_ entries: [Entry], profiles: [String], sink: DiagnosticSink) {
+        for entry in entries {
+            for name in entry.skipProfiles where !profiles.contains(name) {
+                sink.report(
+                    Diagnostic(
+                        profiles.isEmpty
+                            ? "skip_profiles names \"\(name)\", but the suite defines no profiles"
+                            : "skip_profiles names an unknown profile \"\(name)\"",
+                        at: entry.skipProfilesLocation ?? entry.location, path: entry.documentPath.appending("skip_profiles"),
+                        hint: profiles.isEmpty
+                            ? "remove skip_profiles, or add profiles: {\(name): {…}}"
+                            : (Suggestion.didYouMean(name, in: profiles).map { "\($0) " } ?? "")
+                                + "known profiles: \(profiles.joined(separator: ", "))"))
+            }
+        }
+    }
+
+    /// A comparison names two experiment files of the suite's list, and a report name of its own.
+    private static func checkComparisons(
+        _ comparisons: [ComparisonSettings], at list: SourceNode?, path listPath: DocumentPath, entries: [Entry], sink: DiagnosticSink
+    ) {
+        let files = entries.compactMap(\.path)
+        var names: Set<String> = []
+        for (index, comparison) in comparisons.enumerated() {
+            let element = list?.elements?[index]
+            let path = listPath.appending(index)
+            for (key, file) in [("baseline", comparison.baseline), ("after", comparison.after)] where !files.contains(file) {
+                sink.report(
+                    Diagnostic(
+                        "reports.compare \(key) \"\(file)\" is not an experiment file of the suite", at: element?[key]?.location ?? element?.location,
+                        path: path.appending(key),
+                        hint: (Suggestion.didYouMean(file, in: files).map { "\($0) " } ?? "") + "write a path as the experiments list names it"))
+            }
+            if slug(comparison.name) != comparison.name || !names.insert(comparison.name).inserted {
+                sink.report(
+                    Diagnostic(
+                        "reports.compare name \"\(comparison.name)\" must be unique and a file name of lowercase letters, digits and dashes",
+                        at: element?["name"]?.location ?? element?.location, path: path.appending("name"), hint: "e.g. name: \(slug(comparison.name))"
+                    ))
+            }
+        }
     }
 
     /// The profile a run uses: the named one, or the default (the one marked default, or the only one).
