@@ -35,6 +35,9 @@ public struct SuiteRunner: Sendable {
         public var only: [String] = []
         public var reportFormats: [String]?
         public var reportDirectory: String?
+        /// Shared services the command line brings to every activity of the run (a
+        /// ``LoadMonitor`` that serves live metrics), beside what the run extensions provide.
+        public var resources = Resources()
 
         public init() {}
     }
