@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import FaultlineKit
+import FaultlineMetrics
 import FaultlineProcess
 import Foundation
 import Logging
@@ -129,6 +130,13 @@ struct RunCommand: AsyncParsableCommand {
                 + "as docs/summary.schema.json describes.", valueName: "file"))
     var summaryJson: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Serve live Prometheus metrics (load requests, errors and latency, faults in force, experiment progress) "
+                + "at http://HOST:PORT/metrics while the run lasts; :PORT listens on every interface, port 0 on any free port.",
+            valueName: "host:port"))
+    var metricsListen: String?
+
     @Flag(name: .shortAndLong, help: "Print only the summary, errors and missed load thresholds.")
     var quiet = false
 
@@ -139,6 +147,17 @@ struct RunCommand: AsyncParsableCommand {
         // The range every `frequency` in an experiment has, so that a flag cannot trap the run either.
         if let hypothesisFrequency, !NumberRange.seconds.contains(hypothesisFrequency) {
             throw ValidationError(NumberRange.seconds.message("--hypothesis-frequency", found: hypothesisFrequency))
+        }
+        _ = try metricsAddress()
+    }
+
+    /// `--metrics-listen` parsed, or nil without it.
+    func metricsAddress() throws -> HostPort? {
+        guard let metricsListen else { return nil }
+        do {
+            return try HostPort(parsing: metricsListen, role: .listen)
+        } catch {
+            throw ValidationError("--metrics-listen \(error)")
         }
     }
 
@@ -157,7 +176,10 @@ struct RunCommand: AsyncParsableCommand {
         options.reportDirectory = reportDir
 
         let observer = ConsoleObserver(verbosity: quiet ? .quiet : (verbose ? .verbose : .normal))
-        let runner = SuiteRunner(registry: registry, observer: observer, logger: Logger(label: "faultline"))
+        let metrics = try metricsAddress().map { _ in RunMetrics() }
+        if let metrics { options.resources[LoadMonitorKey.self] = metrics }
+        let runner = SuiteRunner(
+            registry: registry, observer: metrics.map { RunObservers([observer, $0]) } ?? observer, logger: Logger(label: "faultline"))
         let plan: RunPlan
         do {
             plan = try runner.load(path: try load.resolvedFile(), options: options)
@@ -171,13 +193,26 @@ struct RunCommand: AsyncParsableCommand {
         // Activities' loggers are masked by the engine; this covers what plugins log on their own.
         LogSettings.redactor = plan.redactor
 
+        let t = Terminal.shared
+        // Bound before anything runs, so a port in use stops the run before it injects anything.
+        var metricsServer: MetricsServer?
+        if let metrics, let address = try metricsAddress() {
+            do {
+                metricsServer = try await MetricsServer.start(metrics, on: address)
+            } catch {
+                t.error(t.paint("error: ", .red) + "the run could not start: \(error)")
+                throw ExitCode(Outcome.failed.exitCode)
+            }
+            if !quiet { t.write(t.paint("metrics: \(metricsServer!.url)", .dim) + "\n") }
+        }
+
         let interruption = Interruption()
         let signals = SignalHandlers(interruption: interruption, observer: observer)
         signals.install()
         let result = await runner.run(plan, interruption: interruption)
         signals.restoreAfterRun()
+        await metricsServer?.stop()
 
-        let t = Terminal.shared
         if let setupError = result.setupError {
             t.error(t.paint("error: ", .red) + "the run could not start: \(setupError)")
         }
