@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "FaultlineDemo", targets: ["FaultlineDemo"]),
         .executable(name: "faultline-demo", targets: ["faultline-demo"]),
         .library(name: "FaultlineReports", targets: ["FaultlineReports"]),
+        .library(name: "FaultlineMetrics", targets: ["FaultlineMetrics"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -46,6 +47,7 @@ let package = Package(
                 "FaultlineProxy",
                 "FaultlineHTTP",
                 "FaultlineToxiproxy",
+                "FaultlineMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -70,6 +72,15 @@ let package = Package(
             path: "Plugins/FaultlineNetwork"
         ),
         .target(name: "FaultlineReports", dependencies: ["FaultlineKit"], path: "Plugins/FaultlineReports"),
+        // `faultline run --metrics-listen`: the run's live metrics for Prometheus, fed by run events and loads.
+        .target(
+            name: "FaultlineMetrics",
+            dependencies: [
+                "FaultlineKit", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Plugins/FaultlineMetrics"
+        ),
         .target(
             name: "FaultlineProxy",
             dependencies: [
@@ -196,6 +207,7 @@ let package = Package(
             // Depends on the executables so that `swift test` builds the binaries these tests run.
             dependencies: [
                 "FaultlineCLI", "FaultlineKit", "FaultlineNetwork", "FaultlineTesting", "FaultlineTestSupport", "faultline", "faultline-fuzz",
+                "FaultlineMetrics", "FaultlineHTTP",
             ],
             // Inputs the fuzz targets once crashed or hung on, replayed by FuzzRegressionTests.
             exclude: ["Fixtures"]

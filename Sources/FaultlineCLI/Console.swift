@@ -184,6 +184,9 @@ final class ConsoleObserver: RunObserver, Sendable {
             line(text)
         case .warning(let message):
             line(t.paint("warning: \(message)", .yellow))
+        case .faultStarted, .faultEnded:
+            // The actions that inject and remove a fault print their own lines.
+            break
         }
     }
 

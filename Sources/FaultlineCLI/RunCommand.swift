@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import FaultlineKit
+import FaultlineMetrics
 import FaultlineProcess
 import Foundation
 import Logging
@@ -134,6 +135,13 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
+            "Serve live Prometheus metrics (load requests, errors and latency, faults in force, experiment progress) "
+                + "at http://HOST:PORT/metrics while the run lasts; :PORT listens on every interface, port 0 on any free port.",
+            valueName: "host:port"))
+    var metricsListen: String?
+
+    @Option(
+        help: ArgumentHelp(
             "Run every http.load as shard I (from 0) of N: its share of the users or rate, for faultline report --merge.",
             valueName: "I/N"))
     var shard: String?
@@ -166,6 +174,7 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError(NumberRange.seconds.message("--hypothesis-frequency", found: hypothesisFrequency))
         }
         _ = try shardingOptions()
+        _ = try metricsAddress()
     }
 
     /// `--shard`/`--shard-count` and `--start-at`, checked; a problem is invalid input (exit 2),
@@ -230,6 +239,16 @@ struct RunCommand: AsyncParsableCommand {
         return date
     }
 
+    /// `--metrics-listen` parsed, or nil without it.
+    func metricsAddress() throws -> HostPort? {
+        guard let metricsListen else { return nil }
+        do {
+            return try HostPort(parsing: metricsListen, role: .listen)
+        } catch {
+            throw ValidationError("--metrics-listen \(error)")
+        }
+    }
+
     func run() async throws {
         LogSettings.level = verbose ? .debug : (quiet ? .error : .warning)
         let registry = CommandEnvironment.registry
@@ -252,7 +271,10 @@ struct RunCommand: AsyncParsableCommand {
         }
 
         let observer = ConsoleObserver(verbosity: quiet ? .quiet : (verbose ? .verbose : .normal))
-        let runner = SuiteRunner(registry: registry, observer: observer, logger: Logger(label: "faultline"))
+        let metrics = try metricsAddress().map { _ in RunMetrics() }
+        if let metrics { options.resources[LoadMonitorKey.self] = metrics }
+        let runner = SuiteRunner(
+            registry: registry, observer: metrics.map { RunObservers([observer, $0]) } ?? observer, logger: Logger(label: "faultline"))
         let plan: RunPlan
         do {
             plan = try runner.load(path: try load.resolvedFile(), options: options)
@@ -266,13 +288,26 @@ struct RunCommand: AsyncParsableCommand {
         // Activities' loggers are masked by the engine; this covers what plugins log on their own.
         LogSettings.redactor = plan.redactor
 
+        let t = Terminal.shared
+        // Bound before anything runs, so a port in use stops the run before it injects anything.
+        var metricsServer: MetricsServer?
+        if let metrics, let address = try metricsAddress() {
+            do {
+                metricsServer = try await MetricsServer.start(metrics, on: address)
+            } catch {
+                t.error(t.paint("error: ", .red) + "the run could not start: \(error)")
+                throw ExitCode(Outcome.failed.exitCode)
+            }
+            if !quiet { t.write(t.paint("metrics: \(metricsServer!.url)", .dim) + "\n") }
+        }
+
         let interruption = Interruption()
         let signals = SignalHandlers(interruption: interruption, observer: observer)
         signals.install()
         let result = await runner.run(plan, interruption: interruption)
         signals.restoreAfterRun()
+        await metricsServer?.stop()
 
-        let t = Terminal.shared
         if let setupError = result.setupError {
             t.error(t.paint("error: ", .red) + "the run could not start: \(setupError)")
         }

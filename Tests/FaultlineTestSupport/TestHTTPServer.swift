@@ -12,7 +12,8 @@ import Synchronization
 ///   `/status/N`: status N; `/redirect/N`: N redirects, then `/ok`; `/see-other`: 303 to `/echo`;
 ///   `/permanent`: 308 to `/echo`; `/slow?ms=N`: answers after N ms; `/hang`: never answers;
 ///   `/reset`: resets the connection after reading the request; `/half`: sends half a response and closes;
-///   `/close`: answers with `Connection: close`; anything else: 404.
+///   `/close`: answers with `Connection: close`; `/gate/NAME`: answers once the test opens gate NAME
+///   (``openGate(_:)``), at once after that; anything else: 404.
 ///
 /// Connections stay open between requests (as most services keep them); ``close()`` closes them.
 public final class TestHTTPServer: Sendable {
@@ -82,6 +83,12 @@ public final class TestHTTPServer: Sendable {
     /// Connections open now.
     public var openConnections: Int { state.open.count }
 
+    /// Answers the requests waiting at `/gate/NAME`, and from now on answers that gate at once.
+    public func openGate(_ name: String) { state.gates.open(name) }
+
+    /// Requests waiting at `/gate/NAME` now.
+    public func waiting(atGate name: String) -> Int { state.gates.waiting(name) }
+
     fileprivate final class Shared: Sendable {
         let respond: Responder?
         let onRequest: (@Sendable (Int) -> Void)?
@@ -89,6 +96,7 @@ public final class TestHTTPServer: Sendable {
         let requests = Mutex<[String]>([])
         let connections = Mutex(0)
         let open = OpenChannels()
+        let gates = Gates()
 
         init(respond: Responder?, onRequest: (@Sendable (Int) -> Void)?) {
             self.respond = respond
@@ -156,6 +164,30 @@ extension TestHTTPServer: TestResource {
         try? await channel.close()
         await state.open.closeAll()
     }
+}
+
+/// Requests held at `/gate/NAME` until the test opens the gate.
+private final class Gates: Sendable {
+    private let state = Mutex<(opened: Set<String>, waiting: [String: [@Sendable () -> Void]])>(([], [:]))
+
+    /// Queues `answer` until `name` opens; false (and nothing queued) when it is open.
+    func wait(_ name: String, _ answer: @escaping @Sendable () -> Void) -> Bool {
+        state.withLock { s in
+            guard !s.opened.contains(name) else { return false }
+            s.waiting[name, default: []].append(answer)
+            return true
+        }
+    }
+
+    func open(_ name: String) {
+        let answers = state.withLock { s in
+            s.opened.insert(name)
+            return s.waiting.removeValue(forKey: name) ?? []
+        }
+        for answer in answers { answer() }
+    }
+
+    func waiting(_ name: String) -> Int { state.withLock { $0.waiting[name]?.count ?? 0 } }
 }
 
 private final class Routes: ChannelInboundHandler {
@@ -234,6 +266,16 @@ private final class Routes: ChannelInboundHandler {
             }
         case "hang":
             break
+        case "gate":
+            let keepAlive = head.isKeepAlive
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            let answer: @Sendable () -> Void = {
+                bound.eventLoop.execute {
+                    let (routes, context) = bound.value
+                    routes.send(context, .ok, "through", keepAlive: keepAlive)
+                }
+            }
+            if !state.gates.wait(segments.dropFirst().first ?? "", answer) { answer() }
         case "reset":
             // SO_LINGER 0 makes close() send RST instead of FIN.
             let channel = context.channel

@@ -81,16 +81,8 @@ struct ResponseParser {
             switch state {
             case .done:
                 return nil
-            case .statusLine:
-                guard let line = try readLine() else { return nil }
-                try parseStatusLine(line)
-                state = .headers
-            case .headers:
-                guard let line = try readLine() else { return nil }
-                if line.readableBytes > 0 {
-                    try parseHeader(line)
-                    continue
-                }
+            case .statusLine, .headers:
+                guard try readHead() else { return nil }
                 if status < 200, status != 101 {
                     // 100 Continue and friends precede the real response.
                     state = .statusLine
@@ -176,8 +168,50 @@ struct ResponseParser {
         return line
     }
 
-    private mutating func parseStatusLine(_ line: ByteBuffer) throws(HTTPFailure) {
-        let bytes = line.readableBytesView
+    /// Reads the status line and header fields the buffer holds, in place: one pass over the
+    /// bytes, no slice per line (a slice costs reference counting, and a load parses a head per
+    /// request). Returns true at the blank line that ends the head, false when more bytes are needed.
+    private mutating func readHead() throws(HTTPFailure) -> Bool {
+        let bytes = buffer
+        var failure: HTTPFailure?
+        var complete = false
+        let consumed = bytes.withUnsafeReadableBytes { raw -> Int in
+            var offset = 0
+            while !complete, failure == nil {
+                guard let newline = raw[offset...].firstIndex(of: UInt8(ascii: "\n")) else {
+                    if raw.count - offset > Self.headLimit { failure = HTTPFailure(.other, "the server sent a line longer than 64 KiB") }
+                    break
+                }
+                headerBytes += newline - offset + 1
+                if headerBytes > Self.headLimit {
+                    failure = HTTPFailure(.other, "the server sent more than 64 KiB of header fields")
+                    break
+                }
+                var end = newline
+                if end > offset, raw[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+                let line = UnsafeRawBufferPointer(rebasing: raw[offset..<end])
+                offset = newline + 1
+                do throws(HTTPFailure) {
+                    if case .statusLine = state {
+                        try parseStatusLine(line)
+                        state = .headers
+                    } else if line.isEmpty {
+                        complete = true
+                    } else {
+                        try parseHeader(line)
+                    }
+                } catch {
+                    failure = error
+                }
+            }
+            return offset
+        }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        if let failure { throw failure }
+        return complete
+    }
+
+    private mutating func parseStatusLine(_ bytes: UnsafeRawBufferPointer) throws(HTTPFailure) {
         // "HTTP/1.1 200 OK"
         guard bytes.count >= 12, bytes.starts(with: "HTTP/1.".utf8), bytes[bytes.startIndex + 8] == UInt8(ascii: " ") else {
             throw HTTPFailure(.other, "the server did not answer with HTTP/1.x (\"\(String(decoding: bytes.prefix(40), as: UTF8.self))\")")
@@ -192,8 +226,7 @@ struct ResponseParser {
         status = code
     }
 
-    private mutating func parseHeader(_ line: ByteBuffer) throws(HTTPFailure) {
-        let bytes = line.readableBytesView
+    private mutating func parseHeader(_ bytes: UnsafeRawBufferPointer) throws(HTTPFailure) {
         guard let colon = bytes.firstIndex(of: UInt8(ascii: ":")), colon > bytes.startIndex else {
             throw HTTPFailure(.other, "the server sent a malformed header field")
         }
@@ -228,18 +261,24 @@ struct ResponseParser {
         (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte + 32 : byte
     }
 
-    static func equalsIgnoringCase(_ bytes: ByteBufferView.SubSequence, _ lowercase: StaticString) -> Bool {
+    static func equalsIgnoringCase<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ lowercase: StaticString) -> Bool {
         guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
         return lowercase.withUTF8Buffer { expected in zip(bytes, expected).allSatisfy { lowered($0) == $1 } }
     }
 
     /// Whether a comma-separated header value lists `token` (case-insensitively).
-    static func containsToken(_ value: ByteBufferView.SubSequence, _ token: StaticString) -> Bool {
-        value.split(separator: UInt8(ascii: ",")).contains { element in
-            var part = element[...]
+    /// Walks the elements in place: every response has a `Connection` field, and splitting it
+    /// into an array would cost the load an allocation a request.
+    static func containsToken<Bytes: BidirectionalCollection<UInt8>>(_ value: Bytes, _ token: StaticString) -> Bool where Bytes.Index == Int {
+        var start = value.startIndex
+        while start <= value.endIndex {
+            let end = value[start...].firstIndex(of: UInt8(ascii: ",")) ?? value.endIndex
+            var part = value[start..<end]
             while let first = part.first, first == UInt8(ascii: " ") || first == UInt8(ascii: "\t") { part = part.dropFirst() }
             while let last = part.last, last == UInt8(ascii: " ") || last == UInt8(ascii: "\t") { part = part.dropLast() }
-            return equalsIgnoringCase(part, token)
+            if equalsIgnoringCase(part, token) { return true }
+            start = end + 1
         }
+        return false
     }
 }

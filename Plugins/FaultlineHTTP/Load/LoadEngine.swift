@@ -449,11 +449,19 @@ final class LoadUser {
         }
     }
 
+    /// The exchange in flight (a user has one at a time), for ``onResult``.
+    private var pendingIndex = 0
+    private var pendingBegan = NIODeadline.uptimeNanoseconds(0)
+    /// Made once per user: a closure made per request would cost the load an allocation a request.
+    private lazy var onResult: ExchangeHandler.Completion = { [unowned self] result in
+        completed(pendingIndex, began: pendingBegan, result: result)
+    }
+
     private func send(_ index: Int, on handler: ExchangeHandler, began: NIODeadline) {
         let options = ExchangeOptions(collectBody: false, readTimeout: worker.plan.readTimeout, ownTimer: false)
-        handler.send(worker.plan.steps[index].request, options: options) { [self] result in
-            completed(index, began: began, result: result)
-        }
+        pendingIndex = index
+        pendingBegan = began
+        handler.send(worker.plan.steps[index].request, options: options, completion: onResult)
     }
 
     private func completed(_ index: Int, began: NIODeadline, result: Result<ExchangeResult, HTTPFailure>) {

@@ -327,6 +327,17 @@ public struct LoadProbe: Probe, ToleranceProviding {
         let shardText = plan.shard.map { ", shard \($0)" } ?? ""
         context.logger.debug(
             "http.load started: \(plan.steps.count) request(s), \(plan.localUsers) user(s) on \(workerCount) event loop(s)\(shardText)")
+        // A live metrics endpoint reads the loops' recorders when it is scraped, never per request.
+        let names = plan.steps.map(\.name)
+        let readProgress: @Sendable () async -> LoadProgress = {
+            var total = LoadProgress(requests: names)
+            for worker in workers {
+                if let counted = try? await worker.eventLoop.submit({ worker.value.recorder.progress(names: names) }).get() { total.add(counted) }
+            }
+            return total
+        }
+        let monitor = context.resources[LoadMonitorKey.self]
+        let monitored = monitor?.loadStarted(activity: context.activityName, requests: names, progress: readProgress)
 
         let (interrupted, ticked) = await withTaskCancellationHandler {
             await withTaskGroup(of: Timeline?.self) { group -> (Bool, Timeline) in
@@ -359,6 +370,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
             for worker in workers { worker.eventLoop.execute { worker.value.terminate() } }
         }
         var timeline = ticked
+        if let monitor, let monitored { monitor.loadEnded(monitored, final: await readProgress()) }
 
         let elapsed = NIODeadline.now() - start
         let ended = Date()

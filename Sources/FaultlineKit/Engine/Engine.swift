@@ -111,7 +111,7 @@ private final class ExperimentRun: Sendable {
     let options: RunOptions
     let interruption: Interruption
     let recorder: JournalRecorder
-    let state = RunState()
+    let state: RunState
     let redactor: Redactor
     /// The engine's logger with this experiment's secrets (its own and the shared ones) masked.
     let logger: Logger
@@ -145,6 +145,12 @@ private final class ExperimentRun: Sendable {
         self.interruption = interruption
         redactor = configuration.redactor
         logger = engine.logger.redacting(configuration.redactor)
+        state = RunState { [observer = engine.observer, redactor = configuration.redactor] window, began in
+            var window = window
+            window.id = redactor.redact(window.id)
+            window.label = redactor.redact(window.label)
+            observer.handle(began ? .faultStarted(window) : .faultEnded(window))
+        }
         hypothesisStrategy = options.hypothesisStrategy ?? experiment.runtime.hypothesis?.strategy ?? .default
         rollbackStrategy = options.rollbackStrategy ?? experiment.runtime.rollbacks?.strategy ?? .default
         frequency = max(0.01, options.hypothesisFrequency ?? experiment.runtime.hypothesis?.frequency ?? 1.0)

@@ -11,6 +11,10 @@ public enum RunEvent: Sendable {
     /// A pause before (`before: true`) or after an activity.
     case pausing(activity: String, seconds: Double, before: Bool)
     case cleanupFinished(CleanupRecord)
+    /// A fault window began (a toxic, a kill): its label as it began, no end yet.
+    case faultStarted(FaultWindow)
+    /// A fault window ended, with its end; the run's end closes those still open.
+    case faultEnded(FaultWindow)
     case interrupted(signal: String, count: Int)
     case experimentFinished(Journal)
     case warning(String)
@@ -63,4 +67,15 @@ public protocol RunObserver: Sendable {
 public struct SilentObserver: RunObserver {
     public init() {}
     public func handle(_ event: RunEvent) {}
+}
+
+/// Several observers as one: each event goes to each, in order.
+public struct RunObservers: RunObserver {
+    public let observers: [any RunObserver]
+
+    public init(_ observers: [any RunObserver]) { self.observers = observers }
+
+    public func handle(_ event: RunEvent) {
+        for observer in observers { observer.handle(event) }
+    }
 }

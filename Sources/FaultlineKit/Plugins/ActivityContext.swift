@@ -175,8 +175,12 @@ final class RunState: Sendable {
     /// change takes its timestamp, so a reader that saw it unchanged knows no window began or ended
     /// before that moment, and one that sees it odd re-reads the windows under the lock.
     private let generation = Atomic<Int>(0)
+    /// Told of each window that began (`true`) or ended, after the change, outside the lock.
+    private let onFault: @Sendable (FaultWindow, _ began: Bool) -> Void
 
-    init() {}
+    init(onFault: @escaping @Sendable (FaultWindow, _ began: Bool) -> Void = { _, _ in }) {
+        self.onFault = onFault
+    }
 
     var faultGeneration: Int { generation.load(ordering: .acquiring) }
 
@@ -207,27 +211,37 @@ final class RunState: Sendable {
     var exports: [String: Value] { state.withLock { $0.exports } }
 
     func beginFault(label: String, id: String) -> String {
-        changingFaults { s in
+        let window = changingFaults { s in
             s.faults.removeAll { $0.id == id && $0.end == nil }
             s.faults.append(FaultWindow(id: id, label: label, start: Timestamp.now(), end: nil))
+            return s.faults[s.faults.count - 1]
         }
+        onFault(window, true)
         return id
     }
 
     func endFault(id: String, note: String? = nil) {
-        changingFaults { s in
-            guard let index = s.faults.lastIndex(where: { $0.id == id && $0.end == nil }) else { return }
+        let ended = changingFaults { s -> FaultWindow? in
+            guard let index = s.faults.lastIndex(where: { $0.id == id && $0.end == nil }) else { return nil }
             s.faults[index].end = Timestamp.now()
             if let note, !note.isEmpty { s.faultNotes[Self.noteKey(s.faults[index])] = note }
+            return s.faults[index]
         }
+        if let ended { onFault(ended, false) }
     }
 
     /// Closes every open fault window (at the end of the run).
     func closeFaults() {
-        changingFaults { s in
+        let closed = changingFaults { s -> [FaultWindow] in
             let now = Timestamp.now()
-            for i in s.faults.indices where s.faults[i].end == nil { s.faults[i].end = now }
+            var closed: [FaultWindow] = []
+            for i in s.faults.indices where s.faults[i].end == nil {
+                s.faults[i].end = now
+                closed.append(s.faults[i])
+            }
+            return closed
         }
+        for window in closed { onFault(window, false) }
     }
 
     var faults: [FaultWindow] { state.withLock { $0.faults } }

@@ -22,7 +22,7 @@ struct RunLifecycle {
         try? FileManager.default.createDirectory(atPath: plan.journals.runDirectory, withIntermediateDirectories: true)
 
         let ledger = await openLedger(plan)
-        var resources = Resources()
+        var resources = plan.options.resources
         resources[RunLedgerKey.self] = ledger
         let setup = RunSetup(
             configuration: plan.shared.configuration, resources: resources, logger: logger.redacting(plan.shared.redactor), seed: plan.seed,

@@ -41,6 +41,9 @@ public struct SuiteRunner: Sendable {
         /// How late the run may be ready for ``startAt`` and still start (it then starts at once);
         /// later, it fails before any experiment.
         public var startLateness: Double = 1
+        /// Shared services the command line brings to every activity of the run (a
+        /// ``LoadMonitor`` that serves live metrics), beside what the run extensions provide.
+        public var resources = Resources()
 
         public init() {}
     }
