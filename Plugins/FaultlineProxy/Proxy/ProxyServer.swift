@@ -504,6 +504,7 @@ public final class ProxyServer: Sendable {
             }
             var merged = current.definition.attributes.objectValue ?? ValueObject()
             if let attributes {
+        if let problem = descriptor.streamProblem(stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
                 guard case .object(let changes) = attributes else {
                     throw ProxyError(.badRequest, "bad request body: attributes must be an object")
                 }
@@ -520,6 +521,7 @@ public final class ProxyServer: Sendable {
                 toxics[index] = toxic
                 return .update(toxic)
             }
+            if let problem = descriptor.streamProblem(toxic.stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
             await ProxyRuntime.broadcast(change, to: connections)
             return definition
         }

@@ -313,6 +313,11 @@ public struct AddToxicAction: Action, RegistryValidating {
                 "toxic", "unknown toxic type \"\(arguments.toxic)\"",
                 hint: Suggestion.didYouMean(arguments.toxic, in: known) ?? "known types: \(known.joined(separator: ", "))")
         }
+        if let problem = descriptor.streamProblem(arguments.stream) {
+            let other = descriptor.streams.first.map(\.rawValue) ?? "downstream"
+            throw ArgumentError(
+                "stream", problem, hint: other == "downstream" ? "leave stream out (downstream is the default)" : "write stream: \(other)")
+        }
         return try prepareAttributes(arguments.attributes, with: descriptor)
     }
 
