@@ -12,8 +12,10 @@ struct ProxyCommand: AsyncParsableCommand {
         discussion: """
             Existing Toxiproxy clients work unchanged (Toxiproxy \(AdminAPI.compatibleVersion) API): create proxies, add \
             latency, bandwidth, slow_close, timeout, reset_peer, slicer and limit_data toxics, disable proxies. \
-            Runs until SIGINT or SIGTERM, then closes every proxy and connection. The first line on standard \
-            output names the API address (useful with --port 0).
+            Faultline's additions: HTTP toxics, client conditions, and proxies that terminate TLS (tls) or \
+            originate it (upstream_tls). Runs until SIGINT or SIGTERM, then closes every proxy and connection. The \
+            first line on standard output names the API address (useful with --port 0); a line follows for each \
+            self-signed TLS proxy of --config, naming its CA file.
             """)
 
     @Option(help: "Address the admin API listens on.")
@@ -24,7 +26,7 @@ struct ProxyCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Create these proxies at startup: a JSON array, as Toxiproxy's -config and POST /populate take, where each proxy may also list its toxics.",
+            "Create these proxies at startup: a JSON array, as Toxiproxy's -config and POST /populate take, where each proxy may also list its toxics and give tls and upstream_tls.",
             valueName: "proxies.json"))
     var config: String?
 
