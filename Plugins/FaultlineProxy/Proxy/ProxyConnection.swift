@@ -241,7 +241,11 @@ final class ProxyConnection {
     // MARK: Events from the sockets
 
     func sideFailed(_ side: Side, error: any Error) {
-        if Self.isTLSFailure(error) {
+        if side == .client, case .handshakeFailed(.sslError(let errors))? = error as? NIOSSLError, errors == [.eofDuringHandshake] {
+            // A client that left before finishing its handshake (a port probe, a load tool
+            // stopping) has not failed TLS: it closed, and the connection ends as any other.
+            runtime.log.debug("proxy \(runtime.name): the client closed connection \(number) during the TLS handshake")
+        } else if Self.isTLSFailure(error) {
             // A TLS proxy's peer that fails the handshake gets its connection closed, as any TLS
             // endpoint does; the other side is closed with it, and the log says why.
             if side == .client {
