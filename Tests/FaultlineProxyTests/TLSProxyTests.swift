@@ -195,6 +195,11 @@ struct TLSProxyTests {
             #expect(headers.output.lowercased().contains("x-fault: yes"), "\(headers)")
             let report = try #require(f.server.toxicReport(named: "http_abort_upstream", on: "web"))
             #expect(report.contains("affected 2 of 2 matching requests"), "\(report)")
+            // http_reset cuts a response mid-body: the client's TLS connection is reset after the head.
+            try await f.add("web", "http_reset", ["body_bytes": 1000, "path": "/big"])
+            let cut = try await Self.curl(["--cacert", ca, "\(url)/big", "-o", "/dev/null", "-w", "%{http_code} %{size_download}"])
+            let fields = cut.output.split(separator: " ")
+            #expect(cut.status == 56 && fields.first == "200" && (Int(fields.last ?? "") ?? .max) <= 1000, "\(cut)")
         }
     }
 

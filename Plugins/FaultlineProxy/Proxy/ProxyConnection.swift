@@ -368,7 +368,13 @@ final class ProxyConnection {
         if let options = context.channel as? any SocketOptionProvider {
             _ = options.setSoLinger(linger(l_onoff: 1, l_linger: 0))
         }
-        context.close(promise: nil)
+        // A reset is a TCP reset: closed below a TLS handler, which would send close_notify first
+        // and turn it into a clean TLS close.
+        if let tls = try? context.pipeline.syncOperations.context(handlerType: NIOSSLHandler.self) {
+            tls.close(promise: nil)
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     // MARK: Toxic changes from the control plane
