@@ -314,6 +314,25 @@ struct TLSProxyTests {
         }
     }
 
+    @Test("proxy.create makes a TLS proxy for the experiment and exports <name>_CA beside <name>_PORT")
+    func createAction() async throws {
+        try await closing(try await TestNginx.start()) { nginx in
+            let result = try await runSuite(
+                """
+                name: https proxy made by an action
+                experiments:
+                  - title: a TLS front for nginx
+                    method:
+                      - {type: action, name: make, provider: {type: proxy.create, name: front, upstream: "127.0.0.1:\(nginx.port)", tls: {self_signed: true}}}
+                      - {type: probe, name: get, provider: {type: test.https, url: "https://localhost:${front_PORT}/status/202", ca: "${front_CA}"}}
+                """, plugins: [HTTPSProbePlugin.self])
+            #expect(result.setupError == nil)
+            let journal = try #require(result.journals.first)
+            #expect(journal.outcome == .completed)
+            #expect(journal.run.first { $0.name == "get" }?.output == "status 202\n")
+        }
+    }
+
     @Test("the admin API creates TLS proxies (our extension), shows their settings, refuses bad ones with 400 and a change with 400")
     func adminAPI() async throws {
         try await withAdminFixture { fixture in

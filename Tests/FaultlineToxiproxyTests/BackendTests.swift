@@ -167,7 +167,11 @@ extension BackendTests {
             name: tls
             proxies:
               - {name: web, upstream: "127.0.0.1:8443", upstream_tls: {insecure: true}}
-            experiments: [{title: t, method: [{type: action, name: a, provider: {type: toxic, proxy: web, toxic: latency}}]}]
+            experiments:
+              - title: t
+                method:
+                  - {type: action, name: a, provider: {type: toxic, proxy: web, toxic: latency}}
+                  - {type: action, name: b, provider: {type: proxy.create, name: x, upstream: "127.0.0.1:1", tls: {self_signed: true}}}
             profiles:
               local: {default: true}
               staging: {toxics: {backend: toxiproxy, url: "http://127.0.0.1:1"}}
@@ -180,6 +184,7 @@ extension BackendTests {
                     "suite.yaml:3:59: profile \"staging\" uses the toxiproxy toxic backend, which cannot run a TLS proxy: a Toxiproxy server proxies plain TCP only"
                 )
             }, "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("suite.yaml:8:103: profile \"staging\"") && $0.contains("which cannot run a TLS proxy") }, "\(errors)")
     }
 }
 

@@ -209,6 +209,18 @@ public struct ToxicBackendExtension: RunExtension {
         let backend = profile?.extensionSections["toxics"]?["backend"]?.stringValue ?? registry.defaultToxicBackend
         guard let backend, let factory = registry.toxicBackends[backend] else { return }
         let activities = (experiment.hypothesis?.probes ?? []) + experiment.method + experiment.rollbacks
+        if !factory.supportsTLS {
+            for activity in activities where activity.provider.type == CreateProxyAction.type {
+                let arguments = activity.provider.arguments
+                guard let key = ["tls", "upstream_tls"].first(where: { arguments[$0] != nil }) else { continue }
+                let owner = profile.map { "profile \"\($0.name)\" uses" } ?? "this run uses"
+                sink.report(
+                    Diagnostic(
+                        "\(owner) the \(backend) toxic backend, which cannot run a TLS proxy: a Toxiproxy server proxies plain TCP only",
+                        at: arguments[key]?.location ?? activity.location, path: activity.provider.path.appending(key),
+                        hint: "remove \(key), or run with a profile whose toxics backend is inprocess (the default)"))
+            }
+        }
         for activity in activities where activity.provider.type == AddToxicAction.type {
             let arguments = activity.provider.arguments
             guard let type = arguments["toxic"]?.stringValue, let descriptor = registry.toxics[type],
