@@ -12,6 +12,13 @@ public struct InProcessBackendFactory: ToxicBackendFactory {
         InProcessBackend(server: ProxyServer(toxicTypes: context.registry.toxics, seed: context.seed))
     }
 
+    /// The in-process proxy terminates and originates TLS (NIOSSL).
+    public var supportsTLS: Bool { true }
+
+    public func validateTLS(_ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, sink: DiagnosticSink) {
+        ProxyTLSCheck.report(tls: proxy.tls, upstreamTLS: proxy.upstreamTLS, node: node, path: path, sink: sink)
+    }
+
     public func validate(options: SourceNode?, sink: DiagnosticSink) {
         for member in options?.members ?? [] {
             sink.report(
@@ -38,7 +45,9 @@ public struct InProcessBackend: ToxicBackend {
 
     public func createProxy(_ proxy: ProxyDefinition) async throws -> ProxyDefinition {
         do {
-            var created = try await server.createProxy(name: proxy.name, listen: proxy.listen, upstream: proxy.upstream, enabled: proxy.enabled)
+            var created = try await server.createProxy(
+                name: proxy.name, listen: proxy.listen, upstream: proxy.upstream, enabled: proxy.enabled, tls: proxy.tls,
+                upstreamTLS: proxy.upstreamTLS)
             for toxic in proxy.toxics {
                 _ = try await server.addToxic(toxic, to: proxy.name)
             }

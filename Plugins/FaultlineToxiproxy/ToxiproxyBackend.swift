@@ -166,6 +166,11 @@ public final class ToxiproxyBackend: ToxicBackend {
 
     /// Creates the proxy, then its toxics; if a toxic fails, the proxy is deleted again.
     public func createProxy(_ proxy: ProxyDefinition) async throws -> ProxyDefinition {
+        // Checked at load for suite proxies; this catches any other caller before the server is asked.
+        if proxy.tls != nil || proxy.upstreamTLS != nil {
+            throw ToxicBackendError.invalid(
+                "proxy \(proxy.name): \(description) cannot terminate or originate TLS (a Toxiproxy server proxies plain TCP only)")
+        }
         // Recorded before it exists, so a kill between the call and its answer loses nothing.
         let token = runLedger.record(ToxiproxyCreatedProxy(server: client.address.url, proxy: proxy.name))
         var created: ProxyDefinition

@@ -12,8 +12,10 @@ struct ProxyCommand: AsyncParsableCommand {
         discussion: """
             Existing Toxiproxy clients work unchanged (Toxiproxy \(AdminAPI.compatibleVersion) API): create proxies, add \
             latency, bandwidth, slow_close, timeout, reset_peer, slicer and limit_data toxics, disable proxies. \
-            Runs until SIGINT or SIGTERM, then closes every proxy and connection. The first line on standard \
-            output names the API address (useful with --port 0).
+            Faultline's additions: HTTP toxics, client conditions, and proxies that terminate TLS (tls) or \
+            originate it (upstream_tls). Runs until SIGINT or SIGTERM, then closes every proxy and connection. The \
+            first line on standard output names the API address (useful with --port 0); a line follows for each \
+            self-signed TLS proxy of --config, naming its CA file.
             """)
 
     @Option(help: "Address the admin API listens on.")
@@ -24,7 +26,7 @@ struct ProxyCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Create these proxies at startup: a JSON array, as Toxiproxy's -config and POST /populate take, where each proxy may also list its toxics.",
+            "Create these proxies at startup: a JSON array, as Toxiproxy's -config and POST /populate take, where each proxy may also list its toxics and give tls and upstream_tls.",
             valueName: "proxies.json"))
     var config: String?
 
@@ -90,9 +92,10 @@ struct ProxyCommand: AsyncParsableCommand {
             terminal.error("error: cannot listen on \(host):\(port): \(error)")
             throw ExitCode(1)
         }
+        var populated: [ProxyDefinition] = []
         if let config {
             do {
-                try await populate(server, from: config)
+                populated = try await populate(server, from: config)
             } catch {
                 await admin.stop()
                 await server.shutdown()
@@ -104,6 +107,10 @@ struct ProxyCommand: AsyncParsableCommand {
         terminal.write(
             "faultline proxy: API on http://\(admin.address) (Toxiproxy \(AdminAPI.compatibleVersion) compatible), seed \(seed)"
                 + (token == nil ? "" : ", bearer token required") + "\n")
+        for proxy in populated {
+            guard let tls = proxy.tls, let ca = tls.ca else { continue }
+            terminal.write("faultline proxy: proxy \(proxy.name) terminates TLS on \(proxy.listen); clients trust the CA in \(ca)\n")
+        }
 
         let signal = await termination.wait()
         terminal.error("\(signal): closing every proxy")
@@ -133,24 +140,31 @@ struct ProxyCommand: AsyncParsableCommand {
         return token
     }
 
-    private func populate(_ server: ProxyServer, from path: String) async throws {
+    private func populate(_ server: ProxyServer, from path: String) async throws -> [ProxyDefinition] {
         let document = try DocumentLoader.load(path: path)
         guard let elements = document.elements else {
             throw Diagnostic("expected a JSON array of proxies ({name, listen, upstream, enabled, toxics})", at: document.location)
         }
         var requests: [ProxyServer.ProxyRequest] = []
+        let directory = (path as NSString).deletingLastPathComponent
+        let sink = DiagnosticSink()
         for (index, element) in elements.enumerated() {
             let entry = try NodeDecoder(rejectsUnknownKeys: false).decode(ConfigProxy.self, from: element, path: DocumentPath([.index(index)]))
+            // TLS files are named relative to the config file, and checked (with their line) before anything starts.
+            let tls = entry.tls?.resolvingFiles(against: directory)
+            let upstreamTLS = entry.upstreamTLS?.resolvingFiles(against: directory)
+            ProxyTLSCheck.report(tls: tls, upstreamTLS: upstreamTLS, node: element, path: DocumentPath([.index(index)]), sink: sink)
             requests.append(
                 ProxyServer.ProxyRequest(
                     name: entry.name ?? "", listen: entry.listen ?? "", upstream: entry.upstream ?? "", enabled: entry.enabled ?? true,
                     toxics: entry.toxics?.map {
                         ProxyServer.ToxicRequest(
                             name: $0.name, type: $0.type ?? "", stream: $0.stream, toxicity: $0.toxicity, attributes: $0.attributes)
-                    }))
+                    }, tls: tls, upstreamTLS: upstreamTLS))
         }
-        let (_, error) = await server.populate(requests)
-        guard let error else { return }
+        if let first = sink.diagnostics.first { throw first }
+        let (proxies, error) = await server.populate(requests)
+        guard let error else { return proxies }
         // Point at the entry (or its toxic) the error is about.
         let entry = error.entry.flatMap { elements.indices.contains($0 - 1) ? elements[$0 - 1] : nil }
         let toxic = error.entryToxic.flatMap { number in entry?["toxics"]?.elements.flatMap { $0.indices.contains(number - 1) ? $0[number - 1] : nil }
@@ -165,6 +179,14 @@ struct ProxyCommand: AsyncParsableCommand {
         var upstream: String?
         var enabled: Bool?
         var toxics: [ConfigToxic]?
+        /// Our extension: TLS terminated on listen and originated to the upstream.
+        var tls: ListenTLS?
+        var upstreamTLS: UpstreamTLS?
+
+        enum CodingKeys: String, CodingKey {
+            case name, listen, upstream, enabled, toxics, tls
+            case upstreamTLS = "upstream_tls"
+        }
     }
 
     /// A toxic as `POST /proxies/{name}/toxics` takes it.

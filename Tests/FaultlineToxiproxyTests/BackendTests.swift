@@ -160,6 +160,34 @@ struct BackendTests {
     }
 }
 
+extension BackendTests {
+    @Test("a TLS proxy is refused at load under a Toxiproxy profile, naming it; the in-process profile takes it")
+    func tlsProxyRefused() throws {
+        let suite = """
+            name: tls
+            proxies:
+              - {name: web, upstream: "127.0.0.1:8443", upstream_tls: {insecure: true}}
+            experiments:
+              - title: t
+                method:
+                  - {type: action, name: a, provider: {type: toxic, proxy: web, toxic: latency}}
+                  - {type: action, name: b, provider: {type: proxy.create, name: x, upstream: "127.0.0.1:1", tls: {self_signed: true}}}
+            profiles:
+              local: {default: true}
+              staging: {toxics: {backend: toxiproxy, url: "http://127.0.0.1:1"}}
+            """
+        #expect(try validationErrors(suite, profiles: ["local"]).isEmpty)
+        let errors = try validationErrors(suite, profiles: ["staging"])
+        #expect(
+            errors.contains {
+                $0.hasPrefix(
+                    "suite.yaml:3:59: profile \"staging\" uses the toxiproxy toxic backend, which cannot run a TLS proxy: a Toxiproxy server proxies plain TCP only"
+                )
+            }, "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("suite.yaml:8:103: profile \"staging\"") && $0.contains("which cannot run a TLS proxy") }, "\(errors)")
+    }
+}
+
 /// Runs a suite written from text in-process, with the real plugins.
 func runSuite(_ yaml: String, environment: [String: String] = [:], interruption: Interruption = Interruption()) async throws -> SuiteRunner.Result {
     let scratch = try ScratchDirectory()

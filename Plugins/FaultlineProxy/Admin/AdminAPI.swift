@@ -158,7 +158,8 @@ public struct AdminAPI: Sendable {
             case (.proxies, _):
                 let fields = try ProxyFields(try Self.object(request.body, as: .proxy), owner: "Proxy")
                 let created = try await server.createProxy(
-                    name: fields.name ?? "", listen: fields.listen ?? "", upstream: fields.upstream ?? "", enabled: fields.enabled ?? true)
+                    name: fields.name ?? "", listen: fields.listen ?? "", upstream: fields.upstream ?? "", enabled: fields.enabled ?? true,
+                    tls: fields.tls, upstreamTLS: fields.upstreamTLS)
                 return Self.json(201, Self.encode(created))
             case (.proxy(let name), "GET"):
                 return Self.json(200, Self.encode(try server.proxy(named: name)))
@@ -168,6 +169,12 @@ public struct AdminAPI: Sendable {
             case (.proxy(let name), _):
                 _ = try server.proxy(named: name)
                 let fields = try ProxyFields(try Self.object(request.body, as: .proxy), owner: "Proxy")
+                if fields.tls != nil || fields.upstreamTLS != nil {
+                    let current = try server.proxy(named: name)
+                    if fields.tls != nil && fields.tls != current.tls || fields.upstreamTLS != nil && fields.upstreamTLS != current.upstreamTLS {
+                        throw ProxyError(.badRequest, "tls and upstream_tls cannot change on a live proxy: delete it and create it again")
+                    }
+                }
                 let updated = try await server.updateProxy(named: name, listen: fields.listen, upstream: fields.upstream, enabled: fields.enabled)
                 return Self.json(200, Self.encode(updated))
             case (.toxics(let proxy), "GET"):
@@ -225,7 +232,7 @@ public struct AdminAPI: Sendable {
                 requests.append(
                     ProxyServer.ProxyRequest(
                         name: fields.name ?? "", listen: fields.listen ?? "", upstream: fields.upstream ?? "", enabled: fields.enabled ?? true,
-                        toxics: toxics))
+                        toxics: toxics, tls: fields.tls, upstreamTLS: fields.upstreamTLS))
             }
         } catch {
             return Self.populateError(error, proxies: [])
@@ -243,6 +250,9 @@ public struct AdminAPI: Sendable {
         var listen: String?
         var upstream: String?
         var enabled: Bool?
+        /// Our extension: TLS terminated on listen, and originated to the upstream.
+        var tls: ListenTLS?
+        var upstreamTLS: UpstreamTLS?
 
         /// - Parameter owner: the Go struct Toxiproxy decodes into, for its error text.
         init(_ object: ValueObject, owner: String) throws(ProxyError) {
@@ -251,6 +261,34 @@ public struct AdminAPI: Sendable {
             listen = ToxiproxyWording.field(object, "listen")?.stringValue
             upstream = ToxiproxyWording.field(object, "upstream")?.stringValue
             enabled = ToxiproxyWording.field(object, "enabled")?.boolValue
+            if let value = AdminAPI.present(ToxiproxyWording.field(object, "tls")) {
+                let fields = try Self.tlsObject(value, "tls", strings: ["cert", "key", "ca"], bools: ["self_signed"])
+                tls = ListenTLS(
+                    cert: fields["cert"]?.stringValue, key: fields["key"]?.stringValue, selfSigned: fields["self_signed"]?.boolValue ?? false,
+                    ca: fields["ca"]?.stringValue)
+            }
+            if let value = AdminAPI.present(ToxiproxyWording.field(object, "upstream_tls")) {
+                let fields = try Self.tlsObject(value, "upstream_tls", strings: ["ca", "server_name"], bools: ["insecure"])
+                upstreamTLS = UpstreamTLS(
+                    ca: fields["ca"]?.stringValue, serverName: fields["server_name"]?.stringValue, insecure: fields["insecure"]?.boolValue ?? false)
+            }
+        }
+
+        /// A TLS object of our extension: known keys of the right JSON types, nothing else.
+        private static func tlsObject(_ value: Value, _ key: String, strings: [String], bools: [String]) throws(ProxyError) -> ValueObject {
+            guard case .object(let object) = value else {
+                throw ToxiproxyWording.badBody("\(key) must be an object, found \(value.kindDescription)")
+            }
+            for (field, item) in object where !item.isNull {
+                if strings.contains(field) {
+                    guard item.stringValue != nil else { throw ToxiproxyWording.badBody("\(key).\(field) must be a string") }
+                } else if bools.contains(field) {
+                    guard item.boolValue != nil else { throw ToxiproxyWording.badBody("\(key).\(field) must be true or false") }
+                } else {
+                    throw ToxiproxyWording.badBody("unknown field \(key).\(field) (known: \((strings + bools).joined(separator: ", ")))")
+                }
+            }
+            return object
         }
     }
 
@@ -264,7 +302,7 @@ public struct AdminAPI: Sendable {
     }
 
     /// The value unless it is absent or null (both leave a Go field as it was).
-    private static func present(_ value: Value?) -> Value? {
+    fileprivate static func present(_ value: Value?) -> Value? {
         guard let value, !value.isNull else { return nil }
         return value
     }
@@ -297,10 +335,14 @@ public struct AdminAPI: Sendable {
 
     /// A proxy as Toxiproxy writes it.
     public static func encode(_ proxy: ProxyDefinition) -> Value {
-        [
+        var object: ValueObject = [
             "name": .string(proxy.name), "listen": .string(proxy.listen), "upstream": .string(proxy.upstream), "enabled": .bool(proxy.enabled),
             "toxics": .array(proxy.toxics.map(encode)),
         ]
+        // Our extension, shown only when set, so a plain proxy reads exactly as Toxiproxy's.
+        if let tls = proxy.tls, let value = try? ValueEncoder().encode(tls) { object["tls"] = value }
+        if let tls = proxy.upstreamTLS, let value = try? ValueEncoder().encode(tls) { object["upstream_tls"] = value }
+        return .object(object)
     }
 
     /// A list of proxies as Toxiproxy's populate writes it: `null` when there is none.

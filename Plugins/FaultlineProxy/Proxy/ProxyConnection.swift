@@ -1,6 +1,7 @@
 import FaultlineKit
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
     import Glibc
@@ -38,6 +39,7 @@ final class ProxyConnection {
     private var closing = false
     private var failed: [Side: Bool] = [:]
     private var resetByPeer: [Side: Bool] = [:]
+    private var tlsFailed: [Side: Bool] = [:]
     private var safetyClose: Scheduled<Void>?
 
     /// How long a gracefully closing connection waits for the peers' FIN before closing hard.
@@ -103,6 +105,10 @@ final class ProxyConnection {
     func attachClient(to channel: any Channel) throws {
         let handler = SideHandler(connection: self, side: .client)
         clientHandler = handler
+        if let server = runtime.tls?.server {
+            // Terminates the client's TLS: the handler and the toxics see decrypted bytes.
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: server))
+        }
         try channel.pipeline.syncOperations.addHandler(handler)
     }
 
@@ -154,18 +160,25 @@ final class ProxyConnection {
     /// The upstream side's handler joins the connection only once its channel has connected
     /// (``serverConnected(_:)``): connecting to a host name tries each of its addresses on its own
     /// channel (happy eyeballs), and an attempt that fails must not pass for the server closing.
-    private func serverBootstrap() -> ClientBootstrap {
-        ProxyChannelOptions.apply(to: ClientBootstrap(group: eventLoop))
+    /// - Parameter target: where it connects, for the TLS server name (an upstream that speaks TLS).
+    private func serverBootstrap(to target: UpstreamTarget? = nil) -> ClientBootstrap {
+        let tls = runtime.tls
+        return ProxyChannelOptions.apply(to: ClientBootstrap(group: eventLoop))
             .connectTimeout(.seconds(10))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let client = tls?.client, let target {
+                        // Originates TLS to the upstream, verifying it as the settings say.
+                        let handler = try NIOSSLClientHandler(context: client, serverHostname: tls?.serverName(for: target))
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
                     try channel.pipeline.syncOperations.addHandler(SideHandler(connection: nil, side: .server))
                 }
             }
     }
 
     private func connect(_ target: UpstreamTarget) {
-        let bootstrap = serverBootstrap()
+        let bootstrap = serverBootstrap(to: target)
         switch target {
         case .address(let address): connect(bootstrap.connect(to: address))
         case .host(let host, let port): connect(bootstrap.connect(host: host, port: port))
@@ -228,6 +241,22 @@ final class ProxyConnection {
     // MARK: Events from the sockets
 
     func sideFailed(_ side: Side, error: any Error) {
+        if side == .client, case .handshakeFailed(.sslError(let errors))? = error as? NIOSSLError, errors == [.eofDuringHandshake] {
+            // A client that left before finishing its handshake (a port probe, a load tool
+            // stopping) has not failed TLS: it closed, and the connection ends as any other.
+            runtime.log.debug("proxy \(runtime.name): the client closed connection \(number) during the TLS handshake")
+        } else if Self.isTLSFailure(error) {
+            // A TLS proxy's peer that fails the handshake gets its connection closed, as any TLS
+            // endpoint does; the other side is closed with it, and the log says why.
+            if side == .client {
+                runtime.metrics.clientHandshakeFailures.add(1, ordering: .relaxed)
+            } else {
+                runtime.metrics.upstreamHandshakeFailures.add(1, ordering: .relaxed)
+            }
+            let peer = side == .client ? "client" : "upstream \(runtime.targetDescription)"
+            runtime.log.warning("proxy \(runtime.name): TLS with the \(peer) failed on connection \(number), closing it: \(error)")
+            tlsFailed[side] = true
+        }
         failed[side] = true
         if let error = error as? IOError, error.errnoCode == ECONNRESET || error.errnoCode == EPIPE {
             resetByPeer[side] = true
@@ -256,6 +285,10 @@ final class ProxyConnection {
                 // A reset on one side is passed on as a reset.
                 resetSide(other)
                 closing = true
+            } else if tlsFailed[side] == true {
+                // A failed handshake on one side closes the other with FIN, reading and dropping
+                // what it still sends, so its peer sees the end rather than a reset.
+                closeGracefully()
             } else if failed[side] == true {
                 closeSide(other)
                 closing = true
@@ -280,6 +313,11 @@ final class ProxyConnection {
         }
         // Callers up the stack (a handler, a stage) may still touch this connection in this tick.
         eventLoop.assumeIsolatedUnsafeUnchecked().execute { withExtendedLifetime(self) {} }
+    }
+
+    /// Whether an error is a TLS failure (a handshake, a bad record) rather than the socket's.
+    static func isTLSFailure(_ error: any Error) -> Bool {
+        error is NIOSSLError || error is BoringSSLError || error is NIOSSLExtraError
     }
 
     // MARK: Closing
@@ -330,7 +368,13 @@ final class ProxyConnection {
         if let options = context.channel as? any SocketOptionProvider {
             _ = options.setSoLinger(linger(l_onoff: 1, l_linger: 0))
         }
-        context.close(promise: nil)
+        // A reset is a TCP reset: closed below a TLS handler, which would send close_notify first
+        // and turn it into a clean TLS close.
+        if let tls = try? context.pipeline.syncOperations.context(handlerType: NIOSSLHandler.self) {
+            tls.close(promise: nil)
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     // MARK: Toxic changes from the control plane
@@ -507,6 +551,9 @@ final class SideHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A TLS peer that closes its socket without close_notify (common, and harmless in HTTP
+        // with lengths) is an end of stream: NIOSSL's inputClosed event follows.
+        if case .uncleanShutdown? = error as? NIOSSLError { return }
         connection?.sideFailed(side, error: error)
         context.close(promise: nil)
     }

@@ -12,11 +12,15 @@ struct ActiveToxic: Sendable {
 
     /// The `clients` condition, parsed; nil applies the toxic to every client.
     let clients: [ClientNetwork]?
+    /// The proxy's failed TLS handshakes (client, upstream) when the toxic was added, so its
+    /// fault window reports those that happened while it was in force.
+    var handshakeFailuresBefore: (client: UInt64, upstream: UInt64) = (0, 0)
 
     init(definition: ToxicDefinition, prepared: PreparedToxic, keeping previous: ActiveToxic? = nil) throws(ProxyError) {
         self.definition = definition
         self.prepared = prepared
         httpCounters = prepared.http == nil ? nil : previous?.httpCounters ?? HTTPToxicCounters()
+        handshakeFailuresBefore = previous?.handshakeFailuresBefore ?? (0, 0)
         do {
             clients = try definition.clients.map { try [ClientNetwork](parsing: $0) }
         } catch let error as ArgumentError {
@@ -86,6 +90,14 @@ final class ProxyMetrics: Sendable {
     let upstream = DirectionCounters()
     let downstream = DirectionCounters()
     let accepted = Atomic<UInt64>(0)
+    /// Connections closed because a TLS handshake failed, with the client or with the upstream.
+    let clientHandshakeFailures = Atomic<UInt64>(0)
+    let upstreamHandshakeFailures = Atomic<UInt64>(0)
+
+    /// Both handshake failure counts now.
+    var handshakeFailures: (client: UInt64, upstream: UInt64) {
+        (clientHandshakeFailures.load(ordering: .relaxed), upstreamHandshakeFailures.load(ordering: .relaxed))
+    }
 }
 
 /// The data-plane state of one proxy that accepting threads and the control plane share: the
@@ -95,6 +107,8 @@ final class ProxyRuntime: Sendable {
     let seed: UInt64
     let metrics = ProxyMetrics()
     let log: Logger
+    /// The TLS its connections terminate or originate; nil: plain TCP on both sides.
+    let tls: ProxyTLS?
 
     private struct State {
         var toxics: [ActiveToxic] = []
@@ -106,10 +120,11 @@ final class ProxyRuntime: Sendable {
     }
     private let state = Mutex(State())
 
-    init(name: String, seed: UInt64, log: Logger) {
+    init(name: String, seed: UInt64, log: Logger, tls: ProxyTLS? = nil) {
         self.name = name
         self.seed = seed
         self.log = log
+        self.tls = tls
     }
 
     struct Registration {

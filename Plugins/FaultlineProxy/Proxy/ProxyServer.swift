@@ -91,13 +91,23 @@ public final class ProxyServer: Sendable {
         return toxic.definition
     }
 
-    /// Open connections of a proxy (for tests and metrics).
-    /// What an HTTP toxic did so far (requests affected, connections it could not parse); nil for
-    /// a byte toxic or one that is gone.
+    /// What a toxic did so far, for its fault window: an HTTP toxic's requests affected and
+    /// connections it could not parse, and on a TLS proxy the connections closed meanwhile because
+    /// a handshake failed; nil when there is nothing to say or the toxic is gone.
     public func toxicReport(named name: String, on proxy: String) -> String? {
-        runtime(of: proxy)?.toxic(named: name)?.httpCounters?.summary
+        guard let runtime = runtime(of: proxy), let toxic = runtime.toxic(named: name) else { return nil }
+        var parts = toxic.httpCounters.map { [$0.summary] } ?? []
+        if runtime.tls != nil {
+            let now = runtime.metrics.handshakeFailures
+            let before = toxic.handshakeFailuresBefore
+            for (count, peer) in [(now.client &- before.client, "client"), (now.upstream &- before.upstream, "upstream")] where count > 0 {
+                parts.append("\(count) connection\(count == 1 ? "" : "s") closed: the TLS handshake with the \(peer) failed")
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 
+    /// Open connections of a proxy (for tests and metrics).
     public func openConnections(of proxy: String) throws(ProxyError) -> Int {
         try managed(proxy).runtime.openConnections
     }
@@ -113,19 +123,28 @@ public final class ProxyServer: Sendable {
     }
 
     private static func definition(_ proxy: ManagedProxy) -> ProxyDefinition {
-        ProxyDefinition(name: proxy.name, listen: proxy.listen, upstream: proxy.upstream, enabled: proxy.enabled, toxics: proxy.runtime.toxics)
+        ProxyDefinition(
+            name: proxy.name, listen: proxy.listen, upstream: proxy.upstream, enabled: proxy.enabled, toxics: proxy.runtime.toxics,
+            tls: proxy.runtime.tls?.listenSettings, upstreamTLS: proxy.runtime.tls?.upstreamSettings)
     }
 
     // MARK: Proxies
 
     /// Creates a proxy and, when enabled, binds its listener.
-    /// - Parameter listen: `host:port`; port 0 picks a free port; an empty string means
-    ///   `127.0.0.1:0`. The returned definition carries the bound address.
-    public func createProxy(name: String, listen: String, upstream: String, enabled: Bool = true) async throws(ProxyError) -> ProxyDefinition {
+    /// - Parameters:
+    ///   - listen: `host:port`; port 0 picks a free port; an empty string means `127.0.0.1:0`.
+    ///     The returned definition carries the bound address.
+    ///   - tls: TLS to terminate on `listen` (a `self_signed` proxy makes its CA now; the returned
+    ///     definition names its file in `tls.ca`).
+    ///   - upstreamTLS: TLS to originate to the upstream.
+    public func createProxy(
+        name: String, listen: String, upstream: String, enabled: Bool = true, tls: ListenTLS? = nil, upstreamTLS: UpstreamTLS? = nil
+    ) async throws(ProxyError) -> ProxyDefinition {
         try await serially { () throws(ProxyError) in
             try Self.checkRequired(name: name, upstream: upstream)
             if self.table.withLock({ $0[name] != nil }) { throw ProxyError(.conflict, "proxy already exists") }
-            let proxy = try await self.makeProxy(name: name, listen: listen, upstream: upstream, enabled: enabled)
+            let proxy = try await self.makeProxy(
+                name: name, listen: listen, upstream: upstream, enabled: enabled, tls: tls, upstreamTLS: upstreamTLS)
             self.table.withLock { $0[name] = proxy }
             return Self.definition(proxy)
         }
@@ -137,11 +156,16 @@ public final class ProxyServer: Sendable {
     }
 
     /// - Parameter toxics: in force before the listener opens, so every connection meets them.
-    private func makeProxy(name: String, listen: String, upstream: String, enabled: Bool, toxics: [ActiveToxic] = []) async throws(ProxyError)
+    private func makeProxy(
+        name: String, listen: String, upstream: String, enabled: Bool, toxics: [ActiveToxic] = [], tls: ListenTLS? = nil,
+        upstreamTLS: UpstreamTLS? = nil
+    ) async throws(ProxyError)
         -> ManagedProxy
     {
         let target = try UpstreamTarget(upstream)
-        let runtime = ProxyRuntime(name: name, seed: seed, log: log)
+        let listenHost = (try? HostPort(parsing: listen.isEmpty ? "127.0.0.1:0" : listen, role: .listen))?.host ?? ""
+        let proxyTLS = try ProxyTLS.make(proxy: name, listenHost: listenHost, listen: tls, upstream: upstreamTLS)
+        let runtime = ProxyRuntime(name: name, seed: seed, log: log, tls: proxyTLS)
         runtime.setTarget(target, text: upstream)
         if !toxics.isEmpty {
             _ = try runtime.change { (chain: inout [ActiveToxic]) throws(ProxyError) in
@@ -151,7 +175,12 @@ public final class ProxyServer: Sendable {
         }
         var proxy = ManagedProxy(
             name: name, listen: listen.isEmpty ? "127.0.0.1:0" : listen, upstream: upstream, enabled: enabled, runtime: runtime, listener: nil)
-        if enabled { try await start(&proxy) }
+        if enabled {
+            do throws(ProxyError) { try await start(&proxy) } catch {
+                proxyTLS?.removeGeneratedFiles()
+                throw error
+            }
+        }
         return proxy
     }
 
@@ -174,7 +203,8 @@ public final class ProxyServer: Sendable {
         // Go names the address it tried to bind: resolved, or `:port` when no host was given.
         let tried = host.isEmpty ? ":\(port)" : HostPort(resolved).description
         let runtime = proxy.runtime
-        if !relays.isEmpty {
+        // The relay moves bytes as they are; TLS needs NIO's pipeline on both sides.
+        if !relays.isEmpty, runtime.tls == nil {
             let fd: Int32
             let address: SocketAddress
             do throws(ProxyError) {
@@ -274,6 +304,7 @@ public final class ProxyServer: Sendable {
             var proxy = try self.managed(name)
             self.table.withLock { _ = $0.removeValue(forKey: name) }
             await self.stop(&proxy)
+            proxy.runtime.tls?.removeGeneratedFiles()
         }
     }
 
@@ -286,13 +317,21 @@ public final class ProxyServer: Sendable {
         /// Our extension: toxics created with the proxy. nil (no `toxics` key) leaves a kept
         /// proxy's toxics alone, as Toxiproxy does.
         public var toxics: [ToxicRequest]?
+        /// Our extension: TLS terminated on listen and originated to the upstream.
+        public var tls: ListenTLS?
+        public var upstreamTLS: UpstreamTLS?
 
-        public init(name: String, listen: String, upstream: String, enabled: Bool = true, toxics: [ToxicRequest]? = nil) {
+        public init(
+            name: String, listen: String, upstream: String, enabled: Bool = true, toxics: [ToxicRequest]? = nil, tls: ListenTLS? = nil,
+            upstreamTLS: UpstreamTLS? = nil
+        ) {
             self.name = name
             self.listen = listen
             self.upstream = upstream
             self.enabled = enabled
             self.toxics = toxics
+            self.tls = tls
+            self.upstreamTLS = upstreamTLS
         }
     }
 
@@ -310,6 +349,9 @@ public final class ProxyServer: Sendable {
         for (index, request) in requests.enumerated() {
             do throws(ProxyError) {
                 try Self.checkRequired(name: request.name, upstream: request.upstream, suffix: " at proxy \(index + 1)")
+                if let problem = ProxyTLS.problems(listen: request.tls, upstream: request.upstreamTLS).first {
+                    throw ProxyError(.badRequest, "invalid tls: \(problem) at proxy \(index + 1)")
+                }
             } catch {
                 return ([], error.at(entry: index + 1))
             }
@@ -337,17 +379,21 @@ public final class ProxyServer: Sendable {
                 for (request, toxics) in entries {
                     if var existing = self.table.withLock({ $0[request.name] }) {
                         let listen = request.listen.isEmpty ? "127.0.0.1:0" : request.listen
-                        if Self.sameAddress(listen, existing.listen) && request.upstream == existing.upstream {
+                        if Self.sameAddress(listen, existing.listen) && request.upstream == existing.upstream
+                            && Self.sameTLS(request, existing.runtime.tls)
+                        {
                             if let toxics { await Self.replaceToxics(of: existing.runtime, with: toxics) }
                             applied.append(Self.definition(existing))
                             continue
                         }
                         self.table.withLock { _ = $0.removeValue(forKey: request.name) }
                         await self.stop(&existing)
+                        existing.runtime.tls?.removeGeneratedFiles()
                     }
                     do throws(ProxyError) {
                         let proxy = try await self.makeProxy(
-                            name: request.name, listen: request.listen, upstream: request.upstream, enabled: request.enabled, toxics: toxics ?? [])
+                            name: request.name, listen: request.listen, upstream: request.upstream, enabled: request.enabled, toxics: toxics ?? [],
+                            tls: request.tls, upstreamTLS: request.upstreamTLS)
                         self.table.withLock { $0[request.name] = proxy }
                         applied.append(Self.definition(proxy))
                     } catch {
@@ -359,6 +405,13 @@ public final class ProxyServer: Sendable {
         } catch {
             return ([], error)
         }
+    }
+
+    /// Whether a populate entry asks for the TLS a live proxy has (a generated CA is kept).
+    private static func sameTLS(_ request: ProxyRequest, _ tls: ProxyTLS?) -> Bool {
+        var listen = tls?.listenSettings
+        if listen?.selfSigned == true { listen?.ca = nil } else if listen?.ca == listen?.cert, request.tls?.ca == nil { listen?.ca = nil }
+        return request.tls == listen && request.upstreamTLS == tls?.upstreamSettings
     }
 
     /// Makes a live proxy's toxics exactly `toxics`: nothing changes when they already are.
@@ -451,6 +504,7 @@ public final class ProxyServer: Sendable {
         let name = request.name.flatMap { $0.isEmpty ? nil : $0 } ?? "\(request.type)_\(streamText)"
         guard let descriptor = toxicTypes[request.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
         if names.contains(name) { throw ProxyError(.conflict, "toxic already exists") }
+        if let problem = descriptor.streamProblem(stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
         let prepared = try Self.prepare(descriptor, request.attributes ?? .object([:]))
         try Self.checkToxicity(request.toxicity)
         return try ActiveToxic(
@@ -467,6 +521,7 @@ public final class ProxyServer: Sendable {
         try await serially { () throws(ProxyError) in
             let proxy = try self.managed(proxyName)
             guard let descriptor = self.toxicTypes[toxic.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
+            if let problem = descriptor.streamProblem(toxic.stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
             let prepared: PreparedToxic
             if let given = toxic.prepared, given.type == toxic.type {
                 prepared = given
@@ -482,6 +537,8 @@ public final class ProxyServer: Sendable {
 
     /// Puts a toxic at the end of its stream's chain and applies it to live connections.
     private func append(_ toxic: ActiveToxic, to proxy: ManagedProxy) async throws(ProxyError) -> ToxicDefinition {
+        var toxic = toxic
+        toxic.handshakeFailuresBefore = proxy.runtime.metrics.handshakeFailures
         let name = toxic.definition.name
         let (change, connections) = try proxy.runtime.change { (toxics: inout [ActiveToxic]) throws(ProxyError) in
             if toxics.contains(where: { $0.definition.name == name }) { throw ProxyError(.conflict, "toxic already exists") }
@@ -624,6 +681,7 @@ public final class ProxyServer: Sendable {
             for name in self.table.withLock({ $0.keys.sorted() }) {
                 guard var proxy = self.table.withLock({ $0.removeValue(forKey: name) }) else { continue }
                 await self.stop(&proxy)
+                proxy.runtime.tls?.removeGeneratedFiles()
             }
         }
         for relay in relays { relay.shutdown() }

@@ -253,6 +253,7 @@ public struct HTTPHeadersToxic: HTTPToxic {
 public struct HTTPBodyToxic: HTTPToxic {
     public static let type = "http_body"
     public static let summary = "Replace or truncate the response body of matching HTTP requests (downstream)"
+    public static let streams: [ToxicStream] = [.downstream]
     public static let attributeHelp = helpWithMatch([
         "body": "the new body (Content-Length adjusted); absent keeps the server's",
         "truncate": "bytes of the body (as sent) to keep before closing the connection; -1 keeps all (default)",

@@ -280,6 +280,8 @@ public struct ToxicDescriptor: Sendable {
     public let attributeHelp: [String: String]
     /// Whether the type acts on HTTP requests (an ``HTTPToxic``) rather than bytes.
     public let isHTTP: Bool
+    /// The directions the type acts on (``Toxic/streams``).
+    public let streams: [ToxicStream]
     let schemaMaker: @Sendable () -> ArgumentSchema
     /// The one place attributes are decoded, validated and encoded back with their defaults.
     let preparer: @Sendable (SourceNode, DocumentPath, DiagnosticSink?, _ locate: Bool) throws -> PreparedToxic
@@ -289,6 +291,7 @@ public struct ToxicDescriptor: Sendable {
         summary = T.summary
         attributeHelp = T.attributeHelp
         isHTTP = T.self is any HTTPToxic.Type
+        streams = T.streams
         schemaMaker = { ArgumentSchema.of(T.Attributes.self, help: T.attributeHelp) }
         preparer = { node, path, sink, locate in
             let attributes = try NodeDecoder().decode(T.Attributes.self, from: node, path: path, sink: sink)
@@ -302,6 +305,14 @@ public struct ToxicDescriptor: Sendable {
                 stageMaker: { random in T.makeStage(attributes, random: random) },
                 http: (T.self as? any HTTPToxic.Type).map { HTTPToxicRule($0, attributes) })
         }
+    }
+
+    /// Why the type cannot act on `stream`; nil when it can.
+    public func streamProblem(_ stream: ToxicStream) -> String? {
+        guard !streams.contains(stream) else { return nil }
+        let allowed = streams.map(\.rawValue).joined(separator: " or ")
+        return "\(type) acts on the \(allowed) stream only, not \(stream.rawValue)"
+            + (isHTTP && streams == [.downstream] ? " (it changes responses, which flow downstream)" : "")
     }
 
     /// The attributes, for listings.

@@ -39,6 +39,11 @@ public protocol Toxic: Sendable {
     /// Help for attributes, by name (with units).
     static var attributeHelp: [String: String] { get }
 
+    /// The directions the toxic can act on (both by default). An HTTP toxic that changes only
+    /// responses (`http_body`) lists `downstream`: on the other stream it would do nothing, so
+    /// adding it there is refused at load time and by the admin API.
+    static var streams: [ToxicStream] { get }
+
     /// Rejects attribute values the toxic cannot honour.
     static func validate(_ attributes: Attributes) throws
 
@@ -53,5 +58,6 @@ public protocol Toxic: Sendable {
 
 extension Toxic {
     public static var attributeHelp: [String: String] { [:] }
+    public static var streams: [ToxicStream] { [.upstream, .downstream] }
     public static func validate(_ attributes: Attributes) throws {}
 }

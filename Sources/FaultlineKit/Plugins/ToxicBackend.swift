@@ -9,13 +9,28 @@ public struct ProxyDefinition: Sendable, Codable, Equatable {
     public var upstream: String
     public var enabled: Bool
     public var toxics: [ToxicDefinition]
+    /// TLS terminated on the listen address (Faultline's extension); nil: the proxy passes what
+    /// clients send as it is. A backend that creates the proxy reports the CA file in `ca`.
+    public var tls: ListenTLS?
+    /// TLS originated to the upstream (Faultline's extension); nil: plain TCP to the upstream.
+    public var upstreamTLS: UpstreamTLS?
 
-    public init(name: String, listen: String, upstream: String, enabled: Bool = true, toxics: [ToxicDefinition] = []) {
+    enum CodingKeys: String, CodingKey {
+        case name, listen, upstream, enabled, toxics, tls
+        case upstreamTLS = "upstream_tls"
+    }
+
+    public init(
+        name: String, listen: String, upstream: String, enabled: Bool = true, toxics: [ToxicDefinition] = [], tls: ListenTLS? = nil,
+        upstreamTLS: UpstreamTLS? = nil
+    ) {
         self.name = name
         self.listen = listen
         self.upstream = upstream
         self.enabled = enabled
         self.toxics = toxics
+        self.tls = tls
+        self.upstreamTLS = upstreamTLS
     }
 
     /// The listen address, parsed; nil when `listen` is not `host:port`.
@@ -139,11 +154,22 @@ public protocol ToxicBackendFactory: Sendable {
     /// Why the backend cannot run a toxic of this type (or one limited to some `clients`); nil
     /// when it can. Checked at load for every `type: toxic` activity of a run that uses the backend.
     func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String?
+    /// Whether the backend's proxies terminate and originate TLS (``ProxyDefinition/tls``,
+    /// ``ProxyDefinition/upstreamTLS``); a suite proxy with either is a load error otherwise.
+    var supportsTLS: Bool { get }
+    /// Checks a suite proxy's TLS files at load time beyond being readable (PEM that parses, a
+    /// key that matches its certificate), reporting each problem at its key under `path`.
+    /// - Parameters:
+    ///   - proxy: the proxy, file names resolved to absolute paths.
+    ///   - node: the proxy as written, for locations.
+    func validateTLS(_ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, sink: DiagnosticSink)
 }
 
 extension ToxicBackendFactory {
     public func validate(options: SourceNode?, sink: DiagnosticSink) {}
     public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? { nil }
+    public var supportsTLS: Bool { false }
+    public func validateTLS(_ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, sink: DiagnosticSink) {}
 }
 
 /// What a backend factory gets to build a backend.

@@ -171,6 +171,7 @@ extension ActivityContext {
             } catch ToxicBackendError.notFound {}
         }
         export("\(name)_PORT", .int(created.listenPort ?? 0))
+        if let ca = created.tls?.ca { export("\(name)_CA", .string(ca)) }
         return created
     }
 
@@ -312,6 +313,11 @@ public struct AddToxicAction: Action, RegistryValidating {
             throw ArgumentError(
                 "toxic", "unknown toxic type \"\(arguments.toxic)\"",
                 hint: Suggestion.didYouMean(arguments.toxic, in: known) ?? "known types: \(known.joined(separator: ", "))")
+        }
+        if let problem = descriptor.streamProblem(arguments.stream) {
+            let other = descriptor.streams.first.map(\.rawValue) ?? "downstream"
+            throw ArgumentError(
+                "stream", problem, hint: other == "downstream" ? "leave stream out (downstream is the default)" : "write stream: \(other)")
         }
         return try prepareAttributes(arguments.attributes, with: descriptor)
     }
@@ -467,12 +473,14 @@ public struct EnableProxyAction: Action {
 /// `proxy.create`: creates a proxy for the rest of the experiment and exports `<name>_PORT`.
 public struct CreateProxyAction: Action {
     public static let type = "proxy.create"
-    public static let summary = "Create a proxy until the experiment ends; exports <name>_PORT"
+    public static let summary = "Create a proxy until the experiment ends; exports <name>_PORT (and <name>_CA for a TLS one)"
     public static let argumentHelp = [
         "name": "the proxy's name",
         "listen": "host:port to listen on; port 0 picks a free one (exported as <name>_PORT)",
         "upstream": "host:port each connection is forwarded to",
         "enabled": "false creates it down",
+        "tls": "terminate TLS on listen: {cert, key} (PEM files) or {self_signed: true}; exports <name>_CA, the file clients trust",
+        "upstream_tls": "originate TLS to the upstream: {ca, server_name, insecure}",
     ]
 
     public struct Arguments: Codable, Sendable {
@@ -480,8 +488,14 @@ public struct CreateProxyAction: Action {
         public var listen: String
         public var upstream: String
         public var enabled: Bool
+        /// TLS to terminate and to originate; files relative to the working directory.
+        public var tls: ListenTLS?
+        public var upstreamTLS: UpstreamTLS?
 
-        enum CodingKeys: String, CodingKey { case name, listen, upstream, enabled }
+        enum CodingKeys: String, CodingKey {
+            case name, listen, upstream, enabled, tls
+            case upstreamTLS = "upstream_tls"
+        }
 
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -489,6 +503,8 @@ public struct CreateProxyAction: Action {
             listen = try c.decodeIfPresent(String.self, forKey: .listen) ?? "127.0.0.1:0"
             upstream = try c.decode(String.self, forKey: .upstream)
             enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? true
+            tls = try c.decodeIfPresent(ListenTLS.self, forKey: .tls)?.resolvingFiles(against: "")
+            upstreamTLS = try c.decodeIfPresent(UpstreamTLS.self, forKey: .upstreamTLS)?.resolvingFiles(against: "")
         }
     }
 
@@ -498,9 +514,22 @@ public struct CreateProxyAction: Action {
         if arguments.name.isEmpty { throw ArgumentError("name", "name must not be empty") }
         _ = try HostPort.argument(arguments.listen, key: "listen", role: .listen)
         _ = try HostPort.argument(arguments.upstream, key: "upstream", role: .connect)
+        for (key, problem) in [("tls", arguments.tls?.problem), ("upstream_tls", arguments.upstreamTLS?.problem)] {
+            if let problem { throw ArgumentError(key, "\(key).\(problem.key): \(problem.message)", hint: problem.hint) }
+        }
+        let files = [("tls", "cert", arguments.tls?.cert), ("tls", "key", arguments.tls?.key), ("upstream_tls", "ca", arguments.upstreamTLS?.ca)]
+        for case (let section, let key, let file?) in files {
+            if let reason = ProxyTLSFiles.unreadable(file) {
+                throw ArgumentError(section, "cannot read \(section).\(key) \"\(file)\": \(reason)", hint: "give the path of a PEM file")
+            }
+        }
     }
 
-    public static func exports(_ arguments: Arguments) -> [String: Value] { ["\(arguments.name)_PORT": exportedPort(listen: arguments.listen)] }
+    public static func exports(_ arguments: Arguments) -> [String: Value] {
+        var exports = ["\(arguments.name)_PORT": exportedPort(listen: arguments.listen)]
+        if let tls = arguments.tls { exports["\(arguments.name)_CA"] = .string(tls.ca ?? tls.cert ?? "/tmp/faultline-tls/\(arguments.name)/ca.pem") }
+        return exports
+    }
 
     /// What `<name>_PORT` holds when an experiment is validated: the port `listen` names, or, for
     /// a port bound when the proxy is created (`:0`, or one not known until then), a plausible
@@ -513,7 +542,9 @@ public struct CreateProxyAction: Action {
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
         let created = try await context.createProxy(
-            ProxyDefinition(name: arguments.name, listen: arguments.listen, upstream: arguments.upstream, enabled: arguments.enabled),
+            ProxyDefinition(
+                name: arguments.name, listen: arguments.listen, upstream: arguments.upstream, enabled: arguments.enabled, tls: arguments.tls,
+                upstreamTLS: arguments.upstreamTLS),
             on: try context.toxicBackend())
         return [
             "name": .string(arguments.name), "listen": .string(created.listen), "upstream": .string(created.upstream),

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// The run's toxic backend and the suite's `proxies:`, as a run extension of the network stage.
@@ -11,7 +12,8 @@ import Synchronization
 ///
 /// The backend is the one the profile's `toxics: {backend: …}` names, or the registry's default
 /// (``PluginRegistry/defaultToxicBackend``). It is provided to activities as ``ToxicBackendKey``;
-/// the proxies are exported as `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream` and `.name`.
+/// the proxies are exported as `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream` and `.name`,
+/// and a proxy that terminates TLS as `.ca` too (the CA file a client trusts).
 ///
 /// Every plugin that registers a toxic backend registers this extension beside it; registering it
 /// again changes nothing. The kernel itself never starts it.
@@ -39,6 +41,13 @@ public struct ToxicBackendExtension: RunExtension {
         var listen: String?
         var upstream: String
         var enabled: Bool?
+        var tls: ListenTLS?
+        var upstreamTLS: UpstreamTLS?
+
+        enum CodingKeys: String, CodingKey {
+            case name, listen, upstream, enabled, tls
+            case upstreamTLS = "upstream_tls"
+        }
     }
 
     // MARK: Planning
@@ -50,7 +59,13 @@ public struct ToxicBackendExtension: RunExtension {
                 // Port 0 is bound at run time; validation sees a plausible port in its place.
                 var listen = element["listen"]?.stringValue ?? "127.0.0.1:0"
                 if listen.hasSuffix(":0") { listen = String(listen.dropLast()) + "1" }
-                proxies[name] = Self.proxyExport(ProxyDefinition(name: name, listen: listen, upstream: element["upstream"]?.stringValue ?? ""))
+                var proxy = ProxyDefinition(name: name, listen: listen, upstream: element["upstream"]?.stringValue ?? "")
+                if let tls = element["tls"] {
+                    // The file a client trusts is known once the proxy is made; a plausible path in its place.
+                    let ca = tls["ca"]?.stringValue ?? tls["cert"]?.stringValue ?? "/tmp/faultline-tls/\(name)/ca.pem"
+                    proxy.tls = ListenTLS(selfSigned: true, ca: ca)
+                }
+                proxies[name] = Self.proxyExport(proxy)
             }
         }
         return proxies.isEmpty ? [:] : ["proxies": .object(proxies)]
@@ -59,13 +74,16 @@ public struct ToxicBackendExtension: RunExtension {
     /// Decodes the backend choice and the proxies once. They come up before anything else, so
     /// they may use the shared configuration only.
     public func plan(_ sections: RunSections, context: RunPlanContext, sink: DiagnosticSink) -> Plan? {
-        let proxies = planProxies(sections, substitution: context.shared, registry: context.registry, sink: sink)
         let backend = planBackend(sections, substitution: context.shared, registry: context.registry, sink: sink)
+        let proxies = planProxies(
+            sections, substitution: context.shared, registry: context.registry, backend: backend.name, profile: sections.profileName, sink: sink)
         guard !sink.hasErrors else { return nil }
         return Plan(backend: backend.name, options: backend.options, proxies: proxies)
     }
 
-    private func planProxies(_ sections: RunSections, substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink)
+    private func planProxies(
+        _ sections: RunSections, substitution: Substitution, registry: PluginRegistry, backend: String?, profile: String?, sink: DiagnosticSink
+    )
         -> [ProxyDefinition]?
     {
         guard let node = sections["proxies"] else { return nil }
@@ -101,13 +119,61 @@ public struct ToxicBackendExtension: RunExtension {
                         Diagnostic(error.message(key: key), at: element[key]?.location, path: path.appending(index).appending(key), hint: error.hint))
                 }
             }
-            proxies.append(
-                ProxyDefinition(name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: proxy.upstream, enabled: proxy.enabled ?? true))
+            var definition = ProxyDefinition(
+                name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: proxy.upstream, enabled: proxy.enabled ?? true)
+            if proxy.tls != nil || proxy.upstreamTLS != nil {
+                let directory = element.location.map { ($0.file as NSString).deletingLastPathComponent } ?? ""
+                definition.tls = proxy.tls?.resolvingFiles(against: directory)
+                definition.upstreamTLS = proxy.upstreamTLS?.resolvingFiles(against: directory)
+                checkTLS(
+                    definition, node: substituted, path: path.appending(index), factory: backend.flatMap { registry.toxicBackends[$0] },
+                    backend: backend, profile: profile, sink: sink)
+            }
+            proxies.append(definition)
         }
         if registry.toxicBackends.isEmpty {
             sink.report(Diagnostic("the suite declares proxies, but no toxic backend plugin is registered", at: node.location, path: path))
         }
         return proxies
+    }
+
+    /// Checks a proxy's TLS settings: whole, files readable, and a backend that can run them
+    /// (which then checks the files' contents).
+    private func checkTLS(
+        _ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, factory: (any ToxicBackendFactory)?, backend: String?, profile: String?,
+        sink: DiagnosticSink
+    ) {
+        let before = sink.diagnostics.count
+        var files: [(section: String, key: String, file: String)] = []
+        for (section, problem) in [("tls", proxy.tls?.problem), ("upstream_tls", proxy.upstreamTLS?.problem)] {
+            guard let problem else { continue }
+            let located = node[section]?[problem.key] ?? node[section]
+            sink.report(Diagnostic(problem.message, at: located?.location, path: path.appending(section).appending(problem.key), hint: problem.hint))
+        }
+        if let tls = proxy.tls, tls.problem == nil {
+            files += [("tls", "cert", tls.cert), ("tls", "key", tls.key), ("tls", "ca", tls.ca)].compactMap { s, k, f in f.map { (s, k, $0) } }
+        }
+        if let ca = proxy.upstreamTLS?.ca, proxy.upstreamTLS?.problem == nil { files.append(("upstream_tls", "ca", ca)) }
+        for (section, key, file) in files {
+            guard let reason = ProxyTLSFiles.unreadable(file) else { continue }
+            sink.report(
+                Diagnostic(
+                    "cannot read \(section).\(key) \"\(file)\": \(reason)", at: node[section]?[key]?.location,
+                    path: path.appending(section).appending(key),
+                    hint: "give the path of a PEM file, absolute or relative to the file that names it"))
+        }
+        guard let factory, let backend else { return }
+        guard factory.supportsTLS else {
+            let section = proxy.tls != nil ? "tls" : "upstream_tls"
+            let owner = profile.map { "profile \"\($0)\" uses" } ?? "this run uses"
+            sink.report(
+                Diagnostic(
+                    "\(owner) the \(backend) toxic backend, which cannot run a TLS proxy: a Toxiproxy server proxies plain TCP only",
+                    at: node[section]?.location, path: path.appending(section),
+                    hint: "remove \(section), or run with a profile whose toxics backend is inprocess (the default)"))
+            return
+        }
+        if sink.diagnostics.count == before { factory.validateTLS(proxy, node: node, path: path, sink: sink) }
     }
 
     /// The backend the profile names, or the default one.
@@ -143,6 +209,18 @@ public struct ToxicBackendExtension: RunExtension {
         let backend = profile?.extensionSections["toxics"]?["backend"]?.stringValue ?? registry.defaultToxicBackend
         guard let backend, let factory = registry.toxicBackends[backend] else { return }
         let activities = (experiment.hypothesis?.probes ?? []) + experiment.method + experiment.rollbacks
+        if !factory.supportsTLS {
+            for activity in activities where activity.provider.type == CreateProxyAction.type {
+                let arguments = activity.provider.arguments
+                guard let key = ["tls", "upstream_tls"].first(where: { arguments[$0] != nil }) else { continue }
+                let owner = profile.map { "profile \"\($0.name)\" uses" } ?? "this run uses"
+                sink.report(
+                    Diagnostic(
+                        "\(owner) the \(backend) toxic backend, which cannot run a TLS proxy: a Toxiproxy server proxies plain TCP only",
+                        at: arguments[key]?.location ?? activity.location, path: activity.provider.path.appending(key),
+                        hint: "remove \(key), or run with a profile whose toxics backend is inprocess (the default)"))
+            }
+        }
         for activity in activities where activity.provider.type == AddToxicAction.type {
             let arguments = activity.provider.arguments
             guard let type = arguments["toxic"]?.stringValue, let descriptor = registry.toxics[type],
@@ -162,13 +240,16 @@ public struct ToxicBackendExtension: RunExtension {
         return SourceNode(.object(members.filter { $0.key != "backend" }), at: toxics.location)
     }
 
-    /// What a suite proxy exports: `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream`.
+    /// What a suite proxy exports: `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream`, and `.ca`
+    /// for one that terminates TLS.
     static func proxyExport(_ proxy: ProxyDefinition) -> Value {
         let host = proxy.listenAddress?.urlHost ?? ""
-        return [
+        var export: ValueObject = [
             "name": .string(proxy.name), "listen": .string(proxy.listen), "host": .string(host.isEmpty ? "127.0.0.1" : host),
             "port": .int(proxy.listenPort ?? 0), "upstream": .string(proxy.upstream),
         ]
+        if let ca = proxy.tls?.ca { export["ca"] = .string(ca) }
+        return .object(export)
     }
 
     // MARK: Running
