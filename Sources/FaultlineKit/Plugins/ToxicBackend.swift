@@ -139,11 +139,16 @@ public protocol ToxicBackendFactory: Sendable {
     /// Why the backend cannot run a toxic of this type (or one limited to some `clients`); nil
     /// when it can. Checked at load for every `type: toxic` activity of a run that uses the backend.
     func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String?
+    /// Whether the suite's `agents:` are made with this factory: each agent's object is its
+    /// `options`, and ``BackendContext/agent`` names it. One registered factory does (the
+    /// Toxiproxy driver's: an agent is a Toxiproxy API, `faultline proxy` or a real server).
+    var servesAgents: Bool { get }
 }
 
 extension ToxicBackendFactory {
     public func validate(options: SourceNode?, sink: DiagnosticSink) {}
     public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? { nil }
+    public var servesAgents: Bool { false }
 }
 
 /// What a backend factory gets to build a backend.
@@ -156,11 +161,15 @@ public struct BackendContext: Sendable {
     public var ledger: RunLedger
     /// Tells the user about a step of setup (what the automatic recovery did).
     public var progress: @Sendable (String) -> Void
+    /// The suite's name for the agent being made, for messages and the ledger; nil for the
+    /// profile's backend.
+    public var agent: String?
 
     public init(
         seed: UInt64, environment: [String: String], registry: PluginRegistry, ledger: RunLedger = .disabled,
-        progress: @escaping @Sendable (String) -> Void = { _ in }
+        progress: @escaping @Sendable (String) -> Void = { _ in }, agent: String? = nil
     ) {
+        self.agent = agent
         self.seed = seed
         self.environment = environment
         self.registry = registry

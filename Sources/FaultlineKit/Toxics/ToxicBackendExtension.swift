@@ -3,14 +3,21 @@ import Synchronization
 /// The run's toxic backend and the suite's `proxies:`, as a run extension of the network stage.
 ///
 /// ```yaml
+/// agents:                                    # fault agents: Toxiproxy APIs on other hosts
+///   db-host: {url: "http://198.18.0.2:8474", token: {type: env, key: DB_AGENT_TOKEN}}
 /// proxies:                                   # created on the backend for the whole run
 ///   - {name: store, listen: "127.0.0.1:0", upstream: "127.0.0.1:6379"}
+///   - {name: db, listen: "0.0.0.0:15432", upstream: "127.0.0.1:5432", agent: db-host}
 /// profiles:
 ///   staging: {toxics: {backend: toxiproxy, url: "http://toxiproxy:8474"}}   # else the default backend
 /// ```
 ///
 /// The backend is the one the profile's `toxics: {backend: …}` names, or the registry's default
-/// (``PluginRegistry/defaultToxicBackend``). It is provided to activities as ``ToxicBackendKey``;
+/// (``PluginRegistry/defaultToxicBackend``). A proxy with `agent:` is on that agent instead: the
+/// suite's and the profile's `agents:` (the profile's win, name by name) are each made by the
+/// factory that ``ToxicBackendFactory/servesAgents`` and reached at run start, before any
+/// experiment; an ``AgentRouter`` then sends each call to the backend holding its proxy.
+/// The backend is provided to activities as ``ToxicBackendKey``;
 /// the proxies are exported as `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream` and `.name`.
 ///
 /// Every plugin that registers a toxic backend registers this extension beside it; registering it
@@ -18,8 +25,8 @@ import Synchronization
 public struct ToxicBackendExtension: RunExtension {
     public let name = "toxic backend"
     public let stage = RunStage.network
-    public let suiteKeys = ["proxies"]
-    public let profileKeys = ["toxics"]
+    public let suiteKeys = ["proxies", "agents"]
+    public let profileKeys = ["toxics", "agents"]
 
     public init() {}
 
@@ -31,6 +38,10 @@ public struct ToxicBackendExtension: RunExtension {
         public var options: SourceNode?
         /// The suite's proxies, substituted and checked; nil when the suite has no `proxies:`.
         public var proxies: [ProxyDefinition]?
+        /// The declared agents, by name: each one's object, substituted.
+        public var agents: [String: SourceNode] = [:]
+        /// Which agent holds each suite proxy placed on one.
+        public var placement: [String: String] = [:]
     }
 
     /// A suite proxy as written.
@@ -39,6 +50,8 @@ public struct ToxicBackendExtension: RunExtension {
         var listen: String?
         var upstream: String
         var enabled: Bool?
+        /// The agent that holds it; nil for the run's default backend.
+        var agent: String?
     }
 
     // MARK: Planning
@@ -59,16 +72,67 @@ public struct ToxicBackendExtension: RunExtension {
     /// Decodes the backend choice and the proxies once. They come up before anything else, so
     /// they may use the shared configuration only.
     public func plan(_ sections: RunSections, context: RunPlanContext, sink: DiagnosticSink) -> Plan? {
-        let proxies = planProxies(sections, substitution: context.shared, registry: context.registry, sink: sink)
+        let agents = planAgents(sections, substitution: context.shared, registry: context.registry, sink: sink)
+        let proxies = planProxies(sections, agents: agents, substitution: context.shared, registry: context.registry, sink: sink)
         let backend = planBackend(sections, substitution: context.shared, registry: context.registry, sink: sink)
         guard !sink.hasErrors else { return nil }
-        return Plan(backend: backend.name, options: backend.options, proxies: proxies)
+        return Plan(backend: backend.name, options: backend.options, proxies: proxies?.proxies, agents: agents, placement: proxies?.placement ?? [:])
     }
 
-    private func planProxies(_ sections: RunSections, substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink)
-        -> [ProxyDefinition]?
+    /// The suite's `agents:` with the profile's over them (an agent the profile declares replaces
+    /// the suite's of that name), each checked by the factory that makes agents.
+    private func planAgents(_ sections: RunSections, substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink)
+        -> [String: SourceNode]
     {
+        var agents: [String: SourceNode] = [:]
+        let declared =
+            [(sections.suite["agents"], DocumentPath([.key("agents")]))]
+            + [(sections.profile["agents"], DocumentPath([.key("profiles"), .key(sections.profileName ?? "?"), .key("agents")]))]
+        for case (let node?, let path) in declared {
+            guard let members = node.members else {
+                sink.report(
+                    Diagnostic(
+                        "expected agents as an object of name: {url, token}, found \(describeFound(node))", at: node.location, path: path,
+                        hint: "agents: {db-host: {url: \"http://198.18.0.2:8474\", token: {type: env, key: DB_AGENT_TOKEN}}}"))
+                continue
+            }
+            guard let factory = registry.toxicBackends.values.first(where: \.servesAgents) else {
+                sink.report(
+                    Diagnostic(
+                        "the suite declares agents, but no plugin that reaches agents (FaultlineToxiproxy) is registered", at: node.location,
+                        path: path))
+                continue
+            }
+            for member in members {
+                let agentPath = path.appending(member.key)
+                guard member.key.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]*$"#, options: .regularExpression) != nil else {
+                    sink.report(
+                        Diagnostic(
+                            "agent name \"\(member.key)\" must be letters, digits, '.', '_' or '-'", at: member.keyLocation ?? member.value.location,
+                            path: agentPath))
+                    continue
+                }
+                guard member.value.members != nil, member.value["url"] != nil else {
+                    sink.report(
+                        Diagnostic(
+                            "agent \(member.key) needs url: (its Toxiproxy API: faultline proxy or toxiproxy-server)", at: member.value.location,
+                            path: agentPath, hint: "\(member.key): {url: \"http://198.18.0.2:8474\", token: {type: env, key: AGENT_TOKEN}}"))
+                    continue
+                }
+                factory.validate(options: member.value, sink: sink)
+                guard let substituted = try? substitution.substitute(member.value, path: agentPath, sink: sink) else { continue }
+                agents[member.key] = substituted
+            }
+        }
+        return agents
+    }
+
+    private func planProxies(
+        _ sections: RunSections, agents: [String: SourceNode], substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink
+    ) -> (proxies: [ProxyDefinition], placement: [String: String])? {
         guard let node = sections["proxies"] else { return nil }
+        var placement: [String: String] = [:]
+        let written = Set([sections.suite["agents"], sections.profile["agents"]].flatMap { $0?.members?.map(\.key) ?? [] })
         let path = DocumentPath([.key("proxies")])
         guard let elements = node.elements else {
             sink.report(
@@ -101,13 +165,28 @@ public struct ToxicBackendExtension: RunExtension {
                         Diagnostic(error.message(key: key), at: element[key]?.location, path: path.appending(index).appending(key), hint: error.hint))
                 }
             }
+            if let agent = proxy.agent {
+                if agents[agent] != nil {
+                    placement[proxy.name] = agent
+                } else if !written.contains(agent) {  // one written but wrong has its own error
+                    let known = agents.keys.sorted()
+                    let declared =
+                        known.isEmpty
+                        ? "no agents are declared: add agents: {\(agent): {url: \"http://HOST:8474\"}} to the suite or the profile"
+                        : "declared agents: \(known.joined(separator: ", "))"
+                    sink.report(
+                        Diagnostic(
+                            "unknown agent \"\(agent)\" for proxy \(proxy.name)" + (Suggestion.didYouMean(agent, in: known).map { " (\($0))" } ?? ""),
+                            at: element["agent"]?.location ?? element.location, path: path.appending(index).appending("agent"), hint: declared))
+                }
+            }
             proxies.append(
                 ProxyDefinition(name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: proxy.upstream, enabled: proxy.enabled ?? true))
         }
         if registry.toxicBackends.isEmpty {
             sink.report(Diagnostic("the suite declares proxies, but no toxic backend plugin is registered", at: node.location, path: path))
         }
-        return proxies
+        return (proxies, placement)
     }
 
     /// The backend the profile names, or the default one.
@@ -175,7 +254,7 @@ public struct ToxicBackendExtension: RunExtension {
 
     public func start(_ plan: Plan, setup: RunSetup) async throws -> (any RunExtensionHandle)? {
         guard let backendName = plan.backend, let factory = setup.registry.toxicBackends[backendName] else { return nil }
-        let backend: any ToxicBackend
+        var backend: any ToxicBackend
         do {
             backend = try await factory.makeBackend(
                 options: plan.options,
@@ -185,6 +264,9 @@ public struct ToxicBackendExtension: RunExtension {
         } catch {
             throw RunSetupFailure("toxic backend \(backendName): \(error)")
         }
+        if !plan.agents.isEmpty {
+            backend = AgentRouter(fallback: backend, agents: try await startAgents(plan, fallback: backend, setup: setup), placement: plan.placement)
+        }
         setup.provide(ToxicBackendKey.self, backend)
         let handle = Handle(backend: backend)
         guard let proxies = plan.proxies else { return handle }
@@ -192,7 +274,7 @@ public struct ToxicBackendExtension: RunExtension {
             var exported = ValueObject()
             for proxy in proxies {
                 try Task.checkCancellation()
-                setup.step("proxy \(proxy.name) → \(proxy.upstream)")
+                setup.step("proxy \(proxy.name) → \(proxy.upstream)" + (plan.placement[proxy.name].map { " on agent \($0)" } ?? ""))
                 let created: ProxyDefinition
                 do {
                     created = try await backend.createProxy(proxy)
@@ -209,6 +291,39 @@ public struct ToxicBackendExtension: RunExtension {
             throw error
         }
         return handle
+    }
+
+    /// Reaches every agent (each checks its server and token, then recovers what dead runs left
+    /// there), so that an unreachable one fails the run before any experiment, naming it, within
+    /// its connect timeout. One after another: two recoveries at once would each find the other
+    /// holding a dead run's ledger and skip it. On a failure every backend made so far is shut down.
+    private func startAgents(_ plan: Plan, fallback: any ToxicBackend, setup: RunSetup) async throws -> [String: any ToxicBackend] {
+        var agents: [String: any ToxicBackend] = [:]
+        @Sendable func abandon(_ made: [any ToxicBackend]) async {
+            for backend in made { await backend.shutdown() }
+            await fallback.shutdown()
+        }
+        guard let factory = setup.registry.toxicBackends.values.first(where: \.servesAgents) else {
+            await abandon([])
+            throw RunSetupFailure("the suite declares agents, but no plugin that reaches agents is registered")
+        }
+        for name in plan.agents.keys.sorted() {
+            guard let options = plan.agents[name] else { continue }
+            setup.step("agent \(name)")
+            let context = BackendContext(
+                seed: setup.seed, environment: setup.environment, registry: setup.registry, ledger: setup.resources.ledger,
+                progress: { setup.step($0) }, agent: name)
+            do {
+                try Task.checkCancellation()
+                agents[name] = try await factory.makeBackend(options: options, context: context)
+            } catch {
+                // Start brings everything up or leaves nothing behind; an interrupt must not cut that short.
+                let made = Array(agents.values)
+                await Task { await abandon(made) }.value
+                throw RunSetupFailure("agent \(name): \(error)")
+            }
+        }
+        return agents
     }
 
     /// Deletes the run's proxies, newest first, then shuts the backend down.

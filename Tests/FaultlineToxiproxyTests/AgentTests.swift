@@ -1,0 +1,285 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import FaultlineKit
+import FaultlineNetwork
+import FaultlineTestSupport
+import FaultlineTesting
+import FaultlineToxiproxy
+import Foundation
+import Testing
+
+/// Named fault agents: one `faultline run` with a proxy in-process and proxies on two
+/// `faultline proxy` agents (child processes, each with its own token), the toxics of one
+/// experiment landing on the agent that holds each proxy, a SIGKILL of the runner recovered on
+/// every agent, and the run-start failures that name an agent.
+@Suite("Named fault agents", .serialized, .timeLimit(.minutes(5)))
+struct AgentTests {
+    /// A suite with `local` in-process, `alpha` on agent `a` (token from `$AGENT_A_TOKEN`) and
+    /// `beta` on agent `b` (token from a file). Its experiment adds a toxic to each proxy — with
+    /// the `toxic` action, a `chaostoxi` function and a `toxiproxy.toxic` — checks the service
+    /// answers through the agent's proxy, then waits (`waiting` exists) until the test writes to
+    /// the fifo `go`.
+    static func suite(a: String, b: String, service: Int, tokenFile: String) -> String {
+        """
+        name: agents
+        agents:
+          a: {url: "\(a)", token: {type: env, key: AGENT_A_TOKEN}, connect_timeout: 2}
+          b: {url: "\(b)", token: {type: file, path: "\(tokenFile)"}}
+        proxies:
+          - {name: local, upstream: "127.0.0.1:\(service)"}
+          - {name: alpha, upstream: "127.0.0.1:\(service)", agent: a}
+          - {name: beta, upstream: "127.0.0.1:\(service)", agent: b}
+        experiments:
+          - title: spread
+            method:
+              - {type: action, name: slow-local, provider: {type: toxic, proxy: local, toxic: latency, attributes: {latency: 5}}}
+              - {type: action, name: slow-alpha, provider: {type: toxic, proxy: alpha, toxic: latency, attributes: {latency: 7}}}
+              - {type: action, name: ctk-beta, provider: {type: python, module: chaostoxi.toxic.actions, func: create_bandwith_degradation_toxic, arguments: {for_proxy: beta, toxic_name: thin, rate: 900}}}
+              - {type: probe, name: through-alpha, provider: {type: http, url: "http://127.0.0.1:${proxies.alpha.port}/"}}
+              - {type: probe, name: wait, provider: {type: process, path: sh, arguments: [-c, "touch waiting; read line < go"]}}
+        """
+    }
+
+    /// Two agents with different tokens, a service behind them, and a scratch directory holding
+    /// agent b's token file and the fifo the experiment waits on.
+    struct Setup {
+        let a: ToxiproxyStandIn
+        let b: ToxiproxyStandIn
+        let clientA: ToxiproxyClient
+        let clientB: ToxiproxyClient
+        let scratch: ScratchDirectory
+        let service: Int
+        let environment: [String: String]
+
+        func writeSuite() throws {
+            try scratch.write("suite.yaml", AgentTests.suite(a: a.url, b: b.url, service: service, tokenFile: scratch.path("b.token")))
+            guard mkfifo(scratch.path("go"), 0o600) == 0 else { throw TestFailure("mkfifo: \(String(cString: strerror(errno)))") }
+        }
+
+        /// Lets the experiment's waiting probe end: writes a line once its shell has the fifo open.
+        func release() async throws {
+            let path = scratch.path("go")
+            let opened = await eventually(timeout: .seconds(30)) {
+                let fd = open(path, O_WRONLY | O_NONBLOCK)
+                guard fd >= 0 else { return false }
+                _ = write(fd, "go\n", 3)
+                close(fd)
+                return true
+            }
+            try #require(opened, "nobody opened the fifo for reading")
+        }
+    }
+
+    static func withAgents(_ body: (Setup) async throws -> Void) async throws {
+        try await closing(TestHTTPServer.start()) { service in
+            try await withStandIn(token: "alpha-\(UInt32.random(in: 0...UInt32.max))") { a, clientA in
+                try await withStandIn(token: "beta-\(UInt32.random(in: 0...UInt32.max))") { b, clientB in
+                    let scratch = try ScratchDirectory()
+                    try scratch.write("b.token", (b.token ?? "") + "\n")
+                    try await body(
+                        Setup(
+                            a: a, b: b, clientA: clientA, clientB: clientB, scratch: scratch, service: service.port,
+                            environment: ["AGENT_A_TOKEN": a.token ?? ""]))
+                }
+            }
+        }
+    }
+
+    /// Waits until the run's experiment waits, failing with its output if it ended first.
+    static func waitForExperiment(_ run: TestProcess, _ setup: Setup) async throws {
+        let reached = await eventually(timeout: .seconds(60)) { setup.scratch.exists("waiting") || !run.isRunning }
+        try #require(reached && run.isRunning, "the experiment never waited: \(run.stdout)\n\(run.stderr)")
+    }
+
+    @Test("one run mixes the in-process proxy and two agents; each toxic lands on the agent holding its proxy, and nothing stays")
+    func mixedRun() async throws {
+        try await Self.withAgents { setup in
+            try setup.writeSuite()
+            let run = try TestProcess.faultline(
+                ["run", "suite.yaml", "--journal-path", "journals"], in: setup.scratch, environment: setup.environment)
+            try await Self.waitForExperiment(run, setup)
+
+            // Each agent holds its proxy only, with the toxic added to it; the in-process proxy is on neither.
+            let onA = try await setup.clientA.proxies()
+            let onB = try await setup.clientB.proxies()
+            #expect(onA.map(\.name) == ["alpha"], "\(onA)")
+            #expect(onB.map(\.name) == ["beta"], "\(onB)")
+            #expect(onA.first?.toxics.map(\.type) == ["latency"])
+            #expect(onA.first?.toxics.first?.attributes["latency"] == .int(7))
+            #expect(onB.first?.toxics.map(\.name) == ["thin"])
+            #expect(onB.first?.toxics.first?.attributes["rate"] == .int(900))
+            #expect(run.stdout.contains("proxy alpha → 127.0.0.1:\(setup.service) on agent a"), "\(run.stdout)")
+
+            try await setup.release()
+            #expect(await run.wait() == 0, "\(run.stdout)\n\(run.stderr)")
+            let journal = try Journal.load(path: setup.scratch.path("journals/01-spread.json"))
+            #expect(journal.status == .completed)
+            // The service answered through agent a's proxy.
+            #expect(RunTests.record(journal, "through-alpha")?.status == .succeeded)
+            #expect(RunTests.record(journal, "slow-local")?.output?["proxy"] == "local")
+            #expect(try await setup.clientA.proxies().isEmpty)
+            #expect(try await setup.clientB.proxies().isEmpty)
+            // Everything undone: the run deleted its ledger.
+            let ledgers = (try? FileManager.default.contentsOfDirectory(atPath: setup.scratch.path("state/ledgers"))) ?? []
+            #expect(ledgers.isEmpty, "\(ledgers)")
+        }
+    }
+
+    @Test("after a SIGKILL of the runner, faultline recover removes what it left on every agent, with each agent's token as the run read it")
+    func recoverOnEveryAgent() async throws {
+        try await Self.withAgents { setup in
+            try setup.writeSuite()
+            let run = try TestProcess.faultline(
+                ["run", "suite.yaml", "--journal-path", "journals"], in: setup.scratch, environment: setup.environment)
+            try await Self.waitForExperiment(run, setup)
+            run.signal(SIGKILL)
+            #expect(await run.wait() == 128 + SIGKILL)
+            #expect(try await setup.clientA.proxies().map(\.name) == ["alpha"])
+            #expect(try await setup.clientB.proxies().map(\.name) == ["beta"])
+
+            // Without agent a's variable, recover cleans agent b (its token file is in the ledger)
+            // and says where a's token is read from; a's entries stay for the next try.
+            let partial = try TestProcess.faultline(["recover"], in: setup.scratch)
+            #expect(await partial.wait() == 1, "\(partial.stdout)\n\(partial.stderr)")
+            #expect(partial.stdout.contains("agent a (\(setup.a.url))"), "\(partial.stdout)")
+            #expect(partial.stdout.contains("$AGENT_A_TOKEN"), "\(partial.stdout)")
+            #expect(!partial.stdout.contains(setup.a.token ?? "?") && !partial.stdout.contains(setup.b.token ?? "?"))
+            #expect(try await setup.clientB.proxies().isEmpty)
+            #expect(try await setup.clientA.proxies().map(\.name) == ["alpha"])
+
+            let recover = try TestProcess.faultline(["recover"], in: setup.scratch, environment: setup.environment)
+            #expect(await recover.wait() == 0, "\(recover.stdout)\n\(recover.stderr)")
+            #expect(recover.stdout.contains("undone: proxy alpha on agent a (\(setup.a.url)): deleted"), "\(recover.stdout)")
+            #expect(try await setup.clientA.proxies().isEmpty)
+            #expect(try await setup.clientB.proxies().isEmpty)
+            #expect(try Journal.load(path: setup.scratch.path("journals/01-spread.json")).status == .interrupted)
+
+            let again = try TestProcess.faultline(["recover"], in: setup.scratch, environment: setup.environment)
+            #expect(await again.wait() == 0)
+            #expect(again.stdout.contains("nothing to recover"), "\(again.stdout)")
+        }
+    }
+
+    @Test("the next run of the suite first removes what a killed run left on each of its agents, and says so")
+    func nextRunRecoversEveryAgent() async throws {
+        try await Self.withAgents { setup in
+            try setup.writeSuite()
+            let killed = try TestProcess.faultline(
+                ["run", "suite.yaml", "--journal-path", "killed"], in: setup.scratch, environment: setup.environment)
+            try await Self.waitForExperiment(killed, setup)
+            killed.signal(SIGKILL)
+            #expect(await killed.wait() == 128 + SIGKILL)
+            try FileManager.default.removeItem(atPath: setup.scratch.path("waiting"))
+
+            // Without the recovery, creating alpha and beta again would meet the dead run's (409).
+            let next = try TestProcess.faultline(["run", "suite.yaml", "--journal-path", "next"], in: setup.scratch, environment: setup.environment)
+            try await Self.waitForExperiment(next, setup)
+            #expect(next.stdout.contains("undone: proxy alpha on agent a (\(setup.a.url)): deleted"), "\(next.stdout)")
+            #expect(next.stdout.contains("undone: proxy beta on agent b (\(setup.b.url)): deleted"), "\(next.stdout)")
+            #expect(try await setup.clientA.proxies().first?.toxics.count == 1)
+            try await setup.release()
+            #expect(await next.wait() == 0, "\(next.stdout)\n\(next.stderr)")
+            #expect(try await setup.clientA.proxies().isEmpty)
+            #expect(try await setup.clientB.proxies().isEmpty)
+            #expect(try Journal.load(path: setup.scratch.path("killed/01-spread.json")).recovery?.first?.automatic == true)
+        }
+    }
+
+    @Test("an unreachable agent fails the run before any experiment, at once, naming the agent and its URL")
+    func unreachableAgent() async throws {
+        try await withStandIn(token: "t0k3n-\(UInt32.random(in: 0...UInt32.max))") { server, client in
+            let scratch = try ScratchDirectory()
+            let nowhere = "http://127.0.0.1:\(try FreePort.take())"
+            try scratch.write(
+                "suite.yaml",
+                """
+                name: gone
+                agents:
+                  up: {url: "\(server.url)", token: {type: env, key: UP_TOKEN}}
+                  far: {url: "\(nowhere)", connect_timeout: 1}
+                proxies:
+                  - {name: near, upstream: "127.0.0.1:1", agent: up}
+                  - {name: away, upstream: "127.0.0.1:1", agent: far}
+                experiments:
+                  - title: never
+                    method:
+                      - {type: probe, name: ran, provider: {type: process, path: sh, arguments: [-c, "touch ran"]}}
+                """)
+            let run = try TestProcess.faultline(
+                ["run", "suite.yaml", "--journal-path", "journals"], in: scratch, environment: ["UP_TOKEN": server.token ?? ""])
+            #expect(await run.wait(timeout: .seconds(60)) == 1, "\(run.stdout)\n\(run.stderr)")
+            let output = run.stdout + run.stderr
+            #expect(output.contains("agent far: Toxiproxy at \(nowhere)"), "\(output)")
+            #expect(output.contains("connection refused"), "\(output)")
+            #expect(!output.contains("agent up:"), "the reachable agent is not blamed: \(output)")
+            #expect(!scratch.exists("ran"), "no experiment ran")
+            // The reachable agent was left clean.
+            #expect(try await client.proxies().isEmpty)
+        }
+    }
+
+    @Test("an agent that refuses the token fails the run before any experiment, naming the agent and where the token came from")
+    func badToken() async throws {
+        try await withStandIn(token: "right-\(UInt32.random(in: 0...UInt32.max))") { server, client in
+            let scratch = try ScratchDirectory()
+            let wrong = "wrong-\(UInt32.random(in: 0...UInt32.max))"
+            try scratch.write(
+                "suite.yaml",
+                """
+                name: refused
+                agents:
+                  db-host: {url: "\(server.url)", token: {type: env, key: DB_AGENT_TOKEN}}
+                proxies:
+                  - {name: store, upstream: "127.0.0.1:1", agent: db-host}
+                experiments:
+                  - title: never
+                    method:
+                      - {type: probe, name: ran, provider: {type: process, path: sh, arguments: [-c, "touch ran"]}}
+                """)
+            let run = try TestProcess.faultline(["run", "suite.yaml"], in: scratch, environment: ["DB_AGENT_TOKEN": wrong])
+            #expect(await run.wait(timeout: .seconds(60)) == 1, "\(run.stdout)\n\(run.stderr)")
+            let output = run.stdout + run.stderr
+            #expect(output.contains("agent db-host: Toxiproxy at \(server.url) refused the token"), "\(output)")
+            #expect(output.contains("token from $DB_AGENT_TOKEN"), "\(output)")
+            #expect(!output.contains(wrong))
+            #expect(!scratch.exists("ran"))
+
+            // No variable at all: named too, before any request.
+            let unset = try TestProcess.faultline(["run", "suite.yaml"], in: scratch)
+            #expect(await unset.wait(timeout: .seconds(60)) == 1)
+            #expect(
+                (unset.stdout + unset.stderr).contains("agent db-host: the token's environment variable DB_AGENT_TOKEN is not set"),
+                "\(unset.stdout)\n\(unset.stderr)")
+            #expect(try await client.proxies().isEmpty)
+        }
+    }
+
+    @Test("a proxy naming an undeclared agent, or an agent without url, is a load error at its line and column")
+    func validation() async throws {
+        let scratch = try ScratchDirectory()
+        try scratch.write(
+            "suite.yaml",
+            """
+            name: typo
+            agents:
+              db-host: {url: "http://127.0.0.1:8474", token: {type: env, key: DB_AGENT_TOKEN}}
+              cache-host: {url: "http://127.0.0.1:8475"}
+              broken: {token: {type: env, key: X}}
+              odd: {url: "http://127.0.0.1:8476", token: {type: envv, key: X}}
+            proxies:
+              - {name: store, upstream: "127.0.0.1:1", agent: db-hots}
+            experiments:
+              - title: nothing
+                method:
+                  - {type: probe, name: ok, provider: {type: process, path: "true"}}
+            """)
+        let validate = try TestProcess.faultline(["validate", "suite.yaml"], in: scratch)
+        #expect(await validate.wait(timeout: .seconds(60)) == 2)
+        let output = validate.stdout + validate.stderr
+        #expect(output.contains("suite.yaml:8:51: unknown agent \"db-hots\" for proxy store (did you mean \"db-host\"?)"), "\(output)")
+        #expect(output.contains("declared agents: cache-host, db-host"), "\(output)")
+        #expect(output.contains("suite.yaml:5:11: agent broken needs url:"), "\(output)")
+        #expect(output.contains("suite.yaml:6:46: token.type: unknown token type \"envv\" (did you mean \"env\"?)"), "\(output)")
+    }
+}
