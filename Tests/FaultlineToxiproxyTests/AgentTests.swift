@@ -186,6 +186,50 @@ struct AgentTests {
         }
     }
 
+    @Test("a proxy an agent already holds ({name, agent}: a sidecar's) is used and exported, never created or deleted; the run's toxic on it goes")
+    func heldProxy() async throws {
+        try await closing(TestHTTPServer.start()) { service in
+            try await withStandIn(token: "held-\(UInt32.random(in: 0...UInt32.max))") { server, client in
+                _ = try await client.createProxy(
+                    ProxyDefinition(name: "store", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(service.port)"))
+                _ = try await client.addToxic(ToxicDefinition(name: "their_latency", type: "latency", attributes: ["latency": 3]), to: "store")
+                let before = try await client.proxy(named: "store")
+                let scratch = try ScratchDirectory()
+                try scratch.write(
+                    "suite.yaml",
+                    """
+                    name: sidecar
+                    agents:
+                      sidecar: {url: "\(server.url)", token: {type: env, key: SIDECAR_TOKEN}}
+                    proxies:
+                      - {name: store, agent: sidecar}
+                    experiments:
+                      - title: slow store
+                        method:
+                          - {type: action, name: slow, provider: {type: toxic, proxy: store, toxic: latency, name: slow, attributes: {latency: 9}}}
+                          - {type: probe, name: through, provider: {type: http, url: "http://127.0.0.1:${proxies.store.port}/"}}
+                          - {type: probe, name: count, provider: {type: process, path: sh, arguments: [-c, "echo ${proxies.store.port}"]}}
+                    """)
+                let run = try TestProcess.faultline(
+                    ["run", "suite.yaml", "--journal-path", "journals"], in: scratch, environment: ["SIDECAR_TOKEN": server.token ?? ""])
+                #expect(await run.wait() == 0, "\(run.stdout)\n\(run.stderr)")
+                let journal = try Journal.load(path: scratch.path("journals/01-slow-store.json"))
+                #expect(RunTests.record(journal, "slow")?.status == .succeeded)
+                #expect(RunTests.record(journal, "through")?.status == .succeeded)
+                #expect(RunTests.record(journal, "count")?.output?["stdout"]?.stringValue?.contains(String(before.listenPort ?? -1)) == true)
+                // Still there, as it was: the run's toxic removed, the owner's kept.
+                #expect(try await client.proxies() == [before])
+
+                // One the agent does not hold fails the run at start, naming it.
+                try await client.deleteProxy(named: "store")
+                let missing = try TestProcess.faultline(["run", "suite.yaml"], in: scratch, environment: ["SIDECAR_TOKEN": server.token ?? ""])
+                #expect(await missing.wait() == 1)
+                #expect(
+                    (missing.stdout + missing.stderr).contains("proxy store: agent sidecar (\(server.url)):"), "\(missing.stdout)\n\(missing.stderr)")
+            }
+        }
+    }
+
     @Test("an unreachable agent fails the run before any experiment, at once, naming the agent and its URL")
     func unreachableAgent() async throws {
         try await withStandIn(token: "t0k3n-\(UInt32.random(in: 0...UInt32.max))") { server, client in

@@ -8,6 +8,7 @@ import Synchronization
 /// proxies:                                   # created on the backend for the whole run
 ///   - {name: store, listen: "127.0.0.1:0", upstream: "127.0.0.1:6379"}
 ///   - {name: db, listen: "0.0.0.0:15432", upstream: "127.0.0.1:5432", agent: db-host}
+///   - {name: cache, agent: db-host}          # already on the agent (a sidecar's): used, never made
 /// profiles:
 ///   staging: {toxics: {backend: toxiproxy, url: "http://toxiproxy:8474"}}   # else the default backend
 /// ```
@@ -42,13 +43,17 @@ public struct ToxicBackendExtension: RunExtension {
         public var agents: [String: SourceNode] = [:]
         /// Which agent holds each suite proxy placed on one.
         public var placement: [String: String] = [:]
+        /// Suite proxies an agent already holds (no `upstream:`): the run neither creates nor
+        /// deletes them, only exports them (and undoes what it does to them).
+        public var held: [String] = []
     }
 
     /// A suite proxy as written.
     struct SuiteProxy: Decodable {
         var name: String
         var listen: String?
-        var upstream: String
+        /// Nil for a proxy an agent already holds.
+        var upstream: String?
         var enabled: Bool?
         /// The agent that holds it; nil for the run's default backend.
         var agent: String?
@@ -76,7 +81,9 @@ public struct ToxicBackendExtension: RunExtension {
         let proxies = planProxies(sections, agents: agents, substitution: context.shared, registry: context.registry, sink: sink)
         let backend = planBackend(sections, substitution: context.shared, registry: context.registry, sink: sink)
         guard !sink.hasErrors else { return nil }
-        return Plan(backend: backend.name, options: backend.options, proxies: proxies?.proxies, agents: agents, placement: proxies?.placement ?? [:])
+        return Plan(
+            backend: backend.name, options: backend.options, proxies: proxies?.proxies, agents: agents, placement: proxies?.placement ?? [:],
+            held: proxies?.held ?? [])
     }
 
     /// The suite's `agents:` with the profile's over them (an agent the profile declares replaces
@@ -129,7 +136,7 @@ public struct ToxicBackendExtension: RunExtension {
 
     private func planProxies(
         _ sections: RunSections, agents: [String: SourceNode], substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink
-    ) -> (proxies: [ProxyDefinition], placement: [String: String])? {
+    ) -> (proxies: [ProxyDefinition], placement: [String: String], held: [String])? {
         guard let node = sections["proxies"] else { return nil }
         var placement: [String: String] = [:]
         let written = Set([sections.suite["agents"], sections.profile["agents"]].flatMap { $0?.members?.map(\.key) ?? [] })
@@ -140,6 +147,7 @@ public struct ToxicBackendExtension: RunExtension {
             return nil
         }
         var proxies: [ProxyDefinition] = []
+        var held: [String] = []
         var names: Set<String> = []
         for (index, element) in elements.enumerated() {
             guard let substituted = try? substitution.substitute(element, path: path.appending(index), sink: sink),
@@ -157,7 +165,20 @@ public struct ToxicBackendExtension: RunExtension {
                     Diagnostic("duplicate proxy name \"\(proxy.name)\"", at: element["name"]?.location, path: path.appending(index).appending("name"))
                 )
             }
-            for (key, address, role) in [("upstream", proxy.upstream, HostPort.Role.connect), ("listen", proxy.listen ?? "127.0.0.1:0", .listen)] {
+            guard let upstream = proxy.upstream else {
+                if let agent = proxy.agent, agents[agent] != nil, proxy.listen == nil, proxy.enabled == nil {
+                    placement[proxy.name] = agent
+                    held.append(proxy.name)
+                } else if proxy.agent == nil || proxy.listen != nil || proxy.enabled != nil {
+                    sink.report(
+                        Diagnostic(
+                            "proxy \(proxy.name) needs upstream: (the run creates it), unless it is one an agent already holds ({name, agent} alone)",
+                            at: element.location, path: path.appending(index), hint: "{name: \(proxy.name), upstream: \"HOST:PORT\"}"))
+                }
+                if let agent = proxy.agent, agents[agent] == nil { reportUnknownAgent(agent, proxy: proxy.name, at: element, index: index) }
+                continue
+            }
+            for (key, address, role) in [("upstream", upstream, HostPort.Role.connect), ("listen", proxy.listen ?? "127.0.0.1:0", .listen)] {
                 do {
                     _ = try HostPort(parsing: address, role: role)
                 } catch {
@@ -168,25 +189,31 @@ public struct ToxicBackendExtension: RunExtension {
             if let agent = proxy.agent {
                 if agents[agent] != nil {
                     placement[proxy.name] = agent
-                } else if !written.contains(agent) {  // one written but wrong has its own error
-                    let known = agents.keys.sorted()
-                    let declared =
-                        known.isEmpty
-                        ? "no agents are declared: add agents: {\(agent): {url: \"http://HOST:8474\"}} to the suite or the profile"
-                        : "declared agents: \(known.joined(separator: ", "))"
-                    sink.report(
-                        Diagnostic(
-                            "unknown agent \"\(agent)\" for proxy \(proxy.name)" + (Suggestion.didYouMean(agent, in: known).map { " (\($0))" } ?? ""),
-                            at: element["agent"]?.location ?? element.location, path: path.appending(index).appending("agent"), hint: declared))
+                } else {
+                    reportUnknownAgent(agent, proxy: proxy.name, at: element, index: index)
                 }
             }
             proxies.append(
-                ProxyDefinition(name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: proxy.upstream, enabled: proxy.enabled ?? true))
+                ProxyDefinition(name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: upstream, enabled: proxy.enabled ?? true))
         }
         if registry.toxicBackends.isEmpty {
             sink.report(Diagnostic("the suite declares proxies, but no toxic backend plugin is registered", at: node.location, path: path))
         }
-        return (proxies, placement)
+        return (proxies, placement, held)
+
+        /// A proxy's `agent:` that names no declared agent (one declared but wrong has its own error).
+        func reportUnknownAgent(_ agent: String, proxy: String, at element: SourceNode, index: Int) {
+            guard !written.contains(agent) else { return }
+            let known = agents.keys.sorted()
+            let declared =
+                known.isEmpty
+                ? "no agents are declared: add agents: {\(agent): {url: \"http://HOST:8474\"}} to the suite or the profile"
+                : "declared agents: \(known.joined(separator: ", "))"
+            sink.report(
+                Diagnostic(
+                    "unknown agent \"\(agent)\" for proxy \(proxy)" + (Suggestion.didYouMean(agent, in: known).map { " (\($0))" } ?? ""),
+                    at: element["agent"]?.location ?? element.location, path: path.appending(index).appending("agent"), hint: declared))
+        }
     }
 
     /// The backend the profile names, or the default one.
@@ -272,6 +299,15 @@ public struct ToxicBackendExtension: RunExtension {
         guard let proxies = plan.proxies else { return handle }
         do {
             var exported = ValueObject()
+            for name in plan.held {
+                try Task.checkCancellation()
+                setup.step("proxy \(name) on agent \(plan.placement[name] ?? "?") (already there)")
+                do {
+                    exported[name] = Self.proxyExport(try await backend.proxy(named: name))
+                } catch {
+                    throw RunSetupFailure("proxy \(name): \(error)")
+                }
+            }
             for proxy in proxies {
                 try Task.checkCancellation()
                 setup.step("proxy \(proxy.name) → \(proxy.upstream)" + (plan.placement[proxy.name].map { " on agent \($0)" } ?? ""))
