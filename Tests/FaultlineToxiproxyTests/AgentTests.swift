@@ -230,6 +230,112 @@ struct AgentTests {
         }
     }
 
+    /// A CA and a certificate for 127.0.0.1 it signed, made with the openssl command.
+    static func certificates(in scratch: ScratchDirectory) async throws {
+        try scratch.write("san.cnf", "subjectAltName=IP:127.0.0.1\n")
+        for arguments in [
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=faultline test CA"],
+            ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+            [
+                "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2",
+                "-extfile", "san.cnf",
+            ],
+        ] {
+            let result = try await run(
+                "openssl",
+                arguments.map { $0.hasSuffix(".pem") || $0.hasSuffix(".key") || $0.hasSuffix(".csr") || $0.hasSuffix(".cnf") ? scratch.path($0) : $0 }
+            )
+            try #require(result.status == 0, "openssl \(arguments.joined(separator: " ")): \(result.output)")
+        }
+    }
+
+    @Test("an https agent (nginx terminating TLS in front of faultline proxy) is reached with its ca_file, and refused without it, naming the agent")
+    func httpsAgent() async throws {
+        guard installed("openssl") != nil else { throw TestFailure("openssl is not installed") }
+        try await closing(TestHTTPServer.start()) { service in
+            try await withStandIn(token: "tls-\(UInt32.random(in: 0...UInt32.max))") { server, client in
+                let scratch = try ScratchDirectory()
+                try await Self.certificates(in: scratch)
+                let tlsPort = try FreePort.take()
+                // A second server block: TLS on tlsPort, passed on to the agent's plain API.
+                let front = """
+                    }
+                    server {
+                        listen 127.0.0.1:\(tlsPort) ssl;
+                        ssl_certificate \(scratch.path("server.pem"));
+                        ssl_certificate_key \(scratch.path("server.key"));
+                        location / { proxy_pass \(server.url); }
+                    """
+                try await closing(try await TestNginx.start(extra: front)) { _ in
+                    let suite = { (ca: String) in
+                        """
+                        name: tls
+                        agents:
+                          secure: {url: "https://127.0.0.1:\(tlsPort)", token: {type: env, key: SECURE_TOKEN}\(ca)}
+                        proxies:
+                          - {name: store, upstream: "127.0.0.1:\(service.port)", agent: secure}
+                        experiments:
+                          - title: over tls
+                            method:
+                              - {type: action, name: slow, provider: {type: toxic, proxy: store, toxic: latency, attributes: {latency: 4}}}
+                              - {type: probe, name: seen, provider: {type: toxiproxy.toxics, url: "\(server.url)", proxy: store}}
+                        """
+                    }
+                    let environment = ["SECURE_TOKEN": server.token ?? "", "TOXIPROXY_AUTH_TOKEN": server.token ?? ""]
+                    try scratch.write("suite.yaml", suite(", ca_file: \"\(scratch.path("ca.pem"))\""))
+                    let run = try TestProcess.faultline(["run", "suite.yaml", "--journal-path", "journals"], in: scratch, environment: environment)
+                    #expect(await run.wait() == 0, "\(run.stdout)\n\(run.stderr)")
+                    // The toxic was on the agent behind TLS while the experiment ran, and is gone after.
+                    let seen = try Journal.load(path: scratch.path("journals/01-over-tls.json"))
+                    #expect(
+                        RunTests.record(seen, "seen")?.output?.arrayValue?.first?["type"] == "latency",
+                        "\(String(describing: RunTests.record(seen, "seen")?.output))")
+                    #expect(try await client.proxies().isEmpty)
+
+                    try scratch.write("suite.yaml", suite(""))
+                    let untrusted = try TestProcess.faultline(["run", "suite.yaml"], in: scratch, environment: environment)
+                    #expect(await untrusted.wait() == 1)
+                    let output = untrusted.stdout + untrusted.stderr
+                    #expect(output.contains("agent secure: Toxiproxy at https://127.0.0.1:\(tlsPort)"), "\(output)")
+                    #expect(try await client.proxies().isEmpty)
+                }
+            }
+        }
+    }
+
+    @Test("a profile's agent replaces the suite's of that name")
+    func profileAgent() async throws {
+        try await withStandIn(token: "p-\(UInt32.random(in: 0...UInt32.max))") { server, client in
+            let scratch = try ScratchDirectory()
+            try scratch.write(
+                "suite.yaml",
+                """
+                name: overlay
+                agents:
+                  db-host: {url: "http://127.0.0.1:\(try FreePort.take())"}
+                proxies:
+                  - {name: store, upstream: "127.0.0.1:1", agent: db-host}
+                experiments:
+                  - title: looks
+                    method:
+                      - {type: probe, name: there, provider: {type: python, module: chaostoxi.proxy.probes, func: proxy_exist, arguments: {proxy_name: store}}}
+                profiles:
+                  far: {default: true}
+                  near:
+                    agents: {db-host: {url: "\(server.url)", token: {type: env, key: NEAR_TOKEN}}}
+                """)
+            let environment = ["NEAR_TOKEN": server.token ?? ""]
+            let far = try TestProcess.faultline(["run", "suite.yaml"], in: scratch, environment: environment)
+            #expect(await far.wait() == 1)
+            #expect((far.stdout + far.stderr).contains("agent db-host: Toxiproxy at http://127.0.0.1:"), "\(far.stdout)\n\(far.stderr)")
+            let near = try TestProcess.faultline(
+                ["run", "suite.yaml", "--profile", "near", "--journal-path", "near"], in: scratch, environment: environment)
+            #expect(await near.wait() == 0, "\(near.stdout)\n\(near.stderr)")
+            #expect(try Journal.load(path: scratch.path("near/01-looks.json")).run.first?.output == true)
+            #expect(try await client.proxies().isEmpty)
+        }
+    }
+
     @Test("an unreachable agent fails the run before any experiment, at once, naming the agent and its URL")
     func unreachableAgent() async throws {
         try await withStandIn(token: "t0k3n-\(UInt32.random(in: 0...UInt32.max))") { server, client in
