@@ -36,7 +36,7 @@ struct AgentTests {
               - {type: action, name: slow-local, provider: {type: toxic, proxy: local, toxic: latency, attributes: {latency: 5}}}
               - {type: action, name: slow-alpha, provider: {type: toxic, proxy: alpha, toxic: latency, attributes: {latency: 7}}}
               - {type: action, name: ctk-beta, provider: {type: python, module: chaostoxi.toxic.actions, func: create_bandwith_degradation_toxic, arguments: {for_proxy: beta, toxic_name: thin, rate: 900}}}
-              - {type: probe, name: through-alpha, provider: {type: http, url: "http://127.0.0.1:${proxies.alpha.port}/"}}
+              - {type: probe, name: through-alpha, provider: {type: http, url: "http://${proxies.alpha.host}:${proxies.alpha.port}/"}}
               - {type: probe, name: wait, provider: {type: process, path: sh, arguments: [-c, "touch waiting; read line < go"]}}
         """
     }
@@ -105,6 +105,8 @@ struct AgentTests {
             let onB = try await setup.clientB.proxies()
             #expect(onA.map(\.name) == ["alpha"], "\(onA)")
             #expect(onB.map(\.name) == ["beta"], "\(onB)")
+            // On an agent a proxy listens on every address unless told otherwise; its exported host is the agent's.
+            #expect(onA.first?.listen.hasPrefix("0.0.0.0:") == true, "\(onA)")
             #expect(onA.first?.toxics.map(\.type) == ["latency"])
             #expect(onA.first?.toxics.first?.attributes["latency"] == .int(7))
             #expect(onB.first?.toxics.map(\.name) == ["thin"])

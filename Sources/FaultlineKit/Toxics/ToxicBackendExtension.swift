@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// The run's toxic backend and the suite's `proxies:`, as a run extension of the network stage.
@@ -178,7 +179,10 @@ public struct ToxicBackendExtension: RunExtension {
                 if let agent = proxy.agent, agents[agent] == nil { reportUnknownAgent(agent, proxy: proxy.name, at: element, index: index) }
                 continue
             }
-            for (key, address, role) in [("upstream", upstream, HostPort.Role.connect), ("listen", proxy.listen ?? "127.0.0.1:0", .listen)] {
+            // On an agent a proxy listens on every address by default: what connects to it is on
+            // other hosts. `${proxies.NAME.host}` is then the agent's host.
+            let listen = proxy.listen ?? (proxy.agent == nil ? "127.0.0.1:0" : "0.0.0.0:0")
+            for (key, address, role) in [("upstream", upstream, HostPort.Role.connect), ("listen", listen, .listen)] {
                 do {
                     _ = try HostPort(parsing: address, role: role)
                 } catch {
@@ -194,7 +198,7 @@ public struct ToxicBackendExtension: RunExtension {
                 }
             }
             proxies.append(
-                ProxyDefinition(name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: upstream, enabled: proxy.enabled ?? true))
+                ProxyDefinition(name: proxy.name, listen: listen, upstream: upstream, enabled: proxy.enabled ?? true))
         }
         if registry.toxicBackends.isEmpty {
             sink.report(Diagnostic("the suite declares proxies, but no toxic backend plugin is registered", at: node.location, path: path))
@@ -269,12 +273,22 @@ public struct ToxicBackendExtension: RunExtension {
     }
 
     /// What a suite proxy exports: `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream`.
-    static func proxyExport(_ proxy: ProxyDefinition) -> Value {
-        let host = proxy.listenAddress?.urlHost ?? ""
+    /// - Parameter agentURL: the URL of the agent holding it: a proxy there listening on every
+    ///   address (`0.0.0.0`, `::`) is reached at the agent's host.
+    static func proxyExport(_ proxy: ProxyDefinition, agentURL: String? = nil) -> Value {
+        var host = proxy.listenAddress?.urlHost ?? ""
+        if ["0.0.0.0", "[::]", ""].contains(host), let agentHost = agentURL.flatMap(Self.host(ofURL:)) { host = agentHost }
         return [
             "name": .string(proxy.name), "listen": .string(proxy.listen), "host": .string(host.isEmpty ? "127.0.0.1" : host),
             "port": .int(proxy.listenPort ?? 0), "upstream": .string(proxy.upstream),
         ]
+    }
+
+    /// The host of an agent's URL (`http://h:8474`, or `h:8474` as toxiproxy-cli takes it), bracketed if IPv6.
+    static func host(ofURL text: String) -> String? {
+        guard let host = URLComponents(string: text.contains("://") ? text : "http://" + text)?.host, !host.isEmpty else { return nil }
+        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return bare.contains(":") ? "[\(bare)]" : bare
     }
 
     // MARK: Running
@@ -303,7 +317,8 @@ public struct ToxicBackendExtension: RunExtension {
                 try Task.checkCancellation()
                 setup.step("proxy \(name) on agent \(plan.placement[name] ?? "?") (already there)")
                 do {
-                    exported[name] = Self.proxyExport(try await backend.proxy(named: name))
+                    exported[name] = Self.proxyExport(
+                        try await backend.proxy(named: name), agentURL: plan.placement[name].flatMap { plan.agents[$0]?["url"]?.stringValue })
                 } catch {
                     throw RunSetupFailure("proxy \(name): \(error)")
                 }
@@ -318,7 +333,8 @@ public struct ToxicBackendExtension: RunExtension {
                     throw RunSetupFailure("proxy \(proxy.name): \(error)")
                 }
                 handle.created(proxy.name)
-                exported[proxy.name] = Self.proxyExport(created)
+                exported[proxy.name] = Self.proxyExport(
+                    created, agentURL: plan.placement[proxy.name].flatMap { plan.agents[$0]?["url"]?.stringValue })
             }
             setup.export("proxies", .object(exported))
         } catch {
