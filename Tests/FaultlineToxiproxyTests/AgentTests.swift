@@ -407,6 +407,33 @@ struct AgentTests {
         }
     }
 
+    @Test("an HTTP toxic on a proxy an agent holds is the agent's to judge; on the profile's Toxiproxy server it is still a load error")
+    func httpToxicOnAgent() async throws {
+        let scratch = try ScratchDirectory()
+        try scratch.write(
+            "suite.yaml",
+            """
+            name: http
+            agents:
+              edge: {url: "http://127.0.0.1:8474"}
+            proxies:
+              - {name: web, upstream: "127.0.0.1:1", agent: edge}
+              - {name: shared, upstream: "127.0.0.1:1"}
+            experiments:
+              - title: aborts
+                method:
+                  - {type: action, name: on-agent, provider: {type: toxic, proxy: web, toxic: http_abort, attributes: {status: 503}}}
+                  - {type: action, name: on-server, provider: {type: toxic, proxy: shared, toxic: http_abort, attributes: {status: 503}}}
+            profiles:
+              staging: {default: true, toxics: {backend: toxiproxy, url: "http://127.0.0.1:8475"}}
+            """)
+        let validate = try TestProcess.faultline(["validate", "suite.yaml"], in: scratch)
+        #expect(await validate.wait(timeout: .seconds(60)) == 2)
+        let output = validate.stdout + validate.stderr
+        #expect(output.contains("suite.yaml:11:87: profile \"staging\" uses the toxiproxy toxic backend, which cannot run this toxic"), "\(output)")
+        #expect(output.contains("1 error in suite.yaml"), "\(output)")
+    }
+
     @Test("a proxy naming an undeclared agent, or an agent without url, is a load error at its line and column")
     func validation() async throws {
         let scratch = try ScratchDirectory()

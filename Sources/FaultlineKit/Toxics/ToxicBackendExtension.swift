@@ -248,13 +248,18 @@ public struct ToxicBackendExtension: RunExtension {
     }
 
     /// Reports every `type: toxic` activity of `experiment` whose toxic the profile's backend
-    /// cannot run (an HTTP toxic on a Toxiproxy server), at the activity's `toxic:`.
-    static func checkToxics(_ experiment: Experiment, profile: Suite.Profile?, registry: PluginRegistry, sink: DiagnosticSink) {
+    /// cannot run (an HTTP toxic on a Toxiproxy server), at the activity's `toxic:`. A toxic on a
+    /// suite proxy an agent holds is the agent's to judge (`faultline proxy` runs HTTP toxics, a
+    /// Toxiproxy server refuses them with an error naming the agent).
+    static func checkToxics(_ experiment: Experiment, suite: Suite? = nil, profile: Suite.Profile?, registry: PluginRegistry, sink: DiagnosticSink) {
         let backend = profile?.extensionSections["toxics"]?["backend"]?.stringValue ?? registry.defaultToxicBackend
         guard let backend, let factory = registry.toxicBackends[backend] else { return }
+        let onAgents = Set(
+            (suite?.extensionSections["proxies"]?.elements ?? []).compactMap { $0["agent"] == nil ? nil : $0["name"]?.stringValue })
         let activities = (experiment.hypothesis?.probes ?? []) + experiment.method + experiment.rollbacks
         for activity in activities where activity.provider.type == AddToxicAction.type {
             let arguments = activity.provider.arguments
+            if let proxy = arguments["proxy"]?.stringValue, onAgents.contains(proxy) { continue }
             guard let type = arguments["toxic"]?.stringValue, let descriptor = registry.toxics[type],
                 let reason = factory.cannotRun(descriptor, limitedToClients: arguments["clients"] != nil)
             else { continue }
