@@ -240,7 +240,7 @@ enum ChaosToolkitFunctions {
                 return false
             } catch let error as ToxicBackendError {
                 // An unreachable server is a failure, not a "no".
-                throw ActivityFailure("\(backend.description): \(error)")
+                throw ActivityFailure(backend.message(for: error))
             }
         }
     }
@@ -276,7 +276,7 @@ enum ChaosToolkitFunctions {
             } catch ToxicBackendError.notFound {
                 return .null
             } catch let error as ToxicBackendError {
-                throw ActivityFailure("\(backend.description): \(error)")
+                throw ActivityFailure(backend.message(for: error))
             }
             return try ValueEncoder().encode(proxy)[arguments.attribute] ?? .null
         }

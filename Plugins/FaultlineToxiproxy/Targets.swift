@@ -30,7 +30,7 @@ extension ActivityContext {
                 throw ActivityFailure("\(ToxiproxyBackendFactory.environmentKey): \(error.message)")
             }
         }
-        if let backend = resources[ToxicBackendKey.self] as? ToxiproxyBackend { return backend }
+        if let backend = runToxiproxyBackends.first(where: { $0.access.agent == nil }) { return backend }
         throw ActivityFailure(
             "no Toxiproxy server named",
             details: [
@@ -47,10 +47,17 @@ extension ActivityContext {
         }
     }
 
-    /// The run's backend when it is this server, so that both share one ledger; otherwise the
-    /// run's connection to it.
+    /// The run's Toxiproxy backends: the profile's server and the suite's agents.
+    private var runToxiproxyBackends: [ToxiproxyBackend] {
+        let backend = resources[ToxicBackendKey.self]
+        if let router = backend as? AgentRouter { return router.backends.compactMap { $0 as? ToxiproxyBackend } }
+        return (backend as? ToxiproxyBackend).map { [$0] } ?? []
+    }
+
+    /// The run's backend (the profile's or an agent's) when it is this server, so that both share
+    /// one ledger and its token; otherwise the run's connection to it.
     private func toxiproxyBackend(at address: ToxiproxyAddress) throws -> ToxiproxyBackend {
-        if let backend = resources[ToxicBackendKey.self] as? ToxiproxyBackend, backend.address == address { return backend }
+        if let backend = runToxiproxyBackends.first(where: { $0.address == address }) { return backend }
         guard let connections = resources[ToxiproxyConnectionsKey.self] else {
             throw ActivityFailure(
                 "no Toxiproxy connections in this run",
@@ -65,7 +72,7 @@ func activityCall<T>(_ backend: any ToxicBackend, _ body: () async throws -> T) 
     do {
         return try await body()
     } catch let error as ToxicBackendError {
-        throw ActivityFailure("\(backend.description): \(error)")
+        throw ActivityFailure(backend.message(for: error))
     }
 }
 

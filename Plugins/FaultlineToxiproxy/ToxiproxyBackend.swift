@@ -34,6 +34,7 @@ public final class ToxiproxyBackend: ToxicBackend {
         /// The run's persistent ledger, and the entries there that record what is below.
         let run: RunLedger
         let server: String
+        let access: ServerAccess?
         var tokens: [Entry: LedgerToken] = [:]
         var createdProxies: [String] = []
         var addedToxics: [ToxicKey] = []
@@ -74,13 +75,13 @@ public final class ToxiproxyBackend: ToxicBackend {
             guard proxySnapshots[before.name] == nil else { return }
             proxySnapshots[before.name] = before
             proxySnapshotOrder.append(before.name)
-            tokens[.proxyChange(before.name)] = run.record(ToxiproxyChangedProxy(server: server, before: before))
+            tokens[.proxyChange(before.name)] = run.record(ToxiproxyChangedProxy(server: server, access: access, before: before))
         }
 
         mutating func snapshot(_ before: ToxicDefinition, key: ToxicKey) {
             guard toxicSnapshots[key] == nil else { return }
             toxicSnapshots[key] = before
-            tokens[.toxicChange(key)] = run.record(ToxiproxyChangedToxic(server: server, proxy: key.proxy, before: before))
+            tokens[.toxicChange(key)] = run.record(ToxiproxyChangedToxic(server: server, access: access, proxy: key.proxy, before: before))
         }
 
         mutating func forgetProxySnapshot(_ proxy: String) {
@@ -120,20 +121,30 @@ public final class ToxiproxyBackend: ToxicBackend {
     ///   - ledger: the run's ledger, where what the backend does on the server is recorded.
     ///   - firstUse: runs once, before the first call reaches the server (the recovery of what
     ///     dead runs left there, for a server an activity names).
+    ///   - access: the agent's name and where its token and CA are read from, recorded with each
+    ///     ledger entry so that `faultline recover` reaches the server as the run did.
     public init(
         client: ToxiproxyClient, logger: Logger = Logger(label: "faultline.toxiproxy"), ledger: RunLedger = .disabled,
-        firstUse: (@Sendable () async -> Void)? = nil
+        firstUse: (@Sendable () async -> Void)? = nil, access: ServerAccess = ServerAccess()
     ) {
+        self.access = access
         self.client = client
         self.logger = logger
         runLedger = ledger
         self.firstUse = Mutex((firstUse, nil))
-        self.ledger = Mutex(Ledger(run: ledger, server: client.address.url))
+        self.ledger = Mutex(Ledger(run: ledger, server: client.address.url, access: access == ServerAccess() ? nil : access))
     }
 
     public var address: ToxiproxyAddress { client.address }
 
-    public var description: String { "Toxiproxy at \(client.address.url)" }
+    /// The agent's name and token and CA sources (all nil for a server the profile or an activity names).
+    public let access: ServerAccess
+
+    /// `Toxiproxy at URL`, or `agent NAME (URL)` for a suite's agent.
+    public var description: String { access.agent.map { "agent \($0) (\(client.address.url))" } ?? "Toxiproxy at \(client.address.url)" }
+
+    /// What ledger entries record of ``access``: nothing when there is nothing to record.
+    private var ledgerAccess: ServerAccess? { access == ServerAccess() ? nil : access }
 
     /// Runs a client call, turning its error into the kernel's backend error.
     private func call<T>(_ body: () async throws(ToxiproxyError) -> T) async throws(ToxicBackendError) -> T {
@@ -172,7 +183,7 @@ public final class ToxiproxyBackend: ToxicBackend {
                 "proxy \(proxy.name): \(description) cannot terminate or originate TLS (a Toxiproxy server proxies plain TCP only)")
         }
         // Recorded before it exists, so a kill between the call and its answer loses nothing.
-        let token = runLedger.record(ToxiproxyCreatedProxy(server: client.address.url, proxy: proxy.name))
+        let token = runLedger.record(ToxiproxyCreatedProxy(server: client.address.url, access: ledgerAccess, proxy: proxy.name))
         var created: ProxyDefinition
         do {
             created = try await call { () async throws(ToxiproxyError) in try await client.createProxy(proxy) }
@@ -215,7 +226,7 @@ public final class ToxiproxyBackend: ToxicBackend {
     public func addToxic(_ toxic: ToxicDefinition, to proxy: String) async throws -> ToxicDefinition {
         // Toxiproxy names an unnamed toxic `<type>_<stream>`.
         let name = toxic.name.isEmpty ? "\(toxic.type)_\(toxic.stream.rawValue)" : toxic.name
-        let token = runLedger.record(ToxiproxyAddedToxic(server: client.address.url, proxy: proxy, toxic: name))
+        let token = runLedger.record(ToxiproxyAddedToxic(server: client.address.url, access: ledgerAccess, proxy: proxy, toxic: name))
         let added: ToxicDefinition
         do {
             added = try await call { () async throws(ToxiproxyError) in try await client.addToxic(toxic, to: proxy) }
@@ -223,7 +234,9 @@ public final class ToxiproxyBackend: ToxicBackend {
             runLedger.remove(token)
             throw error
         }
-        if added.name != name { runLedger.update(token, ToxiproxyAddedToxic(server: client.address.url, proxy: proxy, toxic: added.name)) }
+        if added.name != name {
+            runLedger.update(token, ToxiproxyAddedToxic(server: client.address.url, access: ledgerAccess, proxy: proxy, toxic: added.name))
+        }
         ledger.withLock { $0.added(ToxicKey(proxy: proxy, name: added.name), token: token) }
         return added
     }
@@ -268,7 +281,7 @@ public final class ToxiproxyBackend: ToxicBackend {
             }
         }
         let requested = proxies.map(\.name).filter { before[$0] == nil }
-        let intents = requested.map { ($0, runLedger.record(ToxiproxyCreatedProxy(server: client.address.url, proxy: $0))) }
+        let intents = requested.map { ($0, runLedger.record(ToxiproxyCreatedProxy(server: client.address.url, access: ledgerAccess, proxy: $0))) }
         let record = { (names: [String]) in
             self.ledger.withLock { ledger in
                 for (name, token) in intents {

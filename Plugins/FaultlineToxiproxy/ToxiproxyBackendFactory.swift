@@ -13,10 +13,14 @@ import Synchronization
 /// ```
 ///
 /// Options: `url` (default: the `TOXIPROXY_URL` environment variable), `token` (the server's API
-/// token, best given as `${secret}`; default: the `TOXIPROXY_AUTH_TOKEN` environment variable),
+/// token: `${secret}`, `{type: env, key}` or `{type: file, path}` — see ``TokenSource``; default:
+/// the `TOXIPROXY_AUTH_TOKEN` environment variable), `ca_file` (the CA of an `https` server),
 /// `connect_timeout` and `timeout` (seconds, for every call). The options are checked when the
 /// suite loads; at run start the server is asked its version, so an unreachable server, or one
 /// that refuses the token, fails the run at once.
+///
+/// The same factory makes the suite's fault agents (``servesAgents``): an agent's object takes
+/// these options, `url` required.
 public struct ToxiproxyBackendFactory: ToxicBackendFactory {
     public let name = "toxiproxy"
 
@@ -30,19 +34,23 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
     struct Options: Decodable, NumberRanges {
         static let numberRanges: [String: NumberRange] = ["connect_timeout": .seconds, "timeout": .seconds]
         var url: String?
-        var token: String?
+        var token: Value?
+        var caFile: String?
         var connectTimeout: Double?
         var timeout: Double?
 
         enum CodingKeys: String, CodingKey {
             case url
             case token
+            case caFile = "ca_file"
             case connectTimeout = "connect_timeout"
             case timeout
         }
     }
 
     public init() {}
+
+    public var servesAgents: Bool { true }
 
     public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? {
         if toxic.isHTTP { return "\(toxic.type) is an HTTP toxic, and a Toxiproxy server runs byte-stream toxics only" }
@@ -67,6 +75,13 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
                 sink.report(Diagnostic("toxiproxy backend url: \(error.message)", at: options["url"]?.location ?? options.location, hint: error.hint))
             } catch {}
         }
+        if let token = parsed.token, !(token.stringValue?.contains("${") ?? false) {
+            do {
+                _ = try TokenSource.parse(token)
+            } catch {
+                sink.report(Diagnostic(error.description, at: options["token"]?.location ?? options.location, hint: error.hint))
+            }
+        }
         for (key, value) in [("connect_timeout", parsed.connectTimeout), ("timeout", parsed.timeout)] {
             if let value, !(value > 0 && value.isFinite) {
                 sink.report(
@@ -82,7 +97,7 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
         let source: String
         let text: String
         if let url = parsed.url {
-            (source, text) = ("the profile's toxics.url", url)
+            (source, text) = (context.agent.map { "agent \($0)'s url" } ?? "the profile's toxics.url", url)
         } else if let url = context.environment[Self.environmentKey], !url.isEmpty {
             (source, text) = (Self.environmentKey, url)
         } else {
@@ -99,28 +114,46 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
         var timeouts = ToxiproxyClient.Timeouts()
         if let seconds = parsed.connectTimeout { timeouts.connect = .seconds(saturating: seconds) }
         if let seconds = parsed.timeout { timeouts.request = .seconds(saturating: seconds) }
-        let (token, tokenSource): (String?, String?) =
-            if let token = parsed.token, !token.isEmpty {
-                (token, "the profile's toxics.token")
-            } else if let token = context.environment[Self.tokenEnvironmentKey], !token.isEmpty {
-                (token, Self.tokenEnvironmentKey)
-            } else {
-                (nil, nil)
-            }
-        let client = ToxiproxyClient(address: address, timeouts: timeouts, token: token)
+        let tokenSource: TokenSource?
+        do {
+            tokenSource = try parsed.token.map { value throws(ArgumentError) in try TokenSource.parse(value) }
+        } catch {
+            throw ToxiproxyBackendError(error.description + (error.hint.map { "; \($0)" } ?? ""))
+        }
+        let (token, tokenOrigin): (String?, String?)
+        if let tokenSource, let resolved = try Self.nonEmpty(tokenSource, environment: context.environment, agent: context.agent) {
+            (token, tokenOrigin) = (resolved, context.agent == nil ? "the profile's toxics.token" : tokenSource.origin)
+        } else if let resolved = context.environment[Self.tokenEnvironmentKey], !resolved.isEmpty {
+            (token, tokenOrigin) = (resolved, Self.tokenEnvironmentKey)
+        } else {
+            (token, tokenOrigin) = (nil, nil)
+        }
+        // Checked here rather than at load: the file may exist only where the suite runs (a mounted Secret).
+        let caFile = parsed.caFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+            throw ToxiproxyBackendError("ca_file \(caFile) cannot be read (the PEM file of the CA that signed \(address.url)'s certificate)")
+        }
+        let client = ToxiproxyClient(address: address, timeouts: timeouts, token: token, caFile: caFile)
         // Fail the run before any experiment when the server is not there (or is not Toxiproxy,
-        // or does not take the token).
+        // or does not take the token). For an agent the connect timeout bounds the wait.
         do {
             _ = try await client.version(timeout: max(timeouts.connect, .seconds(5)))
         } catch {
             await client.shutdown()
-            throw ToxiproxyBackendError("\(error) (address from \(source)" + (tokenSource.map { ", token from \($0)" } ?? "") + ")")
+            throw ToxiproxyBackendError("\(error) (address from \(source)" + (tokenOrigin.map { ", token from \($0)" } ?? "") + ")")
         }
         // What dead runs left on this server goes first (the token the profile gives included).
         var environment = context.environment
         if let token { environment[Self.tokenEnvironmentKey] = token }
         await context.recoverDeadRuns(on: address.url, environment: environment)
-        return ToxiproxyBackend(client: client, ledger: context.ledger)
+        let access = ServerAccess(agent: context.agent, token: tokenSource, caFile: caFile)
+        return ToxiproxyBackend(client: client, ledger: context.ledger, access: access)
+    }
+
+    /// The token a source gives; nil for an empty literal (no token, as before agents).
+    private static func nonEmpty(_ source: TokenSource, environment: [String: String], agent: String?) throws -> String? {
+        if case .literal(let text) = source, text.isEmpty { return nil }
+        return try source.resolve(environment: environment)
     }
 }
 

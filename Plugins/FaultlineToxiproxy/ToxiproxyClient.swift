@@ -3,6 +3,7 @@ import FaultlineKit
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 
 /// A client for the whole Toxiproxy 2.x REST API: proxies (list, get, create, update, delete,
@@ -47,12 +48,19 @@ public final class ToxiproxyClient: Sendable {
     ///   - address: the server's base URL.
     ///   - timeouts: connect and request timeouts for every call.
     ///   - token: the server's API token, sent with every call; nil or empty for none.
-    public init(address: ToxiproxyAddress, timeouts: Timeouts = Timeouts(), token: String? = nil) {
+    ///   - caFile: a PEM file of the certificate authorities an `https` server's certificate must
+    ///     chain to, instead of the system's (a private agent's own CA); nil for the system's.
+    public init(address: ToxiproxyAddress, timeouts: Timeouts = Timeouts(), token: String? = nil, caFile: String? = nil) {
         self.address = address
         self.timeouts = timeouts
         self.token = token.flatMap { $0.isEmpty ? nil : $0 }
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow, timeout: .init(connect: TimeAmount(timeouts.connect), read: TimeAmount(timeouts.request)))
+        if let caFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(caFile)
+            configuration.tlsConfiguration = tls
+        }
         // A refused connection is an answer: the server is not there. Retrying would turn a dead
         // server into a wait as long as the connect timeout.
         configuration.connectionPool.retryConnectionEstablishment = false

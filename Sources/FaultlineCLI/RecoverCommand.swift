@@ -14,7 +14,10 @@ struct RecoverCommand: AsyncParsableCommand {
             newest first, what the ledgers of dead runs hold — only that: a live run's ledger is never touched. What \
             cannot be undone (a server down) stays in the ledger for the next try. The dead run's journals record the \
             recovery, and a journal left `running` becomes `interrupted`. `faultline run` does this by itself first \
-            for its suite's runs on this machine and for every dead run's leftovers on the Toxiproxy servers it uses.
+            for its suite's runs on this machine and for every dead run's leftovers on the Toxiproxy servers and \
+            agents it uses. A suite's agents are reached with the token read where the run read it (the variable of \
+            `token: {type: env, key}`, the file of `{type: file, path}`; run `recover` with the run's environment), \
+            else TOXIPROXY_AUTH_TOKEN.
             Exit codes: 0 nothing left to undo, 1 something could not be undone.
             """)
 

@@ -13,12 +13,13 @@ struct RegistrationTests {
         #expect(PluginRegistry(plugins: [ToxiproxyPlugin.self, ProxyPlugin.self]).defaultToxicBackend == "inprocess")
     }
 
-    @Test("both register the run extension that owns proxies: and a profile's toxics:, once, before every other stage")
+    @Test("both register the run extension that owns proxies:, agents: and a profile's toxics: and agents:, once, before every other stage")
     func backendExtension() {
         for plugins in [[ProxyPlugin.self], [ToxiproxyPlugin.self], [ProxyPlugin.self, ToxiproxyPlugin.self]] as [[any FaultlinePlugin.Type]] {
             let registry = PluginRegistry(plugins: plugins)
             #expect(registry.runExtensions.filter { $0.name == "toxic backend" }.count == 1)
-            #expect(registry.extensionSuiteKeys.contains("proxies") && registry.extensionProfileKeys == ["toxics"])
+            #expect(registry.extensionSuiteKeys.contains("proxies") && registry.extensionSuiteKeys.contains("agents"))
+            #expect(registry.extensionProfileKeys == ["toxics", "agents"])
             #expect(registry.runExtensions.allSatisfy { $0.stage == .network })
         }
     }

@@ -163,6 +163,10 @@ public protocol ToxicBackendFactory: Sendable {
     ///   - proxy: the proxy, file names resolved to absolute paths.
     ///   - node: the proxy as written, for locations.
     func validateTLS(_ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, sink: DiagnosticSink)
+    /// Whether the suite's `agents:` are made with this factory: each agent's object is its
+    /// `options`, and ``BackendContext/agent`` names it. One registered factory does (the
+    /// Toxiproxy driver's: an agent is a Toxiproxy API, `faultline proxy` or a real server).
+    var servesAgents: Bool { get }
 }
 
 extension ToxicBackendFactory {
@@ -170,6 +174,7 @@ extension ToxicBackendFactory {
     public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? { nil }
     public var supportsTLS: Bool { false }
     public func validateTLS(_ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, sink: DiagnosticSink) {}
+    public var servesAgents: Bool { false }
 }
 
 /// What a backend factory gets to build a backend.
@@ -182,11 +187,15 @@ public struct BackendContext: Sendable {
     public var ledger: RunLedger
     /// Tells the user about a step of setup (what the automatic recovery did).
     public var progress: @Sendable (String) -> Void
+    /// The suite's name for the agent being made, for messages and the ledger; nil for the
+    /// profile's backend.
+    public var agent: String?
 
     public init(
         seed: UInt64, environment: [String: String], registry: PluginRegistry, ledger: RunLedger = .disabled,
-        progress: @escaping @Sendable (String) -> Void = { _ in }
+        progress: @escaping @Sendable (String) -> Void = { _ in }, agent: String? = nil
     ) {
+        self.agent = agent
         self.seed = seed
         self.environment = environment
         self.registry = registry

@@ -45,7 +45,7 @@ struct PlanBuilder {
                 experiment.configuration, exports: placeholders, shared: shared, environment: options.environment, sources: sources, sink: sink)
             let configuration = ConfigurationLayers.experiment(evaluated, exports: placeholders, shared: shared, sink: sink)
             ExperimentValidator.validate(experiment, configuration: configuration, registry: registry, sink: sink, budget: budget)
-            ToxicBackendExtension.checkToxics(experiment, profile: profile, registry: registry, sink: sink)
+            ToxicBackendExtension.checkToxics(experiment, suite: suite, profile: profile, registry: registry, sink: sink)
             experiments.append(
                 PlannedExperiment(
                     experiment: experiment, expectation: expectation, configuration: configuration, evaluatedLayer: evaluated,

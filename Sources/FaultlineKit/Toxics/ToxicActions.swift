@@ -37,7 +37,7 @@ func backendCall<T>(_ backend: any ToxicBackend, _ body: () async throws -> T) a
     do {
         return try await body()
     } catch let error as ToxicBackendError {
-        throw ActivityFailure("\(backend.description): \(error)")
+        throw ActivityFailure(backend.message(for: error))
     }
 }
 
@@ -94,7 +94,7 @@ extension ActivityContext {
         } catch ToxicBackendError.notFound {
             removed = false
         } catch let error as ToxicBackendError {
-            throw ActivityFailure("\(backend.description): \(error)")
+            throw ActivityFailure(backend.message(for: error))
         }
         endFault(ToxicFault.toxic(proxy, name), note: note)
         return removed
@@ -183,7 +183,7 @@ extension ActivityContext {
         } catch ToxicBackendError.notFound {
             return false
         } catch let error as ToxicBackendError {
-            throw ActivityFailure("\(backend.description): \(error)")
+            throw ActivityFailure(backend.message(for: error))
         }
         endFault(ToxicFault.down(name))
         return true

@@ -4,14 +4,22 @@ import Synchronization
 /// The run's toxic backend and the suite's `proxies:`, as a run extension of the network stage.
 ///
 /// ```yaml
+/// agents:                                    # fault agents: Toxiproxy APIs on other hosts
+///   db-host: {url: "http://198.18.0.2:8474", token: {type: env, key: DB_AGENT_TOKEN}}
 /// proxies:                                   # created on the backend for the whole run
 ///   - {name: store, listen: "127.0.0.1:0", upstream: "127.0.0.1:6379"}
+///   - {name: db, listen: "0.0.0.0:15432", upstream: "127.0.0.1:5432", agent: db-host}
+///   - {name: cache, agent: db-host}          # already on the agent (a sidecar's): used, never made
 /// profiles:
 ///   staging: {toxics: {backend: toxiproxy, url: "http://toxiproxy:8474"}}   # else the default backend
 /// ```
 ///
 /// The backend is the one the profile's `toxics: {backend: …}` names, or the registry's default
-/// (``PluginRegistry/defaultToxicBackend``). It is provided to activities as ``ToxicBackendKey``;
+/// (``PluginRegistry/defaultToxicBackend``). A proxy with `agent:` is on that agent instead: the
+/// suite's and the profile's `agents:` (the profile's win, name by name) are each made by the
+/// factory that ``ToxicBackendFactory/servesAgents`` and reached at run start, before any
+/// experiment; an ``AgentRouter`` then sends each call to the backend holding its proxy.
+/// The backend is provided to activities as ``ToxicBackendKey``;
 /// the proxies are exported as `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream` and `.name`,
 /// and a proxy that terminates TLS as `.ca` too (the CA file a client trusts).
 ///
@@ -20,8 +28,8 @@ import Synchronization
 public struct ToxicBackendExtension: RunExtension {
     public let name = "toxic backend"
     public let stage = RunStage.network
-    public let suiteKeys = ["proxies"]
-    public let profileKeys = ["toxics"]
+    public let suiteKeys = ["proxies", "agents"]
+    public let profileKeys = ["toxics", "agents"]
 
     public init() {}
 
@@ -33,19 +41,29 @@ public struct ToxicBackendExtension: RunExtension {
         public var options: SourceNode?
         /// The suite's proxies, substituted and checked; nil when the suite has no `proxies:`.
         public var proxies: [ProxyDefinition]?
+        /// The declared agents, by name: each one's object, substituted.
+        public var agents: [String: SourceNode] = [:]
+        /// Which agent holds each suite proxy placed on one.
+        public var placement: [String: String] = [:]
+        /// Suite proxies an agent already holds (no `upstream:`): the run neither creates nor
+        /// deletes them, only exports them (and undoes what it does to them).
+        public var held: [String] = []
     }
 
     /// A suite proxy as written.
     struct SuiteProxy: Decodable {
         var name: String
         var listen: String?
-        var upstream: String
+        /// Nil for a proxy an agent already holds.
+        var upstream: String?
         var enabled: Bool?
         var tls: ListenTLS?
         var upstreamTLS: UpstreamTLS?
+        /// The agent that holds it; nil for the run's default backend.
+        var agent: String?
 
         enum CodingKeys: String, CodingKey {
-            case name, listen, upstream, enabled, tls
+            case name, listen, upstream, enabled, tls, agent
             case upstreamTLS = "upstream_tls"
         }
     }
@@ -74,19 +92,72 @@ public struct ToxicBackendExtension: RunExtension {
     /// Decodes the backend choice and the proxies once. They come up before anything else, so
     /// they may use the shared configuration only.
     public func plan(_ sections: RunSections, context: RunPlanContext, sink: DiagnosticSink) -> Plan? {
+        let agents = planAgents(sections, substitution: context.shared, registry: context.registry, sink: sink)
         let backend = planBackend(sections, substitution: context.shared, registry: context.registry, sink: sink)
         let proxies = planProxies(
-            sections, substitution: context.shared, registry: context.registry, backend: backend.name, profile: sections.profileName, sink: sink)
+            sections, agents: agents, substitution: context.shared, registry: context.registry, backend: backend.name,
+            profile: sections.profileName, sink: sink)
         guard !sink.hasErrors else { return nil }
-        return Plan(backend: backend.name, options: backend.options, proxies: proxies)
+        return Plan(
+            backend: backend.name, options: backend.options, proxies: proxies?.proxies, agents: agents, placement: proxies?.placement ?? [:],
+            held: proxies?.held ?? [])
+    }
+
+    /// The suite's `agents:` with the profile's over them (an agent the profile declares replaces
+    /// the suite's of that name), each checked by the factory that makes agents.
+    private func planAgents(_ sections: RunSections, substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink)
+        -> [String: SourceNode]
+    {
+        var agents: [String: SourceNode] = [:]
+        let declared =
+            [(sections.suite["agents"], DocumentPath([.key("agents")]))]
+            + [(sections.profile["agents"], DocumentPath([.key("profiles"), .key(sections.profileName ?? "?"), .key("agents")]))]
+        for case (let node?, let path) in declared {
+            guard let members = node.members else {
+                sink.report(
+                    Diagnostic(
+                        "expected agents as an object of name: {url, token}, found \(describeFound(node))", at: node.location, path: path,
+                        hint: "agents: {db-host: {url: \"http://198.18.0.2:8474\", token: {type: env, key: DB_AGENT_TOKEN}}}"))
+                continue
+            }
+            guard let factory = registry.toxicBackends.values.first(where: \.servesAgents) else {
+                sink.report(
+                    Diagnostic(
+                        "the suite declares agents, but no plugin that reaches agents (FaultlineToxiproxy) is registered", at: node.location,
+                        path: path))
+                continue
+            }
+            for member in members {
+                let agentPath = path.appending(member.key)
+                guard member.key.range(of: #"^[A-Za-z0-9][A-Za-z0-9._-]*$"#, options: .regularExpression) != nil else {
+                    sink.report(
+                        Diagnostic(
+                            "agent name \"\(member.key)\" must be letters, digits, '.', '_' or '-'", at: member.keyLocation ?? member.value.location,
+                            path: agentPath))
+                    continue
+                }
+                guard member.value.members != nil, member.value["url"] != nil else {
+                    sink.report(
+                        Diagnostic(
+                            "agent \(member.key) needs url: (its Toxiproxy API: faultline proxy or toxiproxy-server)", at: member.value.location,
+                            path: agentPath, hint: "\(member.key): {url: \"http://198.18.0.2:8474\", token: {type: env, key: AGENT_TOKEN}}"))
+                    continue
+                }
+                factory.validate(options: member.value, sink: sink)
+                guard let substituted = try? substitution.substitute(member.value, path: agentPath, sink: sink) else { continue }
+                agents[member.key] = substituted
+            }
+        }
+        return agents
     }
 
     private func planProxies(
-        _ sections: RunSections, substitution: Substitution, registry: PluginRegistry, backend: String?, profile: String?, sink: DiagnosticSink
-    )
-        -> [ProxyDefinition]?
-    {
+        _ sections: RunSections, agents: [String: SourceNode], substitution: Substitution, registry: PluginRegistry, backend: String?,
+        profile: String?, sink: DiagnosticSink
+    ) -> (proxies: [ProxyDefinition], placement: [String: String], held: [String])? {
         guard let node = sections["proxies"] else { return nil }
+        var placement: [String: String] = [:]
+        let written = Set([sections.suite["agents"], sections.profile["agents"]].flatMap { $0?.members?.map(\.key) ?? [] })
         let path = DocumentPath([.key("proxies")])
         guard let elements = node.elements else {
             sink.report(
@@ -94,6 +165,7 @@ public struct ToxicBackendExtension: RunExtension {
             return nil
         }
         var proxies: [ProxyDefinition] = []
+        var held: [String] = []
         var names: Set<String> = []
         for (index, element) in elements.enumerated() {
             guard let substituted = try? substitution.substitute(element, path: path.appending(index), sink: sink),
@@ -111,7 +183,23 @@ public struct ToxicBackendExtension: RunExtension {
                     Diagnostic("duplicate proxy name \"\(proxy.name)\"", at: element["name"]?.location, path: path.appending(index).appending("name"))
                 )
             }
-            for (key, address, role) in [("upstream", proxy.upstream, HostPort.Role.connect), ("listen", proxy.listen ?? "127.0.0.1:0", .listen)] {
+            guard let upstream = proxy.upstream else {
+                if let agent = proxy.agent, agents[agent] != nil, proxy.listen == nil, proxy.enabled == nil {
+                    placement[proxy.name] = agent
+                    held.append(proxy.name)
+                } else if proxy.agent == nil || proxy.listen != nil || proxy.enabled != nil {
+                    sink.report(
+                        Diagnostic(
+                            "proxy \(proxy.name) needs upstream: (the run creates it), unless it is one an agent already holds ({name, agent} alone)",
+                            at: element.location, path: path.appending(index), hint: "{name: \(proxy.name), upstream: \"HOST:PORT\"}"))
+                }
+                if let agent = proxy.agent, agents[agent] == nil { reportUnknownAgent(agent, proxy: proxy.name, at: element, index: index) }
+                continue
+            }
+            // On an agent a proxy listens on every address by default: what connects to it is on
+            // other hosts. `${proxies.NAME.host}` is then the agent's host.
+            let listen = proxy.listen ?? (proxy.agent == nil ? "127.0.0.1:0" : "0.0.0.0:0")
+            for (key, address, role) in [("upstream", upstream, HostPort.Role.connect), ("listen", listen, .listen)] {
                 do {
                     _ = try HostPort(parsing: address, role: role)
                 } catch {
@@ -119,22 +207,52 @@ public struct ToxicBackendExtension: RunExtension {
                         Diagnostic(error.message(key: key), at: element[key]?.location, path: path.appending(index).appending(key), hint: error.hint))
                 }
             }
-            var definition = ProxyDefinition(
-                name: proxy.name, listen: proxy.listen ?? "127.0.0.1:0", upstream: proxy.upstream, enabled: proxy.enabled ?? true)
+            if let agent = proxy.agent {
+                if agents[agent] != nil {
+                    placement[proxy.name] = agent
+                } else {
+                    reportUnknownAgent(agent, proxy: proxy.name, at: element, index: index)
+                }
+            }
+            var definition = ProxyDefinition(name: proxy.name, listen: listen, upstream: upstream, enabled: proxy.enabled ?? true)
             if proxy.tls != nil || proxy.upstreamTLS != nil {
                 let directory = element.location.map { ($0.file as NSString).deletingLastPathComponent } ?? ""
                 definition.tls = proxy.tls?.resolvingFiles(against: directory)
                 definition.upstreamTLS = proxy.upstreamTLS?.resolvingFiles(against: directory)
-                checkTLS(
-                    definition, node: substituted, path: path.appending(index), factory: backend.flatMap { registry.toxicBackends[$0] },
-                    backend: backend, profile: profile, sink: sink)
+                if let agent = proxy.agent {
+                    // An agent is reached through the Toxiproxy API, which has no TLS settings.
+                    let section = proxy.tls != nil ? "tls" : "upstream_tls"
+                    sink.report(
+                        Diagnostic(
+                            "proxy \(proxy.name) is on agent \(agent), made through the Toxiproxy API, which cannot set up TLS",
+                            at: substituted[section]?.location, path: path.appending(index).appending(section),
+                            hint: "remove \(section), or let the run hold the proxy (no agent:)"))
+                } else {
+                    checkTLS(
+                        definition, node: substituted, path: path.appending(index), factory: backend.flatMap { registry.toxicBackends[$0] },
+                        backend: backend, profile: profile, sink: sink)
+                }
             }
             proxies.append(definition)
         }
         if registry.toxicBackends.isEmpty {
             sink.report(Diagnostic("the suite declares proxies, but no toxic backend plugin is registered", at: node.location, path: path))
         }
-        return proxies
+        return (proxies, placement, held)
+
+        /// A proxy's `agent:` that names no declared agent (one declared but wrong has its own error).
+        func reportUnknownAgent(_ agent: String, proxy: String, at element: SourceNode, index: Int) {
+            guard !written.contains(agent) else { return }
+            let known = agents.keys.sorted()
+            let declared =
+                known.isEmpty
+                ? "no agents are declared: add agents: {\(agent): {url: \"http://HOST:8474\"}} to the suite or the profile"
+                : "declared agents: \(known.joined(separator: ", "))"
+            sink.report(
+                Diagnostic(
+                    "unknown agent \"\(agent)\" for proxy \(proxy)" + (Suggestion.didYouMean(agent, in: known).map { " (\($0))" } ?? ""),
+                    at: element["agent"]?.location ?? element.location, path: path.appending(index).appending("agent"), hint: declared))
+        }
     }
 
     /// Checks a proxy's TLS settings: whole, files readable, and a backend that can run them
@@ -204,10 +322,14 @@ public struct ToxicBackendExtension: RunExtension {
     }
 
     /// Reports every `type: toxic` activity of `experiment` whose toxic the profile's backend
-    /// cannot run (an HTTP toxic on a Toxiproxy server), at the activity's `toxic:`.
-    static func checkToxics(_ experiment: Experiment, profile: Suite.Profile?, registry: PluginRegistry, sink: DiagnosticSink) {
+    /// cannot run (an HTTP toxic on a Toxiproxy server), at the activity's `toxic:`. A toxic on a
+    /// suite proxy an agent holds is the agent's to judge (`faultline proxy` runs HTTP toxics, a
+    /// Toxiproxy server refuses them with an error naming the agent).
+    static func checkToxics(_ experiment: Experiment, suite: Suite? = nil, profile: Suite.Profile?, registry: PluginRegistry, sink: DiagnosticSink) {
         let backend = profile?.extensionSections["toxics"]?["backend"]?.stringValue ?? registry.defaultToxicBackend
         guard let backend, let factory = registry.toxicBackends[backend] else { return }
+        let onAgents = Set(
+            (suite?.extensionSections["proxies"]?.elements ?? []).compactMap { $0["agent"] == nil ? nil : $0["name"]?.stringValue })
         let activities = (experiment.hypothesis?.probes ?? []) + experiment.method + experiment.rollbacks
         if !factory.supportsTLS {
             for activity in activities where activity.provider.type == CreateProxyAction.type {
@@ -223,6 +345,7 @@ public struct ToxicBackendExtension: RunExtension {
         }
         for activity in activities where activity.provider.type == AddToxicAction.type {
             let arguments = activity.provider.arguments
+            if let proxy = arguments["proxy"]?.stringValue, onAgents.contains(proxy) { continue }
             guard let type = arguments["toxic"]?.stringValue, let descriptor = registry.toxics[type],
                 let reason = factory.cannotRun(descriptor, limitedToClients: arguments["clients"] != nil)
             else { continue }
@@ -242,8 +365,11 @@ public struct ToxicBackendExtension: RunExtension {
 
     /// What a suite proxy exports: `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream`, and `.ca`
     /// for one that terminates TLS.
-    static func proxyExport(_ proxy: ProxyDefinition) -> Value {
-        let host = proxy.listenAddress?.urlHost ?? ""
+    /// - Parameter agentURL: the URL of the agent holding it: a proxy there listening on every
+    ///   address (`0.0.0.0`, `::`) is reached at the agent's host.
+    static func proxyExport(_ proxy: ProxyDefinition, agentURL: String? = nil) -> Value {
+        var host = proxy.listenAddress?.urlHost ?? ""
+        if ["0.0.0.0", "[::]", ""].contains(host), let agentHost = agentURL.flatMap(Self.host(ofURL:)) { host = agentHost }
         var export: ValueObject = [
             "name": .string(proxy.name), "listen": .string(proxy.listen), "host": .string(host.isEmpty ? "127.0.0.1" : host),
             "port": .int(proxy.listenPort ?? 0), "upstream": .string(proxy.upstream),
@@ -252,11 +378,18 @@ public struct ToxicBackendExtension: RunExtension {
         return .object(export)
     }
 
+    /// The host of an agent's URL (`http://h:8474`, or `h:8474` as toxiproxy-cli takes it), bracketed if IPv6.
+    static func host(ofURL text: String) -> String? {
+        guard let host = URLComponents(string: text.contains("://") ? text : "http://" + text)?.host, !host.isEmpty else { return nil }
+        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        return bare.contains(":") ? "[\(bare)]" : bare
+    }
+
     // MARK: Running
 
     public func start(_ plan: Plan, setup: RunSetup) async throws -> (any RunExtensionHandle)? {
         guard let backendName = plan.backend, let factory = setup.registry.toxicBackends[backendName] else { return nil }
-        let backend: any ToxicBackend
+        var backend: any ToxicBackend
         do {
             backend = try await factory.makeBackend(
                 options: plan.options,
@@ -266,14 +399,27 @@ public struct ToxicBackendExtension: RunExtension {
         } catch {
             throw RunSetupFailure("toxic backend \(backendName): \(error)")
         }
+        if !plan.agents.isEmpty {
+            backend = AgentRouter(fallback: backend, agents: try await startAgents(plan, fallback: backend, setup: setup), placement: plan.placement)
+        }
         setup.provide(ToxicBackendKey.self, backend)
         let handle = Handle(backend: backend)
         guard let proxies = plan.proxies else { return handle }
         do {
             var exported = ValueObject()
+            for name in plan.held {
+                try Task.checkCancellation()
+                setup.step("proxy \(name) on agent \(plan.placement[name] ?? "?") (already there)")
+                do {
+                    exported[name] = Self.proxyExport(
+                        try await backend.proxy(named: name), agentURL: plan.placement[name].flatMap { plan.agents[$0]?["url"]?.stringValue })
+                } catch {
+                    throw RunSetupFailure("proxy \(name): \(error)")
+                }
+            }
             for proxy in proxies {
                 try Task.checkCancellation()
-                setup.step("proxy \(proxy.name) → \(proxy.upstream)")
+                setup.step("proxy \(proxy.name) → \(proxy.upstream)" + (plan.placement[proxy.name].map { " on agent \($0)" } ?? ""))
                 let created: ProxyDefinition
                 do {
                     created = try await backend.createProxy(proxy)
@@ -281,7 +427,8 @@ public struct ToxicBackendExtension: RunExtension {
                     throw RunSetupFailure("proxy \(proxy.name): \(error)")
                 }
                 handle.created(proxy.name)
-                exported[proxy.name] = Self.proxyExport(created)
+                exported[proxy.name] = Self.proxyExport(
+                    created, agentURL: plan.placement[proxy.name].flatMap { plan.agents[$0]?["url"]?.stringValue })
             }
             setup.export("proxies", .object(exported))
         } catch {
@@ -290,6 +437,39 @@ public struct ToxicBackendExtension: RunExtension {
             throw error
         }
         return handle
+    }
+
+    /// Reaches every agent (each checks its server and token, then recovers what dead runs left
+    /// there), so that an unreachable one fails the run before any experiment, naming it, within
+    /// its connect timeout. One after another: two recoveries at once would each find the other
+    /// holding a dead run's ledger and skip it. On a failure every backend made so far is shut down.
+    private func startAgents(_ plan: Plan, fallback: any ToxicBackend, setup: RunSetup) async throws -> [String: any ToxicBackend] {
+        var agents: [String: any ToxicBackend] = [:]
+        @Sendable func abandon(_ made: [any ToxicBackend]) async {
+            for backend in made { await backend.shutdown() }
+            await fallback.shutdown()
+        }
+        guard let factory = setup.registry.toxicBackends.values.first(where: \.servesAgents) else {
+            await abandon([])
+            throw RunSetupFailure("the suite declares agents, but no plugin that reaches agents is registered")
+        }
+        for name in plan.agents.keys.sorted() {
+            guard let options = plan.agents[name] else { continue }
+            setup.step("agent \(name)")
+            let context = BackendContext(
+                seed: setup.seed, environment: setup.environment, registry: setup.registry, ledger: setup.resources.ledger,
+                progress: { setup.step($0) }, agent: name)
+            do {
+                try Task.checkCancellation()
+                agents[name] = try await factory.makeBackend(options: options, context: context)
+            } catch {
+                // Start brings everything up or leaves nothing behind; an interrupt must not cut that short.
+                let made = Array(agents.values)
+                await Task { await abandon(made) }.value
+                throw RunSetupFailure("agent \(name): \(error)")
+            }
+        }
+        return agents
     }
 
     /// Deletes the run's proxies, newest first, then shuts the backend down.

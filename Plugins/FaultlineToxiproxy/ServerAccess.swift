@@ -1,0 +1,125 @@
+import FaultlineKit
+import Foundation
+
+/// Where a server's API token comes from, as a profile's `toxics.token` or an agent's `token`
+/// gives it.
+///
+/// ```yaml
+/// token: "${agent_token}"                  # a string: a secret (or any value) of the configuration
+/// token: {type: env, key: DB_AGENT_TOKEN}  # an environment variable of the run
+/// token: {type: file, path: /run/secrets/faultline-agent/token}   # a file (a Kubernetes Secret)
+/// ```
+///
+/// The environment and file forms are read when the run starts, and only their name or path is
+/// recorded in the ledger, so `faultline recover` finds the token again where the run did.
+public enum TokenSource: Sendable, Equatable {
+    case literal(String)
+    case environment(String)
+    case file(String)
+
+    static let example = "token: {type: env, key: AGENT_TOKEN}, {type: file, path: /run/secrets/token} or \"${secret}\""
+
+    /// Reads the `token` option.
+    static func parse(_ value: Value) throws(ArgumentError) -> TokenSource {
+        if let text = value.stringValue { return .literal(text) }
+        guard let object = value.objectValue, let type = object["type"]?.stringValue else {
+            throw ArgumentError("token", "expected a string or {type: env, key} / {type: file, path}, found \(value.kindDescription)", hint: example)
+        }
+        guard type == "env" || type == "file" else {
+            throw ArgumentError(
+                "token.type", "unknown token type \"\(type)\"", hint: Suggestion.didYouMean(type, in: ["env", "file"]) ?? "type is env or file")
+        }
+        let allowed: Set<String> = type == "env" ? ["type", "key"] : ["type", "path"]
+        if let unknown = object.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw ArgumentError(
+                "token.\(unknown)", "unknown key \"\(unknown)\" in a token of type \(type)",
+                hint: Suggestion.didYouMean(unknown, in: allowed) ?? "a \(type) token takes \(allowed.sorted().joined(separator: ", "))")
+        }
+        switch type {
+        case "env":
+            guard let key = object["key"]?.stringValue, !key.isEmpty else {
+                throw ArgumentError("token.key", "a token of type env needs key: (the environment variable)", hint: example)
+            }
+            return .environment(key)
+        case "file":
+            guard let path = object["path"]?.stringValue, !path.isEmpty else {
+                throw ArgumentError("token.path", "a token of type file needs path: (the file holding it)", hint: example)
+            }
+            return .file(URL(fileURLWithPath: path).standardizedFileURL.path)
+        default:
+            throw ArgumentError("token.type", "unknown token type \"\(type)\"")
+        }
+    }
+
+    /// The token itself.
+    /// - Throws: a message naming the variable or file (never the token) when it is missing.
+    func resolve(environment: [String: String]) throws(ToxiproxyBackendError) -> String {
+        switch self {
+        case .literal(let token): return token
+        case .environment(let key):
+            guard let token = environment[key], !token.isEmpty else {
+                throw ToxiproxyBackendError("the token's environment variable \(key) is not set (or empty)")
+            }
+            return token
+        case .file(let path):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ToxiproxyBackendError("cannot read the token file \(path)")
+            }
+            // A trailing newline is the editor's, as for faultline proxy --token-file.
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+            guard !token.isEmpty else { throw ToxiproxyBackendError("the token file \(path) is empty") }
+            return token
+        }
+    }
+
+    /// Where the token came from, for messages.
+    var origin: String {
+        switch self {
+        case .literal: "the token option"
+        case .environment(let key): "$\(key)"
+        case .file(let path): path
+        }
+    }
+}
+
+/// How to reach a server again after the run died: which agent it was, where its token is read
+/// from and the CA file of an `https` one. Recorded in every ledger entry on the server; it holds
+/// no secret (a token given as a string is not recorded: recovery then falls back to
+/// `TOXIPROXY_AUTH_TOKEN`).
+public struct ServerAccess: Codable, Sendable, Equatable {
+    /// The suite's name for the agent; nil for the profile's server or one an activity names.
+    public var agent: String?
+    /// The environment variable holding the token.
+    public var tokenEnvironment: String?
+    /// The file holding the token.
+    public var tokenFile: String?
+    /// The PEM file of certificate authorities for an `https` server.
+    public var caFile: String?
+
+    public init(agent: String? = nil, token: TokenSource? = nil, caFile: String? = nil) {
+        self.agent = agent
+        switch token {
+        case .environment(let key): tokenEnvironment = key
+        case .file(let path): tokenFile = path
+        case .literal, nil: break
+        }
+        self.caFile = caFile
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case agent
+        case tokenEnvironment = "token_env"
+        case tokenFile = "token_file"
+        case caFile = "ca_file"
+    }
+
+    /// The token for a recovery: from the recorded variable or file, else `TOXIPROXY_AUTH_TOKEN`.
+    func token(environment: [String: String]) -> String? {
+        let recorded: TokenSource? = tokenEnvironment.map { .environment($0) } ?? tokenFile.map { .file($0) }
+        if let recorded, let token = try? recorded.resolve(environment: environment) { return token }
+        return environment[ToxiproxyBackendFactory.tokenEnvironmentKey].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// `agent db-host at http://…`, or the server alone.
+    func describe(_ server: String) -> String { agent.map { "agent \($0) (\(server))" } ?? server }
+}
