@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// One of the demo services, bound to its port and ready to serve.
 ///
@@ -60,26 +61,54 @@ public struct DemoServer: Sendable {
 
     /// Binds a TCP listener whose every connection is wrapped by `initializer` and then handled by
     /// `handle` in a child task of `run()`.
-    static func bind<Connection: Sendable>(
+    static func bind<Inbound: Sendable, Outbound: Sendable>(
         name: String,
         host: String,
         port: Int,
         group: any EventLoopGroup,
-        initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Connection>,
-        handle: @escaping @Sendable (Connection) async -> Void
+        initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<NIOAsyncChannel<Inbound, Outbound>>,
+        handle: @escaping @Sendable (NIOAsyncChannel<Inbound, Outbound>) async -> Void
     ) async throws -> DemoServer {
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .bind(host: host, port: port, childChannelInitializer: initializer)
+            .bind(host: host, port: port) { channel in initializer(channel).map { AcceptedConnection($0) } }
         return DemoServer(name: name, address: listener.channel.localAddress) {
             try await withThrowingDiscardingTaskGroup { group in
                 try await listener.executeThenClose { connections in
-                    for try await connection in connections {
+                    for try await accepted in connections {
+                        guard let connection = accepted.take() else { continue }
                         group.addTask { await handle(connection) }
                     }
                 }
             }
         }
+    }
+}
+
+/// A connection the listener accepted, until the accept loop takes it.
+///
+/// When a server stops, connections accepted at that moment never reach the loop: the stream drops
+/// them (those buffered when the loop is cancelled, and those that arrive after it finished). A
+/// `NIOAsyncChannel` dropped without `executeThenClose` traps the process ("Deinited NIOAsyncWriter
+/// without calling finish()"), so one never taken is closed here instead.
+private final class AcceptedConnection<Inbound: Sendable, Outbound: Sendable>: Sendable {
+    private let connection: Mutex<NIOAsyncChannel<Inbound, Outbound>?>
+
+    init(_ connection: NIOAsyncChannel<Inbound, Outbound>) {
+        self.connection = Mutex(connection)
+    }
+
+    /// The connection, once; nil after the first call.
+    func take() -> NIOAsyncChannel<Inbound, Outbound>? {
+        connection.withLock { connection in
+            defer { connection = nil }
+            return connection
+        }
+    }
+
+    deinit {
+        guard let dropped = take() else { return }
+        Task { try? await dropped.executeThenClose { _, _ in } }
     }
 }
