@@ -16,7 +16,7 @@ import Foundation
 /// guardian, or `faultline recover`, ends them if Faultline is killed.
 public actor RemoteShells {
     /// The marker prefix of the ssh clients and masters on this machine.
-    let localMarker: String
+    nonisolated let localMarker: String
     private var directory: String?
     private var masters: [RemoteHost: String] = [:]
     private var opening: [RemoteHost: Task<String, any Error>] = [:]

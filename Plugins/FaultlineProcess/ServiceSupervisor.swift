@@ -180,6 +180,8 @@ public actor ServiceSupervisor {
             problems += await service.takeProblems()
         }
         await remote.closeAll()
+        // A master told to exit may not have yet: ssh processes are the run's own, not strays.
+        _ = await ServiceMarker.sweep(prefix: remote.localMarker, excluding: ChildRegistry.shared.live)
         let strays = await ServiceMarker.sweep(prefix: markerPrefix, excluding: ChildRegistry.shared.live)
         if !strays.isEmpty {
             problems.append(

@@ -140,6 +140,11 @@ struct RemoteProcessTests {
 
             let none = await failure { try await perform(ProcessKill(), ["port": .int(port), "host": remote]) }
             #expect(none?.message.contains("nothing listens on TCP port \(port)") == true, "\(String(describing: none))")
+
+            // The safety rules hold there too.
+            let initProcess = await failure { try await perform(ProcessKill(), ["pid": 1, "host": remote]) }
+            #expect(initProcess?.message.hasPrefix("refusing to signal what matches pid 1") == true, "\(String(describing: initProcess))")
+            #expect(initProcess?.details == ["pid 1 (\(SystemProcess.read(1)?.commandLine ?? "")): pid 1 (init) is never signalled"])
         }
     }
 
@@ -152,14 +157,14 @@ struct RemoteProcessTests {
             let target = try host.spawn([try uniqueSleeper(named: name, in: host.directory), uniqueSleep()])
             defer { target.signal(SIGKILL) }
             try #require(await eventually { SystemProcess.read(target.pid)?.comm == name })
+            let remote: Value = .object(["url": .string(host.url), "identity_file": .string(host.identity), "known_hosts": .string(host.knownHosts)])
+            let pidfile = try host.directory.write("target.pid", "\(target.pid)\n")
+            let missing = await failure {
+                try await perform(ProcessSignal(), ["pidfile": .string(pidfile + ".gone"), "signal": "STOP", "host": remote])
+            }
+            #expect(missing?.message == "pidfile \(pidfile).gone does not exist on \(host.url)", "\(String(describing: missing))")
             let context = makeContext()
-            let output = try await perform(
-                ProcessSignal(),
-                [
-                    "name": .string(name), "signal": "STOP",
-                    "host": .object(["url": .string(host.url), "identity_file": .string(host.identity), "known_hosts": .string(host.knownHosts)]),
-                ],
-                context: context)
+            let output = try await perform(ProcessSignal(), ["pidfile": .string(pidfile), "signal": "STOP", "host": remote], context: context)
             #expect(output["targets"]?[0]?["state"] == "stopped")
             #expect(SystemProcess.read(target.pid)?.isStopped == true)
             let cleanups = await context.runCleanups()
@@ -189,11 +194,14 @@ struct RemoteProcessTests {
                 _ = await supervisor.stopAll()
                 throw error
             }
-            // The namespace shares this machine's processes: its marker finds the service.
-            let running = ServiceMarker.processes(withPrefix: supervisor.remoteMarkerPrefix)
-            // (python3 may be a shim that starts the real one: its children carry the marker too.)
-            #expect(running.map(\.pid).contains(start.pid), "the pid is the process on that host: \(running.map(\.commandLine))")
-            #expect(!running.isEmpty && running.allSatisfy { $0.commandLine.contains(token) })
+            // The namespace shares this machine's processes: its marker finds the service (python3
+            // may be a shim that execs and starts the real one, so look until it settles).
+            let found = await eventually {
+                ServiceMarker.processes(withPrefix: supervisor.remoteMarkerPrefix).contains { $0.pid == start.pid && $0.commandLine.contains(token) }
+            }
+            #expect(
+                found, "the pid is the process on that host: \(ServiceMarker.processes(withPrefix: supervisor.remoteMarkerPrefix).map(\.commandLine))"
+            )
             #expect(try String(contentsOfFile: start.logPath, encoding: .utf8).contains("up in /tmp as primary"))
             #expect(ledger.entries.contains { $0.kind == "process.remote" && $0.summary.contains("service api on \(host.url) (pid \(start.pid))") })
             #expect(ServiceMarker.processes(withPrefix: supervisor.markerPrefix).contains { $0.arguments.first?.hasSuffix("/ssh") == true })
@@ -204,7 +212,8 @@ struct RemoteProcessTests {
             #expect(ServiceMarker.processes(withPrefix: supervisor.remoteMarkerPrefix).isEmpty)
             #expect(!ledger.entries.contains { $0.kind == "process.remote" })
 
-            #expect(await supervisor.stopAll() == [])
+            let problems = await supervisor.stopAll()
+            #expect(problems == [])
             #expect(ServiceMarker.processes(withPrefix: supervisor.markerPrefix).isEmpty, "the master connection is closed")
             ledger.finish()
         }
