@@ -75,20 +75,46 @@ public struct ProcessTargeting: Codable, Sendable, NumberRanges {
         return problems
     }
 
+    /// The service `service:` names when it runs on another host.
+    func remoteService(_ context: ActivityContext) async -> ManagedService? {
+        guard let name = selection.service, let services = context.resources[ServicesKey.self],
+            let service = try? await services.service(named: name), service.definition.settings.host != nil
+        else { return nil }
+        return service
+    }
+
+    /// Whether the targets are on another host: `host:`, or a service that runs on one.
+    func isRemote(_ context: ActivityContext) async -> Bool {
+        if host != nil { return true }
+        return await remoteService(context) != nil
+    }
+
     /// Resolves, screens and picks the targets.
     /// - Throws: `ActivityFailure` saying what was searched when nothing may be acted on.
     func targets(context: ActivityContext, shells: RemoteShells? = nil) async throws -> (
         chosen: [ProcessSelection.Match], matched: Int, refused: [(ProcessSelection.Match, String)]
     ) {
-        if let host, let shells {
+        let remoteService = await self.remoteService(context)
+        if let shells, let host = host ?? remoteService?.definition.settings.host {
+            var selection = selection
+            if let remoteService {
+                guard let pid = await remoteService.pid else {
+                    throw ActivityFailure(
+                        "service \"\(remoteService.name)\" is not running",
+                        details: ["process.start with service: \(remoteService.name) starts it again"])
+                }
+                selection.service = nil
+                selection.pid = Int(pid)
+            }
             let found = try await Remote.select(selection, on: host, shells: shells)
             var allowed: [ProcessSelection.Match] = []
             var refused: [(ProcessSelection.Match, String)] = []
             for process in found.matches {
+                let match = ProcessSelection.Match(process: process, service: remoteService, host: host)
                 if let reason = Remote.refusal(process, selection: found, allowForeign: allowForeign) {
-                    refused.append((ProcessSelection.Match(process: process), reason))
+                    refused.append((match, reason))
                 } else {
-                    allowed.append(ProcessSelection.Match(process: process))
+                    allowed.append(match)
                 }
             }
             guard !allowed.isEmpty else { throw TargetPolicy.nothingFound(selection, searched: found.searched, refused: refused) }
@@ -169,7 +195,7 @@ public struct ProcessKill: Action {
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        guard arguments.targeting.host != nil else { return try await perform(arguments, context: context, shells: nil) }
+        guard await arguments.targeting.isRemote(context) else { return try await perform(arguments, context: context, shells: nil) }
         return try await Remote.withShells(context) { try await perform(arguments, context: context, shells: $0) }
     }
 
@@ -193,7 +219,7 @@ public struct ProcessKill: Action {
         let results = await withTaskGroup(of: (Int, Value, Bool).self) { group in
             for (index, match) in chosen.enumerated() {
                 group.addTask {
-                    if let host = arguments.targeting.host, let shells {
+                    if let host = match.host, let shells {
                         let (value, ok) = await Self.killRemote(
                             match, host: host, signal: signal, grace: arguments.grace, shells: shells, context: context)
                         return (index, value, ok)
@@ -247,14 +273,16 @@ public struct ProcessKill: Action {
             ok = false
             ended = "not signalled: " + outcome.dropFirst("failed ".count)
         }
-        if ok { context.endFault(fault) }
-        return (
-            TargetPolicy.describe(
-                match.process,
-                [
-                    "signal": .string(name), "ended": .string(ended), "escalated": .bool(outcome == "killed"), "seconds": .double(seconds),
-                ]), ok
-        )
+        var extra: ValueObject = [
+            "signal": .string(name), "ended": .string(ended), "escalated": .bool(outcome == "killed"), "seconds": .double(seconds),
+        ]
+        // A service's window stays open until it is started again.
+        if let service = match.service {
+            extra["service"] = .string(service.name)
+        } else if ok {
+            context.endFault(fault)
+        }
+        return (TargetPolicy.describe(match.process, extra), ok)
     }
 
     /// Kills one process (a service's whole process group).
@@ -353,7 +381,7 @@ public struct ProcessSignal: Action {
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
-        guard arguments.targeting.host != nil else { return try await perform(arguments, context: context, shells: nil) }
+        guard await arguments.targeting.isRemote(context) else { return try await perform(arguments, context: context, shells: nil) }
         return try await Remote.withShells(context) { try await perform(arguments, context: context, shells: $0) }
     }
 
@@ -371,7 +399,7 @@ public struct ProcessSignal: Action {
         var targets: [Value] = []
         var failures: [String] = []
         for match in chosen {
-            if let host = arguments.targeting.host, let shells {
+            if let host = match.host, let shells {
                 let state = try await Self.signalRemote(match, host: host, signal: signal, shells: shells, context: context)
                 if state.hasPrefix("failed") { failures.append("pid \(match.process.pid): \(state.dropFirst(7))") }
                 targets.append(TargetPolicy.describe(match.process, ["state": .string(state)]))
@@ -415,6 +443,10 @@ extension ProcessSignal {
     ) async throws -> String {
         let process = match.process
         guard Signalling.stops.contains(signal) else {
+            if !Signalling.harmless.contains(signal), let service = match.service {
+                await service.expectExit()
+                await FaultMarks.restartWhenExperimentEnds(service, context: context)
+            }
             let state = try await Remote.signal(process, host: host, signal: signal, shells: shells)
             if !state.hasPrefix("failed") { FaultMarks.afterSignal(signal, match: match, context: context) }
             return state

@@ -111,6 +111,8 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
     struct Match: Sendable {
         var process: SystemProcess
         var service: ManagedService? = nil
+        /// The host it runs on, for a process on another host.
+        var host: RemoteHost? = nil
     }
 
     /// Finds the processes. Zombies and kernel threads never match.
@@ -129,11 +131,11 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
                 throw ActivityFailure("\(error)")
             }
             if let host = managed.definition.settings.host {
+                // process.kill and process.signal go there (see ProcessTargeting); this is for
+                // process.running, which looks on this machine only.
                 throw ActivityFailure(
                     "service \"\(service)\" runs on \(host.display)",
-                    details: [
-                        "process.stop or process.restart stop it there; to signal its processes, select them with host: and name, pattern, port or pidfile"
-                    ])
+                    details: ["process.kill and process.signal reach it there; process.running looks on this machine only"])
             }
             serviceOfCandidates = managed
             candidates = await managed.pid.flatMap(SystemProcess.read).map { [$0] } ?? []

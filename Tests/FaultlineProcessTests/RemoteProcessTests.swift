@@ -206,8 +206,21 @@ struct RemoteProcessTests {
             #expect(ledger.entries.contains { $0.kind == "process.remote" && $0.summary.contains("service api on \(host.url) (pid \(start.pid))") })
             #expect(ServiceMarker.processes(withPrefix: supervisor.markerPrefix).contains { $0.arguments.first?.hasSuffix("/ssh") == true })
 
+            // process.kill by service: reaches it there; the experiment's end starts it again.
+            let context = makeContext(supervisor: supervisor)
+            let killed = try await perform(ProcessKill(), ["service": "api", "grace": 5], context: context)
+            #expect(killed["targets"]?[0]?["pid"]?.intValue == Int(start.pid), "\(killed)")
+            #expect(killed["targets"]?[0]?["service"] == "api")
+            #expect(killed["targets"]?[0]?["host"]?.stringValue == host.url)
+            #expect(await eventually { SystemProcess.read(start.pid) == nil || SystemProcess.read(start.pid)?.isZombie == true })
+            let cleanups = await context.runCleanups()
+            #expect(cleanups.map(\.status) == [.succeeded], "\(cleanups)")
+            let restarted = try #require(await supervisor.service(named: "api").pid)
+            #expect(restarted != start.pid)
+            #expect(try await supervisor.service(named: "api").isRunning)
+
             let stop = try await supervisor.stop("api")
-            #expect(stop?.pid == start.pid)
+            #expect(stop?.pid == restarted)
             #expect(stop?.termination == .signalled(SIGTERM))
             #expect(ServiceMarker.processes(withPrefix: supervisor.remoteMarkerPrefix).isEmpty)
             #expect(!ledger.entries.contains { $0.kind == "process.remote" })
