@@ -17,7 +17,9 @@ import Foundation
 ///
 /// Faultline never asks for a password or a passphrase (`BatchMode=yes`): the key must work
 /// without one (or through an ssh-agent).
-public struct RemoteHost: Codable, Sendable, Hashable {
+public struct RemoteHost: Codable, Sendable, Hashable, NumberRanges {
+    public static let numberRanges: [String: NumberRange] = ["connect_timeout": NumberRange(0...600, unit: "seconds")]
+
     /// How an unknown or changed host key is treated: OpenSSH's `StrictHostKeyChecking`.
     public enum HostKeyChecking: String, Codable, Sendable, CaseIterable {
         /// The host's key must be in `known_hosts` already (`StrictHostKeyChecking=yes`).
