@@ -279,6 +279,8 @@ public struct ProcessKill: Action {
         // A service's window stays open until it is started again.
         if let service = match.service {
             extra["service"] = .string(service.name)
+            // Its session ends with it; until then it would count as running.
+            if outcome == "ended" || outcome == "killed" { await service.awaitSessionEnd(timeout: 10) }
         } else if ok {
             context.endFault(fault)
         }

@@ -328,6 +328,13 @@ public actor ManagedService {
         return await child.wait()
     }
 
+    /// On another host: waits (at most `timeout` seconds) for the ssh session of a service whose
+    /// process there has ended, so that it no longer counts as running.
+    func awaitSessionEnd(timeout: Double) async {
+        guard definition.settings.host != nil, let child else { return }
+        _ = await child.wait(timeout: timeout)
+    }
+
     /// Notes that Faultline is about to end the service, so that its exit is no crash.
     public func expectExit() { exitExpected = true }
 
