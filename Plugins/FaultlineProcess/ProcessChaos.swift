@@ -478,18 +478,59 @@ extension ProcessSignal {
 public struct ProcessRunning: Probe, ToleranceProviding {
     public static let type = "process.running"
     public static let summary = "Whether processes matching pid, pidfile, name, pattern, port or service run: {running, count, pids}"
-    public static let argumentHelp = ProcessSelection.help
+    public static let argumentHelp = ProcessSelection.help.merging(["host": RemoteHost.help]) { a, _ in a }
 
-    public typealias Arguments = ProcessSelection
+    /// A selection, and the host to look on.
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges = ProcessSelection.numberRanges
+        public var selection: ProcessSelection
+        /// Another machine, reached over ssh; nil for this one.
+        public var host: RemoteHost?
+
+        enum CodingKeys: String, CodingKey { case host }
+
+        public init(selection: ProcessSelection, host: RemoteHost? = nil) {
+            self.selection = selection
+            self.host = host
+        }
+
+        public init(from decoder: any Decoder) throws {
+            selection = try ProcessSelection(from: decoder)
+            host = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(RemoteHost.self, forKey: .host)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try selection.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(host, forKey: .host)
+        }
+    }
 
     public init() {}
 
-    public static func validate(_ arguments: ProcessSelection) throws {
-        if let first = arguments.problems().first { throw first }
+    public static func validate(_ arguments: Arguments) throws {
+        // The same checks as process.kill's, without its count and all.
+        if let first = ProcessTargeting(selection: arguments.selection, host: arguments.host).problems().first { throw first }
     }
 
-    public func probe(_ arguments: ProcessSelection, context: ActivityContext) async throws -> Value {
-        let (matches, _) = try await arguments.resolve(services: context.resources[ServicesKey.self])
+    public func probe(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        let targeting = ProcessTargeting(selection: arguments.selection, host: arguments.host)
+        let matches: [ProcessSelection.Match]
+        if await targeting.isRemote(context) {
+            let remoteService = await targeting.remoteService(context)
+            var selection = arguments.selection
+            if let remoteService {
+                guard let pid = await remoteService.pid else { return ["running": false, "count": 0, "pids": [], "processes": []] }
+                selection.service = nil
+                selection.pid = Int(pid)
+            }
+            guard let host = arguments.host ?? remoteService?.definition.settings.host else { return [:] }
+            matches = try await Remote.withShells(context) { shells in
+                try await Remote.select(selection, on: host, shells: shells).matches.map { ProcessSelection.Match(process: $0, host: host) }
+            }
+        } else {
+            matches = try await arguments.selection.resolve(services: context.resources[ServicesKey.self]).matches
+        }
         return [
             "running": .bool(!matches.isEmpty), "count": .int(matches.count), "pids": .array(matches.map { .int(Int($0.process.pid)) }),
             "processes": .array(matches.map { TargetPolicy.describe($0.process, ["state": .string(String($0.process.state))]) }),

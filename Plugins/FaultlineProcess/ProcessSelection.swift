@@ -131,11 +131,8 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
                 throw ActivityFailure("\(error)")
             }
             if let host = managed.definition.settings.host {
-                // process.kill and process.signal go there (see ProcessTargeting); this is for
-                // process.running, which looks on this machine only.
-                throw ActivityFailure(
-                    "service \"\(service)\" runs on \(host.display)",
-                    details: ["process.kill and process.signal reach it there; process.running looks on this machine only"])
+                // Activities reach it there (ProcessTargeting); this machine has no such process.
+                throw ActivityFailure("service \"\(service)\" runs on \(host.display), not on this machine")
             }
             serviceOfCandidates = managed
             candidates = await managed.pid.flatMap(SystemProcess.read).map { [$0] } ?? []

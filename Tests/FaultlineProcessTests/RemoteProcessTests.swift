@@ -115,6 +115,9 @@ struct RemoteProcessTests {
             let target = try host.spawn([sleeper, uniqueSleep()])
             defer { target.signal(SIGKILL) }
             try #require(await eventually { SystemProcess.read(target.pid)?.arguments.first == sleeper })
+            let running = try await ProcessRunning().probe(
+                try arguments(ProcessRunning.Arguments.self, ["name": .string(name), "host": remote]), context: makeContext(kind: .probe))
+            #expect(running["pids"] == [.int(Int(target.pid))], "\(running)")
             let output = try await perform(ProcessKill(), ["name": .string(name), "host": remote, "grace": 5])
             #expect(output["targets"]?[0]?["pid"]?.intValue == Int(target.pid))
             #expect(output["targets"]?[0]?["host"]?.stringValue == host.url)
