@@ -17,7 +17,8 @@ import Foundation
 ///
 /// Faultline never asks for a password or a passphrase (`BatchMode=yes`): the key must work
 /// without one (or through an ssh-agent).
-public struct RemoteHost: Codable, Sendable, Hashable, NumberRanges {
+public struct RemoteHost: Codable, Sendable, Hashable, NumberRanges, SchemaTypeNamed {
+    public static let schemaTypeName = "ssh URL or {url, …}"
     public static let numberRanges: [String: NumberRange] = ["connect_timeout": NumberRange(0...600, unit: "seconds")]
 
     /// How an unknown or changed host key is treated: OpenSSH's `StrictHostKeyChecking`.
