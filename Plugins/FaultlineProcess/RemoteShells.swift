@@ -46,8 +46,9 @@ public actor RemoteShells {
         if let path = masters[host] { return path }
         if let attempt = opening[host] { return try await attempt.value }
         if directory == nil {
+            Self.removeAbandonedDirectories()
             // Short, under /tmp: a control socket's path must fit in sun_path (108 bytes).
-            var template = Array("/tmp/faultline-ssh-XXXXXX".utf8CString)
+            var template = Array("/tmp/faultline-ssh-\(getpid())-XXXXXX".utf8CString)
             guard mkdtemp(&template) != nil else {
                 throw SSHError(host: host.display, kind: .failed, detail: String(cString: strerror(errno)), hint: "/tmp must be writable")
             }
@@ -72,6 +73,24 @@ public actor RemoteShells {
         let opened = try await attempt.value
         masters[host] = opened
         return opened
+    }
+
+    /// Removes the control directories of Faultline processes that are gone (a run killed outright
+    /// cannot remove its own, and a master killed with it leaves its socket file): only the
+    /// `c<N>` sockets Faultline names, then the directory if nothing else is in it.
+    static func removeAbandonedDirectories() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/tmp") else { return }
+        for name in names where name.hasPrefix("faultline-ssh-") {
+            guard let pid = pid_t(name.dropFirst("faultline-ssh-".count).prefix { $0 != "-" }), pid > 0, pid != getpid(),
+                kill(pid, 0) != 0 && errno == ESRCH
+            else { continue }
+            let directory = "/tmp/\(name)"
+            for socket in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            where socket.hasPrefix("c") && Int(socket.dropFirst()) != nil {
+                unlink("\(directory)/\(socket)")
+            }
+            rmdir(directory)
+        }
     }
 
     /// Runs the remote script's `command` with `arguments` on `host`, through its master.
