@@ -18,17 +18,20 @@ public struct ProcessTargeting: Codable, Sendable, NumberRanges {
     public var all: Bool
     /// Allow processes of other users.
     public var allowForeign: Bool
+    /// Another machine, reached over ssh; nil for this one.
+    public var host: RemoteHost?
 
     enum CodingKeys: String, CodingKey {
-        case count, all
+        case count, all, host
         case allowForeign = "allow_foreign"
     }
 
-    public init(selection: ProcessSelection, count: Int? = nil, all: Bool = false, allowForeign: Bool = false) {
+    public init(selection: ProcessSelection, count: Int? = nil, all: Bool = false, allowForeign: Bool = false, host: RemoteHost? = nil) {
         self.selection = selection
         self.count = count
         self.all = all
         self.allowForeign = allowForeign
+        self.host = host
     }
 
     public init(from decoder: any Decoder) throws {
@@ -37,6 +40,7 @@ public struct ProcessTargeting: Codable, Sendable, NumberRanges {
         count = try c.decodeIfPresent(Int.self, forKey: .count)
         all = try c.decodeIfPresent(Bool.self, forKey: .all) ?? false
         allowForeign = try c.decodeIfPresent(Bool.self, forKey: .allowForeign) ?? false
+        host = try c.decodeIfPresent(RemoteHost.self, forKey: .host)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -45,26 +49,81 @@ public struct ProcessTargeting: Codable, Sendable, NumberRanges {
         try c.encodeIfPresent(count, forKey: .count)
         try c.encode(all, forKey: .all)
         try c.encode(allowForeign, forKey: .allowForeign)
+        try c.encodeIfPresent(host, forKey: .host)
     }
 
     static let help = ProcessSelection.help.merging([
         "count": "when several processes match, act on this many, picked at random with the run's seed",
         "all": "act on every matching process",
         "allow_foreign": "allow processes owned by other users",
+        "host": RemoteHost.help,
     ]) { a, _ in a }
 
     func problems() -> [ArgumentError] {
         var problems = selection.problems()
         if let count, count < 1 { problems.append(ArgumentError("count", "count must be at least 1")) }
         if count != nil && all { problems.append(ArgumentError("all", "give count or all, not both")) }
+        if let host {
+            problems += host.problems()
+            if selection.service != nil {
+                problems.append(
+                    ArgumentError(
+                        "host", "a service already says where it runs", hint: "remove host, or select the processes by name, pattern, port or pidfile"
+                    ))
+            }
+        }
         return problems
+    }
+
+    /// The service `service:` names when it runs on another host.
+    func remoteService(_ context: ActivityContext) async -> ManagedService? {
+        guard let name = selection.service, let services = context.resources[ServicesKey.self],
+            let service = try? await services.service(named: name), service.definition.settings.host != nil
+        else { return nil }
+        return service
+    }
+
+    /// Whether the targets are on another host: `host:`, or a service that runs on one.
+    func isRemote(_ context: ActivityContext) async -> Bool {
+        if host != nil { return true }
+        return await remoteService(context) != nil
     }
 
     /// Resolves, screens and picks the targets.
     /// - Throws: `ActivityFailure` saying what was searched when nothing may be acted on.
-    func targets(context: ActivityContext) async throws -> (
+    func targets(context: ActivityContext, shells: RemoteShells? = nil) async throws -> (
         chosen: [ProcessSelection.Match], matched: Int, refused: [(ProcessSelection.Match, String)]
     ) {
+        let remoteService = await self.remoteService(context)
+        if let shells, let host = host ?? remoteService?.definition.settings.host {
+            var selection = selection
+            if let remoteService {
+                guard let pid = await remoteService.pid else {
+                    throw ActivityFailure(
+                        "service \"\(remoteService.name)\" is not running",
+                        details: ["process.start with service: \(remoteService.name) starts it again"])
+                }
+                selection.service = nil
+                selection.pid = Int(pid)
+            }
+            let found = try await Remote.select(selection, on: host, shells: shells)
+            var allowed: [ProcessSelection.Match] = []
+            var refused: [(ProcessSelection.Match, String)] = []
+            for process in found.matches {
+                let match = ProcessSelection.Match(process: process, service: remoteService, host: host)
+                if let reason = Remote.refusal(process, selection: found, allowForeign: allowForeign) {
+                    refused.append((match, reason))
+                } else {
+                    allowed.append(match)
+                }
+            }
+            guard !allowed.isEmpty else { throw TargetPolicy.nothingFound(selection, searched: found.searched, refused: refused) }
+            var random = context.makeRandom()
+            let chosen = try TargetPolicy.pick(allowed, count: count, all: all, random: &random) {
+                "pid \($0.process.pid): \($0.process.commandLine)"
+            }
+            return (chosen, found.matches.count, refused)
+        }
         let services = context.resources[ServicesKey.self]
         let (matches, searched) = try await selection.resolve(services: services)
         if matches.isEmpty, let name = selection.service, let service = try? await services?.service(named: name), await !service.isRunning {
@@ -136,8 +195,13 @@ public struct ProcessKill: Action {
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        guard await arguments.targeting.isRemote(context) else { return try await perform(arguments, context: context, shells: nil) }
+        return try await Remote.withShells(context) { try await perform(arguments, context: context, shells: $0) }
+    }
+
+    private func perform(_ arguments: Arguments, context: ActivityContext, shells: RemoteShells?) async throws -> Value {
         let signal = SignalName.number(arguments.signal) ?? SIGTERM
-        let (chosen, matched, refused) = try await arguments.targeting.targets(context: context)
+        let (chosen, matched, refused) = try await arguments.targeting.targets(context: context, shells: shells)
         var output: ValueObject = [
             "signal": .string(SignalName.name(of: signal)), "grace": .double(arguments.grace),
             "selector": .string(arguments.targeting.selection.summary),
@@ -155,6 +219,11 @@ public struct ProcessKill: Action {
         let results = await withTaskGroup(of: (Int, Value, Bool).self) { group in
             for (index, match) in chosen.enumerated() {
                 group.addTask {
+                    if let host = match.host, let shells {
+                        let (value, ok) = await Self.killRemote(
+                            match, host: host, signal: signal, grace: arguments.grace, shells: shells, context: context)
+                        return (index, value, ok)
+                    }
                     let (value, ok) = await Self.kill(match, signal: signal, grace: arguments.grace, context: context)
                     return (index, value, ok)
                 }
@@ -171,6 +240,51 @@ public struct ProcessKill: Action {
                 details: survivors.map { "pid \($0.1["pid"]?.intValue ?? 0): \($0.1["ended"]?.stringValue ?? "")" }, output: .object(output))
         }
         return .object(output)
+    }
+
+    /// Kills one process on another host.
+    /// - Returns: its description with `ended`, and whether it ended.
+    static func killRemote(
+        _ match: ProcessSelection.Match, host: RemoteHost, signal: Int32, grace: Double, shells: RemoteShells, context: ActivityContext
+    ) async -> (Value, Bool) {
+        let name = SignalName.name(of: signal)
+        let fault = await FaultMarks.beginKill(match, signal: signal, context: context)
+        let outcome: String
+        let seconds: Double
+        do {
+            (outcome, seconds) = try await Remote.kill(match.process, host: host, signal: signal, grace: grace, shells: shells)
+        } catch {
+            context.endFault(fault)
+            return (TargetPolicy.describe(match.process, ["signal": .string(name), "ended": .string("not signalled: \(error)")]), false)
+        }
+        let ended: String
+        var ok = true
+        switch outcome {
+        case "gone": ended = "had already exited"
+        case "ended": ended = "ended \(ManagedService.format(seconds)) s after \(name)"
+        case "killed": ended = "ignored \(name) for \(ManagedService.format(grace)) s; killed with SIGKILL"
+        case "survived":
+            ok = false
+            ended =
+                signal == SIGKILL
+                ? "still running \(ManagedService.format(killWait)) s after SIGKILL"
+                : "ignored \(name) and was still running \(ManagedService.format(killWait)) s after SIGKILL"
+        default:
+            ok = false
+            ended = "not signalled: " + outcome.dropFirst("failed ".count)
+        }
+        var extra: ValueObject = [
+            "signal": .string(name), "ended": .string(ended), "escalated": .bool(outcome == "killed"), "seconds": .double(seconds),
+        ]
+        // A service's window stays open until it is started again.
+        if let service = match.service {
+            extra["service"] = .string(service.name)
+            // Its session ends with it; until then it would count as running.
+            if outcome == "ended" || outcome == "killed" { await service.awaitSessionEnd(timeout: 10) }
+        } else if ok {
+            context.endFault(fault)
+        }
+        return (TargetPolicy.describe(match.process, extra), ok)
     }
 
     /// Kills one process (a service's whole process group).
@@ -269,9 +383,14 @@ public struct ProcessSignal: Action {
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        guard await arguments.targeting.isRemote(context) else { return try await perform(arguments, context: context, shells: nil) }
+        return try await Remote.withShells(context) { try await perform(arguments, context: context, shells: $0) }
+    }
+
+    private func perform(_ arguments: Arguments, context: ActivityContext, shells: RemoteShells?) async throws -> Value {
         let signal = SignalName.number(arguments.signal) ?? SIGTERM
         let name = SignalName.name(of: signal)
-        let (chosen, matched, refused) = try await arguments.targeting.targets(context: context)
+        let (chosen, matched, refused) = try await arguments.targeting.targets(context: context, shells: shells)
         var output: ValueObject = ["signal": .string(name), "selector": .string(arguments.targeting.selection.summary), "matched": .int(matched)]
         if !refused.isEmpty { output["refused"] = .array(refused.map { TargetPolicy.describe($0.0.process, ["reason": .string($0.1)]) }) }
         if context.isDryRun {
@@ -282,6 +401,12 @@ public struct ProcessSignal: Action {
         var targets: [Value] = []
         var failures: [String] = []
         for match in chosen {
+            if let host = match.host, let shells {
+                let state = try await Self.signalRemote(match, host: host, signal: signal, shells: shells, context: context)
+                if state.hasPrefix("failed") { failures.append("pid \(match.process.pid): \(state.dropFirst(7))") }
+                targets.append(TargetPolicy.describe(match.process, ["state": .string(state)]))
+                continue
+            }
             guard let handle = ProcessHandle(match.process) else {
                 targets.append(TargetPolicy.describe(match.process, ["state": "exited", "note": "had already exited"]))
                 continue
@@ -311,23 +436,101 @@ public struct ProcessSignal: Action {
     }
 }
 
+extension ProcessSignal {
+    /// Signals one process on another host; a stop is in the ledger and undone (CONT) when the
+    /// experiment ends, as locally.
+    /// - Returns: its state then, or `failed <why>`.
+    static func signalRemote(
+        _ match: ProcessSelection.Match, host: RemoteHost, signal: Int32, shells: RemoteShells, context: ActivityContext
+    ) async throws -> String {
+        let process = match.process
+        guard Signalling.stops.contains(signal) else {
+            if !Signalling.harmless.contains(signal), let service = match.service {
+                await service.expectExit()
+                await FaultMarks.restartWhenExperimentEnds(service, context: context)
+            }
+            let state = try await Remote.signal(process, host: host, signal: signal, shells: shells)
+            if !state.hasPrefix("failed") { FaultMarks.afterSignal(signal, match: match, context: context) }
+            return state
+        }
+        let id = FaultMarks.freezeFault(process)
+        let command = FaultMarks.shortCommand(process)
+        let ledger = context.resources.ledger
+        let token = ledger.record(RemoteStoppedProcess(host: host.absolute, pid: process.pid, startTime: process.startTime, command: command))
+        let state = try await Remote.signal(process, host: host, signal: signal, shells: shells)
+        guard state == "stopped" || state == "running" else {
+            ledger.remove(token)
+            return state
+        }
+        context.beginFault("pid \(process.pid) on \(host.display) frozen (\(command))", id: id)
+        context.registerCleanup("resume pid \(process.pid) (\(command)) on \(host.display) with SIGCONT") {
+            let state = try await Remote.signal(process, host: host, signal: SIGCONT, shells: shells)
+            if state.hasPrefix("failed") { throw ActivityFailure("cannot resume pid \(process.pid) on \(host.display): \(state)") }
+            ledger.remove(token)
+            context.endFault(id)
+        }
+        return state
+    }
+}
+
 /// `process.running`: whether processes matching a selection run. Output `{running, count, pids,
 /// processes}`; the tolerance `true`/`false` judges `running` and a number judges `count`.
 public struct ProcessRunning: Probe, ToleranceProviding {
     public static let type = "process.running"
     public static let summary = "Whether processes matching pid, pidfile, name, pattern, port or service run: {running, count, pids}"
-    public static let argumentHelp = ProcessSelection.help
+    public static let argumentHelp = ProcessSelection.help.merging(["host": RemoteHost.help]) { a, _ in a }
 
-    public typealias Arguments = ProcessSelection
+    /// A selection, and the host to look on.
+    public struct Arguments: Codable, Sendable, NumberRanges {
+        public static let numberRanges = ProcessSelection.numberRanges
+        public var selection: ProcessSelection
+        /// Another machine, reached over ssh; nil for this one.
+        public var host: RemoteHost?
+
+        enum CodingKeys: String, CodingKey { case host }
+
+        public init(selection: ProcessSelection, host: RemoteHost? = nil) {
+            self.selection = selection
+            self.host = host
+        }
+
+        public init(from decoder: any Decoder) throws {
+            selection = try ProcessSelection(from: decoder)
+            host = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(RemoteHost.self, forKey: .host)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            try selection.encode(to: encoder)
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(host, forKey: .host)
+        }
+    }
 
     public init() {}
 
-    public static func validate(_ arguments: ProcessSelection) throws {
-        if let first = arguments.problems().first { throw first }
+    public static func validate(_ arguments: Arguments) throws {
+        // The same checks as process.kill's, without its count and all.
+        if let first = ProcessTargeting(selection: arguments.selection, host: arguments.host).problems().first { throw first }
     }
 
-    public func probe(_ arguments: ProcessSelection, context: ActivityContext) async throws -> Value {
-        let (matches, _) = try await arguments.resolve(services: context.resources[ServicesKey.self])
+    public func probe(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        let targeting = ProcessTargeting(selection: arguments.selection, host: arguments.host)
+        let matches: [ProcessSelection.Match]
+        if await targeting.isRemote(context) {
+            let remoteService = await targeting.remoteService(context)
+            var selection = arguments.selection
+            if let remoteService {
+                guard let pid = await remoteService.pid else { return ["running": false, "count": 0, "pids": [], "processes": []] }
+                selection.service = nil
+                selection.pid = Int(pid)
+            }
+            guard let host = arguments.host ?? remoteService?.definition.settings.host else { return [:] }
+            matches = try await Remote.withShells(context) { shells in
+                try await Remote.select(selection, on: host, shells: shells).matches.map { ProcessSelection.Match(process: $0, host: host) }
+            }
+        } else {
+            matches = try await arguments.selection.resolve(services: context.resources[ServicesKey.self]).matches
+        }
         return [
             "running": .bool(!matches.isEmpty), "count": .int(matches.count), "pids": .array(matches.map { .int(Int($0.process.pid)) }),
             "processes": .array(matches.map { TargetPolicy.describe($0.process, ["state": .string(String($0.process.state))]) }),

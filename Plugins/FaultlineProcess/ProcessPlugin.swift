@@ -20,5 +20,7 @@ public enum ProcessPlugin: FaultlinePlugin {
         PythonStandardLibrary.register(into: &registry)
         registry.register(recovery: StoppedProcess.Recovery())
         registry.register(recovery: MarkedProcesses.Recovery())
+        registry.register(recovery: RemoteProcesses.Recovery())
+        registry.register(recovery: RemoteStoppedProcess.Recovery())
     }
 }

@@ -17,6 +17,7 @@ public struct ProcessProvider: Probe, Action {
         "env": "environment variables added to Faultline's",
         "cwd": "working directory",
         "shell": "run path and a string of arguments through /bin/sh -c, on purpose",
+        "host": RemoteHost.help,
     ]
 
     public struct Arguments: Codable, Sendable, NumberRanges {
@@ -27,12 +28,14 @@ public struct ProcessProvider: Probe, Action {
         public var env: [String: String]
         public var cwd: String?
         public var shell: Bool
+        /// Another machine to run it on, over ssh; nil for this one.
+        public var host: RemoteHost?
 
-        enum CodingKeys: String, CodingKey { case path, arguments, timeout, env, cwd, shell }
+        enum CodingKeys: String, CodingKey { case path, arguments, timeout, env, cwd, shell, host }
 
         public init(
             path: String, arguments: CommandArguments = .list([]), timeout: Double? = nil, env: [String: String] = [:], cwd: String? = nil,
-            shell: Bool = false
+            shell: Bool = false, host: RemoteHost? = nil
         ) {
             self.path = path
             self.arguments = arguments
@@ -40,6 +43,7 @@ public struct ProcessProvider: Probe, Action {
             self.env = env
             self.cwd = cwd
             self.shell = shell
+            self.host = host
         }
 
         public init(from decoder: any Decoder) throws {
@@ -50,6 +54,7 @@ public struct ProcessProvider: Probe, Action {
             env = (try c.decodeIfPresent([String: Value].self, forKey: .env) ?? [:]).mapValues { $0.stringValue ?? $0.description }
             cwd = try c.decodeIfPresent(String.self, forKey: .cwd)
             shell = try c.decodeIfPresent(Bool.self, forKey: .shell) ?? false
+            host = try c.decodeIfPresent(RemoteHost.self, forKey: .host)
         }
     }
 
@@ -103,6 +108,16 @@ public struct ProcessProvider: Probe, Action {
         if let timeout = arguments.timeout, timeout <= 0 {
             throw ArgumentError("timeout", "timeout must be more than 0 seconds")
         }
+        if let host = arguments.host {
+            // The path and the working directory are the other host's.
+            if let first = host.problems().first { throw first }
+            if let key = arguments.env.keys.sorted().first(where: { !RemoteCommand.isVariableName($0) }) {
+                throw ArgumentError(
+                    "env", "\"\(key)\" is not an environment variable name", hint: "use letters, digits and _, not starting with a digit")
+            }
+            if arguments.path.isEmpty { throw ArgumentError("path", "path is empty") }
+            return
+        }
         if let cwd = arguments.cwd {
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -143,6 +158,7 @@ public struct ProcessProvider: Probe, Action {
 
     /// Runs the program and collects its output.
     public static func run(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
+        if let host = arguments.host { return try await runRemote(arguments, host: host, context: context) }
         var environment = ProcessInfo.processInfo.environment
         for (key, value) in arguments.env { environment[key] = value }
         let executable: String
@@ -199,5 +215,48 @@ public struct ProcessProvider: Probe, Action {
         // Anything the program left running in its group goes with it.
         kill(-child.pid, SIGKILL)
         return ["status": .int(Int(termination.status)), "stdout": .string(stdout), "stderr": .string(stderr)]
+    }
+
+    /// argv as the program sees it: a string of arguments runs through `/bin/sh -c`.
+    static func commandLine(_ arguments: Arguments) -> [String] {
+        switch arguments.arguments {
+        case .string(let text): ["/bin/sh", "-c", "\(arguments.path) \(text)"]
+        case .list(let list) where arguments.shell: ["/bin/sh", "-c", ([arguments.path] + list).joined(separator: " ")]
+        case .list(let list): [arguments.path] + list
+        }
+    }
+
+    /// Runs the program on another host, over the run's ssh connection to it. It is marked there
+    /// and in the ledger, and it ends with its ssh session: a timeout or a killed run ends it.
+    static func runRemote(_ arguments: Arguments, host: RemoteHost, context: ActivityContext) async throws -> Value {
+        if case .string = arguments.arguments, !arguments.shell {
+            context.logger.warning(
+                "running \"\(arguments.path) ...\" through /bin/sh -c on \(host.display); write arguments as a list to avoid the shell")
+        }
+        return try await Remote.withShells(context) { shells in
+            let prefix = Remote.markerPrefix("program")
+            let ledger = context.resources.ledger
+            let token = ledger.record(
+                RemoteProcesses(host: host.absolute, prefix: prefix, what: "the program of activity \"\(context.activityName)\""))
+            let run: RemoteCommand.Result
+            do {
+                run = try await RemoteCommand.run(
+                    commandLine(arguments), environment: arguments.env, workingDirectory: arguments.cwd, marker: prefix + "1", host: host,
+                    shells: shells, timeout: arguments.timeout)
+            } catch let error as SSHError {
+                ledger.remove(token)
+                throw ActivityFailure("\(error)")
+            }
+            // What the program left running there goes with it, as locally.
+            if (try? await Remote.sweep(prefix: prefix, host: host, grace: 0, shells: shells)) != nil { ledger.remove(token) }
+            if Task.isCancelled { throw CancellationError() }
+            guard let status = run.status else {
+                throw ActivityFailure(
+                    "\(arguments.path) on \(host.display) timed out after \(Substitution.interpolated(.double(arguments.timeout ?? 0))) s; it was stopped",
+                    details: Array(run.stderr.split(separator: "\n").suffix(5).map(String.init)),
+                    output: ["status": .null, "stdout": .string(run.stdout), "stderr": .string(run.stderr), "host": .string(host.display)])
+            }
+            return ["status": .int(Int(status)), "stdout": .string(run.stdout), "stderr": .string(run.stderr), "host": .string(host.display)]
+        }
     }
 }

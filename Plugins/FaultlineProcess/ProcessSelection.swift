@@ -110,7 +110,9 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
     /// A process the selection found, with the service it is the main process of.
     struct Match: Sendable {
         var process: SystemProcess
-        var service: ManagedService?
+        var service: ManagedService? = nil
+        /// The host it runs on, for a process on another host.
+        var host: RemoteHost? = nil
     }
 
     /// Finds the processes. Zombies and kernel threads never match.
@@ -127,6 +129,10 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
                 managed = try await services.service(named: service)
             } catch {
                 throw ActivityFailure("\(error)")
+            }
+            if let host = managed.definition.settings.host {
+                // Activities reach it there (ProcessTargeting); this machine has no such process.
+                throw ActivityFailure("service \"\(service)\" runs on \(host.display), not on this machine")
             }
             serviceOfCandidates = managed
             candidates = await managed.pid.flatMap(SystemProcess.read).map { [$0] } ?? []
@@ -145,14 +151,7 @@ public struct ProcessSelection: Codable, Sendable, Equatable, NumberRanges {
         // Both given: the pidfile must name the pid.
         if pidfile != nil, let pid { candidates = candidates.filter { $0.pid == pid } }
         if service != nil, let pid { candidates = candidates.filter { $0.pid == pid } }
-        candidates = candidates.filter { !$0.isZombie && !$0.isKernelThread }
-
-        if let name { candidates = candidates.filter { $0.hasExecutableName(name) } }
-        if let pattern, let regex = try? NSRegularExpression(pattern: pattern) {
-            candidates = candidates.filter {
-                regex.firstMatch(in: $0.commandLine, range: NSRange($0.commandLine.startIndex..., in: $0.commandLine)) != nil
-            }
-        }
+        candidates = narrow(candidates)
         if let port {
             let inodes = ListeningSockets.inodes(port: port)
             if inodes.isEmpty {
@@ -250,6 +249,7 @@ enum TargetPolicy {
     /// A process for outputs: `{pid, command, user}` and extra members.
     static func describe(_ process: SystemProcess, _ extra: ValueObject = [:]) -> Value {
         var object: ValueObject = ["pid": .int(Int(process.pid)), "command": .string(process.commandLine), "user": .string(process.user)]
+        if let host = process.host { object["host"] = .string(host) }
         for (key, value) in extra { object[key] = value }
         return .object(object)
     }

@@ -23,6 +23,11 @@ public struct SystemProcess: Sendable, Equatable {
     public var uid: uid_t
     /// Clock ticks after boot when it started: with the pid, names the process uniquely.
     public var startTime: UInt64
+    /// The host it runs on (``RemoteHost/display``); nil for this machine.
+    public var host: String? = nil
+    /// On another host: its executable's path and its user's name, as that host reported them.
+    var executableOnHost: String? = nil
+    var userOnHost: String? = nil
 
     /// The command line as `ps` shows it (`[comm]` when argv is empty).
     public var commandLine: String { arguments.isEmpty ? "[\(comm)]" : arguments.joined(separator: " ") }
@@ -36,7 +41,8 @@ public struct SystemProcess: Sendable, Equatable {
 
     /// The executable's path, when it can be read (`/proc/PID/exe`).
     public var executablePath: String? {
-        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+        if host != nil { return executableOnHost }
+        return try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
     }
 
     /// Whether `name` is this process's executable name: its `comm`, the last path component of
@@ -53,7 +59,7 @@ public struct SystemProcess: Sendable, Equatable {
     }
 
     /// The user name of ``uid``, or the number.
-    public var user: String { Self.userName(uid) }
+    public var user: String { host == nil ? Self.userName(uid) : userOnHost ?? "uid \(uid)" }
 
     static func userName(_ uid: uid_t) -> String {
         var entry = passwd()

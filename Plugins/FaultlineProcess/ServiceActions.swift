@@ -15,6 +15,7 @@ public struct ProcessStart: Action {
         "ready": "{tcp: host:port} | {http: url, status} | {log: regex}, with timeout (s, default 30)",
         "stop_signal": "the signal that stops it (default TERM)",
         "stop_grace": "seconds between the stop signal and SIGKILL (default 5)",
+        "host": RemoteHost.help,
     ]
 
     /// A service's name, and its settings when it is a new one.

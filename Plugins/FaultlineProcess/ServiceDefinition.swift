@@ -77,16 +77,19 @@ public struct ServiceSettings: Codable, Sendable, Equatable, NumberRanges {
     public var stopSignal: String
     /// Seconds between the stop signal and SIGKILL.
     public var stopGrace: Double
+    /// Another machine to run it on, over ssh; nil for this one. There, `command` and `cwd` are
+    /// the other host's and `env` is added to the ssh session's environment.
+    public var host: RemoteHost?
 
     enum CodingKeys: String, CodingKey {
-        case command, env, cwd, ready
+        case command, env, cwd, ready, host
         case stopSignal = "stop_signal"
         case stopGrace = "stop_grace"
     }
 
     public init(
         command: [String]?, env: [String: String] = [:], cwd: String? = nil, ready: Readiness? = nil, stopSignal: String = "TERM",
-        stopGrace: Double = 5
+        stopGrace: Double = 5, host: RemoteHost? = nil
     ) {
         self.command = command
         self.env = env
@@ -94,6 +97,7 @@ public struct ServiceSettings: Codable, Sendable, Equatable, NumberRanges {
         self.ready = ready
         self.stopSignal = stopSignal
         self.stopGrace = stopGrace
+        self.host = host
     }
 
     public init(from decoder: any Decoder) throws {
@@ -104,6 +108,7 @@ public struct ServiceSettings: Codable, Sendable, Equatable, NumberRanges {
         ready = try c.decodeIfPresent(Readiness.self, forKey: .ready)
         stopSignal = try c.decodeIfPresent(SignalArgument.self, forKey: .stopSignal)?.text ?? "TERM"
         stopGrace = try c.decodeIfPresent(Double.self, forKey: .stopGrace) ?? 5
+        host = try c.decodeIfPresent(RemoteHost.self, forKey: .host)
     }
 
     /// Whether anything beyond the defaults was given (an experiment's `process.start` of a known
@@ -112,10 +117,18 @@ public struct ServiceSettings: Codable, Sendable, Equatable, NumberRanges {
 
     public func problems() -> [ArgumentError] {
         var problems: [ArgumentError] = []
+        if let host {
+            problems += host.problems()
+            if let key = env.keys.sorted().first(where: { !RemoteCommand.isVariableName($0) }) {
+                problems.append(
+                    ArgumentError(
+                        "env", "\"\(key)\" is not an environment variable name", hint: "use letters, digits and _, not starting with a digit"))
+            }
+        }
         if let command {
             if command.isEmpty || command[0].isEmpty {
                 problems.append(ArgumentError("command", "the command is empty", hint: "write the argv as a list, e.g. [python3, -m, http.server]"))
-            } else {
+            } else if host == nil {
                 do {
                     _ = try resolvedExecutable()
                 } catch {
@@ -123,7 +136,7 @@ public struct ServiceSettings: Codable, Sendable, Equatable, NumberRanges {
                 }
             }
         }
-        if let cwd {
+        if let cwd, host == nil {
             var isDirectory: ObjCBool = false
             if !FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory) || !isDirectory.boolValue {
                 problems.append(ArgumentError("cwd", "working directory \(cwd) does not exist"))

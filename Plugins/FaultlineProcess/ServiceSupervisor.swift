@@ -22,7 +22,11 @@ public actor ServiceSupervisor {
     public let runDirectory: String
     let logger: Logger
     /// The marker prefix of this supervisor's services (see ``ServiceMarker``).
-    let markerPrefix: String
+    nonisolated let markerPrefix: String
+    /// The marker prefix of its services on other hosts: one that no local sweep selects.
+    nonisolated let remoteMarkerPrefix: String
+    /// The run's ssh connections, for services and activities on other hosts.
+    let remote: RemoteShells
     private var services: [String: ManagedService] = [:]
     /// Start order, for stopping in reverse.
     private var order: [String] = []
@@ -49,6 +53,9 @@ public actor ServiceSupervisor {
             return n
         }
         markerPrefix = "\(ServiceMarker.session)/\(number)/"
+        remoteMarkerPrefix = "\(ServiceMarker.session)/ssh/\(number)/"
+        // "+" is in no service's name, so a service's sweep never ends the ssh processes.
+        remote = RemoteShells(localMarker: markerPrefix + "+")
     }
 
     /// Starts a service and waits until it is ready.
@@ -67,13 +74,13 @@ public actor ServiceSupervisor {
             return try await existing.start()
         }
         ChildRegistry.shared.adoptOrphans()
-        if ledgerToken == nil { ledgerToken = ledger.record(MarkedProcesses(prefix: markerPrefix, what: "services")) }
-        if guardian == nil { guardian = ServiceGuardian(markerPrefix: markerPrefix, logger: logger) }
+        guardMarkedProcesses()
         try? FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
         let logPath = (runDirectory as NSString).appendingPathComponent("service-\(definition.name).log")
         let service = ManagedService(
             definition: definition, owner: owner, logPath: logPath, appendsToLog: logs.contains(logPath),
             markerPrefix: markerPrefix + definition.name + "/",
+            remote: ManagedService.RemoteContext(markerPrefix: remoteMarkerPrefix + definition.name + "/", shells: remote, ledger: ledger),
             logger: logger)
         logs.insert(logPath)
         services[definition.name] = service
@@ -86,6 +93,20 @@ public actor ServiceSupervisor {
             order.removeAll { $0 == definition.name }
             throw error
         }
+    }
+
+    /// The ledger entry and the guardian for this supervisor's marked processes on this machine
+    /// (services, and the ssh clients of remote ones), once.
+    private func guardMarkedProcesses() {
+        if ledgerToken == nil { ledgerToken = ledger.record(MarkedProcesses(prefix: markerPrefix, what: "services")) }
+        if guardian == nil { guardian = ServiceGuardian(markerPrefix: markerPrefix, logger: logger) }
+    }
+
+    /// The run's ssh connections; the first use starts the guardian, which ends them if
+    /// Faultline is killed.
+    public func remoteShells() -> RemoteShells {
+        guardMarkedProcesses()
+        return remote
     }
 
     /// Starts a known service again (after a stop or a kill); a running one is left alone.
@@ -129,7 +150,7 @@ public actor ServiceSupervisor {
     /// The service whose main process is `pid`, if any.
     public func service(forPID pid: pid_t) async -> ManagedService? {
         for name in order {
-            if let service = services[name], await service.pid == pid { return service }
+            if let service = services[name], service.definition.settings.host == nil, await service.pid == pid { return service }
         }
         return nil
     }
@@ -158,6 +179,9 @@ public actor ServiceSupervisor {
             _ = await service.stop(signal: nil, grace: nil)
             problems += await service.takeProblems()
         }
+        await remote.closeAll()
+        // A master told to exit may not have yet: ssh processes are the run's own, not strays.
+        _ = await ServiceMarker.sweep(prefix: remote.localMarker, excluding: ChildRegistry.shared.live)
         let strays = await ServiceMarker.sweep(prefix: markerPrefix, excluding: ChildRegistry.shared.live)
         if !strays.isEmpty {
             problems.append(
@@ -252,34 +276,63 @@ public actor ManagedService {
     /// what an earlier run left).
     private let appendsToLog: Bool
 
-    init(definition: ServiceDefinition, owner: ServiceSupervisor.Owner, logPath: String, appendsToLog: Bool, markerPrefix: String, logger: Logger) {
+    /// What a service on another host needs: its marker there, the run's ssh connections, the
+    /// ledger that lets `faultline recover` stop it.
+    struct RemoteContext: Sendable {
+        var markerPrefix: String
+        var shells: RemoteShells
+        var ledger: RunLedger
+    }
+
+    let remote: RemoteContext
+    /// On another host: the main process there (the local child is its ssh session).
+    private var remoteProcess: (pid: pid_t, startTime: UInt64)?
+    /// The write end of the ssh session's input: closing it ends the service there.
+    private var remoteInput: Int32?
+    private var remoteToken: LedgerToken?
+
+    init(
+        definition: ServiceDefinition, owner: ServiceSupervisor.Owner, logPath: String, appendsToLog: Bool, markerPrefix: String,
+        remote: RemoteContext, logger: Logger
+    ) {
         self.definition = definition
         self.owner = owner
         self.logPath = logPath
         self.appendsToLog = appendsToLog
         self.markerPrefix = markerPrefix
+        self.remote = remote
         self.logger = logger
     }
 
     public nonisolated var name: String { definition.name }
 
-    /// The main process's pid while it runs.
+    /// The main process's pid while it runs (on its host).
     public var pid: pid_t? {
         guard let child, child.termination == nil else { return nil }
-        return child.pid
+        return remoteProcess?.pid ?? child.pid
     }
 
     public var isRunning: Bool { pid != nil }
 
     var export: Value {
-        ["pid": .int(Int(child?.pid ?? 0)), "log": .string(logPath), "running": .bool(isRunning)]
+        ["pid": .int(Int(remoteProcess?.pid ?? child?.pid ?? 0)), "log": .string(logPath), "running": .bool(isRunning)]
     }
+
+    /// Where it runs, for messages: empty, or ` on ssh://…`.
+    private var whereabouts: String { definition.settings.host.map { " on \($0.display)" } ?? "" }
 
     /// How the current (or last) process ended; waits for the reaper when the process just
     /// exited.
     public func lastTermination() async -> ChildProcess.Termination? {
         guard let child else { return nil }
         return await child.wait()
+    }
+
+    /// On another host: waits (at most `timeout` seconds) for the ssh session of a service whose
+    /// process there has ended, so that it no longer counts as running.
+    func awaitSessionEnd(timeout: Double) async {
+        guard definition.settings.host != nil, let child else { return }
+        _ = await child.wait(timeout: timeout)
     }
 
     /// Notes that Faultline is about to end the service, so that its exit is no crash.
@@ -317,29 +370,34 @@ public actor ManagedService {
         for (key, value) in settings.env { environment[key] = value }
         environment[ServiceMarker.variable] = markerPrefix + String(starts)
         let process: ChildProcess
-        do {
-            let executable = try settings.resolvedExecutable(environment: environment)
-            let onLine: @Sendable (String) -> Void = { [watch] line in
-                log.write(line)
-                watch?.offer(line)
+        if let host = settings.host {
+            process = try await spawnRemote(host, log: log, watch: watch)
+        } else {
+            do {
+                let executable = try settings.resolvedExecutable(environment: environment)
+                let onLine: @Sendable (String) -> Void = { [watch] line in
+                    log.write(line)
+                    watch?.offer(line)
+                }
+                process = try ChildProcess(
+                    executable: executable, arguments: Array((settings.command ?? []).dropFirst()), environment: environment,
+                    workingDirectory: settings.cwd,
+                    stdout: .lines(onLine), stderr: .lines(onLine))
+            } catch {
+                throw ServiceError(service: name, message: "cannot start: \(error)")
             }
-            process = try ChildProcess(
-                executable: executable, arguments: Array((settings.command ?? []).dropFirst()), environment: environment,
-                workingDirectory: settings.cwd,
-                stdout: .lines(onLine), stderr: .lines(onLine))
-        } catch {
-            throw ServiceError(service: name, message: "cannot start: \(error)")
         }
         child = process
         exitExpected = false
-        log.note("started pid \(process.pid): \((settings.command ?? []).joined(separator: " "))")
-        logger.debug("service \(name) started (pid \(process.pid))")
+        let mainPID = remoteProcess?.pid ?? process.pid
+        log.note("started pid \(mainPID)\(whereabouts): \((settings.command ?? []).joined(separator: " "))")
+        logger.debug("service \(name) started (pid \(mainPID)\(whereabouts))")
         monitor = Task { await self.watchExit(of: process, log: log) }
 
         let started = ContinuousClock.now
         guard let ready = settings.ready, let check = ready.check else {
             readyProcess = process
-            return ServiceStart(pid: process.pid, started: true, readyAfter: 0, logPath: logPath)
+            return ServiceStart(pid: mainPID, started: true, readyAfter: 0, logPath: logPath)
         }
         enum Startup: Sendable {
             case ready
@@ -363,7 +421,7 @@ public actor ManagedService {
             readyProcess = process
             let seconds = (ContinuousClock.now - started).seconds
             log.note("ready after \(Self.format(seconds)) s (\(ready.summary))")
-            return ServiceStart(pid: process.pid, started: true, readyAfter: seconds, logPath: logPath)
+            return ServiceStart(pid: mainPID, started: true, readyAfter: seconds, logPath: logPath)
         case .exited(let termination):
             exitExpected = true
             _ = await process.collectedOutput()  // the last lines may still be in the pipes
@@ -389,6 +447,7 @@ public actor ManagedService {
         guard let child, child.termination == nil, let now = SystemProcess.read(child.pid), !now.isZombie else {
             await monitor?.value
             await clearRemnants(reportingAs: nil)
+            closeRemoteSession()
             return nil
         }
         exitExpected = true
@@ -396,6 +455,9 @@ public actor ManagedService {
         let stopSignal = signal ?? SignalName.number(settings.stopSignal) ?? SIGTERM
         let grace = grace ?? settings.stopGrace
         let began = ContinuousClock.now
+        if let host = settings.host {
+            return await stopRemote(child, host: host, signal: stopSignal, grace: grace, began: began)
+        }
         // An unstructured task: the stop runs its full grace even when the caller was cancelled.
         let (termination, killed) = await Task { await child.stop(signal: stopSignal, grace: grace) }.value
         let seconds = (ContinuousClock.now - began).seconds
@@ -411,6 +473,25 @@ public actor ManagedService {
     /// group: once its members are gone, a group id may name someone else's group.)
     /// - Parameter reportingAs: when set, leftovers are a problem worth a warning.
     private func clearRemnants(reportingAs moment: String?) async {
+        if let host = definition.settings.host {
+            // Nothing can be left before the first start.
+            guard starts > 0 || moment != nil else { return }
+            do {
+                let killed = try await Remote.sweep(prefix: remote.markerPrefix, host: host, grace: 0, shells: remote.shells)
+                if !killed.isEmpty, let moment {
+                    problems.append(
+                        "service \"\(name)\" left \(killed.count) process(es) running on \(host.display) \(moment); killed: \(killed.joined(separator: ", "))"
+                    )
+                }
+                if let token = remoteToken {
+                    remote.ledger.remove(token)
+                    remoteToken = nil
+                }
+            } catch {
+                problems.append("service \"\(name)\" on \(host.display): could not check for leftovers (\(error)); faultline recover retries")
+            }
+            return
+        }
         let killed = await ServiceMarker.sweep(prefix: markerPrefix, excluding: ChildRegistry.shared.live)
         // Members of the service's own group got their KILL with it and may not have died yet;
         // only processes that left the group were left behind.
@@ -421,6 +502,132 @@ public actor ManagedService {
             problems.append("service \"\(name)\" left \(strays.count) process\(strays.count == 1 ? "" : "es") running \(moment); killed: \(list)")
         } else {
             logger.debug("service \(name): killed leftover processes \(list)")
+        }
+    }
+
+    /// Starts the service on another host through the run's ssh connection, and waits until the
+    /// host reports its pid.
+    private func spawnRemote(_ host: RemoteHost, log: ServiceLog, watch: LineWatch?) async throws -> ChildProcess {
+        let settings = definition.settings
+        let marker = remote.markerPrefix + String(starts)
+        // In the ledger before it starts: the guardian cannot reach another host.
+        if remoteToken == nil {
+            remoteToken = remote.ledger.record(RemoteProcesses(host: host.absolute, prefix: remote.markerPrefix, what: "service \(name)"))
+        }
+        let tag = "faultline-started:" + marker
+        let announced = OneShot<(pid_t, UInt64)?>()
+        let onLine: @Sendable (String) -> Void = { [watch] line in
+            log.write(line)
+            watch?.offer(line)
+        }
+        let onErrorLine: @Sendable (String) -> Void = { [watch] line in
+            if line.hasPrefix(tag + " ") {
+                let fields = line.dropFirst(tag.count + 1).split(separator: " ")
+                if fields.count == 2, let pid = pid_t(fields[0]), let start = UInt64(fields[1]) { announced.resume((pid, start)) }
+                return
+            }
+            log.write(line)
+            watch?.offer(line)
+        }
+        let pipe: (read: Int32, write: Int32)
+        let process: ChildProcess
+        do {
+            pipe = try RemoteCommand.inputPipe()
+            do {
+                process = try await remote.shells.spawn(
+                    host, "run",
+                    RemoteCommand.arguments(
+                        tag: tag, marker: marker, workingDirectory: settings.cwd, environment: settings.env, argv: settings.command ?? []),
+                    standardInput: pipe.read, stdout: .lines(onLine), stderr: .lines(onErrorLine))
+            } catch {
+                close(pipe.read)
+                close(pipe.write)
+                throw error
+            }
+        } catch {
+            throw ServiceError(service: name, message: "cannot start on \(host.display): \(error)")
+        }
+        close(pipe.read)
+        remoteInput = pipe.write
+        let reported = await withTaskGroup(of: (pid_t, UInt64)?.self) { group in
+            group.addTask { await announced.wait() }
+            group.addTask {
+                _ = await process.waitUnlessCancelled()
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            announced.resume(nil)
+            return first
+        }
+        guard let reported else {
+            let termination = await process.wait()
+            _ = await process.collectedOutput()
+            closeRemoteSession()
+            let lines = process.lastLines()
+            if termination.status == 255 {
+                throw ServiceError(service: name, message: "cannot start: \(SSHError.classify(lines.joined(separator: "\n"), host: host))")
+            }
+            throw ServiceError(
+                service: name, message: "could not start on \(host.display) (\(termination))", lastLines: lines, logPath: logPath)
+        }
+        remoteProcess = reported
+        if let token = remoteToken {
+            remote.ledger.update(
+                token,
+                RemoteProcesses(
+                    host: host.absolute, prefix: remote.markerPrefix, what: "service \(name)", pid: reported.0, startTime: reported.1))
+        }
+        return process
+    }
+
+    /// Stops the service on its host: the stop signal to its main process, SIGKILL to everything
+    /// with its marker after the grace; then its ssh session ends.
+    private func stopRemote(_ child: ChildProcess, host: RemoteHost, signal: Int32, grace: Double, began: ContinuousClock.Instant) async
+        -> ServiceStop?
+    {
+        let main = remoteProcess ?? (0, 0)
+        var killed = false
+        do {
+            let lines = try await Remote.script(
+                remote.shells, host, "stop",
+                [String(main.pid), String(main.startTime), Remote.signalName(signal), Remote.tenths(grace), remote.markerPrefix],
+                timeout: host.connectTimeout + grace + Remote.slack)
+            killed = lines.contains { $0.hasPrefix("R killed") }
+            if let token = remoteToken {
+                remote.ledger.remove(token)
+                remoteToken = nil
+            }
+        } catch {
+            problems.append("service \"\(name)\" on \(host.display) may still run: \(error); faultline recover stops it")
+        }
+        if killed {
+            problems.append("service \"\(name)\" did not stop within \(Self.format(grace)) s of \(SignalName.name(of: signal)); it was killed")
+        }
+        // The session ends once the service has; closing its input ends it in any case.
+        var ended = await child.wait(timeout: 10)
+        if ended == nil {
+            closeRemoteSession()
+            ended = await child.wait(timeout: 5)
+        }
+        if ended == nil { ended = await child.terminate(signal: SIGKILL, grace: 0) }
+        closeRemoteSession()
+        let termination: ChildProcess.Termination =
+            switch ended {
+            case .exited(let code)? where code > 128 && code < 128 + 65: .signalled(code - 128)
+            case let other?: other
+            case nil: .signalled(SIGKILL)
+            }
+        let seconds = (ContinuousClock.now - began).seconds
+        logger.debug("service \(name) stopped on \(host.display): \(termination)")
+        return ServiceStop(pid: main.pid, termination: termination, killed: killed, seconds: seconds)
+    }
+
+    /// Closes the remote session's input (idempotent).
+    private func closeRemoteSession() {
+        if let fd = remoteInput {
+            close(fd)
+            remoteInput = nil
         }
     }
 

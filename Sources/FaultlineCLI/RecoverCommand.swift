@@ -6,7 +6,7 @@ import Foundation
 struct RecoverCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recover",
-        abstract: "Undo what killed runs left behind: proxies and toxics on Toxiproxy servers, frozen processes, services.",
+        abstract: "Undo what killed runs left behind: proxies and toxics on Toxiproxy servers, frozen processes, services (here and on ssh hosts).",
         discussion: """
             Every run keeps a ledger of what it did outside its own process ($\(LedgerDirectory.variable)/ledgers, \
             else $XDG_STATE_HOME/faultline/ledgers, else ~/.local/state/faultline/ledgers). A run that ends normally \
@@ -27,7 +27,9 @@ struct RecoverCommand: AsyncParsableCommand {
     @Option(help: "Only runs of this profile.")
     var profile: String?
 
-    @Option(help: ArgumentHelp("Only what is on this Toxiproxy server (e.g. http://127.0.0.1:8474); repeatable.", valueName: "url"))
+    @Option(
+        help: ArgumentHelp(
+            "Only what is on this Toxiproxy server (e.g. http://127.0.0.1:8474) or ssh host (ssh://user@host:port); repeatable.", valueName: "url"))
     var server: [String] = []
 
     @Flag(help: "Say what would be undone, and undo nothing.")

@@ -82,11 +82,13 @@ struct ProcessSignalTests {
         defer { children.forEach { $0.signal(SIGKILL) } }
         let probe = ProcessRunning()
         let found = try await probe.probe(
-            ProcessSelection(pattern: number.replacingOccurrences(of: ".", with: "\\.")), context: makeContext(kind: .probe))
+            ProcessRunning.Arguments(selection: ProcessSelection(pattern: number.replacingOccurrences(of: ".", with: "\\."))),
+            context: makeContext(kind: .probe))
         #expect(found["running"] == true)
         #expect(found["count"] == 2)
         #expect(Set(found["pids"]?.arrayValue?.compactMap(\.intValue) ?? []) == Set(children.map { Int($0.pid) }))
-        let none = try await probe.probe(ProcessSelection(pattern: uniqueToken()), context: makeContext(kind: .probe))
+        let none = try await probe.probe(
+            ProcessRunning.Arguments(selection: ProcessSelection(pattern: uniqueToken())), context: makeContext(kind: .probe))
         #expect(none["running"] == false)
         #expect(none["pids"] == [])
     }

@@ -246,7 +246,7 @@ struct ServiceTests {
     func supervisorGuardian() async throws {
         let directory = try ScratchDirectory(prefix: "faultline-process")
         let supervisor = ServiceSupervisor(runDirectory: directory.url.path)
-        let prefix = await supervisor.markerPrefix
+        let prefix = supervisor.markerPrefix
         func guardians() -> [SystemProcess] { liveProcesses(containing: "faultline-guardian").filter { $0.arguments.contains(prefix) } }
         #expect(guardians().isEmpty)
         _ = try await supervisor.start(
