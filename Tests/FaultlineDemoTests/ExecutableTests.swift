@@ -25,15 +25,15 @@ struct ExecutableTests {
             [
                 "--store", "\(storeAddress)", "--notifier", notifierURL, "--retries", "1",
                 // The default 1 s is for experiments; a loaded test machine can be slower than that.
-                "--notify-timeout-ms", "10000",
+                "--notify-timeout-ms", "30000",
             ])
         let endpoint = HTTPEndpoint(host: apiAddress.host, port: apiAddress.port)
 
         let created = try await HTTPClient.request(
-            .POST, endpoint, path: "/orders", json: ByteBuffer(string: #"{"item": "tea", "quantity": 3}"#), timeout: .seconds(10))
+            .POST, endpoint, path: "/orders", json: ByteBuffer(string: #"{"item": "tea", "quantity": 3}"#), timeout: .seconds(30))
         #expect(created.status == .created)
         #expect(created.text == #"{"id":1,"item":"tea","notified":true,"quantity":3}"#)
-        let count = try await HTTPClient.request(.GET, HTTPEndpoint(parsing: notifierURL), path: "/notifications", timeout: .seconds(10))
+        let count = try await HTTPClient.request(.GET, HTTPEndpoint(parsing: notifierURL), path: "/notifications", timeout: .seconds(30))
         #expect(count["count"] == "1")
 
         for server in [api, notifier, store] {

@@ -147,9 +147,10 @@ struct StoreTests {
             #expect(try await redisCLI("SET", "greeting", "hello world", "EX", "100") == "OK")
             #expect(try await redisCLI("GET", "greeting") == "hello world")
             #expect(try await redisCLI("INCRBY", "n", "5") == "5")
-            // The countdown may have started: a busy machine can take a second between commands.
+            // The countdown may have started: a starved machine can take seconds between commands
+            // (88 was seen in a full test run); what matters is that it counts down from 100.
             let ttl = try #require(Int(try await redisCLI("TTL", "greeting")))
-            #expect((90...100).contains(ttl))
+            #expect((50...100).contains(ttl))
             #expect(try await redisCLI("KEYS", "*").split(separator: "\n").sorted() == ["greeting", "n"])
             #expect(try await redisCLI("NOPE").hasPrefix("ERR unknown command 'NOPE'"))
             // Commands read from stdin, as a script feeds them: one connection, many commands.

@@ -114,7 +114,7 @@ struct SuiteServicesTests {
         let kit = TestKit()
         async let result = kit.run(
             yaml: suite(token: token, method: method), options: options(directory), plugins: [ProcessPlugin.self], interruption: interruption)
-        #expect(await eventually(timeout: .seconds(30)) { kit.log == ["waiting"] })
+        #expect(await eventually(timeout: .seconds(90)) { kit.log == ["waiting"] })  // services start first; a full test run starves 2 cores
         interruption.interrupt("SIGINT")
         let finished = try await result
         #expect(finished.interrupted)
