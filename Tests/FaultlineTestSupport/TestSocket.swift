@@ -21,7 +21,8 @@ public final class TestSocket: @unchecked Sendable {
     /// How a read ended.
     public enum End: Equatable, Sendable { case eof, reset, timeout }
 
-    public init(port: Int, timeout: Double = 10) throws {
+    /// Connects to `host` (an IPv4 address; loopback by default) on `port`.
+    public init(host: String = "127.0.0.1", port: Int, timeout: Double = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SocketFailure("socket") }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - floor(timeout)) * 1_000_000))
@@ -32,12 +33,12 @@ public final class TestSocket: @unchecked Sendable {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         if result != 0 {
-            let failure = SocketFailure("connect to port \(port)")
+            let failure = SocketFailure("connect to \(host):\(port)")
             Glibc.close(fd)
             throw failure
         }
