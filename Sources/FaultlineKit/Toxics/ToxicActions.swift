@@ -62,13 +62,27 @@ public func toxicOutput(_ toxic: ToxicDefinition, proxy: String) -> Value {
 /// success) and opens or closes the fault windows reports show. Backend errors become
 /// ``ActivityFailure``s naming the backend.
 extension ActivityContext {
+    /// Whether a toxic attribute's value is empty, so a fault label leaves it out.
+    static func saysNothing(_ value: Value) -> Bool {
+        switch value {
+        case .null: true
+        case .string(let text): text.isEmpty
+        case .array(let items): items.isEmpty
+        case .object(let members): members.isEmpty
+        default: false
+        }
+    }
+
     /// Adds a toxic until the experiment ends.
     /// - Returns: the toxic as the backend reports it (every attribute filled in).
     public func addToxic(_ toxic: ToxicDefinition, to proxy: String, on backend: any ToxicBackend) async throws -> ToxicDefinition {
         let added = try await backendCall(backend) { try await backend.addToxic(toxic, to: proxy) }
         let faultID = ToxicFault.toxic(proxy, added.name)
         // `latency latency=300 jitter=100 on store (downstream)`: what a timeline label can hold.
-        let attributes = (added.attributes.objectValue ?? ValueObject()).map { "\($0.key)=\(Substitution.interpolated($0.value))" }
+        // Attributes left empty (an HTTP toxic's `body: ""`, `headers: {}`) say nothing: left out.
+        let attributes = (added.attributes.objectValue ?? ValueObject()).filter { !Self.saysNothing($0.value) }.map {
+            "\($0.key)=\(Substitution.interpolated($0.value))"
+        }
         let toxicity = added.toxicity < 1 ? ", toxicity \(Substitution.interpolated(.double(added.toxicity)))" : ""
         beginFault(
             ([added.type] + attributes).joined(separator: " ") + " on \(proxy) (\(added.stream.rawValue))\(toxicity)", id: faultID)
