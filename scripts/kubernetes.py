@@ -41,6 +41,10 @@ JOB_ORDER = ["faultline-demo-suite", "faultline-orders-suite", "faultline-load",
 # The whole demo suite runs in `swift test` and .ci/run; in the image its baseline shows the baked
 # suite, the demo binary and the results directory work.
 SMOKE_EXTRA_ARGUMENTS = {"faultline-demo-suite": ["--only", "baseline"]}
+# Exit statuses a Job's pods may end with in the smoke test besides 0. The merge exits 1 when the
+# merged load missed its thresholds: the smoke test checks packaging, and a debug order API on a
+# busy CI machine need not hold 300 orders a second (exit 2, shards that do not merge, still fails).
+SMOKE_ACCEPTED_STATUS = {"faultline-load-merge": {"1"}}
 # How long the smoke test waits for one podman command, and for one Job's pods (at most its
 # activeDeadlineSeconds): a podman that hangs on a fresh machine fails the test, naming the command.
 PODMAN_SECONDS = 120
@@ -701,7 +705,7 @@ def run_jobs(pod, resources, data):
                 status = None
             if status is None:
                 problem(f"{path}: {name_of(job)}", f"{container_name} did not finish in {JOB_SECONDS} s:\n{pod.logs(container_name)[-4000:]}")
-            elif status != "0":
+            elif status != "0" and status not in SMOKE_ACCEPTED_STATUS.get(name, set()):
                 problem(f"{path}: {name_of(job)}", f"{container_name} exited with {status or result.stderr.strip()}:\n{pod.logs(container_name)[-4000:]}")
         print(f"scripts/kubernetes: {name_of(job)}: {len(names)} pod(s) ran in {time.monotonic() - began:.0f} s")
         ran.append(name_of(job))
