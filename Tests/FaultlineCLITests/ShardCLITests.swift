@@ -121,9 +121,13 @@ struct ShardCLITests {
             experiments: [exp.yaml]
             """)
         try scratch.write("exp.yaml", "title: t\nmethod: []\n")
-        let instant = Date().addingTimeInterval(5)
+        // The instant is far enough ahead that a starved machine still starts faultline before it
+        // (an instant already passed at start is exit 2, not the late readiness tested here).
+        let instant = Date().addingTimeInterval(15)
         let run = try TestProcess.faultline(
             ["run", "suite.yaml", "--start-at", Timestamp(instant).text, "--start-lateness", "0.5"], in: scratch)
+        // A real delay, not synchronisation: the subject is wall-clock lateness, so the service is
+        // let become ready only once the instant and more than its lateness have passed.
         let late = instant.addingTimeInterval(1).timeIntervalSinceNow
         if late > 0 { try await Task.sleep(for: .seconds(late)) }
         try scratch.write("go", "")
