@@ -45,7 +45,22 @@ extension FaultlineMain {
         // A closed stdout (`faultline run | head`) must not kill the run before its teardown.
         signal(SIGPIPE, SIG_IGN)
         CommandEnvironment.bootstrap(plugins: plugins)
-        await FaultlineCommand.main()
+        do {
+            var command = try FaultlineCommand.parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            // A malformed command line is invalid input like a malformed experiment: exit 2, as the
+            // README's table says, not ArgumentParser's EX_USAGE (64).
+            if FaultlineCommand.exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((FaultlineCommand.fullMessage(for: error) + "\n").utf8))
+                exit(2)
+            }
+            FaultlineCommand.exit(withError: error)
+        }
     }
 }
 

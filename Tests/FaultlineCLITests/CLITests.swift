@@ -119,6 +119,37 @@ struct CLITests {
         #expect(!scratch.exists("journal.json"))
     }
 
+    @Test("an unset environment variable is reported once, at its definition, not again at every use")
+    func unsetVariableOnce() async throws {
+        let scratch = try ScratchDirectory()
+        try scratch.write(
+            "exp.yaml",
+            """
+            title: t
+            configuration:
+              port: {type: env, key: FL_TEST_UNSET_PORT}
+            secrets:
+              api: {token: {type: env, key: FL_TEST_UNSET_TOKEN}}
+            method:
+              - type: action
+                name: a
+                provider: {type: http, url: "http://127.0.0.1:${port}/x", headers: {auth: "${token}"}}
+              - type: action
+                name: b
+                provider: {type: http, url: "http://127.0.0.1:${port}/y", headers: {auth: "${tokn}"}}
+            """)
+        for command in ["run", "validate"] {
+            let run = try TestProcess.faultline([command, "exp.yaml"], in: scratch)
+            #expect(await run.wait() == 2)
+            #expect(run.stderr.contains("exp.yaml:3:9: environment variable FL_TEST_UNSET_PORT is not set"), "\(run.stderr)")
+            #expect(run.stderr.contains("exp.yaml:5:16: environment variable FL_TEST_UNSET_TOKEN is not set"), "\(run.stderr)")
+            // A name that is really unknown is still reported where it is used.
+            #expect(run.stderr.contains("exp.yaml:12:79: unknown variable \"${tokn}\""), "\(run.stderr)")
+            #expect(!run.stderr.contains("${port}") && !run.stderr.contains("${token}"), "\(run.stderr)")
+            #expect(run.stderr.components(separatedBy: "error: ").count == 4, "\(run.stderr)")
+        }
+    }
+
     @Test("Chaos Toolkit forms load: a bound port in a later URL, ports as text, runtime.python, contributions as a list")
     func chaosToolkitForms() async throws {
         let scratch = try ScratchDirectory()

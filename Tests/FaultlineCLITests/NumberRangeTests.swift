@@ -319,12 +319,16 @@ struct HostileRunTests {
         for value in ["1e300", "nan", "-1"] {
             let run = try TestProcess.faultline(["run", "experiment.yaml", "--hypothesis-frequency=\(value)"], in: scratch)
             let status = await run.wait()
-            #expect(status == 64, "--hypothesis-frequency \(value): exit \(status)\n\(run.stderr)")
+            #expect(status == 2, "--hypothesis-frequency \(value): exit \(status)\n\(run.stderr)")
             #expect(run.stderr.contains("--hypothesis-frequency must be 0…31536000 seconds"), "\(run.stderr)")
         }
         let proxy = try TestProcess.faultline(["proxy", "--port", "99999"], in: scratch)
-        #expect(await proxy.wait() == 64, "\(proxy.stderr)")
+        #expect(await proxy.wait() == 2, "\(proxy.stderr)")
         #expect(proxy.stderr.contains("--port must be 0…65535"), "\(proxy.stderr)")
+        // Any malformed command line is invalid input (exit 2), not ArgumentParser's EX_USAGE (64).
+        let unknown = try TestProcess.faultline(["run", "experiment.yaml", "--no-such-flag"], in: scratch)
+        #expect(await unknown.wait() == 2, "\(unknown.stderr)")
+        #expect(unknown.stderr.contains("--no-such-flag"), "\(unknown.stderr)")
     }
 }
 

@@ -82,6 +82,9 @@ public struct ConfigurationLayer: Sendable {
     public var name: String
     public var entries: [(key: String, entry: ConfigurationEntry)]
     public var secrets: [(scope: String, key: String, entry: ConfigurationEntry)]
+    /// Names this layer defines whose value could not be read when it was evaluated (reported
+    /// then): see ``ResolvedConfiguration/unavailable``.
+    public var unavailable: Set<String> = []
 
     public init(
         name: String, entries: [(key: String, entry: ConfigurationEntry)] = [],
@@ -153,6 +156,9 @@ public struct ResolvedConfiguration: Sendable {
     public var configuration: [String: Value]
     public var secrets: [String: [String: Value]]
     public var redactor: Redactor
+    /// Names whose value could not be read (an environment variable not set), already reported:
+    /// their uses are not reported again as unknown names.
+    public var unavailable: Set<String> = []
 
     public init(configuration: [String: Value] = [:], secrets: [String: [String: Value]] = [:]) {
         self.configuration = configuration
@@ -169,6 +175,7 @@ public struct ResolvedConfiguration: Sendable {
         for (key, value) in configuration { variables[key] = value }
         var substitution = Substitution(variables: variables)
         substitution.secrets = redactor
+        substitution.unavailable = unavailable.subtracting(variables.keys)
         return substitution
     }
 
@@ -190,9 +197,12 @@ public struct ResolvedConfiguration: Sendable {
         }
 
         var raw: [String: Value] = [:]
+        var unavailable = layers.reduce(into: Set<String>()) { $0.formUnion($1.unavailable) }
         for key in order {
             if let value = evaluate(entries[key]!, name: key, isSecret: false, environment: environment, sources: sources, sink: sink) {
                 raw[key] = value
+            } else {
+                unavailable.insert(key)
             }
         }
         var secrets: [String: [String: Value]] = [:]
@@ -211,6 +221,8 @@ public struct ResolvedConfiguration: Sendable {
             for (key, entry) in keys {
                 if let value = evaluate(entry, name: "\(scope).\(key)", isSecret: true, environment: environment, sources: sources, sink: sink) {
                     secrets[scope, default: [:]][key] = value
+                } else {
+                    unavailable.insert(key)
                 }
             }
         }
@@ -220,6 +232,7 @@ public struct ResolvedConfiguration: Sendable {
         // is resolved after the ones it names, and then joins `known`, which later ones look up
         // (configuration over secrets, as ``substitution`` orders them).
         var resolved = ResolvedConfiguration(configuration: [:], secrets: secrets)
+        resolved.unavailable = unavailable
         var known = resolved.substitution
         known.budget = SubstitutionBudget(total: InputLimits.documents.substitutionTotal)
         var state: [String: Bool] = [:]  // false = in progress, true = done
@@ -377,6 +390,8 @@ extension ConfigurationLayer {
         for (key, entry) in entries where !overridden.contains(key) {
             if let value = ResolvedConfiguration.evaluate(entry, name: key, isSecret: false, environment: environment, sources: sources, sink: sink) {
                 layer.entries.append((key, .evaluated(value, location: entry.location)))
+            } else {
+                layer.unavailable.insert(key)
             }
         }
         for (scope, key, entry) in secrets where !overriddenSecrets.contains([scope, key]) {
@@ -384,6 +399,8 @@ extension ConfigurationLayer {
                 entry, name: "\(scope).\(key)", isSecret: true, environment: environment, sources: sources, sink: sink)
             {
                 layer.secrets.append((scope, key, .evaluated(value, location: entry.location)))
+            } else {
+                layer.unavailable.insert(key)
             }
         }
         return layer

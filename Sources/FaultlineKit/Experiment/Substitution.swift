@@ -24,6 +24,9 @@ public struct Substitution: Sendable {
     /// The secret values among ``variables``, so that arguments others can read (a command line)
     /// are refused when one lands there.
     public var secrets = Redactor()
+    /// Names defined but without a value, their problem already reported (an environment variable
+    /// not set): a use is a consequence of that, not an unknown name.
+    public var unavailable: Set<String> = []
 
     public init(variables: [String: Value], sizeLimit: Int = InputLimits.documents.substitutionSize, budget: SubstitutionBudget? = nil) {
         self.variables = variables
@@ -133,6 +136,11 @@ public struct Substitution: Sendable {
 
     private func resolve(_ name: String, _ location: SourceLocation?, _ path: DocumentPath?) throws -> Value {
         if let value = lookup(name) { return value }
+        if !unavailable.isEmpty, unavailable.contains(name) || unavailable.contains(String(name.prefix { $0 != "." })) {
+            throw Diagnostic(
+                "\"${\(name)}\" has no value: its definition could not be read", at: location, path: path,
+                hint: "see the error at its definition", isConsequence: true)
+        }
         // Among thousands of names a suggestion helps nobody, and costs a distance to each.
         let hint =
             (variables.count <= Suggestion.mostCandidates ? Suggestion.didYouMean(name, in: variables.keys.sorted()) : nil)

@@ -40,10 +40,11 @@ enum ConfigurationLayers {
         if !exports.isEmpty {
             layers.append(ConfigurationLayer(name: "run", entries: exports.map { ($0.key, .resolved($0.value)) }))
         }
-        layers.append(
-            ConfigurationLayer(
-                name: "shared", entries: shared.configuration.map { ($0.key, .resolved($0.value)) },
-                secrets: shared.secrets.flatMap { scope, values in values.map { (scope, $0.key, ConfigurationEntry.resolved($0.value)) } }))
+        var sharedLayer = ConfigurationLayer(
+            name: "shared", entries: shared.configuration.map { ($0.key, .resolved($0.value)) },
+            secrets: shared.secrets.flatMap { scope, values in values.map { (scope, $0.key, ConfigurationEntry.resolved($0.value)) } })
+        sharedLayer.unavailable = shared.unavailable
+        layers.append(sharedLayer)
         return layers
     }
 }

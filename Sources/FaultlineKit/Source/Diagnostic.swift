@@ -51,16 +51,21 @@ public struct Diagnostic: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// What to do about it, e.g. `did you mean "rollbacks"?`.
     public var hint: String?
+    /// Whether this follows from a problem reported elsewhere (a use of a configuration value whose
+    /// environment variable is not set): a sink that already holds an error drops it, as a compiler
+    /// does not repeat an undeclared name's error at every use.
+    public var isConsequence: Bool
 
     public init(
         _ message: String, at location: SourceLocation? = nil, path: DocumentPath? = nil, hint: String? = nil,
-        severity: Severity = .error
+        severity: Severity = .error, isConsequence: Bool = false
     ) {
         self.message = message
         self.location = location
         self.path = path
         self.hint = hint
         self.severity = severity
+        self.isConsequence = isConsequence
     }
 
     /// This diagnostic with the secrets `redactor` knows masked in its message and hint.
@@ -119,6 +124,8 @@ public final class DiagnosticSink: @unchecked Sendable {
     public var isFull: Bool { diagnostics.count >= limit }
 
     public func report(_ diagnostic: Diagnostic) {
+        // A consequence is kept only when its cause is not here, so that nothing fails unexplained.
+        if diagnostic.isConsequence && hasErrors { return }
         guard !isFull, seen.insert(diagnostic).inserted else { return }
         diagnostics.append(diagnostic)
     }
