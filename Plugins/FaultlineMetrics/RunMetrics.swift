@@ -171,19 +171,16 @@ public final class RunMetrics: RunObserver, LoadMonitor, Sendable {
         for fault in s.faults {
             out.sample("faultline_fault_active", [("experiment", fault.experiment), ("fault", fault.label)], fault.open.count)
         }
-        out.family("faultline_fault_start_timestamp_seconds", .gauge, help: "When the latest window of the fault began, in seconds since 1970.")
-        for fault in s.faults {
-            guard let micros = fault.lastStart?.microsecondsSinceEpoch else { continue }
-            out.sample(
-                "faultline_fault_start_timestamp_seconds", [("experiment", fault.experiment), ("fault", fault.label)],
-                Exposition.seconds(micros: micros))
-        }
-        out.family("faultline_fault_end_timestamp_seconds", .gauge, help: "When the latest window of the fault ended, in seconds since 1970.")
-        for fault in s.faults {
-            guard let micros = fault.lastEnd?.microsecondsSinceEpoch else { continue }
-            out.sample(
-                "faultline_fault_end_timestamp_seconds", [("experiment", fault.experiment), ("fault", fault.label)],
-                Exposition.seconds(micros: micros))
+        let edges: [(name: String, help: String, time: (FaultSeries) -> Timestamp?)] = [
+            ("faultline_fault_start_timestamp_seconds", "When the latest window of the fault began, in seconds since 1970.", \.lastStart),
+            ("faultline_fault_end_timestamp_seconds", "When the latest window of the fault ended, in seconds since 1970.", \.lastEnd),
+        ]
+        for edge in edges {
+            out.family(edge.name, .gauge, help: edge.help)
+            for fault in s.faults {
+                guard let micros = edge.time(fault)?.microsecondsSinceEpoch else { continue }
+                out.sample(edge.name, [("experiment", fault.experiment), ("fault", fault.label)], Exposition.seconds(micros: micros))
+            }
         }
 
         out.family("faultline_load_running", .gauge, help: "Runs of the load probe in progress.")

@@ -271,7 +271,8 @@ struct RunCommand: AsyncParsableCommand {
         }
 
         let observer = ConsoleObserver(verbosity: quiet ? .quiet : (verbose ? .verbose : .normal))
-        let metrics = try metricsAddress().map { _ in RunMetrics() }
+        let metricsListen = try metricsAddress()
+        let metrics = metricsListen.map { _ in RunMetrics() }
         if let metrics { options.resources[LoadMonitorKey.self] = metrics }
         let runner = SuiteRunner(
             registry: registry, observer: metrics.map { RunObservers([observer, $0]) } ?? observer, logger: Logger(label: "faultline"))
@@ -291,7 +292,7 @@ struct RunCommand: AsyncParsableCommand {
         let t = Terminal.shared
         // Bound before anything runs, so a port in use stops the run before it injects anything.
         var metricsServer: MetricsServer?
-        if let metrics, let address = try metricsAddress() {
+        if let metrics, let address = metricsListen {
             do {
                 metricsServer = try await MetricsServer.start(metrics, on: address)
             } catch {
