@@ -766,15 +766,24 @@ def check_results(pod, resources, ran, started, directory):
         if name_of(job) not in ran:
             continue
         argv = argv_of(pod_spec(job)["containers"][0], pod.entrypoint)
-        for flag in ("--journal-path", "--report-dir"):
-            if flag not in argv:
-                continue
-            target = expand(argv[argv.index(flag) + 1], {"JOB_COMPLETION_INDEX": "0"})
+
+        def on_host(target):
             mount = next(m for m in pod_spec(job)["containers"][0]["volumeMounts"] if target.startswith(m["mountPath"].rstrip("/") + "/"))
             claim = next(v for v in pod_spec(job)["volumes"] if v["name"] == mount["name"])["persistentVolumeClaim"]["claimName"]
-            host = os.path.join(directory, "claim-" + claim, target[len(mount["mountPath"].rstrip("/")) + 1:])
-            if not os.path.isdir(host) or not os.listdir(host):
-                problem(f"{path}: {name_of(job)}", f"{flag} {target} is empty")
+            return os.path.join(directory, "claim-" + claim, target[len(mount["mountPath"].rstrip("/")) + 1:])
+
+        for command in commands_in(argv):
+            for flag in ("--journal-path", "--report-dir", "--output"):
+                if flag not in command[:-1]:
+                    continue
+                target = expand(command[command.index(flag) + 1], {"JOB_COMPLETION_INDEX": "0"})
+                host = on_host(target)
+                if flag == "--output":
+                    # A report file (the merge Job's merged.md and merged.html): written, not empty.
+                    if not os.path.isfile(host) or os.path.getsize(host) == 0:
+                        problem(f"{path}: {name_of(job)}", f"{flag} {target} was not written")
+                elif not os.path.isdir(host) or not os.listdir(host):
+                    problem(f"{path}: {name_of(job)}", f"{flag} {target} is empty")
     for path, reader in resources:
         if reader["kind"] != "Pod" or name_of(reader) not in started:
             continue
