@@ -24,6 +24,8 @@ public struct Substitution: Sendable {
     /// The secret values among ``variables``, so that arguments others can read (a command line)
     /// are refused when one lands there.
     public var secrets = Redactor()
+    /// Where the named values were read (``ResolvedConfiguration/sources``).
+    public var sources: [String: ValueSource] = [:]
 
     public init(variables: [String: Value], sizeLimit: Int = InputLimits.documents.substitutionSize, budget: SubstitutionBudget? = nil) {
         self.variables = variables
@@ -72,6 +74,13 @@ public struct Substitution: Sendable {
         }
         if !text.isEmpty { parts.append(.text(text)) }
         return parts
+    }
+
+    /// Where the value of `string` was read, when `string` is exactly one `${name}` of a value
+    /// read or written in a layer; nil otherwise (text around it, a value made by the run).
+    public func source(of string: String) -> ValueSource? {
+        guard let parts = try? Self.parse(string), parts.count == 1, case .variable(let name) = parts[0] else { return nil }
+        return sources[name]
     }
 
     /// The variable names a string refers to.
