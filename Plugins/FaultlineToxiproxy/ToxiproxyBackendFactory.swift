@@ -122,9 +122,8 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
         }
         let (token, tokenOrigin): (String?, String?)
         if let tokenSource, let resolved = try Self.nonEmpty(tokenSource, environment: context.environment, agent: context.agent) {
-            (token, tokenOrigin) = (
-                resolved, context.sources["token"]?.description ?? (context.agent == nil ? "the profile's toxics.token" : tokenSource.origin)
-            )
+            let origin = context.agent == nil ? "the profile's toxics.token" : tokenSource.origin
+            (token, tokenOrigin) = (resolved, context.sources["token"].map { "\(context.agent == nil ? origin + ": " : "")\($0)" } ?? origin)
         } else if let resolved = context.environment[Self.tokenEnvironmentKey], !resolved.isEmpty {
             (token, tokenOrigin) = (resolved, Self.tokenEnvironmentKey)
         } else {
