@@ -243,7 +243,10 @@ public struct SSHError: Error, Sendable, CustomStringConvertible {
 
     /// Reads ssh's stderr after it exited with 255.
     static func classify(_ stderr: String, host: RemoteHost) -> SSHError {
-        let lines = stderr.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("@") }
+        // By isNewline: ssh ends its lines with "\r\n", one Character, which a split on "\n" keeps whole.
+        let lines = stderr.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty && !$0.hasPrefix("@")
+        }
         let detail = lines.last { !$0.hasPrefix("Host key verification failed") } ?? lines.last ?? ""
         let address = "\(host.hostname):\(host.port.map(String.init) ?? "22")"
         let knownHosts = host.knownHosts ?? "~/.ssh/known_hosts"

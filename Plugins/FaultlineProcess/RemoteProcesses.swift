@@ -276,18 +276,16 @@ struct RemoteProcesses: LedgerEntry {
     var server: String? { host.display }
     var summary: String { "\(what) on \(host.display)" + (pid.map { " (pid \($0))" } ?? "") }
 
+    /// Also at the start of the next run of the suite: the entry holds the host's key and
+    /// known-hosts files, all it takes to reach it.
     struct Recovery: LedgerRecovery {
+        static let recoversBeforeRun = true
+
         func recover(_ entry: RemoteProcesses, context: RecoveryContext) async throws -> String {
             guard Remote.isValidMarker(entry.prefix) else { throw ActivityFailure("marker prefix \"\(entry.prefix)\" is not Faultline's; not swept") }
-            let shells = RemoteShells(localMarker: ServiceMarker.nextProgramPrefix())
-            let killed: [String]
-            do {
-                killed = try await Remote.sweep(prefix: entry.prefix, host: entry.host, grace: 2, shells: shells)
-            } catch {
-                await shells.closeAll()
-                throw error
+            let killed = try await UnreachableHost.recovering(entry.host) { shells in
+                try await Remote.sweep(prefix: entry.prefix, host: entry.host, grace: 2, shells: shells)
             }
-            await shells.closeAll()
             return killed.isEmpty ? "none left running" : "stopped pid " + killed.joined(separator: ", ")
         }
     }
@@ -306,21 +304,43 @@ struct RemoteStoppedProcess: LedgerEntry {
     var summary: String { "pid \(pid) (\(command)) on \(host.display) stopped with SIGSTOP" }
 
     struct Recovery: LedgerRecovery {
+        static let recoversBeforeRun = true
+
         func recover(_ entry: RemoteStoppedProcess, context: RecoveryContext) async throws -> String {
-            let shells = RemoteShells(localMarker: ServiceMarker.nextProgramPrefix())
             let process = SystemProcess(
                 pid: entry.pid, parent: 0, processGroup: 0, state: "T", comm: "", arguments: [], uid: 0, startTime: entry.startTime)
-            let state: String
-            do {
-                state = try await Remote.signal(process, host: entry.host, signal: SIGCONT, shells: shells)
-            } catch {
-                await shells.closeAll()
-                throw error
+            let state = try await UnreachableHost.recovering(entry.host) { shells in
+                try await Remote.signal(process, host: entry.host, signal: SIGCONT, shells: shells)
             }
-            await shells.closeAll()
             if state == "exited" { return "already gone" }
             if state.hasPrefix("failed") { throw ActivityFailure("cannot send SIGCONT to pid \(entry.pid) on \(entry.host.display): \(state)") }
             return "resumed with SIGCONT"
+        }
+    }
+}
+
+/// An ssh host a recovery could not reach or log in to: every ``SSHError`` but ssh's own
+/// unclassified failure. The recovery then tries no other entry on that host (each would wait
+/// its `connect_timeout` again), and they all stay in their ledgers.
+struct UnreachableHost: ServerUnreachable, CustomStringConvertible {
+    let error: SSHError
+    var description: String { error.description }
+
+    /// Runs a recovery's work on `host` over connections of its own, closed after it; a
+    /// connection that cannot be made is an ``UnreachableHost``.
+    static func recovering<T: Sendable>(_ host: RemoteHost, _ body: (RemoteShells) async throws -> T) async throws -> T {
+        let shells = RemoteShells(localMarker: ServiceMarker.nextProgramPrefix())
+        do {
+            _ = try await shells.connect(host)
+            let result = try await body(shells)
+            await shells.closeAll()
+            return result
+        } catch let error as SSHError where error.kind != .failed {
+            await shells.closeAll()
+            throw UnreachableHost(error: error)
+        } catch {
+            await shells.closeAll()
+            throw error
         }
     }
 }

@@ -84,8 +84,10 @@ public enum TokenSource: Sendable, Equatable {
 
 /// How to reach a server again after the run died: which agent it was, where its token is read
 /// from and the CA file of an `https` one. Recorded in every ledger entry on the server; it holds
-/// no secret (a token given as a string is not recorded: recovery then falls back to
-/// `TOXIPROXY_AUTH_TOKEN`).
+/// no secret. A token given as a string is not recorded: a `${secret}` read from the
+/// environment is recorded as that variable, and one written out (in the suite, a var file,
+/// `--var`) as the secret's name only (``tokenGiven``), so that a recovery can say which token
+/// it needs.
 public struct ServerAccess: Codable, Sendable, Equatable {
     /// The suite's name for the agent; nil for the profile's server or one an activity names.
     public var agent: String?
@@ -93,14 +95,26 @@ public struct ServerAccess: Codable, Sendable, Equatable {
     public var tokenEnvironment: String?
     /// The file holding the token.
     public var tokenFile: String?
+    /// How the run's token was given when it is neither: `secret agent_token (written in suite)`,
+    /// `a string in the token option`. Its value is not recorded.
+    public var tokenGiven: String?
     /// The PEM file of certificate authorities for an `https` server.
     public var caFile: String?
 
-    public init(agent: String? = nil, token: TokenSource? = nil, caFile: String? = nil) {
+    /// - Parameters:
+    ///   - token: the `token` option, parsed.
+    ///   - source: where the `token` option's `${name}` was read, when it was one.
+    public init(agent: String? = nil, token: TokenSource? = nil, source: ValueSource? = nil, caFile: String? = nil) {
         self.agent = agent
         switch token {
         case .environment(let key): tokenEnvironment = key
         case .file(let path): tokenFile = path
+        case .literal(let text) where !text.isEmpty:
+            if let variable = source?.environment {
+                tokenEnvironment = variable
+            } else {
+                tokenGiven = source?.description ?? "a string in the token option"
+            }
         case .literal, nil: break
         }
         self.caFile = caFile
@@ -110,14 +124,33 @@ public struct ServerAccess: Codable, Sendable, Equatable {
         case agent
         case tokenEnvironment = "token_env"
         case tokenFile = "token_file"
+        case tokenGiven = "token_given"
         case caFile = "ca_file"
     }
 
-    /// The token for a recovery: from the recorded variable or file, else `TOXIPROXY_AUTH_TOKEN`.
-    func token(environment: [String: String]) -> String? {
+    /// The name `faultline recover --token NAME=…` takes for this server: its agent's, else its URL.
+    func tokenKey(_ server: String) -> String { agent ?? server }
+
+    /// The token for a recovery: given to the recovery for this agent or server, else from the
+    /// recorded variable or file, else `TOXIPROXY_AUTH_TOKEN`.
+    func token(server: String, context: RecoveryContext) -> String? {
+        if let given = context.tokens[tokenKey(server)] ?? context.tokens[server] { return given }
         let recorded: TokenSource? = tokenEnvironment.map { .environment($0) } ?? tokenFile.map { .file($0) }
-        if let recorded, let token = try? recorded.resolve(environment: environment) { return token }
-        return environment[ToxiproxyBackendFactory.tokenEnvironmentKey].flatMap { $0.isEmpty ? nil : $0 }
+        if let recorded, let token = try? recorded.resolve(environment: context.environment) { return token }
+        return context.environment[ToxiproxyBackendFactory.tokenEnvironmentKey].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Where a recovery looks for the token, in order, for messages: `$DB_AGENT_TOKEN, then
+    /// $TOXIPROXY_AUTH_TOKEN`.
+    func lookedFor(server: String, context: RecoveryContext) -> String {
+        let given = context.tokens[tokenKey(server)] != nil || context.tokens[server] != nil ? "--token \(tokenKey(server))" : nil
+        return [given, tokenEnvironment.map { "$\($0)" }, tokenFile, "$\(ToxiproxyBackendFactory.tokenEnvironmentKey)"].compactMap { $0 }
+            .joined(separator: ", then ")
+    }
+
+    /// How to give a recovery the token the ledger could not record.
+    func howToGiveToken(_ server: String) -> String {
+        "give it to faultline recover as --token \(tokenKey(server))=env:VARIABLE or --token \(tokenKey(server))=file:PATH, or set \(ToxiproxyBackendFactory.tokenEnvironmentKey)"
     }
 
     /// `agent db-host at http://…`, or the server alone.

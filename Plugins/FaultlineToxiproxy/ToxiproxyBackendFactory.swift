@@ -122,7 +122,8 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
         }
         let (token, tokenOrigin): (String?, String?)
         if let tokenSource, let resolved = try Self.nonEmpty(tokenSource, environment: context.environment, agent: context.agent) {
-            (token, tokenOrigin) = (resolved, context.agent == nil ? "the profile's toxics.token" : tokenSource.origin)
+            let origin = context.agent == nil ? "the profile's toxics.token" : tokenSource.origin
+            (token, tokenOrigin) = (resolved, context.sources["token"].map { "\(context.agent == nil ? origin + ": " : "")\($0)" } ?? origin)
         } else if let resolved = context.environment[Self.tokenEnvironmentKey], !resolved.isEmpty {
             (token, tokenOrigin) = (resolved, Self.tokenEnvironmentKey)
         } else {
@@ -146,7 +147,7 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
         var environment = context.environment
         if let token { environment[Self.tokenEnvironmentKey] = token }
         await context.recoverDeadRuns(on: address.url, environment: environment)
-        let access = ServerAccess(agent: context.agent, token: tokenSource, caFile: caFile)
+        let access = ServerAccess(agent: context.agent, token: tokenSource, source: context.sources["token"], caFile: caFile)
         return ToxiproxyBackend(client: client, ledger: context.ledger, access: access)
     }
 

@@ -2,8 +2,8 @@ import FaultlineKit
 
 // What a run injects on a Toxiproxy server, as ledger entries (see ``RunLedger``), and how
 // `faultline recover` undoes each when the run died. The token is never recorded, only where it
-// is read from (``ServerAccess``): a recovery reads it there, else from `TOXIPROXY_AUTH_TOKEN`
-// (the next run: from its profile or agent).
+// is read from (``ServerAccess``): a recovery takes the one given to it (`--token`), else reads
+// it there, else from `TOXIPROXY_AUTH_TOKEN` (the next run: from its profile or agent).
 
 /// A proxy the run created: recovery deletes it.
 struct ToxiproxyCreatedProxy: LedgerEntry {
@@ -69,7 +69,13 @@ enum ToxiproxyRecoveries {
     ) async throws -> String {
         let address = try ToxiproxyAddress(parsing: server ?? "")
         let access = access ?? ServerAccess()
-        let client = ToxiproxyClient(address: address, token: access.token(environment: context.environment), caFile: access.caFile)
+        let token = access.token(server: address.url, context: context)
+        if token == nil, let given = access.tokenGiven {
+            // The server wants the token the run had, which the ledger could not hold: say which, and how to give it.
+            throw ToxiproxyBackendError(
+                "\(access.describe(address.url)) needs the run's token, \(given), whose value is not recorded; \(access.howToGiveToken(address.url))")
+        }
+        let client = ToxiproxyClient(address: address, token: token, caFile: access.caFile)
         do {
             let done = try await body(client)
             await client.shutdown()
@@ -80,11 +86,10 @@ enum ToxiproxyRecoveries {
         } catch  where error.code == .unauthorized {
             await client.shutdown()
             // Say where the token was looked for: the variable the run read it from, most often.
-            let looked = [access.tokenEnvironment.map { "$\($0)" }, access.tokenFile, "$\(ToxiproxyBackendFactory.tokenEnvironmentKey)"].compactMap {
-                $0
-            }
+            let hint = access.tokenGiven.map { "; the run's token was \($0), not recorded: \(access.howToGiveToken(address.url))" } ?? ""
             throw ToxiproxyBackendError(
-                "\(access.describe(address.url)): \(error.message); the token is read from \(looked.joined(separator: ", then "))")
+                "\(access.describe(address.url)): \(error.message); the token is read from \(access.lookedFor(server: address.url, context: context))\(hint)"
+            )
         } catch {
             await client.shutdown()
             throw error

@@ -14,10 +14,12 @@ struct RecoverCommand: AsyncParsableCommand {
             newest first, what the ledgers of dead runs hold — only that: a live run's ledger is never touched. What \
             cannot be undone (a server down) stays in the ledger for the next try. The dead run's journals record the \
             recovery, and a journal left `running` becomes `interrupted`. `faultline run` does this by itself first \
-            for its suite's runs on this machine and for every dead run's leftovers on the Toxiproxy servers and \
+            for its suite's runs on this machine and on their ssh hosts, and for every dead run's leftovers on the Toxiproxy servers and \
             agents it uses. A suite's agents are reached with the token read where the run read it (the variable of \
-            `token: {type: env, key}`, the file of `{type: file, path}`; run `recover` with the run's environment), \
-            else TOXIPROXY_AUTH_TOKEN.
+            `token: {type: env, key}` or of a secret read from the environment, the file of `{type: file, path}`; run \
+            `recover` with the run's environment), else TOXIPROXY_AUTH_TOKEN. A token the run was given as a string \
+            (a secret written in the suite, a var file or --var) is not recorded: give it with --token AGENT=env:VARIABLE \
+            or --token AGENT=file:PATH.
             Exit codes: 0 nothing left to undo, 1 something could not be undone.
             """)
 
@@ -32,6 +34,12 @@ struct RecoverCommand: AsyncParsableCommand {
             "Only what is on this Toxiproxy server (e.g. http://127.0.0.1:8474) or ssh host (ssh://user@host:port); repeatable.", valueName: "url"))
     var server: [String] = []
 
+    @Option(
+        help: ArgumentHelp(
+            "An agent's API token, by agent name (or server URL): NAME=env:VARIABLE or NAME=file:PATH, never the token itself (a command line is readable by every user); repeatable.",
+            valueName: "name=source"))
+    var token: [String] = []
+
     @Flag(help: "Say what would be undone, and undo nothing.")
     var dryRun = false
 
@@ -44,8 +52,11 @@ struct RecoverCommand: AsyncParsableCommand {
         let scope = RecoveryScope(
             file: file, profile: profile, servers: server.isEmpty ? nil : Set(server.map(RecoveryScope.normalizedServer)),
             includesLocal: server.isEmpty)
-        let report = await Recovery(registry: CommandEnvironment.registry, directory: directory, context: RecoveryContext(environment: environment))
-            .run(scope, dryRun: dryRun)
+        let tokens = try Self.tokens(token, environment: environment)
+        let report = await Recovery(
+            registry: CommandEnvironment.registry, directory: directory, context: RecoveryContext(environment: environment, tokens: tokens)
+        )
+        .run(scope, dryRun: dryRun)
         let t = Terminal.shared
         for line in report.lines { t.write(line + "\n") }
         if report.isEmpty { t.write("nothing to recover in \(directory)\n") }
@@ -59,5 +70,42 @@ struct RecoverCommand: AsyncParsableCommand {
             )
             throw ExitCode(1)
         }
+    }
+
+    /// Reads each `--token NAME=env:VARIABLE` or `NAME=file:PATH`.
+    /// - Throws: a `ValidationError` naming the option for a malformed one, an unset variable or an
+    ///   unreadable file; the token itself is never in a message.
+    static func tokens(_ options: [String], environment: [String: String]) throws -> [String: String] {
+        var tokens: [String: String] = [:]
+        for option in options {
+            guard let equals = option.firstIndex(of: "="), equals != option.startIndex else {
+                throw ValidationError("--token takes NAME=env:VARIABLE or NAME=file:PATH (NAME: the agent, or the server's URL)")
+            }
+            let name = String(option[..<equals])
+            let source = option[option.index(after: equals)...]
+            let token: String
+            if source.hasPrefix("env:") {
+                let variable = String(source.dropFirst(4))
+                guard let value = environment[variable], !value.isEmpty else {
+                    throw ValidationError("--token \(name)=env:\(variable): the environment variable \(variable) is not set (or empty)")
+                }
+                token = value
+            } else if source.hasPrefix("file:") {
+                let path = String(source.dropFirst(5))
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw ValidationError("--token \(name)=file:\(path): cannot read \(path)")
+                }
+                // A trailing newline is the editor's, as for a {type: file} token.
+                token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+                guard !token.isEmpty else { throw ValidationError("--token \(name)=file:\(path): the file is empty") }
+            } else {
+                throw ValidationError(
+                    "--token \(name)=…: give where the token is, env:VARIABLE or file:PATH, not the token itself (every user of this machine can read a command line)"
+                )
+            }
+            // Agent names hold no ":", URLs do.
+            tokens[name.contains(":") ? RecoveryScope.normalizedServer(name) : name] = token
+        }
+        return tokens
     }
 }

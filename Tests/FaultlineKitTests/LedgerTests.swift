@@ -174,6 +174,67 @@ struct LedgerTests {
         #expect(fixture.ledgers.count == 1)
     }
 
+    /// An entry on another machine whose recovery needs nothing the run brings, like a service on an ssh host.
+    struct RemoteThing: LedgerEntry {
+        static let kind = "test.remote"
+        var name: String
+        var server: String?
+        var summary: String { "remote thing \(name)" }
+    }
+
+    /// Recovers a ``RemoteThing`` at a run's start too; its server `ssh://down` cannot be reached.
+    struct RemoteRecovery: LedgerRecovery {
+        static let recoversBeforeRun = true
+        static let attempts = Mutex<[String]>([])
+
+        struct Down: ServerUnreachable, CustomStringConvertible {
+            var description: String { "ssh://down: host unreachable" }
+        }
+
+        func recover(_ entry: RemoteThing, context: RecoveryContext) async throws -> String {
+            Self.attempts.withLock { $0.append(entry.name) }
+            if entry.server == "ssh://down" { throw Down() }
+            return "stopped"
+        }
+    }
+
+    @Test(
+        "a run's first recovery takes the entries on other machines whose recovery says so, not a server's; a server found unreachable is not tried again"
+    )
+    func beforeRunAndUnreachable() async throws {
+        let fixture = try Fixture()
+        var registry = fixture.registry
+        registry.register(recovery: RemoteRecovery())
+        let (local, server, up, down1, down2) = (
+            Self.unique("local"), Self.unique("server"), Self.unique("up"), Self.unique("down1"), Self.unique("down2")
+        )
+        let suite = fixture.scratch.path("suite.yaml")
+        let ledger = try RunLedger.create(in: fixture.directory, header: LedgerHeader(file: suite, profile: nil))
+        ledger.record(LeftThing(name: local))
+        ledger.record(LeftThing(name: server, server: "http://127.0.0.1:8474"))
+        ledger.record(RemoteThing(name: up, server: "ssh://up"))
+        ledger.record(RemoteThing(name: down1, server: "ssh://down"))
+        ledger.record(RemoteThing(name: down2, server: "ssh://down"))
+        _ = try await Self.die(ledger)
+
+        let report = await Recovery(registry: registry, directory: fixture.directory).run(.beforeRun(of: suite), automatic: true)
+        let run = try #require(report.runs.first)
+        #expect(run.undone == ["remote thing \(up): stopped", "thing \(local): undone"])
+        #expect(
+            run.failed == [
+                "remote thing \(down2): ssh://down: host unreachable", "remote thing \(down1): not tried, as ssh://down: host unreachable",
+            ])
+        // Newest first; the second entry on the unreachable server was not attempted, the Toxiproxy server's not at all.
+        #expect(RemoteRecovery.attempts.withLock { $0 }.filter([up, down1, down2].contains) == [down2, up])
+        #expect(Self.undone(among: [local, server]) == [local])
+        #expect(fixture.ledgers.count == 1)
+
+        // faultline recover, later, takes the rest.
+        let rest = await Recovery(registry: registry, directory: fixture.directory).run(
+            RecoveryScope(servers: ["http://127.0.0.1:8474"], includesLocal: false))
+        #expect(rest.runs.first?.undone == ["thing \(server): undone"])
+    }
+
     @Test("an entry no registered plugin recovers stays in the ledger, named")
     func unknownKind() async throws {
         let fixture = try Fixture()

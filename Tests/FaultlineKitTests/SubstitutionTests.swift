@@ -90,6 +90,34 @@ struct SubstitutionTests {
         #expect(missing.description.hasPrefix("e.yaml:5:12: environment variable T_MISSING is not set"))
     }
 
+    @Test("a value given as exactly one ${name} says where it was read: the variable, or the layer that writes it; never the value")
+    func sources() throws {
+        let sink = DiagnosticSink()
+        let doc = try DocumentLoader.parse(
+            """
+            configuration:
+              port: {type: env, key: S_PORT, default: 1}
+              url: http://example
+            secrets:
+              agents:
+                from_env: {type: env, key: S_TOKEN}
+                written: hunter22
+            """, format: .yaml, file: "s.yaml")
+        let suite = ConfigurationLayer.parse(name: "suite", configuration: doc["configuration"], secrets: doc["secrets"], path: .root, sink: sink)
+        let override = ConfigurationLayer(name: "--var", entries: [("url", .literal(SourceNode("http://other", at: nil)))])
+        let resolved = ResolvedConfiguration.resolve([suite, override], environment: ["S_TOKEN": "t0ken-value"], sink: sink)
+        let substitution = resolved.substitution
+        #expect(substitution.source(of: "${from_env}") == ValueSource(name: "from_env", isSecret: true, environment: "S_TOKEN", layer: "suite"))
+        #expect(substitution.source(of: "${written}") == ValueSource(name: "written", isSecret: true, layer: "suite"))
+        #expect(substitution.source(of: "${written}")?.description == "secret written (written in suite)")
+        // A default stands in for the unset variable; a later layer wins.
+        #expect(substitution.source(of: "${port}")?.environment == nil)
+        #expect(substitution.source(of: "${url}")?.layer == "--var")
+        // Only a whole-string reference has a source.
+        #expect(substitution.source(of: "Bearer ${from_env}") == nil)
+        #expect(substitution.source(of: "${unknown}") == nil)
+    }
+
     @Test(
         "--var types convert like Chaos Toolkit's",
         arguments: [

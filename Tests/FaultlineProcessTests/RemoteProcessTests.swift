@@ -297,17 +297,22 @@ struct RemoteProcessTests {
 
 @Suite("A killed run's remote services", .serialized)
 struct RemoteRecoveryTests {
-    /// Runs a suite with a service on `host` and a local action that waits; returns once both run.
-    func startRun(on host: TestSSHHost, token: String, in directory: ScratchDirectory) async throws -> TestProcess {
+    /// Runs a suite with services on `host` (each `<token>-<name>`) and a local action that waits;
+    /// returns once they all run.
+    func startRun(on host: TestSSHHost, token: String, in directory: ScratchDirectory, services: [String] = ["api"]) async throws -> TestProcess {
         try directory.write(
             "suite.yaml",
             """
             name: remote
             services:
-              - name: api
-                host: \(host.yaml)
-                command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-api"]
-                ready: {log: up, timeout: 30}
+            \(services.map { name in
+                """
+                  - name: \(name)
+                    host: \(host.yaml)
+                    command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-\(name)"]
+                    ready: {log: up, timeout: 30}
+                """
+            }.joined(separator: "\n"))
             experiments:
               - title: waits
                 description: an action that runs until faultline is stopped
@@ -391,6 +396,113 @@ struct RemoteRecoveryTests {
             #expect(await eventually { ServiceMarker.processes(withPrefix: "\(faultline.pid)-").isEmpty }, "no ssh client or master left")
             let journal = try Journal.load(path: directory.path("journals/01-waits.json"))
             #expect(journal.status == .interrupted)
+        }
+    }
+
+    /// kill -9 of faultline while the other host cannot hear of it (its ssh processes frozen, the
+    /// guardian gone): the remote services run on.
+    func killUnheard(_ faultline: TestProcess) async {
+        let ssh = ServiceMarker.processes(withPrefix: "\(faultline.pid)-").filter { $0.arguments.first?.hasSuffix("/ssh") == true }
+        for process in ssh { kill(process.pid, SIGSTOP) }
+        for guardian in liveProcesses(containing: "faultline-guardian").filter({ $0.parent == faultline.pid }) { kill(guardian.pid, SIGKILL) }
+        faultline.signal(SIGKILL)
+        _ = await faultline.wait()
+    }
+
+    /// The suite again, its experiment a quick one, for the next run.
+    func writeQuickSuite(on host: TestSSHHost, token: String, in directory: ScratchDirectory, withService: Bool) throws {
+        try directory.write(
+            "suite.yaml",
+            """
+            name: remote
+            \(withService ? """
+            services:
+              - name: api
+                host: \(host.yaml)
+                command: [python3, -c, "import time; print('up', flush=True); time.sleep(3000)", "\(token)-api"]
+                ready: {log: up, timeout: 30}
+            """ : "")
+            experiments:
+              - title: quick
+                method:
+                  - {type: probe, name: quick, provider: {type: process, path: "true"}}
+            """)
+    }
+
+    @Test(
+        "the next faultline run of the suite stops, over ssh, the services a killed run left on another host, before it starts; the dead run's journal records it",
+        .enabled(if: TestSSHHost.isAvailable, Comment(rawValue: TestSSHHost.skipMessage)))
+    func nextRunRecoversRemoteService() async throws {
+        try await closing(try await TestSSHHost.start()) { host in
+            let directory = try ScratchDirectory(prefix: "faultline-remote-recover")
+            let token = uniqueToken()
+            let faultline = try await startRun(on: host, token: token, in: directory)
+            defer { cleanUp(faultline, token: token) }
+            await killUnheard(faultline)
+            let left = try #require(service(token).first, "nothing stops it but recovery")
+
+            // The same suite, now with a quick experiment and the same service: the dead run's goes first.
+            try writeQuickSuite(on: host, token: token, in: directory, withService: true)
+            let next = try TestProcess.faultline(["run", "suite.yaml", "--journal-path", "next"], in: directory)
+            defer { cleanUp(next, token: token) }
+            #expect(await next.wait() == 0, "\(next.stdout)\n\(next.stderr)")
+            let recovered = next.stdout.split(separator: "\n").first { $0.contains("undone: service api on \(host.url)") }
+            #expect(recovered?.contains("stopped pid \(left.pid)") == true, "\(next.stdout)")
+            let recoveredAt = next.stdout.range(of: "undone: service api on \(host.url)")?.lowerBound
+            let startedAt = next.stdout.range(of: "service api ready")?.lowerBound
+            #expect(recoveredAt != nil && startedAt != nil && recoveredAt! <= startedAt!, "recovery comes first: \(next.stdout)")
+            #expect(SystemProcess.read(left.pid).map { $0.startTime != left.startTime || $0.isZombie } ?? true, "the dead run's service is gone")
+            #expect(await eventually { service(token).isEmpty }, "and the next run's own stopped with it")
+            #expect(await eventually { ServiceMarker.processes(withPrefix: "\(faultline.pid)-").isEmpty }, "the dead run's frozen ssh clients too")
+
+            let journal = try Journal.load(path: directory.path("journals/01-waits.json"))
+            #expect(journal.status == .interrupted)
+            let note = try #require(journal.recovery?.first)
+            #expect(note.automatic)
+            #expect(note.undone.contains { $0.hasPrefix("service api on \(host.url)") }, "\(note.undone)")
+            let ledgers = (try? FileManager.default.contentsOfDirectory(atPath: directory.path("state/ledgers"))) ?? []
+            #expect(ledgers.isEmpty, "everything undone: \(ledgers)")
+        }
+    }
+
+    @Test(
+        "a host the next run cannot reach fails its recovery at once, named, once per host; the run goes on and faultline recover keeps the entries",
+        .enabled(if: TestSSHHost.isAvailable, Comment(rawValue: TestSSHHost.skipMessage)))
+    func nextRunWithHostDown() async throws {
+        try await closing(try await TestSSHHost.start()) { host in
+            let directory = try ScratchDirectory(prefix: "faultline-remote-recover")
+            let token = uniqueToken()
+            let faultline = try await startRun(on: host, token: token, in: directory, services: ["api", "web"])
+            defer { cleanUp(faultline, token: token) }
+            await killUnheard(faultline)
+            #expect(service(token).count == 1)
+
+            // The host's network goes down (its end of the link; routes here stay, so nothing leaves
+            // this machine): no answer from it, and its sessions cannot hear of the dead run's ssh
+            // clients ending (the next run's local recovery ends them).
+            let peerLink = "flb" + host.hostLink.dropFirst(3)
+            try await TestSSHHost.must("ip", ["netns", "exec", host.namespace, "ip", "link", "set", peerLink, "down"])
+            try writeQuickSuite(on: host, token: token, in: directory, withService: false)
+            let next = try TestProcess.faultline(["run", "suite.yaml", "--journal-path", "next"], in: directory)
+            defer {
+                next.child.signal(SIGKILL)
+                // The host's sessions outlived the dead run's ssh clients: end them by pid.
+                for process in host.processesInside() { kill(process.pid, SIGKILL) }
+            }
+            #expect(await next.wait() == 0, "the run goes on: \(next.stdout)\n\(next.stderr)")
+            let lines = next.stdout.split(separator: "\n").map(String.init)
+            let failed = lines.filter { $0.contains("not undone (kept in") }
+            #expect(failed.count == 2, "\(next.stdout)")
+            #expect(failed.filter { $0.contains("ssh to \(host.url): host unreachable") }.count == 2, "\(failed)")
+            #expect(failed.filter { $0.contains("not tried, as ssh to \(host.url)") }.count == 1, "the host is tried once: \(failed)")
+            #expect(next.stderr.contains("2 things a dead run left could not be undone"), "\(next.stderr)")
+            #expect(try Journal.load(path: directory.path("next/01-quick.json")).status == .completed)
+            #expect(service(token).count == 1, "still there, for faultline recover")
+
+            let dry = try TestProcess.faultline(["recover", "--dry-run"], in: directory)
+            #expect(await dry.wait() == 0)
+            #expect(dry.stdout.contains("would undo: service api on \(host.url)"), "\(dry.stdout)")
+            #expect(dry.stdout.contains("would undo: service web on \(host.url)"), "\(dry.stdout)")
         }
     }
 }

@@ -163,6 +163,65 @@ struct AgentTests {
         }
     }
 
+    @Test(
+        "tokens from ${secrets}: one read from the environment is recorded as its variable and found again by faultline recover; one written out is named, never written, and given with --token"
+    )
+    func recoverWithSecretTokens() async throws {
+        try await Self.withAgents { setup in
+            // The suite of writeSuite, with each agent's token a secret: a's read from a variable, b's written in the suite.
+            let suite = Self.suite(a: setup.a.url, b: setup.b.url, service: setup.service, tokenFile: "unused")
+                .replacingOccurrences(of: "token: {type: env, key: AGENT_A_TOKEN}", with: "token: \"${a_token}\"")
+                .replacingOccurrences(of: "token: {type: file, path: \"unused\"}", with: "token: \"${b_token}\"")
+                .replacingOccurrences(
+                    of: "agents:\n",
+                    with: "secrets:\n  agents:\n    a_token: {type: env, key: A_SECRET}\n    b_token: \"\(setup.b.token ?? "")\"\nagents:\n")
+            try setup.scratch.write("suite.yaml", suite)
+            guard mkfifo(setup.scratch.path("go"), 0o600) == 0 else { throw TestFailure("mkfifo: \(String(cString: strerror(errno)))") }
+            let environment = ["A_SECRET": setup.a.token ?? ""]
+            let run = try TestProcess.faultline(["run", "suite.yaml", "--journal-path", "journals"], in: setup.scratch, environment: environment)
+            try await Self.waitForExperiment(run, setup)
+            run.signal(SIGKILL)
+            #expect(await run.wait() == 128 + SIGKILL)
+
+            // The ledger names a's variable and b's secret, and holds neither token.
+            let directory = setup.scratch.path("state/ledgers")
+            let ledgers = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".ledger") }
+            try #require(ledgers.count == 1, "\(ledgers)")
+            let ledger = try String(contentsOfFile: "\(directory)/\(ledgers[0])", encoding: .utf8)
+            #expect(ledger.contains(#""token_env":"A_SECRET""#), "\(ledger)")
+            #expect(ledger.contains(#""token_given":"secret b_token (written in suite)""#), "\(ledger)")
+            #expect(!ledger.contains(setup.a.token ?? "?") && !ledger.contains(setup.b.token ?? "?"))
+
+            // Without either: a's entries say where its token is read; b's fail before any request, saying how to give it.
+            let bare = try TestProcess.faultline(["recover"], in: setup.scratch)
+            #expect(await bare.wait() == 1, "\(bare.stdout)\n\(bare.stderr)")
+            #expect(bare.stdout.contains("agent a (\(setup.a.url))") && bare.stdout.contains("$A_SECRET"), "\(bare.stdout)")
+            #expect(
+                bare.stdout.contains(
+                    "agent b (\(setup.b.url)) needs the run's token, secret b_token (written in suite), whose value is not recorded; give it to faultline recover as --token b=env:VARIABLE or --token b=file:PATH"
+                ), "\(bare.stdout)")
+            #expect(!bare.stdout.contains(setup.a.token ?? "?") && !bare.stdout.contains(setup.b.token ?? "?"))
+            #expect(try await setup.clientA.proxies().map(\.name) == ["alpha"])
+            #expect(try await setup.clientB.proxies().map(\.name) == ["beta"])
+
+            // A token on the command line itself is refused, unread.
+            let literal = try TestProcess.faultline(["recover", "--token", "b=\(setup.b.token ?? "")"], in: setup.scratch)
+            #expect(await literal.wait() == 2, "\(literal.stdout)\n\(literal.stderr)")
+            #expect(literal.stderr.contains("give where the token is, env:VARIABLE or file:PATH"), "\(literal.stderr)")
+            #expect(!literal.stderr.contains(setup.b.token ?? "?"))
+
+            // a's variable as the run had it, b's token from a file: both agents cleaned.
+            try setup.scratch.write("b-token", (setup.b.token ?? "") + "\n")
+            let recover = try TestProcess.faultline(
+                ["recover", "--token", "b=file:\(setup.scratch.path("b-token"))"], in: setup.scratch, environment: environment)
+            #expect(await recover.wait() == 0, "\(recover.stdout)\n\(recover.stderr)")
+            #expect(recover.stdout.contains("undone: proxy alpha on agent a (\(setup.a.url)): deleted"), "\(recover.stdout)")
+            #expect(recover.stdout.contains("undone: proxy beta on agent b (\(setup.b.url)): deleted"), "\(recover.stdout)")
+            #expect(try await setup.clientA.proxies().isEmpty)
+            #expect(try await setup.clientB.proxies().isEmpty)
+        }
+    }
+
     @Test("the next run of the suite first removes what a killed run left on each of its agents, and says so")
     func nextRunRecoversEveryAgent() async throws {
         try await Self.withAgents { setup in

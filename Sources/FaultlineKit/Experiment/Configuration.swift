@@ -43,6 +43,46 @@ public enum ConfigurationEntry: Sendable {
     }
 }
 
+/// Where a configuration value or a secret was read: the name or the place, never the value.
+/// A plugin records this in a value's place where the value must not be written (a ledger), so
+/// that what reads the record later finds the value again where the run did.
+public struct ValueSource: Sendable, Equatable, CustomStringConvertible {
+    /// The value's name: `agent_token`.
+    public var name: String
+    /// Whether it is a secret (under `secrets:`).
+    public var isSecret: Bool
+    /// The environment variable it was read from (`{type: env, key}`); nil for a value written in
+    /// its layer (or an environment entry's default).
+    public var environment: String?
+    /// The layer that gives it: `suite`, `profile staging`, a var file, `--var`.
+    public var layer: String
+
+    public init(name: String, isSecret: Bool, environment: String? = nil, layer: String) {
+        self.name = name
+        self.isSecret = isSecret
+        self.environment = environment
+        self.layer = layer
+    }
+
+    /// The source of a value resolved from `entry`; nil for one resolved before (no layer of its own).
+    init?(name: String, entry: ConfigurationEntry, layer: String, isSecret: Bool, environment: [String: String]) {
+        switch entry {
+        case .environment(let key, _, _, _):
+            // A default stands in for an unset variable: then the value is the layer's.
+            self.init(name: name, isSecret: isSecret, environment: environment[key] != nil ? key : nil, layer: layer)
+        case .literal:
+            self.init(name: name, isSecret: isSecret, layer: layer)
+        case .evaluated, .resolved:
+            return nil
+        }
+    }
+
+    /// `secret agent_token (in the suite)`, for messages.
+    public var description: String {
+        (isSecret ? "secret " : "configuration value ") + name + (environment.map { " (from $\($0))" } ?? " (written in \(layer))")
+    }
+}
+
 /// The types `env_var_type` and `--var key:type=value` accept, as in Chaos Toolkit.
 public enum EnvironmentValueType: String, Sendable, Decodable, CaseIterable {
     case str, string, int, integer, float, number, bytes, bool, json
@@ -159,6 +199,9 @@ public struct ResolvedConfiguration: Sendable {
     /// Names whose value could not be read (an environment variable not set), already reported:
     /// their uses are not reported again as unknown names.
     public var unavailable: Set<String> = []
+    /// Where each value ``substitution`` gives by name was read (an environment variable, or a
+    /// layer that writes it), for the values read or written in a layer.
+    public var sources: [String: ValueSource] = [:]
 
     public init(configuration: [String: Value] = [:], secrets: [String: [String: Value]] = [:]) {
         self.configuration = configuration
@@ -176,6 +219,7 @@ public struct ResolvedConfiguration: Sendable {
         var substitution = Substitution(variables: variables)
         substitution.secrets = redactor
         substitution.unavailable = unavailable.subtracting(variables.keys)
+        substitution.sources = sources
         return substitution
     }
 
@@ -189,11 +233,18 @@ public struct ResolvedConfiguration: Sendable {
         var entries: [String: ConfigurationEntry] = [:]
         var order: [String] = []
         var secretEntries: [String: [String: ConfigurationEntry]] = [:]
+        // The layer that wins each value, for ``sources``.
+        var entryLayers: [String: String] = [:]
+        var secretLayers: [String: [String: String]] = [:]
         for layer in layers {
             for (key, entry) in layer.entries {
                 if entries.updateValue(entry, forKey: key) == nil { order.append(key) }
+                entryLayers[key] = layer.name
             }
-            for (scope, key, entry) in layer.secrets { secretEntries[scope, default: [:]][key] = entry }
+            for (scope, key, entry) in layer.secrets {
+                secretEntries[scope, default: [:]][key] = entry
+                secretLayers[scope, default: [:]][key] = layer.name
+            }
         }
 
         var raw: [String: Value] = [:]
@@ -233,6 +284,19 @@ public struct ResolvedConfiguration: Sendable {
         // (configuration over secrets, as ``substitution`` orders them).
         var resolved = ResolvedConfiguration(configuration: [:], secrets: secrets)
         resolved.unavailable = unavailable
+        // Flattened as ``substitution`` flattens the values: secrets by scope, configuration over them.
+        for scope in secretEntries.keys.sorted() {
+            for (key, entry) in secretEntries[scope]! where secrets[scope]?[key] != nil {
+                resolved.sources[key] = ValueSource(
+                    name: key, entry: entry, layer: secretLayers[scope]?[key] ?? "?", isSecret: true, environment: environment)
+            }
+        }
+        for key in order where raw[key] != nil {
+            if let entry = entries[key] {
+                resolved.sources[key] = ValueSource(
+                    name: key, entry: entry, layer: entryLayers[key] ?? "?", isSecret: false, environment: environment)
+            }
+        }
         var known = resolved.substitution
         known.budget = SubstitutionBudget(total: InputLimits.documents.substitutionTotal)
         var state: [String: Bool] = [:]  // false = in progress, true = done

@@ -27,6 +27,8 @@ public struct Substitution: Sendable {
     /// Names defined but without a value, their problem already reported (an environment variable
     /// not set): a use is a consequence of that, not an unknown name.
     public var unavailable: Set<String> = []
+    /// Where the named values were read (``ResolvedConfiguration/sources``).
+    public var sources: [String: ValueSource] = [:]
 
     public init(variables: [String: Value], sizeLimit: Int = InputLimits.documents.substitutionSize, budget: SubstitutionBudget? = nil) {
         self.variables = variables
@@ -75,6 +77,13 @@ public struct Substitution: Sendable {
         }
         if !text.isEmpty { parts.append(.text(text)) }
         return parts
+    }
+
+    /// Where the value of `string` was read, when `string` is exactly one `${name}` of a value
+    /// read or written in a layer; nil otherwise (text around it, a value made by the run).
+    public func source(of string: String) -> ValueSource? {
+        guard let parts = try? Self.parse(string), parts.count == 1, case .variable(let name) = parts[0] else { return nil }
+        return sources[name]
     }
 
     /// The variable names a string refers to.

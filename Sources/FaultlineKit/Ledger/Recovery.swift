@@ -19,17 +19,41 @@ public protocol LedgerRecovery: Sendable {
     associatedtype Entry: LedgerEntry
     /// Undoes `entry`.
     /// - Returns: what it did, in a few words (`deleted proxy store`, `already gone`).
+    /// - Throws: an error conforming to ``ServerUnreachable`` when the entry's server cannot be
+    ///   reached at all, so the rest of the recovery does not wait on it again.
     func recover(_ entry: Entry, context: RecoveryContext) async throws -> String
+    /// Whether the next run of the same suite undoes the entry before it starts, as it does what
+    /// is on this machine, though it is on another (``LedgerEntry/server``): true when the entry
+    /// holds all its recovery needs (an ssh host, with its key and known-hosts files). False by
+    /// default: an entry on a server whose credentials the run brings (a Toxiproxy token) is
+    /// recovered when the run's backend first reaches that server.
+    static var recoversBeforeRun: Bool { get }
 }
+
+extension LedgerRecovery {
+    public static var recoversBeforeRun: Bool { false }
+}
+
+/// An error of a ``LedgerRecovery`` that could not reach the entry's server at all (refused,
+/// timed out, no route, refused the credentials): the recovery tries no other entry on that
+/// server, which would fail the same way after the same wait, and keeps them all for the next try.
+public protocol ServerUnreachable: Error {}
 
 /// What a recovery gets.
 public struct RecoveryContext: Sendable {
     /// The environment to read credentials from (`TOXIPROXY_AUTH_TOKEN`).
     public var environment: [String: String]
+    /// API tokens the user gave for this recovery (`faultline recover --token`), by agent name or
+    /// server URL: used before what the ledger says.
+    public var tokens: [String: String]
     public var logger: Logger
 
-    public init(environment: [String: String] = ProcessInfo.processInfo.environment, logger: Logger = Logger(label: "faultline.recover")) {
+    public init(
+        environment: [String: String] = ProcessInfo.processInfo.environment, tokens: [String: String] = [:],
+        logger: Logger = Logger(label: "faultline.recover")
+    ) {
         self.environment = environment
+        self.tokens = tokens
         self.logger = logger
     }
 }
@@ -37,10 +61,13 @@ public struct RecoveryContext: Sendable {
 /// A registered ``LedgerRecovery`` with its entry type opened.
 public struct LedgerRecoveryDescriptor: Sendable {
     public let kind: String
+    /// ``LedgerRecovery/recoversBeforeRun``.
+    public let recoversBeforeRun: Bool
     let body: @Sendable (LedgerRecord, RecoveryContext) async throws -> String
 
     init<R: LedgerRecovery>(_ recovery: R) {
         kind = R.Entry.kind
+        recoversBeforeRun = R.recoversBeforeRun
         body = { record, context in try await recovery.recover(try record.decode(R.Entry.self), context: context) }
     }
 }
@@ -68,12 +95,24 @@ public struct RecoveryScope: Sendable {
     public var servers: Set<String>?
     /// Entries on this machine (stopped processes, services) too.
     public var includesLocal: Bool
+    /// Entries on other machines whose recovery is part of the step a run takes before it starts
+    /// (``LedgerRecovery/recoversBeforeRun``: remote services over ssh), whatever ``servers`` says.
+    public var includesBeforeRun: Bool
 
-    public init(file: String? = nil, profile: String? = nil, servers: Set<String>? = nil, includesLocal: Bool = true) {
+    public init(
+        file: String? = nil, profile: String? = nil, servers: Set<String>? = nil, includesLocal: Bool = true, includesBeforeRun: Bool = false
+    ) {
         self.file = file
         self.profile = profile
         self.servers = servers
         self.includesLocal = includesLocal
+        self.includesBeforeRun = includesBeforeRun
+    }
+
+    /// What the next run of `file` recovers before it starts: what dead runs of that file left on
+    /// this machine, and on other machines their recoveries reach by themselves (ssh hosts).
+    public static func beforeRun(of file: String) -> RecoveryScope {
+        RecoveryScope(file: file, servers: [], includesBeforeRun: true)
     }
 
     /// A server URL as ledger entries write it: `127.0.0.1:8474` and `http://127.0.0.1:8474/`
@@ -89,8 +128,9 @@ public struct RecoveryScope: Sendable {
             && (profile.map { $0 == header.profile } ?? true)
     }
 
-    func matches(_ record: LedgerRecord) -> Bool {
+    func matches(_ record: LedgerRecord, recoversBeforeRun: Bool) -> Bool {
         guard let server = record.server else { return includesLocal }
+        if includesBeforeRun && recoversBeforeRun { return true }
         return servers.map { $0.contains(Self.normalizedServer(server)) } ?? true
     }
 }
@@ -167,6 +207,8 @@ public struct Recovery: Sendable {
     ///   - automatic: the step a run takes before it starts (recorded as such).
     public func run(_ scope: RecoveryScope = RecoveryScope(), dryRun: Bool = false, automatic: Bool = false) async -> RecoveryReport {
         var report = RecoveryReport()
+        // Servers found unreachable (``ServerUnreachable``), with why: no other entry on them is tried.
+        var unreachable: [String: String] = [:]
         let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
         for name in names {
             let path = (directory as NSString).appendingPathComponent(name)
@@ -190,20 +232,30 @@ public struct Recovery: Sendable {
             guard scope.matches(header) else { continue }
             // Unlinked by a recovery that finished while this one waited to open it.
             guard FileManager.default.fileExists(atPath: path) else { continue }
-            report.runs.append(await recover(contents, header: header, path: path, fd: fd, scope: scope, dryRun: dryRun, automatic: automatic))
+            report.runs.append(
+                await recover(
+                    contents, header: header, path: path, fd: fd, scope: scope, dryRun: dryRun, automatic: automatic, unreachable: &unreachable))
         }
         report.runs.removeAll { $0.undone.isEmpty && $0.failed.isEmpty && $0.pending.isEmpty && !$0.removed }
         return report
     }
 
     private func recover(
-        _ contents: LedgerContents, header: LedgerHeader, path: String, fd: Int32, scope: RecoveryScope, dryRun: Bool, automatic: Bool
+        _ contents: LedgerContents, header: LedgerHeader, path: String, fd: Int32, scope: RecoveryScope, dryRun: Bool, automatic: Bool,
+        unreachable: inout [String: String]
     ) async -> RecoveryReport.Run {
         var run = RecoveryReport.Run(header: header, path: path)
-        let selected = contents.entries.filter { scope.matches($0.value) }.sorted { $0.key > $1.key }
+        let selected = contents.entries.filter {
+            scope.matches($0.value, recoversBeforeRun: registry.recoveries[$0.value.kind]?.recoversBeforeRun == true)
+        }
+        .sorted { $0.key > $1.key }
         for (id, record) in selected {
             if dryRun {
                 run.pending.append(record.summary)
+                continue
+            }
+            if let server = record.server, let why = unreachable[server] {
+                run.failed.append("\(record.summary): not tried, as \(why)")
                 continue
             }
             guard let recovery = registry.recoveries[record.kind] else {
@@ -217,6 +269,7 @@ public struct Recovery: Sendable {
                 run.undone.append("\(record.summary): \(done)")
             } catch {
                 run.failed.append("\(record.summary): \(error)")
+                if let server = record.server, error is any ServerUnreachable { unreachable[server] = "\(error)" }
             }
         }
         guard !dryRun else { return run }

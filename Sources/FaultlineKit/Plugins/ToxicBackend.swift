@@ -190,12 +190,17 @@ public struct BackendContext: Sendable {
     /// The suite's name for the agent being made, for messages and the ledger; nil for the
     /// profile's backend.
     public var agent: String?
+    /// Where each option given as exactly one `${name}` was read, by option (`token`: the
+    /// environment variable of a secret `{type: env, key}`), so that a backend can record the
+    /// source of a value that must not be written, such as a token.
+    public var sources: [String: ValueSource]
 
     public init(
         seed: UInt64, environment: [String: String], registry: PluginRegistry, ledger: RunLedger = .disabled,
-        progress: @escaping @Sendable (String) -> Void = { _ in }, agent: String? = nil
+        progress: @escaping @Sendable (String) -> Void = { _ in }, agent: String? = nil, sources: [String: ValueSource] = [:]
     ) {
         self.agent = agent
+        self.sources = sources
         self.seed = seed
         self.environment = environment
         self.registry = registry

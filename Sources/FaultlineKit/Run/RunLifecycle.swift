@@ -99,15 +99,22 @@ struct RunLifecycle {
     }
 
     /// Creates the run's ledger, after undoing what dead runs of the same file left on this
-    /// machine (a process they froze, services that outlived them). What dead runs left on a
-    /// server is for the backend that connects to it. A ledger that cannot be made is a warning:
+    /// machine (a process they froze, services that outlived them) and on the other hosts whose
+    /// recovery needs nothing the run brings (services on ssh hosts). What dead runs left on a
+    /// Toxiproxy server is for the backend that connects to it, with its token. A ledger that cannot be made is a warning:
     /// the run goes on, unprotected against a kill, as it says.
     private func openLedger(_ plan: RunPlan) async -> RunLedger {
         let directory = LedgerDirectory.path(environment: plan.options.environment)
         let context = RecoveryContext(environment: plan.options.environment, logger: logger)
         let recovery = Recovery(registry: registry, directory: directory, context: context)
-        let report = await recovery.run(RecoveryScope(file: plan.suite.file, servers: []), automatic: true)
+        let report = await recovery.run(.beforeRun(of: plan.suite.file), automatic: true)
         for line in report.lines { observer.handle(.setupStep(line)) }
+        if report.failedCount > 0 {
+            // The run goes on: what stays is in the dead run's ledger, for faultline recover.
+            logger.warning(
+                "\(report.failedCount) thing\(report.failedCount == 1 ? "" : "s") a dead run left could not be undone (above) and stay\(report.failedCount == 1 ? "s" : "") in its ledger; faultline recover retries"
+            )
+        }
         do {
             return try RunLedger.create(in: directory, header: LedgerHeader(file: plan.suite.file, profile: plan.profile?.name))
         } catch {

@@ -43,6 +43,10 @@ public struct ToxicBackendExtension: RunExtension {
         public var proxies: [ProxyDefinition]?
         /// The declared agents, by name: each one's object, substituted.
         public var agents: [String: SourceNode] = [:]
+        /// Where the options given as one `${name}` were read (``BackendContext/sources``): the
+        /// profile backend's, and each agent's by name.
+        public var optionSources: [String: ValueSource] = [:]
+        public var agentSources: [String: [String: ValueSource]] = [:]
         /// Which agent holds each suite proxy placed on one.
         public var placement: [String: String] = [:]
         /// Suite proxies an agent already holds (no `upstream:`): the run neither creates nor
@@ -95,20 +99,33 @@ public struct ToxicBackendExtension: RunExtension {
         let agents = planAgents(sections, substitution: context.shared, registry: context.registry, sink: sink)
         let backend = planBackend(sections, substitution: context.shared, registry: context.registry, sink: sink)
         let proxies = planProxies(
-            sections, agents: agents, substitution: context.shared, registry: context.registry, backend: backend.name,
+            sections, agents: agents.options, substitution: context.shared, registry: context.registry, backend: backend.name,
             profile: sections.profileName, sink: sink)
         guard !sink.hasErrors else { return nil }
-        return Plan(
-            backend: backend.name, options: backend.options, proxies: proxies?.proxies, agents: agents, placement: proxies?.placement ?? [:],
+        var plan = Plan(
+            backend: backend.name, options: backend.options, proxies: proxies?.proxies, agents: agents.options, placement: proxies?.placement ?? [:],
             held: proxies?.held ?? [])
+        plan.agentSources = agents.sources
+        plan.optionSources = Self.sources(of: Self.backendOptions(sections.profile["toxics"]), in: context.shared)
+        return plan
+    }
+
+    /// Where each option that is exactly one `${name}` was read.
+    static func sources(of options: SourceNode?, in substitution: Substitution) -> [String: ValueSource] {
+        var sources: [String: ValueSource] = [:]
+        for member in options?.members ?? [] {
+            if let text = member.value.stringValue, let source = substitution.source(of: text) { sources[member.key] = source }
+        }
+        return sources
     }
 
     /// The suite's `agents:` with the profile's over them (an agent the profile declares replaces
     /// the suite's of that name), each checked by the factory that makes agents.
     private func planAgents(_ sections: RunSections, substitution: Substitution, registry: PluginRegistry, sink: DiagnosticSink)
-        -> [String: SourceNode]
+        -> (options: [String: SourceNode], sources: [String: [String: ValueSource]])
     {
         var agents: [String: SourceNode] = [:]
+        var sources: [String: [String: ValueSource]] = [:]
         let declared =
             [(sections.suite["agents"], DocumentPath([.key("agents")]))]
             + [(sections.profile["agents"], DocumentPath([.key("profiles"), .key(sections.profileName ?? "?"), .key("agents")]))]
@@ -146,9 +163,10 @@ public struct ToxicBackendExtension: RunExtension {
                 factory.validate(options: member.value, sink: sink)
                 guard let substituted = try? substitution.substitute(member.value, path: agentPath, sink: sink) else { continue }
                 agents[member.key] = substituted
+                sources[member.key] = Self.sources(of: member.value, in: substitution)
             }
         }
-        return agents
+        return (agents, sources)
     }
 
     private func planProxies(
@@ -395,7 +413,7 @@ public struct ToxicBackendExtension: RunExtension {
                 options: plan.options,
                 context: BackendContext(
                     seed: setup.seed, environment: setup.environment, registry: setup.registry, ledger: setup.resources.ledger,
-                    progress: { setup.step($0) }))
+                    progress: { setup.step($0) }, sources: plan.optionSources))
         } catch {
             throw RunSetupFailure("toxic backend \(backendName): \(error)")
         }
@@ -458,7 +476,7 @@ public struct ToxicBackendExtension: RunExtension {
             setup.step("agent \(name)")
             let context = BackendContext(
                 seed: setup.seed, environment: setup.environment, registry: setup.registry, ledger: setup.resources.ledger,
-                progress: { setup.step($0) }, agent: name)
+                progress: { setup.step($0) }, agent: name, sources: plan.agentSources[name] ?? [:])
             do {
                 try Task.checkCancellation()
                 agents[name] = try await factory.makeBackend(options: options, context: context)
