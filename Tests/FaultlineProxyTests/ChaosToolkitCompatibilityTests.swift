@@ -92,7 +92,7 @@ struct ChaosToolkitCompatibilityTests {
             [
               {"name": "db", "listen": "127.0.0.1:0", "upstream": "localhost:5432",
                "toxics": [{"type": "latency", "attributes": {"latency": 200}}, {"name": "cut", "type": "limit_data", "stream": "upstream", "attributes": {"bytes": 10}},
-                          {"name": "defaults", "type": "latency", "attributes": null}]},
+                          {"name": "defaults", "type": "latency", "attributes": null, "clients": ["10.9.8.0/24"]}]},
               {"name": "cache", "listen": "127.0.0.1:0", "upstream": "localhost:6379", "enabled": false}
             ]
             """#.utf8
@@ -104,6 +104,8 @@ struct ChaosToolkitCompatibilityTests {
         #expect(proxies?["db"]?["toxics"]?[1]?["attributes"] == ["latency": 200, "jitter": 0])
         // `"attributes": null` means the type's defaults, as on POST /proxies/{name}/toxics.
         #expect(proxies?["db"]?["toxics"]?[2]?["attributes"] == ["latency": 0, "jitter": 0])
+        // The client condition (our extension) is kept, as populate keeps it: no toxic for everyone.
+        #expect(proxies?["db"]?["toxics"]?[2]?["clients"] == ["10.9.8.0/24"])
         #expect(proxies?["cache"]?["enabled"] == false)
 
         let bad = scratch.appendingPathComponent("bad.json")
