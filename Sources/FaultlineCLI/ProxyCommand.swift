@@ -159,7 +159,8 @@ struct ProxyCommand: AsyncParsableCommand {
                     name: entry.name ?? "", listen: entry.listen ?? "", upstream: entry.upstream ?? "", enabled: entry.enabled ?? true,
                     toxics: entry.toxics?.map {
                         ProxyServer.ToxicRequest(
-                            name: $0.name, type: $0.type ?? "", stream: $0.stream, toxicity: $0.toxicity, attributes: $0.attributes)
+                            name: $0.name, type: $0.type ?? "", stream: $0.stream, toxicity: $0.toxicity, attributes: $0.attributes,
+                            clients: $0.clients)
                     }, tls: tls, upstreamTLS: upstreamTLS))
         }
         if let first = sink.diagnostics.first { throw first }
@@ -196,6 +197,8 @@ struct ProxyCommand: AsyncParsableCommand {
         var stream: String?
         var toxicity: Double?
         var attributes: Value?
+        /// Our extension: the client addresses or CIDR blocks the toxic applies to.
+        var clients: [String]?
     }
 }
 

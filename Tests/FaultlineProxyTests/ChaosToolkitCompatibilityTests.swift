@@ -91,7 +91,8 @@ struct ChaosToolkitCompatibilityTests {
             #"""
             [
               {"name": "db", "listen": "127.0.0.1:0", "upstream": "localhost:5432",
-               "toxics": [{"type": "latency", "attributes": {"latency": 200}}, {"name": "cut", "type": "limit_data", "stream": "upstream", "attributes": {"bytes": 10}}]},
+               "toxics": [{"type": "latency", "attributes": {"latency": 200}}, {"name": "cut", "type": "limit_data", "stream": "upstream", "attributes": {"bytes": 10}},
+                          {"name": "defaults", "type": "latency", "attributes": null, "clients": ["10.9.8.0/24"]}]},
               {"name": "cache", "listen": "127.0.0.1:0", "upstream": "localhost:6379", "enabled": false}
             ]
             """#.utf8
@@ -99,8 +100,12 @@ struct ChaosToolkitCompatibilityTests {
         let server = try await FaultlineProxyProcess(["--config", good.path])
         let proxies = try await http("GET", server.port, "/proxies").json
         #expect(await server.stop() == 0)
-        #expect(proxies?["db"]?["toxics"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["cut", "latency_downstream"])
+        #expect(proxies?["db"]?["toxics"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["cut", "latency_downstream", "defaults"])
         #expect(proxies?["db"]?["toxics"]?[1]?["attributes"] == ["latency": 200, "jitter": 0])
+        // `"attributes": null` means the type's defaults, as on POST /proxies/{name}/toxics.
+        #expect(proxies?["db"]?["toxics"]?[2]?["attributes"] == ["latency": 0, "jitter": 0])
+        // The client condition (our extension) is kept, as populate keeps it: no toxic for everyone.
+        #expect(proxies?["db"]?["toxics"]?[2]?["clients"] == ["10.9.8.0/24"])
         #expect(proxies?["cache"]?["enabled"] == false)
 
         let bad = scratch.appendingPathComponent("bad.json")

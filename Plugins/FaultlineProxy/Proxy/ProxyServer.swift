@@ -505,7 +505,10 @@ public final class ProxyServer: Sendable {
         guard let descriptor = toxicTypes[request.type] else { throw ProxyError(.badRequest, "invalid toxic type") }
         if names.contains(name) { throw ProxyError(.conflict, "toxic already exists") }
         if let problem = descriptor.streamProblem(stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
-        let prepared = try Self.prepare(descriptor, request.attributes ?? .object([:]))
+        // Null attributes are absent ones, wherever the request came from (API, populate, --config).
+        var attributes = request.attributes ?? .object([:])
+        if attributes.isNull { attributes = .object([:]) }
+        let prepared = try Self.prepare(descriptor, attributes)
         try Self.checkToxicity(request.toxicity)
         return try ActiveToxic(
             definition: ToxicDefinition(
@@ -560,7 +563,7 @@ public final class ProxyServer: Sendable {
                 throw .toxicNotFound
             }
             var merged = current.definition.attributes.objectValue ?? ValueObject()
-            if let attributes {
+            if let attributes, !attributes.isNull {
                 guard case .object(let changes) = attributes else {
                     throw ProxyError(.badRequest, "bad request body: attributes must be an object")
                 }
