@@ -506,6 +506,7 @@ public final class ProxyServer: Sendable {
         if names.contains(name) { throw ProxyError(.conflict, "toxic already exists") }
         if let problem = descriptor.streamProblem(stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
         let prepared = try Self.prepare(descriptor, request.attributes ?? .object([:]))
+        if let problem = prepared.http?.streamProblem(stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
         try Self.checkToxicity(request.toxicity)
         return try ActiveToxic(
             definition: ToxicDefinition(
@@ -528,6 +529,7 @@ public final class ProxyServer: Sendable {
             } else {
                 prepared = try Self.prepare(descriptor, toxic.attributes)
             }
+            if let problem = prepared.http?.streamProblem(toxic.stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
             let name = toxic.name.isEmpty ? "\(toxic.type)_\(toxic.stream.rawValue)" : toxic.name
             let definition = ToxicDefinition(
                 name: name, type: toxic.type, stream: toxic.stream, toxicity: toxic.toxicity, attributes: prepared.attributes, clients: toxic.clients)
@@ -567,6 +569,9 @@ public final class ProxyServer: Sendable {
                 for (key, value) in changes where !value.isNull { merged[key] = value }
             }
             let prepared = try Self.prepare(descriptor, .object(merged))
+            if let problem = prepared.http?.streamProblem(current.definition.stream) {
+                throw ProxyError(.badRequest, "stream was invalid: \(problem)")
+            }
             try Self.checkToxicity(toxicity)
             var definition = current.definition
             definition.attributes = prepared.attributes
