@@ -322,4 +322,34 @@ struct HTTPScenarioTests {
             #expect(await message("http_bandwidth", [:]).contains("rate must be more than 0"))
         }
     }
+
+    @Test("In an experiment the same mistakes are load errors at their line and column")
+    func loadErrors() throws {
+        let errors = try validationErrors(
+            """
+            title: mapped scenarios
+            method:
+              - type: action
+                name: a
+                provider: {type: toxic, proxy: db, toxic: http_abort, stream: upstream, attributes: {code: 500}}
+              - type: action
+                name: b
+                provider: {type: toxic, proxy: db, toxic: http_rewrite, stream: downstream, attributes: {set_path: /v2}}
+              - type: action
+                name: c
+                provider: {type: toxic, proxy: db, toxic: http_abort, attributes: {request_headers: [{name: x, prefx: a}]}}
+              - type: action
+                name: d
+                provider: {type: toxic, proxy: db, toxic: http_body, attributes: {merge_patch: "{oops"}}
+            """)
+        #expect(
+            errors.contains {
+                $0.hasPrefix("experiment.yaml:5:") && $0.contains("code matches the response") && $0.contains("use stream: downstream")
+            },
+            "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("experiment.yaml:8:") && $0.contains("use stream: upstream") }, "\(errors)")
+        #expect(
+            errors.contains { $0.hasPrefix("experiment.yaml:11:") && $0.contains("unknown key \"prefx\" (did you mean \"prefix\"?)") }, "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("experiment.yaml:14:") && $0.contains("merge_patch is not JSON") }, "\(errors)")
+    }
 }

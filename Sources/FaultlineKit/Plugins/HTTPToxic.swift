@@ -277,7 +277,7 @@ public struct HTTPRequestMatch: Codable, Sendable, Equatable {
     /// Help for the match attributes, merged into each HTTP toxic's attribute help.
     public static let help: [String: String] = [
         "method": "only requests with this method (e.g. POST); empty: any",
-        "path": "only requests whose path (without query) is exactly this",
+        "path": "only requests whose path (without query) is exactly this; with a * in it, a glob (Chaos Mesh's path)",
         "path_prefix": "only requests whose path starts with this",
         "path_glob": "only requests whose path matches this glob (* any characters, ? one)",
         "host": "only requests whose Host (without port) is this",

@@ -335,7 +335,8 @@ public struct AddToxicAction: Action, RegistryValidating {
         }
         let prepared = try prepareAttributes(arguments.attributes, with: descriptor)
         if let problem = prepared.http?.streamProblem(arguments.stream) {
-            throw ArgumentError("stream", problem, hint: arguments.stream == .upstream ? "write stream: downstream" : "write stream: upstream")
+            // The problem says which stream to use.
+            throw ArgumentError("stream", problem)
         }
         return prepared
     }
