@@ -16,7 +16,8 @@ public enum ProxyPlugin: FaultlinePlugin {
 
     /// The HTTP toxics: Faultline's own, run by the in-process proxy only (a Toxiproxy server has none).
     public static let httpToxics: [any Toxic.Type] = [
-        HTTPAbortToxic.self, HTTPLatencyToxic.self, HTTPResetToxic.self, HTTPHeadersToxic.self, HTTPBodyToxic.self,
+        HTTPAbortToxic.self, HTTPLatencyToxic.self, HTTPResetToxic.self, HTTPHeadersToxic.self, HTTPBodyToxic.self, HTTPRewriteToxic.self,
+        HTTPBandwidthToxic.self,
     ]
 
     public static func register(into registry: inout PluginRegistry) {

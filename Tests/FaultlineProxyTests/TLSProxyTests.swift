@@ -255,7 +255,7 @@ struct TLSProxyTests {
               - {name: f, upstream: "127.0.0.1:1", upstream_tls: {insecure: true, sni: x}}
             experiments:
               - title: t
-                method: [{type: action, name: a, provider: {type: toxic, proxy: a, toxic: http_body, stream: upstream, attributes: {body: x}}}]
+                method: [{type: action, name: a, provider: {type: toxic, proxy: a, toxic: http_bandwidth, stream: upstream, attributes: {rate: 10}}}]
             """)
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:2:") && $0.contains("tls.cert needs its private key") }, "\(errors)")
         #expect(
@@ -270,20 +270,20 @@ struct TLSProxyTests {
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:7:") && $0.contains("unknown key \"sni\"") }, "\(errors)")
         #expect(
             errors.contains {
-                $0.hasPrefix("experiment.yaml:10:") && $0.contains("http_body acts on the downstream stream only, not upstream")
+                $0.hasPrefix("experiment.yaml:10:") && $0.contains("http_bandwidth acts on the downstream stream only, not upstream")
             }, "\(errors)")
     }
 
-    @Test("http_body on the upstream stream is refused by the API too")
+    @Test("http_bandwidth on the upstream stream is refused by the API too")
     func responseOnlyToxicUpstream() async throws {
         try await withProxyFixture(path: .nio) { fixture in
-            await #expect(throws: ProxyError.self) { try await fixture.addToxic("http_body", stream: "upstream", ["body": "x"]) }
+            await #expect(throws: ProxyError.self) { try await fixture.addToxic("http_bandwidth", stream: "upstream", ["rate": 10]) }
             do {
-                try await fixture.addToxic("http_body", stream: "upstream", ["body": "x"])
+                try await fixture.addToxic("http_bandwidth", stream: "upstream", ["rate": 10])
             } catch let error as ProxyError {
-                #expect(error.status == 400 && error.message.contains("http_body acts on the downstream stream only"), "\(error)")
+                #expect(error.status == 400 && error.message.contains("http_bandwidth acts on the downstream stream only"), "\(error)")
             }
-            try await fixture.addToxic("http_body", ["body": "x"])
+            try await fixture.addToxic("http_bandwidth", ["rate": 10])
         }
     }
 

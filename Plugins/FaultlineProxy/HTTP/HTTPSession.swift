@@ -10,12 +10,31 @@ final class HTTPToxicCounters: Sendable {
     let matched = Atomic<UInt64>(0)
     /// Connections whose traffic was not HTTP/1.x (or stopped being it): passed through untouched.
     let notHTTP = Atomic<UInt64>(0)
+    /// Faults under way now (counted only for a toxic with `max_active_faults`).
+    let active = Atomic<Int>(0)
+    /// Requests whose roll fired but that were left alone: `max_active_faults` were under way.
+    let overflow = Atomic<UInt64>(0)
+
+    /// Takes one of `limit` places for a fault; false when all are taken.
+    func tryActivate(limit: Int) -> Bool {
+        var current = active.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = active.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
 
     /// One line for the fault window in the journal and reports.
     var summary: String {
         let affected = affected.load(ordering: .relaxed)
         let matched = matched.load(ordering: .relaxed)
         var text = "affected \(affected) of \(matched) matching request\(matched == 1 ? "" : "s")"
+        let overflow = overflow.load(ordering: .relaxed)
+        if overflow > 0 {
+            text += "; \(overflow) more left alone while max_active_faults were under way"
+        }
         let notHTTP = notHTTP.load(ordering: .relaxed)
         if notHTTP > 0 {
             text += "; \(notHTTP) connection\(notHTTP == 1 ? " was" : "s were") not HTTP/1.x, passed through untouched (HTTP toxics could not apply)"
@@ -76,12 +95,28 @@ final class HTTPSession {
         var isHEAD: Bool
         var isCONNECT: Bool
         var faults: [HTTPFault]
+        /// Downstream toxics whose match looks at the response: decided when its head arrives.
+        var conditional: [ConditionalFault] = []
         /// Made up by the proxy: the request was not forwarded.
         var synthetic: HTTPSyntheticResponse?
+        /// Not forwarded, and the connection ends instead of an answer: reset (true) or close.
+        var dropReset: Bool?
         var syntheticDelay: UInt64 = 0
         /// Close the connection after the made-up response (the client expects it, or its
         /// request body is left unread).
         var closeAfter: Bool
+        /// Toxics with `max_active_faults` whose fault this exchange holds a place of.
+        var activated: [HTTPToxicCounters] = []
+
+        var isAnsweredHere: Bool { synthetic != nil || dropReset != nil }
+    }
+
+    /// A downstream toxic's roll for one request, applied if the response matches.
+    private struct ConditionalFault {
+        let match: HTTPRequestMatch
+        let counters: HTTPToxicCounters
+        /// nil when the roll did not fire.
+        let fault: HTTPFault?
     }
 
     private struct MessageState {
@@ -93,10 +128,26 @@ final class HTTPSession {
         var isHEAD = false
         /// A 1xx response: the final one is still to come for the same request.
         var isInterim = false
-
+        /// JSON merge patches for the body: the head waits until the whole body is read.
+        var mergePatches: [Value] = []
+        var heldRequest: HTTPToxicRequest?
+        var heldResponse: HTTPFraming.ResponseHead?
+        var collected = ByteBuffer()
+        var chunked = false
+        /// Body bytes per second, and when the bytes paced so far are due.
+        var throttle: UInt64?
+        var paceDue: UInt64 = 0
         /// Whether a cut (reset or truncation) waits for body bytes.
         var cutsBody: Bool { resetAfter != nil || truncateAfter != nil }
+        var isHeld: Bool { heldRequest != nil || heldResponse != nil }
     }
+
+    /// Places of `max_active_faults` taken when the response being read was judged. Kept out of
+    /// `response`: a cut in the middle of sending it ends the connection, and ``kill()`` gives them back.
+    private var responseActivated: [HTTPToxicCounters] = []
+
+    /// The most of a body held to merge a JSON patch into; a longer one passes unchanged.
+    static let maximumMergedBody = 16 * 1024 * 1024
 
     /// - Parameter midStream: the connection has carried bytes already, so parsing waits for a
     ///   request to start.
@@ -152,6 +203,8 @@ final class HTTPSession {
             up.sendEnd()
         } else {
             if let rest = responses.becomeOpaque() { down.send(rest, delay: 0) }
+            // A body that runs until the close and is merged: it goes now.
+            if response.isHeld { flushHeld(&response, to: down, direction: .downstream) }
             // A body that runs until the close and is replaced: the replacement goes now.
             if let replacement = response.replacement, !response.isHEAD {
                 down.send(ByteBuffer(bytes: replacement), delay: response.delay)
@@ -166,6 +219,29 @@ final class HTTPSession {
         finished = true
         up.cancel()
         down.cancel()
+        while let exchange = exchanges.popFirst() { Self.release(exchange.activated) }
+        Self.release(responseActivated)
+        responseActivated = []
+    }
+
+    private static func release(_ activated: [HTTPToxicCounters]) {
+        for counters in activated { counters.active.subtract(1, ordering: .relaxed) }
+    }
+
+    /// Takes a place of the toxic's `max_active_faults`, if it has one; false when they are taken.
+    private func activate(_ match: HTTPRequestMatch, _ counters: HTTPToxicCounters, into activated: inout [HTTPToxicCounters]) -> Bool {
+        guard let limit = match.maxActiveFaults else { return true }
+        guard counters.tryActivate(limit: limit) else {
+            counters.overflow.add(1, ordering: .relaxed)
+            return false
+        }
+        activated.append(counters)
+        return true
+    }
+
+    /// The exchange at the front is done: its places are given back.
+    private func finishExchange() {
+        if let exchange = exchanges.popFirst() { Self.release(exchange.activated) }
     }
 
     // MARK: Requests
@@ -188,7 +264,7 @@ final class HTTPSession {
             case .head(let raw, .request(let head)): requestHead(raw, head)
             case .head: break
             case .body(let bytes): requestBody(bytes)
-            case .end: request = MessageState()
+            case .end: requestEnded()
             case .opaque(let bytes): up.send(bytes, delay: request.delay)
             case .notHTTP(let reason, let bytes):
                 stopParsing(reason)
@@ -201,12 +277,19 @@ final class HTTPSession {
         requestCount += 1
         var requestFaults: [HTTPFault] = []
         var responseFaults: [HTTPFault] = []
+        var conditional: [ConditionalFault] = []
+        var activated: [HTTPToxicCounters] = []
         for rule in rules where rule.rule.match.matches(head) {
-            rule.counters.matched.add(1, ordering: .relaxed)
+            guard let toxicity = rule.rule.toxicity(for: head, configured: rule.toxic.definition.toxicity) else { continue }
             var random = SeededRandom(seed: rule.seed &+ requestCount &* 0x9E37_79B9_7F4A_7C15)
-            guard random.nextUnit() < rule.toxic.definition.toxicity else { continue }
+            let fault = random.nextUnit() < toxicity ? rule.rule.fault(for: head, random: &random) : nil
+            if rule.toxic.definition.stream == .downstream && rule.rule.match.needsResponse {
+                conditional.append(ConditionalFault(match: rule.rule.match, counters: rule.counters, fault: fault))
+                continue
+            }
+            rule.counters.matched.add(1, ordering: .relaxed)
+            guard let fault, activate(rule.rule.match, rule.counters, into: &activated) else { continue }
             rule.counters.affected.add(1, ordering: .relaxed)
-            let fault = rule.rule.fault(for: head, random: &random)
             if rule.toxic.definition.stream == .upstream {
                 requestFaults.append(contentsOf: fault.flattened)
             } else {
@@ -214,10 +297,13 @@ final class HTTPSession {
             }
         }
         let isCONNECT = head.method == "CONNECT"
+        let expectsContinue = head.headers.lists("expect", "100-continue")
         let closeAfter =
             head.headers.lists("connection", "close") || (head.version == "HTTP/1.0" && !head.headers.lists("connection", "keep-alive"))
-            || head.headers.lists("expect", "100-continue")
-        var exchange = Exchange(isHEAD: head.method == "HEAD", isCONNECT: isCONNECT, faults: responseFaults, closeAfter: closeAfter)
+            || expectsContinue
+        var exchange = Exchange(
+            isHEAD: head.method == "HEAD", isCONNECT: isCONNECT, faults: responseFaults, conditional: conditional, closeAfter: closeAfter,
+            activated: activated)
         request = MessageState()
         if requestFaults.isEmpty {
             exchanges.append(exchange)
@@ -228,16 +314,24 @@ final class HTTPSession {
         var edits = false
         for fault in requestFaults {
             switch fault {
-            case .respond(let answer): if exchange.synthetic == nil { exchange.synthetic = answer }
+            case .respond(let answer): if !exchange.isAnsweredHere { exchange.synthetic = answer }
+            case .drop(let reset): if !exchange.isAnsweredHere { exchange.dropReset = reset }
             case .delay(let nanoseconds): request.delay &+= nanoseconds
             case .reset(let bytes): request.resetAfter = min(request.resetAfter ?? .max, max(0, bytes))
+            case .truncateBody(let bytes): request.truncateAfter = min(request.truncateAfter ?? .max, max(0, bytes))
             case .editHeaders(let changes):
                 for change in changes { edited.headers.apply(change) }
                 edits = true
-            case .replaceBody, .truncateBody, .all: break  // response faults; `all` is flattened
+            case .editRequest(let changes):
+                for change in changes { edited.apply(change) }
+                edits = true
+            case .replaceBody(let body): request.replacement = body
+            case .mergeJSON(let patch): request.mergePatches.append(patch)
+            case .throttleBody(let rate): request.throttle = min(request.throttle ?? .max, max(1, rate))
+            case .setStatus, .all: break  // response faults; `all` is flattened
             }
         }
-        if exchange.synthetic != nil {
+        if exchange.isAnsweredHere {
             // Answered here: the request and its body never reach the server.
             exchange.syntheticDelay = request.delay
             request.discard = true
@@ -245,31 +339,170 @@ final class HTTPSession {
             sendReadySynthetics()
             return
         }
+        let waitsForNoOne = exchanges.isEmpty
         exchanges.append(exchange)
+        if var replacement = request.replacement {
+            if !request.mergePatches.isEmpty { replacement = Self.merged(replacement, patches: request.mergePatches) ?? replacement }
+            Self.reframe(&edited.headers, length: replacement.count)
+            edits = true
+            request.discard = true
+            // A truncation of a replaced body cuts the replacement instead.
+            if let limit = request.truncateAfter, limit < replacement.count {
+                replacement = Array(replacement.prefix(limit))
+            } else {
+                request.truncateAfter = nil
+            }
+            request.replacement = replacement
+        } else if !request.mergePatches.isEmpty {
+            // The head waits for the body: its length is known once the patch is merged.
+            if expectsContinue {
+                edited.headers.apply(.remove(name: "expect"))
+                // The client waits for 100 Continue before its body: the proxy answers it, when no
+                // earlier response is still to come.
+                if waitsForNoOne {
+                    down.send(ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n"), delay: 0)
+                    touchedOther = true
+                }
+            }
+            request.heldRequest = edited
+            request.chunked = Self.isChunked(head.headers)
+            return
+        }
         up.send(edits ? edited.serialized() : raw, delay: request.delay)
-        if request.resetAfter == 0 { cut(.upstream, reset: true) }
+        if request.resetAfter == 0 {
+            cut(.upstream, reset: true)
+        } else if request.truncateAfter == 0 && request.replacement == nil {
+            cut(.upstream, reset: false)
+        }
     }
 
     private func requestBody(_ bytes: ByteBuffer) {
         if request.discard { return }
+        if request.heldRequest != nil {
+            collect(bytes, in: &request, to: up, direction: .upstream)
+            return
+        }
         send(bytes, in: &request, to: up, direction: .upstream)
+    }
+
+    private func requestEnded() {
+        if request.isHeld {
+            flushHeld(&request, to: up, direction: .upstream)
+        } else if let replacement = request.replacement {
+            up.send(ByteBuffer(bytes: replacement), delay: request.delay)
+            if request.truncateAfter != nil { cut(.upstream, reset: false) }
+        }
+        request = MessageState()
+    }
+
+    /// Keeps body bytes of a message whose head waits for a merge; past the limit, gives up the
+    /// merge and sends what it held as it came.
+    private func collect(_ bytes: ByteBuffer, in message: inout MessageState, to outbox: Outbox, direction: ToxicStream) {
+        message.collected.writeImmutableBuffer(bytes)
+        guard message.collected.readableBytes > Self.maximumMergedBody else { return }
+        runtime.log.notice(
+            "proxy \(runtime.name): connection \(connectionNumber): a body over \(Self.maximumMergedBody) bytes passes without its JSON merge patch")
+        message.mergePatches = []
+        flushHeld(&message, to: outbox, direction: direction)
+    }
+
+    /// Sends a held head and its body: merged with the patches when the body is JSON, else as it came.
+    private func flushHeld(_ message: inout MessageState, to outbox: Outbox, direction: ToxicStream) {
+        var body = message.collected
+        var head: ByteBuffer
+        let merged =
+            message.mergePatches.isEmpty
+            ? nil
+            : Self.dechunked(Array(body.readableBytesView), chunked: message.chunked).flatMap { Self.merged($0, patches: message.mergePatches) }
+        if var request = message.heldRequest {
+            if let merged { Self.reframe(&request.headers, length: merged.count) }
+            head = request.serialized()
+        } else if var response = message.heldResponse {
+            if let merged { Self.reframe(&response.headers, length: merged.count) }
+            head = response.serialized()
+        } else {
+            return
+        }
+        if let merged { body = ByteBuffer(bytes: merged) }
+        message.heldRequest = nil
+        message.heldResponse = nil
+        message.collected = ByteBuffer()
+        outbox.send(head, delay: message.delay)
+        send(body, in: &message, to: outbox, direction: direction)
+    }
+
+    /// Header fields for a body of `length` bytes, sent whole.
+    private static func reframe(_ headers: inout [HTTPHeaderField], length: Int) {
+        headers.apply(.remove(name: "transfer-encoding"))
+        headers.apply(.set(name: "Content-Length", value: String(length)))
+    }
+
+    private static func isChunked(_ headers: [HTTPHeaderField]) -> Bool {
+        guard let encoding = headers.last(where: { $0.name.caseInsensitiveEquals("transfer-encoding") }) else { return false }
+        return encoding.value.split(separator: ",").last.map { $0.trimmingSpaces().lowercased() } == "chunked"
+    }
+
+    /// The body with the patches merged into it (RFC 7396), or nil when it is not JSON.
+    static func merged(_ body: [UInt8], patches: [Value]) -> [UInt8]? {
+        guard var value = try? JSONReader.value(String(decoding: body, as: UTF8.self)) else { return nil }
+        for patch in patches { value = value.mergePatched(with: patch) }
+        return Array(JSONWriter.string(value, pretty: false).utf8)
+    }
+
+    /// A body's data without chunk framing; nil when the framing is broken.
+    static func dechunked(_ bytes: [UInt8], chunked: Bool) -> [UInt8]? {
+        guard chunked else { return bytes }
+        var data: [UInt8] = []
+        var index = 0
+        while true {
+            guard let lineEnd = bytes[index...].firstIndex(of: 10) else { return nil }
+            let sizeText = bytes[index..<lineEnd].prefix { $0 != UInt8(ascii: ";") && $0 != 13 && $0 != 32 && $0 != 9 }
+            guard let size = Int(String(decoding: sizeText, as: UTF8.self), radix: 16), size >= 0 else { return nil }
+            index = lineEnd + 1
+            if size == 0 { return data }
+            guard size <= bytes.count - index else { return nil }
+            data += bytes[index..<(index + size)]
+            index += size
+            // The CRLF after the chunk's data.
+            while index < bytes.count, bytes[index] == 13 || bytes[index] == 10 {
+                index += 1
+                if bytes[index - 1] == 10 { break }
+            }
+        }
     }
 
     /// Sends body bytes, cutting the connection once a reset or truncation's count is reached.
     private func send(_ bytes: ByteBuffer, in message: inout MessageState, to outbox: Outbox, direction: ToxicStream) {
         guard message.cutsBody else {
-            outbox.send(bytes, delay: message.delay)
+            pace(bytes, in: &message, to: outbox)
             return
         }
         let limit = min(message.resetAfter ?? .max, message.truncateAfter ?? .max)
         let count = min(limit, bytes.readableBytes)
-        if count > 0 { outbox.send(bytes.getSlice(at: bytes.readerIndex, length: count)!, delay: message.delay) }
+        if count > 0 { pace(bytes.getSlice(at: bytes.readerIndex, length: count)!, in: &message, to: outbox) }
         if message.resetAfter != nil { message.resetAfter! -= count }
         if message.truncateAfter != nil { message.truncateAfter! -= count }
         if message.resetAfter == 0 {
             cut(direction, reset: true)
         } else if message.truncateAfter == 0 {
             cut(direction, reset: false)
+        }
+    }
+
+    /// Sends body bytes after the message's delay, at most at its throttle's rate: in pieces of
+    /// 50 ms each, every piece due when the ones before it have had their time.
+    private func pace(_ bytes: ByteBuffer, in message: inout MessageState, to outbox: Outbox) {
+        guard let rate = message.throttle else {
+            outbox.send(bytes, delay: message.delay)
+            return
+        }
+        let now = outbox.now
+        message.paceDue = max(message.paceDue, now &+ message.delay)
+        let piece = Int(max(1, min(rate / 20, 64 * 1024)))
+        var rest = bytes
+        while rest.readableBytes > 0, let slice = rest.readSlice(length: min(piece, rest.readableBytes)) {
+            message.paceDue &+= UInt64(slice.readableBytes) &* 1_000_000_000 / rate
+            outbox.send(slice, delay: message.paceDue &- now)
         }
     }
 
@@ -322,7 +555,7 @@ final class HTTPSession {
         response.isHEAD = exchange.isHEAD
         if head.status == 101 || (exchange.isCONNECT && (200..<300).contains(head.status)) {
             down.send(raw, delay: 0)
-            _ = exchanges.popFirst()
+            finishExchange()
             becomeTunnel()
             return
         }
@@ -332,25 +565,51 @@ final class HTTPSession {
             down.send(raw, delay: 0)
             return
         }
-        guard !exchange.faults.isEmpty else {
+        var faults = exchange.faults
+        for conditional in exchange.conditional where conditional.match.matchesResponse(status: head.status, headers: head.headers) {
+            conditional.counters.matched.add(1, ordering: .relaxed)
+            guard let fault = conditional.fault, activate(conditional.match, conditional.counters, into: &responseActivated) else { continue }
+            conditional.counters.affected.add(1, ordering: .relaxed)
+            faults.append(contentsOf: fault.flattened)
+        }
+        guard !faults.isEmpty else {
             down.send(raw, delay: 0)
             return
         }
         var edited = head
         var edits = false
         var answer: HTTPSyntheticResponse?
-        for fault in exchange.faults {
+        var drop: Bool?
+        for fault in faults {
             switch fault {
-            case .respond(let made): if answer == nil { answer = made }
+            case .respond(let made): if answer == nil && drop == nil { answer = made }
+            case .drop(let reset): if answer == nil && drop == nil { drop = reset }
             case .delay(let nanoseconds): response.delay &+= nanoseconds
             case .reset(let bytes): response.resetAfter = min(response.resetAfter ?? .max, max(0, bytes))
             case .truncateBody(let bytes): response.truncateAfter = min(response.truncateAfter ?? .max, max(0, bytes))
             case .replaceBody(let body): response.replacement = body
+            case .mergeJSON(let patch): response.mergePatches.append(patch)
+            case .throttleBody(let rate): response.throttle = min(response.throttle ?? .max, max(1, rate))
+            case .setStatus(let status):
+                edited.status = status
+                edited.reason = HTTPStatusText.reason(status)
+                edits = true
             case .editHeaders(let changes):
                 for change in changes { edited.headers.apply(change) }
                 edits = true
-            case .all: break
+            case .editRequest, .all: break
             }
+        }
+        if let drop {
+            // Nothing of the server's response reaches the client: the connection ends instead.
+            response.discard = true
+            if response.delay > 0 {
+                down.sendCut(reset: drop, delay: response.delay)
+                finished = true
+            } else {
+                cut(.downstream, reset: drop)
+            }
+            return
         }
         if let answer {
             // The server's response is read and dropped; the client gets the made-up one.
@@ -358,17 +617,23 @@ final class HTTPSession {
             down.send(Self.serialize(answer, isHEAD: exchange.isHEAD, close: false), delay: response.delay)
             return
         }
-        if let replacement = response.replacement {
-            edited.headers.apply(.remove(name: "transfer-encoding"))
-            edited.headers.apply(.set(name: "Content-Length", value: String(replacement.count)))
+        if var replacement = response.replacement {
+            if !response.mergePatches.isEmpty { replacement = Self.merged(replacement, patches: response.mergePatches) ?? replacement }
+            Self.reframe(&edited.headers, length: replacement.count)
             edits = true
             response.discard = true
             // A truncation of a replaced body cuts the replacement instead.
             if let limit = response.truncateAfter, limit < replacement.count {
-                response.replacement = Array(replacement.prefix(limit))
+                replacement = Array(replacement.prefix(limit))
             } else {
                 response.truncateAfter = nil
             }
+            response.replacement = replacement
+        } else if !response.mergePatches.isEmpty && !exchange.isHEAD {
+            // The head waits for the body: its length is known once the patch is merged.
+            response.heldResponse = edited
+            response.chunked = Self.isChunked(head.headers)
+            return
         }
         down.send(edits ? edited.serialized() : raw, delay: response.delay)
         if response.resetAfter == 0 {
@@ -380,6 +645,10 @@ final class HTTPSession {
 
     private func responseBody(_ bytes: ByteBuffer) {
         if response.discard { return }
+        if response.heldResponse != nil {
+            collect(bytes, in: &response, to: down, direction: .downstream)
+            return
+        }
         send(bytes, in: &response, to: down, direction: .downstream)
     }
 
@@ -388,24 +657,34 @@ final class HTTPSession {
             response = MessageState()
             return
         }
-        if let replacement = response.replacement {
+        if response.isHeld {
+            flushHeld(&response, to: down, direction: .downstream)
+        } else if let replacement = response.replacement {
             if !response.isHEAD { down.send(ByteBuffer(bytes: replacement), delay: response.delay) }
             if response.truncateAfter != nil {
                 cut(.downstream, reset: false)
                 return
             }
         }
+        Self.release(responseActivated)
+        responseActivated = []
         response = MessageState()
-        _ = exchanges.popFirst()
+        finishExchange()
         sendReadySynthetics()
     }
 
     /// Sends the made-up responses now at the front of the queue (those of earlier requests went).
     private func sendReadySynthetics() {
-        while !finished, let first = exchanges.first, let answer = first.synthetic {
-            _ = exchanges.popFirst()
-            down.send(Self.serialize(answer, isHEAD: first.isHEAD, close: first.closeAfter), delay: first.syntheticDelay)
+        while !finished, let first = exchanges.first, first.isAnsweredHere {
+            finishExchange()
             touchedOther = true
+            guard let answer = first.synthetic else {
+                // Dropped: the connection ends where the answer would have been.
+                down.sendCut(reset: first.dropReset ?? true, delay: first.syntheticDelay)
+                finished = true
+                return
+            }
+            down.send(Self.serialize(answer, isHEAD: first.isHEAD, close: first.closeAfter), delay: first.syntheticDelay)
             if first.closeAfter {
                 cut(.downstream, reset: false)
             }
@@ -489,7 +768,10 @@ final class Outbox {
 
     func sendEnd() { enqueue(.end, delay: 0) }
 
-    func sendCut(reset: Bool) { enqueue(.cut(reset: reset), delay: 0) }
+    func sendCut(reset: Bool, delay: UInt64 = 0) { enqueue(.cut(reset: reset), delay: delay) }
+
+    /// The link's clock, in nanoseconds.
+    var now: UInt64 { link.now }
 
     private func enqueue(_ item: Item, delay: UInt64) {
         if queue.isEmpty && delay == 0 {

@@ -509,6 +509,7 @@ public final class ProxyServer: Sendable {
         var attributes = request.attributes ?? .object([:])
         if attributes.isNull { attributes = .object([:]) }
         let prepared = try Self.prepare(descriptor, attributes)
+        if let problem = prepared.http?.streamProblem(stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
         try Self.checkToxicity(request.toxicity)
         return try ActiveToxic(
             definition: ToxicDefinition(
@@ -531,6 +532,7 @@ public final class ProxyServer: Sendable {
             } else {
                 prepared = try Self.prepare(descriptor, toxic.attributes)
             }
+            if let problem = prepared.http?.streamProblem(toxic.stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
             let name = toxic.name.isEmpty ? "\(toxic.type)_\(toxic.stream.rawValue)" : toxic.name
             let definition = ToxicDefinition(
                 name: name, type: toxic.type, stream: toxic.stream, toxicity: toxic.toxicity, attributes: prepared.attributes, clients: toxic.clients)
@@ -570,6 +572,9 @@ public final class ProxyServer: Sendable {
                 for (key, value) in changes where !value.isNull { merged[key] = value }
             }
             let prepared = try Self.prepare(descriptor, .object(merged))
+            if let problem = prepared.http?.streamProblem(current.definition.stream) {
+                throw ProxyError(.badRequest, "stream was invalid: \(problem)")
+            }
             try Self.checkToxicity(toxicity)
             var definition = current.definition
             definition.attributes = prepared.attributes

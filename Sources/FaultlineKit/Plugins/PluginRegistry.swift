@@ -365,15 +365,25 @@ public struct HTTPToxicRule: Sendable {
     /// The requests the toxic may act on.
     public let match: HTTPRequestMatch
     private let faultMaker: @Sendable (HTTPToxicRequest, inout SeededRandom) -> HTTPFault
+    private let toxicityMaker: @Sendable (HTTPToxicRequest, Double) -> Double?
+    private let streamChecker: @Sendable (ToxicStream) -> String?
 
     init<H: HTTPToxic>(_ type: H.Type, _ attributes: Any) {
         let attributes = attributes as! H.Attributes
         match = H.match(attributes)
         faultMaker = { request, random in H.fault(attributes, request: request, random: &random) }
+        toxicityMaker = { request, configured in H.toxicity(attributes, request: request, configured: configured) }
+        streamChecker = { stream in H.streamProblem(attributes, stream: stream) }
     }
 
     /// The toxic's fault for one request it applies to.
     public func fault(for request: HTTPToxicRequest, random: inout SeededRandom) -> HTTPFault { faultMaker(request, &random) }
+
+    /// The probability of acting on this matching request; nil when the toxic does not apply to it.
+    public func toxicity(for request: HTTPToxicRequest, configured: Double) -> Double? { toxicityMaker(request, configured) }
+
+    /// Why the attributes cannot act on `stream`, or nil.
+    public func streamProblem(_ stream: ToxicStream) -> String? { streamChecker(stream) }
 }
 
 extension ArgumentError {

@@ -40,7 +40,7 @@ public protocol Toxic: Sendable {
     static var attributeHelp: [String: String] { get }
 
     /// The directions the toxic can act on (both by default). An HTTP toxic that changes only
-    /// responses (`http_body`) lists `downstream`: on the other stream it would do nothing, so
+    /// responses (`http_bandwidth`) lists `downstream`: on the other stream it would do nothing, so
     /// adding it there is refused at load time and by the admin API.
     static var streams: [ToxicStream] { get }
 

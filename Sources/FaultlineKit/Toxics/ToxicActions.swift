@@ -239,7 +239,7 @@ public struct AddToxicAction: Action, RegistryValidating {
     public static let argumentHelp = [
         "proxy": "the proxy's name (from the suite's proxies: or a proxy.create action)",
         "toxic":
-            "toxic type: latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, http_abort, http_latency, http_reset, http_headers, http_body, or a plugin's",
+            "toxic type: latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, http_abort, http_latency, http_reset, http_headers, http_body, http_rewrite, http_bandwidth, or a plugin's",
         "attributes": "the toxic's attributes, in Toxiproxy's names and units (see faultline plugins)",
         "stream": "downstream (server → client) or upstream (client → server)",
         "toxicity": "probability 0…1 that the toxic applies to a connection, rolled once per connection (HTTP toxics: per request)",
@@ -333,7 +333,12 @@ public struct AddToxicAction: Action, RegistryValidating {
             throw ArgumentError(
                 "stream", problem, hint: other == "downstream" ? "leave stream out (downstream is the default)" : "write stream: \(other)")
         }
-        return try prepareAttributes(arguments.attributes, with: descriptor)
+        let prepared = try prepareAttributes(arguments.attributes, with: descriptor)
+        if let problem = prepared.http?.streamProblem(arguments.stream) {
+            // The problem says which stream to use.
+            throw ArgumentError("stream", problem)
+        }
+        return prepared
     }
 
     public func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {
