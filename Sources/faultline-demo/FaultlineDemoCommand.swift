@@ -155,7 +155,7 @@ func serve(_ server: DemoServer) async throws {
     let log = logger(server.name)
     let signals = SignalWaiter([SIGTERM, SIGINT])
     // Written straight to the descriptor: a buffered print would not reach a pipe until exit.
-    FileHandle.standardOutput.write(Data("\(server.readyLine)\n".utf8))
+    write(line: server.readyLine, to: .standardOutput)
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }
         group.addTask {
@@ -170,7 +170,15 @@ func serve(_ server: DemoServer) async throws {
 
 /// A line on stderr, prefixed with the service's name.
 func logger(_ name: String) -> @Sendable (String) -> Void {
-    { message in FileHandle.standardError.write(Data("faultline-demo \(name): \(message)\n".utf8)) }
+    { message in write(line: "faultline-demo \(name): \(message)", to: .standardError) }
+}
+
+/// Writes a line, ignoring a reader that went away: the runner that read a service's output may
+/// have been killed (its pipe then fails with EPIPE), and `FileHandle.write(_:)` traps on that
+/// failure, which would leave a crashed service with its ports held by the backtracer instead of
+/// one that stops on its SIGTERM.
+func write(line: String, to handle: FileHandle) {
+    try? handle.write(contentsOf: Data((line + "\n").utf8))
 }
 
 /// Turns the given signals from process-ending into an event to wait for.
