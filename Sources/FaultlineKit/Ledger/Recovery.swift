@@ -257,14 +257,28 @@ public struct Recovery: Sendable {
             journal.status = .interrupted
             journal.outcome = .interrupted
             journal.reason = "faultline (pid \(header.pid)) was killed before this experiment ended; faultline recover undid what it left"
-            let written = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate]) as? Date ?? Date()
-            let start = journal.start.date ?? written
-            let end = max(written, start)
-            journal.end = Timestamp(end)
-            journal.duration = (end.timeIntervalSince(start) * 1_000_000).rounded() / 1_000_000
+            let written = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate]) as? Date
+            (journal.end, journal.duration) = Self.lastSign(of: journal, written: written)
         }
         journal.recovery = (journal.recovery ?? []) + [note]
         return JournalRecorder.write(journal, to: path)
+    }
+
+    /// The last moment a dead run is known to have been alive in a journal: the file's last write
+    /// or the latest time recorded in it (the file system's clock may lag the run's by a few
+    /// milliseconds), never before its start; and the duration up to it.
+    static func lastSign(of journal: Journal, written: Date?) -> (Timestamp, Double) {
+        let states = journal.steadyStates
+        let records =
+            journal.run + journal.rollbacks + [states.before, states.after].compactMap { $0 }.flatMap(\.probes)
+            + states.during.flatMap(\.probes)
+        var latest = journal.start
+        var micros = journal.start.microsecondsSinceEpoch ?? 0
+        for stamp in records.map(\.end) + [written.map(Timestamp.init)].compactMap({ $0 }) {
+            if let value = stamp.microsecondsSinceEpoch, value > micros { (latest, micros) = (stamp, value) }
+        }
+        let start = journal.start.microsecondsSinceEpoch ?? micros
+        return (latest, Double(micros - start) / 1_000_000)
     }
 
     private func removeAbandoned(_ path: String) {
