@@ -170,7 +170,9 @@ struct ProxyCommand: AsyncParsableCommand {
         let entry = error.entry.flatMap { elements.indices.contains($0 - 1) ? elements[$0 - 1] : nil }
         let toxic = error.entryToxic.flatMap { number in entry?["toxics"]?.elements.flatMap { $0.indices.contains(number - 1) ? $0[number - 1] : nil }
         }
-        throw Diagnostic(error.message, at: (toxic ?? entry)?.location ?? document.location)
+        // A bad address is the entry's field it names (`upstream must be host:port`, `listen tcp: …`).
+        let field = ["upstream", "listen"].first { error.message.hasPrefix($0) }.flatMap { entry?[$0] }
+        throw Diagnostic(error.message, at: (toxic ?? field ?? entry)?.location ?? document.location)
     }
 
     /// One entry of a Toxiproxy config file, with our extension `toxics`.

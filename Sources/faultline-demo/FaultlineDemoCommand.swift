@@ -155,7 +155,7 @@ func serve(_ server: DemoServer) async throws {
     let log = logger(server.name)
     let signals = SignalWaiter([SIGTERM, SIGINT])
     // Written straight to the descriptor: a buffered print would not reach a pipe until exit.
-    FileHandle.standardOutput.write(Data("\(server.readyLine)\n".utf8))
+    write(line: server.readyLine, to: .standardOutput)
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }
         group.addTask {
@@ -170,30 +170,52 @@ func serve(_ server: DemoServer) async throws {
 
 /// A line on stderr, prefixed with the service's name.
 func logger(_ name: String) -> @Sendable (String) -> Void {
-    { message in FileHandle.standardError.write(Data("faultline-demo \(name): \(message)\n".utf8)) }
+    { message in write(line: "faultline-demo \(name): \(message)", to: .standardError) }
 }
 
-/// Turns the given signals from process-ending into an event to wait for.
-/// `@unchecked`: the sources are only kept alive here, never touched after `init`.
-final class SignalWaiter: @unchecked Sendable {
-    private let stream: AsyncStream<Int32>
-    private let sources: [any DispatchSourceSignal]
+/// Writes a line, ignoring a reader that went away: the runner that read a service's output may
+/// have been killed (its pipe then fails with EPIPE), and `FileHandle.write(_:)` traps on that
+/// failure, which would leave a crashed service with its ports held by the backtracer instead of
+/// one that stops on its SIGTERM.
+func write(line: String, to handle: FileHandle) {
+    try? handle.write(contentsOf: Data((line + "\n").utf8))
+}
 
+/// The pipe a signal handler writes a caught signal's number to (close-on-exec): made before any
+/// handler is installed, so the handler only reads it.
+private let signalPipe: [Int32] = {
+    var fds: [Int32] = [-1, -1]
+    guard pipe(&fds) == 0 else { fatalError("faultline-demo: no pipe for signals: \(String(cString: strerror(errno)))") }
+    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    return fds
+}()
+
+/// Turns the given signals from process-ending into an event to wait for.
+///
+/// The handlers are in place when `init` returns, so a signal sent as soon as the ready line is
+/// read is caught. (A dispatch signal source is registered later, asynchronously, after the
+/// signal was set to be ignored: a SIGTERM right after the ready line was lost on a busy machine.)
+/// A handler only writes the signal's number to a pipe, which ``next()`` reads on a thread of its own.
+final class SignalWaiter: Sendable {
     init(_ numbers: [Int32]) {
-        let (stream, continuation) = AsyncStream.makeStream(of: Int32.self)
-        self.stream = stream
-        sources = numbers.map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            return source
+        _ = signalPipe
+        for number in numbers {
+            signal(number) { caught in
+                var byte = UInt8(truncatingIfNeeded: caught)
+                _ = write(signalPipe[1], &byte, 1)
+            }
         }
     }
 
     /// The next signal received.
     func next() async -> Int32 {
-        var iterator = stream.makeAsyncIterator()
-        return await iterator.next() ?? SIGTERM
+        await withCheckedContinuation { continuation in
+            Thread {
+                var byte = UInt8(SIGTERM)
+                // Only an interrupted read is tried again; a pipe that fails reads as SIGTERM.
+                while read(signalPipe[0], &byte, 1) != 1 && errno == EINTR {}
+                continuation.resume(returning: Int32(byte))
+            }.start()
+        }
     }
 }

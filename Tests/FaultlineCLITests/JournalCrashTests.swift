@@ -88,4 +88,49 @@ struct JournalCrashTests {
         #expect(after >= last, "the journal after the kill holds \(after) probes, fewer than the \(last) read before it")
         #expect(journal.steadyStates.during.allSatisfy { $0.probes.allSatisfy { $0.phase == .hypothesis && $0.toleranceMet == true } })
     }
+
+    /// Found by killing runs at random instants: a run killed while it only probed had recorded
+    /// nothing to undo, so `faultline recover` deleted its empty ledger and left its journal
+    /// `running` for ever; and a recovered journal said `interrupted` with no `end`.
+    @Test("kill -9 of a run with nothing to undo: faultline recover, from another directory, still ends its journal as interrupted")
+    func killNineWithNothingToUndo() async throws {
+        let scratch = try ScratchDirectory()
+        try scratch.write(
+            "exp.yaml",
+            """
+            title: only probes
+            method:
+              - {type: probe, name: looks, provider: {type: python, module: os.path, func: exists, arguments: {path: "\(scratch.url.path)"}}, pauses: {after: 120}}
+            """)
+        let elsewhere = try ScratchDirectory()
+        let run = try TestProcess.faultline(["run", "exp.yaml", "--journal-path", "journal.json", "--quiet"], in: scratch)
+        // The probe's record is in the journal once it has run; the run then pauses.
+        let probed = await eventually(timeout: .seconds(60)) {
+            !run.isRunning || (try? Journal.load(path: scratch.path("journal.json")))?.run.count == 1
+        }
+        run.signal(SIGKILL)
+        #expect(await run.wait() == 128 + SIGKILL)
+        try #require(probed, "\(run.stdout)\n\(run.stderr)")
+        let killed = try Journal.load(path: scratch.path("journal.json"))
+        #expect(killed.status == .running && killed.end == nil)
+
+        // The same ledger directory as the run's, another working directory.
+        let recover = try TestProcess.faultline(["recover"], in: scratch, workingDirectory: elsewhere.url.path)
+        #expect(await recover.wait() == 0, "\(recover.stdout)\n\(recover.stderr)")
+        #expect(recover.stdout.contains("journal: \(scratch.path("journal.json"))"), "\(recover.stdout)")
+        #expect(!recover.stdout.contains("nothing to recover"), "\(recover.stdout)")
+        let journal = try Journal.load(path: scratch.path("journal.json"))
+        #expect(journal.status == .interrupted && journal.outcome == .interrupted)
+        #expect(journal.reason?.contains("was killed") == true)
+        #expect(journal.recovery?.count == 1)
+        let end = try #require(journal.end)
+        #expect(end >= journal.start && end >= journal.run[0].end)
+        #expect(journal.duration.map { $0 >= 0 } == true)
+
+        // Nothing left: a second recovery finds nothing, and leaves the journal as it is.
+        let again = try TestProcess.faultline(["recover"], in: scratch)
+        #expect(await again.wait() == 0)
+        #expect(again.stdout.contains("nothing to recover"), "\(again.stdout)")
+        #expect(try Journal.load(path: scratch.path("journal.json")).recovery?.count == 1)
+    }
 }

@@ -1,5 +1,6 @@
 @testable import FaultlineDemo
 import FaultlineTestSupport
+import FaultlineTesting
 import Foundation
 import NIOCore
 import Testing
@@ -46,6 +47,31 @@ struct ExecutableTests {
         let (store, _) = try await start("store")
         store.signal(SIGINT)
         #expect(await store.wait() == 0)
+    }
+
+    /// As when `faultline` was killed outright: a service's output has no reader any more, and
+    /// the guardian sends SIGTERM. Before, the "stopping on SIGTERM" line trapped on EPIPE, and the
+    /// crashed server's ports stayed held by Swift's backtracer for 30 s. The shell reads the ready
+    /// line from a FIFO, closes it (no reader left), and only then sends SIGTERM and waits.
+    @Test("a server whose output's reader went away still stops cleanly on SIGTERM")
+    func stopsWithoutItsReader() async throws {
+        let scratch = try ScratchDirectory()
+        let script = """
+            mkfifo out
+            "$0" store --port 0 >out 2>&1 &
+            server=$!
+            exec 3<out
+            IFS= read -r line <&3
+            echo "$line"
+            exec 3<&-
+            kill -TERM $server
+            wait $server
+            echo "exit $?"
+            """
+        let shell = try TestProcess("/bin/sh", ["-c", script, demoBinary], in: scratch)
+        #expect(await shell.wait() == 0, "\(shell.stderr)")
+        #expect(shell.lines.first?.hasPrefix("faultline-demo store listening on ") == true, "\(shell.lines)")
+        #expect(shell.lines.last == "exit 0", "\(shell.lines)")
     }
 
     @Test(

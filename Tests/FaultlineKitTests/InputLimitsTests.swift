@@ -97,9 +97,10 @@ struct InputLimitsTests {
         let flood = try Self.loadErrors(under)
         #expect(flood.errors.count == 501)
         #expect(flood.errors.first?.description.hasPrefix("\(flood.file):3:1: unknown key \"unknown0\"") == true, "\(flood.errors.prefix(2))")
+        // Where it stopped: at the last problem kept (every error line names a position).
         #expect(
-            flood.errors.last?.description == "error: validation stopped after 500 problems (fix these and validate again)"
-                || flood.errors.last?.message == "validation stopped after 500 problems")
+            flood.errors.last?.description.hasPrefix("\(flood.file):502:1: validation stopped after 500 problems") == true,
+            "\(flood.errors.suffix(2))")
     }
 
     @Test("a ${} nesting bomb of 570 bytes is refused at the value whose substitution passes 1 MiB")
@@ -222,5 +223,13 @@ struct InputLimitsTests {
 
         let (errors, cycle) = try Self.loadErrors("title: t\nconfiguration:\n  a: \"${b}\"\n  b: \"x${a}\"\n")
         #expect(errors.map(\.description).contains { $0.hasPrefix("\(cycle):3:6: configuration \"a\" refers to itself through ${…}") }, "\(errors)")
+    }
+
+    @Test("a cycle through an env entry's default is an error at the entry (found by the end-to-end bad-input corpus)")
+    func environmentEntryCycle() throws {
+        let (errors, file) = try Self.loadErrors(
+            "title: t\nconfiguration:\n  deep: {type: env, key: FAULTLINE_TEST_UNSET_VARIABLE, default: \"${deep}\"}\nmethod: []\n")
+        #expect(errors.map(\.description).contains { $0.hasPrefix("\(file):3:9: configuration \"deep\" refers to itself through ${…}") }, "\(errors)")
+        #expect(errors.allSatisfy { $0.location != nil }, "\(errors.map(\.description))")
     }
 }

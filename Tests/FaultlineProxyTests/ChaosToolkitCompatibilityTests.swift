@@ -123,4 +123,22 @@ struct ChaosToolkitCompatibilityTests {
         let message = run.stderr
         #expect(message.contains("\(bad.path):4:15: invalid toxic type at proxy 1, toxic 2"), "\(message)")
     }
+
+    /// Found by the end-to-end bad-input corpus: these errors named 1:1, whatever entry was wrong.
+    @Test("--config: a bad upstream address is an error at that entry's upstream", .timeLimit(.minutes(2)))
+    func configBadAddress() async throws {
+        let scratch = try ScratchDirectory()
+        let bad = try scratch.write(
+            "proxies.json",
+            #"""
+            [
+              {"name": "db", "listen": "127.0.0.1:0", "upstream": "localhost:5432"},
+              {"name": "cache", "listen": "127.0.0.1:0",
+               "upstream": "http://127.0.0.1:6379"}
+            ]
+            """#)
+        let run = try TestProcess(try BuiltProduct.path("faultline"), ["proxy", "--port", "0", "--config", bad], in: scratch)
+        #expect(await run.wait(timeout: .seconds(30)) == 2)
+        #expect(run.stderr.contains("\(bad):4:16: upstream must be host:port, found \"http://127.0.0.1:6379\""), "\(run.stderr)")
+    }
 }

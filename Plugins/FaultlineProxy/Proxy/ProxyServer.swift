@@ -376,7 +376,7 @@ public final class ProxyServer: Sendable {
         do {
             return try await serially { () throws(ProxyError) in
                 var applied: [ProxyDefinition] = []
-                for (request, toxics) in entries {
+                for (index, (request, toxics)) in entries.enumerated() {
                     if var existing = self.table.withLock({ $0[request.name] }) {
                         let listen = request.listen.isEmpty ? "127.0.0.1:0" : request.listen
                         if Self.sameAddress(listen, existing.listen) && request.upstream == existing.upstream
@@ -397,7 +397,7 @@ public final class ProxyServer: Sendable {
                         self.table.withLock { $0[request.name] = proxy }
                         applied.append(Self.definition(proxy))
                     } catch {
-                        return (applied, error)
+                        return (applied, error.at(entry: index + 1))
                     }
                 }
                 return (applied, nil)

@@ -303,8 +303,8 @@ public struct ResolvedConfiguration: Sendable {
         func location(_ key: String) -> SourceLocation? {
             switch entries[key]! {
             case .literal(let node): node.location
-            case .evaluated(_, let location): location
-            default: nil
+            case .evaluated(_, let location), .environment(_, _, _, let location): location
+            case .resolved: nil
             }
         }
         func resolveKey(_ key: String, depth: Int) -> Value? {

@@ -158,7 +158,7 @@ public struct RecoveryReport: Sendable {
     public var problems: [String] = []
 
     /// Whether anything was left to undo.
-    public var isEmpty: Bool { runs.allSatisfy { $0.undone.isEmpty && $0.failed.isEmpty && $0.pending.isEmpty } }
+    public var isEmpty: Bool { runs.allSatisfy { $0.undone.isEmpty && $0.failed.isEmpty && $0.pending.isEmpty && $0.journals.isEmpty } }
     public var failedCount: Int { runs.reduce(0) { $0 + $1.failed.count } }
 
     /// The report for people, a line each: per dead run what was undone, what could not be
@@ -174,10 +174,17 @@ public struct RecoveryReport: Sendable {
             lines += run.undone.map { "  undone: \($0)" }
             lines += run.failed.map { "  not undone (kept in \(run.path)): \($0)" }
             lines += run.pending.map { "  would undo: \($0)" }
-            lines += run.journals.map { "  journal: \($0)" }
+            lines += run.journals.map { "  journal: \(Self.shown($0))" }
         }
         lines += problems
         return lines
+    }
+
+    /// A journal's path as people read it: relative to the current directory when inside it
+    /// (ledgers note absolute paths).
+    static func shown(_ path: String) -> String {
+        let here = FileManager.default.currentDirectoryPath + "/"
+        return path.hasPrefix(here) ? String(path.dropFirst(here.count)) : path
     }
 }
 
@@ -236,7 +243,7 @@ public struct Recovery: Sendable {
                 await recover(
                     contents, header: header, path: path, fd: fd, scope: scope, dryRun: dryRun, automatic: automatic, unreachable: &unreachable))
         }
-        report.runs.removeAll { $0.undone.isEmpty && $0.failed.isEmpty && $0.pending.isEmpty && !$0.removed }
+        report.runs.removeAll { $0.undone.isEmpty && $0.failed.isEmpty && $0.pending.isEmpty && $0.journals.isEmpty && !$0.removed }
         return report
     }
 
@@ -274,32 +281,57 @@ public struct Recovery: Sendable {
         }
         guard !dryRun else { return run }
         let left = contents.entries.count - run.undone.count
+        let note = RecoveryNote(at: .now(), by: getpid(), automatic: automatic, undone: run.undone, failed: run.failed)
+        if left > 0, !run.undone.isEmpty || !run.failed.isEmpty { _ = LedgerLine.append(.recovered(note), to: fd) }
+        // Even with nothing to undo (a run killed while it only probed), the dead run's journals
+        // still say `running`: the recovery is what tells them the run is over.
+        for journal in Set(contents.journals).sorted() where Self.record(note, header: header, in: journal) {
+            run.journals.append(journal)
+        }
+        // Last: a recovery killed before this point leaves the ledger, and with it the journals,
+        // for the next one.
         if left == 0 {
             unlink(path)
             run.removed = true
-        }
-        guard !run.undone.isEmpty || !run.failed.isEmpty else { return run }
-        let note = RecoveryNote(at: .now(), by: getpid(), automatic: automatic, undone: run.undone, failed: run.failed)
-        if !run.removed { _ = LedgerLine.append(.recovered(note), to: fd) }
-        for journal in Set(contents.journals).sorted() where Self.record(note, header: header, in: journal) {
-            run.journals.append(journal)
         }
         return run
     }
 
     /// Adds the recovery to a journal of the dead run (one whose `ledger` is the run's). A journal
     /// the run left `running` becomes `interrupted`, Chaos Toolkit's status for a run stopped from
-    /// outside, with a reason that says so.
+    /// outside, with a reason that says so, and an `end`: the last time the dead run wrote it (when
+    /// it died exactly is not known; it was alive then). A journal the run had ended is changed
+    /// only when the recovery undid (or failed to undo) something.
     /// - Returns: whether the journal was changed.
     static func record(_ note: RecoveryNote, header: LedgerHeader, in path: String) -> Bool {
         guard var journal = try? Journal.load(path: path), journal.ledger == header.runID else { return false }
+        guard journal.status == .running || !note.undone.isEmpty || !note.failed.isEmpty else { return false }
         if journal.status == .running {
             journal.status = .interrupted
             journal.outcome = .interrupted
             journal.reason = "faultline (pid \(header.pid)) was killed before this experiment ended; faultline recover undid what it left"
+            let written = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate]) as? Date
+            (journal.end, journal.duration) = Self.lastSign(of: journal, written: written)
         }
         journal.recovery = (journal.recovery ?? []) + [note]
         return JournalRecorder.write(journal, to: path)
+    }
+
+    /// The last moment a dead run is known to have been alive in a journal: the file's last write
+    /// or the latest time recorded in it (the file system's clock may lag the run's by a few
+    /// milliseconds), never before its start; and the duration up to it.
+    static func lastSign(of journal: Journal, written: Date?) -> (Timestamp, Double) {
+        let states = journal.steadyStates
+        let records =
+            journal.run + journal.rollbacks + [states.before, states.after].compactMap { $0 }.flatMap(\.probes)
+            + states.during.flatMap(\.probes)
+        var latest = journal.start
+        var micros = journal.start.microsecondsSinceEpoch ?? 0
+        for stamp in records.map(\.end) + [written.map(Timestamp.init)].compactMap({ $0 }) {
+            if let value = stamp.microsecondsSinceEpoch, value > micros { (latest, micros) = (stamp, value) }
+        }
+        let start = journal.start.microsecondsSinceEpoch ?? micros
+        return (latest, Double(micros - start) / 1_000_000)
     }
 
     private func removeAbandoned(_ path: String) {

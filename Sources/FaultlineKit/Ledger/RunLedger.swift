@@ -159,10 +159,13 @@ public final class RunLedger: Sendable {
         }
     }
 
-    /// Notes a journal of the run, so that a recovery records itself there.
+    /// Notes a journal of the run, so that a recovery records itself there. A relative path is
+    /// noted as an absolute one: `faultline recover` may run from another directory.
     public func noteJournal(_ path: String) {
+        let absolute = URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath, isDirectory: true))
+            .standardizedFileURL.path
         state.withLock { state in
-            if state.fd >= 0 { _ = LedgerLine.append(.journal(path), to: state.fd) }
+            if state.fd >= 0 { _ = LedgerLine.append(.journal(absolute), to: state.fd) }
         }
     }
 

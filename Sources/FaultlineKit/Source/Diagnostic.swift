@@ -158,7 +158,10 @@ public final class DiagnosticSink: @unchecked Sendable {
             }
         }.map { $0.element.redacted(by: redactor) }
         guard isFull else { return kept }
-        return kept + [Diagnostic("validation stopped after \(limit) problems", hint: "fix these and validate again")]
+        // At the last problem kept, in file order: where validation stopped (every error line a
+        // user, or a tool reading them, sees names a position).
+        let last = kept.last { $0.location != nil }?.location
+        return kept + [Diagnostic("validation stopped after \(limit) problems", at: last, hint: "fix these and validate again")]
     }
 
     /// Throws a ``ValidationError`` holding everything collected, if any of it is an error.
