@@ -80,7 +80,9 @@ public actor RemoteShells {
     /// `c<N>` sockets Faultline names, then the directory if nothing else is in it.
     static func removeAbandonedDirectories() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/tmp") else { return }
-        for name in names where name.hasPrefix("faultline-ssh-") {
+        // Only names this code makes, `faultline-ssh-PID-XXXXXX` (mkdtemp's six characters): another
+        // program's `faultline-ssh-…` (a test's `faultline-ssh-<UUID>`) is not ours to remove.
+        for name in names where name.range(of: #"^faultline-ssh-[0-9]+-[A-Za-z0-9]{6}$"#, options: .regularExpression) != nil {
             guard let pid = pid_t(name.dropFirst("faultline-ssh-".count).prefix { $0 != "-" }), pid > 0, pid != getpid(),
                 kill(pid, 0) != 0 && errno == ESRCH
             else { continue }

@@ -50,6 +50,19 @@ struct RemoteHostParsingTests {
         #expect(RemoteScript.quote("a'b") == #"'a'\''b'"#)
         #expect(RemoteScript.quote("$(touch x); `id`") == "'$(touch x); `id`'")
     }
+
+    @Test("a dead run's control directory is swept; a directory of another name that starts the same is left alone")
+    func sweepsOnlyItsOwnDirectories() throws {
+        // A pid above Linux's highest (2^22) never runs: the "run" that made the first directory is dead.
+        let dead = "/tmp/faultline-ssh-9999999-a1B2c3"
+        let uuidLike = "/tmp/faultline-ssh-12345678-9abc-4def-8123-456789abcdef"
+        for directory in [dead, uuidLike] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        defer { for directory in [dead, uuidLike] { try? FileManager.default.removeItem(atPath: directory) } }
+        FileManager.default.createFile(atPath: "\(dead)/c1", contents: nil)
+        RemoteShells.removeAbandonedDirectories()
+        #expect(!FileManager.default.fileExists(atPath: dead))
+        #expect(FileManager.default.fileExists(atPath: uuidLike))
+    }
 }
 
 /// Runs a provider's `perform` with arguments decoded as the engine would.
