@@ -218,6 +218,14 @@ public enum ExperimentParser {
             let function = reader.nonEmptyString("func", required: true)
             let arguments = reader.node("arguments") ?? SourceNode(.object([]), at: node.location)
             _ = reader.node("secrets")
+            // chaoslib's own experiments give python providers a `timeout`, which its python
+            // provider never reads: loading it, with a warning, keeps those experiments running.
+            if let timeout = reader.node("timeout") {
+                sink.report(
+                    Diagnostic(
+                        "a python provider's timeout is not used (Chaos Toolkit ignores it too)", at: timeout.location,
+                        path: path.appending("timeout"), hint: "give the activity a timeout to bound it", severity: .warning))
+            }
             reader.reportUnknownKeys()
             guard let module, let function else { return nil }
             return ProviderReference(

@@ -15,7 +15,8 @@ import Foundation
 /// - `{type: regex, pattern, target}`: Python's `re.search` in the text, as received.
 /// - `{type: jsonpath, path, expect, count, target}`: jsonpath2's matches (``JSONPath``), against
 ///   the whole output unless `target` picks a member; text is decoded as JSON first.
-/// - `{type: probe, name, provider}`: another probe judges; `${value}` in it is the output.
+/// - `{type: probe, name, provider}`: another probe judges; `${value}` in it is the output (a python
+///   function is given it as its `value` argument, as Chaos Toolkit does: one without it is not met).
 /// - a form the probe defines itself (``ToleranceProviding``), e.g. k6 thresholds for `http.load`.
 ///
 /// `target` picks a member of an object output (`status`, `body`, `stdout`, or a dotted path); a
