@@ -229,6 +229,30 @@ struct ChaosToolkitParityTests {
                 """,
             files: ["data.txt": "x\n"],
             status: "completed", deviated: true, before: [], after: [false]),
+        Case(
+            name: "env defaults go through env_var_type, and a regex's braces are Python's",
+            experiment: """
+                title: typed defaults
+                description: the variables are unset, so their defaults are converted
+                configuration:
+                  flag: {type: env, key: FAULTLINE_PARITY_UNSET_1, default: "no", env_var_type: bool}
+                  count: {type: env, key: FAULTLINE_PARITY_UNSET_2, default: "7", env_var_type: int}
+                  ratio: {type: env, key: FAULTLINE_PARITY_UNSET_3, default: "2", env_var_type: float}
+                  doc: {type: env, key: FAULTLINE_PARITY_UNSET_4, default: '{"a": [1, 2]}', env_var_type: json}
+                steady-state-hypothesis:
+                  title: rendered
+                  probes:
+                    - type: probe
+                      name: typed
+                      tolerance: {type: regex, pattern: "^False 7 2.0 {'a': \\\\[1, 2\\\\]}$", target: stdout}
+                      provider: {type: process, path: echo, arguments: ["${flag}", "${count}", "${ratio}", "${doc}"]}
+                    - type: probe
+                      name: json-braces
+                      tolerance: {type: regex, pattern: '^{"status": "UP"', target: stdout}
+                      provider: {type: process, path: echo, arguments: ['{"status": "UP"}']}
+                method: []
+                """,
+            status: "completed", deviated: false, before: [true, true], after: [true, true]),
     ]
 
     /// A Python `http.server` on a free port serving `directory`; the test stops it by pid.
