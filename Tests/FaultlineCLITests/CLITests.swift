@@ -150,7 +150,9 @@ struct CLITests {
         }
     }
 
-    @Test("Chaos Toolkit forms load: a bound port in a later URL, ports as text, runtime.python, contributions as a list")
+    @Test(
+        "Chaos Toolkit forms load: a bound port in a later URL, ports as text, runtime.python, contributions as a list, a python provider's timeout, empty pauses"
+    )
     func chaosToolkitForms() async throws {
         let scratch = try ScratchDirectory()
         try scratch.write(
@@ -164,8 +166,8 @@ struct CLITests {
               "configuration": {"listen_port": {"type": "env", "key": "T_LISTEN_PORT"}},
               "method": [
                 {"type": "action", "name": "proxy", "provider": {"type": "python", "module": "chaostoxi.proxy.actions", "func": "create_proxy",
-                  "arguments": {"proxy_name": "svc", "upstream_host": "127.0.0.1", "upstream_port": "8080", "listen_port": "${listen_port}"}}},
-                {"type": "action", "name": "other", "provider": {"type": "proxy.create", "name": "db", "upstream": "127.0.0.1:6379"}},
+                  "arguments": {"proxy_name": "svc", "upstream_host": "127.0.0.1", "upstream_port": "8080", "listen_port": "${listen_port}"}, "timeout": 30}},
+                {"type": "action", "name": "other", "provider": {"type": "proxy.create", "name": "db", "upstream": "127.0.0.1:6379"}, "pauses": null},
                 {"type": "probe", "name": "through-svc", "provider": {"type": "http", "url": "http://127.0.0.1:${svc_PORT}/", "timeout": "2"}},
                 {"type": "probe", "name": "through-db", "provider": {"type": "http", "url": "http://127.0.0.1:${db_PORT}/"}}
               ]
@@ -174,6 +176,10 @@ struct CLITests {
         let run = try TestProcess.faultline(["validate", "exp.json"], in: scratch, environment: ["T_LISTEN_PORT": "0"])
         #expect(await run.wait() == 0, "\(run.stdout)\n\(run.stderr)")
         #expect(run.stderr.contains("runtime.python is ignored"), "\(run.stderr)")
+        #expect(
+            run.stderr.contains("exp.json:9:142: warning: a python provider's timeout is not used (Chaos Toolkit ignores it too)"),
+            "\(run.stderr)")
+        #expect(run.stderr.contains("exp.json:10:133: warning: an empty pauses: means no pauses"), "\(run.stderr)")
     }
 
     @Test("secrets are masked on the console and in logs, not only in the journal")

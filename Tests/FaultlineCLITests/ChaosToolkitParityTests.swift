@@ -191,6 +191,68 @@ struct ChaosToolkitParityTests {
                 """,
             files: ["data.txt": "x\n", "data/": ""],
             status: "completed", deviated: true, before: [true, true], after: [false], chaosRollbacks: 2, faultlineRollbacks: 2),
+        Case(
+            name: "a timeout inside a python provider loads and goes unused, as chaoslib's own experiments have it",
+            experiment: """
+                {
+                  "title": "python provider timeout",
+                  "description": "chaoslib's python provider never reads its timeout",
+                  "steady-state-hypothesis": {
+                    "title": "the file is there",
+                    "probes": [
+                      {"type": "probe", "name": "here", "tolerance": true,
+                       "provider": {"type": "python", "module": "os.path", "func": "exists", "arguments": {"path": "data.txt"}, "timeout": 30}}
+                    ]
+                  },
+                  "method": [
+                    {"type": "action", "name": "gone",
+                     "provider": {"type": "python", "module": "os", "func": "remove", "arguments": {"path": "data.txt"}, "timeout": 1}}
+                  ]
+                }
+                """,
+            files: ["data.txt": "x\n"],
+            status: "completed", deviated: true, before: [true], after: [false]),
+        Case(
+            name: "a probe tolerance calls a python function with the output as value: os.path.exists has no such argument",
+            experiment: """
+                title: python tolerance
+                description: chaoslib adds value= to the function's arguments
+                runtime: {hypothesis: {strategy: after-method-only}}
+                steady-state-hypothesis:
+                  title: judged by a function
+                  probes:
+                    - type: probe
+                      name: judged-by-exists
+                      tolerance: {type: probe, name: exists, provider: {type: python, module: os.path, func: exists, arguments: {path: data.txt}}}
+                      provider: {type: process, path: echo, arguments: [data.txt]}
+                method: []
+                """,
+            files: ["data.txt": "x\n"],
+            status: "completed", deviated: true, before: [], after: [false]),
+        Case(
+            name: "env defaults go through env_var_type, and a regex's braces are Python's",
+            experiment: """
+                title: typed defaults
+                description: the variables are unset, so their defaults are converted
+                configuration:
+                  flag: {type: env, key: FAULTLINE_PARITY_UNSET_1, default: "no", env_var_type: bool}
+                  count: {type: env, key: FAULTLINE_PARITY_UNSET_2, default: "7", env_var_type: int}
+                  ratio: {type: env, key: FAULTLINE_PARITY_UNSET_3, default: "2", env_var_type: float}
+                  doc: {type: env, key: FAULTLINE_PARITY_UNSET_4, default: '{"a": [1, 2]}', env_var_type: json}
+                steady-state-hypothesis:
+                  title: rendered
+                  probes:
+                    - type: probe
+                      name: typed
+                      tolerance: {type: regex, pattern: "^False 7 2.0 {'a': \\\\[1, 2\\\\]}$", target: stdout}
+                      provider: {type: process, path: echo, arguments: ["${flag}", "${count}", "${ratio}", "${doc}"]}
+                    - type: probe
+                      name: json-braces
+                      tolerance: {type: regex, pattern: '^{"status": "UP"', target: stdout}
+                      provider: {type: process, path: echo, arguments: ['{"status": "UP"}']}
+                method: []
+                """,
+            status: "completed", deviated: false, before: [true, true], after: [true, true]),
     ]
 
     /// A Python `http.server` on a free port serving `directory`; the test stops it by pid.

@@ -118,11 +118,36 @@ struct SubstitutionTests {
         #expect(substitution.source(of: "${unknown}") == nil)
     }
 
+    @Test("an env entry's default goes through env_var_type, as chaoslib's load_configuration does")
+    func typedDefaults() throws {
+        let sink = DiagnosticSink()
+        let doc = try DocumentLoader.parse(
+            """
+            flag: {type: env, key: T_UNSET_1, default: "no", env_var_type: bool}
+            count: {type: env, key: T_UNSET_2, default: "7", env_var_type: int}
+            ratio: {type: env, key: T_UNSET_3, default: 2, env_var_type: float}
+            doc: {type: env, key: T_UNSET_4, default: '{"a": [1, 2]}', env_var_type: json}
+            plain: {type: env, key: T_UNSET_5, default: "no"}
+            bad: {type: env, key: T_UNSET_6, default: "seven", env_var_type: int}
+            """, format: .yaml, file: "d.yaml")
+        let layer = ConfigurationLayer.parse(name: "t", configuration: doc, secrets: nil, path: .root, sink: sink)
+        let resolved = ResolvedConfiguration.resolve([layer], environment: [:], sink: sink)
+        #expect(resolved.configuration["flag"] == false)
+        #expect(resolved.configuration["count"] == 7)
+        #expect(resolved.configuration["ratio"] == .double(2))
+        #expect(resolved.configuration["ratio"]?.pythonText == "2.0")
+        #expect(resolved.configuration["doc"] == ["a": [1, 2]])
+        #expect(resolved.configuration["plain"] == "no")
+        let bad = try #require(sink.diagnostics.first)
+        #expect(bad.description.hasPrefix("d.yaml:6:43: default of environment variable T_UNSET_6: \"seven\" is not a valid int"), "\(bad)")
+    }
+
     @Test(
         "--var types convert like Chaos Toolkit's",
         arguments: [
             ("int", "42", Value.int(42)), ("float", "1.5", .double(1.5)), ("bool", "false", .bool(false)), ("bool", "yes", .bool(true)),
-            ("json", "{\"a\": [1]}", ["a": [1]]), ("str", "007", "007"),
+            ("json", "{\"a\": [1]}", ["a": [1]]), ("str", "007", "007"), ("bool", "off", .bool(true)), ("bool", "", .bool(true)),
+            ("bool", "No", .bool(false)), ("bool", " no", .bool(true)), ("int", " 7 ", .int(7)),
         ] as [(String, String, Value)])
     func varTypes(_ type: String, _ text: String, _ expected: Value) throws {
         #expect(try EnvironmentValueType(rawValue: type)!.convert(text) == expected)

@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineTesting
 import Testing
 
 @Suite("Tolerances")
@@ -108,6 +109,47 @@ struct ToleranceTests {
         let tolerance = try Tolerance.parse(node, path: .root)
         #expect(tolerance.check("12 12").met)
         #expect(!tolerance.check("12 13").met)
+    }
+
+    /// Patterns whose braces and brackets Python's `re` and ICU read differently, each with a text
+    /// and whether `re.search` finds it (checked against Python itself below).
+    static let pythonPatterns: [(pattern: String, text: String, found: Bool)] = [
+        (#"{"status": "UP"}"#, #"{"status": "UP", "db": 1}"#, false),
+        (#"^{"status": "UP""#, #"{"status": "UP", "db": 1}"#, true),
+        (#"\{"a": \[1\]\}"#, #"{"a": [1]}"#, true),
+        ("x{}y", "x{}y", true),
+        ("a{,2}b", "aab", true),
+        ("^a{,2}b$", "aaab", false),
+        ("a{2}", "a{2}", false),
+        ("a{2,}", "aaa", true),
+        ("a{,}b", "b", true),
+        ("a{x}", "a{x}", true),
+        ("id}", "{id}", true),
+        ("[[]x", "[x", true),
+        ("[]a]+", "]a]", true),
+        ("[^]a]", "]a]b", true),
+        ("[{}]", "}", true),
+    ]
+
+    @Test("braces and brackets read as Python's re reads them")
+    func pythonBraces() throws {
+        for (pattern, text, found) in Self.pythonPatterns {
+            let tolerance = Tolerance.regex(pattern: pattern, target: nil)
+            #expect(tolerance.check(.string(text)).met == found, "re.search(\(pattern), \(text))")
+        }
+    }
+
+    @Test("Python agrees on those patterns", .enabled(if: ChaosToolkitOracle.isAvailable, "\(ChaosToolkitOracle.missing)"))
+    func pythonAgreesOnBraces() throws {
+        let input = JSONWriter.string(.array(Self.pythonPatterns.map { .array([.string($0.pattern), .string($0.text)]) }), pretty: false)
+        let output = try ChaosToolkitOracle.runPython(
+            "import json, re, sys, warnings; warnings.simplefilter('ignore'); print(json.dumps([re.search(p, t) is not None for p, t in json.load(sys.stdin)]))",
+            input: input)
+        let fromPython = try JSONReader.value(output).arrayValue ?? []
+        #expect(fromPython.count == Self.pythonPatterns.count)
+        for (index, entry) in Self.pythonPatterns.enumerated() where index < fromPython.count {
+            #expect(fromPython[index] == .bool(entry.found), "python's re.search(\(entry.pattern), \(entry.text))")
+        }
     }
 
     @Test(

@@ -601,6 +601,15 @@ private final class ExperimentRun: Sendable {
 
     private func judge(_ tolerance: Tolerance, output: Value, receivedTexts: [String: String], variables: Substitution) async -> ToleranceOutcome {
         guard case .probe(let probe) = tolerance else { return tolerance.check(output, receivedTexts: receivedTexts) }
+        // Chaos Toolkit calls a python function with the output added as its `value` argument: a
+        // function without that parameter raises TypeError, and the tolerance is not met.
+        if let python = probe.provider.python, let descriptor = try? PreparedActivity.descriptor(for: probe, registry: engine.registry),
+            !descriptor.schema.fields.contains(where: { $0.name == "value" })
+        {
+            return ToleranceOutcome(
+                met: false,
+                message: "tolerance probe \"\(probe.name)\" failed: TypeError: \(python.function)() got an unexpected keyword argument 'value'")
+        }
         var withValue = variables
         withValue.variables["value"] = output
         do {

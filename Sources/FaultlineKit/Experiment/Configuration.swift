@@ -99,12 +99,29 @@ public enum EnvironmentValueType: String, Sendable, Decodable, CaseIterable {
             guard let d = Double(text.trimmingCharacters(in: .whitespaces)) else { throw ConversionError(text: text, type: rawValue) }
             return .double(d)
         case .bool:
-            switch text.trimmingCharacters(in: .whitespaces).lowercased() {
-            case "false", "0", "no", "off", "": return .bool(false)
+            // chaoslib's convert_to_type: exactly these are false; anything else ("off", "") is true.
+            switch text.lowercased() {
+            case "false", "0", "no": return .bool(false)
             default: return .bool(true)
             }
         case .json:
             do { return try JSONReader.value(text) } catch { throw ConversionError(text: text, type: rawValue) }
+        }
+    }
+}
+
+extension EnvironmentValueType {
+    /// Converts an `env` entry's `default` as Chaos Toolkit does when the variable is unset: text
+    /// as a variable's text; a number to `int` or `float` as Python's `int()`/`float()` would;
+    /// anything else as written.
+    public func convertDefault(_ value: Value) throws(ConversionError) -> Value {
+        switch (self, value) {
+        case (_, .string(let text)): return try convert(text)
+        case (.float, .int(let i)), (.number, .int(let i)): return .double(Double(i))
+        case (.int, .double(let d)), (.integer, .double(let d)):
+            guard d.isFinite, abs(d) < 9e18 else { throw ConversionError(text: "\(d)", type: rawValue) }
+            return .int(Int(d.rounded(.towardZero)))
+        default: return value
         }
     }
 }
@@ -380,7 +397,16 @@ public struct ResolvedConfiguration: Sendable {
             return node.value
         case .environment(let key, let defaultValue, let type, let location):
             guard let text = environment[key] else {
-                if let defaultValue { return defaultValue.value }
+                if let defaultValue {
+                    // chaoslib passes the default through env_var_type as it does the variable.
+                    guard let type else { return defaultValue.value }
+                    do {
+                        return try type.convertDefault(defaultValue.value)
+                    } catch {
+                        sink.report(Diagnostic("default of environment variable \(key): \(error)", at: defaultValue.location))
+                        return nil
+                    }
+                }
                 sink.report(
                     Diagnostic(
                         "environment variable \(key) is not set (needed by \(isSecret ? "secret" : "configuration") \"\(name)\")", at: location,

@@ -162,7 +162,14 @@ public enum ExperimentParser {
         let providerNode = reader.node("provider", required: true, hint: "add provider: {type: …} naming what runs the activity")
         let tolerance = reader.node("tolerance")
         var pauseBefore: SourceNode?, pauseAfter: SourceNode?
-        if let pauses = reader.node("pauses") {
+        if let pauses = reader.node("pauses"), pauses.isNull {
+            // A real experiment leaves `pauses:` empty; chaos run loads it, then crashes on it
+            // (AttributeError) only if the activity runs.
+            sink.report(
+                Diagnostic(
+                    "an empty pauses: means no pauses (Chaos Toolkit loads it, then crashes when the activity runs)", at: pauses.location,
+                    path: path.appending("pauses"), hint: "remove it, or write pauses: {after: SECONDS}", severity: .warning))
+        } else if let pauses = reader.node("pauses") {
             var pauseReader = ObjectReader(pauses, path: path.appending("pauses"), sink: sink, what: "an object with before and/or after (seconds)")
             pauseBefore = pauseReader.node("before")
             pauseAfter = pauseReader.node("after")
@@ -218,6 +225,14 @@ public enum ExperimentParser {
             let function = reader.nonEmptyString("func", required: true)
             let arguments = reader.node("arguments") ?? SourceNode(.object([]), at: node.location)
             _ = reader.node("secrets")
+            // chaoslib's own experiments give python providers a `timeout`, which its python
+            // provider never reads: loading it, with a warning, keeps those experiments running.
+            if let timeout = reader.node("timeout") {
+                sink.report(
+                    Diagnostic(
+                        "a python provider's timeout is not used (Chaos Toolkit ignores it too)", at: timeout.location,
+                        path: path.appending("timeout"), hint: "give the activity a timeout to bound it", severity: .warning))
+            }
             reader.reportUnknownKeys()
             guard let module, let function else { return nil }
             return ProviderReference(

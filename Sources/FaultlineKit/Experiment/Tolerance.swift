@@ -15,7 +15,8 @@ import Foundation
 /// - `{type: regex, pattern, target}`: Python's `re.search` in the text, as received.
 /// - `{type: jsonpath, path, expect, count, target}`: jsonpath2's matches (``JSONPath``), against
 ///   the whole output unless `target` picks a member; text is decoded as JSON first.
-/// - `{type: probe, name, provider}`: another probe judges; `${value}` in it is the output.
+/// - `{type: probe, name, provider}`: another probe judges; `${value}` in it is the output (a python
+///   function is given it as its `value` argument, as Chaos Toolkit does: one without it is not met).
 /// - a form the probe defines itself (``ToleranceProviding``), e.g. k6 thresholds for `http.load`.
 ///
 /// `target` picks a member of an object output (`status`, `body`, `stdout`, or a dotted path); a
@@ -272,26 +273,77 @@ public enum Tolerance: Sendable {
     }
 
     /// A Python `re` pattern as ICU (NSRegularExpression) spells it: named groups
-    /// `(?P<name>…)` and `(?P=name)`, and `\Z` (end of text).
+    /// `(?P<name>…)` and `(?P=name)`, `\Z` (end of text), and braces: Python reads a `{` that does
+    /// not open a repeat (`{2}`, `{2,}`, `{,3}`, `{2,3}`) and every `}` as themselves — a body's
+    /// `{"status": "UP"}` — where ICU refuses them; `{,3}` is ICU's `{0,3}`. Inside `[…]` Python
+    /// reads `[` as itself, ICU as a nested set.
     static func icuPattern(_ python: String) -> String {
+        let chars = Array(python)
         var out = ""
-        var i = python.startIndex
-        while i < python.endIndex {
-            let rest = python[i...]
-            if rest.hasPrefix("\\") {
-                let next = python.index(i, offsetBy: 2, limitedBy: python.endIndex) ?? python.endIndex
-                let escape = python[i..<next]
-                out += escape == "\\Z" ? "\\z" : String(escape)
-                i = next
-            } else if rest.hasPrefix("(?P<") {
+        var i = 0
+        var inClass = false
+        func digits(from start: Int) -> (String, Int) {
+            var j = start
+            while j < chars.count, chars[j].isASCII, chars[j].isNumber { j += 1 }
+            return (String(chars[start..<j]), j)
+        }
+        while i < chars.count {
+            let c = chars[i]
+            if c == "\\" {
+                let escape = String(chars[i..<min(i + 2, chars.count)])
+                out += escape == "\\Z" ? "\\z" : escape
+                i += 2
+            } else if inClass {
+                if c == "]" {
+                    inClass = false
+                    out.append("]")
+                } else if c == "[" {
+                    out += "\\["
+                } else {
+                    out.append(c)
+                }
+                i += 1
+            } else if c == "[" {
+                inClass = true
+                out.append("[")
+                i += 1
+                if i < chars.count, chars[i] == "^" {
+                    out.append("^")
+                    i += 1
+                }
+                // A `]` first in the set is a member in both; ICU wants it escaped.
+                if i < chars.count, chars[i] == "]" {
+                    out += "\\]"
+                    i += 1
+                }
+            } else if c == "(", String(chars[i..<min(i + 4, chars.count)]) == "(?P<" {
                 out += "(?<"
-                i = python.index(i, offsetBy: 4)
-            } else if rest.hasPrefix("(?P="), let close = rest.firstIndex(of: ")") {
-                out += "\\k<" + python[python.index(i, offsetBy: 4)..<close] + ">"
-                i = python.index(after: close)
+                i += 4
+            } else if c == "(", String(chars[i..<min(i + 4, chars.count)]) == "(?P=", let close = chars[i...].firstIndex(of: ")") {
+                out += "\\k<" + String(chars[(i + 4)..<close]) + ">"
+                i = close + 1
+            } else if c == "{" {
+                let (low, afterLow) = digits(from: i + 1)
+                var j = afterLow
+                var high: String?
+                if j < chars.count, chars[j] == "," {
+                    let (h, afterHigh) = digits(from: j + 1)
+                    high = h
+                    j = afterHigh
+                }
+                if j < chars.count, chars[j] == "}", !(low.isEmpty && high == nil) {
+                    out += "{" + (low.isEmpty ? "0" : low) + (high.map { "," + $0 } ?? "") + "}"
+                    i = j + 1
+                } else {
+                    out += "\\{"
+                    i += 1
+                }
+            } else if c == "}" {
+                out += "\\}"
+                i += 1
             } else {
-                out.append(python[i])
-                i = python.index(after: i)
+                out.append(c)
+                i += 1
             }
         }
         return out
