@@ -341,18 +341,9 @@ final class HTTPSession {
         }
         let waitsForNoOne = exchanges.isEmpty
         exchanges.append(exchange)
-        if var replacement = request.replacement {
-            if !request.mergePatches.isEmpty { replacement = Self.merged(replacement, patches: request.mergePatches) ?? replacement }
-            Self.reframe(&edited.headers, length: replacement.count)
+        if request.replacement != nil {
+            Self.replaceBody(of: &request, headers: &edited.headers)
             edits = true
-            request.discard = true
-            // A truncation of a replaced body cuts the replacement instead.
-            if let limit = request.truncateAfter, limit < replacement.count {
-                replacement = Array(replacement.prefix(limit))
-            } else {
-                request.truncateAfter = nil
-            }
-            request.replacement = replacement
         } else if !request.mergePatches.isEmpty {
             // The head waits for the body: its length is known once the patch is merged.
             if expectsContinue {
@@ -432,6 +423,21 @@ final class HTTPSession {
     }
 
     /// Header fields for a body of `length` bytes, sent whole.
+    /// A message whose body is replaced: the replacement merge-patched if asked, its length in the
+    /// head, the original body dropped; a truncation cuts the replacement instead.
+    private static func replaceBody(of message: inout MessageState, headers: inout [HTTPHeaderField]) {
+        guard var replacement = message.replacement else { return }
+        if !message.mergePatches.isEmpty { replacement = merged(replacement, patches: message.mergePatches) ?? replacement }
+        reframe(&headers, length: replacement.count)
+        message.discard = true
+        if let limit = message.truncateAfter, limit < replacement.count {
+            replacement = Array(replacement.prefix(limit))
+        } else {
+            message.truncateAfter = nil
+        }
+        message.replacement = replacement
+    }
+
     private static func reframe(_ headers: inout [HTTPHeaderField], length: Int) {
         headers.apply(.remove(name: "transfer-encoding"))
         headers.apply(.set(name: "Content-Length", value: String(length)))
@@ -617,18 +623,9 @@ final class HTTPSession {
             down.send(Self.serialize(answer, isHEAD: exchange.isHEAD, close: false), delay: response.delay)
             return
         }
-        if var replacement = response.replacement {
-            if !response.mergePatches.isEmpty { replacement = Self.merged(replacement, patches: response.mergePatches) ?? replacement }
-            Self.reframe(&edited.headers, length: replacement.count)
+        if response.replacement != nil {
+            Self.replaceBody(of: &response, headers: &edited.headers)
             edits = true
-            response.discard = true
-            // A truncation of a replaced body cuts the replacement instead.
-            if let limit = response.truncateAfter, limit < replacement.count {
-                replacement = Array(replacement.prefix(limit))
-            } else {
-                response.truncateAfter = nil
-            }
-            response.replacement = replacement
         } else if !response.mergePatches.isEmpty && !exchange.isHEAD {
             // The head waits for the body: its length is known once the patch is merged.
             response.heldResponse = edited
