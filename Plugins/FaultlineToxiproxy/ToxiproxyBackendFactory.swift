@@ -51,6 +51,7 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
     public init() {}
 
     public var servesAgents: Bool { true }
+    public var tlsRefusal: String { "a Toxiproxy server proxies plain TCP only" }
 
     public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? {
         if toxic.isHTTP { return "\(toxic.type) is an HTTP toxic, and a Toxiproxy server runs byte-stream toxics only" }

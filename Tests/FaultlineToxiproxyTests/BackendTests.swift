@@ -185,6 +185,8 @@ extension BackendTests {
                 )
             }, "\(errors)")
         #expect(errors.contains { $0.hasPrefix("suite.yaml:8:103: profile \"staging\"") && $0.contains("which cannot run a TLS proxy") }, "\(errors)")
+        // The hint names the registered default backend (the kernel names none itself).
+        #expect(errors.allSatisfy { $0.contains("run with a profile whose toxics backend is inprocess (the default)") }, "\(errors)")
     }
 }
 

@@ -157,6 +157,9 @@ public protocol ToxicBackendFactory: Sendable {
     /// Whether the backend's proxies terminate and originate TLS (``ProxyDefinition/tls``,
     /// ``ProxyDefinition/upstreamTLS``); a suite proxy with either is a load error otherwise.
     var supportsTLS: Bool { get }
+    /// Why the backend's proxies cannot take TLS settings, when ``supportsTLS`` is false: the end
+    /// of a load error (`… cannot run a TLS proxy: a Toxiproxy server proxies plain TCP only`).
+    var tlsRefusal: String { get }
     /// Checks a suite proxy's TLS files at load time beyond being readable (PEM that parses, a
     /// key that matches its certificate), reporting each problem at its key under `path`.
     /// - Parameters:
@@ -173,6 +176,7 @@ extension ToxicBackendFactory {
     public func validate(options: SourceNode?, sink: DiagnosticSink) {}
     public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? { nil }
     public var supportsTLS: Bool { false }
+    public var tlsRefusal: String { "its proxies carry plain TCP only" }
     public func validateTLS(_ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, sink: DiagnosticSink) {}
     public var servesAgents: Bool { false }
 }

@@ -140,7 +140,7 @@ public struct ToxicBackendExtension: RunExtension {
             guard let factory = registry.toxicBackends.values.first(where: \.servesAgents) else {
                 sink.report(
                     Diagnostic(
-                        "the suite declares agents, but no plugin that reaches agents (FaultlineToxiproxy) is registered", at: node.location,
+                        "the suite declares agents, but no registered toxic backend serves agents", at: node.location,
                         path: path))
                 continue
             }
@@ -248,7 +248,7 @@ public struct ToxicBackendExtension: RunExtension {
                 } else {
                     checkTLS(
                         definition, node: substituted, path: path.appending(index), factory: backend.flatMap { registry.toxicBackends[$0] },
-                        backend: backend, profile: profile, sink: sink)
+                        backend: backend, defaultBackend: registry.defaultToxicBackend, profile: profile, sink: sink)
                 }
             }
             proxies.append(definition)
@@ -276,8 +276,8 @@ public struct ToxicBackendExtension: RunExtension {
     /// Checks a proxy's TLS settings: whole, files readable, and a backend that can run them
     /// (which then checks the files' contents).
     private func checkTLS(
-        _ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, factory: (any ToxicBackendFactory)?, backend: String?, profile: String?,
-        sink: DiagnosticSink
+        _ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, factory: (any ToxicBackendFactory)?, backend: String?,
+        defaultBackend: String?, profile: String?, sink: DiagnosticSink
     ) {
         let before = sink.diagnostics.count
         var files: [(section: String, key: String, file: String)] = []
@@ -304,9 +304,9 @@ public struct ToxicBackendExtension: RunExtension {
             let owner = profile.map { "profile \"\($0)\" uses" } ?? "this run uses"
             sink.report(
                 Diagnostic(
-                    "\(owner) the \(backend) toxic backend, which cannot run a TLS proxy: a Toxiproxy server proxies plain TCP only",
+                    "\(owner) the \(backend) toxic backend, which cannot run a TLS proxy: \(factory.tlsRefusal)",
                     at: node[section]?.location, path: path.appending(section),
-                    hint: "remove \(section), or run with a profile whose toxics backend is inprocess (the default)"))
+                    hint: "remove \(section), or run with a profile whose toxics backend \(Self.defaultHint(defaultBackend))"))
             return
         }
         if sink.diagnostics.count == before { factory.validateTLS(proxy, node: node, path: path, sink: sink) }
@@ -339,6 +339,11 @@ public struct ToxicBackendExtension: RunExtension {
         return (backend, options.flatMap { try? substitution.substitute($0, path: path, sink: sink) })
     }
 
+    /// The end of a hint naming the registered default backend: `is inprocess (the default)`.
+    static func defaultHint(_ name: String?) -> String {
+        name.map { "is \($0) (the default)" } ?? "can run it"
+    }
+
     /// Reports every `type: toxic` activity of `experiment` whose toxic the profile's backend
     /// cannot run (an HTTP toxic on a Toxiproxy server), at the activity's `toxic:`. A toxic on a
     /// suite proxy an agent holds is the agent's to judge (`faultline proxy` runs HTTP toxics, a
@@ -356,9 +361,9 @@ public struct ToxicBackendExtension: RunExtension {
                 let owner = profile.map { "profile \"\($0.name)\" uses" } ?? "this run uses"
                 sink.report(
                     Diagnostic(
-                        "\(owner) the \(backend) toxic backend, which cannot run a TLS proxy: a Toxiproxy server proxies plain TCP only",
+                        "\(owner) the \(backend) toxic backend, which cannot run a TLS proxy: \(factory.tlsRefusal)",
                         at: arguments[key]?.location ?? activity.location, path: activity.provider.path.appending(key),
-                        hint: "remove \(key), or run with a profile whose toxics backend is inprocess (the default)"))
+                        hint: "remove \(key), or run with a profile whose toxics backend \(defaultHint(registry.defaultToxicBackend))"))
             }
         }
         for activity in activities where activity.provider.type == AddToxicAction.type {
@@ -371,7 +376,7 @@ public struct ToxicBackendExtension: RunExtension {
             let diagnostic = Diagnostic(
                 "\(owner) the \(backend) toxic backend, which cannot run this toxic: \(reason)",
                 at: arguments["toxic"]?.location ?? activity.location, path: activity.provider.path.appending("toxic"),
-                hint: "run it with a profile whose toxics backend is inprocess (the default)")
+                hint: "run it with a profile whose toxics backend \(defaultHint(registry.defaultToxicBackend))")
             sink.report(diagnostic)
         }
     }
