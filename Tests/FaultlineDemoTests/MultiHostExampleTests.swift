@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineProcess
 import FaultlineTestSupport
 import FaultlineTesting
@@ -9,9 +10,11 @@ import Foundation
 import Testing
 
 /// Examples/MultiHost run as its README says, with the hosts its run.sh makes built here instead
-/// (network namespaces with sshd, from ``TestSSHHost``, so every process is ended by its pid and the
-/// namespaces deleted inside the test): the store and a `faultline proxy` agent on host A, the
-/// notifier on host B, the order API and `faultline run` in the test's own namespace.
+/// (``TestSSHHost``s, so every process is ended by its pid and the namespaces deleted inside the
+/// test): the store and a `faultline proxy` agent on host A, the notifier on host B, the order API
+/// and `faultline run` in the test's own namespace. In loopback mode both hosts are 127.0.0.1,
+/// each with its own sshd, and the ports the suite lets one set (agent, store, notifier) are free
+/// ones, as this machine's other programs hold the same addresses.
 @Suite("The multi-host example (Examples/MultiHost)", .serialized)
 struct MultiHostExampleTests {
     static let suite = DemoSuiteTests.packageRoot.appendingPathComponent("Examples/MultiHost/suite.yaml").path
@@ -30,8 +33,12 @@ struct MultiHostExampleTests {
                     "known_hosts",
                     try String(contentsOfFile: hostA.knownHosts, encoding: .utf8) + String(contentsOfFile: hostB.knownHosts, encoding: .utf8))
                 let token = "agent-\(UInt64.random(in: 0...UInt64.max))"
+                let loopback = hostA.mode == .loopback
+                let (agentPort, storePort, notifierPort) =
+                    loopback ? (try FreePort.take(), try FreePort.take(), try FreePort.take()) : (8474, 6379, 8081)
                 let agent = try hostA.start(
-                    try BuiltProduct.path("faultline"), ["proxy", "--host", "0.0.0.0", "--port", "8474"], in: scratch,
+                    try BuiltProduct.path("faultline"), ["proxy", "--host", loopback ? "127.0.0.1" : "0.0.0.0", "--port", "\(agentPort)"],
+                    in: scratch,
                     environment: ["TOXIPROXY_AUTH_TOKEN": token])
                 try await closing(agent) { agent in
                     try #require(await eventually { agent.stdout.contains("http://") || !agent.isRunning }, "\(agent.stderr)")
@@ -42,6 +49,7 @@ struct MultiHostExampleTests {
                         environment: [
                             "HOST_A": hostA.address, "HOST_B": hostB.address, "HOST_A_SSH_PORT": "\(hostA.port)",
                             "HOST_B_SSH_PORT": "\(hostB.port)", "SSH_IDENTITY": key, "SSH_KNOWN_HOSTS": knownHosts, "AGENT_TOKEN": token,
+                            "SSH_USER": hostA.user, "AGENT_PORT": "\(agentPort)", "STORE_PORT": "\(storePort)", "NOTIFIER_PORT": "\(notifierPort)",
                             "FAULTLINE_DEMO": try BuiltProduct.path("faultline-demo"),
                         ])
                     let status = await run.wait(timeout: .seconds(240))
@@ -51,7 +59,7 @@ struct MultiHostExampleTests {
                     try Self.checkJournals(scratch.path("journals"))
 
                     // Nothing left on the agent: the run deleted the proxy it made there.
-                    #expect(try Self.agentProxies(hostA.address, token: token) == "{}")
+                    #expect(try Self.agentProxies(hostA.address, port: agentPort, token: token) == "{}")
                     // Nor on either host: no ssh session, no service, no program (only sshd, and
                     // host A's agent, until the test ends them).
                     for (host, expected) in [(hostA, [hostA.sshd.pid, agent.pid]), (hostB, [hostB.sshd.pid])] {
@@ -59,7 +67,7 @@ struct MultiHostExampleTests {
                         #expect(alone, "left on \(host.address): \(host.processesInside().map(\.commandLine))")
                     }
                     #expect(throws: SocketFailure.self, "the notifier's port on host B is closed") {
-                        try TestSocket(host: hostB.address, port: 8081, timeout: 5).close()
+                        try TestSocket(host: hostB.address, port: notifierPort, timeout: 5).close()
                     }
                     // Everything undone: the run deleted its ledger.
                     let ledgers = (try? FileManager.default.contentsOfDirectory(atPath: scratch.path("state/ledgers"))) ?? []
@@ -105,10 +113,10 @@ struct MultiHostExampleTests {
     }
 
     /// `GET /proxies` on the agent, with its token: the body.
-    static func agentProxies(_ host: String, token: String) throws -> String {
-        let socket = try TestSocket(host: host, port: 8474)
+    static func agentProxies(_ host: String, port: Int, token: String) throws -> String {
+        let socket = try TestSocket(host: host, port: port)
         defer { socket.close() }
-        try socket.send("GET /proxies HTTP/1.1\r\nHost: \(host):8474\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n")
+        try socket.send("GET /proxies HTTP/1.1\r\nHost: \(host):\(port)\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n")
         let (bytes, _) = socket.receiveAll()
         let response = String(decoding: bytes, as: UTF8.self)
         try #require(response.hasPrefix("HTTP/1.1 200"), "\(response)")
