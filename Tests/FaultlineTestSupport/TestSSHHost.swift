@@ -191,7 +191,7 @@ public final class TestSSHHost: TestResource, Sendable {
             try FileManager.default.copyItem(atPath: identity + ".pub", toPath: directory.path("authorized_keys"))
             if getuid() == 0 {
                 // sshd as root refuses to start without its privilege separation directory (as
-                // another user it runs without privilege separation, and needs none).
+                // another user it does not chroot into it, and needs none).
                 try? FileManager.default.createDirectory(
                     atPath: "/run/sshd", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
             }
