@@ -33,9 +33,15 @@ enum EnvoyFaultHeaders {
         request.header(name).flatMap { Int($0) }
     }
 
-    /// The toxicity, lowered to the request's percentage header when it has one (Envoy caps the
-    /// header's percentage at the configured one).
-    static func toxicity(_ request: HTTPToxicRequest, percentage name: String, configured: Double) -> Double {
+    /// The toxicity of a toxic that may take its fault from the request's headers: as configured
+    /// when it does not (`fromHeaders` false); when it does, nil (no fault) for a request without
+    /// the fault's header, else lowered to the request's percentage header when it has one (Envoy
+    /// caps the header's percentage at the configured one).
+    static func toxicity(
+        _ request: HTTPToxicRequest, fromHeaders: Bool, hasFault: @autoclosure () -> Bool, percentage name: String, configured: Double
+    ) -> Double? {
+        guard fromHeaders else { return configured }
+        guard hasFault() else { return nil }
         guard let percent = integer(request, name), percent >= 0 else { return configured }
         return min(configured, Double(percent) / 100)
     }
@@ -109,9 +115,9 @@ public struct HTTPAbortToxic: HTTPToxic {
     public static func match(_ attributes: Attributes) -> HTTPRequestMatch { attributes.match }
 
     public static func toxicity(_ attributes: Attributes, request: HTTPToxicRequest, configured: Double) -> Double? {
-        guard attributes.headerAbort else { return configured }
-        guard headerStatus(request) != nil || headerGRPCStatus(request) != nil else { return nil }
-        return EnvoyFaultHeaders.toxicity(request, percentage: EnvoyFaultHeaders.abortPercentage, configured: configured)
+        EnvoyFaultHeaders.toxicity(
+            request, fromHeaders: attributes.headerAbort, hasFault: headerStatus(request) != nil || headerGRPCStatus(request) != nil,
+            percentage: EnvoyFaultHeaders.abortPercentage, configured: configured)
     }
 
     public static func fault(_ attributes: Attributes, request: HTTPToxicRequest, random: inout SeededRandom) -> HTTPFault {
@@ -196,9 +202,9 @@ public struct HTTPLatencyToxic: HTTPToxic {
     public static func match(_ attributes: Attributes) -> HTTPRequestMatch { attributes.match }
 
     public static func toxicity(_ attributes: Attributes, request: HTTPToxicRequest, configured: Double) -> Double? {
-        guard attributes.headerDelay else { return configured }
-        guard headerLatency(request) != nil else { return nil }
-        return EnvoyFaultHeaders.toxicity(request, percentage: EnvoyFaultHeaders.delayPercentage, configured: configured)
+        EnvoyFaultHeaders.toxicity(
+            request, fromHeaders: attributes.headerDelay, hasFault: headerLatency(request) != nil, percentage: EnvoyFaultHeaders.delayPercentage,
+            configured: configured)
     }
 
     /// `x-envoy-fault-delay-request`: milliseconds, 0 up to a day.
@@ -616,9 +622,9 @@ public struct HTTPBandwidthToxic: HTTPToxic {
     public static func match(_ attributes: Attributes) -> HTTPRequestMatch { attributes.match }
 
     public static func toxicity(_ attributes: Attributes, request: HTTPToxicRequest, configured: Double) -> Double? {
-        guard attributes.headerLimit else { return configured }
-        guard headerRate(request) != nil else { return nil }
-        return EnvoyFaultHeaders.toxicity(request, percentage: EnvoyFaultHeaders.throughputPercentage, configured: configured)
+        EnvoyFaultHeaders.toxicity(
+            request, fromHeaders: attributes.headerLimit, hasFault: headerRate(request) != nil,
+            percentage: EnvoyFaultHeaders.throughputPercentage, configured: configured)
     }
 
     /// `x-envoy-fault-throughput-response` in KiB/s, more than 0.
