@@ -83,6 +83,54 @@ struct HTTPFramingTests {
         #expect(Self.trace(.request, badChunk, readSize: 4096).bytes == badChunk)
     }
 
+    /// The one head a trace of `text` yields, as a request.
+    static func request(_ text: String) -> HTTPToxicRequest? {
+        var framing = HTTPFraming(role: .request)
+        var input = ByteBuffer(string: text)
+        guard case .head(_, .request(let request)) = framing.next(&input) else { return nil }
+        return request
+    }
+
+    @Test("heads: every field kept as sent, folded lines joined, framing read from the last coding and agreeing lengths")
+    func heads() throws {
+        let request = try #require(
+            Self.request("\r\nPOST /a%20b?x=1 HTTP/1.1\r\nHost: shop\r\nX-Long:  first \r\n \tsecond\r\nX-Empty:\r\nContent-Length: 2\r\n\r\nhi"))
+        #expect(request.method == "POST" && request.target == "/a%20b?x=1" && request.version == "HTTP/1.1")
+        #expect(
+            request.headers == [
+                HTTPHeaderField(name: "Host", value: "shop"), HTTPHeaderField(name: "X-Long", value: "first second"),
+                HTTPHeaderField(name: "X-Empty", value: ""), HTTPHeaderField(name: "Content-Length", value: "2"),
+            ])
+        // Transfer-Encoding: the last coding listed decides; empty members are not codings.
+        for (coding, chunked) in [
+            ("chunked", true), ("gzip, CHUNKED", true), ("chunked,", true), ("chunked, gzip", false), ("chunked, ,", false), ("chunked, ", true),
+        ] {
+            let text = "POST / HTTP/1.1\r\nTransfer-Encoding: \(coding)\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+            let (events, bytes) = Self.trace(.request, text, readSize: 4096)
+            // Not chunked is not a request body a server could frame: passed through as it is.
+            #expect(events == (chunked ? ["H:POST", "B", "E"] : ["N"]), "\(coding)")
+            #expect(bytes == text)
+        }
+        // A folded Content-Length is one value, "1 2": not a length.
+        #expect(Self.trace(.request, "POST / HTTP/1.1\r\nContent-Length: 1\r\n 2\r\n\r\nab", readSize: 4096).events == ["N"])
+        // Equal lengths twice frame the body; a field name with a space, or a fold first, is not HTTP.
+        #expect(
+            Self.trace(.request, "POST / HTTP/1.1\r\ncontent-length: 2\r\nContent-Length: 2\r\n\r\nab", readSize: 4096).events == [
+                "H:POST", "B", "E",
+            ])
+        #expect(Self.trace(.request, "GET / HTTP/1.1\r\nX Bad: 1\r\n\r\n", readSize: 4096).events == ["N"])
+        #expect(Self.trace(.request, "GET / HTTP/1.1\r\n folded: 1\r\n\r\n", readSize: 4096).events == ["N"])
+        #expect(Self.trace(.request, "GET  HTTP/1.1\r\n\r\n", readSize: 4096).events == ["N"])
+        #expect(Self.trace(.response, "HTTP/1.1 2000 OK\r\n\r\n", readSize: 4096).events == ["N"])
+        // A response's fields are parsed when a toxic asks, from the same bytes.
+        let response = HTTPFraming.responseHead(ByteBuffer(string: "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n  2\r\n\r\n"))
+        #expect(response.version == "HTTP/1.1" && response.status == 503 && response.reason == "Service Unavailable")
+        #expect(response.headers == [HTTPHeaderField(name: "Retry-After", value: "1 2")])
+        // Folded, the codings are "gzip, chunked": a chunked body (unfolded, gzip's would run until the close).
+        let folded = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,\r\n chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        #expect(Self.trace(.response, folded, readSize: 4096).events == ["H:200", "B", "E"])
+    }
+
     @Test("request matching: method, exact path, prefix, glob, host and header")
     func matching() {
         let request = HTTPToxicRequest(

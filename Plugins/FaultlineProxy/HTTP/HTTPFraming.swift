@@ -20,9 +20,15 @@ struct HTTPFraming {
         var headers: [HTTPHeaderField]
     }
 
+    /// A response head as framed: its status. The rest is parsed on demand (``responseHead(_:)``),
+    /// as most responses pass untouched.
+    struct ResponseStart {
+        let status: Int
+    }
+
     enum Head {
         case request(HTTPToxicRequest)
-        case response(ResponseHead)
+        case response(ResponseStart)
     }
 
     enum Event {
@@ -212,65 +218,213 @@ struct HTTPFraming {
     }
 
     private mutating func parse(_ raw: ByteBuffer) -> Event? {
-        // Byte by byte: a String would break graphemes (CR LF is one Character), which costs more
-        // than the rest of the proxy's work on a request.
-        let view = raw.readableBytesView
-        var lines: [Range<Int>] = []
-        var lineStart = view.startIndex
-        for index in view.indices where view[index] == 10 {
-            let lineEnd = index > lineStart && view[index - 1] == 13 ? index - 1 : index
-            if !(lines.isEmpty && lineEnd == lineStart) { lines.append(lineStart..<lineEnd) }
-            lineStart = index + 1
-        }
-        guard let first = lines.first else { return nil }
-        let startLine = Substring(String(decoding: view[first], as: UTF8.self))
-        var headers: [HTTPHeaderField] = []
-        headers.reserveCapacity(lines.count - 1)
-        for range in lines.dropFirst() where !range.isEmpty {
-            let line = view[range]
-            if line.first == 32 || line.first == 9 {
-                // Obsolete line folding: part of the previous field's value.
-                guard !headers.isEmpty else { return nil }
-                headers[headers.count - 1].value += " " + String(decoding: Self.trimmed(line), as: UTF8.self)
-                continue
+        raw.withUnsafeReadableBytes { bytes in
+            switch role {
+            case .request: parseRequest(raw, bytes)
+            case .response: parseResponse(raw, bytes)
             }
-            guard let colon = line.firstIndex(of: 58), colon > line.startIndex,
-                !line[..<colon].contains(where: { $0 == 32 || $0 == 9 })
-            else { return nil }
-            headers.append(
-                HTTPHeaderField(
-                    name: String(decoding: line[..<colon], as: UTF8.self), value: String(decoding: Self.trimmed(line[(colon + 1)...]), as: UTF8.self))
-            )
-        }
-        let parts = startLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false)
-        switch role {
-        case .request:
-            guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty, parts[2].hasPrefix("HTTP/1.") else { return nil }
-            let request = HTTPToxicRequest(method: String(parts[0]), target: String(parts[1]), version: String(parts[2]), headers: headers)
-            guard let framing = Self.bodyFraming(headers, allowUntilClose: false) else { return nil }
-            state = framing
-            return .head(raw, .request(request))
-        case .response:
-            guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), parts[1].count == 3, let status = Int(parts[1]) else { return nil }
-            let response = ResponseHead(version: String(parts[0]), status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers)
-            if status == 101 || (nextResponseToCONNECT && (200..<300).contains(status)) {
-                state = .opaque
-            } else if (100..<200).contains(status) || status == 204 || status == 304 || nextResponseToHEAD {
-                state = .length(0)
-            } else {
-                guard let framing = Self.bodyFraming(headers, allowUntilClose: true) else { return nil }
-                state = framing
-            }
-            return .head(raw, .response(response))
         }
     }
 
-    /// Bytes without leading and trailing spaces and tabs.
-    private static func trimmed(_ bytes: ByteBufferView.SubSequence) -> ByteBufferView.SubSequence {
-        var bytes = bytes
-        while let first = bytes.first, first == 32 || first == 9 { bytes = bytes.dropFirst() }
-        while let last = bytes.last, last == 32 || last == 9 { bytes = bytes.dropLast() }
-        return bytes
+    private mutating func parseRequest(_ raw: ByteBuffer, _ bytes: UnsafeRawBufferPointer) -> Event? {
+        guard let scan = HeadScan(bytes, keepFields: true) else { return nil }
+        // `METHOD SP target SP HTTP/1.x`; the target may not hold a space, the version may.
+        let line = scan.startLine
+        guard let space1 = Self.index(of: 32, in: bytes, line), space1 > line.lowerBound,
+            let space2 = Self.index(of: 32, in: bytes, space1 + 1..<line.upperBound), space2 > space1 + 1,
+            Self.hasVersionPrefix(bytes, space2 + 1..<line.upperBound)
+        else { return nil }
+        let headers = scan.headers(bytes)
+        let framing = scan.folded ? Self.bodyFraming(headers, allowUntilClose: false) : scan.framing(bytes, allowUntilClose: false)
+        guard let framing else { return nil }
+        let request = HTTPToxicRequest(
+            method: Self.string(bytes, line.lowerBound..<space1), target: Self.string(bytes, space1 + 1..<space2),
+            version: Self.string(bytes, space2 + 1..<line.upperBound), headers: headers)
+        state = framing
+        return .head(raw, .request(request))
+    }
+
+    /// A response head is only framed here, without making strings: most pass untouched, and
+    /// ``responseHead(_:)`` parses the rest of one when a toxic needs it.
+    private mutating func parseResponse(_ raw: ByteBuffer, _ bytes: UnsafeRawBufferPointer) -> Event? {
+        guard var scan = HeadScan(bytes, keepFields: false) else { return nil }
+        if scan.folded {
+            guard let full = HeadScan(bytes, keepFields: true) else { return nil }
+            scan = full
+        }
+        guard let status = Self.status(bytes, scan.startLine) else { return nil }
+        if status == 101 || (nextResponseToCONNECT && (200..<300).contains(status)) {
+            state = .opaque
+        } else if (100..<200).contains(status) || status == 204 || status == 304 || nextResponseToHEAD {
+            state = .length(0)
+        } else {
+            let framing =
+                scan.folded ? Self.bodyFraming(scan.headers(bytes), allowUntilClose: true) : scan.framing(bytes, allowUntilClose: true)
+            guard let framing else { return nil }
+            state = framing
+        }
+        return .head(raw, .response(ResponseStart(status: status)))
+    }
+
+    /// `HTTP/1.x SP 3DIGIT [SP reason]`: the status, or nil.
+    private static func status(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> Int? {
+        guard let space = index(of: 32, in: bytes, line), hasVersionPrefix(bytes, line.lowerBound..<space) else { return nil }
+        let codeEnd = index(of: 32, in: bytes, space + 1..<line.upperBound) ?? line.upperBound
+        guard codeEnd - space - 1 == 3 else { return nil }
+        return Int(string(bytes, space + 1..<codeEnd))
+    }
+
+    /// A response head's parts, from a head this framing accepted.
+    static func responseHead(_ raw: ByteBuffer) -> ResponseHead {
+        raw.withUnsafeReadableBytes { bytes in
+            guard let scan = HeadScan(bytes, keepFields: true), let space = index(of: 32, in: bytes, scan.startLine) else {
+                return ResponseHead(version: "HTTP/1.1", status: 502, reason: "", headers: [])
+            }
+            let line = scan.startLine
+            let codeEnd = index(of: 32, in: bytes, space + 1..<line.upperBound) ?? line.upperBound
+            return ResponseHead(
+                version: string(bytes, line.lowerBound..<space), status: Int(string(bytes, space + 1..<codeEnd)) ?? 502,
+                reason: codeEnd < line.upperBound ? string(bytes, codeEnd + 1..<line.upperBound) : "", headers: scan.headers(bytes))
+        }
+    }
+
+    private static func string(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+
+    private static func index(of byte: UInt8, in bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+        var index = range.lowerBound
+        while index < range.upperBound {
+            if bytes[index] == byte { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    private static let versionPrefix: StaticString = "HTTP/1."
+
+    private static func hasVersionPrefix(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        let prefix = UnsafeRawBufferPointer(start: versionPrefix.utf8Start, count: versionPrefix.utf8CodeUnitCount)
+        guard range.count >= prefix.count else { return false }
+        for offset in 0..<prefix.count where bytes[range.lowerBound + offset] != prefix[offset] { return false }
+        return true
+    }
+
+    /// A head's lines read in one pass over its bytes, without making strings: where the start
+    /// line and each field are, and what the fields that frame the body say.
+    private struct HeadScan {
+        var startLine: Range<Int>
+        /// Each field's name and value (without surrounding spaces and tabs), when kept.
+        var fields: [(name: Range<Int>, value: Range<Int>)] = []
+        /// Lines that continue a field (obsolete line folding): the field's position and the line.
+        var continuations: [(field: Int, line: Range<Int>)] = []
+        /// A field continues on the next line; when fields are not kept, the scan stops there.
+        var folded = false
+        /// The last `Transfer-Encoding` value, and the first `Content-Length` one.
+        var transferEncoding: Range<Int>?
+        var contentLength: Range<Int>?
+        var contentLengthsDiffer = false
+
+        /// nil when the head is malformed: no start line, a field without a name, or space
+        /// before a field's colon.
+        init?(_ bytes: UnsafeRawBufferPointer, keepFields: Bool) {
+            startLine = 0..<0
+            var haveStart = false
+            var fieldCount = 0
+            var index = 0
+            let count = bytes.count
+            while index < count {
+                let lineStart = index
+                while index < count && bytes[index] != 10 { index += 1 }
+                guard index < count else { break }  // no LF: not a whole line
+                var lineEnd = index
+                if lineEnd > lineStart && bytes[lineEnd - 1] == 13 { lineEnd -= 1 }
+                index += 1
+                if lineEnd == lineStart { continue }  // leading empty lines, and the last one
+                if !haveStart {
+                    startLine = lineStart..<lineEnd
+                    haveStart = true
+                    continue
+                }
+                let first = bytes[lineStart]
+                if first == 32 || first == 9 {
+                    guard fieldCount > 0 else { return nil }
+                    folded = true
+                    guard keepFields else { return }
+                    continuations.append((fieldCount - 1, HeadScan.trimmed(bytes, lineStart..<lineEnd)))
+                    continue
+                }
+                var colon = lineStart
+                while colon < lineEnd && bytes[colon] != 58 {
+                    if bytes[colon] == 32 || bytes[colon] == 9 { return nil }
+                    colon += 1
+                }
+                guard colon < lineEnd, colon > lineStart else { return nil }
+                let name = lineStart..<colon
+                let value = HeadScan.trimmed(bytes, colon + 1..<lineEnd)
+                fieldCount += 1
+                if keepFields { fields.append((name, value)) }
+                if HeadScan.nameIs("transfer-encoding", bytes, name) {
+                    transferEncoding = value
+                } else if HeadScan.nameIs("content-length", bytes, name) {
+                    if let first = contentLength {
+                        if !bytes[first].elementsEqual(bytes[value]) { contentLengthsDiffer = true }
+                    } else {
+                        contentLength = value
+                    }
+                }
+            }
+            guard haveStart else { return nil }
+        }
+
+        /// The fields as strings, continued lines joined to their field's value with a space.
+        func headers(_ bytes: UnsafeRawBufferPointer) -> [HTTPHeaderField] {
+            var headers: [HTTPHeaderField] = []
+            headers.reserveCapacity(fields.count)
+            for field in fields {
+                headers.append(HTTPHeaderField(name: HTTPFraming.string(bytes, field.name), value: HTTPFraming.string(bytes, field.value)))
+            }
+            for continuation in continuations { headers[continuation.field].value += " " + HTTPFraming.string(bytes, continuation.line) }
+            return headers
+        }
+
+        /// The body's framing (RFC 9112 §6.3) from the fields as scanned (not folded); nil when
+        /// they are contradictory or invalid.
+        func framing(_ bytes: UnsafeRawBufferPointer, allowUntilClose: Bool) -> State? {
+            if let encoding = transferEncoding {
+                // The last coding listed (empty list members are not codings) must be chunked.
+                var end = encoding.upperBound
+                while end > encoding.lowerBound && bytes[end - 1] == 44 { end -= 1 }
+                var start = end
+                while start > encoding.lowerBound && bytes[start - 1] != 44 { start -= 1 }
+                let last = HeadScan.trimmed(bytes, start..<end)
+                if HeadScan.nameIs("chunked", bytes, last) { return .chunkSize }
+                return allowUntilClose ? .untilClose : nil
+            }
+            guard let length = contentLength else { return allowUntilClose ? .untilClose : .length(0) }
+            guard !contentLengthsDiffer, let value = Int(HTTPFraming.string(bytes, length)), value >= 0 else { return nil }
+            return .length(value)
+        }
+
+        /// Whether `range` holds `name`, ASCII letters in any case (`name` is lowercase).
+        static func nameIs(_ name: StaticString, _ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+            guard range.count == name.utf8CodeUnitCount else { return false }
+            let expected = name.utf8Start
+            for offset in 0..<range.count {
+                var byte = bytes[range.lowerBound + offset]
+                if byte >= 0x41 && byte <= 0x5A { byte |= 0x20 }
+                if byte != expected[offset] { return false }
+            }
+            return true
+        }
+
+        static func trimmed(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int> {
+            var start = range.lowerBound
+            var end = range.upperBound
+            while start < end && (bytes[start] == 32 || bytes[start] == 9) { start += 1 }
+            while end > start && (bytes[end - 1] == 32 || bytes[end - 1] == 9) { end -= 1 }
+            return start..<end
+        }
     }
 
     /// The body's framing from Transfer-Encoding and Content-Length (RFC 9112 §6.3); nil when they

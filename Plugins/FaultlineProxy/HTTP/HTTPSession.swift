@@ -551,7 +551,7 @@ final class HTTPSession {
         }
     }
 
-    private func responseHead(_ raw: ByteBuffer, _ head: HTTPFraming.ResponseHead) {
+    private func responseHead(_ raw: ByteBuffer, _ start: HTTPFraming.ResponseStart) {
         response = MessageState()
         guard let exchange = exchanges.first else {
             // A response nobody asked for (a 408 before closing): passed on as it is.
@@ -559,20 +559,23 @@ final class HTTPSession {
             return
         }
         response.isHEAD = exchange.isHEAD
-        if head.status == 101 || (exchange.isCONNECT && (200..<300).contains(head.status)) {
+        let status = start.status
+        if status == 101 || (exchange.isCONNECT && (200..<300).contains(status)) {
             down.send(raw, delay: 0)
             finishExchange()
             becomeTunnel()
             return
         }
-        if (100..<200).contains(head.status) {
+        if (100..<200).contains(status) {
             // Interim (100 Continue): the final response is still to come.
             response.isInterim = true
             down.send(raw, delay: 0)
             return
         }
         var faults = exchange.faults
-        for conditional in exchange.conditional where conditional.match.matchesResponse(status: head.status, headers: head.headers) {
+        // The fields as strings only when a toxic reads or edits them.
+        let parsed = exchange.conditional.isEmpty ? nil : HTTPFraming.responseHead(raw)
+        for conditional in exchange.conditional where conditional.match.matchesResponse(status: status, headers: parsed?.headers ?? []) {
             conditional.counters.matched.add(1, ordering: .relaxed)
             guard let fault = conditional.fault, activate(conditional.match, conditional.counters, into: &responseActivated) else { continue }
             conditional.counters.affected.add(1, ordering: .relaxed)
@@ -582,6 +585,7 @@ final class HTTPSession {
             down.send(raw, delay: 0)
             return
         }
+        let head = parsed ?? HTTPFraming.responseHead(raw)
         var edited = head
         var edits = false
         var answer: HTTPSyntheticResponse?
