@@ -279,7 +279,9 @@ final class HTTPSession {
         var responseFaults: [HTTPFault] = []
         var conditional: [ConditionalFault] = []
         var activated: [HTTPToxicCounters] = []
-        for rule in rules where rule.rule.match.matches(head) {
+        // By position: a copy of each rule's state would retain what it holds, on every request.
+        for index in rules.indices where rules[index].rule.match.matches(head) {
+            let rule = rules[index]
             guard let toxicity = rule.rule.toxicity(for: head, configured: rule.toxic.definition.toxicity) else { continue }
             var random = SeededRandom(seed: rule.seed &+ requestCount &* 0x9E37_79B9_7F4A_7C15)
             let fault = random.nextUnit() < toxicity ? rule.rule.fault(for: head, random: &random) : nil
@@ -791,7 +793,7 @@ final class Outbox {
 
     private func perform(_ item: Item) {
         switch item {
-        case .bytes(let bytes): link.deliver(ToxicChunk(payload: BufferPayload(buffer: bytes), receivedAt: link.now), from: 0)
+        case .bytes(let bytes): link.forward(bytes)
         case .end: link.deliverEnd(from: 0)
         case .cut(let reset):
             if reset { link.connection?.resetAfterPendingWrites() } else { link.connection?.closeGracefully() }

@@ -90,6 +90,16 @@ final class Link {
         }
     }
 
+    /// Bytes from the HTTP session, through the stages.
+    func forward(_ buffer: ByteBuffer) {
+        guard !isDead else { return }
+        if activeStages == 0 {
+            write(buffer)
+        } else {
+            deliver(ToxicChunk(payload: BufferPayload(buffer: buffer), receivedAt: now), from: 0)
+        }
+    }
+
     func sourceReachedEnd() {
         guard !sourceEnded else { return }
         sourceEnded = true
@@ -235,6 +245,9 @@ final class Link {
         // A closing connection runs no new toxics (their timers would outlive it).
         guard !isDead else { return }
         let stage = slot.toxic.prepared.makeStage(random: slot.roll.stageRandom)
+        // A stage that forwards everything as it comes (an HTTP toxic's, which acts in the HTTP
+        // session instead) takes no place in the chain: bytes skip it.
+        if stage is ForwardingStage { return }
         slot.stage = stage
         slot.endReceived = false
         activeStages += 1
