@@ -219,6 +219,37 @@ struct LoadPhaseTests {
         #expect(ExactLatencies().percentiles([0.5]) == [0])
     }
 
+    @Test("counted in a table past the first thousand, long latencies aside: the same percentiles, merges and histogram as sorting every latency")
+    func denseLatencies() {
+        // Short and long latencies, the table made part way through, one side merged from a
+        // histogram, the other recorded one by one.
+        var random = SystemRandomNumberGenerator()
+        let values: [UInt32] = (0..<5_000).map { index in
+            index % 7 == 0 ? UInt32.random(in: 16_000...2_000_000, using: &random) : UInt32.random(in: 1...20_000, using: &random)
+        }
+        var first = ExactLatencies()
+        for micros in values[..<3_000] { first.record(micros) }
+        var small = ExactLatencies()
+        for micros in values[3_000..<3_500] { small.record(micros) }
+        var second = ExactLatencies(small.histogram)
+        for micros in values[3_500...] { second.record(micros) }
+        var merged = first
+        merged.add(second)
+        let sorted = values.sorted()
+        #expect(merged.total == values.count)
+        let fractions = [0, 0.5, 0.9, 0.95, 0.99, 0.999, 1]
+        let expected = fractions.map { fraction -> Double in
+            let rank = fraction * Double(sorted.count - 1)
+            let lower = Double(sorted[Int(rank.rounded(.down))])
+            return lower + (Double(sorted[Int(rank.rounded(.up))]) - lower) * (rank - rank.rounded(.down))
+        }
+        #expect(zip(merged.percentiles(fractions), expected).allSatisfy { abs($0 - $1) < 1e-6 }, "\(merged.percentiles(fractions)) vs \(expected)")
+        var counts: [UInt32: Int] = [:]
+        for micros in values { counts[micros, default: 0] += 1 }
+        #expect(merged.histogram == LatencyHistogram(counts.map { (micros: $0.key, count: $0.value) }))
+        #expect(merged.histogram.counts.map(\.micros) == counts.keys.sorted())
+    }
+
     @Test("a journal written before phases existed still reads; phases round-trip")
     func compatibility() throws {
         let old: Value = ["model": "closed", "elapsed_s": 1.0, "dropped": 0, "overall": ["count": 3], "requests": [:], "timeline": []]

@@ -8,7 +8,7 @@ extension ExactLatencies {
     /// Responses by bucket of ``LoadProgress/latencyBucketMicros`` (the last: slower than every bound).
     func bucketCounts() -> [Int] {
         var buckets = Array(repeating: 0, count: LoadProgress.latencyBucketMicros.count + 1)
-        for (micros, count) in counts { buckets[LoadProgress.Request.bucket(ofMicros: micros)] += count }
+        forEachCount { micros, count in buckets[LoadProgress.Request.bucket(ofMicros: micros)] += count }
         return buckets
     }
 }
