@@ -183,7 +183,11 @@ final class Nginx {
 func runWrk(url: String, connections: Int, threads: Int, duration: Double) throws -> Measurement {
     guard let wrk = which("wrk") else { throw BenchmarkError.missing("wrk") }
     let cpuBefore = cpuSeconds(RUSAGE_CHILDREN)
-    let text = try run(wrk, ["-t", String(min(threads, connections)), "-c", String(connections), "-d", "\(Int(duration))s", "--latency", url])
+    // The same request on the wire as http.load's: it adds User-Agent and Accept to Host, and
+    // each field is work for nginx, the shared server both tools are measured against.
+    let headers = ["-H", "User-Agent: faultline/\(Engine.version)", "-H", "Accept: */*"]
+    let text = try run(
+        wrk, ["-t", String(min(threads, connections)), "-c", String(connections), "-d", "\(Int(duration))s", "--latency"] + headers + [url])
     func milliseconds(_ token: Substring) -> Double? {
         let units: [(String, Double)] = [("us", 0.001), ("ms", 1), ("s", 1000), ("m", 60_000)]
         for (suffix, scale) in units where token.hasSuffix(suffix) {

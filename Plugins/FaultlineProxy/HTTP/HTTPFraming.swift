@@ -1,6 +1,12 @@
 import FaultlineKit
 import NIOCore
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// Finds HTTP/1.x message boundaries in one direction of a connection, keeping every byte.
 ///
 /// Why not NIOHTTP1's decoder: a proxy that passes untouched messages byte for byte must know
@@ -195,26 +201,28 @@ struct HTTPFraming {
 
     /// The index just past the first CRLFCRLF (or LFLF) at or after `from`.
     private static func headEnd(in buffer: ByteBuffer, from: Int) -> Int? {
-        let view = buffer.readableBytesView
-        var index = view.startIndex + from
-        // Leading empty lines are not the end of a head.
-        var seenContent = view[view.startIndex..<index].contains { $0 != 13 && $0 != 10 }
-        while index < view.endIndex {
-            let byte = view[index]
-            if byte != 13 && byte != 10 {
-                seenContent = true
-            } else if byte == 10 && seenContent {
-                let next = view.index(after: index)
-                if next < view.endIndex {
-                    if view[next] == 10 { return next + 1 - view.startIndex }
-                    if view[next] == 13, view.index(after: next) < view.endIndex, view[view.index(after: next)] == 10 {
-                        return next + 2 - view.startIndex
-                    }
-                }
+        buffer.withUnsafeReadableBytes { bytes -> Int? in
+            let count = bytes.count
+            var index = from
+            // Leading empty lines are not the end of a head.
+            var seenContent = bytes[..<from].contains { $0 != 13 && $0 != 10 }
+            while !seenContent && index < count {
+                if bytes[index] != 13 && bytes[index] != 10 { seenContent = true }
+                index += 1
             }
-            index += 1
+            // From here on only line feeds matter: the head ends at LF (CR) LF.
+            while index < count {
+                guard let newline = memchr(bytes.baseAddress! + index, 10, count - index) else { return nil }
+                let at = UnsafeRawPointer(newline) - bytes.baseAddress!
+                let next = at + 1
+                if next < count {
+                    if bytes[next] == 10 { return next + 1 }
+                    if bytes[next] == 13, next + 1 < count, bytes[next + 1] == 10 { return next + 2 }
+                }
+                index = next
+            }
+            return nil
         }
-        return nil
     }
 
     private mutating func parse(_ raw: ByteBuffer) -> Event? {
