@@ -372,22 +372,10 @@ struct HTTPScenarioTests {
                         equalz: "1"
               - type: action
                 name: b
-                provider:
-                  type: toxic
-                  proxy: db
-                  toxic: http_abort
-                  attributes:
-                    request_headers:
-                      X-Foo: {equalz: "1"}
+                provider: {type: toxic, proxy: db, toxic: http_abort, attributes: {request_headers: {X-Foo: {equalz: "1"}}}}
               - type: action
                 name: c
-                provider:
-                  type: toxic
-                  proxy: db
-                  toxic: http_abort
-                  attributes:
-                    request_headers:
-                      - {name: X-Foo, regex: "("}
+                provider: {type: toxic, proxy: db, toxic: http_abort, attributes: {request_headers: [{name: X-Foo, regex: "("}]}}
             """)
         #expect(
             errors.contains {
@@ -396,13 +384,13 @@ struct HTTPScenarioTests {
             }, "\(errors)")
         #expect(
             errors.contains {
-                $0.hasPrefix("experiment.yaml:22:18: http_abort: request_headers: the value of header \"X-Foo\" must be a string")
+                $0.hasPrefix("experiment.yaml:16:97: http_abort: request_headers: the value of header \"X-Foo\" must be a string")
                     && $0.contains("a matcher goes in a list: request_headers: [{name: X-Foo, exact | prefix")
                     && $0.hasSuffix(" at method[1].provider.attributes.request_headers.X-Foo")
             }, "\(errors)")
         #expect(
             errors.contains {
-                $0.hasPrefix("experiment.yaml:31:13: http_abort: \"(\" is not a valid regular expression")
+                $0.hasPrefix("experiment.yaml:19:90: http_abort: \"(\" is not a valid regular expression")
                     && $0.hasSuffix(" at method[2].provider.attributes.request_headers[0]")
             }, "\(errors)")
     }
