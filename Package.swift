@@ -141,6 +141,8 @@ let package = Package(
             name: "faultline-demo",
             dependencies: [
                 "FaultlineDemo",
+                // The kernel's SignalPipe (FaultlineDemo already depends on the kernel).
+                "FaultlineKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ]

@@ -51,24 +51,45 @@ public enum TokenSource: Sendable, Equatable {
         }
     }
 
-    /// The token itself.
-    /// - Throws: a message naming the variable or file (never the token) when it is missing.
-    func resolve(environment: [String: String]) throws(ToxiproxyBackendError) -> String {
+    /// Why a token could not be read where its source says.
+    public enum ReadFailure: Error, Sendable, Equatable {
+        /// The environment variable is not set, or is empty.
+        case unsetVariable(String)
+        /// The file cannot be read.
+        case unreadableFile(String)
+        /// The file holds nothing but line ends.
+        case emptyFile(String)
+    }
+
+    /// Reads the token where it is: the string itself, the environment variable, or the file (a
+    /// trailing newline is the editor's, as for faultline proxy --token-file).
+    /// - Parameter environment: the variables an environment source is read from.
+    /// - Throws: ``ReadFailure`` naming the variable or file, never the token.
+    public func read(environment: [String: String]) throws(ReadFailure) -> String {
         switch self {
         case .literal(let token): return token
         case .environment(let key):
-            guard let token = environment[key], !token.isEmpty else {
-                throw ToxiproxyBackendError("the token's environment variable \(key) is not set (or empty)")
-            }
+            guard let token = environment[key], !token.isEmpty else { throw .unsetVariable(key) }
             return token
         case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ToxiproxyBackendError("cannot read the token file \(path)")
-            }
-            // A trailing newline is the editor's, as for faultline proxy --token-file.
+            guard let data = FileManager.default.contents(atPath: path) else { throw .unreadableFile(path) }
             let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
-            guard !token.isEmpty else { throw ToxiproxyBackendError("the token file \(path) is empty") }
+            guard !token.isEmpty else { throw .emptyFile(path) }
             return token
+        }
+    }
+
+    /// The token itself.
+    /// - Throws: a message naming the variable or file (never the token) when it is missing.
+    func resolve(environment: [String: String]) throws(ToxiproxyBackendError) -> String {
+        do {
+            return try read(environment: environment)
+        } catch {
+            switch error {
+            case .unsetVariable(let key): throw ToxiproxyBackendError("the token's environment variable \(key) is not set (or empty)")
+            case .unreadableFile(let path): throw ToxiproxyBackendError("cannot read the token file \(path)")
+            case .emptyFile(let path): throw ToxiproxyBackendError("the token file \(path) is empty")
+            }
         }
     }
 

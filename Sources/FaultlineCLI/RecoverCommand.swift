@@ -1,5 +1,6 @@
 import ArgumentParser
 import FaultlineKit
+import FaultlineToxiproxy
 import Foundation
 
 /// `faultline recover`: undoes what killed runs left behind, from their ledgers.
@@ -82,26 +83,27 @@ struct RecoverCommand: AsyncParsableCommand {
                 throw ValidationError("--token takes NAME=env:VARIABLE or NAME=file:PATH (NAME: the agent, or the server's URL)")
             }
             let name = String(option[..<equals])
-            let source = option[option.index(after: equals)...]
-            let token: String
-            if source.hasPrefix("env:") {
-                let variable = String(source.dropFirst(4))
-                guard let value = environment[variable], !value.isEmpty else {
-                    throw ValidationError("--token \(name)=env:\(variable): the environment variable \(variable) is not set (or empty)")
-                }
-                token = value
-            } else if source.hasPrefix("file:") {
-                let path = String(source.dropFirst(5))
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw ValidationError("--token \(name)=file:\(path): cannot read \(path)")
-                }
-                // A trailing newline is the editor's, as for a {type: file} token.
-                token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
-                guard !token.isEmpty else { throw ValidationError("--token \(name)=file:\(path): the file is empty") }
+            let written = String(option[option.index(after: equals)...])
+            let source: TokenSource
+            if written.hasPrefix("env:") {
+                source = .environment(String(written.dropFirst(4)))
+            } else if written.hasPrefix("file:") {
+                source = .file(String(written.dropFirst(5)))
             } else {
                 throw ValidationError(
                     "--token \(name)=…: give where the token is, env:VARIABLE or file:PATH, not the token itself (every user of this machine can read a command line)"
                 )
+            }
+            let token: String
+            do {
+                token = try source.read(environment: environment)
+            } catch {
+                switch error {
+                case .unsetVariable(let variable):
+                    throw ValidationError("--token \(name)=\(written): the environment variable \(variable) is not set (or empty)")
+                case .unreadableFile(let path): throw ValidationError("--token \(name)=\(written): cannot read \(path)")
+                case .emptyFile: throw ValidationError("--token \(name)=\(written): the file is empty")
+                }
             }
             // Agent names hold no ":", URLs do.
             tokens[name.contains(":") ? RecoveryScope.normalizedServer(name) : name] = token

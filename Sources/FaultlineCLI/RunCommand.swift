@@ -343,21 +343,10 @@ extension RollbackStrategy: ExpressibleByArgument {}
 extension HypothesisStrategy: ExpressibleByArgument {}
 extension DryMode: ExpressibleByArgument {}
 
-/// The pipe the run's signal handlers write a caught signal's number to (close-on-exec), made
-/// before any handler is installed, so that a handler only reads it.
-private let runSignalPipe: [Int32] = {
-    var fds: [Int32] = [-1, -1]
-    guard pipe(&fds) == 0 else { fatalError("faultline: no pipe for signals: \(String(cString: strerror(errno)))") }
-    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-    return fds
-}()
-
 /// SIGINT and SIGTERM become interrupts of the run; a third one exits at once, killing children.
 ///
-/// The handlers are in place when ``install()`` returns, so no signal is lost: each only writes
-/// the signal's number to a pipe, which a thread of its own reads. (A dispatch signal source is
-/// registered later, asynchronously, after the signal was set to be ignored, so a signal in between
-/// was dropped and the run went on.)
+/// The handlers are in place when ``install()`` returns, so no signal is lost (``SignalPipe``); a
+/// thread of its own reads them, so a third signal exits even when the run's tasks are stuck.
 final class SignalHandlers: @unchecked Sendable {
     let interruption: Interruption
     let observer: ConsoleObserver
@@ -368,15 +357,9 @@ final class SignalHandlers: @unchecked Sendable {
     }
 
     func install() {
-        _ = runSignalPipe
         Thread { [interruption, observer] in
-            var byte: UInt8 = 0
-            while true {
-                guard read(runSignalPipe[0], &byte, 1) == 1 else {
-                    if errno == EINTR { continue }
-                    return
-                }
-                let name = Int32(byte) == SIGINT ? "SIGINT" : "SIGTERM"
+            while let number = SignalPipe.next() {
+                let name = number == SIGINT ? "SIGINT" : "SIGTERM"
                 let count = interruption.count + 1
                 if count >= 3 {
                     Terminal.shared.error("\(name) a third time: exiting now, killing every process Faultline started")
@@ -387,12 +370,7 @@ final class SignalHandlers: @unchecked Sendable {
                 interruption.interrupt(name)
             }
         }.start()
-        for number in [SIGINT, SIGTERM] {
-            signal(number) { caught in
-                var byte = UInt8(truncatingIfNeeded: caught)
-                _ = write(runSignalPipe[1], &byte, 1)
-            }
-        }
+        SignalPipe.install([SIGINT, SIGTERM])
     }
 
     /// After the run, a signal during reporting simply ends the process.

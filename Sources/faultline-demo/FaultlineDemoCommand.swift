@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import FaultlineDemo
+import FaultlineKit
 import Foundation
 
 /// `faultline-demo`: the order system the example suite breaks.
@@ -181,41 +182,16 @@ func write(line: String, to handle: FileHandle) {
     try? handle.write(contentsOf: Data((line + "\n").utf8))
 }
 
-/// The pipe a signal handler writes a caught signal's number to (close-on-exec): made before any
-/// handler is installed, so the handler only reads it.
-private let signalPipe: [Int32] = {
-    var fds: [Int32] = [-1, -1]
-    guard pipe(&fds) == 0 else { fatalError("faultline-demo: no pipe for signals: \(String(cString: strerror(errno)))") }
-    for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-    return fds
-}()
-
-/// Turns the given signals from process-ending into an event to wait for.
-///
-/// The handlers are in place when `init` returns, so a signal sent as soon as the ready line is
-/// read is caught. (A dispatch signal source is registered later, asynchronously, after the
-/// signal was set to be ignored: a SIGTERM right after the ready line was lost on a busy machine.)
-/// A handler only writes the signal's number to a pipe, which ``next()`` reads on a thread of its own.
+/// Turns the given signals from process-ending into an event to wait for (``SignalPipe``: the
+/// handlers are in place when `init` returns, so a signal sent as soon as the ready line is read is
+/// caught).
 final class SignalWaiter: Sendable {
-    init(_ numbers: [Int32]) {
-        _ = signalPipe
-        for number in numbers {
-            signal(number) { caught in
-                var byte = UInt8(truncatingIfNeeded: caught)
-                _ = write(signalPipe[1], &byte, 1)
-            }
-        }
-    }
+    init(_ numbers: [Int32]) { SignalPipe.install(numbers) }
 
-    /// The next signal received.
+    /// The next signal received, read on a thread of its own; a pipe that fails reads as SIGTERM.
     func next() async -> Int32 {
         await withCheckedContinuation { continuation in
-            Thread {
-                var byte = UInt8(SIGTERM)
-                // Only an interrupted read is tried again; a pipe that fails reads as SIGTERM.
-                while read(signalPipe[0], &byte, 1) != 1 && errno == EINTR {}
-                continuation.resume(returning: Int32(byte))
-            }.start()
+            Thread { continuation.resume(returning: SignalPipe.next() ?? SIGTERM) }.start()
         }
     }
 }

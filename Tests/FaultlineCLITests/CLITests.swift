@@ -119,6 +119,32 @@ struct CLITests {
         #expect(!scratch.exists("journal.json"))
     }
 
+    @Test("recover --token: an unset variable, an unreadable file and an empty file are exit 2, naming the option and never the token")
+    func recoverTokenSources() async throws {
+        let scratch = try ScratchDirectory()
+        try scratch.write("empty-token", "\n")
+        try scratch.write("token", "s3cret-token\n")
+        let cases = [
+            ("a=env:FL_TEST_UNSET_TOKEN", "--token a=env:FL_TEST_UNSET_TOKEN: the environment variable FL_TEST_UNSET_TOKEN is not set (or empty)"),
+            ("a=env:FL_TEST_EMPTY_TOKEN", "--token a=env:FL_TEST_EMPTY_TOKEN: the environment variable FL_TEST_EMPTY_TOKEN is not set (or empty)"),
+            ("a=file:\(scratch.path("missing"))", "--token a=file:\(scratch.path("missing")): cannot read \(scratch.path("missing"))"),
+            ("a=file:\(scratch.path("empty-token"))", "--token a=file:\(scratch.path("empty-token")): the file is empty"),
+        ]
+        for (option, message) in cases {
+            let recover = try TestProcess.faultline(
+                ["recover", "--ledger-dir", scratch.path("ledgers"), "--token", option], in: scratch, environment: ["FL_TEST_EMPTY_TOKEN": ""])
+            #expect(await recover.wait() == 2, "\(recover.stdout)\n\(recover.stderr)")
+            #expect(recover.stderr.contains(message), "\(recover.stderr)")
+        }
+        // Tokens that are where they say are read (the file's line end is the editor's): nothing to recover.
+        let readable = try TestProcess.faultline(
+            ["recover", "--ledger-dir", scratch.path("ledgers"), "--token", "a=file:\(scratch.path("token"))", "--token", "b=env:FL_TEST_TOKEN"],
+            in: scratch, environment: ["FL_TEST_TOKEN": "s3cret-token"])
+        #expect(await readable.wait() == 0, "\(readable.stdout)\n\(readable.stderr)")
+        #expect(readable.stdout.contains("nothing to recover"), "\(readable.stdout)")
+        #expect(!(readable.stdout + readable.stderr).contains("s3cret-token"))
+    }
+
     @Test("an unset environment variable is reported once, at its definition, not again at every use")
     func unsetVariableOnce() async throws {
         let scratch = try ScratchDirectory()

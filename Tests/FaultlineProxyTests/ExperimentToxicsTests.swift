@@ -197,7 +197,7 @@ struct ExperimentToxicsTests {
         #expect(
             errors.contains("experiment.yaml:5:47: unknown toxic type \"latncy\" (did you mean \"latency\"?) at method[0].provider.toxic"),
             "\(errors)")
-        #expect(errors.contains { $0.hasPrefix("experiment.yaml:12:25: bandwidth: unknown key \"rte\" (did you mean \"rate\"?)") }, "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("experiment.yaml:12:20: bandwidth: unknown key \"rte\" (did you mean \"rate\"?)") }, "\(errors)")
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:15:77:") && $0.contains("rate must be more than 0") }, "\(errors)")
         #expect(errors.contains { $0.contains("size_variation (10) must be less than average_size (10)") }, "\(errors)")
         #expect(errors.contains { $0.contains("toxicity must be 0…1, found") }, "\(errors)")

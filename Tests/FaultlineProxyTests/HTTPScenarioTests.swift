@@ -352,4 +352,46 @@ struct HTTPScenarioTests {
             errors.contains { $0.hasPrefix("experiment.yaml:11:") && $0.contains("unknown key \"prefx\" (did you mean \"prefix\"?)") }, "\(errors)")
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:14:") && $0.contains("merge_patch is not JSON") }, "\(errors)")
     }
+
+    @Test("A mistake inside request_headers is a load error at its own line and column, naming what to write")
+    func headerMatcherErrorPositions() throws {
+        let errors = try validationErrors(
+            """
+            title: header matchers
+            method:
+              - type: action
+                name: a
+                provider:
+                  type: toxic
+                  proxy: db
+                  toxic: http_abort
+                  attributes:
+                    status: 503
+                    request_headers:
+                      - name: X-Foo
+                        equalz: "1"
+              - type: action
+                name: b
+                provider: {type: toxic, proxy: db, toxic: http_abort, attributes: {request_headers: {X-Foo: {equalz: "1"}}}}
+              - type: action
+                name: c
+                provider: {type: toxic, proxy: db, toxic: http_abort, attributes: {request_headers: [{name: X-Foo, regex: "("}]}}
+            """)
+        #expect(
+            errors.contains {
+                $0.hasPrefix("experiment.yaml:13:13: http_abort: unknown key \"equalz\"") && $0.contains("known keys: contains, ")
+                    && $0.contains(" exact, ") && $0.hasSuffix(" at method[0].provider.attributes.request_headers[0].equalz")
+            }, "\(errors)")
+        #expect(
+            errors.contains {
+                $0.hasPrefix("experiment.yaml:16:97: http_abort: request_headers: the value of header \"X-Foo\" must be a string")
+                    && $0.contains("a matcher goes in a list: request_headers: [{name: X-Foo, exact | prefix")
+                    && $0.hasSuffix(" at method[1].provider.attributes.request_headers.X-Foo")
+            }, "\(errors)")
+        #expect(
+            errors.contains {
+                $0.hasPrefix("experiment.yaml:19:90: http_abort: \"(\" is not a valid regular expression")
+                    && $0.hasSuffix(" at method[2].provider.attributes.request_headers[0]")
+            }, "\(errors)")
+    }
 }

@@ -274,6 +274,37 @@ struct HTTPToxicTests {
         await upstream.close()
     }
 
+    @Test("a held request's 100 Continue comes after the earlier pipelined response, and its body is merged")
+    func expectContinueBehindEarlierResponse() async throws {
+        let upstream = try await TestHTTPServer.start()
+        try await closing(try await Fixture(upstreamPort: upstream.port)) { f in
+            try await f.add("http_body", stream: "upstream", ["merge_patch": #"{"patched": true}"#, "method": "POST"])
+            // The socket's timeout only ends a hang: without the proxy's 100 the client would wait forever.
+            let socket = try await blocking { [port = f.port] in try TestSocket(port: port, timeout: 60) }
+            defer { socket.close() }
+            let body = #"{"order":1}"#
+            // The first response is held at the server's gate while the second request's head arrives.
+            try socket.send(
+                "GET /gate/first HTTP/1.1\r\nHost: a\r\n\r\n"
+                    + "POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Type: application/json\r\n"
+                    + "Content-Length: \(body.utf8.count)\r\n\r\n")
+            try #require(await eventually { upstream.waiting(atGate: "first") == 1 })
+            upstream.openGate("first")
+            let first = try await blocking { try HTTPToxicLiveTests.readResponse(socket) }
+            #expect(first.hasPrefix("HTTP/1.1 200 OK\r\n") && first.hasSuffix("\r\n\r\nthrough"), "\(first)")
+            let interim = try await blocking { try HTTPToxicLiveTests.readResponse(socket) }
+            #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n")
+            try socket.send(body)
+            let second = try await blocking { try HTTPToxicLiveTests.readResponse(socket) }
+            #expect(second.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(second)")
+            let headEnd = try #require(second.range(of: "\r\n\r\n"))
+            let echoed = try JSONReader.value(String(second[headEnd.upperBound...]))
+            #expect(echoed["body"] == #"{"order":1,"patched":true}"#)
+            #expect(echoed["headers"]?["expect"] == nil)
+        }
+        await upstream.close()
+    }
+
     @Test("Toxics are validated: bad HTTP attributes are refused with the attribute named")
     func validation() async throws {
         try await closing(try await Fixture()) { f in
@@ -289,6 +320,12 @@ struct HTTPToxicLiveTests {
     /// One request over an open socket; the response head and body as text (by Content-Length).
     static func roundTrip(_ socket: TestSocket, _ request: String) throws -> String {
         try socket.send(request)
+        return try readResponse(socket)
+    }
+
+    /// The next response on a socket, head and body as text (by Content-Length; none for a 1xx),
+    /// read to its last byte and no further.
+    static func readResponse(_ socket: TestSocket) throws -> String {
         var received: [UInt8] = []
         while true {
             let text = String(decoding: received, as: UTF8.self)

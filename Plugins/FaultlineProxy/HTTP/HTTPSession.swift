@@ -107,6 +107,9 @@ final class HTTPSession {
         var closeAfter: Bool
         /// Toxics with `max_active_faults` whose fault this exchange holds a place of.
         var activated: [HTTPToxicCounters] = []
+        /// The client waits for `100 Continue` before a body the proxy holds (for a merge): the
+        /// proxy sends it once this exchange is at the front, after every earlier response.
+        var owesContinue = false
 
         var isAnsweredHere: Bool { synthetic != nil || dropReset != nil }
     }
@@ -341,24 +344,19 @@ final class HTTPSession {
             sendReadySynthetics()
             return
         }
-        let waitsForNoOne = exchanges.isEmpty
+        let holdsBody = request.replacement == nil && !request.mergePatches.isEmpty
+        // The server never sees the expectation of a held request: the proxy answers it.
+        exchange.owesContinue = holdsBody && expectsContinue
         exchanges.append(exchange)
         if request.replacement != nil {
             Self.replaceBody(of: &request, headers: &edited.headers)
             edits = true
-        } else if !request.mergePatches.isEmpty {
+        } else if holdsBody {
             // The head waits for the body: its length is known once the patch is merged.
-            if expectsContinue {
-                edited.headers.apply(.remove(name: "expect"))
-                // The client waits for 100 Continue before its body: the proxy answers it, when no
-                // earlier response is still to come.
-                if waitsForNoOne {
-                    down.send(ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n"), delay: 0)
-                    touchedOther = true
-                }
-            }
+            if expectsContinue { edited.headers.apply(.remove(name: "expect")) }
             request.heldRequest = edited
             request.chunked = Self.isChunked(head.headers)
+            sendOwedContinue()
             return
         }
         up.send(edits ? edited.serialized() : raw, delay: request.delay)
@@ -676,7 +674,8 @@ final class HTTPSession {
         sendReadySynthetics()
     }
 
-    /// Sends the made-up responses now at the front of the queue (those of earlier requests went).
+    /// Sends the made-up responses now at the front of the queue (those of earlier requests went),
+    /// then the `100 Continue` the next exchange may be owed.
     private func sendReadySynthetics() {
         while !finished, let first = exchanges.first, first.isAnsweredHere {
             finishExchange()
@@ -692,6 +691,17 @@ final class HTTPSession {
                 cut(.downstream, reset: false)
             }
         }
+        sendOwedContinue()
+    }
+
+    /// Sends the `100 Continue` the exchange at the front is owed: only there does it follow
+    /// every earlier response (a pipelined client waits for it before sending its body).
+    private func sendOwedContinue() {
+        guard !finished, var first = exchanges.first, first.owesContinue else { return }
+        first.owesContinue = false
+        exchanges.replaceFirst(first)
+        down.send(ByteBuffer(string: "HTTP/1.1 100 Continue\r\n\r\n"), delay: 0)
+        touchedOther = true
     }
 
     // MARK: Not HTTP

@@ -29,9 +29,25 @@ public struct HTTPHeaderConditions: Codable, Sendable, Equatable, SchemaTypeName
     public init(from decoder: any Decoder) throws {
         if case .array? = try? decoder.singleValueContainer().decode(Value.self) {
             self.init(try decoder.singleValueContainer().decode([HTTPHeaderMatcher].self))
-        } else {
-            self.init(exact: try decoder.singleValueContainer().decode([String: String].self))
+            return
         }
+        let object = try decoder.container(keyedBy: AnyKey.self)
+        var exact: [String: String] = [:]
+        for name in object.allKeys {
+            guard let value = try? object.decode(String.self, forKey: name) else {
+                // An object here is most likely a matcher written in the object form: say where it goes.
+                let key = decoder.codingPath.last?.stringValue ?? "request_headers"
+                throw DecodingError.typeMismatch(
+                    String.self,
+                    .init(
+                        codingPath: object.codingPath + [name],
+                        debugDescription:
+                            "\(key): the value of header \"\(name.stringValue)\" must be a string (its exact value); a matcher goes in a list: \(key): [{name: \(name.stringValue), exact | prefix | suffix | contains | regex | present | range: …, invert}]"
+                    ))
+            }
+            exact[name.stringValue] = value
+        }
+        self.init(exact: exact)
     }
 
     public func encode(to encoder: any Encoder) throws {

@@ -387,7 +387,8 @@ public struct HTTPToxicRule: Sendable {
 }
 
 extension ArgumentError {
-    /// The diagnostic pointing at the argument's node (or at `node` when the key is not in it).
+    /// The diagnostic pointing at the argument's node (or at `node` when the key is not in it), or
+    /// at ``location`` when the error knows it.
     public func located(in node: SourceNode, path: DocumentPath) -> Diagnostic {
         var target = node
         var targetPath = path
@@ -403,6 +404,6 @@ extension ArgumentError {
             target = child
             targetPath = targetPath.appending(component)
         }
-        return Diagnostic(message, at: target.location ?? node.location, path: targetPath, hint: hint)
+        return Diagnostic(message, at: location ?? target.location ?? node.location, path: targetPath, hint: hint)
     }
 }

@@ -135,11 +135,15 @@ public struct ArgumentError: Error, Sendable, CustomStringConvertible {
     public var key: String?
     public var message: String
     public var hint: String?
+    /// Where in the document the problem is, when it is known more exactly than the key's value
+    /// (an unknown key nested in an argument: the key itself).
+    public var location: SourceLocation?
 
-    public init(_ key: String?, _ message: String, hint: String? = nil) {
+    public init(_ key: String?, _ message: String, hint: String? = nil, at location: SourceLocation? = nil) {
         self.key = key
         self.message = message
         self.hint = hint
+        self.location = location
     }
 
     public var description: String { key.map { "\($0): \(message)" } ?? message }

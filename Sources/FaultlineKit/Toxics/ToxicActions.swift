@@ -252,6 +252,9 @@ public struct AddToxicAction: Action, RegistryValidating {
         public var proxy: String
         public var toxic: String
         public var attributes: Value
+        /// The attributes as the document writes them, with their positions, so that an error
+        /// inside them points at its own line and column; nil when they came as a plain value.
+        var writtenAttributes: SourceNode?
         public var stream: ToxicStream
         public var toxicity: Double
         public var name: String?
@@ -281,6 +284,7 @@ public struct AddToxicAction: Action, RegistryValidating {
             proxy = try c.decode(String.self, forKey: .proxy)
             toxic = try c.decode(String.self, forKey: .toxic)
             attributes = try c.decodeIfPresent(Value.self, forKey: .attributes) ?? .object([:])
+            writtenAttributes = try c.decodeIfPresent(SourceNode.self, forKey: .attributes)
             stream = try c.decodeIfPresent(ToxicStream.self, forKey: .stream) ?? .downstream
             toxicity = try c.decodeIfPresent(Double.self, forKey: .toxicity) ?? 1
             name = try c.decodeIfPresent(String.self, forKey: .name)
@@ -333,7 +337,7 @@ public struct AddToxicAction: Action, RegistryValidating {
             throw ArgumentError(
                 "stream", problem, hint: other == "downstream" ? "leave stream out (downstream is the default)" : "write stream: \(other)")
         }
-        let prepared = try prepareAttributes(arguments.attributes, with: descriptor)
+        let prepared = try prepareAttributes(arguments.writtenAttributes ?? SourceNode(arguments.attributes, at: nil), with: descriptor)
         if let problem = prepared.http?.streamProblem(arguments.stream) {
             // The problem says which stream to use.
             throw ArgumentError("stream", problem)
@@ -356,12 +360,13 @@ public func validateToxicity(_ toxicity: Double) throws {
     }
 }
 
-/// Checks attributes against a toxic type, pointing at the attribute at fault.
-func prepareAttributes(_ attributes: Value, with descriptor: ToxicDescriptor) throws -> PreparedToxic {
+/// Checks attributes against a toxic type, pointing at the attribute at fault (at its line and
+/// column when the attributes carry their positions).
+func prepareAttributes(_ attributes: SourceNode, with descriptor: ToxicDescriptor) throws -> PreparedToxic {
     do {
-        return try descriptor.prepare(SourceNode(attributes, at: nil), path: .root)
+        return try descriptor.prepare(attributes, path: .root)
     } catch let error as ArgumentError {
-        throw ArgumentError("attributes" + (error.key.map { ".\($0)" } ?? ""), error.message, hint: error.hint)
+        throw ArgumentError("attributes" + (error.key.map { ".\($0)" } ?? ""), error.message, hint: error.hint, at: error.location)
     } catch let error as Diagnostic {
         throw argumentError(error, descriptor: descriptor)
     } catch let error as ValidationError {
@@ -370,10 +375,16 @@ func prepareAttributes(_ attributes: Value, with descriptor: ToxicDescriptor) th
 }
 
 private func argumentError(_ diagnostic: Diagnostic, descriptor: ToxicDescriptor) -> ArgumentError {
-    let inner = diagnostic.path.flatMap { $0.isEmpty ? nil : $0.description }
+    // The key in the dotted form ``ArgumentError/located(in:path:)`` walks: a number steps into a list.
+    let inner = (diagnostic.path?.components ?? []).map { component in
+        switch component {
+        case .key(let key): key
+        case .index(let index): String(index)
+        }
+    }
     return ArgumentError(
-        "attributes" + (inner.map { ".\($0)" } ?? ""), "\(descriptor.type): \(diagnostic.message)",
-        hint: diagnostic.hint ?? "\(descriptor.type) takes \(descriptor.attributeNames.joined(separator: ", "))")
+        (["attributes"] + inner).joined(separator: "."), "\(descriptor.type): \(diagnostic.message)",
+        hint: diagnostic.hint ?? "\(descriptor.type) takes \(descriptor.attributeNames.joined(separator: ", "))", at: diagnostic.location)
 }
 
 /// `toxic.update`: changes a toxic's attributes (merged) or toxicity on a live proxy.
