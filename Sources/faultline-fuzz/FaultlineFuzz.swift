@@ -1,5 +1,5 @@
-// Fuzz targets for what reads untrusted bytes: the experiment/suite loader (`faultline validate`)
-// and the admin API's request parser. Built by scripts/fuzz with `-sanitize=fuzzer` (libFuzzer)
+// Fuzz targets for what reads untrusted bytes: the experiment/suite loader (`faultline validate`),
+// the admin API's request parser, and the proxy's HTTP framing of what clients and servers send. Built by scripts/fuzz with `-sanitize=fuzzer` (libFuzzer)
 // in a build directory of its own; an ordinary build makes the same binary replay inputs, so a
 // crash a fuzzer found is reproduced with `faultline-fuzz loader crash-…`.
 import FaultlineCLI
@@ -13,11 +13,14 @@ enum Target: String, CaseIterable {
     case loader
     /// HTTP/1.1 requests as the admin API reads them off a connection.
     case adminHTTP = "admin-http"
+    /// Either direction of a proxied connection carrying HTTP toxics, in reads of any size.
+    case httpFraming = "http-framing"
 
     func run(_ bytes: UnsafeBufferPointer<UInt8>) {
         switch self {
         case .loader: Loader.shared.validate(bytes)
         case .adminHTTP: AdminRequests.parse(bytes)
+        case .httpFraming: ProxyStreams.frame(bytes)
         }
     }
 }
@@ -80,6 +83,19 @@ enum AdminRequests {
         case .failure(let error):
             precondition([400, 413, 431, 501, 505].contains(error.status), "status \(error.status)")
         }
+    }
+}
+
+/// Frames a stream as the proxy does: the first byte chooses the direction, whether responses
+/// answer HEAD, and the read size; every byte after it must come out once, in order.
+enum ProxyStreams {
+    static func frame(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let control = bytes.first else { return }
+        let stream = UnsafeBufferPointer(rebasing: bytes[1...])
+        let readSizes = [1, 2, 3, 7, 16, 64, 512, 65536]
+        let output = HTTPFramingProbe.frame(
+            stream, responses: control & 1 == 1, readSize: readSizes[Int(control >> 1) & 7], afterHEAD: control & 0x10 != 0)
+        precondition(output.elementsEqual(stream), "framing passed on \(output.count) bytes of \(stream.count), or changed them")
     }
 }
 

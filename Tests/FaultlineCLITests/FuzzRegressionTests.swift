@@ -10,7 +10,7 @@ import Testing
 struct FuzzRegressionTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/fuzz")
 
-    @Test("every regression input goes through its target without a crash", arguments: ["loader", "admin-http"])
+    @Test("every regression input goes through its target without a crash", arguments: ["loader", "admin-http", "http-framing"])
     func replay(_ target: String) async throws {
         let directory = Self.fixtures.appendingPathComponent(target)
         let inputs = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted().map { directory.appendingPathComponent($0).path }
@@ -24,6 +24,6 @@ struct FuzzRegressionTests {
     func usage() async throws {
         let result = try await run(try BuiltProduct.path("faultline-fuzz"), ["yaml"])
         #expect(result.status == 2)
-        #expect(result.stderr.contains("usage: faultline-fuzz loader|admin-http"))
+        #expect(result.stderr.contains("usage: faultline-fuzz loader|admin-http|http-framing"))
     }
 }
