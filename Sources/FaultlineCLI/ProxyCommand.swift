@@ -1,8 +1,8 @@
 import ArgumentParser
-import Dispatch
 import FaultlineKit
 import FaultlineProxy
 import Foundation
+import Synchronization
 
 /// `faultline proxy`: the in-process proxy as a standalone server that Toxiproxy clients drive.
 struct ProxyCommand: AsyncParsableCommand {
@@ -204,36 +204,37 @@ struct ProxyCommand: AsyncParsableCommand {
     }
 }
 
-/// Waits for the first SIGINT or SIGTERM.
-final class TerminationSignal: @unchecked Sendable {
-    // Set once in install(); the continuation is guarded by the serial signal queue.
-    private var sources: [any DispatchSourceSignal] = []
-    private let queue = DispatchQueue(label: "faultline.proxy.signals")
-    private var received: String?
-    private var waiter: CheckedContinuation<String, Never>?
+/// Waits for the first SIGINT or SIGTERM; a second one while the proxies close exits at once.
+///
+/// The handlers are in place when ``install()`` returns (``SignalPipe``), so a signal sent as soon
+/// as the API is up is never lost; a thread of its own reads them.
+final class TerminationSignal: Sendable {
+    private let first = Mutex<(name: String?, waiter: CheckedContinuation<String, Never>?)>((nil, nil))
 
     func install() {
-        for (number, name) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { [weak self] in self?.deliver(name) }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    private func deliver(_ name: String) {
-        guard received == nil else { exit(130) }
-        received = name
-        waiter?.resume(returning: name)
-        waiter = nil
+        Thread { [self] in
+            while let number = SignalPipe.next() {
+                let name = number == SIGINT ? "SIGINT" : "SIGTERM"
+                let waiter = first.withLock { state -> CheckedContinuation<String, Never>?? in
+                    guard state.name == nil else { return nil }
+                    state.name = name
+                    defer { state.waiter = nil }
+                    return .some(state.waiter)
+                }
+                guard let waiter else { exit(130) }
+                waiter?.resume(returning: name)
+            }
+        }.start()
+        SignalPipe.install([SIGINT, SIGTERM])
     }
 
     func wait() async -> String {
         await withCheckedContinuation { continuation in
-            queue.async {
-                if let received = self.received { continuation.resume(returning: received) } else { self.waiter = continuation }
+            let received = first.withLock { state -> String? in
+                if state.name == nil { state.waiter = continuation }
+                return state.name
             }
+            if let received { continuation.resume(returning: received) }
         }
     }
 }

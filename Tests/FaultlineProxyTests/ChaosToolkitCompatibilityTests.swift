@@ -141,4 +141,21 @@ struct ChaosToolkitCompatibilityTests {
         #expect(await run.wait(timeout: .seconds(30)) == 2)
         #expect(run.stderr.contains("\(bad):4:16: upstream must be host:port, found \"http://127.0.0.1:6379\""), "\(run.stderr)")
     }
+
+    /// A SIGTERM before the handlers were registered used to be ignored (a dispatch source is
+    /// registered asynchronously, after the signal was set to be ignored): the proxy then ran on.
+    @Test("SIGTERM at any moment of start-up ends faultline proxy; after the banner it closes every proxy and exits 0", .timeLimit(.minutes(2)))
+    func terminationDuringStartUp() async throws {
+        for _ in 0..<5 {
+            let early = try TestProcess(try BuiltProduct.path("faultline"), ["proxy", "--port", "0"])
+            early.signal(SIGTERM)
+            // Before the handlers: killed by the signal (143); after: closed cleanly (0). Never running on.
+            let status = await early.wait(timeout: .seconds(30))
+            #expect(status == 0 || status == 128 + SIGTERM, "\(status): \(early.lines)")
+        }
+        let server = try await FaultlineProxyProcess()
+        server.child.signal(SIGTERM)
+        #expect(await server.child.wait(timeout: .seconds(30)) == 0)
+        #expect(server.child.stderr.contains("SIGTERM: closing every proxy"), "\(server.child.stderr)")
+    }
 }
