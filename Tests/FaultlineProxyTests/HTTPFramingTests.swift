@@ -83,6 +83,27 @@ struct HTTPFramingTests {
         #expect(Self.trace(.request, badChunk, readSize: 4096).bytes == badChunk)
     }
 
+    @Test("a head trickled in a byte at a time is judged as it grows, and given up past its limits")
+    func trickled() {
+        // A plausible request line held back until its head ends; a kilobyte of empty lines, a
+        // request line past 16 KiB or a head past 64 KiB is not HTTP, and passes through whole.
+        let head = "GET /\(String(repeating: "a", count: 4000)) HTTP/1.1\r\n" + String(repeating: "X-A: b\r\n", count: 500) + "\r\n"
+        #expect(Self.trace(.request, head, readSize: 1) == (["H:GET", "E"], head))
+        for stream in [
+            String(repeating: "\r\n", count: 600) + "GET / HTTP/1.1\r\n\r\n", "GET /" + String(repeating: "a", count: 17_000),
+            "GET / HTTP/1.1\r\n" + String(repeating: "X-A: b\r\n", count: 9_000),
+        ] {
+            let (events, bytes) = Self.trace(.request, stream, readSize: 1)
+            // Given up, then the rest passes read by read.
+            #expect(events.first == "N" && !events.contains { $0.hasPrefix("H") } && bytes == stream)
+        }
+        // A line that cannot be HTTP is found by the time its line ends (the reads after it pass as they come).
+        let smtp = Self.trace(.request, "GET / SMTP/1.0\r\nmore", readSize: 1)
+        #expect(smtp.events.first == "N" && smtp.events.count - 1 >= "more".count)
+        let ssh = Self.trace(.response, "SSH-2.0-OpenSSH_9.2\r\n", readSize: 1)
+        #expect(ssh.events.first == "N" && ssh.events.count > 1)
+    }
+
     /// The one head a trace of `text` yields, as a request.
     static func request(_ text: String) -> HTTPToxicRequest? {
         var framing = HTTPFraming(role: .request)

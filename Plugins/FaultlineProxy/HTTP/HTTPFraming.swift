@@ -52,6 +52,8 @@ struct HTTPFraming {
 
     /// The longest head accepted; a longer one is not HTTP as a server would take it.
     static let maximumHeadBytes = 64 * 1024
+    /// The longest request or status line accepted.
+    static let maximumLineBytes = 16 * 1024
 
     private enum State {
         case head
@@ -141,9 +143,21 @@ struct HTTPFraming {
         pending.writeImmutableBuffer(input)
         let scanFrom = max(0, start - 3)
         guard let end = Self.headEnd(in: pending, from: scanFrom) else {
+            let lineEnded = input.readableBytesView.contains(10)
             input.moveReaderIndex(forwardBy: input.readableBytes)
-            if pending.readableBytes > Self.maximumHeadBytes || !firstLineIsPlausible() {
+            if pending.readableBytes > Self.maximumHeadBytes {
                 return notHTTP(role == .request ? "no HTTP/1.x request line" : "no HTTP/1.x status line")
+            }
+            // Judged again only when the bytes doubled or a line ended, and never once the whole
+            // first line passed: a head trickled in byte by byte costs time linear in its length.
+            let crossedLineLimit = judgedAt <= Self.maximumLineBytes && pending.readableBytes > Self.maximumLineBytes
+            if !firstLineJudged && (pending.readableBytes >= 2 * judgedAt || lineEnded || crossedLineLimit) {
+                judgedAt = pending.readableBytes
+                switch judgeFirstLine() {
+                case .implausible: return notHTTP(role == .request ? "no HTTP/1.x request line" : "no HTTP/1.x status line")
+                case .whole: firstLineJudged = true
+                case .partial: break
+                }
             }
             return nil
         }
@@ -152,6 +166,8 @@ struct HTTPFraming {
         input.moveReaderIndex(forwardBy: used)
         let raw = pending.readSlice(length: end)!
         pending = ByteBuffer()
+        judgedAt = 0
+        firstLineJudged = false
         return headOrOpaque(raw, rest: &input)
     }
 
@@ -180,24 +196,43 @@ struct HTTPFraming {
             || byte == UInt8(ascii: "_")
     }
 
+    private enum FirstLine {
+        /// It may still become a request or status line; more of it is to come.
+        case partial
+        /// Whole (a line end follows it) and plausible: it cannot change.
+        case whole
+        case implausible
+    }
+
     /// Whether the first line so far can still become a request or status line of HTTP/1.x.
-    private func firstLineIsPlausible() -> Bool {
+    private func judgeFirstLine() -> FirstLine {
         let bytes = pending.readableBytesView.drop { $0 == 13 || $0 == 10 }
+        // Empty lines before a head are allowed (RFC 9112 §2.2), not a kilobyte of them.
+        if bytes.isEmpty { return pending.readableBytes > 1024 ? .implausible : .partial }
         let line = bytes.prefix { $0 != 13 && $0 != 10 }
-        if line.count > 16 * 1024 { return false }
+        if line.count > Self.maximumLineBytes { return .implausible }
         let text = Array(line)
         let prefix: [UInt8] = Array("HTTP/1.".utf8)
+        let plausible: Bool
         if role == .response {
-            return text.count <= prefix.count ? prefix.starts(with: text) : text.starts(with: prefix)
+            plausible = text.count <= prefix.count ? prefix.starts(with: text) : text.starts(with: prefix)
+        } else {
+            // `METHOD target HTTP/1.x`: once two spaces are seen the version must follow.
+            let spaces = text.indices.filter { text[$0] == 32 }
+            if spaces.count >= 2 {
+                let version = Array(text[(spaces[1] + 1)...])
+                plausible = version.count <= prefix.count ? prefix.starts(with: version) : version.starts(with: prefix)
+            } else {
+                plausible = true
+            }
         }
-        // `METHOD target HTTP/1.x`: once two spaces are seen the version must follow.
-        let spaces = text.indices.filter { text[$0] == 32 }
-        if spaces.count >= 2 {
-            let version = Array(text[(spaces[1] + 1)...])
-            return version.count <= prefix.count ? prefix.starts(with: version) : version.starts(with: prefix)
-        }
-        return true
+        guard plausible else { return .implausible }
+        return line.count < bytes.count ? .whole : .partial
     }
+
+    /// The pending bytes when the first line was last judged, and whether it was judged whole.
+    private var judgedAt = 0
+    private var firstLineJudged = false
 
     /// The index just past the first CRLFCRLF (or LFLF) at or after `from`.
     private static func headEnd(in buffer: ByteBuffer, from: Int) -> Int? {
