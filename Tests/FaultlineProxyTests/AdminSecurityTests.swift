@@ -227,6 +227,33 @@ struct AdminSecurityTests {
         }
     }
 
+    @Test("a head sent a few bytes at a time is answered, its end split across reads; one that outgrows the limit gets 431")
+    func trickledHeads() async throws {
+        let configuration = AdminServer.Configuration(limits: AdminHTTPParser.Limits(headBytes: 4096, headerCount: 200, bodyBytes: 2048))
+        try await withAdminFixture(configuration) { fixture in
+            let port = fixture.port
+            let replies = try await blocking { () -> [String] in
+                var replies: [String] = []
+                let heads = [
+                    "GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\nConnection: close\r\n\r\n",
+                    "GET /version HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n\n",
+                    "GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n" + String(repeating: "X-Pad: 0123456789\r\n", count: 300) + "\r\n",
+                ]
+                for head in heads {
+                    let socket = try TestSocket(port: port, timeout: 20)
+                    defer { socket.close() }
+                    // Three bytes a send: the blank line's LF (CR) LF is cut between reads.
+                    let bytes = Array(head.utf8)
+                    for start in stride(from: 0, to: bytes.count, by: 3) { try socket.send(Array(bytes[start..<min(start + 3, bytes.count)])) }
+                    replies.append(String(decoding: socket.receiveAll().0, as: UTF8.self))
+                }
+                return replies
+            }
+            #expect(replies[0].hasPrefix("HTTP/1.1 200 OK") && replies[1].hasPrefix("HTTP/1.1 200 OK"), "\(replies)")
+            #expect(replies[2].hasPrefix("HTTP/1.1 431"), "\(replies[2])")
+        }
+    }
+
     @Test("at most the configured number of connections are open at once")
     func connectionLimit() async throws {
         try await withAdminFixture(AdminServer.Configuration(maximumConnections: 2)) { fixture in

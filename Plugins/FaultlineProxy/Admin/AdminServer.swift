@@ -123,6 +123,11 @@ final class AdminConnection: ChannelInboundHandler {
     private var closing = false
     /// The current request's head passed the access check / got its `100 Continue`.
     private var headChecked = false
+    /// While a head is incomplete: how much of the buffer was looked at. A head ends only with
+    /// LF (CR) LF, so only bytes after it are searched for that before the head is parsed again;
+    /// parsing from the start on every read made a head sent a byte at a time cost time quadratic
+    /// in its length, before any token was checked.
+    private var headScanned: Int?
     private var continueSent = false
     private var timer: Scheduled<Void>?
     private var waitingIdle = false
@@ -175,9 +180,18 @@ final class AdminConnection: ChannelInboundHandler {
     /// coming, or waits for more.
     private func process(_ context: ChannelHandlerContext) {
         while !closing, !handling, buffer.readableBytes >= minimumBytes {
+            if let scanned = headScanned {
+                let view = buffer.readableBytesView
+                guard view.count > configuration.limits.headBytes || Self.mayEndHead(view[(view.startIndex + max(0, scanned - 2))...]) else {
+                    headScanned = view.count
+                    return
+                }
+                headScanned = nil
+            }
             switch AdminHTTPParser.parse(buffer.readableBytesView, limits: configuration.limits) {
             case .incomplete(let minimum):
                 minimumBytes = minimum
+                headScanned = buffer.readableBytes
                 return
             case .head(let request, let minimum):
                 minimumBytes = minimum
@@ -206,6 +220,20 @@ final class AdminConnection: ChannelInboundHandler {
                 handle(context, request, checked: checked)
             }
         }
+    }
+
+    /// Whether `bytes` hold LF LF or LF CR LF, the end of a head.
+    private static func mayEndHead(_ bytes: ByteBufferView.SubSequence) -> Bool {
+        var index = bytes.startIndex
+        while let newline = bytes[index...].firstIndex(of: 10) {
+            let next = newline + 1
+            if next < bytes.endIndex && (bytes[next] == 10 || (bytes[next] == 13 && next + 1 < bytes.endIndex && bytes[next + 1] == 10)) {
+                return true
+            }
+            index = next
+            if index >= bytes.endIndex { return false }
+        }
+        return false
     }
 
     private func handle(_ context: ChannelHandlerContext, _ request: AdminHTTPRequest, checked: Bool) {
