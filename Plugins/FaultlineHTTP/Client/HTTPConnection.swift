@@ -192,6 +192,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
         parser.feed(bytes)
         do {
             while inFlight != nil, let event = try parser.next() { handle(event) }
+            parser.releaseIfConsumed()
         } catch {
             fail(error)
         }

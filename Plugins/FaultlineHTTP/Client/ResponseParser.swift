@@ -66,6 +66,12 @@ struct ResponseParser {
     }
 
     /// Adds bytes read from the connection.
+    /// Lets go of the socket's buffer once every byte of it is read: the channel then reuses it
+    /// for its next read instead of looking for another.
+    mutating func releaseIfConsumed() {
+        if buffer.readableBytes == 0 { buffer = ByteBuffer() }
+    }
+
     mutating func feed(_ bytes: ByteBuffer) {
         if buffer.readableBytes == 0 {
             buffer = bytes
