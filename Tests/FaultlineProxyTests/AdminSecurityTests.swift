@@ -227,7 +227,7 @@ struct AdminSecurityTests {
         }
     }
 
-    @Test("a head sent a few bytes at a time is answered, its end split across reads; one that outgrows the limit gets 431")
+    @Test("a head or a chunked body sent a few bytes at a time is answered, its end split across reads; past the limits, 431 and 413")
     func trickledHeads() async throws {
         let configuration = AdminServer.Configuration(limits: AdminHTTPParser.Limits(headBytes: 4096, headerCount: 200, bodyBytes: 2048))
         try await withAdminFixture(configuration) { fixture in
@@ -238,6 +238,11 @@ struct AdminSecurityTests {
                     "GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\r\nConnection: close\r\n\r\n",
                     "GET /version HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n\n",
                     "GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n" + String(repeating: "X-Pad: 0123456789\r\n", count: 300) + "\r\n",
+                    // A body of one-byte chunks, with a trailer; then one that outgrows the body limit.
+                    "POST /proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                        + #"{"name":"trickled","upstream":"127.0.0.1:1"}"#.map { "1\r\n\($0)\r\n" }.joined() + "0\r\nX-T: 1\r\n\r\n",
+                    "POST /proxies HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        + String(repeating: "1\r\na\r\n", count: 2100) + "0\r\n\r\n",
                 ]
                 for head in heads {
                     let socket = try TestSocket(port: port, timeout: 20)
@@ -251,6 +256,8 @@ struct AdminSecurityTests {
             }
             #expect(replies[0].hasPrefix("HTTP/1.1 200 OK") && replies[1].hasPrefix("HTTP/1.1 200 OK"), "\(replies)")
             #expect(replies[2].hasPrefix("HTTP/1.1 431"), "\(replies[2])")
+            #expect(replies[3].hasPrefix("HTTP/1.1 201"), "\(replies[3])")
+            #expect(replies[4].hasPrefix("HTTP/1.1 413"), "\(replies[4])")
         }
     }
 

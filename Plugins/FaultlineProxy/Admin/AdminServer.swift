@@ -123,11 +123,13 @@ final class AdminConnection: ChannelInboundHandler {
     private var closing = false
     /// The current request's head passed the access check / got its `100 Continue`.
     private var headChecked = false
-    /// While a head is incomplete: how much of the buffer was looked at. A head ends only with
-    /// LF (CR) LF, so only bytes after it are searched for that before the head is parsed again;
-    /// parsing from the start on every read made a head sent a byte at a time cost time quadratic
-    /// in its length, before any token was checked.
-    private var headScanned: Int?
+    /// While a head or a chunked body is incomplete: how much of the buffer was searched, and the
+    /// size past which it is parsed anyway. Both end with LF (CR) LF, so only new bytes are
+    /// searched for that before the request is parsed again from its start: parsing on every read
+    /// made a head sent a byte at a time (before any token check), or a body of tiny chunks, cost
+    /// time quadratic in its length. A head is parsed again past its limit (431), a chunked body
+    /// once the buffer doubled (413 in time).
+    private var waitingForEnd: (scanned: Int, parseBeyond: Int)?
     private var continueSent = false
     private var timer: Scheduled<Void>?
     private var waitingIdle = false
@@ -180,21 +182,26 @@ final class AdminConnection: ChannelInboundHandler {
     /// coming, or waits for more.
     private func process(_ context: ChannelHandlerContext) {
         while !closing, !handling, buffer.readableBytes >= minimumBytes {
-            if let scanned = headScanned {
+            if let waiting = waitingForEnd {
                 let view = buffer.readableBytesView
-                guard view.count > configuration.limits.headBytes || Self.mayEndHead(view[(view.startIndex + max(0, scanned - 2))...]) else {
-                    headScanned = view.count
+                let scanFrom = view.startIndex + max(0, waiting.scanned - 2)
+                guard view.count > waiting.parseBeyond || Self.mayEndHead(view[scanFrom...]) else {
+                    waitingForEnd = (view.count, waiting.parseBeyond)
                     return
                 }
-                headScanned = nil
+                waitingForEnd = nil
             }
             switch AdminHTTPParser.parse(buffer.readableBytesView, limits: configuration.limits) {
             case .incomplete(let minimum):
                 minimumBytes = minimum
-                headScanned = buffer.readableBytes
+                waitingForEnd = (buffer.readableBytes, configuration.limits.headBytes)
                 return
             case .head(let request, let minimum):
                 minimumBytes = minimum
+                // A body with a Transfer-Encoding is chunked (the parser refuses any other).
+                if !request.headers(named: "Transfer-Encoding").isEmpty {
+                    waitingForEnd = (buffer.readableBytes, 2 * buffer.readableBytes)
+                }
                 if !headChecked {
                     headChecked = true
                     if let refusal = configuration.access.refusal(of: request) {
@@ -222,7 +229,7 @@ final class AdminConnection: ChannelInboundHandler {
         }
     }
 
-    /// Whether `bytes` hold LF LF or LF CR LF, the end of a head.
+    /// Whether `bytes` hold LF LF or LF CR LF, the end of a head or of a chunked body.
     private static func mayEndHead(_ bytes: ByteBufferView.SubSequence) -> Bool {
         var index = bytes.startIndex
         while let newline = bytes[index...].firstIndex(of: 10) {
