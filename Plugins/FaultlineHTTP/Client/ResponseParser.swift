@@ -263,13 +263,8 @@ struct ResponseParser {
         }
     }
 
-    private static func lowered(_ byte: UInt8) -> UInt8 {
-        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte + 32 : byte
-    }
-
     static func equalsIgnoringCase<Bytes: Collection<UInt8>>(_ bytes: Bytes, _ lowercase: StaticString) -> Bool {
-        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
-        return lowercase.withUTF8Buffer { expected in zip(bytes, expected).allSatisfy { lowered($0) == $1 } }
+        lowercase.withUTF8Buffer { bytes.asciiCaseInsensitiveEquals($0) }
     }
 
     /// Whether a comma-separated header value lists `token` (case-insensitively).

@@ -273,9 +273,9 @@ struct HTTPFraming {
         guard let scan = HeadScan(bytes, keepFields: true) else { return nil }
         // `METHOD SP target SP HTTP/1.x`; the target may not hold a space, the version may.
         let line = scan.startLine
-        guard let space1 = Self.index(of: 32, in: bytes, line), space1 > line.lowerBound,
-            let space2 = Self.index(of: 32, in: bytes, space1 + 1..<line.upperBound), space2 > space1 + 1,
-            Self.hasVersionPrefix(bytes, space2 + 1..<line.upperBound)
+        guard let space1 = bytes[line].firstIndex(of: 32), space1 > line.lowerBound,
+            let space2 = bytes[space1 + 1..<line.upperBound].firstIndex(of: 32), space2 > space1 + 1,
+            bytes[space2 + 1..<line.upperBound].starts(with: "HTTP/1.".utf8)
         else { return nil }
         let headers = scan.headers(bytes)
         let framing = scan.folded ? Self.bodyFraming(headers, allowUntilClose: false) : scan.framing(bytes, allowUntilClose: false)
@@ -309,22 +309,27 @@ struct HTTPFraming {
         return .head(raw, .response(ResponseStart(status: status)))
     }
 
-    /// `HTTP/1.x SP 3DIGIT [SP reason]`: the status, or nil.
-    private static func status(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> Int? {
-        guard let space = index(of: 32, in: bytes, line), hasVersionPrefix(bytes, line.lowerBound..<space) else { return nil }
-        let codeEnd = index(of: 32, in: bytes, space + 1..<line.upperBound) ?? line.upperBound
+    /// `HTTP/1.x SP 3DIGIT [SP reason]`: where the version ends (its space) and where the code
+    /// ends (the reason's space, or the line's end); nil when the line is not one.
+    private static func statusLine(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> (space: Int, codeEnd: Int)? {
+        guard let space = bytes[line].firstIndex(of: 32), bytes[line.lowerBound..<space].starts(with: "HTTP/1.".utf8) else { return nil }
+        let codeEnd = bytes[space + 1..<line.upperBound].firstIndex(of: 32) ?? line.upperBound
         guard codeEnd - space - 1 == 3 else { return nil }
-        return Int(string(bytes, space + 1..<codeEnd))
+        return (space, codeEnd)
+    }
+
+    /// The status of a status line, or nil.
+    private static func status(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> Int? {
+        statusLine(bytes, line).flatMap { Int(string(bytes, $0.space + 1..<$0.codeEnd)) }
     }
 
     /// A response head's parts, from a head this framing accepted.
     static func responseHead(_ raw: ByteBuffer) -> ResponseHead {
         raw.withUnsafeReadableBytes { bytes in
-            guard let scan = HeadScan(bytes, keepFields: true), let space = index(of: 32, in: bytes, scan.startLine) else {
+            guard let scan = HeadScan(bytes, keepFields: true), let (space, codeEnd) = statusLine(bytes, scan.startLine) else {
                 return ResponseHead(version: "HTTP/1.1", status: 502, reason: "", headers: [])
             }
             let line = scan.startLine
-            let codeEnd = index(of: 32, in: bytes, space + 1..<line.upperBound) ?? line.upperBound
             return ResponseHead(
                 version: string(bytes, line.lowerBound..<space), status: Int(string(bytes, space + 1..<codeEnd)) ?? 502,
                 reason: codeEnd < line.upperBound ? string(bytes, codeEnd + 1..<line.upperBound) : "", headers: scan.headers(bytes))
@@ -333,24 +338,6 @@ struct HTTPFraming {
 
     private static func string(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
-    }
-
-    private static func index(of byte: UInt8, in bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
-        var index = range.lowerBound
-        while index < range.upperBound {
-            if bytes[index] == byte { return index }
-            index += 1
-        }
-        return nil
-    }
-
-    private static let versionPrefix: StaticString = "HTTP/1."
-
-    private static func hasVersionPrefix(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-        let prefix = UnsafeRawBufferPointer(start: versionPrefix.utf8Start, count: versionPrefix.utf8CodeUnitCount)
-        guard range.count >= prefix.count else { return false }
-        for offset in 0..<prefix.count where bytes[range.lowerBound + offset] != prefix[offset] { return false }
-        return true
     }
 
     /// A head's lines read in one pass over its bytes, without making strings: where the start
@@ -407,9 +394,9 @@ struct HTTPFraming {
                 let value = HeadScan.trimmed(bytes, colon + 1..<lineEnd)
                 fieldCount += 1
                 if keepFields { fields.append((name, value)) }
-                if HeadScan.nameIs("transfer-encoding", bytes, name) {
+                if bytes[name].asciiCaseInsensitiveEquals("transfer-encoding".utf8) {
                     transferEncoding = value
-                } else if HeadScan.nameIs("content-length", bytes, name) {
+                } else if bytes[name].asciiCaseInsensitiveEquals("content-length".utf8) {
                     if let first = contentLength {
                         if !bytes[first].elementsEqual(bytes[value]) { contentLengthsDiffer = true }
                     } else {
@@ -435,30 +422,12 @@ struct HTTPFraming {
         /// they are contradictory or invalid.
         func framing(_ bytes: UnsafeRawBufferPointer, allowUntilClose: Bool) -> State? {
             if let encoding = transferEncoding {
-                // The last coding listed (empty list members are not codings) must be chunked.
-                var end = encoding.upperBound
-                while end > encoding.lowerBound && bytes[end - 1] == 44 { end -= 1 }
-                var start = end
-                while start > encoding.lowerBound && bytes[start - 1] != 44 { start -= 1 }
-                let last = HeadScan.trimmed(bytes, start..<end)
-                if HeadScan.nameIs("chunked", bytes, last) { return .chunkSize }
+                if HTTPFraming.lastCodingIsChunked(bytes[encoding]) { return .chunkSize }
                 return allowUntilClose ? .untilClose : nil
             }
             guard let length = contentLength else { return allowUntilClose ? .untilClose : .length(0) }
             guard !contentLengthsDiffer, let value = Int(HTTPFraming.string(bytes, length)), value >= 0 else { return nil }
             return .length(value)
-        }
-
-        /// Whether `range` holds `name`, ASCII letters in any case (`name` is lowercase).
-        static func nameIs(_ name: StaticString, _ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
-            guard range.count == name.utf8CodeUnitCount else { return false }
-            let expected = name.utf8Start
-            for offset in 0..<range.count {
-                var byte = bytes[range.lowerBound + offset]
-                if byte >= 0x41 && byte <= 0x5A { byte |= 0x20 }
-                if byte != expected[offset] { return false }
-            }
-            return true
         }
 
         static func trimmed(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Range<Int> {
@@ -474,14 +443,23 @@ struct HTTPFraming {
     /// are contradictory or invalid.
     private static func bodyFraming(_ headers: [HTTPHeaderField], allowUntilClose: Bool) -> State? {
         if let encoding = headers.last(where: { $0.name.caseInsensitiveEquals("transfer-encoding") }) {
-            let last = encoding.value.split(separator: ",").last.map { $0.trimmingSpaces().lowercased() }
-            if last == "chunked" { return .chunkSize }
-            return allowUntilClose ? .untilClose : nil
+            return lastCodingIsChunked(encoding.value.utf8) ? .chunkSize : allowUntilClose ? .untilClose : nil
         }
         let lengths = headers.filter { $0.name.caseInsensitiveEquals("content-length") }.map(\.value)
         guard let first = lengths.first else { return allowUntilClose ? .untilClose : .length(0) }
         guard lengths.allSatisfy({ $0 == first }), let length = Int(first), length >= 0 else { return nil }
         return .length(length)
+    }
+
+    /// Whether a `Transfer-Encoding` value's last coding is chunked (RFC 9112 §6.3): empty list
+    /// members are not codings, and spaces around one do not count.
+    static func lastCodingIsChunked(_ value: some BidirectionalCollection<UInt8>) -> Bool {
+        var members = value[...]
+        while members.last == UInt8(ascii: ",") { members = members.dropLast() }
+        var coding = members.lastIndex(of: UInt8(ascii: ",")).map { members[members.index(after: $0)...] } ?? members
+        while let first = coding.first, first == 32 || first == 9 { coding = coding.dropFirst() }
+        while let last = coding.last, last == 32 || last == 9 { coding = coding.dropLast() }
+        return coding.asciiCaseInsensitiveEquals("chunked".utf8)
     }
 
     // MARK: Chunked bodies

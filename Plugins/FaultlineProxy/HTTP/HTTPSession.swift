@@ -282,7 +282,7 @@ final class HTTPSession {
         var responseFaults: [HTTPFault] = []
         var conditional: [ConditionalFault] = []
         var activated: [HTTPToxicCounters] = []
-        // By position: a copy of each rule's state would retain what it holds, on every request.
+        // By position: only a rule that matches is copied (a copy retains what the rule holds).
         for index in rules.indices where rules[index].rule.match.matches(head) {
             let rule = rules[index]
             guard let toxicity = rule.rule.toxicity(for: head, configured: rule.toxic.definition.toxicity) else { continue }
@@ -422,7 +422,6 @@ final class HTTPSession {
         send(body, in: &message, to: outbox, direction: direction)
     }
 
-    /// Header fields for a body of `length` bytes, sent whole.
     /// A message whose body is replaced: the replacement merge-patched if asked, its length in the
     /// head, the original body dropped; a truncation cuts the replacement instead.
     private static func replaceBody(of message: inout MessageState, headers: inout [HTTPHeaderField]) {
@@ -438,6 +437,7 @@ final class HTTPSession {
         message.replacement = replacement
     }
 
+    /// Header fields for a body of `length` bytes, sent whole.
     private static func reframe(_ headers: inout [HTTPHeaderField], length: Int) {
         headers.apply(.remove(name: "transfer-encoding"))
         headers.apply(.set(name: "Content-Length", value: String(length)))
@@ -445,7 +445,7 @@ final class HTTPSession {
 
     private static func isChunked(_ headers: [HTTPHeaderField]) -> Bool {
         guard let encoding = headers.last(where: { $0.name.caseInsensitiveEquals("transfer-encoding") }) else { return false }
-        return encoding.value.split(separator: ",").last.map { $0.trimmingSpaces().lowercased() } == "chunked"
+        return HTTPFraming.lastCodingIsChunked(encoding.value.utf8)
     }
 
     /// The body with the patches merged into it (RFC 7396), or nil when it is not JSON.

@@ -83,14 +83,13 @@ final class Link {
         guard !isDead else { return }
         if let http {
             http.receive(buffer, from: direction)
-        } else if activeStages == 0 {
-            write(buffer)
         } else {
-            deliver(ToxicChunk(payload: BufferPayload(buffer: buffer), receivedAt: now), from: 0)
+            forward(buffer)
         }
     }
 
-    /// Bytes from the HTTP session, through the stages.
+    /// Bytes from the source or the HTTP session, through the stages: straight to the destination
+    /// when no stage runs.
     func forward(_ buffer: ByteBuffer) {
         guard !isDead else { return }
         if activeStages == 0 {
