@@ -20,10 +20,10 @@ struct HTTPToxicTests {
         let group: MultiThreadedEventLoopGroup
         let port: Int
 
-        init(seed: UInt64 = 1, upstreamPort: Int? = nil) async throws {
+        init(seed: UInt64 = 1, upstreamPort: Int? = nil, path: DataPath = .relay) async throws {
             nginx = try await TestNginx.start()
             group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-            server = ProxyServer(toxicTypes: ProxyFixture.toxicTypes, seed: seed, group: group)
+            server = ProxyServer(toxicTypes: ProxyFixture.toxicTypes, seed: seed, group: group, relay: path == .relay)
             let proxy = try await server.createProxy(
                 name: "web", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:\(upstreamPort ?? nginx.port)")
             port = proxy.listenPort!

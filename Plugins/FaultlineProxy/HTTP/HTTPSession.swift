@@ -43,15 +43,53 @@ final class HTTPToxicCounters: Sendable {
     }
 }
 
-/// An HTTP toxic as one connection runs it.
-struct HTTPRuleState {
-    var toxic: ActiveToxic
+/// An HTTP toxic as one connection runs it (a class: requests read it without copying what the
+/// toxic holds).
+final class HTTPRuleState {
+    let toxic: ActiveToxic
     let rule: HTTPToxicRule
     let counters: HTTPToxicCounters
     /// The base of this toxic's per-request generators on this connection.
     let seed: UInt64
 
     var name: String { toxic.definition.name }
+
+    /// The toxic as connection `connection` of `runtime` runs it: its per-request generators
+    /// depend on the run's seed, the proxy, the toxic and the connection, nothing else.
+    convenience init?(_ toxic: ActiveToxic, runtime: ProxyRuntime, connection: UInt64) {
+        guard let rule = toxic.prepared.http, let counters = toxic.httpCounters else { return nil }
+        var random = SeededRandom(seed: runtime.seed, stream: "\(runtime.name)\u{1F}\(toxic.definition.name)\u{1F}\(connection)")
+        self.init(toxic: toxic, rule: rule, counters: counters, seed: random.next())
+    }
+
+    init(toxic: ActiveToxic, rule: HTTPToxicRule, counters: HTTPToxicCounters, seed: UInt64) {
+        self.toxic = toxic
+        self.rule = rule
+        self.counters = counters
+        self.seed = seed
+    }
+
+    /// What the toxic decides for a connection's `number`th request (counted from 1).
+    enum Roll {
+        /// The request does not match, or the toxic does not apply to it.
+        case skip
+        /// A downstream toxic that also matches on the response: its roll, for when the response head arrives.
+        case conditional(HTTPFault?)
+        /// It matched: the fault, or nil when the roll did not fire.
+        case decided(HTTPFault?)
+    }
+
+    /// Rolls for one request. The same request number on the same connection rolls the same, so
+    /// the relay's screen and the session agree on every request (``HTTPScreen``).
+    /// - Parameter withFault: whether to make the fault (the screen only asks whether one fires).
+    func roll(_ head: HTTPToxicRequest, number: UInt64, withFault: Bool = true) -> Roll {
+        guard rule.match.matches(head), let toxicity = rule.toxicity(for: head, configured: toxic.definition.toxicity) else { return .skip }
+        var random = SeededRandom(seed: seed &+ number &* 0x9E37_79B9_7F4A_7C15)
+        let fires = random.nextUnit() < toxicity
+        let fault: HTTPFault? = fires ? (withFault ? rule.fault(for: head, random: &random) : .all([])) : nil
+        if toxic.definition.stream == .downstream && rule.match.needsResponse { return .conditional(fault) }
+        return .decided(fault)
+    }
 }
 
 /// The HTTP/1.x side of one proxied connection that carries HTTP toxics: frames requests and
@@ -154,7 +192,10 @@ final class HTTPSession {
 
     /// - Parameter midStream: the connection has carried bytes already, so parsing waits for a
     ///   request to start.
-    init(connection: ProxyConnection, midStream: Bool) {
+    ///   - requestCount: requests the connection carried before (the relay screened them), so
+    ///     the next one rolls as it would have here.
+    init(connection: ProxyConnection, midStream: Bool, requestCount: UInt64 = 0) {
+        self.requestCount = requestCount
         upstream = connection.upstream
         downstream = connection.downstream
         self.connection = connection
@@ -168,10 +209,9 @@ final class HTTPSession {
     // MARK: Toxic changes
 
     func add(_ toxic: ActiveToxic) {
-        guard let rule = toxic.prepared.http, let counters = toxic.httpCounters else { return }
-        var random = SeededRandom(seed: runtime.seed, stream: "\(runtime.name)\u{1F}\(toxic.definition.name)\u{1F}\(connectionNumber)")
-        rules.append(HTTPRuleState(toxic: toxic, rule: rule, counters: counters, seed: random.next()))
-        if passThrough { counters.notHTTP.add(1, ordering: .relaxed) }
+        guard let state = HTTPRuleState(toxic, runtime: runtime, connection: connectionNumber) else { return }
+        rules.append(state)
+        if passThrough { state.counters.notHTTP.add(1, ordering: .relaxed) }
     }
 
     func update(_ toxic: ActiveToxic) {
@@ -283,15 +323,17 @@ final class HTTPSession {
         var conditional: [ConditionalFault] = []
         var activated: [HTTPToxicCounters] = []
         // By position: only a rule that matches is copied (a copy retains what the rule holds).
-        for index in rules.indices where rules[index].rule.match.matches(head) {
-            let rule = rules[index]
-            guard let toxicity = rule.rule.toxicity(for: head, configured: rule.toxic.definition.toxicity) else { continue }
-            var random = SeededRandom(seed: rule.seed &+ requestCount &* 0x9E37_79B9_7F4A_7C15)
-            let fault = random.nextUnit() < toxicity ? rule.rule.fault(for: head, random: &random) : nil
-            if rule.toxic.definition.stream == .downstream && rule.rule.match.needsResponse {
-                conditional.append(ConditionalFault(match: rule.rule.match, counters: rule.counters, fault: fault))
+        for index in rules.indices {
+            let fault: HTTPFault?
+            switch rules[index].roll(head, number: requestCount) {
+            case .skip: continue
+            case .conditional(let rolled):
+                let rule = rules[index]
+                conditional.append(ConditionalFault(match: rule.rule.match, counters: rule.counters, fault: rolled))
                 continue
+            case .decided(let rolled): fault = rolled
             }
+            let rule = rules[index]
             rule.counters.matched.add(1, ordering: .relaxed)
             guard let fault, activate(rule.rule.match, rule.counters, into: &activated) else { continue }
             rule.counters.affected.add(1, ordering: .relaxed)

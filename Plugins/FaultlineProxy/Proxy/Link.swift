@@ -80,6 +80,11 @@ final class Link {
 
     func receive(_ buffer: ByteBuffer) {
         counters.received.add(UInt64(buffer.readableBytes), ordering: .relaxed)
+        receiveCounted(buffer)
+    }
+
+    /// Bytes read from the source and counted already (by the relay, before a handover).
+    func receiveCounted(_ buffer: ByteBuffer) {
         guard !isDead else { return }
         if let http {
             http.receive(buffer, from: direction)

@@ -148,8 +148,9 @@ final class ProxyConnection {
         number = registration.number
         clientAddress = client?.channel.remoteAddress.flatMap(Self.addressBytes)
         for toxic in registration.toxics {
-            add(toxic, midStream: handover != nil)
+            add(toxic, midStream: handover?.midStream ?? false)
         }
+
         if let server = handover?.server {
             connect(serverBootstrap().withConnectedSocket(server))
         } else {
@@ -213,6 +214,7 @@ final class ProxyConnection {
             sideClosed(.server)
             return
         }
+        let unscreened = handover?.unscreened
         if let handover {
             // What the relay had read and not yet written goes first, past the toxics.
             if let bytes = handover.pending[0] { upstream.forwardUntouched(bytes) }
@@ -221,6 +223,11 @@ final class ProxyConnection {
         }
         upstream.start()
         downstream.start()
+        if let unscreened {
+            // The relay's screen held these for the toxics (a request one of them acts on). Nothing
+            // was read from the client before: reading starts below.
+            upstream.receiveCounted(unscreened)
+        }
         upstream.afterEvent()
         downstream.afterEvent()
     }
@@ -386,7 +393,7 @@ final class ProxyConnection {
         guard toxic.applies(toClient: clientAddress) else { return }
         if toxic.isHTTP {
             if http == nil {
-                let session = HTTPSession(connection: self, midStream: midStream)
+                let session = HTTPSession(connection: self, midStream: midStream, requestCount: handover?.requestCount ?? 0)
                 http = session
                 upstream.http = session
                 downstream.http = session

@@ -156,21 +156,37 @@ final class ProxyRuntime: Sendable {
         case toxic
         /// Relay it to `address`; registered as `number`.
         case relay(number: UInt64, address: SocketAddress)
+        /// The proxy's toxics are all HTTP toxics: relay it to `address` through an
+        /// ``HTTPScreen`` of them; registered as `number`.
+        case screen(number: UInt64, address: SocketAddress, toxics: [ActiveToxic])
     }
 
-    /// Registers a connection the relay accepted when the proxy has no toxics and a resolved
-    /// upstream; under the same lock as toxic changes, so a toxic added later reaches it.
+    /// Registers a connection the relay accepted when the proxy has a resolved upstream and no
+    /// toxics, or only HTTP toxics; under the same lock as toxic changes, so a toxic added later
+    /// reaches it.
     func admit(_ connection: ConnectionRef) -> Admission {
         let admission = state.withLock { s -> Admission in
             guard s.accepting, let target = s.target else { return .refused }
-            guard s.toxics.isEmpty, case .address(let address) = target else { return .toxic }
+            guard case .address(let address) = target, s.toxics.isEmpty || Self.screenable(s.toxics) else { return .toxic }
             let number = s.nextNumber
             s.nextNumber += 1
             s.connections[number] = connection
-            return .relay(number: number, address: address)
+            return s.toxics.isEmpty ? .relay(number: number, address: address) : .screen(number: number, address: address, toxics: s.toxics)
         }
-        if case .relay = admission { metrics.accepted.add(1, ordering: .relaxed) }
+        switch admission {
+        case .relay, .screen: metrics.accepted.add(1, ordering: .relaxed)
+        case .refused, .toxic: break
+        }
         return admission
+    }
+
+    /// Whether the relay can screen connections for these toxics: all are HTTP toxics.
+    private static func screenable(_ toxics: [ActiveToxic]) -> Bool { toxics.allSatisfy(\.isHTTP) }
+
+    /// The toxics now, when a screened connection can stay in the relay with them; nil when it
+    /// must move to NIO (a byte toxic was added).
+    func screenableToxics() -> [ActiveToxic]? {
+        state.withLock { s in Self.screenable(s.toxics) ? s.toxics : nil }
     }
 
     /// Puts NIO's side of a connection the relay handed over in the relay's place, and gives it the

@@ -58,6 +58,8 @@ final class Relay: @unchecked Sendable {
     private var timed: Set<Int> = []
     private var nextScan: UInt64 = 0
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+    /// A read given to an ``HTTPScreen``.
+    private var screenInput = ByteBuffer()
 
     enum Command {
         case addListener(RelayListener, exclusive: Bool, EventLoopPromise<Void>)
@@ -228,7 +230,13 @@ final class Relay: @unchecked Sendable {
                 }
             case .handOver(let ref, let promise):
                 if let connection = connection(ref) {
-                    handOver(connection, promise)
+                    if let screen = connection.screen, let toxics = connection.runtime.screenableToxics() {
+                        // Still only HTTP toxics: the screen takes them and the connection stays.
+                        screen.rescreen(toxics, client: clientAddress(connection, for: toxics))
+                        promise.succeed()
+                    } else {
+                        handOver(connection, promise)
+                    }
                 } else {
                     afterHandover(ref, promise)
                 }
@@ -295,7 +303,21 @@ final class Relay: @unchecked Sendable {
             slots[slot] = connection
             watch(fd, connection, side: 0)
             connect(connection, to: address)
+        case .screen(let number, let address, let toxics):
+            let connection = RelayedConnection(runtime: listener.runtime, number: number, slot: slot, generation: generations[slot], client: fd)
+            connection.screen = HTTPScreen(
+                runtime: listener.runtime, connection: number, toxics: toxics, client: clientAddress(connection, for: toxics))
+            slots[slot] = connection
+            watch(fd, connection, side: 0)
+            connect(connection, to: address)
         }
+    }
+
+    /// The client's IP address bytes when a toxic is limited to some clients (looked up once).
+    private func clientAddress(_ connection: RelayedConnection, for toxics: [ActiveToxic]) -> [UInt8]? {
+        guard HTTPScreen.needsClientAddress(toxics) else { return nil }
+        if connection.clientAddress == nil { connection.clientAddress = peerAddress(connection.fds[0]) }
+        return connection.clientAddress
     }
 
     private func watch(_ fd: Int32, _ connection: RelayedConnection, side: Int) {
@@ -346,6 +368,7 @@ final class Relay: @unchecked Sendable {
         if mask & (FAULTLINE_EPOLL_IN | FAULTLINE_EPOLL_RDHUP | FAULTLINE_EPOLL_HUP | FAULTLINE_EPOLL_ERR) != 0 {
             connection.readable[side] = true
         }
+
         if mask & (FAULTLINE_EPOLL_OUT | FAULTLINE_EPOLL_HUP | FAULTLINE_EPOLL_ERR) != 0 {
             connection.writable[side] = true
         }
@@ -370,10 +393,56 @@ final class Relay: @unchecked Sendable {
 
     /// Moves bytes both ways until the sockets have nothing more to give or take.
     private func pump(_ connection: RelayedConnection) {
-        for direction in 0..<2 {
-            if !pump(connection, direction: direction) { return }
+        repeat {
+            connection.repump = false
+            for direction in 0..<2 {
+                if !pump(connection, direction: direction) { return }
+            }
+        } while connection.repump
+        if let screen = connection.screen, screen.held != nil {
+            if connection.ended[0] || connection.ended[1] {
+                // A side ended its stream: the connection finishes here, the held request as it came.
+                dropScreen(connection)
+                pump(connection)
+                return
+            }
+            if screen.isReadyToHandOver {
+                // A toxic acts on the held request, and every earlier response went: NIO runs it.
+                handOver(connection, nil)
+                return
+            }
         }
         if connection.shut[0] && connection.shut[1] { finish(connection) }
+    }
+
+    /// The connection is relayed as plain bytes from now on: what the screen had not passed on
+    /// goes to the server first.
+    private func dropScreen(_ connection: RelayedConnection) {
+        guard let screen = connection.screen else { return }
+        connection.screen = nil
+        connection.repump = true
+        if let rest = screen.takeUnpassed(), rest.readableBytes > 0 {
+            rest.withUnsafeReadableBytes { hold($0, in: connection, direction: 0) }
+        }
+    }
+
+    /// Frames `count` bytes just read from `direction`'s source in the screen; returns how many of
+    /// the buffer's first bytes go on now (the screen may hold the rest, or pass others).
+    private func screen(_ screen: HTTPScreen, _ connection: RelayedConnection, count: Int, direction: Int) -> Int {
+        // One buffer for every read the relay screens, so a read costs no allocation.
+        screenInput.clear()
+        screenInput.writeBytes(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+        guard direction == 0 else {
+            screen.responseBytes(&screenInput)
+            return count
+        }
+        switch screen.requestBytes(&screenInput) {
+        case .prefix(let passed):
+            return passed
+        case .bytes(let passed):
+            if passed.readableBytes > 0 { passed.withUnsafeReadableBytes { hold($0, in: connection, direction: 0) } }
+            return 0
+        }
     }
 
     /// Direction 0 is client to server (upstream), 1 server to client (downstream); the source is
@@ -384,7 +453,7 @@ final class Relay: @unchecked Sendable {
         let counters = direction == 0 ? connection.runtime.metrics.upstream : connection.runtime.metrics.downstream
         if connection.pipes[direction] != nil { return splice(connection, direction: direction, counters: counters) }
         while true {
-            if connection.bulk[direction] && connection.pending[direction] == nil && !connection.ended[direction] {
+            if connection.bulk[direction] && connection.pending[direction] == nil && !connection.ended[direction] && connection.screen == nil {
                 // A bulk stream: from here on the kernel moves its bytes through a pipe.
                 connection.bulk[direction] = false
                 var fds: (Int32, Int32) = (-1, -1)
@@ -417,25 +486,30 @@ final class Relay: @unchecked Sendable {
             }
             // Backpressure: the source is read only while less than the limit waits for the
             // destination (TCP flow control then slows the sender).
-            guard connection.readable[source], held < Self.maximumHeld else { return true }
+            // A request a toxic acts on waits for NIO: the client is not read until it takes over.
+            guard connection.readable[source], held < Self.maximumHeld, direction == 1 || connection.screen?.held == nil else { return true }
             let count = recv(connection.fds[source], buffer.baseAddress, buffer.count, 0)
             if count > 0 {
                 counters.received.add(UInt64(count), ordering: .relaxed)
+                let passed = connection.screen.map { screen($0, connection, count: count, direction: direction) } ?? count
                 var written = 0
-                if held == 0 && connection.writable[destination] {
-                    written = send(connection.fds[destination], buffer.baseAddress, count, Int32(MSG_NOSIGNAL))
+                if held == 0 && passed > 0 && connection.writable[destination] {
+                    written = send(connection.fds[destination], buffer.baseAddress, passed, Int32(MSG_NOSIGNAL))
                     if written < 0 {
                         guard writeFailed(connection, side: destination) else { return false }
                         written = 0
                     }
                     counters.sent.add(UInt64(written), ordering: .relaxed)
                 }
-                if written < count {
-                    hold(UnsafeRawBufferPointer(rebasing: buffer[written..<count]), in: connection, direction: direction)
+                if written < passed {
+                    hold(UnsafeRawBufferPointer(rebasing: buffer[written..<passed]), in: connection, direction: direction)
                 }
+                if connection.screen?.stopped == true { dropScreen(connection) }
                 if count == buffer.count { connection.bulk[direction] = true }
                 continue
             }
+            // The client's end: a head it left incomplete goes on as it came.
+            if count == 0 && direction == 0 { dropScreen(connection) }
             if let result = readFailed(count, connection, direction: direction, drained: true) { return result }
         }
     }
@@ -593,10 +667,14 @@ final class Relay: @unchecked Sendable {
     }
 
     /// Moves a connection to NIO with what the relay held for it.
-    private func handOver(_ connection: RelayedConnection, _ promise: EventLoopPromise<Void>) {
+    private func handOver(_ connection: RelayedConnection, _ promise: EventLoopPromise<Void>?) {
         // A connection that is failing, or one side of which has ended its stream, finishes here.
         if connection.draining || connection.ended[0] || connection.ended[1] {
-            promise.succeed()
+            if connection.screen != nil {
+                dropScreen(connection)
+                if !connection.draining { pump(connection) }
+            }
+            promise?.succeed()
             return
         }
         for side in 0..<2 where connection.fds[side] >= 0 { _ = faultline_epoll_remove(epoll, connection.fds[side]) }
@@ -624,14 +702,43 @@ final class Relay: @unchecked Sendable {
             connection.pending[direction] = bytes
         }
         connection.closePipes()
-        let handover = Handover(
+        var handover = Handover(
             number: connection.number, client: connection.fds[0], server: server, pending: [connection.pending[0], connection.pending[1]])
+        if let screen = connection.screen {
+            // The session starts where the screen stopped: at a request, numbered after those passed.
+            handover.midStream = !screen.isBetweenExchanges
+            handover.requestCount = screen.requestCount
+            handover.unscreened = screen.takeUnpassed()
+            connection.screen = nil
+        }
         let ref = RelayedRef(relay: self, slot: connection.slot, generation: connection.generation)
         release(connection)
         let done = ProxyConnection.adopt(handover, runtime: connection.runtime, on: group.next())
         handovers.withLock { $0[ref.key] = done }
         done.whenComplete { [self] _ in _ = handovers.withLock { $0.removeValue(forKey: ref.key) } }
-        done.cascade(to: promise)
+        if let promise { done.cascade(to: promise) }
+    }
+
+    /// The 4 or 16 address bytes of a socket's peer; nil when it has none (or not an IP one).
+    private func peerAddress(_ fd: Int32) -> [UInt8]? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let named = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
+        }
+        guard named == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in withUnsafeBytes(of: pointer.pointee.sin_addr) { Array($0) } }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in withUnsafeBytes(of: pointer.pointee.sin6_addr) { Array($0) } }
+            }
+        default:
+            return nil
+        }
     }
 }
 
@@ -643,6 +750,13 @@ struct Handover: Sendable {
     /// nil when the relay was still connecting: NIO connects anew.
     var server: Int32?
     var pending: [ByteBuffer?]
+    /// Client bytes the relay's screen read but did not pass on: they go through the toxics
+    /// (the HTTP session) as if read now.
+    var unscreened: ByteBuffer?
+    /// Requests the screen passed on: the session numbers the next one after them.
+    var requestCount: UInt64 = 0
+    /// Whether bytes may be in flight mid-message, so the session waits for a request to start.
+    var midStream = true
 }
 
 /// A relayed connection as the proxy's books hold it.
@@ -675,6 +789,12 @@ final class RelayedConnection {
     var connecting = false
     var draining = false
     var deadline: UInt64 = 0
+    /// For a proxy with only HTTP toxics: frames and rolls each request; nil: plain bytes.
+    var screen: HTTPScreen?
+    /// The client's address bytes, once a toxic limited to some clients needed them.
+    var clientAddress: [UInt8]?
+    /// Something changed that one direction's pump must see again (the screen was dropped).
+    var repump = false
 
     init(runtime: ProxyRuntime, number: UInt64, slot: Int, generation: UInt32, client: Int32) {
         self.runtime = runtime

@@ -1,0 +1,180 @@
+import FaultlineKit
+import NIOCore
+
+/// The relay's view of a connection whose proxy carries only HTTP toxics: it frames the requests
+/// and responses crossing the connection and rolls each request's toxics, and as long as none
+/// fires the relay moves the bytes as they came, without NIO.
+///
+/// Most requests through a proxy with HTTP toxics meet no fault (the toxics match some paths, or
+/// fire for a fraction of requests), and running a connection on NIO's channels, the HTTP
+/// session and the links cost about a third more CPU per request than the relay. When a toxic
+/// fires for a request, or asks to see its response, the screen keeps that request's head and
+/// everything the client sent after it (``held``), the relay stops reading the client, and once
+/// every earlier response has reached the client the connection moves to NIO, where an
+/// ``HTTPSession`` starts at that request. It rolls the same dice the screen did: the rolls
+/// depend on the proxy, the toxic, the connection and the request's number, which the session
+/// takes over (``requestCount``). So a seeded run makes the same faults whichever path a
+/// request took.
+///
+/// Confined to the relay thread, as the connection it belongs to.
+final class HTTPScreen {
+    private let runtime: ProxyRuntime
+    private let connectionNumber: UInt64
+    private(set) var rules: [HTTPRuleState] = []
+    private var requests = HTTPFraming(role: .request)
+    private var responses = HTTPFraming(role: .response)
+    /// Requests passed on whose responses have not ended, oldest first.
+    private var exchanges = ChunkQueue<Exchange>()
+    /// Requests passed on (the session numbers the next one after them).
+    private(set) var requestCount: UInt64 = 0
+    /// The client's bytes from the head of the request a toxic acts on: the relay reads no more
+    /// from the client, and hands the connection over with these once ``isReadyToHandOver``.
+    private(set) var held: ByteBuffer?
+    /// The response being read is interim (1xx): the final one is still to come.
+    private var interim = false
+    /// The traffic stopped being HTTP (or became a tunnel): nothing more is screened.
+    private(set) var stopped = false
+    /// The rules a request matched (kept to spare an allocation per request).
+    private var matched: [Int] = []
+
+    private struct Exchange {
+        var isHEAD: Bool
+        var isCONNECT: Bool
+    }
+
+    /// What of a read from the client goes on to the server now.
+    enum Passed {
+        /// The read's first bytes, as many as this (all when no head is cut in two or held).
+        case prefix(Int)
+        /// These bytes (a head that straddled reads, completed by this one).
+        case bytes(ByteBuffer)
+    }
+
+    init(runtime: ProxyRuntime, connection: UInt64, toxics: [ActiveToxic], client: [UInt8]?) {
+        self.runtime = runtime
+        connectionNumber = connection
+        rescreen(toxics, client: client)
+    }
+
+    /// Takes the proxy's toxics as they are now (a toxic was added, changed or removed).
+    func rescreen(_ toxics: [ActiveToxic], client: [UInt8]?) {
+        rules = toxics.compactMap { toxic in
+            toxic.applies(toClient: client) ? HTTPRuleState(toxic, runtime: runtime, connection: connectionNumber) : nil
+        }
+    }
+
+    /// Whether a toxic limited to some clients is among `toxics` (the client's address is then needed).
+    static func needsClientAddress(_ toxics: [ActiveToxic]) -> Bool { toxics.contains { $0.clients != nil } }
+
+    // MARK: Requests
+
+    /// Frames a read from the client; what is not passed stays here: a head not yet complete, or
+    /// (``held``) the request a toxic acts on and what follows it.
+    /// - Parameter input: the read (the relay's scratch buffer, consumed here).
+    func requestBytes(_ input: inout ByteBuffer) -> Passed {
+        // With nothing kept from earlier reads, what passes is always the read's first bytes.
+        let contiguous = requests.pendingBytes == 0
+        var prefix = 0
+        var out = ByteBuffer()
+        func pass(_ slice: ByteBuffer) {
+            if contiguous { prefix += slice.readableBytes } else { out.writeImmutableBuffer(slice) }
+        }
+        loop: while held == nil, let event = requests.next(&input) {
+            switch event {
+            case .head(let raw, .request(let head)):
+                if firesOrWatches(head) {
+                    var rest = raw
+                    rest.writeImmutableBuffer(input)
+                    held = rest
+                    break loop
+                }
+                requestCount += 1
+                exchanges.append(Exchange(isHEAD: head.method == "HEAD", isCONNECT: head.method == "CONNECT"))
+                pass(raw)
+            case .head, .end: break
+            case .body(let slice), .opaque(let slice): pass(slice)
+            case .notHTTP(let reason, let slice):
+                stop(notHTTP: reason)
+                pass(slice)
+                break loop
+            }
+        }
+        return contiguous ? .prefix(prefix) : .bytes(out)
+    }
+
+    /// Whether any toxic fires for this request (the session then runs it), or needs its response
+    /// to decide. Counts the matches of a request that passes, as the session would.
+    private func firesOrWatches(_ head: HTTPToxicRequest) -> Bool {
+        let number = requestCount + 1
+        matched.removeAll(keepingCapacity: true)
+        for index in rules.indices {
+            switch rules[index].roll(head, number: number, withFault: false) {
+            case .skip: continue
+            case .conditional: return true
+            case .decided(let fault):
+                if fault != nil { return true }
+                matched.append(index)
+            }
+        }
+        for index in matched { rules[index].counters.matched.add(1, ordering: .relaxed) }
+        return false
+    }
+
+    // MARK: Responses
+
+    /// Frames a read from the server (every byte of which the relay passes on as it came).
+    func responseBytes(_ input: inout ByteBuffer) {
+        guard !stopped else { return }
+        while !stopped {
+            let front = exchanges.first
+            responses.nextResponseToHEAD = front?.isHEAD ?? false
+            responses.nextResponseToCONNECT = front?.isCONNECT ?? false
+            guard let event = responses.next(&input) else { break }
+            switch event {
+            case .head(_, .response(let start)):
+                if start.status == 101 || (front?.isCONNECT == true && (200..<300).contains(start.status)) {
+                    // An upgrade or a tunnel: opaque both ways from here, as in the session.
+                    stopped = true
+                } else {
+                    interim = (100..<200).contains(start.status)
+                }
+            case .head, .body: break
+            case .end:
+                if interim {
+                    interim = false
+                } else {
+                    _ = exchanges.popFirst()
+                }
+            case .opaque: stopped = true
+            case .notHTTP(let reason, _): stop(notHTTP: reason)
+            }
+        }
+    }
+
+    // MARK: Handing over
+
+    /// A request waits for the session, and no earlier response is still on its way: the session
+    /// can start at that request.
+    var isReadyToHandOver: Bool { held != nil && exchanges.isEmpty && responses.isBetweenMessages && responses.pendingBytes == 0 }
+
+    /// Whether a session taking over now starts in step with both streams: nothing is in flight.
+    var isBetweenExchanges: Bool {
+        exchanges.isEmpty && responses.isBetweenMessages && responses.pendingBytes == 0 && (held != nil || requests.isBetweenMessages)
+    }
+
+    /// The client's bytes the relay has not passed on (a request held for the session, or a head
+    /// not yet complete); the screen keeps nothing after.
+    func takeUnpassed() -> ByteBuffer? {
+        if let held {
+            self.held = nil
+            return held
+        }
+        return requests.becomeOpaque()
+    }
+
+    private func stop(notHTTP reason: String) {
+        stopped = true
+        for rule in rules { rule.counters.notHTTP.add(1, ordering: .relaxed) }
+        runtime.log.notice("proxy \(runtime.name): connection \(connectionNumber): \(reason); HTTP toxics cannot apply, passing it through untouched")
+    }
+}

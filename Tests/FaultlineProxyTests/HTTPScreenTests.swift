@@ -1,0 +1,197 @@
+import FaultlineKit
+import FaultlineTestSupport
+import Foundation
+import Testing
+
+@testable import FaultlineProxy
+
+/// The relay's HTTP screen: a proxy whose toxics are all HTTP toxics keeps its connections on the
+/// relay while no toxic acts on a request, and moves one to NIO at the first request a toxic acts
+/// on, with the same rolls and counts either way.
+@Suite("HTTP toxics screened on the relay", .serialized)
+struct HTTPScreenTests {
+    typealias Fixture = HTTPToxicTests.Fixture
+
+    /// Reads one response with a Content-Length body (nginx's and the test server's), head and body.
+    static func response(_ socket: TestSocket) throws -> String {
+        var bytes: [UInt8] = []
+        while !bytes.reversed().starts(with: [10, 13, 10, 13]) {
+            let (byte, end) = socket.receive(count: 1)
+            guard byte.count == 1 else { throw SocketFailure("the response ended after \(bytes.count) bytes: \(String(describing: end))", code: 0) }
+            bytes += byte
+        }
+        let head = String(decoding: bytes, as: UTF8.self)
+        let length =
+            head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+            .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+        let (body, _) = length > 0 ? socket.receive(count: length) : ([], nil)
+        return head + String(decoding: body, as: UTF8.self)
+    }
+
+    static func status(_ response: String) -> String { response.split(separator: " ").dropFirst().first.map(String.init) ?? "?" }
+
+    @Test("requests no toxic acts on stay on the relay, their matches counted; the first one a toxic acts on moves the connection to NIO")
+    func staysUntilAFaultFires() async throws {
+        try await closing(try await Fixture()) { f in
+            try await f.add("http_abort", stream: "upstream", name: "api", ["status": 503, "path_prefix": "/status/"])
+            try await f.add("http_abort", stream: "upstream", toxicity: 0, name: "never", ["status": 500])
+            let runtime = try #require(f.server.runtime(of: "web"))
+            let socket = try await blocking { try TestSocket(port: f.port) }
+            defer { socket.close() }
+            for _ in 0..<3 {
+                let answer = try await blocking {
+                    try socket.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); return try Self.response(socket)
+                }
+                #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n") && answer.hasSuffix("hello from nginx\n"), "\(answer)")
+            }
+            #expect(runtime.relayedConnections == 1, "a request no toxic acts on keeps the connection on the relay")
+            #expect(f.server.toxicReport(named: "never", on: "web") == "affected 0 of 3 matching requests")
+            let aborted = try await blocking {
+                try socket.send("GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\n"); return try Self.response(socket)
+            }
+            #expect(aborted.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(aborted)")
+            #expect(runtime.relayedConnections == 0, "NIO answered: the connection moved there")
+            let after = try await blocking {
+                try socket.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); return try Self.response(socket)
+            }
+            #expect(after.hasSuffix("hello from nginx\n"), "\(after)")
+            #expect(f.server.toxicReport(named: "api", on: "web") == "affected 1 of 1 matching request")
+            #expect(f.server.toxicReport(named: "never", on: "web") == "affected 0 of 5 matching requests")
+        }
+    }
+
+    @Test("a seeded run makes the same faults, and counts the same, whether the relay screened a request or NIO ran it")
+    func sameRollsOnBothPaths() async throws {
+        func run(_ path: DataPath) async throws -> (statuses: [String], reports: [String?]) {
+            try await closing(try await Fixture(seed: 11, path: path)) { f in
+                // Rare enough that the relay screens several requests before the first fault.
+                try await f.add("http_abort", stream: "upstream", toxicity: 0.05, name: "some", ["status": 503])
+                try await f.add("http_abort", stream: "upstream", toxicity: 0.3, name: "big", ["status": 502, "path": "/big"])
+                try await f.add("http_headers", stream: "downstream", toxicity: 0.2, name: "marked", ["set": ["X-Chaos": "1"]])
+                // Matches on the response too: a request it matches moves to NIO, to be judged there.
+                try await f.add(
+                    "http_body", stream: "downstream", toxicity: 0.5, name: "short", ["body": "x", "code": 404, "path": "/status/404"])
+                let requests = (0..<60).map { index in
+                    ("GET", index % 8 == 5 ? "/big" : index >= 40 && index % 5 == 0 ? "/status/404" : "/")
+                }
+                let statuses = try await HTTPToxicTests.python(port: f.port, requests)
+                let statusesAgain = try await HTTPToxicTests.python(port: f.port, requests)
+                return (statuses + statusesAgain, ["some", "big", "marked", "short"].map { f.server.toxicReport(named: $0, on: "web") })
+            }
+        }
+        let screened = try await run(.relay)
+        let nio = try await run(.nio)
+        #expect(screened.statuses == nio.statuses)
+        #expect(screened.reports == nio.reports)
+        #expect(screened.statuses.contains { $0.hasPrefix("503") } && screened.statuses.contains { $0.hasPrefix("502") })
+        #expect(screened.statuses.contains("200 17") && screened.statuses.contains("200 100000") && screened.statuses.contains("404 1"))
+        // Each connection passed requests on the relay before its first fault.
+        #expect(screened.statuses.prefix(3).allSatisfy { $0 == "200 17" } && screened.statuses[60..<63].allSatisfy { $0 == "200 17" })
+    }
+
+    @Test("requests pipelined behind a long response: the one a toxic acts on waits for it, then everything comes in order")
+    func pipelinedBehindALongResponse() async throws {
+        try await closing(try await Fixture()) { f in
+            try await f.add("http_abort", stream: "upstream", ["status": 429, "path": "/status/201"])
+            let port = f.port
+            let (text, end) = try await blocking { () throws -> (String, TestSocket.End) in
+                let socket = try TestSocket(port: port)
+                defer { socket.close() }
+                try socket.send(
+                    "GET /big HTTP/1.1\r\nHost: a\r\n\r\nGET /status/201 HTTP/1.1\r\nHost: a\r\n\r\nGET /big HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                )
+                let (bytes, end) = socket.receiveAll()
+                return (String(decoding: bytes, as: UTF8.self), end)
+            }
+            // The big bodies do not end in a line end: status lines are found by their pattern.
+            let statusLines = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) }
+            #expect(statusLines == ["200", "429", "200", "200"])
+            let big = String(decoding: TestNginx.bigBody, as: UTF8.self)
+            #expect(text.components(separatedBy: big).count == 3, "both big bodies whole")
+            #expect(text.hasSuffix("hello from nginx\n") && end == .eof)
+        }
+    }
+
+    @Test("a head split across reads is not passed on before it is whole: the server never sees the request a toxic answers")
+    func splitHeadIsHeld() async throws {
+        let upstream = try await TestHTTPServer.start()
+        try await closing(try await Fixture(upstreamPort: upstream.port)) { f in
+            try await f.add("http_abort", stream: "upstream", ["status": 503, "path": "/ok"])
+            let runtime = try #require(f.server.runtime(of: "web"))
+            let socket = try await blocking { try TestSocket(port: f.port) }
+            defer { socket.close() }
+            // Each piece is read by the proxy before the next is sent: a read of its own.
+            var sent = 0
+            func send(_ pieces: [String]) async throws -> String {
+                for piece in pieces {
+                    try await blocking { try socket.send(piece) }
+                    sent += piece.utf8.count
+                    let total = UInt64(sent)
+                    #expect(await eventually { runtime.metrics.upstream.received.load(ordering: .relaxed) == total })
+                }
+                return try await blocking { try Self.response(socket) }
+            }
+            // A passing request whose head comes in three pieces, then one the toxic answers.
+            let answers = [
+                try await send(["GET /ec", "ho HTTP/1.1\r\nHo", "st: a\r\n\r\n"]), try await send(["GET /o", "k HTTP/1.1\r\nHost: a\r\n", "\r\n"]),
+            ]
+            #expect(Self.status(answers[0]) == "200", "\(answers[0])")
+            #expect(Self.status(answers[1]) == "503", "\(answers[1])")
+            #expect(upstream.count("/ok") == 0)
+            #expect(upstream.count("/echo") == 1)
+        }
+        await upstream.close()
+    }
+
+    @Test("a toxic change keeps a screened connection on the relay while the toxics are all HTTP ones; a byte toxic moves it to NIO")
+    func toxicChanges() async throws {
+        try await closing(try await Fixture()) { f in
+            try await f.add("http_abort", stream: "upstream", name: "a", ["status": 503, "path": "/never"])
+            let runtime = try #require(f.server.runtime(of: "web"))
+            let socket = try await blocking { try TestSocket(port: f.port) }
+            defer { socket.close() }
+            func get(_ path: String) async throws -> String {
+                try await blocking {
+                    try socket.send("GET \(path) HTTP/1.1\r\nHost: a\r\n\r\n"); return try Self.response(socket)
+                }
+            }
+            #expect(Self.status(try await get("/")) == "200")
+            // Another HTTP toxic: the screen takes it, and the next matching request meets it.
+            try await f.add("http_abort", stream: "upstream", name: "b", ["status": 418, "path": "/status/404"])
+            #expect(runtime.relayedConnections == 1)
+            #expect(Self.status(try await get("/")) == "200")
+            _ = try await f.server.removeToxic(named: "a", from: "web")
+            #expect(runtime.relayedConnections == 1)
+            // A byte toxic: the relay cannot run it, so the connection moves to NIO at once.
+            try await f.add("latency", stream: "downstream", name: "slow", ["latency": 0])
+            #expect(runtime.relayedConnections == 0)
+            #expect(Self.status(try await get("/status/404")) == "418")
+            #expect(Self.status(try await get("/")) == "200")
+        }
+    }
+
+    @Test("a toxic limited to other clients is never rolled for this one: its requests stay on the relay")
+    func otherClients() async throws {
+        try await closing(try await Fixture()) { f in
+            try await f.server.addToxic(
+                ToxicDefinition(name: "far", type: "http_abort", stream: .upstream, attributes: ["status": 503], clients: ["10.0.0.0/8"]), to: "web")
+            try await f.server.addToxic(
+                ToxicDefinition(
+                    name: "near", type: "http_abort", stream: .upstream, attributes: ["status": 429, "path": "/near"], clients: ["127.0.0.1"]),
+                to: "web")
+            let runtime = try #require(f.server.runtime(of: "web"))
+            let socket = try await blocking { try TestSocket(port: f.port) }
+            defer { socket.close() }
+            let passed = try await blocking {
+                try socket.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); return try Self.response(socket)
+            }
+            #expect(Self.status(passed) == "200")
+            #expect(runtime.relayedConnections == 1)
+            let near = try await blocking {
+                try socket.send("GET /near HTTP/1.1\r\nHost: a\r\n\r\n"); return try Self.response(socket)
+            }
+            #expect(Self.status(near) == "429")
+            #expect(f.server.toxicReport(named: "far", on: "web") == "affected 0 of 0 matching requests")
+        }
+    }
+}
