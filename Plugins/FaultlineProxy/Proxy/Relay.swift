@@ -368,7 +368,9 @@ final class Relay: @unchecked Sendable {
         if mask & (FAULTLINE_EPOLL_IN | FAULTLINE_EPOLL_RDHUP | FAULTLINE_EPOLL_HUP | FAULTLINE_EPOLL_ERR) != 0 {
             connection.readable[side] = true
         }
-
+        if mask & (FAULTLINE_EPOLL_RDHUP | FAULTLINE_EPOLL_HUP | FAULTLINE_EPOLL_ERR) != 0 {
+            connection.closing[side] = true
+        }
         if mask & (FAULTLINE_EPOLL_OUT | FAULTLINE_EPOLL_HUP | FAULTLINE_EPOLL_ERR) != 0 {
             connection.writable[side] = true
         }
@@ -505,7 +507,14 @@ final class Relay: @unchecked Sendable {
                     hold(UnsafeRawBufferPointer(rebasing: buffer[written..<passed]), in: connection, direction: direction)
                 }
                 if connection.screen?.stopped == true { dropScreen(connection) }
-                if count == buffer.count { connection.bulk[direction] = true }
+                if count == buffer.count {
+                    connection.bulk[direction] = true
+                } else if !connection.closing[source] {
+                    // A short read took all the socket had (as nginx judges with EPOLLRDHUP): the
+                    // next bytes bring a new edge, so no read is spent to learn EAGAIN. A peer
+                    // that closed (RDHUP) is read on to its end, which brings no new edge.
+                    connection.readable[source] = false
+                }
                 continue
             }
             // The client's end: a head it left incomplete goes on as it came.
@@ -779,6 +788,8 @@ final class RelayedConnection {
     var writable = Pair(false, false)
     /// By direction: the source sent its FIN.
     var ended = Pair(false, false)
+    /// By side: epoll said the peer closed or failed (RDHUP, HUP, ERR): read it until its end.
+    var closing = Pair(false, false)
     /// By direction: the destination was half-closed after everything was written.
     var shut = Pair(false, false)
     var pending = Pair<ByteBuffer?>(nil, nil)
