@@ -147,8 +147,11 @@ extension DemoSuiteTests {
         #expect(resilient.overall.count > 0 && resilient.overall.failed == 0, "\(resilient.overall.statusCodes)")
         #expect(resilientDuring.count > 0 && resilientDuring.failed == 0)
         let breaker = try #require(resilientJournal.run.first { $0.name == "the-notifier-breaker-opened" })
-        #expect(breaker.toleranceMet == true, "\(breaker.output ?? .null)")
-        #expect((breaker.output?["body"]?["notifications_skipped"]?.intValue ?? 0) >= 1)
+        // On failure, what the toxic did (its fault window's "affected N of M") and the load's
+        // phase, to tell too few 503s from too few notifications.
+        let seen = "fault windows \(resilientJournal.faults.map(\.label)); during the fault \(resilientDuring)"
+        #expect(breaker.toleranceMet == true, "\(breaker.output ?? .null); \(seen)")
+        #expect((breaker.output?["body"]?["notifications_skipped"]?.intValue ?? 0) >= 1, "\(seen)")
 
         // The comparison report: both APIs' experiments, the error rate that fell, and the fault's phase.
         for format in ["md", "html"] {
