@@ -170,6 +170,58 @@ struct HTTPScreenTests {
         }
     }
 
+    @Test("a fault on a request pipelined behind one still unanswered: the connection moves to NIO at once, and the made-up answer waits its turn")
+    func faultBehindAnUnansweredRequest() async throws {
+        let upstream = try await TestHTTPServer.start()
+        try await closing(try await Fixture(upstreamPort: upstream.port)) { f in
+            try await f.add("http_abort", stream: "upstream", ["status": 503, "path": "/abort"])
+            let runtime = try #require(f.server.runtime(of: "web"))
+            let socket = try await blocking { try TestSocket(port: f.port) }
+            defer { socket.close() }
+            try await blocking {
+                try socket.send(
+                    "GET /gate/a HTTP/1.1\r\nHost: a\r\n\r\nGET /abort HTTP/1.1\r\nHost: a\r\n\r\nGET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+                )
+            }
+            #expect(await eventually { upstream.waiting(atGate: "a") == 1 })
+            #expect(await eventually { runtime.relayedConnections == 0 }, "handed over with the gate's response still to come")
+            upstream.openGate("a")
+            let (bytes, end) = try await blocking { socket.receiveAll() }
+            let text = String(decoding: bytes, as: UTF8.self)
+            #expect(text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { String($0.prefix(3)) } == ["200", "503", "200"], "\(text)")
+            #expect(text.hasSuffix("hello") && end == .eof)
+            #expect(upstream.count("/abort") == 0)
+        }
+        await upstream.close()
+    }
+
+    @Test(
+        "a byte toxic added while a response is on its way: the session frames that response as the connection's, and a fault after it waits for it")
+    func byteToxicMidExchange() async throws {
+        let upstream = try await TestHTTPServer.start()
+        try await closing(try await Fixture(upstreamPort: upstream.port)) { f in
+            try await f.add("http_abort", stream: "upstream", ["status": 503, "path": "/abort"])
+            let runtime = try #require(f.server.runtime(of: "web"))
+            let socket = try await blocking { try TestSocket(port: f.port) }
+            defer { socket.close() }
+            let first = "GET /gate/b HTTP/1.1\r\nHost: a\r\n\r\n"
+            try await blocking { try socket.send(first) }
+            #expect(await eventually { upstream.waiting(atGate: "b") == 1 })
+            #expect(runtime.relayedConnections == 1)
+            try await f.add("latency", stream: "downstream", name: "slow", ["latency": 0])
+            #expect(runtime.relayedConnections == 0)
+            // The request the toxic answers reaches the session while the gate's response is still to come.
+            let second = "GET /abort HTTP/1.1\r\nHost: a\r\n\r\n"
+            try await blocking { try socket.send(second) }
+            let total = UInt64(first.utf8.count + second.utf8.count)
+            #expect(await eventually { runtime.metrics.upstream.received.load(ordering: .relaxed) == total })
+            upstream.openGate("b")
+            let answers = try await blocking { [try Self.response(socket), try Self.response(socket)] }
+            #expect(answers.map(Self.status) == ["200", "503"], "\(answers)")
+        }
+        await upstream.close()
+    }
+
     @Test("a toxic limited to other clients is never rolled for this one: its requests stay on the relay")
     func otherClients() async throws {
         try await closing(try await Fixture()) { f in

@@ -86,9 +86,6 @@ struct HTTPFraming {
     /// Bytes of a head not yet complete.
     var pendingBytes: Int { pending.readableBytes }
 
-    /// Whether the next byte starts a message (a head may be partly read).
-    var isBetweenMessages: Bool { if case .head = state { true } else { false } }
-
     /// Stops parsing: everything from now on is opaque; what was buffered comes back.
     mutating func becomeOpaque() -> ByteBuffer? {
         state = .opaque

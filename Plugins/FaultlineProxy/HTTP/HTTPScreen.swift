@@ -9,11 +9,11 @@ import NIOCore
 /// fire for a fraction of requests), and running a connection on NIO's channels, the HTTP
 /// session and the links cost about a third more CPU per request than the relay. When a toxic
 /// fires for a request, or asks to see its response, the screen keeps that request's head and
-/// everything the client sent after it (``held``), the relay stops reading the client, and once
-/// every earlier response has reached the client the connection moves to NIO, where an
-/// ``HTTPSession`` starts at that request. It rolls the same dice the screen did: the rolls
-/// depend on the proxy, the toxic, the connection and the request's number, which the session
-/// takes over (``requestCount``). So a seeded run makes the same faults whichever path a
+/// everything the client sent after it (``held``), and the connection moves to NIO with the
+/// screen's state (``HTTPResume``): an ``HTTPSession`` goes on from there, framing the responses
+/// still on their way and answering the held request in its turn. It rolls the same dice the
+/// screen did: the rolls depend on the proxy, the toxic, the connection and the request's
+/// number, which the session takes over. So a seeded run makes the same faults whichever path a
 /// request took.
 ///
 /// Confined to the relay thread, as the connection it belongs to.
@@ -28,7 +28,7 @@ final class HTTPScreen {
     /// Requests passed on (the session numbers the next one after them).
     private(set) var requestCount: UInt64 = 0
     /// The client's bytes from the head of the request a toxic acts on: the relay reads no more
-    /// from the client, and hands the connection over with these once ``isReadyToHandOver``.
+    /// from the client, and hands the connection over with these.
     private(set) var held: ByteBuffer?
     /// The response being read is interim (1xx): the final one is still to come.
     private var interim = false
@@ -153,17 +153,24 @@ final class HTTPScreen {
 
     // MARK: Handing over
 
-    /// A request waits for the session, and no earlier response is still on its way: the session
-    /// can start at that request.
-    var isReadyToHandOver: Bool { held != nil && exchanges.isEmpty && responses.isBetweenMessages && responses.pendingBytes == 0 }
-
-    /// Whether a session taking over now starts in step with both streams: nothing is in flight.
-    var isBetweenExchanges: Bool {
-        exchanges.isEmpty && responses.isBetweenMessages && responses.pendingBytes == 0 && (held != nil || requests.isBetweenMessages)
+    /// Where an ``HTTPSession`` taking over the connection goes on from; the screen keeps nothing.
+    func resume() -> HTTPResume {
+        var inFlight: [HTTPResume.Exchange] = []
+        while let exchange = exchanges.popFirst() { inFlight.append(HTTPResume.Exchange(isHEAD: exchange.isHEAD, isCONNECT: exchange.isCONNECT)) }
+        var resume = HTTPResume(requests: requests, responses: responses, inFlight: inFlight, interim: interim, requestCount: requestCount)
+        if let held {
+            // The held bytes start with a head: the session frames them from the start.
+            resume.requests = HTTPFraming(role: .request)
+            resume.unscreened = held
+            self.held = nil
+        }
+        requests = HTTPFraming(role: .request)
+        responses = HTTPFraming(role: .response)
+        return resume
     }
 
     /// The client's bytes the relay has not passed on (a request held for the session, or a head
-    /// not yet complete); the screen keeps nothing after.
+    /// not yet complete), when the connection goes on as plain bytes.
     func takeUnpassed() -> ByteBuffer? {
         if let held {
             self.held = nil
@@ -177,4 +184,23 @@ final class HTTPScreen {
         for rule in rules { rule.counters.notHTTP.add(1, ordering: .relaxed) }
         runtime.log.notice("proxy \(runtime.name): connection \(connectionNumber): \(reason); HTTP toxics cannot apply, passing it through untouched")
     }
+}
+
+/// What an ``HTTPSession`` needs to go on where a relay's ``HTTPScreen`` stopped: both streams'
+/// framing as it stands (a head partly read, a body partly passed), the requests whose responses
+/// are still to come, and how many requests passed.
+struct HTTPResume {
+    struct Exchange {
+        var isHEAD: Bool
+        var isCONNECT: Bool
+    }
+
+    var requests: HTTPFraming
+    var responses: HTTPFraming
+    var inFlight: [Exchange]
+    /// The response being read is interim (1xx).
+    var interim: Bool
+    var requestCount: UInt64
+    /// The client's bytes the screen held: they go through the session as if read now.
+    var unscreened: ByteBuffer?
 }

@@ -192,16 +192,25 @@ final class HTTPSession {
 
     /// - Parameter midStream: the connection has carried bytes already, so parsing waits for a
     ///   request to start.
-    ///   - requestCount: requests the connection carried before (the relay screened them), so
-    ///     the next one rolls as it would have here.
-    init(connection: ProxyConnection, midStream: Bool, requestCount: UInt64 = 0) {
-        self.requestCount = requestCount
+    ///   - resume: where the relay's screen stopped (it passed the connection's requests so far):
+    ///     the framing of both streams, the responses still to come, and the requests' count, so
+    ///     the next request rolls as it would have here.
+    init(connection: ProxyConnection, midStream: Bool, resume: HTTPResume? = nil) {
+        if let resume {
+            requests = resume.requests
+            responses = resume.responses
+            for exchange in resume.inFlight {
+                exchanges.append(Exchange(isHEAD: exchange.isHEAD, isCONNECT: exchange.isCONNECT, faults: [], closeAfter: false))
+            }
+            response.isInterim = resume.interim
+            requestCount = resume.requestCount
+        }
         upstream = connection.upstream
         downstream = connection.downstream
         self.connection = connection
         runtime = connection.runtime
         connectionNumber = connection.number
-        resyncing = midStream
+        resyncing = midStream && resume == nil
         up = Outbox(link: connection.upstream)
         down = Outbox(link: connection.downstream)
     }

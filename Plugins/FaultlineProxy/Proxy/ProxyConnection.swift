@@ -148,7 +148,7 @@ final class ProxyConnection {
         number = registration.number
         clientAddress = client?.channel.remoteAddress.flatMap(Self.addressBytes)
         for toxic in registration.toxics {
-            add(toxic, midStream: handover?.midStream ?? false)
+            add(toxic, midStream: handover != nil)
         }
 
         if let server = handover?.server {
@@ -214,7 +214,7 @@ final class ProxyConnection {
             sideClosed(.server)
             return
         }
-        let unscreened = handover?.unscreened
+        let resume = handover?.resume
         if let handover {
             // What the relay had read and not yet written goes first, past the toxics.
             if let bytes = handover.pending[0] { upstream.forwardUntouched(bytes) }
@@ -223,10 +223,15 @@ final class ProxyConnection {
         }
         upstream.start()
         downstream.start()
-        if let unscreened {
-            // The relay's screen held these for the toxics (a request one of them acts on). Nothing
-            // was read from the client before: reading starts below.
-            upstream.receiveCounted(unscreened)
+        if let resume {
+            // Bytes the relay's screen read and did not pass on. Nothing was read from the client
+            // here yet: reading starts below.
+            if http == nil {
+                // No HTTP toxic applies any more: a head the screen had partly read goes on as it came.
+                var requests = resume.requests
+                if let partial = requests.becomeOpaque() { upstream.receiveCounted(partial) }
+            }
+            if let held = resume.unscreened { upstream.receiveCounted(held) }
         }
         upstream.afterEvent()
         downstream.afterEvent()
@@ -393,7 +398,7 @@ final class ProxyConnection {
         guard toxic.applies(toClient: clientAddress) else { return }
         if toxic.isHTTP {
             if http == nil {
-                let session = HTTPSession(connection: self, midStream: midStream, requestCount: handover?.requestCount ?? 0)
+                let session = HTTPSession(connection: self, midStream: midStream, resume: handover?.resume)
                 http = session
                 upstream.http = session
                 downstream.http = session

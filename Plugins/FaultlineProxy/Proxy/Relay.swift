@@ -401,18 +401,16 @@ final class Relay: @unchecked Sendable {
                 if !pump(connection, direction: direction) { return }
             }
         } while connection.repump
-        if let screen = connection.screen, screen.held != nil {
+        if connection.screen?.held != nil {
             if connection.ended[0] || connection.ended[1] {
                 // A side ended its stream: the connection finishes here, the held request as it came.
                 dropScreen(connection)
                 pump(connection)
                 return
             }
-            if screen.isReadyToHandOver {
-                // A toxic acts on the held request, and every earlier response went: NIO runs it.
-                handOver(connection, nil)
-                return
-            }
+            // A toxic acts on the held request: NIO runs the connection from here.
+            handOver(connection, nil)
+            return
         }
         if connection.shut[0] && connection.shut[1] { finish(connection) }
     }
@@ -714,10 +712,8 @@ final class Relay: @unchecked Sendable {
         var handover = Handover(
             number: connection.number, client: connection.fds[0], server: server, pending: [connection.pending[0], connection.pending[1]])
         if let screen = connection.screen {
-            // The session starts where the screen stopped: at a request, numbered after those passed.
-            handover.midStream = !screen.isBetweenExchanges
-            handover.requestCount = screen.requestCount
-            handover.unscreened = screen.takeUnpassed()
+            // The session goes on where the screen stopped.
+            handover.resume = screen.resume()
             connection.screen = nil
         }
         let ref = RelayedRef(relay: self, slot: connection.slot, generation: connection.generation)
@@ -759,13 +755,9 @@ struct Handover: Sendable {
     /// nil when the relay was still connecting: NIO connects anew.
     var server: Int32?
     var pending: [ByteBuffer?]
-    /// Client bytes the relay's screen read but did not pass on: they go through the toxics
-    /// (the HTTP session) as if read now.
-    var unscreened: ByteBuffer?
-    /// Requests the screen passed on: the session numbers the next one after them.
-    var requestCount: UInt64 = 0
-    /// Whether bytes may be in flight mid-message, so the session waits for a request to start.
-    var midStream = true
+    /// For a connection the relay screened: where its HTTP session goes on from. Without it,
+    /// bytes may be in flight mid-message, so a session waits for a request to start.
+    var resume: HTTPResume?
 }
 
 /// A relayed connection as the proxy's books hold it.
