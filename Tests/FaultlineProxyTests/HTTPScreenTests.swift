@@ -1,6 +1,8 @@
 import FaultlineKit
 import FaultlineTestSupport
 import Foundation
+import NIOCore
+import NIOPosix
 import Testing
 
 @testable import FaultlineProxy
@@ -220,6 +222,97 @@ struct HTTPScreenTests {
             #expect(answers.map(Self.status) == ["200", "503"], "\(answers)")
         }
         await upstream.close()
+    }
+
+    /// Runs `body` with screens (a new one per call of `make`) over the toxics of a proxy with an
+    /// `http_abort` on `/abort`.
+    static func withScreens(_ body: (_ make: () -> HTTPScreen) async throws -> Void) async throws {
+        let server = ProxyServer(toxicTypes: ProxyFixture.toxicTypes, seed: 1, group: MultiThreadedEventLoopGroup.singleton, relay: false)
+        do {
+            _ = try await server.createProxy(name: "web", listen: "127.0.0.1:0", upstream: "127.0.0.1:9")
+            _ = try await server.addToxic(ProxyServer.ToxicRequest(type: "http_abort", stream: "upstream", attributes: ["path": "/abort"]), to: "web")
+            let runtime = try #require(server.runtime(of: "web"))
+            let toxics = try #require(runtime.screenableToxics())
+            try await body { HTTPScreen(runtime: runtime, connection: 1, toxics: toxics, client: nil) }
+        } catch {
+            await server.shutdown()
+            throw error
+        }
+        await server.shutdown()
+    }
+
+    static let requestKinds = [
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "\r\nPOST /orders HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
+        "PUT /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5;ext=1\r\nhello\r\n0\r\nTrailer: t\r\n\r\n",
+        "HEAD /big HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+        "GET /a?q=1 HTTP/1.0\r\nHost: a\r\n\tfolded\r\n\r\n",
+    ]
+
+    @Test("what the screen passes, then what it holds, is every byte the client sent, in order, however the reads split it")
+    func passedAndHeldAreTheStream() async throws {
+        var random = SeededRandom(seed: 5)
+        try await Self.withScreens { make in
+            for round in 0..<300 {
+                let screen = make()
+                let count = Int.random(in: 1...6, using: &random)
+                var requests = (0..<count).map { _ in Self.requestKinds.randomElement(using: &random)! }
+                // Every other stream has a request the toxic acts on, somewhere in it.
+                let abortAt = round % 2 == 0 ? Int.random(in: 0...count, using: &random) : nil
+                if let abortAt { requests.insert("GET /abort HTTP/1.1\r\nHost: a\r\n\r\n", at: abortAt) }
+                let stream = Array(requests.joined().utf8)
+                var passed: [UInt8] = []
+                var offset = 0
+                while offset < stream.count && screen.held == nil {
+                    let length = min(stream.count - offset, Int.random(in: 1...40, using: &random))
+                    let chunk = Array(stream[offset..<offset + length])
+                    offset += length
+                    var input = ByteBuffer(bytes: chunk)
+                    switch screen.requestBytes(&input) {
+                    case .prefix(let count): passed += chunk[..<count]
+                    case .bytes(let bytes): passed += Array(bytes.readableBytesView)
+                    }
+                }
+                let kept = screen.takeUnpassed().map { Array($0.readableBytesView) } ?? []
+                #expect(passed + kept + stream[offset...] == stream, "round \(round): \(requests)")
+                // Everything before the request the toxic acts on passed (all of a stream without
+                // one); that request and what follows did not.
+                #expect(passed == Array(requests[..<(abortAt ?? requests.count)].joined().utf8), "round \(round): \(requests)")
+                #expect(screen.requestCount == UInt64(abortAt ?? count), "round \(round)")
+            }
+        }
+    }
+
+    @Test("responses read in any split end the exchanges they answer: 1xx interim, HEAD, chunked, bodies of every length")
+    func responsesEndExchanges() async throws {
+        var random = SeededRandom(seed: 9)
+        let requests =
+            "GET / HTTP/1.1\r\n\r\nHEAD / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhiGET / HTTP/1.1\r\n\r\n"
+        let stream = Array(
+            ("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" + "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+                + "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                + "HTTP/1.1 204 No Content\r\n\r\n").utf8)
+        try await Self.withScreens { make in
+            for round in 0..<200 {
+                // The same split fed to two screens: one gets every byte, one all but the last.
+                let cuts = (0..<stream.count).filter { _ in Int.random(in: 0..<8, using: &random) == 0 }
+                for withheld in [0, 1] {
+                    let screen = make()
+                    var input = ByteBuffer(string: requests)
+                    _ = screen.requestBytes(&input)
+                    #expect(screen.requestCount == 4)
+                    var start = 0
+                    for end in cuts + [stream.count - withheld] where end > start {
+                        var chunk = ByteBuffer(bytes: stream[start..<end])
+                        screen.responseBytes(&chunk)
+                        start = end
+                    }
+                    #expect(!screen.stopped, "round \(round)")
+                    // The 204's head ends with its last byte: until it comes, its exchange is in flight.
+                    #expect(screen.resume().inFlight.count == withheld, "round \(round), cuts \(cuts)")
+                }
+            }
+        }
     }
 
     @Test("a toxic limited to other clients is never rolled for this one: its requests stay on the relay")
