@@ -24,7 +24,7 @@ final class HTTPScreen {
     private var requests = HTTPFraming(role: .request)
     private var responses = HTTPFraming(role: .response)
     /// Requests passed on whose responses have not ended, oldest first.
-    private var exchanges = ChunkQueue<Exchange>()
+    private var exchanges = ChunkQueue<HTTPResume.Exchange>()
     /// Requests passed on (the session numbers the next one after them).
     private(set) var requestCount: UInt64 = 0
     /// The client's bytes from the head of the request a toxic acts on: the relay reads no more
@@ -36,11 +36,6 @@ final class HTTPScreen {
     private(set) var stopped = false
     /// The rules a request matched (kept to spare an allocation per request).
     private var matched: [Int] = []
-
-    private struct Exchange {
-        var isHEAD: Bool
-        var isCONNECT: Bool
-    }
 
     /// What of a read from the client goes on to the server now.
     enum Passed {
@@ -89,7 +84,7 @@ final class HTTPScreen {
                     break loop
                 }
                 requestCount += 1
-                exchanges.append(Exchange(isHEAD: head.method == "HEAD", isCONNECT: head.method == "CONNECT"))
+                exchanges.append(HTTPResume.Exchange(isHEAD: head.method == "HEAD", isCONNECT: head.method == "CONNECT"))
                 pass(raw)
             case .head, .end: break
             case .body(let slice), .opaque(let slice): pass(slice)
@@ -156,7 +151,7 @@ final class HTTPScreen {
     /// Where an ``HTTPSession`` taking over the connection goes on from; the screen keeps nothing.
     func resume() -> HTTPResume {
         var inFlight: [HTTPResume.Exchange] = []
-        while let exchange = exchanges.popFirst() { inFlight.append(HTTPResume.Exchange(isHEAD: exchange.isHEAD, isCONNECT: exchange.isCONNECT)) }
+        while let exchange = exchanges.popFirst() { inFlight.append(exchange) }
         var resume = HTTPResume(requests: requests, responses: responses, inFlight: inFlight, interim: interim, requestCount: requestCount)
         if let held {
             // The held bytes start with a head: the session frames them from the start.
@@ -181,8 +176,7 @@ final class HTTPScreen {
 
     private func stop(notHTTP reason: String) {
         stopped = true
-        for rule in rules { rule.counters.notHTTP.add(1, ordering: .relaxed) }
-        runtime.log.notice("proxy \(runtime.name): connection \(connectionNumber): \(reason); HTTP toxics cannot apply, passing it through untouched")
+        HTTPRuleState.passedUntouched(reason, rules: rules, runtime: runtime, connection: connectionNumber)
     }
 }
 

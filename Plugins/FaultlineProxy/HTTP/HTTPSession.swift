@@ -79,6 +79,12 @@ final class HTTPRuleState {
         case decided(HTTPFault?)
     }
 
+    /// A connection's traffic is not HTTP/1.x (`reason`): each toxic counts it, and the log says so.
+    static func passedUntouched(_ reason: String, rules: [HTTPRuleState], runtime: ProxyRuntime, connection: UInt64) {
+        for rule in rules { rule.counters.notHTTP.add(1, ordering: .relaxed) }
+        runtime.log.notice("proxy \(runtime.name): connection \(connection): \(reason); HTTP toxics cannot apply, passing it through untouched")
+    }
+
     /// Rolls for one request. The same request number on the same connection rolls the same, so
     /// the relay's screen and the session agree on every request (``HTTPScreen``).
     /// - Parameter withFault: whether to make the fault (the screen only asks whether one fires).
@@ -769,8 +775,7 @@ final class HTTPSession {
         passThrough = true
         if let rest = requests.becomeOpaque() { up.send(rest, delay: 0) }
         if let rest = responses.becomeOpaque() { down.send(rest, delay: 0) }
-        for rule in rules { rule.counters.notHTTP.add(1, ordering: .relaxed) }
-        runtime.log.notice("proxy \(runtime.name): connection \(connectionNumber): \(reason); HTTP toxics cannot apply, passing it through untouched")
+        HTTPRuleState.passedUntouched(reason, rules: rules, runtime: runtime, connection: connectionNumber)
     }
 
     /// Whether a read that starts a request is plausible: `TOKEN SP`, then `HTTP/1.` on its line.
