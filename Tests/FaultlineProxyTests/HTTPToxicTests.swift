@@ -366,10 +366,10 @@ struct HTTPToxicLiveTests {
         }
     }
 
-    @Test("after 101 Switching Protocols the connection is a tunnel: nothing in it is answered by HTTP toxics")
-    func upgrade() async throws {
+    @Test("after 101 Switching Protocols the connection is a tunnel: nothing in it is answered by HTTP toxics", arguments: DataPath.allCases)
+    func upgrade(_ path: DataPath) async throws {
         let switching = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-        try await withProxyFixture(.reply(switching), path: .nio) { fixture in
+        try await withProxyFixture(.reply(switching), path: path) { fixture in
             try await fixture.addToxic("http_abort", stream: "upstream", ["status": 503, "path": "/x"])
             let socket = try await fixture.connect()
             defer { socket.close() }

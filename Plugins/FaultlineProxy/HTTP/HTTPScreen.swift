@@ -20,7 +20,7 @@ import NIOCore
 final class HTTPScreen {
     private let runtime: ProxyRuntime
     private let connectionNumber: UInt64
-    private(set) var rules: [HTTPRuleState] = []
+    private var rules: [HTTPRuleState] = []
     private var requests = HTTPFraming(role: .request)
     private var responses = HTTPFraming(role: .response)
     /// Requests passed on whose responses have not ended, oldest first.
@@ -127,8 +127,8 @@ final class HTTPScreen {
             guard let event = responses.next(&input) else { break }
             switch event {
             case .head(_, .response(let start)):
-                if start.status == 101 || (front?.isCONNECT == true && (200..<300).contains(start.status)) {
-                    // An upgrade or a tunnel: opaque both ways from here, as in the session.
+                if responses.isOpaque {
+                    // An upgrade (101) or a CONNECT's tunnel (2xx): opaque both ways from here.
                     stopped = true
                 } else {
                     interim = (100..<200).contains(start.status)

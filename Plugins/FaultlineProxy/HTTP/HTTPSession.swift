@@ -337,18 +337,15 @@ final class HTTPSession {
         var responseFaults: [HTTPFault] = []
         var conditional: [ConditionalFault] = []
         var activated: [HTTPToxicCounters] = []
-        // By position: only a rule that matches is copied (a copy retains what the rule holds).
-        for index in rules.indices {
+        for rule in rules {
             let fault: HTTPFault?
-            switch rules[index].roll(head, number: requestCount) {
+            switch rule.roll(head, number: requestCount) {
             case .skip: continue
             case .conditional(let rolled):
-                let rule = rules[index]
                 conditional.append(ConditionalFault(match: rule.rule.match, counters: rule.counters, fault: rolled))
                 continue
             case .decided(let rolled): fault = rolled
             }
-            let rule = rules[index]
             rule.counters.matched.add(1, ordering: .relaxed)
             guard let fault, activate(rule.rule.match, rule.counters, into: &activated) else { continue }
             rule.counters.affected.add(1, ordering: .relaxed)
@@ -617,7 +614,8 @@ final class HTTPSession {
         }
         response.isHEAD = exchange.isHEAD
         let status = start.status
-        if status == 101 || (exchange.isCONNECT && (200..<300).contains(status)) {
+        if responses.isOpaque {
+            // The framing took it for an upgrade (101) or the tunnel a CONNECT asked for (2xx).
             down.send(raw, delay: 0)
             finishExchange()
             becomeTunnel()

@@ -150,7 +150,6 @@ final class ProxyConnection {
         for toxic in registration.toxics {
             add(toxic, midStream: handover != nil)
         }
-
         if let server = handover?.server {
             connect(serverBootstrap().withConnectedSocket(server))
         } else {

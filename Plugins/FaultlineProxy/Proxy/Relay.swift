@@ -316,7 +316,9 @@ final class Relay: @unchecked Sendable {
     /// The client's IP address bytes when a toxic is limited to some clients (looked up once).
     private func clientAddress(_ connection: RelayedConnection, for toxics: [ActiveToxic]) -> [UInt8]? {
         guard HTTPScreen.needsClientAddress(toxics) else { return nil }
-        if connection.clientAddress == nil { connection.clientAddress = peerAddress(connection.fds[0]) }
+        if connection.clientAddress == nil {
+            connection.clientAddress = RelayListener.address(of: connection.fds[0], peer: true).flatMap(ProxyConnection.addressBytes)
+        }
         return connection.clientAddress
     }
 
@@ -723,28 +725,6 @@ final class Relay: @unchecked Sendable {
         done.whenComplete { [self] _ in _ = handovers.withLock { $0.removeValue(forKey: ref.key) } }
         if let promise { done.cascade(to: promise) }
     }
-
-    /// The 4 or 16 address bytes of a socket's peer; nil when it has none (or not an IP one).
-    private func peerAddress(_ fd: Int32) -> [UInt8]? {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let named = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &length) }
-        }
-        guard named == 0 else { return nil }
-        switch Int32(storage.ss_family) {
-        case AF_INET:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { pointer in withUnsafeBytes(of: pointer.pointee.sin_addr) { Array($0) } }
-            }
-        case AF_INET6:
-            return withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in withUnsafeBytes(of: pointer.pointee.sin6_addr) { Array($0) } }
-            }
-        default:
-            return nil
-        }
-    }
 }
 
 /// What NIO takes over from the relay: the sockets, and bytes read but not yet written
@@ -866,22 +846,25 @@ struct RelayListener: Sendable {
             close(fd)
             throw ProxyError(.serverError, "listen: \(reason)")
         }
+        return (fd, Self.address(of: fd, peer: false) ?? address)
+    }
+
+    /// A socket's own IP address (getsockname) or its peer's (getpeername); nil when it has none.
+    static func address(of fd: Int32, peer: Bool) -> SocketAddress? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let named = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer ? getpeername(fd, $0, &length) : getsockname(fd, $0, &length) }
         }
-        guard named == 0 else { return (fd, address) }
-        let bound: SocketAddress
+        guard named == 0 else { return nil }
         switch Int32(storage.ss_family) {
         case AF_INET:
-            bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee) } }
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee) } }
         case AF_INET6:
-            bound = withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee) } }
+            return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee) } }
         default:
-            bound = address
+            return nil
         }
-        return (fd, bound)
     }
 
     private static func lastError() -> String { String(cString: strerror(errno)).lowercased() }
