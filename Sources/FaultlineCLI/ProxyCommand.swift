@@ -214,7 +214,7 @@ final class TerminationSignal: Sendable {
     func install() {
         Thread { [self] in
             while let number = SignalPipe.next() {
-                let name = number == SIGINT ? "SIGINT" : "SIGTERM"
+                let name = SignalPipe.name(number)
                 let waiter = first.withLock { state -> CheckedContinuation<String, Never>?? in
                     guard state.name == nil else { return nil }
                     state.name = name

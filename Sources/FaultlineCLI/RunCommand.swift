@@ -359,7 +359,7 @@ final class SignalHandlers: @unchecked Sendable {
     func install() {
         Thread { [interruption, observer] in
             while let number = SignalPipe.next() {
-                let name = number == SIGINT ? "SIGINT" : "SIGTERM"
+                let name = SignalPipe.name(number)
                 let count = interruption.count + 1
                 if count >= 3 {
                     Terminal.shared.error("\(name) a third time: exiting now, killing every process Faultline started")

@@ -1,7 +1,8 @@
 // Fuzz targets for what reads untrusted bytes: the experiment/suite loader (`faultline validate`),
-// the admin API's request parser, and the proxy's HTTP framing of what clients and servers send. Built by scripts/fuzz with `-sanitize=fuzzer` (libFuzzer)
-// in a build directory of its own; an ordinary build makes the same binary replay inputs, so a
-// crash a fuzzer found is reproduced with `faultline-fuzz loader crash-…`.
+// the admin API's request parser, and the proxy's HTTP framing of what clients and servers send.
+// Built by scripts/fuzz with `-sanitize=fuzzer` (libFuzzer) in a build directory of its own; an
+// ordinary build makes the same binary replay inputs, so a crash a fuzzer found is reproduced with
+// `faultline-fuzz loader crash-…`.
 import FaultlineCLI
 import FaultlineKit
 import FaultlineProxy

@@ -65,13 +65,13 @@ struct ResponseParser {
         headerBytes = 0
     }
 
-    /// Adds bytes read from the connection.
     /// Lets go of the socket's buffer once every byte of it is read: the channel then reuses it
     /// for its next read instead of looking for another.
     mutating func releaseIfConsumed() {
         if buffer.readableBytes == 0 { buffer = ByteBuffer() }
     }
 
+    /// Adds bytes read from the connection.
     mutating func feed(_ bytes: ByteBuffer) {
         if buffer.readableBytes == 0 {
             buffer = bytes

@@ -32,6 +32,15 @@ public enum SignalPipe {
         }
     }
 
+    /// A caught signal's name as the CLI reports it: `SIGINT`, `SIGTERM`.
+    public static func name(_ number: Int32) -> String {
+        switch number {
+        case SIGINT: "SIGINT"
+        case SIGTERM: "SIGTERM"
+        default: "signal \(number)"
+        }
+    }
+
     /// Blocks until a caught signal arrives and returns its number, or nil when the pipe fails.
     /// Call it on a thread of its own, never on a task of the cooperative pool.
     public static func next() -> Int32? {
