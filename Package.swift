@@ -102,7 +102,7 @@ let package = Package(
         .target(
             name: "FaultlineHTTP",
             dependencies: [
-                "FaultlineKit",
+                "FaultlineKit", "CFaultlineSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -208,13 +208,22 @@ func runWrk(url: String, connections: Int, threads: Int, duration: Double) throw
     return result
 }
 
-/// http.load's event loops, as many as wrk's threads.
+/// http.load's event loops, as many as wrk's threads: its own for plain HTTP (what this
+/// benchmark loads), NIO's for TLS.
 nonisolated(unsafe) var loadGroup = MultiThreadedEventLoopGroup.singleton
+nonisolated(unsafe) var plainLoops = LoadLoops.shared
+
+/// Sets how many event loops http.load runs on.
+func useLoops(_ count: Int) {
+    guard count != System.coreCount else { return }
+    loadGroup = MultiThreadedEventLoopGroup(numberOfThreads: count)
+    plainLoops = LoadLoops(count: count)
+}
 
 func runLoad(url: String, connections: Int, duration: Double? = nil, iterations: Int? = nil) async throws -> Value {
     let arguments = LoadProbe.Arguments(url: url, users: connections, duration: duration, iterations: iterations)
     try LoadProbe.validate(arguments)
-    return try await LoadProbe.run(arguments, context: .standalone(name: "benchmark"), group: loadGroup)
+    return try await LoadProbe.run(arguments, context: .standalone(name: "benchmark"), group: loadGroup, plainLoops: plainLoops)
 }
 
 func measurement(_ output: Value) -> Measurement {
@@ -245,9 +254,7 @@ if arguments.first == "--memory-child" {
     let url = arguments[1]
     let requests = Int(arguments[2])!
     let connections = Int(arguments[3])!
-    if let loops = arguments.count > 4 ? Int(arguments[4]) : nil, loops != System.coreCount {
-        loadGroup = MultiThreadedEventLoopGroup(numberOfThreads: loops)
-    }
+    if let loops = arguments.count > 4 ? Int(arguments[4]) : nil { useLoops(loops) }
     let output = try await runLoad(url: url, connections: connections, iterations: max(1, requests / connections))
     print("\(measurement(output).count) \(peakResidentKiB()) \(fixed(measurement(output).requestsPerSecond, 0))")
     exit(0)
@@ -343,7 +350,7 @@ func compare(_ options: Options, nginx: Nginx) async throws {
 }
 
 let options = Options(arguments)
-if options.loops != System.coreCount { loadGroup = MultiThreadedEventLoopGroup(numberOfThreads: options.loops) }
+useLoops(options.loops)
 let nginx = try Nginx(workers: 1)
 nginxProcessID = nginx.process.processIdentifier
 for signalNumber in [SIGINT, SIGTERM] {

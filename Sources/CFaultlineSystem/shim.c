@@ -123,6 +123,7 @@ size_t faultline_tcp_listen_inodes(const char *text, size_t length, int port, ui
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 
 const uint32_t FAULTLINE_EPOLL_IN = EPOLLIN, FAULTLINE_EPOLL_OUT = EPOLLOUT, FAULTLINE_EPOLL_RDHUP = EPOLLRDHUP,
     FAULTLINE_EPOLL_HUP = EPOLLHUP, FAULTLINE_EPOLL_ERR = EPOLLERR, FAULTLINE_EPOLL_ET = EPOLLET,
@@ -164,6 +165,16 @@ int faultline_relay_pipe(int fds[2], int size) {
 long faultline_splice(int from, int to, size_t count) {
     return (long)splice(from, NULL, to, NULL, count, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 }
+
+int faultline_timerfd(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
+
+int faultline_timerfd_set(int fd, uint64_t deadline_ns) {
+    struct itimerspec spec = {0};
+    if (deadline_ns == 0) deadline_ns = 1;  // zero would disarm it
+    spec.it_value.tv_sec = (time_t)(deadline_ns / 1000000000u);
+    spec.it_value.tv_nsec = (long)(deadline_ns % 1000000000u);
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &spec, NULL);
+}
 #else
 const uint32_t FAULTLINE_EPOLL_IN = 0, FAULTLINE_EPOLL_OUT = 0, FAULTLINE_EPOLL_RDHUP = 0, FAULTLINE_EPOLL_HUP = 0,
     FAULTLINE_EPOLL_ERR = 0, FAULTLINE_EPOLL_ET = 0, FAULTLINE_EPOLL_EXCLUSIVE = 0;
@@ -176,6 +187,8 @@ int faultline_accept(int listener) { errno = ENOSYS; return -1; }
 int faultline_tcp_socket(int family) { errno = ENOSYS; return -1; }
 int faultline_relay_pipe(int fds[2], int size) { errno = ENOSYS; return -1; }
 long faultline_splice(int from, int to, size_t count) { errno = ENOSYS; return -1; }
+int faultline_timerfd(void) { errno = ENOSYS; return -1; }
+int faultline_timerfd_set(int fd, uint64_t deadline_ns) { errno = ENOSYS; return -1; }
 #endif
 
 #if defined(__GLIBC__)

@@ -93,6 +93,52 @@ struct ExchangeOptions: Sendable {
     var ownTimer = true
 }
 
+/// One exchange in flight, as its response arrives: what either transport (``ExchangeHandler``
+/// on NIO, ``PlainConnection`` on a load loop) keeps while it waits.
+struct PendingExchange {
+    typealias Completion = (Result<ExchangeResult, HTTPFailure>) -> Void
+
+    var completion: Completion
+    var options: ExchangeOptions
+    var lastActivity: NIODeadline
+    var timer: Scheduled<Void>?
+    var status: Int?
+    var headers: [(String, String)] = []
+    var body: ByteBuffer?
+    var truncated = false
+    var receivedAtStart: Int
+    var sent: Int
+
+    /// Takes one event of the response; returns the result at its end. A response that closes
+    /// the connection clears `reusable`.
+    /// - Parameter received: the connection's bytes received so far.
+    mutating func take(_ event: ResponseParser.Event, received: Int, reusable: inout Bool) -> ExchangeResult? {
+        switch event {
+        case .head(let status, let keepAlive, let headers):
+            self.status = status
+            self.headers = headers
+            if !keepAlive { reusable = false }
+        case .body(var part):
+            guard options.collectBody else { return nil }
+            let room = options.bodyLimit - (body?.readableBytes ?? 0)
+            if part.readableBytes > room {
+                truncated = true
+                part = part.getSlice(at: part.readerIndex, length: max(room, 0)) ?? part
+            }
+            if body == nil {
+                body = part
+            } else {
+                body!.writeBuffer(&part)
+            }
+        case .end:
+            guard let status else { return nil }
+            return ExchangeResult(
+                status: status, headers: headers, body: body, truncated: truncated, bytesReceived: received - receivedAtStart, bytesSent: sent)
+        }
+        return nil
+    }
+}
+
 /// Runs one request/response exchange at a time on a keep-alive HTTP/1.1 connection.
 ///
 /// Confined to its channel's event loop: a load drives thousands of exchanges a second through
@@ -104,24 +150,11 @@ struct ExchangeOptions: Sendable {
 final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
-    typealias Completion = (Result<ExchangeResult, HTTPFailure>) -> Void
-
-    private struct InFlight {
-        var completion: Completion
-        var options: ExchangeOptions
-        var lastActivity: NIODeadline
-        var timer: Scheduled<Void>?
-        var status: Int?
-        var headers: [(String, String)] = []
-        var body: ByteBuffer?
-        var truncated = false
-        var receivedAtStart: Int
-        var sent: Int
-    }
+    typealias Completion = PendingExchange.Completion
 
     private let peer: String
     private var context: ChannelHandlerContext?
-    private var inFlight: InFlight?
+    private var inFlight: PendingExchange?
     private var parser = ResponseParser()
     private var received = 0
     /// False once the connection closed or the server asked to close it.
@@ -154,7 +187,7 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
             completion(.failure(closeReason ?? HTTPFailure(.reset, "the connection to \(peer) is closed")))
             return
         }
-        inFlight = InFlight(
+        inFlight = PendingExchange(
             completion: completion, options: options, lastActivity: .now(), receivedAtStart: received, sent: request.encoded.readableBytes)
         parser.begin(headRequest: request.method == .HEAD, collectHeaders: options.collectBody)
         if options.ownTimer { armTimer(after: options.readTimeout) }
@@ -199,33 +232,11 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func handle(_ event: ResponseParser.Event) {
-        switch event {
-        case .head(let status, let keepAlive, let headers):
-            inFlight!.status = status
-            inFlight!.headers = headers
-            if !keepAlive { isReusable = false }
-        case .body(var part):
-            guard inFlight!.options.collectBody else { return }
-            let room = inFlight!.options.bodyLimit - (inFlight!.body?.readableBytes ?? 0)
-            if part.readableBytes > room {
-                inFlight!.truncated = true
-                part = part.getSlice(at: part.readerIndex, length: max(room, 0)) ?? part
-            }
-            if inFlight!.body == nil {
-                inFlight!.body = part
-            } else {
-                inFlight!.body!.writeBuffer(&part)
-            }
-        case .end:
-            guard let flight = inFlight, let status = flight.status else { return }
-            inFlight = nil
-            flight.timer?.cancel()
-            let result = ExchangeResult(
-                status: status, headers: flight.headers, body: flight.body, truncated: flight.truncated,
-                bytesReceived: received - flight.receivedAtStart, bytesSent: flight.sent)
-            if !isReusable { context?.close(promise: nil) }
-            flight.completion(.success(result))
-        }
+        guard let result = inFlight!.take(event, received: received, reusable: &isReusable), let flight = inFlight else { return }
+        inFlight = nil
+        flight.timer?.cancel()
+        if !isReusable { context?.close(promise: nil) }
+        flight.completion(.success(result))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -255,6 +266,8 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
         fail(.abandonedExchange)
         context?.close(promise: nil)
     }
+
+    func close() { context?.close(promise: nil) }
 
     private func fail(_ failure: HTTPFailure) {
         isReusable = false

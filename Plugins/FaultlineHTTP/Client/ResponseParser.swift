@@ -81,6 +81,20 @@ struct ResponseParser {
         }
     }
 
+    /// Reads from a socket straight into the parser's own buffer (a ``PlainConnection``), which
+    /// is kept and reused from one response to the next: a connection reads without allocating.
+    /// - Parameter read: gets the free space (at least `atLeast` bytes) and returns how many
+    ///   bytes it wrote there.
+    mutating func read(atLeast: Int, _ read: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        if buffer.readableBytes == 0 { buffer.clear() }
+        return buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: atLeast, read)
+    }
+
+    /// Drops the bytes not parsed yet (bytes nobody asked for).
+    mutating func discardInput() {
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+    }
+
     /// The next event the bytes so far make, or nil when more bytes are needed.
     mutating func next() throws(HTTPFailure) -> Event? {
         while true {

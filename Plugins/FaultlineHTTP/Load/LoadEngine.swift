@@ -375,8 +375,7 @@ final class LoadWorker {
 final class LoadUser {
     // Strong: a user's pending think-time timer may outlive the worker's list of users.
     private let worker: LoadWorker
-    private var handlers: [ExchangeHandler?]
-    private var channels: [(any Channel)?]
+    private var connections: [(any LoadConnection)?]
     private var step = 0
     private var iterations = 0
     /// Closed model with stages: whether the ramp's target includes this user now.
@@ -387,8 +386,7 @@ final class LoadUser {
     init(worker: LoadWorker, active: Bool = true) {
         self.worker = worker
         self.active = active
-        handlers = Array(repeating: nil, count: worker.plan.endpoints.count)
-        channels = Array(repeating: nil, count: worker.plan.endpoints.count)
+        connections = Array(repeating: nil, count: worker.plan.endpoints.count)
     }
 
     /// Closed model: the next request of the sequence, unless the load is over for this user.
@@ -422,46 +420,63 @@ final class LoadUser {
     private func exchange(_ index: Int, began: NIODeadline) {
         worker.exchangeStarted()
         let endpoint = worker.plan.steps[index].endpoint
-        if let handler = handlers[endpoint], handler.isReusable {
-            send(index, on: handler, began: began)
+        if let connection = connections[endpoint], connection.isReusable {
+            send(index, on: connection, began: began)
             return
         }
-        channels[endpoint]?.close(promise: nil)
-        channels[endpoint] = nil
-        handlers[endpoint] = nil
+        connections[endpoint]?.close()
+        connections[endpoint] = nil
         let plan = worker.plan
-        HTTPConnector.connect(
-            to: plan.endpoints[endpoint].target, address: plan.endpoints[endpoint].address, tls: plan.endpoints[endpoint].tls,
-            connectTimeout: plan.connectTimeout, on: worker.loop
-        ).assumeIsolated().whenComplete { [self] result in
+        let target = plan.endpoints[endpoint]
+        let connected = { [self] (result: Result<any LoadConnection, HTTPFailure>) in
             switch result {
-            case .success(let channel):
-                guard !worker.terminated, let handler = HTTPConnector.handler(of: channel) else {
-                    channel.close(promise: nil)
+            case .success(let connection):
+                guard !worker.terminated else {
+                    connection.close()
                     return
                 }
-                channels[endpoint] = channel
-                handlers[endpoint] = handler
-                send(index, on: handler, began: began)
-            case .failure(let error):
-                completed(index, began: began, result: .failure(HTTPFailure.classify(error, target: plan.endpoints[endpoint].target.authority)))
+                connections[endpoint] = connection
+                send(index, on: connection, began: began)
+            case .failure(let failure):
+                completed(index, began: began, result: .failure(failure))
             }
         }
+        if let loop = worker.loop as? LoadLoop, target.tls == nil {
+            PlainConnection.connect(to: target.address, peer: target.target.authority, timeout: plan.connectTimeout, on: loop) { result in
+                connected(result.map { $0 })
+            }
+            return
+        }
+        HTTPConnector.connect(to: target.target, address: target.address, tls: target.tls, connectTimeout: plan.connectTimeout, on: worker.loop)
+            .assumeIsolated().whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    if let handler = HTTPConnector.handler(of: channel) {
+                        connected(.success(handler))
+                    } else {
+                        // The connection closed before its pipeline was read (a TLS failure empties it).
+                        channel.close(promise: nil)
+                        connected(.failure(HTTPFailure(.reset, "the connection to \(target.target.authority) closed at once")))
+                    }
+                case .failure(let error):
+                    connected(.failure(HTTPFailure.classify(error, target: target.target.authority)))
+                }
+            }
     }
 
     /// The exchange in flight (a user has one at a time), for ``onResult``.
     private var pendingIndex = 0
     private var pendingBegan = NIODeadline.uptimeNanoseconds(0)
     /// Made once per user: a closure made per request would cost the load an allocation a request.
-    private lazy var onResult: ExchangeHandler.Completion = { [unowned self] result in
+    private lazy var onResult: PendingExchange.Completion = { [unowned self] result in
         completed(pendingIndex, began: pendingBegan, result: result)
     }
 
-    private func send(_ index: Int, on handler: ExchangeHandler, began: NIODeadline) {
+    private func send(_ index: Int, on connection: any LoadConnection, began: NIODeadline) {
         let options = ExchangeOptions(collectBody: false, readTimeout: worker.plan.readTimeout, ownTimer: false)
         pendingIndex = index
         pendingBegan = began
-        handler.send(worker.plan.steps[index].request, options: options, completion: onResult)
+        connection.send(worker.plan.steps[index].request, options: options, completion: onResult)
     }
 
     private func completed(_ index: Int, began: NIODeadline, result: Result<ExchangeResult, HTTPFailure>) {
@@ -506,13 +521,11 @@ final class LoadUser {
     }
 
     func checkTimeouts(now: NIODeadline) {
-        for handler in handlers { handler?.checkTimeout(now: now) }
+        for connection in connections { connection?.checkTimeout(now: now) }
     }
 
     func closeConnections() {
-        for handler in handlers { handler?.abandon() }
-        for channel in channels { channel?.close(promise: nil) }
-        handlers = handlers.map { _ in nil }
-        channels = channels.map { _ in nil }
+        for connection in connections { connection?.abandon() }
+        connections = connections.map { _ in nil }
     }
 }

@@ -299,10 +299,16 @@ public struct LoadProbe: Probe, ToleranceProviding {
     /// Runs the load and returns the shared load output.
     /// - Throws: ``ActivityFailure`` when a host does not resolve, and when interrupted (with the
     ///   partial output, so the journal keeps what was measured).
-    public static func run(_ arguments: Arguments, context: ActivityContext, group: MultiThreadedEventLoopGroup = .singleton) async throws -> Value {
+    /// - Parameters:
+    ///   - group: the event loops for a load that has a TLS endpoint.
+    ///   - plainLoops: the event loops for a load whose endpoints are all plain HTTP (nil: `group`).
+    public static func run(
+        _ arguments: Arguments, context: ActivityContext, group: MultiThreadedEventLoopGroup = .singleton, plainLoops: LoadLoops? = .shared
+    ) async throws -> Value {
         var plan = try await makePlan(arguments)
         plan.shard = context.loadShard
-        let loops = Array(group.makeIterator())
+        let loops: [any EventLoop] =
+            if let plainLoops, plan.endpoints.allSatisfy({ $0.tls == nil }) { plainLoops.loops } else { Array(group.makeIterator()) }
         let workerCount = max(1, min(loops.count, plan.localUsers))
         var random = context.makeRandom()
         let wallStart = Date()

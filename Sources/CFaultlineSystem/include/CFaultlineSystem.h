@@ -31,7 +31,7 @@ int faultline_pidfd_send_signal(int pidfd, int signal);
 /// busy host lists tens of thousands of sockets, and a debug build of Swift is slow at that.
 size_t faultline_tcp_listen_inodes(const char *text, size_t length, int port, uint64_t *inodes, size_t capacity);
 
-// MARK: The proxy's relay (Linux): epoll and friends, which Swift's Glibc module does not expose.
+// MARK: The proxy's relay and the load's loops (Linux): epoll and friends, which Swift's Glibc module does not expose.
 
 /// Readiness a relay waits for, as epoll flags: readable, writable, peer half-closed, edge-triggered.
 extern const uint32_t FAULTLINE_EPOLL_IN, FAULTLINE_EPOLL_OUT, FAULTLINE_EPOLL_RDHUP, FAULTLINE_EPOLL_HUP,
@@ -57,6 +57,10 @@ int faultline_relay_pipe(int fds[2], int size);
 /// splice(from, NULL, to, NULL, count, SPLICE_F_MOVE | SPLICE_F_NONBLOCK): bytes moved between a
 /// socket and a pipe inside the kernel.
 long faultline_splice(int from, int to, size_t count);
+/// A monotonic timer file descriptor (non-blocking), and arming it for an absolute deadline in
+/// CLOCK_MONOTONIC nanoseconds (NIODeadline's clock).
+int faultline_timerfd(void);
+int faultline_timerfd_set(int fd, uint64_t deadline_ns);
 
 // MARK: Memory: giving freed memory back to the system (glibc; no-ops elsewhere).
 
