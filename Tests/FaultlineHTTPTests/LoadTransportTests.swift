@@ -59,7 +59,8 @@ struct LoadTransportTests {
     func connectTimeout() async throws {
         let listener = try FullBacklogListener()
         defer { listener.close() }
-        let result = try await load(["url": .string("http://127.0.0.1:\(listener.port)/"), "iterations": 1, "request_timeout": [0.3, 1]], plain: true)
+        let result = try await load(
+            ["url": .string("http://127.0.0.1:\(listener.port)/"), "iterations": 1, "request_timeout": [0.3, 1]], plain: true)
         #expect(result.overall.errors.first { $0.label == "connect_timeout" }?.count == 1, "\(result.overall.errors)")
     }
 

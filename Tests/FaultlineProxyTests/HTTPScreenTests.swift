@@ -32,10 +32,12 @@ struct HTTPScreenTests {
 
     static func status(_ response: String) -> String { response.split(separator: " ").dropFirst().first.map(String.init) ?? "?" }
 
-    @Test("requests no toxic acts on stay on the relay, their matches counted; the first one a toxic acts on moves the connection to NIO")
+    @Test(
+        "requests no toxic acts on stay on the relay, their matches counted; the first one a toxic acts on (but an answer) moves the connection to NIO"
+    )
     func staysUntilAFaultFires() async throws {
         try await closing(try await Fixture()) { f in
-            try await f.add("http_abort", stream: "upstream", name: "api", ["status": 503, "path_prefix": "/status/"])
+            try await f.add("http_headers", name: "api", ["set": ["X-Chaos": "1"], "path_prefix": "/status/"])
             try await f.add("http_abort", stream: "upstream", toxicity: 0, name: "never", ["status": 500])
             let runtime = try #require(f.server.runtime(of: "web"))
             let socket = try await blocking { try TestSocket(port: f.port) }
@@ -48,17 +50,81 @@ struct HTTPScreenTests {
             }
             #expect(runtime.relayedConnections == 1, "a request no toxic acts on keeps the connection on the relay")
             #expect(f.server.toxicReport(named: "never", on: "web") == "affected 0 of 3 matching requests")
-            let aborted = try await blocking {
+            let marked = try await blocking {
                 try socket.send("GET /status/201 HTTP/1.1\r\nHost: a\r\n\r\n"); return try Self.response(socket)
             }
-            #expect(aborted.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(aborted)")
-            #expect(runtime.relayedConnections == 0, "NIO answered: the connection moved there")
+            #expect(marked.contains("\r\nX-Chaos: 1\r\n"), "\(marked)")
+            #expect(runtime.relayedConnections == 0, "NIO edited the response: the connection moved there")
             let after = try await blocking {
                 try socket.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n"); return try Self.response(socket)
             }
             #expect(after.hasSuffix("hello from nginx\n"), "\(after)")
             #expect(f.server.toxicReport(named: "api", on: "web") == "affected 1 of 1 matching request")
             #expect(f.server.toxicReport(named: "never", on: "web") == "affected 0 of 5 matching requests")
+        }
+    }
+
+    @Test("an upstream http_abort is answered on the relay: the server never sees the request or its body, and the connection stays")
+    func answeredOnTheRelay() async throws {
+        let upstream = try await TestHTTPServer.start()
+        try await closing(try await Fixture(upstreamPort: upstream.port)) { f in
+            try await f.add(
+                "http_abort", stream: "upstream", name: "flaky",
+                ["status": 503, "body": "try later", "headers": ["Retry-After": "1"], "path_prefix": "/orders"])
+            let runtime = try #require(f.server.runtime(of: "web"))
+            let socket = try await blocking { try TestSocket(port: f.port) }
+            defer { socket.close() }
+            func exchange(_ request: String) async throws -> String {
+                try await blocking {
+                    try socket.send(request); return try Self.response(socket)
+                }
+            }
+            #expect(Self.status(try await exchange("GET /ok HTTP/1.1\r\nHost: a\r\n\r\n")) == "200")
+            // A body by length and a chunked one, each dropped with its request.
+            let byLength = try await exchange("POST /orders HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world")
+            #expect(byLength.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n") && byLength.contains("\r\nRetry-After: 1\r\n"), "\(byLength)")
+            #expect(byLength.hasSuffix("\r\n\r\ntry later"), "\(byLength)")
+            let chunked = try await exchange(
+                "POST /orders/7 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            #expect(Self.status(chunked) == "503")
+            // HEAD gets the head alone; a request after the answers is the server's again.
+            let head = try await blocking {
+                try socket.send("HEAD /orders HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\n\r\n")
+                var bytes: [UInt8] = []
+                while !bytes.reversed().starts(with: [10, 13, 10, 13]) { bytes += socket.receive(count: 1).0 }
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            #expect(head.hasPrefix("HTTP/1.1 503 ") && head.contains("Content-Length: 9\r\n"), "\(head)")
+            let echoed = try await blocking { try Self.response(socket) }
+            #expect(Self.status(echoed) == "200" && echoed.contains("\"method\":\"GET\""), "\(echoed)")
+            #expect(runtime.relayedConnections == 1, "answered on the relay: the connection stayed there")
+            #expect(upstream.count("/orders") == 0 && upstream.count("/orders/7") == 0)
+            #expect(upstream.total == 2, "the server saw /ok and /echo only: \(upstream.requests)")
+            #expect(f.server.toxicReport(named: "flaky", on: "web") == "affected 3 of 3 matching requests")
+        }
+        await upstream.close()
+    }
+
+    @Test(
+        "an answer the client asked to close after (Connection: close, HTTP/1.0, Expect: 100-continue) is the session's",
+        arguments: [
+            "GET /orders HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "GET /orders HTTP/1.0\r\nHost: a\r\n\r\n",
+            "POST /orders HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+        ])
+    func answersThatClose(request: String) async throws {
+        try await closing(try await Fixture()) { f in
+            try await f.add("http_abort", stream: "upstream", ["status": 503, "path": "/orders"])
+            let runtime = try #require(f.server.runtime(of: "web"))
+            let (text, end) = try await blocking { () throws -> (String, TestSocket.End) in
+                let socket = try TestSocket(port: f.port)
+                defer { socket.close() }
+                try socket.send(request)
+                let (bytes, end) = socket.receiveAll()
+                return (String(decoding: bytes, as: UTF8.self), end)
+            }
+            #expect(text.hasPrefix("HTTP/1.1 503 ") && text.contains("Connection: close\r\n"), "\(text)")
+            #expect(end == .eof, "the proxy closed the connection after its answer")
+            #expect(await eventually { runtime.relayedConnections == 0 })
         }
     }
 
@@ -224,13 +290,13 @@ struct HTTPScreenTests {
         await upstream.close()
     }
 
-    /// Runs `body` with screens (a new one per call of `make`) over the toxics of a proxy with an
-    /// `http_abort` on `/abort`.
-    static func withScreens(_ body: (_ make: () -> HTTPScreen) async throws -> Void) async throws {
+    /// Runs `body` with screens (a new one per call of `make`) over the toxics of a proxy with a
+    /// toxic on `/abort`: by default one the session runs (a delay); `http_abort` the screen answers.
+    static func withScreens(toxic: String = "http_latency", _ body: (_ make: () -> HTTPScreen) async throws -> Void) async throws {
         let server = ProxyServer(toxicTypes: ProxyFixture.toxicTypes, seed: 1, group: MultiThreadedEventLoopGroup.singleton, relay: false)
         do {
             _ = try await server.createProxy(name: "web", listen: "127.0.0.1:0", upstream: "127.0.0.1:9")
-            _ = try await server.addToxic(ProxyServer.ToxicRequest(type: "http_abort", stream: "upstream", attributes: ["path": "/abort"]), to: "web")
+            _ = try await server.addToxic(ProxyServer.ToxicRequest(type: toxic, stream: "upstream", attributes: ["path": "/abort"]), to: "web")
             let runtime = try #require(server.runtime(of: "web"))
             let toxics = try #require(runtime.screenableToxics())
             try await body { HTTPScreen(runtime: runtime, connection: 1, toxics: toxics, client: nil) }
@@ -279,6 +345,47 @@ struct HTTPScreenTests {
                 // one); that request and what follows did not.
                 #expect(passed == Array(requests[..<(abortAt ?? requests.count)].joined().utf8), "round \(round): \(requests)")
                 #expect(screen.requestCount == UInt64(abortAt ?? count), "round \(round)")
+            }
+        }
+    }
+
+    @Test("answered requests leave the stream whole, bodies included, however the reads split it; the first after a passed one is held")
+    func answeredAreLeftOut() async throws {
+        var random = SeededRandom(seed: 6)
+        let answered = [
+            "GET /abort HTTP/1.1\r\nHost: a\r\n\r\n", "POST /abort HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
+            "PUT /abort HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: t\r\n\r\n",
+            "HEAD /abort HTTP/1.1\r\nHost: a\r\n\r\n",
+        ]
+        try await Self.withScreens(toxic: "http_abort") { make in
+            for round in 0..<300 {
+                let screen = make()
+                // Answers first (no response is owed yet, so each is answered at once), then
+                // requests that pass, then one more for the toxic: it waits for their responses.
+                let aborts = (0..<Int.random(in: 0...4, using: &random)).map { _ in answered.randomElement(using: &random)! }
+                let passing = (0..<Int.random(in: 0...4, using: &random)).map { _ in Self.requestKinds.randomElement(using: &random)! }
+                let last = passing.isEmpty ? [] : ["GET /abort HTTP/1.1\r\nHost: a\r\n\r\n"]
+                let stream = Array((aborts + passing + last).joined().utf8)
+                var passed: [UInt8] = []
+                var answers: [UInt8] = []
+                var offset = 0
+                while offset < stream.count && screen.held == nil {
+                    let length = min(stream.count - offset, Int.random(in: 1...40, using: &random))
+                    let chunk = Array(stream[offset..<offset + length])
+                    offset += length
+                    var input = ByteBuffer(bytes: chunk)
+                    switch screen.requestBytes(&input) {
+                    case .prefix(let count): passed += chunk[..<count]
+                    case .bytes(let bytes): passed += Array(bytes.readableBytesView)
+                    }
+                    if let made = screen.takeAnswers() { answers += Array(made.readableBytesView) }
+                }
+                let text = String(decoding: answers, as: UTF8.self)
+                #expect(passed == Array(passing.joined().utf8), "round \(round): \(aborts) \(passing)")
+                #expect(text.components(separatedBy: "HTTP/1.1 503 ").count - 1 == aborts.count, "round \(round): \(text)")
+                let held = screen.takeUnpassed().map { Array($0.readableBytesView) } ?? []
+                #expect(held + stream[offset...] == Array(last.joined().utf8)[...], "round \(round)")
+                #expect(screen.requestCount == UInt64(aborts.count + passing.count), "round \(round)")
             }
         }
     }

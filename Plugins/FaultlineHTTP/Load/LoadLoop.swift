@@ -5,7 +5,7 @@ import NIOCore
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The event loops a load runs its plain-HTTP users on (Linux): the load's own, not NIO's.

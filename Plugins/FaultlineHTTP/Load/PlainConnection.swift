@@ -3,7 +3,7 @@ import FaultlineKit
 import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a load user sends its requests on: a NIO channel (``ExchangeHandler``, for TLS) or a
@@ -119,7 +119,8 @@ final class PlainConnection: LoadLoopSocket, LoadConnection {
             return
         }
         let bytes = request.encoded
-        inFlight = PendingExchange(completion: completion, options: options, lastActivity: .now(), receivedAtStart: received, sent: bytes.readableBytes)
+        inFlight = PendingExchange(
+            completion: completion, options: options, lastActivity: .now(), receivedAtStart: received, sent: bytes.readableBytes)
         parser.begin(headRequest: request.method == .HEAD, collectHeaders: options.collectBody)
         write(bytes)
     }

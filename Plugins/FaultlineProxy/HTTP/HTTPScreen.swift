@@ -7,14 +7,18 @@ import NIOCore
 ///
 /// Most requests through a proxy with HTTP toxics meet no fault (the toxics match some paths, or
 /// fire for a fraction of requests), and running a connection on NIO's channels, the HTTP
-/// session and the links cost about a third more CPU per request than the relay. When a toxic
-/// fires for a request, or asks to see its response, the screen keeps that request's head and
-/// everything the client sent after it (``held``), and the connection moves to NIO with the
-/// screen's state (``HTTPResume``): an ``HTTPSession`` goes on from there, framing the responses
-/// still on their way and answering the held request in its turn. It rolls the same dice the
-/// screen did: the rolls depend on the proxy, the toxic, the connection and the request's
-/// number, which the session takes over. So a seeded run makes the same faults whichever path a
-/// request took.
+/// session and the links cost about a third more CPU per request than the relay.
+///
+/// The commonest fault, an upstream `http_abort` (a made-up answer; the server never sees the
+/// request), the screen answers itself when the connection has no response still to come: it
+/// drops the request and its body and hands the relay the answer for the client (``takeAnswers()``),
+/// counting it as the session would. Any other fault, or a toxic that asks to see the response,
+/// makes the screen keep that request's head and everything the client sent after it
+/// (``held``), and the connection moves to NIO with the screen's state (``HTTPResume``): an
+/// ``HTTPSession`` goes on from there, framing the responses still on their way and answering
+/// the held request in its turn. It rolls the same dice the screen did: the rolls depend on the
+/// proxy, the toxic, the connection and the request's number, which the session takes over. So
+/// a seeded run makes the same faults whichever path a request took.
 ///
 /// Confined to the relay thread, as the connection it belongs to.
 final class HTTPScreen {
@@ -36,6 +40,10 @@ final class HTTPScreen {
     private(set) var stopped = false
     /// The rules a request matched (kept to spare an allocation per request).
     private var matched: [Int] = []
+    /// Responses made up here for the client, in order, not yet taken by the relay.
+    private var answers: ByteBuffer?
+    /// The body of a request answered here is read and dropped.
+    private var discarding = false
 
     /// What of a read from the client goes on to the server now.
     enum Passed {
@@ -67,27 +75,45 @@ final class HTTPScreen {
     /// (``held``) the request a toxic acts on and what follows it.
     /// - Parameter input: the read (the relay's scratch buffer, consumed here).
     func requestBytes(_ input: inout ByteBuffer) -> Passed {
-        // With nothing kept from earlier reads, what passes is always the read's first bytes.
-        let contiguous = requests.pendingBytes == 0
+        // With nothing kept from earlier reads, what passes is always the read's first bytes
+        // (until a request answered here is left out).
+        var contiguous = requests.pendingBytes == 0
+        let read = input
         var prefix = 0
         var out = ByteBuffer()
         func pass(_ slice: ByteBuffer) {
             if contiguous { prefix += slice.readableBytes } else { out.writeImmutableBuffer(slice) }
         }
+        func leaveOut() {
+            guard contiguous else { return }
+            contiguous = false
+            out = read.getSlice(at: read.readerIndex, length: prefix) ?? ByteBuffer()
+        }
         loop: while held == nil, let event = requests.next(&input) {
             switch event {
             case .head(let raw, .request(let head)):
-                if firesOrWatches(head) {
+                switch decide(head) {
+                case .pass:
+                    requestCount += 1
+                    exchanges.append(HTTPResume.Exchange(isHEAD: head.method == "HEAD", isCONNECT: head.method == "CONNECT"))
+                    pass(raw)
+                case .answer(let answer):
+                    requestCount += 1
+                    leaveOut()
+                    discarding = true
+                    var bytes = HTTPSession.serialize(answer, isHEAD: head.method == "HEAD", close: false)
+                    if answers == nil { answers = bytes } else { answers!.writeBuffer(&bytes) }
+                case .handOver:
                     var rest = raw
                     rest.writeImmutableBuffer(input)
                     held = rest
                     break loop
                 }
-                requestCount += 1
-                exchanges.append(HTTPResume.Exchange(isHEAD: head.method == "HEAD", isCONNECT: head.method == "CONNECT"))
-                pass(raw)
-            case .head, .end: break
-            case .body(let slice), .opaque(let slice): pass(slice)
+            case .head: break
+            case .end: discarding = false
+            case .body(let slice):
+                if discarding { leaveOut() } else { pass(slice) }
+            case .opaque(let slice): pass(slice)
             case .notHTTP(let reason, let slice):
                 stop(notHTTP: reason)
                 pass(slice)
@@ -97,22 +123,65 @@ final class HTTPScreen {
         return contiguous ? .prefix(prefix) : .bytes(out)
     }
 
-    /// Whether any toxic fires for this request (the session then runs it), or needs its response
-    /// to decide. Counts the matches of a request that passes, as the session would.
-    private func firesOrWatches(_ head: HTTPToxicRequest) -> Bool {
+    /// The responses made up here since the last call, for the client.
+    func takeAnswers() -> ByteBuffer? {
+        defer { answers = nil }
+        return answers
+    }
+
+    private enum Decision {
+        /// No toxic fires: the request goes on to the server.
+        case pass
+        /// Answered here (an upstream `http_abort`): the request and its body are dropped.
+        case answer(HTTPSyntheticResponse)
+        /// The session runs the request: another fault fires, or a toxic needs the response.
+        case handOver
+    }
+
+    /// What becomes of a request; counts its matches and faults, as the session would, unless
+    /// the session is to run it.
+    private func decide(_ head: HTTPToxicRequest) -> Decision {
         let number = requestCount + 1
         matched.removeAll(keepingCapacity: true)
+        var fires = false
         for index in rules.indices {
             switch rules[index].roll(head, number: number, withFault: false) {
             case .skip: continue
-            case .conditional: return true
+            case .conditional: return .handOver
             case .decided(let fault):
-                if fault != nil { return true }
+                if fault != nil { fires = true }
                 matched.append(index)
             }
         }
-        for index in matched { rules[index].counters.matched.add(1, ordering: .relaxed) }
-        return false
+        guard fires else {
+            for index in matched { rules[index].counters.matched.add(1, ordering: .relaxed) }
+            return .pass
+        }
+        // Answered here only with no response still to come (the answer goes to the client at
+        // once) and when the connection stays open after it.
+        guard exchanges.isEmpty, !interim, head.method != "CONNECT", !head.closesAfterAnswer else { return .handOver }
+        var faults: [(rule: HTTPRuleState, fault: HTTPFault?)] = []
+        for index in matched {
+            guard case .decided(let fault) = rules[index].roll(head, number: number) else { return .handOver }
+            if let fault {
+                let isAnswer = fault.flattened.allSatisfy { if case .respond = $0 { true } else { false } }
+                guard rules[index].toxic.definition.stream == .upstream, isAnswer else { return .handOver }
+            }
+            faults.append((rules[index], fault))
+        }
+        // Counted as the session counts them (HTTPSession.requestHead): the first answer wins.
+        var answer: HTTPSyntheticResponse?
+        var activated: [HTTPToxicCounters] = []
+        for (rule, fault) in faults {
+            rule.counters.matched.add(1, ordering: .relaxed)
+            guard let fault, HTTPSession.activate(rule.rule.match, rule.counters, into: &activated) else { continue }
+            rule.counters.affected.add(1, ordering: .relaxed)
+            if answer == nil, case .respond(let made)? = fault.flattened.first { answer = made }
+        }
+        // A fault is under way until its answer is sent, which is now.
+        HTTPSession.release(activated)
+        guard let answer else { return .pass }  // Each fault was over its max_active_faults.
+        return .answer(answer)
     }
 
     // MARK: Responses

@@ -282,12 +282,12 @@ final class HTTPSession {
         responseActivated = []
     }
 
-    private static func release(_ activated: [HTTPToxicCounters]) {
+    static func release(_ activated: [HTTPToxicCounters]) {
         for counters in activated { counters.active.subtract(1, ordering: .relaxed) }
     }
 
     /// Takes a place of the toxic's `max_active_faults`, if it has one; false when they are taken.
-    private func activate(_ match: HTTPRequestMatch, _ counters: HTTPToxicCounters, into activated: inout [HTTPToxicCounters]) -> Bool {
+    static func activate(_ match: HTTPRequestMatch, _ counters: HTTPToxicCounters, into activated: inout [HTTPToxicCounters]) -> Bool {
         guard let limit = match.maxActiveFaults else { return true }
         guard counters.tryActivate(limit: limit) else {
             counters.overflow.add(1, ordering: .relaxed)
@@ -347,7 +347,7 @@ final class HTTPSession {
             case .decided(let rolled): fault = rolled
             }
             rule.counters.matched.add(1, ordering: .relaxed)
-            guard let fault, activate(rule.rule.match, rule.counters, into: &activated) else { continue }
+            guard let fault, Self.activate(rule.rule.match, rule.counters, into: &activated) else { continue }
             rule.counters.affected.add(1, ordering: .relaxed)
             if rule.toxic.definition.stream == .upstream {
                 requestFaults.append(contentsOf: fault.flattened)
@@ -357,12 +357,9 @@ final class HTTPSession {
         }
         let isCONNECT = head.method == "CONNECT"
         let expectsContinue = head.headers.lists("expect", "100-continue")
-        let closeAfter =
-            head.headers.lists("connection", "close") || (head.version == "HTTP/1.0" && !head.headers.lists("connection", "keep-alive"))
-            || expectsContinue
         var exchange = Exchange(
-            isHEAD: head.method == "HEAD", isCONNECT: isCONNECT, faults: responseFaults, conditional: conditional, closeAfter: closeAfter,
-            activated: activated)
+            isHEAD: head.method == "HEAD", isCONNECT: isCONNECT, faults: responseFaults, conditional: conditional,
+            closeAfter: head.closesAfterAnswer, activated: activated)
         request = MessageState()
         if requestFaults.isEmpty {
             exchanges.append(exchange)
@@ -632,7 +629,7 @@ final class HTTPSession {
         let parsed = exchange.conditional.isEmpty ? nil : HTTPFraming.responseHead(raw)
         for conditional in exchange.conditional where conditional.match.matchesResponse(status: status, headers: parsed?.headers ?? []) {
             conditional.counters.matched.add(1, ordering: .relaxed)
-            guard let fault = conditional.fault, activate(conditional.match, conditional.counters, into: &responseActivated) else { continue }
+            guard let fault = conditional.fault, Self.activate(conditional.match, conditional.counters, into: &responseActivated) else { continue }
             conditional.counters.affected.add(1, ordering: .relaxed)
             faults.append(contentsOf: fault.flattened)
         }
@@ -800,6 +797,16 @@ final class HTTPSession {
         buffer.writeString("\r\n")
         if !isHEAD { buffer.writeBytes(answer.body) }
         return buffer
+    }
+}
+
+extension HTTPToxicRequest {
+    /// Whether the connection closes after a response the proxy makes up for this request: the
+    /// client asked for it (`Connection: close`, HTTP/1.0 without keep-alive), or waits for a
+    /// `100 Continue` before a body that is then left unread.
+    var closesAfterAnswer: Bool {
+        headers.lists("connection", "close") || (version == "HTTP/1.0" && !headers.lists("connection", "keep-alive"))
+            || headers.lists("expect", "100-continue")
     }
 }
 

@@ -438,11 +438,17 @@ final class Relay: @unchecked Sendable {
             screen.responseBytes(&screenInput)
             return count
         }
-        switch screen.requestBytes(&screenInput) {
-        case .prefix(let passed):
-            return passed
-        case .bytes(let passed):
-            if passed.readableBytes > 0 { passed.withUnsafeReadableBytes { hold($0, in: connection, direction: 0) } }
+        let passed = screen.requestBytes(&screenInput)
+        if let answers = screen.takeAnswers() {
+            // Made up by the screen: they follow every response already read, toward the client.
+            answers.withUnsafeReadableBytes { hold($0, in: connection, direction: 1) }
+            connection.repump = true
+        }
+        switch passed {
+        case .prefix(let count):
+            return count
+        case .bytes(let bytes):
+            if bytes.readableBytes > 0 { bytes.withUnsafeReadableBytes { hold($0, in: connection, direction: 0) } }
             return 0
         }
     }
