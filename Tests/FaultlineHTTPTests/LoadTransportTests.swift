@@ -55,6 +55,20 @@ struct LoadTransportTests {
         #expect(plain.connections == nio.connections, "connections the server saw")
     }
 
+    @Test("a load with an HTTPS endpoint runs on NIO's loops, TLS and all: every request counted, one connection per user")
+    func tls() async throws {
+        try await closing(TestHTTPServer.start(tls: true)) { server in
+            let result = try await load(
+                ["url": .string("https://localhost:\(server.port)/ok"), "users": 2, "iterations": 5, "verify_tls": false], plain: true)
+            #expect(result.overall.count == 10 && result.overall.ok == 10, "\(result.overall.errors)")
+            #expect(server.count("/ok") == 10)
+            #expect(server.connectionCount == 2)
+            // Verified, the self-signed certificate fails every request as TLS, on NIO's loops too.
+            let refused = try await load(["url": .string("https://localhost:\(server.port)/ok"), "iterations": 2], plain: true)
+            #expect(refused.overall.errors.first { $0.label == "tls" }?.count == 2, "\(refused.overall.errors)")
+        }
+    }
+
     @Test("a listener that never accepts is a connect timeout, on time")
     func connectTimeout() async throws {
         let listener = try FullBacklogListener()
