@@ -307,6 +307,26 @@ struct HTTPScreenTests {
         await server.shutdown()
     }
 
+    /// Feeds a screen `stream` in reads of 1 to 40 bytes until it holds a request: what it
+    /// passed, the answers it made, and how far it read.
+    static func feed(_ screen: HTTPScreen, _ stream: [UInt8], random: inout SeededRandom) -> (passed: [UInt8], answers: [UInt8], read: Int) {
+        var passed: [UInt8] = []
+        var answers: [UInt8] = []
+        var offset = 0
+        while offset < stream.count && screen.held == nil {
+            let length = min(stream.count - offset, Int.random(in: 1...40, using: &random))
+            let chunk = Array(stream[offset..<offset + length])
+            offset += length
+            var input = ByteBuffer(bytes: chunk)
+            switch screen.requestBytes(&input) {
+            case .prefix(let count): passed += chunk[..<count]
+            case .bytes(let bytes): passed += Array(bytes.readableBytesView)
+            }
+            if let made = screen.takeAnswers() { answers += Array(made.readableBytesView) }
+        }
+        return (passed, answers, offset)
+    }
+
     static let requestKinds = [
         "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
         "\r\nPOST /orders HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world",
@@ -327,18 +347,7 @@ struct HTTPScreenTests {
                 let abortAt = round % 2 == 0 ? Int.random(in: 0...count, using: &random) : nil
                 if let abortAt { requests.insert("GET /abort HTTP/1.1\r\nHost: a\r\n\r\n", at: abortAt) }
                 let stream = Array(requests.joined().utf8)
-                var passed: [UInt8] = []
-                var offset = 0
-                while offset < stream.count && screen.held == nil {
-                    let length = min(stream.count - offset, Int.random(in: 1...40, using: &random))
-                    let chunk = Array(stream[offset..<offset + length])
-                    offset += length
-                    var input = ByteBuffer(bytes: chunk)
-                    switch screen.requestBytes(&input) {
-                    case .prefix(let count): passed += chunk[..<count]
-                    case .bytes(let bytes): passed += Array(bytes.readableBytesView)
-                    }
-                }
+                let (passed, _, offset) = Self.feed(screen, stream, random: &random)
                 let kept = screen.takeUnpassed().map { Array($0.readableBytesView) } ?? []
                 #expect(passed + kept + stream[offset...] == stream, "round \(round): \(requests)")
                 // Everything before the request the toxic acts on passed (all of a stream without
@@ -366,20 +375,7 @@ struct HTTPScreenTests {
                 let passing = (0..<Int.random(in: 0...4, using: &random)).map { _ in Self.requestKinds.randomElement(using: &random)! }
                 let last = passing.isEmpty ? [] : ["GET /abort HTTP/1.1\r\nHost: a\r\n\r\n"]
                 let stream = Array((aborts + passing + last).joined().utf8)
-                var passed: [UInt8] = []
-                var answers: [UInt8] = []
-                var offset = 0
-                while offset < stream.count && screen.held == nil {
-                    let length = min(stream.count - offset, Int.random(in: 1...40, using: &random))
-                    let chunk = Array(stream[offset..<offset + length])
-                    offset += length
-                    var input = ByteBuffer(bytes: chunk)
-                    switch screen.requestBytes(&input) {
-                    case .prefix(let count): passed += chunk[..<count]
-                    case .bytes(let bytes): passed += Array(bytes.readableBytesView)
-                    }
-                    if let made = screen.takeAnswers() { answers += Array(made.readableBytesView) }
-                }
+                let (passed, answers, offset) = Self.feed(screen, stream, random: &random)
                 let text = String(decoding: answers, as: UTF8.self)
                 #expect(passed == Array(passing.joined().utf8), "round \(round): \(aborts) \(passing)")
                 #expect(text.components(separatedBy: "HTTP/1.1 503 ").count - 1 == aborts.count, "round \(round): \(text)")
