@@ -128,6 +128,36 @@ struct LoadTransportTests {
         #expect(log.allSatisfy { $0.1 }, "no task runs before its deadline")
     }
 
+    @Test("a cancelled task leaves the loop's timers at once: a load that reconnects for every request cancels a connect timer each time")
+    func cancelledTimersLeave() async throws {
+        let loop = try #require(LoadLoop(name: "timer-test"))
+        defer { loop.shutdownGracefully { _ in } }
+        let counts = try await loop.submit {
+            let later = NIODeadline.now() + .hours(1)
+            let scheduled = (0..<1000).map { index in loop.scheduleTask(deadline: later + .nanoseconds(Int64(index % 7))) {} }
+            let before = loop.scheduledCount
+            // Every other one, in an order unlike the heap's, so entries leave from its middle.
+            for index in stride(from: 999, through: 0, by: -2) { scheduled[index].cancel() }
+            let half = loop.scheduledCount
+            for index in stride(from: 0, to: 1000, by: 2) { scheduled[index].cancel() }
+            return [before, half, loop.scheduledCount]
+        }.get()
+        #expect(counts == [1000, 500, 0])
+        // The heap stays ordered through removals from its middle: the survivors run in order.
+        let order = try await loop.submit {
+            let start = NIODeadline.now()
+            let log = NIOLoopBound(Box<[Int]>([]), eventLoop: loop)
+            let scheduled = (0..<40).map { index in
+                loop.scheduleTask(deadline: start + .milliseconds(Int64((index * 7) % 40))) { log.value.value.append((index * 7) % 40) }
+            }
+            for index in [3, 17, 22, 5, 39, 0] { scheduled[index].cancel() }
+            return (log, scheduled.map(\.futureResult))
+        }.get()
+        for future in order.1 { try? await future.get() }
+        let ran = try await loop.submit { order.0.value.value }.get()
+        #expect(ran == ran.sorted() && ran.count == 34, "\(ran)")
+    }
+
     @Test("tasks from other threads run on the loop, in order")
     func tasksFromOutside() async throws {
         let loop = try #require(Self.loops?.loops.first)

@@ -150,15 +150,24 @@ final class LoadLoop: EventLoop, @unchecked Sendable {
         } else {
             execute { [self] in timers.insert(entry) }
         }
-        // `Scheduled.cancel()` fails the promise; the entry is dropped when its time comes.
+        // `Scheduled.cancel()` fails the promise; the entry leaves the heap at once (a load that
+        // connects for every request cancels a connect timer for each).
         return Scheduled(promise: promise) { [self] in
             if inEventLoop {
-                entry.task = nil
+                cancel(entry)
             } else {
-                execute { entry.task = nil }
+                execute { [self] in cancel(entry) }
             }
         }
     }
+
+    private func cancel(_ entry: TimerEntry) {
+        entry.task = nil
+        timers.remove(entry)
+    }
+
+    /// Scheduled tasks not yet run or cancelled (for tests).
+    var scheduledCount: Int { timers.count }
 
     func preconditionInEventLoop(file: StaticString, line: UInt) {
         precondition(inEventLoop, "not on the load loop", file: file, line: line)
@@ -274,6 +283,8 @@ private final class TimerEntry: @unchecked Sendable {
     var task: (() -> Void)?
     /// Breaks ties in the order of scheduling.
     var sequence: UInt64 = 0
+    /// Where the entry is in the heap; -1 when it is not there.
+    var index = -1
 
     init(deadline: UInt64, _ task: @escaping () -> Void) {
         self.deadline = deadline
@@ -283,32 +294,60 @@ private final class TimerEntry: @unchecked Sendable {
     func precedes(_ other: TimerEntry) -> Bool { (deadline, sequence) < (other.deadline, other.sequence) }
 }
 
-/// A binary min-heap of timers by deadline.
+/// A binary min-heap of timers by deadline; each entry knows its place, so a cancelled one is
+/// taken out at once.
 private struct TimerHeap {
     private var entries: [TimerEntry] = []
     private var inserted: UInt64 = 0
 
     var isEmpty: Bool { entries.isEmpty }
+    var count: Int { entries.count }
     var first: TimerEntry? { entries.first }
 
     mutating func insert(_ entry: TimerEntry) {
+        // Cancelled before it got here (scheduled from another thread, cancelled on the loop).
+        guard entry.task != nil, entry.index < 0 else { return }
         inserted += 1
         entry.sequence = inserted
+        entry.index = entries.count
         entries.append(entry)
-        var child = entries.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard entries[child].precedes(entries[parent]) else { break }
-            entries.swapAt(child, parent)
-            child = parent
-        }
+        siftUp(entries.count - 1)
     }
 
     mutating func removeFirst() {
+        remove(at: 0)
+    }
+
+    mutating func remove(_ entry: TimerEntry) {
+        guard entry.index >= 0, entry.index < entries.count, entries[entry.index] === entry else { return }
+        remove(at: entry.index)
+    }
+
+    private mutating func remove(at index: Int) {
+        let removed = entries[index]
         let last = entries.removeLast()
-        guard !entries.isEmpty else { return }
-        entries[0] = last
-        var parent = 0
+        removed.index = -1
+        guard index < entries.count else { return }
+        entries[index] = last
+        last.index = index
+        siftDown(siftUp(index))
+    }
+
+    /// Moves the entry at `index` up while it precedes its parent; returns where it ends.
+    @discardableResult
+    private mutating func siftUp(_ index: Int) -> Int {
+        var child = index
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].precedes(entries[parent]) else { break }
+            swapAt(child, parent)
+            child = parent
+        }
+        return child
+    }
+
+    private mutating func siftDown(_ index: Int) {
+        var parent = index
         while true {
             let left = 2 * parent + 1
             let right = left + 1
@@ -316,8 +355,14 @@ private struct TimerHeap {
             if left < entries.count, entries[left].precedes(entries[least]) { least = left }
             if right < entries.count, entries[right].precedes(entries[least]) { least = right }
             if least == parent { return }
-            entries.swapAt(parent, least)
+            swapAt(parent, least)
             parent = least
         }
+    }
+
+    private mutating func swapAt(_ i: Int, _ j: Int) {
+        entries.swapAt(i, j)
+        entries[i].index = i
+        entries[j].index = j
     }
 }
