@@ -21,7 +21,8 @@ struct RunSummaryTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     /// A load through a proxy that gets 100 ms of latency in the middle: a phase threshold that the
-    /// fault misses (`during: p(95)<50`) makes the experiment deviate.
+    /// fault misses (`during: p(95)<50`) makes the experiment deviate. The fault lasts 1.5 s: a
+    /// machine busy with other tests once sent no request at all in a 0.5 s window.
     static func experiment(upstream: Int) -> String {
         """
         title: load across a fault
@@ -31,10 +32,10 @@ struct RunSummaryTests {
             name: traffic
             background: true
             tolerance: {overall: ["rate<0.01"], during: ["p(95)<50"], after: ["rate<0.01"]}
-            provider: {type: http.load, url: "http://127.0.0.1:${api_PORT}/ok", users: 2, duration: 2.5, think_time: 0.01}
+            provider: {type: http.load, url: "http://127.0.0.1:${api_PORT}/ok", users: 2, duration: 3.5, think_time: 0.01}
           - type: action
             name: slow
-            pauses: {before: 0.4, after: 0.5}
+            pauses: {before: 0.4, after: 1.5}
             provider: {type: toxic, proxy: api, toxic: latency, attributes: {latency: 100}}
           - {type: action, name: heal, provider: {type: toxic.remove, proxy: api, name: latency_downstream}}
         """
