@@ -457,7 +457,7 @@ enum ChaosToolkitFunctions {
         static let summary = "Slice data from the server into small pieces with a delay between them, until the experiment ends"
         static let argumentHelp = [
             "for_proxy": forProxyHelp, "toxic_name": toxicNameHelp, "average_size": "bytes per slice",
-            "size_variation": "± bytes (less than average_size)",
+            "size_variation": "± bytes",
             "delay": "µs between slices",
         ]
 

@@ -53,6 +53,9 @@ enum ToxiproxyActivities {
                 let key = arguments.inner.clients != nil && !descriptor.isHTTP ? "clients" : "toxic"
                 throw ArgumentError(key, "a Toxiproxy server cannot run this toxic: \(reason)")
             }
+            if let refusal = ToxiproxyClient.crashingAttributes(type: arguments.inner.toxic, attributes: arguments.inner.attributes) {
+                throw ArgumentError("attributes.\(refusal.key)", refusal.reason, hint: refusal.hint)
+            }
         }
 
         func perform(_ arguments: Arguments, context: ActivityContext) async throws -> Value {

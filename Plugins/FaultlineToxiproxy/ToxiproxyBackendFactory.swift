@@ -59,6 +59,10 @@ public struct ToxiproxyBackendFactory: ToxicBackendFactory {
         return nil
     }
 
+    public func refuses(_ toxic: ToxicDescriptor, attributes: Value?) -> (key: String, reason: String, hint: String)? {
+        ToxiproxyClient.crashingAttributes(type: toxic.type, attributes: attributes)
+    }
+
     public func validate(options: SourceNode?, sink: DiagnosticSink) {
         guard let options else { return }
         let parsed: Options

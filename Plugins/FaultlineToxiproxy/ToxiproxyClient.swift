@@ -191,6 +191,9 @@ public final class ToxiproxyClient: Sendable {
     /// - Returns: the toxic as the server holds it, every attribute of its type filled in.
     public func addToxic(_ toxic: ToxicDefinition, to proxy: String) async throws(ToxiproxyError) -> ToxicDefinition {
         let operation = "add toxic \(toxic.name) (\(toxic.type)) to proxy \(proxy)"
+        if let crash = Self.crashingAttributes(type: toxic.type, attributes: toxic.attributes) {
+            throw ToxiproxyError(.badRequest, server: address.url, operation: operation, reason: crash.reason, hint: crash.hint)
+        }
         let body: Value = [
             "name": .string(toxic.name), "type": .string(toxic.type), "stream": .string(toxic.stream.rawValue), "toxicity": .double(toxic.toxicity),
             "attributes": toxic.attributes,
@@ -210,11 +213,39 @@ public final class ToxiproxyClient: Sendable {
         if let attributes { body["attributes"] = attributes }
         if let toxicity { body["toxicity"] = .double(toxicity) }
         let operation = "update toxic \(name) of proxy \(proxy)"
+        if let attributes, Self.crashingKeys.contains(where: { attributes[$0] != nil }) {
+            // Judge the toxic as it would be after the merge.
+            let current = try await toxic(named: name, on: proxy)
+            var merged = current.attributes.objectValue ?? [:]
+            for (key, value) in attributes.objectValue ?? [:] { merged[key] = value }
+            if let crash = Self.crashingAttributes(type: current.type, attributes: .object(merged)) {
+                throw ToxiproxyError(.badRequest, server: address.url, operation: operation, reason: crash.reason, hint: crash.hint)
+            }
+        }
         let response = try await sendUpdate(
             "/proxies/\(Self.escape(proxy))/toxics/\(Self.escape(name))", body: .object(body), operation: operation,
             subject: .toxic(name, proxy: proxy, type: nil))
         return try toxic(from: try decode(response, operation: operation), response: response, operation: operation)
     }
+
+    /// The attributes that would take a Toxiproxy server down, and why: its slicer cuts a chunk
+    /// at its middle ± `size_variation`, and once the variation exceeds `average_size + 1` a cut
+    /// can fall outside the chunk, a slice out of range that panics the whole server (2.8 and
+    /// later; `faultline proxy` keeps its cuts inside and takes any variation). Refused before
+    /// anything is sent, on every path: experiments, Chaos Toolkit functions, updates.
+    public static func crashingAttributes(type: String, attributes: Value?) -> (key: String, reason: String, hint: String)? {
+        guard type == "slicer", let average = attributes?["average_size"]?.intValue,
+            let variation = attributes?["size_variation"]?.intValue, variation > average + 1
+        else { return nil }
+        return (
+            "size_variation",
+            "slicer size_variation \(variation) is above average_size \(average) + 1, which crashes a Toxiproxy server (its cut falls outside the data and panics)",
+            "use a size_variation of at most \(average + 1), or run the toxic on the in-process proxy"
+        )
+    }
+
+    /// The attribute names ``crashingAttributes(type:attributes:)`` judges.
+    static let crashingKeys = ["average_size", "size_variation"]
 
     /// `DELETE /proxies/{proxy}/toxics/{name}`.
     public func removeToxic(named name: String, from proxy: String) async throws(ToxiproxyError) {

@@ -263,10 +263,17 @@ struct AdminAPITests {
             #expect(badAttribute.json?["error"]?.stringValue?.hasPrefix("bad request body: ") == true)
             for body in [
                 #"{"type":"bandwidth","attributes":{"rate":0}}"#, #"{"type":"slicer","attributes":{"average_size":0}}"#,
-                #"{"type":"slicer","attributes":{"average_size":10,"size_variation":10}}"#,
+                #"{"type":"slicer","attributes":{"average_size":10,"size_variation":-1}}"#,
             ] {
                 #expect(try await http("POST", port, "/proxies/test/toxics", body: body).status == 400)
             }
+            // Toxiproxy takes a variation at or above the average, and its Node client's own tests
+            // send one (`average_size: 1000, size_variation: 1000`).
+            let wideBody = #"{"type":"slicer","name":"wide","attributes":{"average_size":1000,"size_variation":1000,"delay":1000}}"#
+            let wideSlicer = try await http("POST", port, "/proxies/test/toxics", body: wideBody)
+            #expect(wideSlicer.status == 200, "\(wideSlicer.body)")
+            #expect(wideSlicer.json?["attributes"]?["size_variation"] == 1000)
+            #expect(try await http("DELETE", port, "/proxies/test/toxics/wide").status == 204)
             #expect(try await http("POST", port, "/proxies/nope/toxics", body: #"{"type":"latency"}"#).status == 404)
 
             let fetched = try await http("GET", port, "/proxies/test/toxics/latency_downstream")

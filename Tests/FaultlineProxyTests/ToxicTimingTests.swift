@@ -389,6 +389,22 @@ struct ToxicTimingTests {
         #expect(try slices(seed: 2) != sizes)
     }
 
+    @Test(
+        "slicer with a variation at or above the average (Toxiproxy takes it): every byte once, in order, no empty piece, none above average + variation",
+        arguments: [(1000, 1000), (10, 10), (1, 5), (3, 1000), (2, 300)])
+    func slicerWideVariation(_ average: Int, _ variation: Int) throws {
+        for seed in UInt64(1)...20 {
+            let harness = ToxicHarness(
+                try ToxicHarness.stage(SlicerToxic.self, .init(average_size: average, size_variation: variation), seed: seed))
+            let payload = (0..<(3 * (average + variation) + Int(seed) * 7 + 1)).map { UInt8(truncatingIfNeeded: $0 % 251) }
+            harness.send(payload)
+            #expect(harness.output == payload)
+            let sizes = harness.deliveries.map(\.count)
+            #expect(sizes.allSatisfy { $0 >= 1 && $0 <= average + variation }, "\(sizes)")
+            #expect(sizes.count >= 2)
+        }
+    }
+
     @Test("slicer spaces pieces by its delay, across chunks, the first at once")
     func slicerDelay() throws {
         let harness = ToxicHarness(try ToxicHarness.stage(SlicerToxic.self, .init(average_size: 100, delay: 500)))

@@ -161,6 +161,28 @@ struct BackendTests {
 }
 
 extension BackendTests {
+    @Test("a slicer variation that would crash a Toxiproxy server is a load error at its value under a Toxiproxy profile only")
+    func crashingSlicerRefused() throws {
+        let suite = """
+            name: slicers
+            experiments:
+              - title: t
+                method:
+                  - {type: action, name: a, provider: {type: toxic, proxy: p, toxic: slicer, attributes: {average_size: 1000, size_variation: 1000}}}
+                  - {type: action, name: b, provider: {type: toxic, proxy: p, toxic: slicer, attributes: {average_size: 1, size_variation: 100}}}
+            profiles:
+              local: {default: true}
+              staging: {toxics: {backend: toxiproxy, url: "http://127.0.0.1:1"}}
+            """
+        #expect(try validationErrors(suite, profiles: ["local"]).isEmpty)
+        let errors = try validationErrors(suite, profiles: ["staging"])
+        #expect(errors.count == 1, "\(errors)")
+        #expect(
+            errors.first?.hasPrefix(
+                "suite.yaml:6:128: profile \"staging\" uses the toxiproxy toxic backend, which must not be sent these attributes: slicer size_variation 100 is above average_size 1 + 1"
+            ) == true, "\(errors)")
+    }
+
     @Test("a TLS proxy is refused at load under a Toxiproxy profile, naming it; the in-process profile takes it")
     func tlsProxyRefused() throws {
         let suite = """

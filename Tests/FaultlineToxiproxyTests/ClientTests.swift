@@ -66,6 +66,33 @@ struct ClientTests {
         }
     }
 
+    @Test("a slicer that would crash a Toxiproxy server is refused before it is sent, on add and on update (judged merged)")
+    func crashingSlicerRefused() async throws {
+        try await withStandIn { server, client in
+            _ = try await client.createProxy(ProxyDefinition(name: "db", listen: "127.0.0.1:0", upstream: "127.0.0.1:1"))
+            // Toxiproxy's Node client's own tests send 1000 and 1000: taken.
+            let even = try await client.addToxic(
+                ToxicDefinition(name: "even", type: "slicer", attributes: ["average_size": 1000, "size_variation": 1000, "delay": 10]), to: "db")
+            #expect(even.attributes["size_variation"] == 1000)
+            await #expect {
+                _ = try await client.addToxic(
+                    ToxicDefinition(name: "wide", type: "slicer", attributes: ["average_size": 1, "size_variation": 100]), to: "db")
+            } throws: { error in
+                let error = try #require(error as? ToxiproxyError)
+                return error.code == .badRequest && error.status == nil
+                    && error.description.contains("slicer size_variation 100 is above average_size 1 + 1, which crashes a Toxiproxy server")
+                    && error.description.contains("use a size_variation of at most 2")
+            }
+            // Only average_size changes, yet together with the held variation it would crash.
+            await #expect(throws: ToxiproxyError.self) {
+                _ = try await client.updateToxic(named: "even", on: "db", attributes: ["average_size": 10])
+            }
+            #expect(try await client.toxics(of: "db").map(\.name) == ["even"])
+            #expect(try await client.toxic(named: "even", on: "db").attributes["average_size"] == 1000)
+            #expect(try await client.updateToxic(named: "even", on: "db", attributes: ["average_size": 999]).attributes["average_size"] == 999)
+        }
+    }
+
     @Test("names with spaces and slashes are escaped in paths")
     func escaping() async throws {
         try await withStandIn { _, client in

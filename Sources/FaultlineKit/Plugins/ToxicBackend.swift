@@ -154,6 +154,10 @@ public protocol ToxicBackendFactory: Sendable {
     /// Why the backend cannot run a toxic of this type (or one limited to some `clients`); nil
     /// when it can. Checked at load for every `type: toxic` activity of a run that uses the backend.
     func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String?
+    /// Attributes of a toxic the backend can run that it still must not be sent (values that
+    /// would crash its server): the attribute's key, why, and what to do; nil when they are fine.
+    /// Checked at load, beside ``cannotRun(_:limitedToClients:)``.
+    func refuses(_ toxic: ToxicDescriptor, attributes: Value?) -> (key: String, reason: String, hint: String)?
     /// Whether the backend's proxies terminate and originate TLS (``ProxyDefinition/tls``,
     /// ``ProxyDefinition/upstreamTLS``); a suite proxy with either is a load error otherwise.
     var supportsTLS: Bool { get }
@@ -175,6 +179,7 @@ public protocol ToxicBackendFactory: Sendable {
 extension ToxicBackendFactory {
     public func validate(options: SourceNode?, sink: DiagnosticSink) {}
     public func cannotRun(_ toxic: ToxicDescriptor, limitedToClients: Bool) -> String? { nil }
+    public func refuses(_ toxic: ToxicDescriptor, attributes: Value?) -> (key: String, reason: String, hint: String)? { nil }
     public var supportsTLS: Bool { false }
     public var tlsRefusal: String { "its proxies carry plain TCP only" }
     public func validateTLS(_ proxy: ProxyDefinition, node: SourceNode, path: DocumentPath, sink: DiagnosticSink) {}
