@@ -175,6 +175,20 @@ struct ValidationTests {
                       tolerance: {type: rnage, range: [1, 2]}
                       provider: {type: test.probe, value: 1}
                 """, expected: "7:25: unknown tolerance type \"rnage\" (did you mean \"range\"?)"),
+        // Far from every key: the known keys are listed, each once (`pauses` is read twice).
+        Malformed(
+            name: "unknown activity key far from every known one",
+            document: """
+                title: t
+                method:
+                  - type: action
+                    name: a
+                    provider: {type: test.action}
+                    zzzzqqq: 1
+                """,
+            expected:
+                "6:5: unknown key \"zzzzqqq\" (known keys: type, name, provider, tolerance, pauses, background, timeout, controls, configuration, secrets, dry) at method[0].zzzzqqq"
+        ),
     ]
 
     @Test(arguments: malformed)

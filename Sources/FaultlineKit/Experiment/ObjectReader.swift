@@ -19,11 +19,14 @@ public struct ObjectReader {
     }
 
     /// Declares keys that are allowed but read elsewhere (or ignored).
-    public mutating func allow(_ keys: String...) { known += keys }
+    public mutating func allow(_ keys: String...) {
+        for key in keys where !known.contains(key) { known.append(key) }
+    }
 
     /// The raw node of a member, or nil. Missing required members are reported.
     public mutating func node(_ key: String, required: Bool = false, hint: String? = nil) -> SourceNode? {
-        known.append(key)
+        // A key read twice (say, checked, then decoded) is listed once in suggestions.
+        if !known.contains(key) { known.append(key) }
         guard isObject else { return nil }
         if let member = node.member(key) { return member.value }
         if required {
