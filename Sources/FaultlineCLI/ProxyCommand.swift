@@ -18,20 +18,37 @@ struct ProxyCommand: AsyncParsableCommand {
             self-signed TLS proxy of --config, naming its CA file.
             """)
 
-    @Option(help: "Address the admin API listens on.")
+    // Each option also answers to toxiproxy-server's single-dash spelling (`-host=0.0.0.0`,
+    // `-port 8474`, `-config FILE`, `-seed N`), so scripts and images that start Toxiproxy
+    // (testcontainers' module runs `-host=0.0.0.0 -config=…`) can start this instead.
+    @Option(name: [.long, .customLong("host", withSingleDash: true)], help: "Address the admin API listens on.")
     var host = "127.0.0.1"
 
-    @Option(help: "Port of the admin API (0 picks a free one).")
+    @Option(name: [.long, .customLong("port", withSingleDash: true)], help: "Port of the admin API (0 picks a free one).")
     var port = 8474
 
     @Option(
+        name: [.long, .customLong("config", withSingleDash: true)],
         help: ArgumentHelp(
             "Create these proxies at startup: a JSON array, as Toxiproxy's -config and POST /populate take, where each proxy may also list its toxics and give tls and upstream_tls.",
             valueName: "proxies.json"))
     var config: String?
 
-    @Option(help: "Seed for toxicity rolls and toxic randomness, so a run can be replayed (default: random).")
+    @Option(
+        name: [.long, .customLong("seed", withSingleDash: true)],
+        help: "Seed for toxicity rolls and toxic randomness, so a run can be replayed (default: random).")
     var seed: UInt64?
+
+    /// toxiproxy-server's `-proxy-metrics` and `-runtime-metrics`: taken and ignored, since
+    /// `/metrics` always serves the proxies' series, and there is no Go runtime to describe.
+    @Flag(
+        name: [.customLong("proxy-metrics"), .customLong("proxy-metrics", withSingleDash: true)],
+        help: .hidden)
+    var proxyMetrics = false
+    @Flag(
+        name: [.customLong("runtime-metrics"), .customLong("runtime-metrics", withSingleDash: true)],
+        help: .hidden)
+    var runtimeMetrics = false
 
     @Option(
         help: ArgumentHelp(
@@ -154,6 +171,14 @@ struct ProxyCommand: AsyncParsableCommand {
             let tls = entry.tls?.resolvingFiles(against: directory)
             let upstreamTLS = entry.upstreamTLS?.resolvingFiles(against: directory)
             ProxyTLSCheck.report(tls: tls, upstreamTLS: upstreamTLS, node: element, path: DocumentPath([.index(index)]), sink: sink)
+            // The API takes an upstream that is not host:port, as Toxiproxy does (its clients' tests
+            // create such proxies); in a config file it is a mistake, shown at its line.
+            if let upstream = entry.upstream, !upstream.isEmpty, (try? HostPort(parsing: upstream, role: .listen))?.host.isEmpty ?? true {
+                sink.report(
+                    Diagnostic(
+                        "upstream must be host:port, found \"\(upstream)\"", at: element["upstream"]?.location ?? element.location,
+                        path: DocumentPath([.index(index), .key("upstream")])))
+            }
             requests.append(
                 ProxyServer.ProxyRequest(
                     name: entry.name ?? "", listen: entry.listen ?? "", upstream: entry.upstream ?? "", enabled: entry.enabled ?? true,

@@ -445,6 +445,52 @@ struct AdminAPITests {
         }
     }
 
+    @Test("an upstream without a port is taken, as Toxiproxy stores it, and each client is closed at once; attribute keys match in any case")
+    func clientsOwnTestData() async throws {
+        try await withAdminFixture { fixture in
+            let port = fixture.port
+            // Toxiproxy.Net's tests: upstreams such as "one.com" and "google.com", never dialled.
+            let created = try await http(
+                "POST", port, "/proxies", body: #"{"Name":"one","Listen":"127.0.0.1:0","Upstream":"one.com","Enabled":true}"#)
+            #expect(created.status == 201, "\(created.body)")
+            #expect(created.json?["upstream"] == "one.com" && created.json?["enabled"] == true)
+            let populated = try await http("POST", port, "/populate", body: #"[{"name":"two","listen":"127.0.0.1:0","upstream":"localhost"}]"#)
+            #expect(populated.status == 201 && populated.json?["proxies"]?[0]?["upstream"] == "localhost", "\(populated.body)")
+            let moved = try await http("POST", port, "/proxies/two", body: #"{"upstream":"google.com"}"#)
+            #expect(moved.status == 200 && moved.json?["upstream"] == "google.com", "\(moved.body)")
+            // A connection to such a proxy is closed at once, as when the upstream refuses.
+            let listen = try #require(created.json?["listen"]?.stringValue?.split(separator: ":").last.flatMap { Int($0) })
+            let end = try await blocking {
+                let socket = try TestSocket(port: listen, timeout: 5)
+                defer { socket.close() }
+                let (bytes, end) = socket.receiveAll()
+                return (bytes.count, end)
+            }
+            #expect(end.0 == 0 && end.1 == .eof, "\(end)")
+            // Moved back to a real upstream, the proxy carries traffic.
+            let fixed = try await http("POST", port, "/proxies/one", body: #"{"upstream":"127.0.0.1:\#(fixture.proxies.upstream.port)"}"#)
+            #expect(fixed.status == 200)
+
+            // Go matches JSON keys to a toxic's fields ignoring case (Json.NET sends "Latency"); a
+            // later spelling wins, and keys of no field are ignored.
+            let latency = try await http(
+                "POST", port, "/proxies/one/toxics",
+                body: #"{"Attributes":{"Latency":5,"Jitter":10},"Type":"latency","Name":"slow","Stream":"UpStream"}"#)
+            #expect(latency.json?["attributes"] == ["latency": 5, "jitter": 10], "\(latency.body)")
+            let twice = try await http(
+                "POST", port, "/proxies/one/toxics", body: #"{"type":"latency","name":"y","attributes":{"latency":1,"LATENCY":7,"Latencyy":9}}"#)
+            #expect(twice.json?["attributes"] == ["latency": 7, "jitter": 0], "\(twice.body)")
+            let rate = try await http("POST", port, "/proxies/one/toxics", body: #"{"type":"bandwidth","attributes":{"Rate":100}}"#)
+            #expect(rate.status == 200 && rate.json?["attributes"]?["rate"] == 100, "\(rate.body)")
+            let updated = try await http("POST", port, "/proxies/one/toxics/slow", body: #"{"attributes":{"JITTER":3}}"#)
+            #expect(updated.json?["attributes"] == ["latency": 5, "jitter": 3], "\(updated.body)")
+            let slicer = try await http(
+                "POST", port, "/proxies/one/toxics", body: #"{"type":"slicer","name":"s","attributes":{"Average_Size":10,"averagesize":3,"Delay":5}}"#
+            )
+            #expect(slicer.json?["attributes"] == ["average_size": 10, "size_variation": 0, "delay": 5], "\(slicer.body)")
+        }
+    }
+
     @Test("reset removes every toxic and enables every proxy")
     func reset() async throws {
         try await withAdminFixture { fixture in

@@ -1,4 +1,5 @@
 import FaultlineKit
+import FaultlineNetwork
 import FaultlineTestSupport
 import FaultlineTesting
 import Foundation
@@ -140,6 +141,23 @@ struct ChaosToolkitCompatibilityTests {
         let run = try TestProcess(try BuiltProduct.path("faultline"), ["proxy", "--port", "0", "--config", bad], in: scratch)
         #expect(await run.wait(timeout: .seconds(30)) == 2)
         #expect(run.stderr.contains("\(bad):4:16: upstream must be host:port, found \"http://127.0.0.1:6379\""), "\(run.stderr)")
+    }
+
+    /// testcontainers' Toxiproxy module starts `toxiproxy-server -host=0.0.0.0 -config=…`: Go's
+    /// flags, one dash, `=` or a space before the value.
+    @Test("toxiproxy-server's single-dash flags start faultline proxy as they start Toxiproxy", .timeLimit(.minutes(2)))
+    func toxiproxyServerFlags() async throws {
+        let scratch = try ScratchDirectory()
+        let config = try scratch.write("tc.json", #"[{"name": "redis", "listen": "127.0.0.1:0", "upstream": "redis:6379"}]"#)
+        let port = try FreePort.take()
+        let proxy = try TestProcess(
+            try BuiltProduct.path("faultline"),
+            ["proxy", "-host=127.0.0.1", "-port", "\(port)", "-config=\(config)", "-seed", "7", "-proxy-metrics", "-runtime-metrics"], in: scratch)
+        try await closing(proxy) { proxy in
+            _ = try await proxy.line(startingWith: "faultline proxy: API on http://127.0.0.1:\(port)", timeout: .seconds(20))
+            let proxies = try await http("GET", port, "/proxies")
+            #expect(proxies.json?["redis"]?["upstream"] == "redis:6379", "\(proxies.body)")
+        }
     }
 
     /// A SIGTERM before the handlers were registered used to be ignored (a dispatch source is

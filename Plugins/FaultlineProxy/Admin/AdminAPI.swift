@@ -194,6 +194,7 @@ public struct AdminAPI: Sendable {
                 try ToxiproxyWording.checkFields(body, ["toxicity": .float32], owner: "")
                 // Toxiproxy decodes the attributes into the toxic's own struct: null or absent keeps them.
                 let attributes = Self.present(ToxiproxyWording.field(body, "attributes"))
+                    .map { ToxiproxyWording.canonicalAttributes($0, type: current.type) }
                 if let attributes {
                     guard case .object(let object) = attributes else {
                         throw ToxiproxyWording.attributesNotObject(
@@ -325,10 +326,11 @@ public struct AdminAPI: Sendable {
             }
             clients = texts
         }
+        let type = ToxiproxyWording.field(body, "type")?.stringValue ?? ""
         return ProxyServer.ToxicRequest(
-            name: ToxiproxyWording.field(body, "name")?.stringValue, type: ToxiproxyWording.field(body, "type")?.stringValue ?? "",
+            name: ToxiproxyWording.field(body, "name")?.stringValue, type: type,
             stream: ToxiproxyWording.field(body, "stream")?.stringValue, toxicity: present(ToxiproxyWording.field(body, "toxicity"))?.doubleValue,
-            attributes: attributes, clients: clients)
+            attributes: attributes.map { ToxiproxyWording.canonicalAttributes($0, type: type) }, clients: clients)
     }
 
     // MARK: Encoding

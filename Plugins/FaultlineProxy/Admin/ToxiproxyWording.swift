@@ -100,6 +100,22 @@ enum ToxiproxyWording {
         }
     }
 
+    /// `attributes` with each key of one of Toxiproxy's own toxics spelt as the toxic names it:
+    /// Go's decoder matches JSON keys to struct fields ignoring case (Toxiproxy.Net sends
+    /// `"Latency"`, `"Jitter"`), and a later spelling of a field overrides an earlier one. Other
+    /// keys, and every key of a toxic Toxiproxy does not have, stay as they were.
+    static func canonicalAttributes(_ attributes: Value, type: String) -> Value {
+        guard let known = toxicStructs[type]?.attributes, case .object(let object) = attributes,
+            object.contains(where: { known[$0.key] == nil && known[$0.key.lowercased()] != nil })
+        else { return attributes }
+        var canonical = ValueObject()
+        for (key, value) in object {
+            let field = known[key] == nil && known[key.lowercased()] != nil ? key.lowercased() : key
+            canonical[field] = value
+        }
+        return .object(canonical)
+    }
+
     /// The Go type an `attributes` value that is not an object fails to decode into.
     static func attributesTarget(type: String) -> String { "toxics." + (toxicStructs[type]?.name ?? "NoopToxic") }
 
@@ -111,6 +127,8 @@ enum ToxiproxyWording {
     /// What Go says it found when `value` does not fit `type` (nil when it fits; null always fits).
     private static func mismatch(_ value: Value, _ type: FieldType) -> String? {
         switch (type, value) {
+        // A float32 holds up to ~3.4e38; Go refuses a number beyond it.
+        case (.float32, .double(let number)) where abs(number) > Double(Float.greatestFiniteMagnitude): "number \(number)"
         case (_, .null), (.string, .string), (.bool, .bool), (.float32, .int), (.float32, .double), (.int, .int), (.int64, .int): nil
         case (.int, .double(let number)), (.int64, .double(let number)): "number \(number)"
         default: kind(value)

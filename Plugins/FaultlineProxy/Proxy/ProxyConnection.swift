@@ -182,6 +182,11 @@ final class ProxyConnection {
         switch target {
         case .address(let address): connect(bootstrap.connect(to: address))
         case .host(let host, let port): connect(bootstrap.connect(host: host, port: port))
+        case .unusable(let reason):
+            // Fails as a dial would, on a later turn of the loop, after the connection is set up.
+            let promise = eventLoop.makePromise(of: (any Channel).self)
+            eventLoop.execute { promise.fail(ProxyError(.badRequest, reason)) }
+            connect(promise.futureResult)
         }
     }
 
