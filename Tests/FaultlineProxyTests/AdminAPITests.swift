@@ -262,7 +262,7 @@ struct AdminAPITests {
             #expect(badAttribute.status == 400)
             #expect(badAttribute.json?["error"]?.stringValue?.hasPrefix("bad request body: ") == true)
             for body in [
-                #"{"type":"bandwidth","attributes":{"rate":0}}"#, #"{"type":"slicer","attributes":{"average_size":0}}"#,
+                #"{"type":"bandwidth","attributes":{"rate":-1}}"#, #"{"type":"slicer","attributes":{"average_size":0}}"#,
                 #"{"type":"slicer","attributes":{"average_size":10,"size_variation":-1}}"#,
             ] {
                 #expect(try await http("POST", port, "/proxies/test/toxics", body: body).status == 400)

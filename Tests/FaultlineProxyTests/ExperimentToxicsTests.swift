@@ -186,7 +186,7 @@ struct ExperimentToxicsTests {
                   attributes: {rte: 100}
               - type: action
                 name: c
-                provider: {type: toxic, proxy: db, toxic: bandwidth, attributes: {rate: 0}}
+                provider: {type: toxic, proxy: db, toxic: bandwidth, attributes: {rate: -1}}
               - type: action
                 name: d
                 provider: {type: toxic, proxy: db, toxic: slicer, attributes: {average_size: 0, size_variation: 10}}
@@ -198,7 +198,7 @@ struct ExperimentToxicsTests {
             errors.contains("experiment.yaml:5:47: unknown toxic type \"latncy\" (did you mean \"latency\"?) at method[0].provider.toxic"),
             "\(errors)")
         #expect(errors.contains { $0.hasPrefix("experiment.yaml:12:20: bandwidth: unknown key \"rte\" (did you mean \"rate\"?)") }, "\(errors)")
-        #expect(errors.contains { $0.hasPrefix("experiment.yaml:15:77:") && $0.contains("rate must be more than 0") }, "\(errors)")
+        #expect(errors.contains { $0.hasPrefix("experiment.yaml:15:77:") && $0.contains("rate must be 0…") }, "\(errors)")
         #expect(errors.contains { $0.contains("average_size must be at least 1 byte (found 0)") }, "\(errors)")
         #expect(errors.contains { $0.contains("toxicity must be 0…1, found") }, "\(errors)")
     }

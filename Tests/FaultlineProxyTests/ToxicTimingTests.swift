@@ -94,8 +94,8 @@ struct ToxicTimingTests {
     @Test(
         "removing a toxic forwards what it holds at once, in order, and a pending end of stream",
         arguments: [
-            Toxic.noop, .latency(1000), .latency(1000, jitter: 500), .bandwidth(1), .slowClose(1000), .slicer(3, delay: 100_000), .resetPeer(1000),
-            .limitData(1_000_000),
+            Toxic.noop, .latency(1000), .latency(1000, jitter: 500), .bandwidth(1), .bandwidth(0), .slowClose(1000), .slicer(3, delay: 100_000),
+            .resetPeer(1000), .limitData(1_000_000),
         ])
     func stopForwardsWhatIsHeld(_ toxic: Toxic) throws {
         let harness = ToxicHarness(try toxic.make())
@@ -253,6 +253,26 @@ struct ToxicTimingTests {
         // Twice the rate from 50 ms on: 2 000-byte pieces 10 ms apart.
         #expect(harness.deliveries.dropFirst(5).map(\.count) == [2000, 2000, 1000])
         #expect(harness.deliveries.dropFirst(5).map(\.at) == [ms(60), ms(70), ms(75)])
+    }
+
+    @Test("bandwidth 0 (Toxiproxy's default) holds everything, asks the source to pause past 64 KiB, and paces from the moment it gets a rate")
+    func bandwidthZero() throws {
+        let harness = ToxicHarness(try ToxicHarness.stage(BandwidthToxic.self, .init(rate: 0)))
+        harness.send(count: 70_000)
+        harness.advance(to: .seconds(60))
+        #expect(harness.output.isEmpty && harness.heldBytes == 70_000 && !harness.wantsInput && harness.pendingTimers == 0)
+        harness.update(stage: 0, BandwidthToxic.Attributes(rate: 1000))
+        harness.advanceUntilIdle()
+        // 10 000-byte pieces 10 ms apart from the update at 60 s, not a burst of what waited.
+        #expect(harness.deliveries.map(\.count) == [10_000, 10_000, 10_000, 10_000, 10_000, 10_000, 10_000])
+        #expect(harness.deliveries.map(\.at) == (1...7).map { .seconds(60) + ms(10 * $0) })
+        #expect(harness.wantsInput)
+        harness.update(stage: 0, BandwidthToxic.Attributes(rate: 0))
+        harness.send("held")
+        harness.sendEndOfStream()
+        harness.advance(by: .seconds(10))
+        #expect(harness.output.count == 70_000 && harness.heldBytes == 4)
+        #expect(harness.events.filter(\.isEndOfStream).isEmpty)
     }
 
     // MARK: slow_close

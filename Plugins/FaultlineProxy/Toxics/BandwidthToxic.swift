@@ -21,13 +21,10 @@ public struct BandwidthToxic: Toxic {
         }
     }
 
-    public static func validate(_ attributes: Attributes) throws {
-        guard attributes.rate > 0 else {
-            throw ArgumentError(
-                "rate", "rate must be more than 0 KB/s (found \(attributes.rate))",
-                hint: "a rate of 0 would stall the stream forever; use the timeout toxic to stall it on purpose")
-        }
-    }
+    /// A rate of 0 is taken, as Toxiproxy takes it (its default when no rate is given): nothing
+    /// passes while the toxic is in force, and what it held goes on when it is removed or given a
+    /// rate. (Toxiproxy spins on it, sending empty pieces every 100 ms.)
+    public static func validate(_ attributes: Attributes) throws {}
 
     public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {
         BandwidthStage(rate: attributes.rate)
@@ -49,7 +46,8 @@ final class BandwidthStage: ToxicStage {
     private var pendingDue: UInt64?
     private var wantsInput = true
 
-    init(rate: Int) { bytesPerSecond = UInt64(max(1, rate)) * 1000 }
+    /// 0: hold everything (``BandwidthToxic/validate(_:)``).
+    init(rate: Int) { bytesPerSecond = UInt64(max(0, rate)) * 1000 }
 
     /// At most 10 ms of data per release, so slow rates trickle smoothly.
     private var pieceLimit: Int { Int(max(1, bytesPerSecond / 100)) }
@@ -71,7 +69,7 @@ final class BandwidthStage: ToxicStage {
     private func pump(_ link: any ToxicLink) {
         guard timer == nil else { return }
         var now = link.now
-        while let head = backlog.first {
+        while bytesPerSecond > 0, let head = backlog.first {
             let size = min(head.chunk.count, pieceLimit)
             let due = pendingDue ?? paidUntil + UInt64(size) * 1_000_000_000 / bytesPerSecond
             if due > now {
@@ -110,7 +108,9 @@ final class BandwidthStage: ToxicStage {
 
     func update(_ attributes: any Sendable, link: any ToxicLink) {
         guard let attributes = attributes as? BandwidthToxic.Attributes else { return }
-        bytesPerSecond = UInt64(max(1, attributes.rate)) * 1000
+        // Data held at rate 0 is paced from now, not from when it came.
+        if bytesPerSecond == 0 { paidUntil = max(paidUntil, link.now) }
+        bytesPerSecond = UInt64(max(0, attributes.rate)) * 1000
         timer?.cancel()
         timer = nil
         pendingDue = nil
