@@ -109,6 +109,22 @@ struct AdminSecurityTests {
         }
     }
 
+    @Test("with a token, a request carrying it may name any host (a service name, a Docker host); without it, a foreign Host is still a 403")
+    func hostWithToken() async throws {
+        try await withAdminFixture(Self.withToken) { fixture in
+            let port = fixture.port
+            for host in ["toxiproxy:\(port)", "172.17.0.1:32768", "rebind.attacker.example"] {
+                let allowed = try await http("GET", port, "/proxies", host: host, headers: [("Authorization", "Bearer \(Self.token)")])
+                #expect(allowed.status == 200, "\(host): \(allowed.body)")
+                for authorization in [nil, "Bearer wrong"] {
+                    let refused = try await http("GET", port, "/proxies", host: host, headers: authorization.map { [("Authorization", $0)] } ?? [])
+                    #expect(
+                        refused.status == 403 && refused.json?["error"]?.stringValue?.contains("is not allowed") == true, "\(host): \(refused.body)")
+                }
+            }
+        }
+    }
+
     @Test("cross-origin browser requests are refused, text/plain and form posts included; no CORS allowance")
     func crossOrigin() async throws {
         try await withAdminFixture { fixture in

@@ -39,7 +39,11 @@ public struct AdminAccess: Sendable {
     /// - Parameter localAddresses: this machine's IP addresses (as ``LocalAddresses/current()``
     ///   gives them); a parameter so that the check stays a pure function.
     public func refusal(of request: AdminHTTPRequest, localAddresses: () -> Set<String> = LocalAddresses.current) -> AdminAPI.Response? {
-        if let host = request.header("Host"), !hostAllowed(host, localAddresses: localAddresses) {
+        // A request with the token is not a rebinding page's (a page never has the token), so
+        // any name may reach the API with it: a container's service name (`toxiproxy:8474`), a
+        // Docker host's address, as Toxiproxy's clients reach it, without --allowed-host.
+        let authorized = token.map { Self.bearer(request, matches: $0) } ?? false
+        if !authorized, let host = request.header("Host"), !hostAllowed(host, localAddresses: localAddresses) {
             return Self.refuse(
                 403,
                 "host \(Self.quoted(host)) is not allowed: requests must name this machine (start faultline proxy with --allowed-host NAME to allow another name)"
@@ -48,7 +52,7 @@ public struct AdminAccess: Sendable {
         if let origin = crossOrigin(request) {
             return Self.refuse(403, "cross-origin request from \(Self.quoted(origin)) refused")
         }
-        if let token, !Self.bearer(request, matches: token) {
+        if token != nil, !authorized {
             var response = Self.refuse(401, "unauthorized")
             response.headers.append(("WWW-Authenticate", "Bearer"))
             return response
