@@ -113,6 +113,11 @@ struct AdminSecurityTests {
     func hostWithToken() async throws {
         try await withAdminFixture(Self.withToken) { fixture in
             let port = fixture.port
+            // Even with the token, a Host must be a host.
+            for host in ["", "127.0.0.2:1x", "a b", "user@toxiproxy"] {
+                let malformed = try await http("GET", port, "/proxies", host: host, headers: [("Authorization", "Bearer \(Self.token)")])
+                #expect(malformed.status == 403, "\(host): \(malformed.body)")
+            }
             for host in ["toxiproxy:\(port)", "172.17.0.1:32768", "rebind.attacker.example"] {
                 let allowed = try await http("GET", port, "/proxies", host: host, headers: [("Authorization", "Bearer \(Self.token)")])
                 #expect(allowed.status == 200, "\(host): \(allowed.body)")

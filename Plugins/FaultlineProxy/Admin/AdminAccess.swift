@@ -42,8 +42,11 @@ public struct AdminAccess: Sendable {
         // A request with the token is not a rebinding page's (a page never has the token), so
         // any name may reach the API with it: a container's service name (`toxiproxy:8474`), a
         // Docker host's address, as Toxiproxy's clients reach it, without --allowed-host.
+        // It must still be a host (`name[:port]`): an empty or malformed Host is refused.
         let authorized = token.map { Self.bearer(request, matches: $0) } ?? false
-        if !authorized, let host = request.header("Host"), !hostAllowed(host, localAddresses: localAddresses) {
+        if let host = request.header("Host"),
+            authorized ? Self.hostPart(of: host) == nil : !hostAllowed(host, localAddresses: localAddresses)
+        {
             return Self.refuse(
                 403,
                 "host \(Self.quoted(host)) is not allowed: requests must name this machine (start faultline proxy with --allowed-host NAME to allow another name)"
