@@ -5,7 +5,7 @@ import FaultlineKit
 public struct BandwidthToxic: Toxic {
     public static let type = "bandwidth"
     public static let summary = "Limit throughput to rate KB/s per connection and direction"
-    public static let attributeHelp = ["rate": "kilobytes per second (1 KB = 1000 bytes), more than 0"]
+    public static let attributeHelp = ["rate": "kilobytes per second (1 KB = 1000 bytes); 0 lets nothing through until removed"]
 
     public struct Attributes: Codable, Sendable, Equatable, NumberRanges {
         /// Up to 1 TB/s: the rate in bytes per second, times the nanoseconds in a second, stays in UInt64.
