@@ -173,7 +173,7 @@ struct ProxyCommand: AsyncParsableCommand {
             ProxyTLSCheck.report(tls: tls, upstreamTLS: upstreamTLS, node: element, path: DocumentPath([.index(index)]), sink: sink)
             // The API takes an upstream that is not host:port, as Toxiproxy does (its clients' tests
             // create such proxies); in a config file it is a mistake, shown at its line.
-            if let upstream = entry.upstream, !upstream.isEmpty, (try? HostPort(parsing: upstream, role: .listen))?.host.isEmpty ?? true {
+            if let upstream = entry.upstream, !upstream.isEmpty, !ProxyServer.isUpstreamAddress(upstream) {
                 sink.report(
                     Diagnostic(
                         "upstream must be host:port, found \"\(upstream)\"", at: element["upstream"]?.location ?? element.location,

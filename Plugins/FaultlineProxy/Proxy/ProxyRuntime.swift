@@ -62,9 +62,7 @@ enum UpstreamTarget: Sendable {
 
     /// Parses `host:port` (`[v6]:port` for IPv6 literals).
     init(_ text: String) {
-        // Toxiproxy stores any upstream and dials it per connection, so port 0 is taken here too
-        // (and fails when dialled).
-        guard let address = try? HostPort(parsing: text, role: .listen), !address.host.isEmpty else {
+        guard let address = Self.hostPort(text) else {
             self = .unusable("upstream \"\(text)\" is not host:port")
             return
         }
@@ -74,6 +72,21 @@ enum UpstreamTarget: Sendable {
             self = .host(address.host, address.port)
         }
     }
+}
+
+extension UpstreamTarget {
+    /// `text` as a host and port, or nil when it is not `host:port`. Toxiproxy stores any upstream
+    /// and dials it per connection, so port 0 is taken here too (and fails when dialled).
+    static func hostPort(_ text: String) -> HostPort? {
+        guard let address = try? HostPort(parsing: text, role: .listen), !address.host.isEmpty else { return nil }
+        return address
+    }
+}
+
+extension ProxyServer {
+    /// Whether `text` is an upstream a connection can be made to (`host:port`). The API takes
+    /// one that is not, as Toxiproxy does; a config file may check with this first.
+    public static func isUpstreamAddress(_ text: String) -> Bool { UpstreamTarget.hostPort(text) != nil }
 }
 
 extension HostPort {

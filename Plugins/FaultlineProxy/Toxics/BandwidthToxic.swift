@@ -2,6 +2,10 @@ import FaultlineKit
 
 /// `bandwidth`: limits a direction of each connection to `rate` KB/s (1 KB = 1000 bytes), paced
 /// against the monotonic clock so that the delivered rate stays on target at any speed.
+///
+/// A rate of 0 is taken, as Toxiproxy takes it (its default when no rate is given): nothing
+/// passes while the toxic is in force, and what it held goes on when it is removed or given a
+/// rate. (Toxiproxy spins on it, sending empty pieces every 100 ms.)
 public struct BandwidthToxic: Toxic {
     public static let type = "bandwidth"
     public static let summary = "Limit throughput to rate KB/s per connection and direction"
@@ -20,11 +24,6 @@ public struct BandwidthToxic: Toxic {
             rate = try decoder.container(keyedBy: CodingKeys.self).attribute(.rate)
         }
     }
-
-    /// A rate of 0 is taken, as Toxiproxy takes it (its default when no rate is given): nothing
-    /// passes while the toxic is in force, and what it held goes on when it is removed or given a
-    /// rate. (Toxiproxy spins on it, sending empty pieces every 100 ms.)
-    public static func validate(_ attributes: Attributes) throws {}
 
     public static func makeStage(_ attributes: Attributes, random: SeededRandom) -> any ToxicStage {
         BandwidthStage(rate: attributes.rate)
@@ -46,7 +45,7 @@ final class BandwidthStage: ToxicStage {
     private var pendingDue: UInt64?
     private var wantsInput = true
 
-    /// 0: hold everything (``BandwidthToxic/validate(_:)``).
+    /// 0: hold everything (see ``BandwidthToxic``).
     init(rate: Int) { bytesPerSecond = UInt64(max(0, rate)) * 1000 }
 
     /// At most 10 ms of data per release, so slow rates trickle smoothly.

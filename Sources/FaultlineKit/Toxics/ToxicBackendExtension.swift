@@ -371,22 +371,20 @@ public struct ToxicBackendExtension: RunExtension {
             if let proxy = arguments["proxy"]?.stringValue, onAgents.contains(proxy) { continue }
             guard let type = arguments["toxic"]?.stringValue, let descriptor = registry.toxics[type] else { continue }
             let owner = profile.map { "profile \"\($0.name)\" uses" } ?? "this run uses"
-            guard let reason = factory.cannotRun(descriptor, limitedToClients: arguments["clients"] != nil) else {
-                if let refusal = factory.refuses(descriptor, attributes: arguments["attributes"]?.value) {
-                    let node = arguments["attributes"]?[refusal.key] ?? arguments["attributes"]
-                    sink.report(
-                        Diagnostic(
-                            "\(owner) the \(backend) toxic backend, which must not be sent these attributes: \(refusal.reason)",
-                            at: node?.location ?? activity.location, path: activity.provider.path.appending("attributes").appending(refusal.key),
-                            hint: refusal.hint))
-                }
-                continue
+            if let reason = factory.cannotRun(descriptor, limitedToClients: arguments["clients"] != nil) {
+                sink.report(
+                    Diagnostic(
+                        "\(owner) the \(backend) toxic backend, which cannot run this toxic: \(reason)",
+                        at: arguments["toxic"]?.location ?? activity.location, path: activity.provider.path.appending("toxic"),
+                        hint: "run it with a profile whose toxics backend \(defaultHint(registry.defaultToxicBackend))"))
+            } else if let refusal = factory.refuses(descriptor, attributes: arguments["attributes"]?.value) {
+                let node = arguments["attributes"]?[refusal.key] ?? arguments["attributes"]
+                sink.report(
+                    Diagnostic(
+                        "\(owner) the \(backend) toxic backend, which must not be sent these attributes: \(refusal.reason)",
+                        at: node?.location ?? activity.location, path: activity.provider.path.appending("attributes").appending(refusal.key),
+                        hint: refusal.hint))
             }
-            let diagnostic = Diagnostic(
-                "\(owner) the \(backend) toxic backend, which cannot run this toxic: \(reason)",
-                at: arguments["toxic"]?.location ?? activity.location, path: activity.provider.path.appending("toxic"),
-                hint: "run it with a profile whose toxics backend \(defaultHint(registry.defaultToxicBackend))")
-            sink.report(diagnostic)
         }
     }
 
