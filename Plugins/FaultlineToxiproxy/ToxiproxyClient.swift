@@ -228,15 +228,31 @@ public final class ToxiproxyClient: Sendable {
         return try toxic(from: try decode(response, operation: operation), response: response, operation: operation)
     }
 
-    /// The attributes that would take a Toxiproxy server down, and why: its slicer cuts a chunk
-    /// at its middle ± `size_variation`, and once the variation exceeds `average_size + 1` a cut
-    /// can fall outside the chunk, a slice out of range that panics the whole server (2.8 and
-    /// later; `faultline proxy` keeps its cuts inside and takes any variation). Refused before
-    /// anything is sent, on every path: experiments, Chaos Toolkit functions, updates.
+    /// The attributes that would take a Toxiproxy server down, and why (2.8 and later; checked
+    /// against 2.8). Its slicer halves a chunk around its middle ± `size_variation` until every
+    /// piece is within `average_size + size_variation`:
+    /// - with `average_size` 0 and no variation, a 1-byte piece never is, and its halving recurses
+    ///   until the stack overflows at the first byte sent;
+    /// - once the variation exceeds `average_size + 1`, a cut can fall outside the chunk, a slice
+    ///   out of range that panics.
+    /// Either ends the whole server, with every proxy on it. An attribute left out counts as
+    /// Toxiproxy's default, 0; one that is not a number yet (`${var}`) is not judged. `faultline
+    /// proxy` keeps every piece at least a byte and its cuts inside, and takes both. Refused
+    /// before anything is sent, on every path: experiments, Chaos Toolkit functions, updates.
     public static func crashingAttributes(type: String, attributes: Value?) -> (key: String, reason: String, hint: String)? {
-        guard type == "slicer", let average = attributes?["average_size"]?.intValue,
-            let variation = attributes?["size_variation"]?.intValue, variation > average + 1
-        else { return nil }
+        func number(_ key: String) -> Int? {
+            guard let value = attributes?[key], value != .null else { return 0 }
+            return value.intValue
+        }
+        guard type == "slicer", let average = number("average_size"), let variation = number("size_variation") else { return nil }
+        if average <= 0 && variation <= 0 {
+            return (
+                "average_size",
+                "slicer average_size \(average) with size_variation \(variation) crashes a Toxiproxy server (its slicing never ends: a stack overflow at the first byte)",
+                "use an average_size of at least 1, or run the toxic on the in-process proxy"
+            )
+        }
+        guard variation > average + 1 else { return nil }
         return (
             "size_variation",
             "slicer size_variation \(variation) is above average_size \(average) + 1, which crashes a Toxiproxy server (its cut falls outside the data and panics)",

@@ -262,7 +262,7 @@ struct AdminAPITests {
             #expect(badAttribute.status == 400)
             #expect(badAttribute.json?["error"]?.stringValue?.hasPrefix("bad request body: ") == true)
             for body in [
-                #"{"type":"bandwidth","attributes":{"rate":-1}}"#, #"{"type":"slicer","attributes":{"average_size":0}}"#,
+                #"{"type":"bandwidth","attributes":{"rate":-1}}"#, #"{"type":"slicer","attributes":{"average_size":-1}}"#,
                 #"{"type":"slicer","attributes":{"average_size":10,"size_variation":-1}}"#,
             ] {
                 #expect(try await http("POST", port, "/proxies/test/toxics", body: body).status == 400)
@@ -274,6 +274,12 @@ struct AdminAPITests {
             #expect(wideSlicer.status == 200, "\(wideSlicer.body)")
             #expect(wideSlicer.json?["attributes"]?["size_variation"] == 1000)
             #expect(try await http("DELETE", port, "/proxies/test/toxics/wide").status == 204)
+            // A slicer with no attributes (Toxiproxy's defaults, average_size 0) is taken as Toxiproxy
+            // takes it, and cuts 1-byte pieces.
+            let plain = try await http("POST", port, "/proxies/test/toxics", body: #"{"type":"slicer","name":"plain"}"#)
+            #expect(plain.status == 200, "\(plain.body)")
+            #expect(plain.json?["attributes"] == ["average_size": 0, "size_variation": 0, "delay": 0], "\(plain.body)")
+            #expect(try await http("DELETE", port, "/proxies/test/toxics/plain").status == 204)
             #expect(try await http("POST", port, "/proxies/nope/toxics", body: #"{"type":"latency"}"#).status == 404)
 
             let fetched = try await http("GET", port, "/proxies/test/toxics/latency_downstream")

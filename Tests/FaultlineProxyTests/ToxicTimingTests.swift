@@ -381,10 +381,10 @@ struct ToxicTimingTests {
     // MARK: slicer
 
     @Test(
-        "slicer halves data until every piece is within average ± variation, as Toxiproxy does",
+        "slicer halves data until every piece is within average ± variation, as Toxiproxy does; average 0 cuts single bytes",
         arguments: [
             (100, 0, 800, [Int](repeating: 100, count: 8)), (100, 0, 1000, [62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63, 62, 63]),
-            (1, 0, 3, [1, 1, 1]), (10, 0, 7, [7]),
+            (1, 0, 3, [1, 1, 1]), (10, 0, 7, [7]), (0, 0, 3, [1, 1, 1]),
         ])
     func slicerSizes(_ size: Int, _ variation: Int, _ bytes: Int, _ pieces: [Int]) throws {
         let harness = ToxicHarness(try ToxicHarness.stage(SlicerToxic.self, .init(average_size: size, size_variation: variation)))
@@ -411,7 +411,7 @@ struct ToxicTimingTests {
 
     @Test(
         "slicer with a variation at or above the average (Toxiproxy takes it): every byte once, in order, no empty piece, none above average + variation",
-        arguments: [(1000, 1000), (10, 10), (1, 5), (3, 1000), (2, 300)])
+        arguments: [(1000, 1000), (10, 10), (1, 5), (3, 1000), (2, 300), (0, 1), (0, 9)])
     func slicerWideVariation(_ average: Int, _ variation: Int) throws {
         for seed in UInt64(1)...20 {
             let harness = ToxicHarness(

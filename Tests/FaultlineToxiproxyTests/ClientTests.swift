@@ -83,6 +83,20 @@ struct ClientTests {
                     && error.description.contains("slicer size_variation 100 is above average_size 1 + 1, which crashes a Toxiproxy server")
                     && error.description.contains("use a size_variation of at most 2")
             }
+            // Toxiproxy's defaults (no attributes: average_size 0, no variation) overflow its stack
+            // at the first byte.
+            await #expect {
+                _ = try await client.addToxic(ToxicDefinition(name: "plain", type: "slicer", attributes: [:]), to: "db")
+            } throws: { error in
+                let error = try #require(error as? ToxiproxyError)
+                return error.code == .badRequest && error.status == nil
+                    && error.description.contains("slicer average_size 0 with size_variation 0 crashes a Toxiproxy server")
+                    && error.description.contains("use an average_size of at least 1")
+            }
+            // A variation alone is safe there: every piece may be a byte.
+            _ = try await client.addToxic(
+                ToxicDefinition(name: "bytes", type: "slicer", attributes: ["size_variation": 1]), to: "db")
+            try await client.removeToxic(named: "bytes", from: "db")
             // Only average_size changes, yet together with the held variation it would crash.
             await #expect(throws: ToxiproxyError.self) {
                 _ = try await client.updateToxic(named: "even", on: "db", attributes: ["average_size": 10])

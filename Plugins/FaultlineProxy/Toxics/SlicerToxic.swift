@@ -6,7 +6,7 @@ public struct SlicerToxic: Toxic {
     public static let type = "slicer"
     public static let summary = "Slice data into average_size ± size_variation byte pieces, delay µs apart"
     public static let attributeHelp = [
-        "average_size": "average piece size in bytes, at least 1",
+        "average_size": "average piece size in bytes; 0 with no variation cuts 1-byte pieces",
         "size_variation": "random variation of piece sizes in bytes",
         "delay": "microseconds between pieces",
     ]
@@ -34,12 +34,11 @@ public struct SlicerToxic: Toxic {
     }
 
     public static func validate(_ attributes: Attributes) throws {
-        guard attributes.average_size > 0 else {
-            throw ArgumentError("average_size", "average_size must be at least 1 byte (found \(attributes.average_size))")
-        }
-        // A variation at or above the average is taken, as Toxiproxy takes it (its clients' own
-        // tests send `average_size: 1000, size_variation: 1000`); `nextPiece` keeps every cut
-        // inside the range it halves, where Toxiproxy's can fall outside and panic.
+        // Toxiproxy takes an `average_size` of 0 (its default) and a variation at or above the
+        // average (its clients' own tests send `average_size: 1000, size_variation: 1000`), and
+        // crashes on both once data flows; `nextPiece` cuts every piece at least a byte long and
+        // keeps every cut inside the range it halves.
+        try requireNonNegative(attributes.average_size, "average_size", unit: "bytes")
         try requireNonNegative(attributes.size_variation, "size_variation", unit: "bytes")
         try requireNonNegative(attributes.delay, "delay", unit: "microseconds")
     }
@@ -76,12 +75,14 @@ final class SlicerStage: ToxicStage {
     /// come out in order. A range only splits when it is longer than `average + variation`, so
     /// with a variation below the average the cut always falls strictly inside it; a larger
     /// variation could throw it outside (Toxiproxy then slices out of bounds and panics), so the
-    /// cut is kept inside: every piece is at least a byte and every split makes progress.
+    /// cut is kept inside; and a single byte is never split (with an average of 0 and no
+    /// variation Toxiproxy splits it forever): every piece is at least a byte and every split
+    /// makes progress.
     private func nextPiece() -> Int? {
         let average = attributes.average_size
         let variation = attributes.size_variation
         while let (start, end) = ranges.popLast() {
-            if (end - start) - average <= variation { return end - start }
+            if (end - start) - average <= variation || end - start <= 1 { return end - start }
             var middle = start + (end - start) / 2
             if variation > 0 {
                 middle += Int(random.next() % UInt64(variation * 2)) - variation

@@ -378,7 +378,8 @@ public struct ToxicBackendExtension: RunExtension {
                         at: arguments["toxic"]?.location ?? activity.location, path: activity.provider.path.appending("toxic"),
                         hint: "run it with a profile whose toxics backend \(defaultHint(registry.defaultToxicBackend))"))
             } else if let refusal = factory.refuses(descriptor, attributes: arguments["attributes"]?.value) {
-                let node = arguments["attributes"]?[refusal.key] ?? arguments["attributes"]
+                // A key left out is judged at its default: point at the attributes, or the toxic without them.
+                let node = arguments["attributes"]?[refusal.key] ?? arguments["attributes"] ?? arguments["toxic"]
                 sink.report(
                     Diagnostic(
                         "\(owner) the \(backend) toxic backend, which must not be sent these attributes: \(refusal.reason)",
