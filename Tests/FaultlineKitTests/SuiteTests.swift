@@ -63,13 +63,16 @@ struct SuiteTests {
                 name: s
                 proxies:
                   - {name: db, upstream: "127.0.0.1:5432"}
+                  - {name: web, listen: "0.0.0.0:0", upstream: "127.0.0.1:8080"}
                 experiments:
                   - title: uses the proxy
                     method:
                       - {type: action, name: a, provider: {type: test.action, label: "port ${proxies.db.port} on ${proxies.db.host}"}}
+                      # One on every address is reached here at 127.0.0.1.
+                      - {type: action, name: b, provider: {type: test.action, label: "port ${proxies.web.port} on ${proxies.web.host}"}}
                 """)
         #expect(result.exitCode == 0)
-        #expect(kit.log == ["port 20001 on 127.0.0.1"])
+        #expect(kit.log == ["port 20001 on 127.0.0.1", "port 20002 on 127.0.0.1"])
         #expect(try await kit.backend.proxies().isEmpty)
     }
 

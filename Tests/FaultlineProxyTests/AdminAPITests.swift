@@ -389,6 +389,38 @@ struct AdminAPITests {
         }
     }
 
+    @Test("every address (0.0.0.0, none, ::) is one dual-stack listener shown as [::]:port, as Go's net.Listen makes it")
+    func everyAddressListen() async throws {
+        try await withAdminFixture { fixture in
+            let upstream = "127.0.0.1:\(fixture.proxies.upstream.port)"
+            for (index, host) in ["0.0.0.0", "", "[::]"].enumerated() {
+                let port = try FreePort.take()
+                let created = try await http(
+                    "POST", fixture.port, "/proxies", body: #"{"name":"every\#(index)","listen":"\#(host):\#(port)","upstream":"\#(upstream)"}"#)
+                #expect(created.status == 201, "\(created.body)")
+                #expect(created.json?["listen"] == .string("[::]:\(port)"), "\(created.body)")
+                // IPv4 and IPv6 clients both reach the upstream's echo through it.
+                for client in ["127.0.0.1", "::1"] {
+                    let echoed = try await blocking {
+                        let socket = try TestSocket(host: client, port: port)
+                        defer { socket.close() }
+                        try socket.send("ping")
+                        return socket.receive(count: 4).0
+                    }
+                    #expect(echoed == Array("ping".utf8), "\(client) → \(host):\(port)")
+                }
+                // Another spelling of every address is the same socket: Go's words for the conflict name it as written.
+                let again = try await http(
+                    "POST", fixture.port, "/proxies", body: #"{"name":"again\#(index)","listen":"0.0.0.0:\#(port)","upstream":"\#(upstream)"}"#)
+                #expect(again.body == "{\"error\":\"listen tcp 0.0.0.0:\(port): bind: address already in use\",\"status\":500}\n")
+                // Populate names it 0.0.0.0 and keeps it, as it keeps `localhost` for 127.0.0.1.
+                let kept = try await http(
+                    "POST", fixture.port, "/populate", body: #"[{"name":"every\#(index)","listen":"0.0.0.0:\#(port)","upstream":"\#(upstream)"}]"#)
+                #expect(kept.status == 201 && kept.json?["proxies"]?[0]?["listen"] == .string("[::]:\(port)"), "\(kept.body)")
+            }
+        }
+    }
+
     @Test("an unclean path is redirected, and only requests that reach an endpoint get a request id")
     func routerDetails() async throws {
         try await withAdminFixture { fixture in

@@ -106,7 +106,7 @@ struct AgentTests {
             #expect(onA.map(\.name) == ["alpha"], "\(onA)")
             #expect(onB.map(\.name) == ["beta"], "\(onB)")
             // On an agent a proxy listens on every address unless told otherwise; its exported host is the agent's.
-            #expect(onA.first?.listen.hasPrefix("0.0.0.0:") == true, "\(onA)")
+            #expect(onA.first?.listen.hasPrefix("[::]:") == true, "\(onA)")
             #expect(onA.first?.toxics.map(\.type) == ["latency"])
             #expect(onA.first?.toxics.first?.attributes["latency"] == .int(7))
             #expect(onB.first?.toxics.map(\.name) == ["thin"])

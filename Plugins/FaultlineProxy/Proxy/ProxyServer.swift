@@ -1,3 +1,4 @@
+import CFaultlineSystem
 import FaultlineKit
 import Foundation
 import Logging
@@ -193,15 +194,20 @@ public final class ProxyServer: Sendable {
         } catch {
             throw ToxiproxyWording.listenFailure(at: nil, error.message)
         }
-        let bindHost = host.isEmpty ? "::" : (host == "localhost" ? "127.0.0.1" : host)
+        // Every address (no host, `0.0.0.0` or `::`) is one dual-stack socket on `::`, as Go's
+        // net.Listen makes it for Toxiproxy: IPv4 and IPv6 clients both connect, and the proxy
+        // shows `[::]:port`. Where there is no IPv6, it is `0.0.0.0`.
+        let everyAddress = Self.isEveryAddress(host)
+        let bindHost = everyAddress ? (Self.hasIPv6 ? "::" : "0.0.0.0") : (host == "localhost" ? "127.0.0.1" : host)
         let resolved: SocketAddress
         do {
             resolved = try SocketAddress.makeAddressResolvingHost(bindHost, port: port)
         } catch {
             throw ToxiproxyWording.listenFailure(at: nil, "lookup \(host): no such host")
         }
-        // Go names the address it tried to bind: resolved, or `:port` when no host was given.
-        let tried = host.isEmpty ? ":\(port)" : HostPort(resolved).description
+        // Go names the address it tried to bind: as written for every address (`:port` when no
+        // host was given), else resolved.
+        let tried = host.isEmpty ? ":\(port)" : everyAddress ? HostPort(host: host, port: port).description : HostPort(resolved).description
         let runtime = proxy.runtime
         // The relay moves bytes as they are; TLS needs NIO's pipeline on both sides.
         if !relays.isEmpty, runtime.tls == nil {
@@ -233,6 +239,11 @@ public final class ProxyServer: Sendable {
                     try ProxyConnection(runtime: runtime, eventLoop: channel.eventLoop).attachClient(to: channel)
                 }
             }
+        if resolved.protocol == .inet6 {
+            // As the relay's listener: `::` is dual-stack, any other IPv6 address only its own.
+            _ = bootstrap.serverChannelOption(
+                ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: resolved.ipAddress == "::" ? 0 : 1)
+        }
         do {
             let channel = try await bootstrap.bind(to: resolved).get()
             proxy.listener = .nio(channel)
@@ -292,12 +303,24 @@ public final class ProxyServer: Sendable {
         }
     }
 
-    /// Whether two listen addresses name the same place (`localhost:x` is `127.0.0.1:x`).
+    /// Whether two listen addresses name the same place (`localhost:x` is `127.0.0.1:x`; `:x`,
+    /// `0.0.0.0:x` and `[::]:x` are all one socket on every address).
     static func sameAddress(_ a: String, _ b: String) -> Bool {
         guard let a = try? HostPort(parsing: a, role: .listen), let b = try? HostPort(parsing: b, role: .listen), a.port != 0 else { return false }
-        func canonical(_ host: String) -> String { host == "localhost" ? "127.0.0.1" : host }
+        func canonical(_ host: String) -> String { isEveryAddress(host) ? "::" : host == "localhost" ? "127.0.0.1" : host }
         return a.port == b.port && canonical(a.host) == canonical(b.host)
     }
+
+    /// A listen host that means every address: none, `0.0.0.0` or `::`.
+    static func isEveryAddress(_ host: String) -> Bool { host.isEmpty || host == "0.0.0.0" || host == "::" }
+
+    /// Whether this machine has IPv6 sockets (a kernel booted without IPv6 has none).
+    static let hasIPv6: Bool = {
+        let fd = faultline_tcp_socket(Int32(AF_INET6))
+        guard fd >= 0 else { return false }
+        close(fd)
+        return true
+    }()
 
     public func deleteProxy(named name: String) async throws(ProxyError) {
         try await serially { () throws(ProxyError) in

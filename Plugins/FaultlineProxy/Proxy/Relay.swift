@@ -842,6 +842,11 @@ struct RelayListener: Sendable {
         guard fd >= 0 else { throw ProxyError(.serverError, "socket: \(Self.lastError())") }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if address.protocol == .inet6 {
+            // `::` takes IPv4 clients too (dual-stack, as Go listens); any other IPv6 address only its own.
+            var v6Only: Int32 = address.ipAddress == "::" ? 0 : 1
+            setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v6Only, socklen_t(MemoryLayout<Int32>.size))
+        }
         if address.withSockAddr({ Glibc.bind(fd, $0, socklen_t($1)) }) != 0 {
             let reason = lastError()
             close(fd)

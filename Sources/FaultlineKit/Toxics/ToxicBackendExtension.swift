@@ -397,10 +397,10 @@ public struct ToxicBackendExtension: RunExtension {
     /// What a suite proxy exports: `${proxies.NAME.port}`, `.host`, `.listen`, `.upstream`, and `.ca`
     /// for one that terminates TLS.
     /// - Parameter agentURL: the URL of the agent holding it: a proxy there listening on every
-    ///   address (`0.0.0.0`, `::`) is reached at the agent's host.
+    ///   address (`0.0.0.0`, `::`) is reached at the agent's host; one here, at 127.0.0.1.
     static func proxyExport(_ proxy: ProxyDefinition, agentURL: String? = nil) -> Value {
         var host = proxy.listenAddress?.urlHost ?? ""
-        if ["0.0.0.0", "[::]", ""].contains(host), let agentHost = agentURL.flatMap(Self.host(ofURL:)) { host = agentHost }
+        if ["0.0.0.0", "[::]", ""].contains(host) { host = agentURL.flatMap(Self.host(ofURL:)) ?? "127.0.0.1" }
         var export: ValueObject = [
             "name": .string(proxy.name), "listen": .string(proxy.listen), "host": .string(host.isEmpty ? "127.0.0.1" : host),
             "port": .int(proxy.listenPort ?? 0), "upstream": .string(proxy.upstream),
