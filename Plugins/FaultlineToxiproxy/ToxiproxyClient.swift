@@ -195,7 +195,7 @@ public final class ToxiproxyClient: Sendable {
             throw ToxiproxyError(.badRequest, server: address.url, operation: operation, reason: crash.reason, hint: crash.hint)
         }
         let body: Value = [
-            "name": .string(toxic.name), "type": .string(toxic.type), "stream": .string(toxic.stream.rawValue), "toxicity": .double(toxic.toxicity),
+            "name": .string(toxic.name), "type": .string(toxic.type), "stream": .string(toxic.streamAsWritten), "toxicity": .double(toxic.toxicity),
             "attributes": toxic.attributes,
         ]
         let response = try await send(
@@ -483,13 +483,13 @@ public final class ToxiproxyClient: Sendable {
 
     private func toxic(from value: Value, response: Response, operation: String) throws(ToxiproxyError) -> ToxicDefinition {
         // Toxiproxy keeps the stream as sent ("UpStream") and parses it case-insensitively.
-        guard let name = value["name"]?.stringValue, let type = value["type"]?.stringValue,
-            let stream = ToxicStream(parsing: value["stream"]?.stringValue ?? "downstream")
-        else {
+        let written = value["stream"]?.stringValue ?? "downstream"
+        guard let name = value["name"]?.stringValue, let type = value["type"]?.stringValue, let stream = ToxicStream(parsing: written) else {
             throw unexpected(response, operation: operation, expected: "a toxic {name, type, stream, toxicity, attributes}")
         }
         return ToxicDefinition(
-            name: name, type: type, stream: stream, toxicity: value["toxicity"]?.doubleValue ?? 1, attributes: value["attributes"] ?? .object([:]))
+            name: name, type: type, stream: stream, toxicity: value["toxicity"]?.doubleValue ?? 1, attributes: value["attributes"] ?? .object([:]),
+            streamSpelling: written)
     }
 
     /// Percent-encodes a name for one path segment.

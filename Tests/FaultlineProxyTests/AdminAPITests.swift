@@ -245,7 +245,8 @@ struct AdminAPITests {
                 "POST", port, "/proxies/test/toxics",
                 body: #"{"name":"cut","type":"limit_data","stream":"UpStream","toxicity":0.5,"attributes":{"bytes":10,"unknown":1}}"#)
             #expect(upstreamToxic.status == 200)
-            #expect(upstreamToxic.body == #"{"attributes":{"bytes":10},"name":"cut","type":"limit_data","stream":"upstream","toxicity":0.5}"#)
+            // The stream is parsed ignoring case and echoed as sent (.NET clients send "UpStream"), as Toxiproxy does.
+            #expect(upstreamToxic.body == #"{"attributes":{"bytes":10},"name":"cut","type":"limit_data","stream":"UpStream","toxicity":0.5}"#)
 
             let list = try await http("GET", port, "/proxies/test/toxics")
             #expect(list.json?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["cut", "latency_downstream"])
@@ -522,6 +523,12 @@ struct AdminAPITests {
             #expect(rate.status == 200 && rate.json?["attributes"]?["rate"] == 100, "\(rate.body)")
             let updated = try await http("POST", port, "/proxies/one/toxics/slow", body: #"{"attributes":{"JITTER":3}}"#)
             #expect(updated.json?["attributes"] == ["latency": 5, "jitter": 3], "\(updated.body)")
+            // The stream stays as it was sent, through updates and in listings.
+            #expect(updated.json?["stream"] == "UpStream", "\(updated.body)")
+            let listed = try await http("GET", port, "/proxies/one")
+            #expect(listed.json?["toxics"]?.arrayValue?.first { $0["name"] == "slow" }?["stream"] == "UpStream", "\(listed.body)")
+            let defaultName = try await http("POST", port, "/proxies/one/toxics", body: #"{"type":"timeout","stream":"DOWNSTREAM"}"#)
+            #expect(defaultName.json?["name"] == "timeout_DOWNSTREAM" && defaultName.json?["stream"] == "DOWNSTREAM", "\(defaultName.body)")
             let slicer = try await http(
                 "POST", port, "/proxies/one/toxics", body: #"{"type":"slicer","name":"s","attributes":{"Average_Size":10,"averagesize":3,"Delay":5}}"#
             )

@@ -357,7 +357,7 @@ public struct AdminAPI: Sendable {
         let toxicity: Value =
             toxic.toxicity.rounded() == toxic.toxicity && abs(toxic.toxicity) < 1e15 ? .int(Int(toxic.toxicity)) : .double(toxic.toxicity)
         var encoded: Value = [
-            "attributes": toxic.attributes, "name": .string(toxic.name), "type": .string(toxic.type), "stream": .string(toxic.stream.rawValue),
+            "attributes": toxic.attributes, "name": .string(toxic.name), "type": .string(toxic.type), "stream": .string(toxic.streamAsWritten),
             "toxicity": toxicity,
         ]
         // Faultline's condition is shown only when set, so Toxiproxy clients see Toxiproxy's fields.

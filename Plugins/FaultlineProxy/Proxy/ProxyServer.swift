@@ -537,7 +537,7 @@ public final class ProxyServer: Sendable {
         return try ActiveToxic(
             definition: ToxicDefinition(
                 name: name, type: request.type, stream: stream, toxicity: request.toxicity ?? 1, attributes: prepared.attributes,
-                clients: request.clients),
+                clients: request.clients, streamSpelling: streamText),
             prepared: prepared)
     }
 
@@ -558,7 +558,8 @@ public final class ProxyServer: Sendable {
             if let problem = prepared.http?.streamProblem(toxic.stream) { throw ProxyError(.badRequest, "stream was invalid: \(problem)") }
             let name = toxic.name.isEmpty ? "\(toxic.type)_\(toxic.stream.rawValue)" : toxic.name
             let definition = ToxicDefinition(
-                name: name, type: toxic.type, stream: toxic.stream, toxicity: toxic.toxicity, attributes: prepared.attributes, clients: toxic.clients)
+                name: name, type: toxic.type, stream: toxic.stream, toxicity: toxic.toxicity, attributes: prepared.attributes, clients: toxic.clients,
+                streamSpelling: toxic.streamSpelling)
             return try await self.append(try ActiveToxic(definition: definition, prepared: prepared), to: proxy)
         }
     }

@@ -58,12 +58,16 @@ public struct ToxicDefinition: Sendable, Codable, Equatable {
     /// these addresses or CIDR blocks; nil applies it to every client. Only the in-process proxy
     /// can honour it.
     public var clients: [String]?
+    /// The stream as a Toxiproxy client wrote it when that differs from its name (`UpStream`, as
+    /// .NET clients send it): Toxiproxy parses it ignoring case and echoes it as sent, and so do the
+    /// admin API and the Toxiproxy driver. Not part of the definition's identity, and not encoded.
+    public var streamSpelling: String?
 
     enum CodingKeys: String, CodingKey { case name, type, stream, toxicity, attributes, clients }
 
     public init(
         name: String, type: String, stream: ToxicStream = .downstream, toxicity: Double = 1, attributes: Value = .object([:]),
-        prepared: PreparedToxic? = nil, clients: [String]? = nil
+        prepared: PreparedToxic? = nil, clients: [String]? = nil, streamSpelling: String? = nil
     ) {
         self.name = name
         self.type = type
@@ -72,7 +76,11 @@ public struct ToxicDefinition: Sendable, Codable, Equatable {
         self.attributes = attributes
         self.prepared = prepared
         self.clients = clients
+        self.streamSpelling = streamSpelling == stream.rawValue ? nil : streamSpelling
     }
+
+    /// The stream as Toxiproxy shows it: as it was written.
+    public var streamAsWritten: String { streamSpelling ?? stream.rawValue }
 
     public static func == (a: ToxicDefinition, b: ToxicDefinition) -> Bool {
         a.name == b.name && a.type == b.type && a.stream == b.stream && a.toxicity == b.toxicity && a.attributes == b.attributes
