@@ -224,4 +224,55 @@ struct RecoveryTests {
             }
         }
     }
+
+    @Test(
+        "a third signal while the run removes its faults from a server that stopped answering exits at once with 130, ending its service; faultline recover removes what it left"
+    )
+    func thirdSignal() async throws {
+        try await closing(TestHTTPServer.start()) { service in
+            try await withStandIn { server, client in
+                let scratch = try ScratchDirectory()
+                let token = "60.\(UInt32.random(in: 100_000...999_999))"
+                try scratch.write(
+                    "suite.yaml",
+                    """
+                    name: stuck
+                    proxies:
+                      - {name: service, upstream: "127.0.0.1:\(service.port)"}
+                    services:
+                      - {name: idle, command: [sleep, "\(token)"]}
+                    experiments:
+                      - title: held up
+                        method:
+                          - {type: action, name: slow, provider: {type: toxic, proxy: service, toxic: latency, attributes: {latency: 5}}}
+                          - {type: probe, name: wait, provider: {type: process, path: sh, arguments: [-c, "touch waiting; exec sleep 60"]}}
+                    profiles:
+                      shared: {default: true, toxics: {backend: toxiproxy, url: "\(server.url)", timeout: 120}}
+                    """)
+                let run = try TestProcess.faultline(["run", "suite.yaml", "--journal-path", "journals"], in: scratch)
+                try #require(await eventually(timeout: .seconds(60)) { scratch.exists("waiting") || !run.isRunning }, "\(run.stdout)\n\(run.stderr)")
+                try #require(run.isRunning && !Self.processes(containing: token).isEmpty, "\(run.stdout)\n\(run.stderr)")
+
+                // The server stops answering, so removing the run's toxic waits on it (for up to the profile's 120 s).
+                server.child.signal(SIGSTOP)
+                defer { server.child.signal(SIGCONT) }
+                run.signal(SIGINT)
+                #expect(await eventually { run.stdout.contains("SIGINT: stopping the method, then rolling back") }, "\(run.stdout)")
+                run.signal(SIGINT)
+                #expect(await eventually { run.stdout.contains("SIGINT again: aborting the rollbacks; still removing the faults") }, "\(run.stdout)")
+                #expect(run.isRunning, "the removal should still be waiting on the stopped server: \(run.stdout)")
+                run.signal(SIGINT)
+                #expect(await run.wait() == 130, "\(run.stdout)\n\(run.stderr)")
+                #expect(run.stderr.contains("SIGINT a third time: exiting now, killing every process Faultline started"), "\(run.stderr)")
+                #expect(await eventually { Self.processes(containing: token).isEmpty }, "the run's service outlived it")
+
+                // What it could not remove is in its ledger: recover removes it once the server answers again.
+                server.child.signal(SIGCONT)
+                let recover = try TestProcess.faultline(["recover"], in: scratch)
+                #expect(await recover.wait() == 0, "\(recover.stdout)\n\(recover.stderr)")
+                #expect(recover.stdout.contains("undone: proxy service on \(server.url): deleted"), "\(recover.stdout)")
+                #expect(try await client.proxies().isEmpty)
+            }
+        }
+    }
 }
