@@ -77,7 +77,10 @@ struct ProxyCommand: AsyncParsableCommand {
         let terminal = Terminal.shared
         let registry = CommandEnvironment.registry
         let seed = seed ?? UInt64.random(in: 1...UInt64.max)
-        let server = ProxyServer(toxicTypes: registry.toxics, seed: seed)
+        // A proxy given no listen address listens where the API does: on loopback, or on every
+        // address (Toxiproxy's choice) when the API is open beyond this machine.
+        let server = ProxyServer(
+            toxicTypes: registry.toxics, seed: seed, defaultListen: AdminServer.isLoopback(host: host) ? "127.0.0.1:0" : ":0")
         let termination = TerminationSignal()
         termination.install()
 

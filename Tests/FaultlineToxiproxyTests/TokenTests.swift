@@ -104,6 +104,9 @@ struct TokenTests {
             await anonymous.shutdown()
             let authorized = ToxiproxyClient(address: address, token: Self.token)
             #expect(try await authorized.proxies().isEmpty)
+            // A proxy given no listen address listens where the API does: here on loopback only.
+            let local = try await authorized.createProxy(ProxyDefinition(name: "local", listen: "", upstream: "127.0.0.1:1"))
+            #expect(local.listen.hasPrefix("127.0.0.1:"), "\(local)")
             await authorized.shutdown()
         }
         secured.signal(SIGTERM)
@@ -118,6 +121,16 @@ struct TokenTests {
         let insecure = try TestProcess.faultline(["proxy", "--host", "0.0.0.0", "--port", "0", "--insecure"], in: scratch)
         #expect(await eventually(timeout: .seconds(30)) { insecure.stdout.contains("\n") || !insecure.isRunning })
         #expect(insecure.stderr.contains("warning: the API listens on 0.0.0.0 without a token"), "\(insecure.stderr)")
+        // With the API open beyond this machine, a proxy given no listen address listens on every
+        // address, as Toxiproxy's does (`[::]:port`), so clients elsewhere reach it too.
+        if let range = insecure.stdout.range(of: #"http://[0-9.]+:[0-9]+"#, options: .regularExpression) {
+            let client = ToxiproxyClient(address: try ToxiproxyAddress(parsing: String(insecure.stdout[range])))
+            let open = try await client.createProxy(ProxyDefinition(name: "open", listen: "", upstream: "127.0.0.1:1"))
+            #expect(open.listen.hasPrefix("[::]:"), "\(open)")
+            await client.shutdown()
+        } else {
+            Issue.record("no API address in \(insecure.stdout)")
+        }
         insecure.signal(SIGTERM)
         #expect(await insecure.wait(timeout: .seconds(30)) == 0)
 

@@ -50,6 +50,9 @@ public final class ProxyServer: Sendable {
     private let relays: [Relay]
     /// Returns freed connection memory to the system (see ``MemoryReturn``).
     private let memoryReturn: RepeatedTask
+    /// Where a proxy given no listen address listens: `127.0.0.1:0` unless the server was told
+    /// otherwise (`faultline proxy` with its API beyond loopback: every address, as Toxiproxy).
+    public let defaultListen: String
 
     /// - Parameters:
     ///   - toxicTypes: the toxic types proxies accept, by name (the registry's `toxics`).
@@ -57,10 +60,12 @@ public final class ProxyServer: Sendable {
     ///   - group: event loops to run on; by default the server makes one loop per core.
     ///   - relay: whether connections without toxics take the fast path (``Relay``); by default
     ///     they do, unless the environment says `FAULTLINE_PROXY_RELAY=off`.
+    ///   - defaultListen: where a proxy given no listen address listens.
     public init(
         toxicTypes: [String: ToxicDescriptor], seed: UInt64, group: (any EventLoopGroup)? = nil, relay: Bool? = nil,
-        logger: Logger = Logger(label: "faultline.proxy")
+        defaultListen: String = "127.0.0.1:0", logger: Logger = Logger(label: "faultline.proxy")
     ) {
+        self.defaultListen = defaultListen
         self.toxicTypes = toxicTypes
         self.seed = seed
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
@@ -133,7 +138,7 @@ public final class ProxyServer: Sendable {
 
     /// Creates a proxy and, when enabled, binds its listener.
     /// - Parameters:
-    ///   - listen: `host:port`; port 0 picks a free port; an empty string means `127.0.0.1:0`.
+    ///   - listen: `host:port`; port 0 picks a free port; an empty string means ``defaultListen``.
     ///     The returned definition carries the bound address.
     ///   - tls: TLS to terminate on `listen` (a `self_signed` proxy makes its CA now; the returned
     ///     definition names its file in `tls.ca`).
@@ -164,7 +169,7 @@ public final class ProxyServer: Sendable {
         -> ManagedProxy
     {
         let target = UpstreamTarget(upstream)
-        let listenHost = (try? HostPort(parsing: listen.isEmpty ? "127.0.0.1:0" : listen, role: .listen))?.host ?? ""
+        let listenHost = (try? HostPort(parsing: listen.isEmpty ? defaultListen : listen, role: .listen))?.host ?? ""
         let proxyTLS = try ProxyTLS.make(proxy: name, listenHost: listenHost, listen: tls, upstream: upstreamTLS)
         let runtime = ProxyRuntime(name: name, seed: seed, log: log, tls: proxyTLS)
         runtime.setTarget(target, text: upstream)
@@ -175,7 +180,7 @@ public final class ProxyServer: Sendable {
             }
         }
         var proxy = ManagedProxy(
-            name: name, listen: listen.isEmpty ? "127.0.0.1:0" : listen, upstream: upstream, enabled: enabled, runtime: runtime, listener: nil)
+            name: name, listen: listen.isEmpty ? defaultListen : listen, upstream: upstream, enabled: enabled, runtime: runtime, listener: nil)
         if enabled {
             do throws(ProxyError) { try await start(&proxy) } catch {
                 proxyTLS?.removeGeneratedFiles()
@@ -275,7 +280,7 @@ public final class ProxyServer: Sendable {
     {
         try await serially { () throws(ProxyError) in
             var proxy = try self.managed(name)
-            let newListen = listen.map { $0.isEmpty ? "127.0.0.1:0" : $0 }
+            let newListen = listen.map { $0.isEmpty ? self.defaultListen : $0 }
             // Checked before anything changes, as Toxiproxy 2.12 does (2.8 stored it and disabled the proxy).
             if let newListen { _ = try ToxiproxyWording.splitListen(newListen) }
             let newTarget = upstream.map(UpstreamTarget.init)
@@ -401,7 +406,7 @@ public final class ProxyServer: Sendable {
                 var applied: [ProxyDefinition] = []
                 for (index, (request, toxics)) in entries.enumerated() {
                     if var existing = self.table.withLock({ $0[request.name] }) {
-                        let listen = request.listen.isEmpty ? "127.0.0.1:0" : request.listen
+                        let listen = request.listen.isEmpty ? self.defaultListen : request.listen
                         if Self.sameAddress(listen, existing.listen) && request.upstream == existing.upstream
                             && Self.sameTLS(request, existing.runtime.tls)
                         {
