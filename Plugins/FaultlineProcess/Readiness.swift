@@ -21,7 +21,7 @@ enum ReadinessWaiter {
             guard let logWatch else { return "no output to watch for /\(pattern)/" }
             return await logWatch.wait(timeout: timeout) ? nil : "no line matched /\(pattern)/"
         case .tcp(let host, let port):
-            return await poll(until: deadline) { remaining in
+            return await poll(until: deadline, attemptLimit: 1) { remaining in
                 await onThread {
                     switch SocketConnection.open(host: host, port: port, timeout: min(remaining, 1)) {
                     case .success(let connection):
@@ -32,7 +32,7 @@ enum ReadinessWaiter {
                 }
             }
         case .http(let host, let port, let target, let statuses):
-            return await poll(until: deadline) { remaining in
+            return await poll(until: deadline, attemptLimit: 2) { remaining in
                 await onThread {
                     let result = HTTPStatusProbe.get(host: host, port: port, target: target, timeout: min(remaining, 2))
                     let url = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)\(target)"
@@ -48,16 +48,21 @@ enum ReadinessWaiter {
     }
 
     /// Repeats `attempt` until it returns nil or the deadline passes.
-    private static func poll(until deadline: ContinuousClock.Instant, _ attempt: (Double) async -> String?) async -> String? {
-        var last = "not tried"
+    /// - Parameter attemptLimit: the seconds one attempt may take; the last one gets what is left.
+    /// - Returns: what the last whole attempt saw: one the deadline cut short (a slow answer cut
+    ///   off as "no response in time") says less than the answer before it.
+    private static func poll(until deadline: ContinuousClock.Instant, attemptLimit: Double, _ attempt: (Double) async -> String?) async
+        -> String?
+    {
+        var last: String?
         while !Task.isCancelled {
             let remaining = deadline - ContinuousClock.now
-            guard remaining > .zero else { return last }
+            guard remaining > .zero else { return last ?? "not tried" }
             guard let failure = await attempt(remaining.seconds) else { return nil }
-            last = failure
+            if last == nil || remaining.seconds >= attemptLimit { last = failure }
             try? await Task.sleep(for: min(interval, max(.zero, deadline - ContinuousClock.now)))
         }
-        return last
+        return last ?? "not tried"
     }
 }
 
