@@ -267,6 +267,19 @@ struct HTTPProviderTests {
         }
     }
 
+    @Test(
+        "https to a server that resets or closes the connection before the TLS handshake completes fails as TLS, as curl says it",
+        arguments: [
+            TestTCPServer.Behaviour.resetOnData, .closeOnAccept,
+        ])
+    func tlsCutShort(_ behaviour: TestTCPServer.Behaviour) async throws {
+        try await closing(TestTCPServer(behaviour)) { server in
+            let failure = try await failingHTTP(["url": .string("https://127.0.0.1:\(server.port)/ok"), "timeout": 5])
+            #expect(failure.output?["error"] == "tls", "\(failure.message)")
+            #expect(failure.message.contains("TLS handshake with 127.0.0.1:\(server.port) did not complete"), "\(failure.message)")
+        }
+    }
+
     @Test("a self-signed certificate fails verification, and passes with verify_tls: false")
     func verifyTLS() async throws {
         try await closing(TestHTTPServer.start(tls: true)) { server in

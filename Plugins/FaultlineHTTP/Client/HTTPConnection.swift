@@ -255,7 +255,12 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        let failure = HTTPFailure.classify(error, target: peer)
+        var failure = HTTPFailure.classify(error, target: peer)
+        if awaitingHandshake, failure.kind == .reset {
+            // Closed or reset before the TLS handshake completed: most likely a server that does
+            // not speak TLS, which curl too reports as a TLS (SSL connect) error.
+            failure = HTTPFailure(.tls, "TLS handshake with \(peer) did not complete: \(failure.detail) (is it an HTTPS server?)")
+        }
         if closeReason == nil { closeReason = failure }
         fail(failure)
         context.close(promise: nil)
