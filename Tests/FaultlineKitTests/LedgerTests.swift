@@ -140,7 +140,9 @@ struct LedgerTests {
         #expect(Self.undone(among: [ok, down]) == [ok])
         #expect(failing.ledgers.count == 1)
 
-        // The server is back: a recovery with the same ledgers undoes only what is left.
+        // The server is back: a recovery with the same ledgers undoes only what is left. (The first
+        // recovery's lock may still be held by a child another test forked meanwhile.)
+        try await Self.waitUntilUnlocked(failing.directory)
         var registry = PluginRegistry()
         registry.register(recovery: SharedRecovery(failing: []))
         let second = await Recovery(registry: registry, directory: failing.directory).run()
@@ -230,6 +232,7 @@ struct LedgerTests {
         #expect(fixture.ledgers.count == 1)
 
         // faultline recover, later, takes the rest.
+        try await Self.waitUntilUnlocked(fixture.directory)
         let rest = await Recovery(registry: registry, directory: fixture.directory).run(
             RecoveryScope(servers: ["http://127.0.0.1:8474"], includesLocal: false))
         #expect(rest.runs.first?.undone == ["thing \(server): undone"])
