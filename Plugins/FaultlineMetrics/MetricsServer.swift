@@ -25,7 +25,7 @@ public final class MetricsServer: Sendable {
 
     /// The URL to scrape, e.g. `http://127.0.0.1:9464/metrics`.
     public var url: String {
-        let host = address.host.isEmpty || address.host == "0.0.0.0" || address.host == "::" ? "127.0.0.1" : address.urlHost
+        let host = address.isEveryAddress ? "127.0.0.1" : address.urlHost
         return "http://\(host):\(address.port)/metrics"
     }
 

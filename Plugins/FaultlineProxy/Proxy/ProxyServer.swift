@@ -202,7 +202,7 @@ public final class ProxyServer: Sendable {
         // Every address (no host, `0.0.0.0` or `::`) is one dual-stack socket on `::`, as Go's
         // net.Listen makes it for Toxiproxy: IPv4 and IPv6 clients both connect, and the proxy
         // shows `[::]:port`. Where there is no IPv6, it is `0.0.0.0`.
-        let everyAddress = Self.isEveryAddress(host)
+        let everyAddress = HostPort(host: host, port: port).isEveryAddress
         let bindHost = everyAddress ? (Self.hasIPv6 ? "::" : "0.0.0.0") : (host == "localhost" ? "127.0.0.1" : host)
         let resolved: SocketAddress
         do {
@@ -312,12 +312,9 @@ public final class ProxyServer: Sendable {
     /// `0.0.0.0:x` and `[::]:x` are all one socket on every address).
     static func sameAddress(_ a: String, _ b: String) -> Bool {
         guard let a = try? HostPort(parsing: a, role: .listen), let b = try? HostPort(parsing: b, role: .listen), a.port != 0 else { return false }
-        func canonical(_ host: String) -> String { isEveryAddress(host) ? "::" : host == "localhost" ? "127.0.0.1" : host }
-        return a.port == b.port && canonical(a.host) == canonical(b.host)
+        func canonical(_ address: HostPort) -> String { address.isEveryAddress ? "::" : address.host == "localhost" ? "127.0.0.1" : address.host }
+        return a.port == b.port && canonical(a) == canonical(b)
     }
-
-    /// A listen host that means every address: none, `0.0.0.0` or `::`.
-    static func isEveryAddress(_ host: String) -> Bool { host.isEmpty || host == "0.0.0.0" || host == "::" }
 
     /// Whether this machine has IPv6 sockets (a kernel booted without IPv6 has none).
     static let hasIPv6: Bool = {

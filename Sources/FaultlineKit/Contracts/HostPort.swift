@@ -65,6 +65,10 @@ public struct HostPort: Sendable, Hashable, CustomStringConvertible {
     /// The host as a URL's authority writes it: IPv6 addresses in brackets.
     public var urlHost: String { host.contains(":") ? "[\(host)]" : host }
 
+    /// Whether a listener here listens on every address (no host, `0.0.0.0` or `::`); a client
+    /// on this machine reaches it at 127.0.0.1.
+    public var isEveryAddress: Bool { host.isEmpty || host == "0.0.0.0" || host == "::" }
+
     /// `host:port`, with an IPv6 host in brackets: what ``init(parsing:role:)`` reads back.
     public var description: String { "\(urlHost):\(port)" }
 }

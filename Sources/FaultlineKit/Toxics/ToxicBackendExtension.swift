@@ -399,10 +399,10 @@ public struct ToxicBackendExtension: RunExtension {
     /// - Parameter agentURL: the URL of the agent holding it: a proxy there listening on every
     ///   address (`0.0.0.0`, `::`) is reached at the agent's host; one here, at 127.0.0.1.
     static func proxyExport(_ proxy: ProxyDefinition, agentURL: String? = nil) -> Value {
-        var host = proxy.listenAddress?.urlHost ?? ""
-        if ["0.0.0.0", "[::]", ""].contains(host) { host = agentURL.flatMap(Self.host(ofURL:)) ?? "127.0.0.1" }
+        let address = proxy.listenAddress ?? HostPort(host: "", port: 0)
+        let host = address.isEveryAddress ? agentURL.flatMap(Self.host(ofURL:)) ?? "127.0.0.1" : address.urlHost
         var export: ValueObject = [
-            "name": .string(proxy.name), "listen": .string(proxy.listen), "host": .string(host.isEmpty ? "127.0.0.1" : host),
+            "name": .string(proxy.name), "listen": .string(proxy.listen), "host": .string(host),
             "port": .int(proxy.listenPort ?? 0), "upstream": .string(proxy.upstream),
         ]
         if let ca = proxy.tls?.ca { export["ca"] = .string(ca) }
