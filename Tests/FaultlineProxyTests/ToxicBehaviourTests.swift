@@ -227,6 +227,29 @@ struct ToxicBehaviourTests {
         }
     }
 
+    @Test(
+        "a new upstream ends the proxy's connections and sends new ones there, on the same listening socket (the port is never free for another to take)",
+        arguments: DataPath.allCases)
+    func newUpstreamKeepsListener(path: DataPath) async throws {
+        try await withProxyFixture(path: path) { fixture in
+            let socket = try await fixture.connect()
+            defer { socket.close() }
+            #expect(try await Self.roundTrip(socket).1 == "ping")
+            let before = listeningInodes(port: fixture.proxyPort)
+            #expect(before.count == 1)
+            try await closing(try await TestTCPServer(.reply("pong"), group: fixture.group)) { second in
+                let moved = try await fixture.server.updateProxy(named: "test", upstream: "127.0.0.1:\(second.port)")
+                #expect(moved.listenPort == fixture.proxyPort)
+                let (_, end) = try await blocking { socket.receiveAll() }
+                #expect(end == .eof || end == .reset)
+                #expect(listeningInodes(port: fixture.proxyPort) == before)
+                let again = try await fixture.connect()
+                defer { again.close() }
+                #expect(try await Self.roundTrip(again, "ping").1 == "pong")
+            }
+        }
+    }
+
     @Test("1,000 concurrent connections leave no file descriptors behind")
     func thousandConnections() async throws {
         try await withProxyFixture { fixture in

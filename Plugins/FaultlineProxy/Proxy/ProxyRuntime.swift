@@ -240,6 +240,16 @@ final class ProxyRuntime: Sendable {
         }
     }
 
+    /// Points new connections at `target` and returns the live ones (still on the old target),
+    /// in one step: a connection is on one side of the change or the other.
+    func retarget(_ target: UpstreamTarget, text: String) -> [ConnectionRef] {
+        state.withLock {
+            $0.target = target
+            $0.targetText = text
+            return Array($0.connections.values)
+        }
+    }
+
     /// Starts or stops admitting new connections; returns the live ones.
     @discardableResult
     func setAccepting(_ accepting: Bool) -> [ConnectionRef] {

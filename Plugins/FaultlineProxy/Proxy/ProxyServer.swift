@@ -274,7 +274,10 @@ public final class ProxyServer: Sendable {
     }
 
     /// Changes listen, upstream or enabled; nil keeps the current value. A new listen or upstream
-    /// restarts the proxy (dropping its connections), as in Toxiproxy; toxics are kept.
+    /// drops the proxy's connections, as Toxiproxy's restart does; toxics are kept. A new upstream
+    /// alone keeps the listening socket: Toxiproxy closes and binds it again, and in between
+    /// another socket may take the port (a listen on port 0 got one from the range outgoing
+    /// connections take theirs from), which fails the update.
     public func updateProxy(named name: String, listen: String? = nil, upstream: String? = nil, enabled: Bool? = nil) async throws(ProxyError)
         -> ProxyDefinition
     {
@@ -284,14 +287,20 @@ public final class ProxyServer: Sendable {
             // Checked before anything changes, as Toxiproxy 2.12 does (2.8 stored it and disabled the proxy).
             if let newListen { _ = try ToxiproxyWording.splitListen(newListen) }
             let newTarget = upstream.map(UpstreamTarget.init)
-            let moved = (newListen.map { !Self.sameAddress($0, proxy.listen) } ?? false) || (upstream.map { $0 != proxy.upstream } ?? false)
+            let relisten = newListen.map { !Self.sameAddress($0, proxy.listen) } ?? false
+            let retarget = upstream.map { $0 != proxy.upstream } ?? false
             let wantEnabled = enabled ?? proxy.enabled
-            if moved || !wantEnabled { await self.stop(&proxy) }
+            if relisten || !wantEnabled { await self.stop(&proxy) }
             // `localhost:8080` for a proxy bound at `127.0.0.1:8080` keeps the bound address.
             if let newListen, !Self.sameAddress(newListen, proxy.listen) { proxy.listen = newListen }
             if let upstream, let newTarget {
                 proxy.upstream = upstream
-                proxy.runtime.setTarget(newTarget, text: upstream)
+                if retarget && proxy.listener != nil {
+                    // Still listening: new connections go to the new upstream, the old ones end.
+                    await ProxyRuntime.perform(.abort, on: proxy.runtime.retarget(newTarget, text: upstream))
+                } else {
+                    proxy.runtime.setTarget(newTarget, text: upstream)
+                }
             }
             proxy.enabled = wantEnabled
             var failure: ProxyError?
