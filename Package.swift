@@ -201,7 +201,7 @@ let package = Package(
             name: "FaultlineProxyTests",
             // The compatibility test drives the built `faultline proxy`.
             dependencies: [
-                "FaultlineProxy", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "FaultlineTestSupport", "faultline",
+                "FaultlineProxy", "FaultlineNetwork", "FaultlineKit", "FaultlineProcess", "FaultlineTesting", "FaultlineTestSupport", "faultline",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

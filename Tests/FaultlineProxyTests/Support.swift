@@ -125,33 +125,3 @@ func withProxyFixture<T>(
 
 /// Monotonic seconds, for measuring delays in tests.
 func monotonicSeconds() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
-
-/// The inodes of the sockets listening on TCP `port` (any address, IPv4 or IPv6), from
-/// `/proc/net/tcp{,6}`: the same socket keeps its inode, a new one gets another.
-func listeningInodes(port: Int) -> Set<UInt64> {
-    var inodes: Set<UInt64> = []
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        // Read to EOF: /proc files report size 0, and Foundation's String(contentsOfFile:) stops
-        // after the first page of a long table.
-        let fd = open(table, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { continue }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-        }
-        close(fd)
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").dropFirst() {
-            let fields = line.split(separator: " ")
-            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            guard fields.count > 9, fields[3] == "0A", let local = fields[1].split(separator: ":").last,
-                Int(local, radix: 16) == port, let inode = UInt64(fields[9])
-            else { continue }
-            inodes.insert(inode)
-        }
-    }
-    return inodes
-}

@@ -1,4 +1,5 @@
 import FaultlineKit
+@testable import FaultlineProcess
 @testable import FaultlineProxy
 import FaultlineTestSupport
 import Foundation
@@ -235,14 +236,14 @@ struct ToxicBehaviourTests {
             let socket = try await fixture.connect()
             defer { socket.close() }
             #expect(try await Self.roundTrip(socket).1 == "ping")
-            let before = listeningInodes(port: fixture.proxyPort)
+            let before = ListeningSockets.inodes(port: fixture.proxyPort)
             #expect(before.count == 1)
             try await closing(try await TestTCPServer(.reply("pong"), group: fixture.group)) { second in
                 let moved = try await fixture.server.updateProxy(named: "test", upstream: "127.0.0.1:\(second.port)")
                 #expect(moved.listenPort == fixture.proxyPort)
                 let (_, end) = try await blocking { socket.receiveAll() }
                 #expect(end == .eof || end == .reset)
-                #expect(listeningInodes(port: fixture.proxyPort) == before)
+                #expect(ListeningSockets.inodes(port: fixture.proxyPort) == before)
                 let again = try await fixture.connect()
                 defer { again.close() }
                 #expect(try await Self.roundTrip(again, "ping").1 == "pong")

@@ -233,16 +233,10 @@ final class ProxyRuntime: Sendable {
 
     var targetDescription: String { state.withLock { $0.targetText } }
 
-    func setTarget(_ target: UpstreamTarget, text: String) {
-        state.withLock {
-            $0.target = target
-            $0.targetText = text
-        }
-    }
-
     /// Points new connections at `target` and returns the live ones (still on the old target),
     /// in one step: a connection is on one side of the change or the other.
-    func retarget(_ target: UpstreamTarget, text: String) -> [ConnectionRef] {
+    @discardableResult
+    func setTarget(_ target: UpstreamTarget, text: String) -> [ConnectionRef] {
         state.withLock {
             $0.target = target
             $0.targetText = text

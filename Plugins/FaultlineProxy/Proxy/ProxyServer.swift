@@ -292,15 +292,12 @@ public final class ProxyServer: Sendable {
             let wantEnabled = enabled ?? proxy.enabled
             if relisten || !wantEnabled { await self.stop(&proxy) }
             // `localhost:8080` for a proxy bound at `127.0.0.1:8080` keeps the bound address.
-            if let newListen, !Self.sameAddress(newListen, proxy.listen) { proxy.listen = newListen }
+            if relisten, let newListen { proxy.listen = newListen }
             if let upstream, let newTarget {
                 proxy.upstream = upstream
-                if retarget && proxy.listener != nil {
-                    // Still listening: new connections go to the new upstream, the old ones end.
-                    await ProxyRuntime.perform(.abort, on: proxy.runtime.retarget(newTarget, text: upstream))
-                } else {
-                    proxy.runtime.setTarget(newTarget, text: upstream)
-                }
+                let old = proxy.runtime.setTarget(newTarget, text: upstream)
+                // Still listening: new connections go to the new upstream, the old ones end.
+                if retarget && proxy.listener != nil { await ProxyRuntime.perform(.abort, on: old) }
             }
             proxy.enabled = wantEnabled
             var failure: ProxyError?
