@@ -1,6 +1,7 @@
 import FaultlineKit
 import FaultlineNetwork
 import FaultlineProxy
+import FaultlineTestSupport
 import FaultlineTesting
 import FaultlineToxiproxy
 import Foundation
@@ -35,14 +36,15 @@ struct BackendTests {
     func shutdownUndoesOnlyTheRun() async throws {
         try await withStandIn { server, client in
             let before = try await Self.theirs(client)
-            let backend = ToxiproxyBackend(client: server.client())
-            try await Self.meddle(backend)
-            #expect(backend.leftovers.proxies == ["mine"])
-            #expect(backend.leftovers.toxics == ["mine/my_latency", "mine/my_cut", "theirs/my_slice"])
+            try await closing(ToxiproxyBackend(client: server.client())) { backend in
+                try await Self.meddle(backend)
+                #expect(backend.leftovers.proxies == ["mine"])
+                #expect(backend.leftovers.toxics == ["mine/my_latency", "mine/my_cut", "theirs/my_slice"])
 
-            await backend.shutdown()
-            #expect(try await client.proxies() == [before])
-            await backend.shutdown()  // idempotent
+                await backend.shutdown()
+                #expect(try await client.proxies() == [before])
+                await backend.shutdown()  // idempotent
+            }
         }
     }
 
@@ -50,29 +52,31 @@ struct BackendTests {
     func scopedReset() async throws {
         try await withStandIn { server, client in
             let before = try await Self.theirs(client)
-            let backend = ToxiproxyBackend(client: server.client())
-            try await Self.meddle(backend)
-            try await backend.reset()
-            #expect(try await client.proxy(named: "theirs") == before)
-            let mine = try await client.proxy(named: "mine")
-            #expect(mine.enabled && mine.toxics.isEmpty)
-            await backend.shutdown()
-            #expect(try await client.proxies() == [before])
+            try await closing(ToxiproxyBackend(client: server.client())) { backend in
+                try await Self.meddle(backend)
+                try await backend.reset()
+                #expect(try await client.proxy(named: "theirs") == before)
+                let mine = try await client.proxy(named: "mine")
+                #expect(mine.enabled && mine.toxics.isEmpty)
+                await backend.shutdown()
+                #expect(try await client.proxies() == [before])
+            }
         }
     }
 
     @Test("something someone else removed first counts as removed, and is forgotten")
     func removedByOthers() async throws {
         try await withStandIn { server, client in
-            let backend = ToxiproxyBackend(client: server.client())
-            _ = try await backend.createProxy(ProxyDefinition(name: "mine", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:2"))
-            _ = try await backend.addToxic(ToxicDefinition(name: "t", type: "latency"), to: "mine")
-            try await client.removeToxic(named: "t", from: "mine")
-            await #expect(throws: ToxicBackendError.self) { try await backend.removeToxic(named: "t", from: "mine") }
-            #expect(backend.leftovers.toxics.isEmpty)
-            try await client.deleteProxy(named: "mine")
-            await backend.shutdown()
-            #expect(try await client.proxies().isEmpty)
+            try await closing(ToxiproxyBackend(client: server.client())) { backend in
+                _ = try await backend.createProxy(ProxyDefinition(name: "mine", listen: "127.0.0.1:\(try FreePort.take())", upstream: "127.0.0.1:2"))
+                _ = try await backend.addToxic(ToxicDefinition(name: "t", type: "latency"), to: "mine")
+                try await client.removeToxic(named: "t", from: "mine")
+                await #expect(throws: ToxicBackendError.self) { try await backend.removeToxic(named: "t", from: "mine") }
+                #expect(backend.leftovers.toxics.isEmpty)
+                try await client.deleteProxy(named: "mine")
+                await backend.shutdown()
+                #expect(try await client.proxies().isEmpty)
+            }
         }
     }
 

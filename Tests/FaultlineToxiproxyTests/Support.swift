@@ -67,3 +67,9 @@ func withStandIn<T>(token: String? = nil, _ body: (ToxiproxyStandIn, ToxiproxyCl
         try await closing(server.client()) { client in try await body(server, client) }
     }
 }
+
+extension ToxiproxyBackend: TestResource {
+    /// Shuts the backend down (undoing the run's work) also when the test throws first: its
+    /// HTTP client must not be released while still running.
+    public func close() async { await shutdown() }
+}

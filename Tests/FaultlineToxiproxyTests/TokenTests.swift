@@ -99,15 +99,15 @@ struct TokenTests {
         #expect(secured.stdout.contains("bearer token required"), "\(secured.stdout) \(secured.stderr)")
         if let range = secured.stdout.range(of: #"http://[0-9.]+:[0-9]+"#, options: .regularExpression) {
             let address = try ToxiproxyAddress(parsing: String(secured.stdout[range]))
-            let anonymous = ToxiproxyClient(address: address)
-            await #expect(throws: ToxiproxyError.self) { _ = try await anonymous.proxies() }
-            await anonymous.shutdown()
-            let authorized = ToxiproxyClient(address: address, token: Self.token)
-            #expect(try await authorized.proxies().isEmpty)
-            // A proxy given no listen address listens where the API does: here on loopback only.
-            let local = try await authorized.createProxy(ProxyDefinition(name: "local", listen: "", upstream: "127.0.0.1:1"))
-            #expect(local.listen.hasPrefix("127.0.0.1:"), "\(local)")
-            await authorized.shutdown()
+            try await closing(ToxiproxyClient(address: address)) { anonymous in
+                await #expect(throws: ToxiproxyError.self) { _ = try await anonymous.proxies() }
+            }
+            try await closing(ToxiproxyClient(address: address, token: Self.token)) { authorized in
+                #expect(try await authorized.proxies().isEmpty)
+                // A proxy given no listen address listens where the API does: here on loopback only.
+                let local = try await authorized.createProxy(ProxyDefinition(name: "local", listen: "", upstream: "127.0.0.1:1"))
+                #expect(local.listen.hasPrefix("127.0.0.1:"), "\(local)")
+            }
         }
         secured.signal(SIGTERM)
         #expect(await secured.wait(timeout: .seconds(30)) == 0)
@@ -124,10 +124,10 @@ struct TokenTests {
         // With the API open beyond this machine, a proxy given no listen address listens on every
         // address, as Toxiproxy's does (`[::]:port`), so clients elsewhere reach it too.
         if let range = insecure.stdout.range(of: #"http://[0-9.]+:[0-9]+"#, options: .regularExpression) {
-            let client = ToxiproxyClient(address: try ToxiproxyAddress(parsing: String(insecure.stdout[range])))
-            let open = try await client.createProxy(ProxyDefinition(name: "open", listen: "", upstream: "127.0.0.1:1"))
-            #expect(open.listen.hasPrefix("[::]:"), "\(open)")
-            await client.shutdown()
+            try await closing(ToxiproxyClient(address: try ToxiproxyAddress(parsing: String(insecure.stdout[range])))) { client in
+                let open = try await client.createProxy(ProxyDefinition(name: "open", listen: "", upstream: "127.0.0.1:1"))
+                #expect(open.listen.hasPrefix("[::]:"), "\(open)")
+            }
         } else {
             Issue.record("no API address in \(insecure.stdout)")
         }
