@@ -24,6 +24,7 @@ enum LoadSummary {
         var head = "\(name): \(overall.count) requests in \(DurationFormat.seconds(result.elapsedSeconds)), \(rate(overall.rps))/s, "
         head += "\(percent(overall.errorRate)) errors"
         if result.dropped > 0 { head += ", \(result.dropped) dropped" }
+        if result.abandoned > 0 { head += ", \(result.abandoned) abandoned in flight at the end" }
         if let shard = result.shard { head += " (shard \(shard.index)/\(shard.count): its thresholds are judged by faultline report --merge)" }
         if let merged = result.mergedShards { head += " (\(merged) shards merged)" }
         var out = [indent + t.paint(head, .bold)]

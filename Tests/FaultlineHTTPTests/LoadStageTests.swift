@@ -48,14 +48,16 @@ struct LoadStageTests {
                 ["url": .string(server.url + "/ok"), "rate": 0, "stages": [["duration": 1, "target": 100]], "records": true])
             let result = try LoadResult(
                 decoding: try await LoadProbe.run(arguments, context: .standalone(name: "ramp", runDirectory: directory)))
-            #expect(result.overall.count + result.dropped == 50)
-            #expect(result.overall.count == server.count("/ok"))
+            // On a machine too loaded to answer within graceful_stop, the late ones are abandoned.
+            #expect(result.overall.count + result.dropped + result.abandoned == 50)
+            #expect(result.overall.count <= server.count("/ok") && server.count("/ok") <= result.overall.count + result.abandoned)
             #expect(result.durationSeconds == 1 && result.stages == [LoadStage(durationSeconds: 1, target: 100)])
             let rows = try RecordRow.read(try #require(result.recordsFile))
             let due = (0..<50).map { Int64((Double($0) / 50).squareRoot() * 1e6) }
             let sent = rows.map(\.sentMicros).sorted()
-            #expect(sent.count == 50)
-            #expect(zip(sent, due).allSatisfy { abs($0 - $1) <= 1 }, "sent at \(sent), due at \(due)")
+            // A record for every request that ended and every drop, each timed from its arrival.
+            #expect(sent.count == result.overall.count + result.dropped)
+            #expect(sent.allSatisfy { at in due.contains { abs($0 - at) <= 1 } }, "sent at \(sent), due at \(due)")
         }
     }
 

@@ -355,9 +355,11 @@ final class LoadWorker {
         checkFinished()
     }
 
-    /// Stops at once: requests in flight are abandoned (not counted) and connections closed.
+    /// Stops at once: requests in flight are abandoned (counted as such, in no other count) and
+    /// connections closed.
     func terminate() {
         guard !terminated else { return }
+        recorder.recordAbandoned(busy)
         stopping = true
         terminated = true
         sweep?.cancel()

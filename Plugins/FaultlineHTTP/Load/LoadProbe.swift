@@ -37,7 +37,7 @@ public struct LoadProbe: Probe, ToleranceProviding {
         "stages": "ramping load, k6's stages: [{duration, target}], users (closed) or rate (open) moving linearly to each target",
         "request_timeout": "seconds, or [connect, read], for each request",
         "verify_tls": "check servers' certificates",
-        "graceful_stop": "seconds requests in flight at the end may take before they are abandoned",
+        "graceful_stop": "seconds requests in flight at the end may take before they are abandoned (counted in abandoned)",
         "records": "write every request (and dropped send) to a CSV beside the journal, the records the stats are computed from",
     ]
 
@@ -495,6 +495,6 @@ public struct LoadProbe: Probe, ToleranceProviding {
                 LoadShardInfo(
                     index: shard.index, count: shard.count, users: plan.localUsers,
                     arrivals: arguments.rate != nil ? shard.share(of: plan.arrivals) : nil, startAt: scheduledStart)
-            })
+            }, abandoned: snapshots.reduce(0) { $0 + $1.abandoned })
     }
 }

@@ -7,8 +7,8 @@ import Foundation
 ///
 /// Exact where it matters: every latency of every shard is in its output (``LatencyHistogram``),
 /// so the merged percentiles, minimum, maximum and mean are computed by the same code, from the
-/// same latencies, as an unsharded run's; counts, bytes, status codes, error classes and dropped
-/// sends are sums. The merged load lasted from the first shard's start to the last one's end,
+/// same latencies, as an unsharded run's; counts, bytes, status codes, error classes, dropped
+/// sends and abandoned requests are sums. The merged load lasted from the first shard's start to the last one's end,
 /// which its rates are per. Phases merge by name; a merged phase lasted as long as its longest
 /// shard's. The timeline adds the shards' seconds by wall clock; its per-second p50 and p99 are
 /// the highest of the shards' (a second's latencies are not kept).
@@ -167,7 +167,8 @@ public enum LoadMerge {
             requests: first.requests.enumerated().map { index, request in
                 LoadResult.NamedStats(name: request.name, stats: perRequest[index].stats(elapsedSeconds: elapsed))
             },
-            timeline: timeline, phases: mergedPhases, stages: first.stages, mergedShards: shards.count)
+            timeline: timeline, phases: mergedPhases, stages: first.stages, mergedShards: shards.count,
+            abandoned: shards.reduce(0) { $0 + $1.abandoned })
     }
 
     /// Judges the thresholds the shards carried on the merged output, with the probe's own

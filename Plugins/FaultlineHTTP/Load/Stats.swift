@@ -288,6 +288,8 @@ final class LoadRecorder {
     private(set) var segments: [Segment] = []
     private(set) var stats: [[RequestStats]] = []
     private(set) var drops: [Int] = []
+    /// Requests in flight when the load ended, which no other count holds.
+    private(set) var abandoned = 0
     /// Every exchange, when the records file is wanted.
     private(set) var records: [LoadRecord] = []
     private let keepsRecords: Bool
@@ -376,6 +378,9 @@ final class LoadRecorder {
         }
     }
 
+    /// Records requests still in flight when the load ends (they will not complete).
+    func recordAbandoned(_ count: Int) { abandoned += count }
+
     private func addToTimeline(now: NIODeadline, micros: UInt64?, isError: Bool) {
         let second = Int(max((now - start).nanoseconds, 0) / 1_000_000_000)
         if seconds.last?.index != second {
@@ -398,7 +403,7 @@ final class LoadRecorder {
 
     /// Everything recorded, for the final merge.
     func snapshot() -> LoadSnapshot {
-        LoadSnapshot(segments: segments, stats: stats, drops: drops, records: records, seconds: drainSeconds(before: .max))
+        LoadSnapshot(segments: segments, stats: stats, drops: drops, abandoned: abandoned, records: records, seconds: drainSeconds(before: .max))
     }
 }
 
@@ -455,6 +460,7 @@ struct LoadSnapshot: Sendable {
     var segments: [Segment]
     var stats: [[RequestStats]]
     var drops: [Int]
+    var abandoned: Int
     var records: [LoadRecord]
     var seconds: [(Int, SecondBucket)]
 }

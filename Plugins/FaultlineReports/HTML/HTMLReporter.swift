@@ -290,6 +290,7 @@ public struct HTMLReporter: ComparisonReporter {
         out += tile(Format.ms(overall.p99Ms), "p99", nil)
         out += tile(Format.rate(overall.rps), "throughput", nil)
         if result.dropped > 0 { out += tile(Format.integer(result.dropped), "dropped (not sent on time)", .warn) }
+        if result.abandoned > 0 { out += tile(Format.integer(result.abandoned), "abandoned (in flight at the end)", .warn) }
         out += "</div>\n"
 
         out += "<div class=\"charts-2\">\n"

@@ -313,6 +313,7 @@ public struct MarkdownReporter: ComparisonReporter {
         out += " — **\(Format.integer(overall.count)) requests** in \(Format.duration(result.elapsedSeconds)) · \(Format.rate(overall.rps))"
         out += " · \(Format.percent(overall.errorRate)) errors"
         if result.dropped > 0 { out += " · \(Format.integer(result.dropped)) dropped (not sent on time)" }
+        if result.abandoned > 0 { out += " · \(Format.integer(result.abandoned)) abandoned (in flight when graceful_stop ran out)" }
         out += " · received \(Format.bytes(Double(overall.bytesReceived)))\n\n"
 
         var rows = result.requests.map { statsRow(Markdown.code($0.name), $0.stats, total: $0.stats.count) }

@@ -34,6 +34,9 @@ public struct LoadResult: Sendable, Equatable, Codable {
     public var elapsedSeconds: Double
     /// Open model: sends that could not go out on time.
     public var dropped: Int
+    /// Requests still in flight when the load ended (`graceful_stop` ran out, or it was
+    /// interrupted): sent or being sent, never answered, and in no other count. Written when not 0.
+    public var abandoned: Int
     public var overall: LoadStats
     /// Per named request, in configured order.
     public var requests: [NamedStats]
@@ -79,7 +82,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
         model: Model, users: Int?, rampUpSeconds: Double?, durationSeconds: Double?, iterations: Int?, rate: Double?, thinkTimeSeconds: Double?,
         started: Timestamp?, ended: Timestamp?, elapsedSeconds: Double, dropped: Int, overall: LoadStats, requests: [NamedStats],
         timeline: [LoadSecond], thresholds: [LoadThreshold] = [], phases: [LoadPhase] = [], recordsFile: String? = nil,
-        stages: [LoadStage] = [], shard: LoadShardInfo? = nil, mergedShards: Int? = nil
+        stages: [LoadStage] = [], shard: LoadShardInfo? = nil, mergedShards: Int? = nil, abandoned: Int = 0
     ) {
         version = Self.currentVersion
         self.model = model
@@ -93,6 +96,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
         self.ended = ended
         self.elapsedSeconds = elapsedSeconds
         self.dropped = dropped
+        self.abandoned = abandoned
         self.overall = overall
         self.requests = requests
         self.timeline = timeline
@@ -167,7 +171,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case version, model, users, rampUpSeconds = "ramp_up_s", durationSeconds = "duration_s", iterations, rate, thinkTimeSeconds = "think_time_s",
-            started, ended, elapsedSeconds = "elapsed_s", dropped, overall, requests, timeline, thresholds, phases,
+            started, ended, elapsedSeconds = "elapsed_s", dropped, abandoned, overall, requests, timeline, thresholds, phases,
             recordsFile = "records_file", stages, shard, mergedShards = "merged_shards"
     }
 
@@ -185,6 +189,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
         ended = c.lenient(.ended)
         elapsedSeconds = c.lenient(.elapsedSeconds) ?? 0
         dropped = c.lenient(.dropped) ?? 0
+        abandoned = c.lenient(.abandoned) ?? 0
         overall = c.lenient(.overall) ?? LoadStats()
         requests = c.lenientObject(.requests).map { name, stats in NamedStats(name: name, stats: stats ?? LoadStats()) }
         timeline = c.lenientList(.timeline) ?? []
@@ -211,6 +216,7 @@ public struct LoadResult: Sendable, Equatable, Codable {
         try c.encodeIfPresent(ended, forKey: .ended)
         try c.encode(elapsedSeconds, forKey: .elapsedSeconds)
         try c.encode(dropped, forKey: .dropped)
+        if abandoned > 0 { try c.encode(abandoned, forKey: .abandoned) }
         try c.encode(overall, forKey: .overall)
         var requestsContainer = c.nestedContainer(keyedBy: AnyKey.self, forKey: .requests)
         for request in requests { try requestsContainer.encode(request.stats, forKey: AnyKey(request.name)) }
