@@ -457,12 +457,13 @@ extension ProcessSignal {
         let command = FaultMarks.shortCommand(process)
         let ledger = context.resources.ledger
         let token = ledger.record(RemoteStoppedProcess(host: host.absolute, pid: process.pid, startTime: process.startTime, command: command))
+        let since = Timestamp.now()
         let state = try await Remote.signal(process, host: host, signal: signal, shells: shells)
         guard state == "stopped" || state == "running" else {
             ledger.remove(token)
             return state
         }
-        context.beginFault("pid \(process.pid) on \(host.display) frozen (\(command))", id: id)
+        context.beginFault("pid \(process.pid) on \(host.display) frozen (\(command))", id: id, since: since)
         context.registerCleanup("resume pid \(process.pid) (\(command)) on \(host.display) with SIGCONT") {
             let state = try await Remote.signal(process, host: host, signal: SIGCONT, shells: shells)
             if state.hasPrefix("failed") { throw ActivityFailure("cannot resume pid \(process.pid) on \(host.display): \(state)") }

@@ -61,10 +61,14 @@ public struct ActivityContext: Sendable {
     }
 
     /// Marks the start of a fault window (a toxic, a kill) for reports' timelines.
+    /// - Parameters:
+    ///   - since: when the fault could first take effect, for a fault opened once the call that
+    ///     injects it has returned: the moment that call began (default: now). A window that
+    ///     opens late counts requests the fault already met in the phase before it.
     /// - Returns: an identifier for ``endFault(_:)``.
     @discardableResult
-    public func beginFault(_ label: String, id: String? = nil) -> String {
-        run.beginFault(label: label, id: id ?? "\(activityName)#\(run.nextRandomStream())")
+    public func beginFault(_ label: String, id: String? = nil, since: Timestamp? = nil) -> String {
+        run.beginFault(label: label, id: id ?? "\(activityName)#\(run.nextRandomStream())", start: since ?? Timestamp.now())
     }
 
     /// Marks the end of a fault window; ending an unknown or ended window does nothing.
@@ -210,10 +214,10 @@ final class RunState: Sendable {
 
     var exports: [String: Value] { state.withLock { $0.exports } }
 
-    func beginFault(label: String, id: String) -> String {
+    func beginFault(label: String, id: String, start: Timestamp) -> String {
         let window = changingFaults { s in
             s.faults.removeAll { $0.id == id && $0.end == nil }
-            s.faults.append(FaultWindow(id: id, label: label, start: Timestamp.now(), end: nil))
+            s.faults.append(FaultWindow(id: id, label: label, start: start, end: nil))
             return s.faults[s.faults.count - 1]
         }
         onFault(window, true)

@@ -76,6 +76,8 @@ extension ActivityContext {
     /// Adds a toxic until the experiment ends.
     /// - Returns: the toxic as the backend reports it (every attribute filled in).
     public func addToxic(_ toxic: ToxicDefinition, to proxy: String, on backend: any ToxicBackend) async throws -> ToxicDefinition {
+        // The window opens when the toxic may first act: the backend applies it during the call.
+        let since = Timestamp.now()
         let added = try await backendCall(backend) { try await backend.addToxic(toxic, to: proxy) }
         let faultID = ToxicFault.toxic(proxy, added.name)
         // `latency latency=300 jitter=100 on store (downstream)`: what a timeline label can hold.
@@ -85,7 +87,7 @@ extension ActivityContext {
         }
         let toxicity = added.toxicity < 1 ? ", toxicity \(Substitution.interpolated(.double(added.toxicity)))" : ""
         beginFault(
-            ([added.type] + attributes).joined(separator: " ") + " on \(proxy) (\(added.stream.rawValue))\(toxicity)", id: faultID)
+            ([added.type] + attributes).joined(separator: " ") + " on \(proxy) (\(added.stream.rawValue))\(toxicity)", id: faultID, since: since)
         registerCleanup("remove toxic \(added.name) from \(proxy)") {
             let note = await backend.toxicReport(named: added.name, on: proxy)
             defer { self.endFault(faultID, note: note) }
@@ -123,9 +125,10 @@ extension ActivityContext {
 
     /// Takes a proxy down until ``enableProxy(named:on:)`` or the end of the experiment.
     public func disableProxy(named proxy: String, on backend: any ToxicBackend) async throws -> ProxyDefinition {
+        let since = Timestamp.now()
         let disabled = try await backendCall(backend) { try await backend.updateProxy(named: proxy, listen: nil, upstream: nil, enabled: false) }
         let faultID = ToxicFault.down(proxy)
-        beginFault("proxy \(proxy) down", id: faultID)
+        beginFault("proxy \(proxy) down", id: faultID, since: since)
         registerCleanup("enable proxy \(proxy)") {
             defer { self.endFault(faultID) }
             do {
@@ -151,11 +154,12 @@ extension ActivityContext {
         -> ProxyDefinition
     {
         let before = try await backendCall(backend) { try await backend.proxy(named: name) }
+        let since = Timestamp.now()
         let after = try await backendCall(backend) {
             try await backend.updateProxy(named: name, listen: listen, upstream: upstream, enabled: enabled)
         }
         let faultID = ToxicFault.down(name)
-        if enabled == false, before.enabled { beginFault("proxy \(name) down", id: faultID) }
+        if enabled == false, before.enabled { beginFault("proxy \(name) down", id: faultID, since: since) }
         if enabled == true { endFault(faultID) }
         registerCleanup("restore proxy \(name)") {
             defer { if enabled == false { self.endFault(faultID) } }
