@@ -21,8 +21,9 @@ public final class TestSocket: @unchecked Sendable {
     /// How a read ended.
     public enum End: Equatable, Sendable { case eof, reset, timeout }
 
-    /// Connects to `host` (an IPv4 or IPv6 address; IPv4 loopback by default) on `port`.
-    public init(host: String = "127.0.0.1", port: Int, timeout: Double = 10) throws {
+    /// Connects to `host` (an IPv4 or IPv6 address; IPv4 loopback by default) on `port`. The timeout
+    /// bounds each read and write, so a test never hangs; generous, since a loaded machine is slow.
+    public init(host: String = "127.0.0.1", port: Int, timeout: Double = 30) throws {
         let ipv6 = host.contains(":")
         fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw SocketFailure("socket") }
