@@ -77,9 +77,10 @@ def connect():
 
 def exchange(payload=b"ping", half_close=False):
     """Sends payload, reads until the echo is complete or the connection ends.
-    Returns (bytes, seconds, how it ended)."""
-    client = connect()
+    Returns (bytes, seconds, how it ended), timed from before connecting: a toxic that runs
+    from when the connection opens (timeout, bandwidth) may start before connect() returns here."""
     start = time.monotonic()
+    client = connect()
     received = b""
     end = "complete"
     try:
