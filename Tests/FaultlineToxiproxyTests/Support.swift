@@ -39,11 +39,13 @@ final class ToxiproxyStandIn: Sendable {
 
     var url: String { address.url }
 
-    /// A client with short timeouts (and the server's token); shut it down when done.
+    /// A client (with the server's token); shut it down when done. Its timeouts only bound a
+    /// hang: generous, since on a loaded machine the test process's event loop may wait seconds
+    /// for a core (CI once saw a loopback connect miss a 2 s limit).
     func client() -> ToxiproxyClient { client(token: token) }
 
     func client(token: String?) -> ToxiproxyClient {
-        ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(2), request: .seconds(10)), token: token)
+        ToxiproxyClient(address: address, timeouts: .init(connect: .seconds(10), request: .seconds(30)), token: token)
     }
 
     /// Stops the server with SIGTERM and waits for it.
