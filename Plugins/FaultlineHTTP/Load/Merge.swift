@@ -8,10 +8,10 @@ import Foundation
 /// Exact where it matters: every latency of every shard is in its output (``LatencyHistogram``),
 /// so the merged percentiles, minimum, maximum and mean are computed by the same code, from the
 /// same latencies, as an unsharded run's; counts, bytes, status codes, error classes, dropped
-/// sends and abandoned requests are sums. The merged load lasted from the first shard's start to the last one's end,
-/// which its rates are per. Phases merge by name; a merged phase lasted as long as its longest
-/// shard's. The timeline adds the shards' seconds by wall clock; its per-second p50 and p99 are
-/// the highest of the shards' (a second's latencies are not kept).
+/// sends and abandoned requests are sums. The merged load lasted from the first shard's start to
+/// the last one's end, which its rates are per. Phases merge by name; a merged phase lasted as long
+/// as its longest shard's. The timeline adds the shards' seconds by wall clock; its per-second p50
+/// and p99 are the highest of the shards' (a second's latencies are not kept).
 public enum LoadMerge {
     /// Shards that do not make one load, in one line with the fix.
     public struct Mismatch: Error, Equatable, CustomStringConvertible {
