@@ -119,6 +119,7 @@ struct RunTests {
                 let theirs = try await Self.preexisting(client)
                 var verdicts: [String: [Outcome]] = [:]  // outcomes, before the suite's expectations
                 var toxicListings: [String: Value] = [:]
+                var reasons: [String: [String]] = [:]  // why each ended as it did, for a failure's message
                 for (profile, extra) in [("inprocess", [String]()), ("toxiproxy", ["--var", "toxiproxy_api=\(server.url)"])] {
                     let scratch = try ScratchDirectory()
                     let run = try TestProcess.faultline(
@@ -130,12 +131,13 @@ struct RunTests {
                         .sorted()
                     let journals = try files.map { try Journal.load(path: scratch.path("journals/\($0)")) }
                     verdicts[profile] = journals.map(\.outcome)
+                    reasons[profile] = journals.map { "\($0.outcome): \($0.reason ?? "-")" }
                     #expect(journals.allSatisfy { $0.verdict == .completed }, "\(profile): an experiment did not end as the suite documents")
                     toxicListings[profile] = journals.last.flatMap { Self.record($0, "toxics")?.output }
                     #expect(journals.allSatisfy { $0.cleanup.allSatisfy { $0.status == .succeeded } })
                 }
-                #expect(verdicts["inprocess"] == [.completed, .deviated, .deviated, .completed])
-                #expect(verdicts["inprocess"] == verdicts["toxiproxy"])
+                #expect(verdicts["inprocess"] == [.completed, .deviated, .deviated, .completed], "\(reasons)")
+                #expect(verdicts["inprocess"] == verdicts["toxiproxy"], "\(reasons)")
                 // The chaostoxi probe saw the same toxics, as Toxiproxy's API shows them, on both.
                 #expect(toxicListings["inprocess"] != nil && toxicListings["inprocess"] == toxicListings["toxiproxy"])
                 #expect(try await client.proxies() == [theirs])

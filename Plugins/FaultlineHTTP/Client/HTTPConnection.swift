@@ -160,8 +160,8 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// False once the connection closed or the server asked to close it.
     private(set) var isReusable = true
     /// Why the connection closed, for a request sent after it did (a TLS handshake can fail
-    /// between the connect and the first request).
-    private var closeReason: HTTPFailure?
+    /// between the connect and the first request, even before the connect's future completes).
+    private(set) var closeReason: HTTPFailure?
     /// True while a TLS handshake has not completed: a close then is a TLS failure (an https
     /// request to a plain HTTP server is answered with an error page and a close, or a reset).
     private var awaitingHandshake: Bool
@@ -284,16 +284,28 @@ final class ExchangeHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
+/// A connected channel and the exchange handler at the end of its pipeline.
+///
+/// The handler is kept from the moment the pipeline is built: a TLS handshake that fails as the
+/// connect completes empties the pipeline before the connect's callbacks run, and a request then
+/// sent on the handler fails with why the connection closed.
+struct ConnectedExchange: Sendable {
+    let channel: any Channel
+    let handler: NIOLoopBound<ExchangeHandler>
+}
+
 /// Opens connections with the pipeline every exchange needs.
 enum HTTPConnector {
     /// Connects to `target` (at `address` when already resolved) on `loop`.
     ///
-    /// The future completes on `loop`; read the handler there with ``handler(of:)``.
+    /// The future completes on `loop`. A connect that fails after the handler saw the connection
+    /// close fails with the handler's reason (a TLS handshake cut short), not the channel's.
     static func connect(
         to target: HTTPTarget, address: SocketAddress?, tls: NIOSSLContext?, connectTimeout: TimeAmount, on loop: any EventLoop
-    ) -> EventLoopFuture<any Channel> {
+    ) -> EventLoopFuture<ConnectedExchange> {
         let peer = target.authority
         let serverName = target.hostIsAddress ? nil : target.host
+        let box = NIOLoopBoundBox.makeEmptyBox(valueType: ExchangeHandler.self, eventLoop: loop)
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -301,19 +313,21 @@ enum HTTPConnector {
                 do {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
-                    try sync.addHandler(ExchangeHandler(peer: peer, tls: tls != nil))
+                    let handler = ExchangeHandler(peer: peer, tls: tls != nil)
+                    box.value = handler
+                    try sync.addHandler(handler)
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-        if let address { return bootstrap.connect(to: address) }
-        return bootstrap.connect(host: target.host, port: target.port)
-    }
-
-    /// The exchange handler of a channel made by ``connect(to:address:tls:connectTimeout:on:)``; call on its loop.
-    static func handler(of channel: any Channel) -> ExchangeHandler? {
-        try? channel.pipeline.syncOperations.handler(type: ExchangeHandler.self)
+        let connecting = address.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: target.host, port: target.port)
+        return connecting.flatMapThrowing { channel in
+            guard let handler = box.value else { throw ChannelError.ioOnClosedChannel }
+            return ConnectedExchange(channel: channel, handler: NIOLoopBound(handler, eventLoop: loop))
+        }.flatMapErrorThrowing { error in
+            throw box.value?.closeReason ?? error
+        }
     }
 
     /// TLS contexts are costly to build (they load the trust roots): one per verification mode.
@@ -352,11 +366,7 @@ final class HTTPClientConnection: Sendable {
         }
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let future = HTTPConnector.connect(to: target, address: nil, tls: tls, connectTimeout: connectTimeout, on: loop)
-            .flatMapThrowing { channel in
-                // Runs on the loop as the connect completes, before a TLS failure can empty the pipeline.
-                guard let handler = HTTPConnector.handler(of: channel) else { throw ChannelError.ioOnClosedChannel }
-                return HTTPClientConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: loop), target: target)
-            }
+            .map { HTTPClientConnection(channel: $0.channel, handler: $0.handler, target: target) }
         do {
             // A connect in progress cannot be aborted, so a cancelled task stops waiting for it
             // and closes the connection if it comes.

@@ -452,14 +452,9 @@ final class LoadUser {
         HTTPConnector.connect(to: target.target, address: target.address, tls: target.tls, connectTimeout: plan.connectTimeout, on: worker.loop)
             .assumeIsolated().whenComplete { result in
                 switch result {
-                case .success(let channel):
-                    if let handler = HTTPConnector.handler(of: channel) {
-                        connected(.success(handler))
-                    } else {
-                        // The connection closed before its pipeline was read (a TLS failure empties it).
-                        channel.close(promise: nil)
-                        connected(.failure(HTTPFailure(.reset, "the connection to \(target.target.authority) closed at once")))
-                    }
+                case .success(let opened):
+                    // A TLS failure may have closed it already: the first request then fails with why.
+                    connected(.success(opened.handler.value))
                 case .failure(let error):
                     connected(.failure(HTTPFailure.classify(error, target: target.target.authority)))
                 }
