@@ -96,7 +96,7 @@ struct CLITests {
                 - {type: probe, name: state-ok, tolerance: 0, provider: {type: process, path: sh, arguments: ["-c", "exit $(cat state)"]}}
             method:
               - {type: action, name: change, provider: {type: process, path: sh, arguments: ["-c", "echo \(after) > state"]}}
-              - {type: action, name: check, provider: {type: process, path: sleep, arguments: ["\(action == "true" ? "0" : "5")"], timeout: 0.5}}
+              - {type: action, name: check, provider: {type: process, path: sleep, arguments: ["\(action == "true" ? "0" : "60")"], timeout: 2}}
             """)
         let run = try TestProcess.faultline(["run", "exp.yaml"], in: scratch)
         let status = await run.wait()
