@@ -182,6 +182,7 @@ let package = Package(
                 "FaultlineHTTP", "FaultlineNetwork", "FaultlineKit", "FaultlineTesting", "FaultlineTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
