@@ -252,3 +252,16 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// scripts/fuzz builds with FAULTLINE_FUZZ=1: libFuzzer's coverage instrumentation for this
+// package's own Swift modules, and the fuzz binary linked with libFuzzer (through lld: gold fails
+// on libFuzzer's debug information). The dependencies compile exactly as in an ordinary debug
+// build, so a fuzz build in the same build directory (CI's) reuses them.
+if Context.environment["FAULTLINE_FUZZ"] == "1" {
+    for target in package.targets where [.regular, .executable].contains(target.type) && target.name != "CFaultlineSystem" {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer"]), .define("FAULTLINE_FUZZING")]
+    }
+    for target in package.targets where target.name == "faultline-fuzz" {
+        target.linkerSettings = (target.linkerSettings ?? []) + [.unsafeFlags(["-sanitize=fuzzer", "-Xclang-linker", "-fuse-ld=lld"])]
+    }
+}
