@@ -121,7 +121,7 @@ struct ChaosToolkitParityTests {
                 steady-state-hypothesis:
                   title: answers quickly
                   probes:
-                    - {type: probe, name: quick, tolerance: 0, provider: {type: process, path: sh, arguments: ["-c", "if [ -f broken ]; then sleep 5; fi"], timeout: 1}}
+                    - {type: probe, name: quick, tolerance: 0, provider: {type: process, path: sh, arguments: ["-c", "if [ -f broken ]; then exec sleep 30; fi"], timeout: 3}}
                 method:
                   - {type: action, name: break, provider: {type: process, path: touch, arguments: [broken]}}
                 rollbacks:
