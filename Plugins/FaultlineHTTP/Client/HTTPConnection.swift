@@ -305,7 +305,9 @@ enum HTTPConnector {
     ) -> EventLoopFuture<ConnectedExchange> {
         let peer = target.authority
         let serverName = target.hostIsAddress ? nil : target.host
-        let box = NIOLoopBoundBox.makeEmptyBox(valueType: ExchangeHandler.self, eventLoop: loop)
+        // Each connection attempt's handler, by channel: a host name may be tried at several
+        // addresses at once (Happy Eyeballs), and any of them may win.
+        let handlers = NIOLoopBoundBox.makeEmptyBox(valueType: [ObjectIdentifier: ExchangeHandler].self, eventLoop: loop)
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -314,7 +316,9 @@ enum HTTPConnector {
                     let sync = channel.pipeline.syncOperations
                     if let tls { try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
                     let handler = ExchangeHandler(peer: peer, tls: tls != nil)
-                    box.value = handler
+                    var known = handlers.value ?? [:]
+                    known[ObjectIdentifier(channel)] = handler
+                    handlers.value = known
                     try sync.addHandler(handler)
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
@@ -323,10 +327,10 @@ enum HTTPConnector {
             }
         let connecting = address.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: target.host, port: target.port)
         return connecting.flatMapThrowing { channel in
-            guard let handler = box.value else { throw ChannelError.ioOnClosedChannel }
+            guard let handler = handlers.value?[ObjectIdentifier(channel)] else { throw ChannelError.ioOnClosedChannel }
             return ConnectedExchange(channel: channel, handler: NIOLoopBound(handler, eventLoop: loop))
         }.flatMapErrorThrowing { error in
-            throw box.value?.closeReason ?? error
+            throw handlers.value?.values.lazy.compactMap(\.closeReason).first ?? error
         }
     }
 
