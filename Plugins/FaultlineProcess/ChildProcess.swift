@@ -169,17 +169,7 @@ public final class ChildProcess: Sendable {
     /// Waits for the child to end, at most `timeout` seconds (nil: no limit).
     /// - Returns: how it ended, or nil after the timeout or on cancellation.
     public func wait(timeout: Double?) async -> Termination? {
-        guard let timeout else { return await waitUnlessCancelled() }
-        return await withTaskGroup(of: Termination?.self) { group in
-            group.addTask { await self.waitUnlessCancelled() }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(timeout))
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
+        await exitLatch.waitUnlessCancelled(timeout: timeout)
     }
 
     /// The termination, if the child has ended.
@@ -359,7 +349,13 @@ final class ExitLatch: Sendable {
         return await Task { await self.waitUnlessCancelled()! }.value
     }
 
-    func waitUnlessCancelled() async -> ChildProcess.Termination? {
+    /// Waits for the child to end; nil when the task is cancelled or `timeout` seconds pass first.
+    ///
+    /// The timeout is a Dispatch timer that resumes the waiter itself, under the latch's lock: which
+    /// came first, the exit or the timeout, is decided when each happens. (A timeout raced in a
+    /// task group against the wait was decided by whichever task the cooperative pool ran first, so
+    /// on a starved pool a program that ran 30 s past a 0.3 s timeout was reported as finished.)
+    func waitUnlessCancelled(timeout: Double? = nil) async -> ChildProcess.Termination? {
         let id = state.withLock { s -> Int in
             s.nextWaiter += 1
             return s.nextWaiter
@@ -372,7 +368,14 @@ final class ExitLatch: Sendable {
                     s.waiters[id] = continuation
                     return nil
                 }
-                if let now { continuation.resume(returning: now) }
+                if let now {
+                    continuation.resume(returning: now)
+                } else if let timeout {
+                    // At most about 31 years: DispatchTime counts nanoseconds in 64 bits.
+                    DispatchQueue.global().asyncAfter(deadline: .now() + min(max(timeout, 0), 1e9)) { [self] in
+                        state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+                    }
+                }
             }
         } onCancel: {
             state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
